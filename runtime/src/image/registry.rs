@@ -1,0 +1,538 @@
+//! Talking to registries (OCI distribution spec) through oci-client: pull (manifest or index,
+//! platform choice, parallel streamed layer downloads verified against their digests, unpack
+//! into snapshots), push (only missing blobs; manifest bytes as stored, so the digest is
+//! kept), and login checks.
+//!
+//! Transport: like docker, loopback registries (localhost, 127.0.0.0/8, ::1) speak plain
+//! http; others https, unless `--tls-verify=false` or listed in ROOT/config.json's
+//! `insecure-registries` (then https without verification, falling back to http).
+
+use super::auth::Credentials;
+use super::manifest::{media, parse_document, Descriptor, Document, ImageConfig, LayerKind, Manifest, ManifestError, Platform};
+use super::progress::{LayerProgress, Progress};
+use super::reference::{is_loopback_registry, ImageRef};
+use super::store::{Image, Store, StoreError};
+use crate::digest::Digest;
+use crate::snapshot::apply::ApplyLimits;
+use crate::snapshot::{SnapshotError, Snapshots};
+use futures_util::{StreamExt, TryStreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, RegistryOperation};
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry {registry} is not reachable: {detail}")]
+    Unreachable { registry: String, detail: String },
+    #[error("registry {registry} requires authentication (run `strata login {registry}`)")]
+    AuthRequired { registry: String },
+    #[error("registry {registry} refused the credentials for user {user:?}: incorrect username or password")]
+    BadCredentials { registry: String, user: String },
+    #[error("access to {reference} denied by registry {registry}")]
+    Denied { registry: String, reference: String },
+    #[error("{reference}: manifest unknown (no such image or tag in registry {registry})")]
+    NotFound { registry: String, reference: String },
+    #[error("blob {expected} from registry {registry} is corrupt: its content hashes to {actual}")]
+    DigestMismatch { registry: String, expected: String, actual: String },
+    #[error("downloading {digest} from registry {registry} failed after {received} of {expected} bytes: {detail}")]
+    Interrupted { registry: String, digest: Digest, received: u64, expected: u64, detail: String },
+    #[error("registry {registry}: {detail}")]
+    Protocol { registry: String, detail: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct Transport {
+    /// `Some(false)`: skip TLS verification (and allow http) for every registry.
+    pub tls_verify: Option<bool>,
+    pub insecure_registries: Vec<String>,
+}
+
+pub struct PullOptions {
+    pub platform: Platform,
+    /// True when the user named the platform (a mismatching single-platform image warns).
+    pub platform_explicit: bool,
+    pub credentials: Option<Credentials>,
+    pub transport: Transport,
+    pub progress: Progress,
+    pub max_parallel: usize,
+}
+
+/// A connection to one registry, authenticated for one repository and operation.
+struct Remote {
+    client: Client,
+    auth: RegistryAuth,
+    registry: String,
+    user: Option<String>,
+}
+
+enum Scheme {
+    Http,
+    Https { verify: bool },
+}
+
+async fn choose_scheme(host: &str, transport: &Transport) -> Scheme {
+    if is_loopback_registry(host) {
+        return Scheme::Http;
+    }
+    let insecure = transport.tls_verify == Some(false) || transport.insecure_registries.iter().any(|r| r == host);
+    if !insecure {
+        return Scheme::Https { verify: true };
+    }
+    // Insecure: https without verification if the registry speaks TLS at all, else http.
+    let probe = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build();
+    match probe {
+        Ok(c) => match c.get(format!("https://{host}/v2/")).send().await {
+            Ok(_) => Scheme::Https { verify: false },
+            Err(_) => Scheme::Http,
+        },
+        Err(_) => Scheme::Http,
+    }
+}
+
+impl Remote {
+    async fn connect(
+        reference: &ImageRef,
+        credentials: Option<&Credentials>,
+        transport: &Transport,
+        op: RegistryOperation,
+    ) -> Result<Remote, RegistryError> {
+        let host = reference.registry_host().to_string();
+        let (protocol, accept_invalid) = match choose_scheme(&host, transport).await {
+            Scheme::Http => (ClientProtocol::Http, false),
+            Scheme::Https { verify } => (ClientProtocol::Https, !verify),
+        };
+        let config = ClientConfig {
+            protocol,
+            accept_invalid_certificates: accept_invalid,
+            platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(30)),
+            read_timeout: Some(std::time::Duration::from_secs(120)),
+            user_agent: concat!("strata/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        let client = Client::new(config);
+        let auth = match credentials {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => RegistryAuth::Anonymous,
+        };
+        let remote = Remote {
+            client,
+            auth,
+            registry: reference.registry().to_string(),
+            user: credentials.map(|c| c.username.clone()),
+        };
+        remote
+            .client
+            .auth(reference.oci(), &remote.auth, op)
+            .await
+            .map_err(|e| remote.error(e, reference))?;
+        Ok(remote)
+    }
+
+    /// Turn an oci-client error into one line that names the registry and what went wrong.
+    fn error(&self, e: OciDistributionError, reference: &ImageRef) -> RegistryError {
+        let registry = self.registry.clone();
+        let auth_error = || match &self.user {
+            Some(user) => RegistryError::BadCredentials { registry: registry.clone(), user: user.clone() },
+            None => RegistryError::AuthRequired { registry: registry.clone() },
+        };
+        match e {
+            OciDistributionError::RequestError(err) => {
+                let mut detail = err.to_string();
+                let mut source = std::error::Error::source(&err);
+                while let Some(s) = source {
+                    detail = s.to_string();
+                    source = s.source();
+                }
+                if err.is_connect() || err.is_timeout() {
+                    RegistryError::Unreachable { registry, detail }
+                } else {
+                    RegistryError::Protocol { registry, detail }
+                }
+            }
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => auth_error(),
+            OciDistributionError::ImageManifestNotFoundError(_) => {
+                RegistryError::NotFound { registry, reference: reference.to_string() }
+            }
+            OciDistributionError::RegistryError { envelope, .. } => {
+                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+                if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
+                    auth_error()
+                } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
+                    RegistryError::Denied { registry, reference: reference.to_string() }
+                } else if codes.iter().any(|c| {
+                    matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+                }) {
+                    RegistryError::NotFound { registry, reference: reference.to_string() }
+                } else {
+                    RegistryError::Protocol { registry, detail: envelope.to_string() }
+                }
+            }
+            OciDistributionError::ServerError { code: 401, .. } => auth_error(),
+            OciDistributionError::ServerError { code: 403, .. } => {
+                RegistryError::Denied { registry, reference: reference.to_string() }
+            }
+            OciDistributionError::ServerError { code: 404, .. } => {
+                RegistryError::NotFound { registry, reference: reference.to_string() }
+            }
+            OciDistributionError::ServerError { code, message, .. } => RegistryError::Protocol {
+                registry,
+                detail: format!("HTTP {code}: {}", message.trim().chars().take(200).collect::<String>()),
+            },
+            OciDistributionError::DigestError(d) => {
+                RegistryError::Protocol { registry, detail: format!("content does not match its digest: {d}") }
+            }
+            other => RegistryError::Protocol { registry, detail: other.to_string() },
+        }
+    }
+
+    async fn manifest(&self, reference: &ImageRef) -> Result<(Vec<u8>, Digest), RegistryError> {
+        let (bytes, _) = self
+            .client
+            .pull_manifest_raw(reference.oci(), &self.auth, media::ACCEPTED_MANIFESTS)
+            .await
+            .map_err(|e| self.error(e, reference))?;
+        let actual = Digest::of_bytes(&bytes);
+        if let Some(expected) = reference.digest() {
+            if expected != actual {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
+        Ok((bytes.to_vec(), actual))
+    }
+
+    /// Stream one blob into the store, verifying digest and size.
+    async fn download(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+        desc: &Descriptor,
+        bar: &LayerProgress,
+    ) -> Result<(), RegistryError> {
+        let digest_str = desc.digest.to_string();
+        let mut stream = self
+            .client
+            .pull_blob_stream(reference.oci(), digest_str.as_str())
+            .await
+            .map_err(|e| self.error(e, reference))?;
+        let mut writer = store.blob_writer()?;
+        bar.downloading(desc.size);
+        loop {
+            let chunk = match stream.try_next().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                // oci-client checks the digest itself at the end of the stream; report that
+                // as what it is, with the digest we computed.
+                Err(_) if writer.written() == desc.size => {
+                    return Err(RegistryError::DigestMismatch {
+                        registry: self.registry.clone(),
+                        expected: desc.digest.to_string(),
+                        actual: writer.digest_so_far().to_string(),
+                    })
+                }
+                Err(e) => {
+                    return Err(RegistryError::Interrupted {
+                        registry: self.registry.clone(),
+                        digest: desc.digest.clone(),
+                        received: writer.written(),
+                        expected: desc.size,
+                        detail: e.to_string(),
+                    })
+                }
+            };
+            writer.write_all(&chunk).map_err(|e| StoreError::Io { context: "writing blob".into(), source: e })?;
+            bar.advance(chunk.len() as u64);
+            if writer.written() > desc.size {
+                return Err(RegistryError::Protocol {
+                    registry: self.registry.clone(),
+                    detail: format!("blob {} is larger than the {} bytes its descriptor declares", desc.digest, desc.size),
+                });
+            }
+        }
+        if writer.written() < desc.size {
+            return Err(RegistryError::Interrupted {
+                registry: self.registry.clone(),
+                digest: desc.digest.clone(),
+                received: writer.written(),
+                expected: desc.size,
+                detail: "connection closed early".into(),
+            });
+        }
+        let registry = self.registry.clone();
+        let expected = desc.digest.clone();
+        let size = desc.size;
+        tokio::task::spawn_blocking(move || writer.commit(Some(&expected), Some(size)))
+            .await
+            .expect("blob commit task")
+            .map_err(|e| match e {
+                StoreError::DigestMismatch { expected, actual } => RegistryError::DigestMismatch {
+                    registry,
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                },
+                other => other.into(),
+            })?;
+        Ok(())
+    }
+
+    async fn small_blob(&self, store: &Store, reference: &ImageRef, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
+        if store.has_blob(&desc.digest) {
+            if let Ok(bytes) = store.read_blob(&desc.digest) {
+                return Ok(bytes);
+            }
+        }
+        self.download(store, reference, desc, &LayerProgress::hidden()).await?;
+        Ok(store.read_blob(&desc.digest)?)
+    }
+}
+
+/// Pull `reference` into the store, unpack its layers, and record it under its name.
+pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Result<Image, RegistryError> {
+    let _content = store.root().lock_content().map_err(StoreError::from)?;
+    let remote = Remote::connect(reference, opts.credentials.as_ref(), &opts.transport, RegistryOperation::Pull).await?;
+    opts.progress.line(&format!("{}: Pulling from {}", reference.tag().unwrap_or("digest"), reference.repository()));
+
+    let (bytes, digest) = remote.manifest(reference).await?;
+    let (manifest_bytes, manifest_digest, platform) = match parse_document(&bytes, None)? {
+        Document::Index(index) => {
+            let chosen = index.select(&opts.platform, &reference.to_string())?.clone();
+            let (bytes, digest) = remote.manifest(&reference.with_digest(&chosen.digest)).await?;
+            if digest != chosen.digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: remote.registry.clone(),
+                    expected: chosen.digest.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+            (bytes, digest, chosen.platform.clone())
+        }
+        Document::Manifest(_) => (bytes, digest, None),
+    };
+    let manifest: Manifest = match parse_document(&manifest_bytes, None)? {
+        Document::Manifest(m) => *m,
+        Document::Index(_) => {
+            return Err(RegistryError::Protocol {
+                registry: remote.registry.clone(),
+                detail: format!("{manifest_digest} is a nested index; expected an image manifest"),
+            })
+        }
+    };
+    let kinds = manifest.layer_kinds()?;
+    let config_bytes = remote.small_blob(store, reference, &manifest.config).await?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Protocol {
+        registry: remote.registry.clone(),
+        detail: format!("image config {} is invalid: {e}", manifest.config.digest),
+    })?;
+    let platform = platform.unwrap_or_else(|| config.platform());
+    if opts.platform_explicit && !platform.os.is_empty() && (platform.os != opts.platform.os || platform.architecture != opts.platform.architecture)
+    {
+        opts.progress.warn(&format!(
+            "image platform ({platform}) does not match the requested platform ({})",
+            opts.platform
+        ));
+    }
+    store.write_blob(&manifest_bytes, Some(&manifest_digest))?;
+    let descriptor = Descriptor {
+        media_type: manifest.media_type_or_default().to_string(),
+        digest: manifest_digest.clone(),
+        size: manifest_bytes.len() as u64,
+        platform: Some(platform),
+        annotations: Default::default(),
+        urls: None,
+        artifact_type: None,
+    };
+    let image = Image {
+        names: vec![reference.clone()],
+        descriptor: descriptor.clone(),
+        manifest: manifest.clone(),
+        manifest_bytes: manifest_bytes.clone(),
+        config,
+        config_bytes,
+    };
+    let plan = Snapshots::plan(&image)?;
+
+    // Download and unpack each layer, several at a time; a layer unpacks as soon as its
+    // download completes (each snapshot is its own directory, so order does not matter).
+    let snapshots = Snapshots::new(store.root());
+    let remote = Arc::new(remote);
+    let tasks = manifest.layers.iter().zip(kinds).map(|(desc, kind)| {
+        let remote = remote.clone();
+        let snapshots = snapshots.clone();
+        let store = store.clone();
+        let layer_plan = plan.iter().find(|p| p.blob == desc.digest).cloned();
+        let bar = opts.progress.layer(&desc.digest);
+        async move {
+            let have_blob = store.has_blob(&desc.digest);
+            let have_snapshot = layer_plan.as_ref().is_none_or(|p| snapshots.exists(&p.chain_id));
+            if have_blob && have_snapshot {
+                bar.finish("Already exists");
+                return Ok(());
+            }
+            if !have_blob {
+                remote.download(&store, reference, desc, &bar).await?;
+            }
+            if let (Some(p), false) = (layer_plan, kind == LayerKind::Wasm) {
+                bar.extracting();
+                let (snapshots, store) = (snapshots.clone(), store.clone());
+                tokio::task::spawn_blocking(move || snapshots.unpack(&store, &p, &ApplyLimits::default()))
+                    .await
+                    .expect("unpack task")?;
+            }
+            bar.finish("Pull complete");
+            Ok::<(), RegistryError>(())
+        }
+    });
+    let results: Vec<Result<(), RegistryError>> =
+        futures_util::stream::iter(tasks).buffer_unordered(opts.max_parallel.max(1)).collect().await;
+    opts.progress.clear();
+    for r in results {
+        r?;
+    }
+    store.record(Some(reference), &descriptor)?;
+    opts.progress.line(&format!("Digest: {manifest_digest}"));
+    opts.progress.line(&format!("Status: Downloaded newer image for {reference}"));
+    Ok(image)
+}
+
+pub struct PushOptions {
+    pub credentials: Option<Credentials>,
+    pub transport: Transport,
+    pub progress: Progress,
+}
+
+/// Push a stored image to `dest`: blobs the registry lacks, then the manifest bytes as stored.
+pub async fn push(store: &Store, image: &Image, dest: &ImageRef, opts: &PushOptions) -> Result<Digest, RegistryError> {
+    let remote = Remote::connect(dest, opts.credentials.as_ref(), &opts.transport, RegistryOperation::Push).await?;
+    opts.progress.line(&format!("The push refers to repository [{}]", dest.name()));
+    let blobs: Vec<&Descriptor> = image.manifest.layers.iter().chain(std::iter::once(&image.manifest.config)).collect();
+    for desc in blobs {
+        let digest_str = desc.digest.to_string();
+        let exists = remote
+            .client
+            .blob_exists(dest.oci(), &digest_str)
+            .await
+            .map_err(|e| remote.error(e, dest))?;
+        if exists {
+            opts.progress.line(&format!("{}: Layer already exists", desc.digest.short()));
+            continue;
+        }
+        let path = store.blob_path(&desc.digest);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|_| StoreError::MissingBlob(desc.digest.clone()))?;
+        let stream = futures_util::stream::unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 4 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), file))
+                }
+                Err(e) => Some((Err(OciDistributionError::IoError(e)), file)),
+            }
+        });
+        remote
+            .client
+            .push_blob_stream(dest.oci(), stream, &digest_str, Some(desc.size))
+            .await
+            .map_err(|e| remote.error(e, dest))?;
+        opts.progress.line(&format!("{}: Pushed", desc.digest.short()));
+    }
+    let content_type = reqwest::header::HeaderValue::from_str(&image.descriptor.media_type).map_err(|_| {
+        RegistryError::Protocol { registry: remote.registry.clone(), detail: "invalid manifest media type".into() }
+    })?;
+    remote
+        .client
+        .push_manifest_raw(dest.oci(), image.manifest_bytes.clone(), content_type)
+        .await
+        .map_err(|e| remote.error(e, dest))?;
+    let digest = image.digest().clone();
+    opts.progress.line(&format!("{}: digest: {digest} size: {}", dest.tag().unwrap_or("latest"), image.manifest_bytes.len()));
+    Ok(digest)
+}
+
+/// Check credentials against a registry the way `docker login` does (GET /v2/, answering a
+/// Basic or Bearer challenge).
+pub async fn check_login(registry: &str, creds: &Credentials, transport: &Transport) -> Result<(), RegistryError> {
+    let scheme = match choose_scheme(registry, transport).await {
+        Scheme::Http => ("http", false),
+        Scheme::Https { verify } => ("https", !verify),
+    };
+    let unreachable = |e: reqwest::Error| RegistryError::Unreachable { registry: registry.to_string(), detail: root_cause(&e) };
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(scheme.1)
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .build()
+        .map_err(unreachable)?;
+    let url = format!("{}://{registry}/v2/", scheme.0);
+    let res = client.get(&url).send().await.map_err(unreachable)?;
+    if res.status().is_success() {
+        return Ok(());
+    }
+    let bad = || RegistryError::BadCredentials { registry: registry.to_string(), user: creds.username.clone() };
+    if res.status() != reqwest::StatusCode::UNAUTHORIZED {
+        return Err(RegistryError::Protocol { registry: registry.into(), detail: format!("GET /v2/ answered {}", res.status()) });
+    }
+    let challenge = res
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let res = if let Some(params) = challenge.strip_prefix("Bearer ") {
+        let field = |name: &str| {
+            params.split(',').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then(|| v.trim_matches('"').to_string())
+            })
+        };
+        let realm = field("realm").ok_or_else(|| RegistryError::Protocol {
+            registry: registry.into(),
+            detail: "Bearer challenge without a realm".into(),
+        })?;
+        let mut query = vec![("account", creds.username.clone())];
+        if let Some(service) = field("service") {
+            query.push(("service", service));
+        }
+        client
+            .get(realm)
+            .query(&query)
+            .basic_auth(&creds.username, Some(&creds.password))
+            .send()
+            .await
+            .map_err(unreachable)?
+    } else {
+        client.get(&url).basic_auth(&creds.username, Some(&creds.password)).send().await.map_err(unreachable)?
+    };
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian packages strata's tests, examples and benchmarks need, if any is missing.
+# Usage: scripts/deps.sh [bench]   (needs root; runs `apt-get update` once, only when installing)
+set -euo pipefail
+
+packages=(
+  docker-registry   # a real registry on loopback for the end-to-end tests
+  skopeo umoci      # independent tools to push/pull/unpack and compare with
+  busybox-static    # the base of the native test and example images
+  apache2-utils     # htpasswd, for the registry's basic auth
+  wabt              # wat2wasm, for the WAT examples
+  jq                # reading JSON in scripts
+)
+if [ "${1:-}" = bench ]; then
+  packages+=(podman debootstrap hyperfine)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,128 @@
+//! Running the real `strata` binary against a private root, for end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+/// A strata root in a temp dir, with its own credentials file.
+pub struct Strata {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    fn from(out: Output) -> Outcome {
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Strata {
+    pub fn new() -> Strata {
+        Strata { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    pub fn with_root(root: &Path) -> Strata {
+        let s = Strata::new();
+        std::os::unix::fs::symlink(root, s.root()).expect("link root");
+        s
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn authfile(&self) -> PathBuf {
+        self.dir.path().join("auth.json")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(STRATA);
+        cmd.env("STRATA_ROOT", self.root())
+            .env("REGISTRY_AUTH_FILE", self.authfile())
+            .env_remove("DOCKER_CONFIG")
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        Outcome::from(self.command(args).output().expect("spawn strata"))
+    }
+
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Outcome {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn strata");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        Outcome::from(child.wait_with_output().unwrap())
+    }
+
+    /// Run and require exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(o.code, 0, "strata {args:?} failed ({}):\n{}\n{}", o.code, o.stdout, o.stderr);
+        o.stdout
+    }
+
+    /// Run and require a failure; returns the outcome for the caller to check the message.
+    pub fn fails(&self, args: &[&str]) -> Outcome {
+        let o = self.run(args);
+        assert_ne!(o.code, 0, "strata {args:?} unexpectedly succeeded:\n{}\n{}", o.stdout, o.stderr);
+        assert!(!o.stderr.contains("panicked"), "strata panicked: {}", o.stderr);
+        o
+    }
+
+    pub fn inspect(&self, image: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", image]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect prints JSON");
+        v[0].clone()
+    }
+
+    /// Named images, as `images --format json` reports them.
+    pub fn images(&self) -> Vec<serde_json::Value> {
+        self.ok(&["images", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    }
+
+    /// Everything left in ROOT/tmp and snapshot staging: must be empty after any command.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.root().join("tmp")).into_iter().flatten().flatten() {
+            out.push(entry.path().display().to_string());
+        }
+        for entry in std::fs::read_dir(self.root().join("snapshots")).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                out.push(entry.path().display().to_string());
+            }
+        }
+        out
+    }
+
+    pub fn snapshot_count(&self) -> usize {
+        std::fs::read_dir(self.root().join("snapshots"))
+            .map(|d| d.flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+            .unwrap_or(0)
+    }
+
+    pub fn blob_count(&self) -> usize {
+        std::fs::read_dir(self.root().join("images/blobs/sha256")).map(|d| d.count()).unwrap_or(0)
+    }
+}

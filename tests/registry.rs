@@ -1,0 +1,419 @@
+//! End-to-end: strata against a real docker-registry on loopback, with skopeo on the other
+//! side. Images are built by the tests themselves (tests/support).
+
+mod cli;
+mod support;
+
+use cli::Strata;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use support::*;
+
+fn layout(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join("layout")
+}
+
+#[test]
+fn pull_busybox_lists_inspects_and_classifies_native() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "library/busybox");
+    let s = Strata::new();
+    let reference = reg.reference("library/busybox", "latest");
+    let out = s.ok(&["pull", &reference]);
+    assert_eq!(out.trim(), reference);
+
+    let info = s.inspect(&reference);
+    assert_eq!(info["Id"], img.config_digest());
+    assert_eq!(info["Digest"], img.manifest_digest());
+    assert_eq!(info["RepoTags"][0], reference);
+    assert_eq!(info["Platform"], "linux/amd64");
+    assert_eq!(info["Kind"], "native");
+    assert_eq!(info["KindReason"], "entrypoint /bin/sh is an ELF binary");
+    assert_eq!(info["Layers"][0]["Unpacked"], true);
+    assert_eq!(info["Layers"][0]["DiffID"], img.diff_ids()[0]);
+
+    // by short ID and by manifest digest too
+    let short = &img.config_digest()["sha256:".len().."sha256:".len() + 12];
+    assert_eq!(s.inspect(short)["Digest"], img.manifest_digest());
+    let pinned = format!("{}/library/busybox@{}", reg.addr(), img.manifest_digest());
+    assert_eq!(s.inspect(&pinned)["Id"], img.config_digest());
+
+    let images = s.images();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0]["Repository"], format!("{}/library/busybox", reg.addr()));
+    assert_eq!(images[0]["Tag"], "latest");
+    assert_eq!(s.ok(&["images", "-q"]).trim(), short);
+    let table = s.ok(&["images"]);
+    assert!(table.starts_with("REPOSITORY"), "{table}");
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+
+    // The store is an OCI layout skopeo reads as is.
+    let from_store = skopeo_inspect_raw(&format!("oci:{}:{}", s.root().join("images").display(), reference), None);
+    assert_eq!(sha256_digest(&from_store), img.manifest_digest());
+
+    // A second pull finds everything present.
+    let again = s.run(&["pull", &reference]);
+    assert_eq!(again.code, 0);
+    assert!(again.stderr.contains("Already exists"), "{}", again.stderr);
+}
+
+#[test]
+fn push_with_strata_pull_with_skopeo_and_back() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = multilayer_image(&layout(&tmp), "v1");
+    // skopeo -> registry -> strata
+    push_layout(&reg, &layout(&tmp), "v1", "multi");
+    let s = Strata::new();
+    s.ok(&["pull", "-q", &reg.reference("multi", "v1")]);
+    // strata -> registry (new name) -> skopeo: same manifest bytes, so the same digest
+    let dest = reg.reference("copy/multi", "v2");
+    let pushed = s.ok(&["push", &reg.reference("multi", "v1"), &dest]);
+    assert!(pushed.trim().ends_with(img.manifest_digest()), "{pushed}");
+    let raw = skopeo_inspect_raw(&format!("docker://{dest}"), None);
+    assert_eq!(sha256_digest(&raw), img.manifest_digest());
+    let out = tmp.path().join("from-skopeo");
+    skopeo_copy(&format!("docker://{dest}"), &format!("oci:{}:v2", out.display()));
+    let bundle = tmp.path().join("bundle");
+    umoci_unpack(&out, "v2", &bundle);
+    assert!(bundle.join("rootfs").is_dir());
+
+    // Pushing again uploads nothing.
+    let again = s.run(&["push", &reg.reference("multi", "v1"), &dest]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stderr.matches("Layer already exists").count(), img.layers.len() + 1, "{}", again.stderr);
+}
+
+#[test]
+fn import_push_then_skopeo_reads_it() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "imported\n").unwrap();
+    let tarball = tmp.path().join("rootfs.tar");
+    run(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    let s = Strata::new();
+    let name = reg.reference("imported", "v1");
+    let id = s.ok(&["import", "-c", "CMD [\"/bin/sh\"]", tarball.to_str().unwrap(), &name]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    s.ok(&["push", &name]);
+    let dest = tmp.path().join("oci");
+    skopeo_copy(&format!("docker://{name}"), &format!("oci:{}:v1", dest.display()));
+    let bundle = tmp.path().join("bundle");
+    umoci_unpack(&dest, "v1", &bundle);
+    assert_eq!(std::fs::read_to_string(bundle.join("rootfs/etc/motd")).unwrap(), "imported\n");
+}
+
+#[test]
+fn multiplatform_index_picks_the_platform_or_says_what_it_offers() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let index = multiplatform_index(&layout(&tmp), "multi");
+    push_layout(&reg, &layout(&tmp), "multi", "hello");
+    let reference = reg.reference("hello", "multi");
+
+    let s = Strata::new();
+    s.ok(&["pull", "-q", &reference]);
+    assert_eq!(s.inspect(&reference)["Digest"], index.for_platform("linux", "amd64").manifest_digest());
+
+    let w = Strata::new();
+    w.ok(&["pull", "-q", "--platform", "wasi/wasm", &reference]);
+    let info = w.inspect(&reference);
+    assert_eq!(info["Digest"], index.for_platform("wasi", "wasm").manifest_digest());
+    assert_eq!(info["Kind"], "wasm");
+    assert_eq!(info["KindReason"], "image platform is wasi/wasm");
+
+    let x = Strata::new();
+    let err = x.fails(&["pull", "--platform", "linux/arm64", &reference]);
+    assert_eq!(err.code, 1);
+    assert!(
+        err.stderr.contains("no image for platform linux/arm64") && err.stderr.contains("it offers linux/amd64, wasi/wasm"),
+        "{}",
+        err.stderr
+    );
+    assert!(x.images().is_empty());
+    let bad = x.fails(&["pull", "--platform", "linux", &reference]);
+    assert!(bad.stderr.contains("invalid platform \"linux\""), "{}", bad.stderr);
+}
+
+#[test]
+fn zstd_layers_unpack() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = zstd_image(&layout(&tmp), "z");
+    assert!(img.layers.iter().all(|l| l.media_type.ends_with("+zstd")));
+    push_layout(&reg, &layout(&tmp), "z", "zstd");
+    let s = Strata::new();
+    s.ok(&["pull", "-q", &reg.reference("zstd", "z")]);
+    let info = s.inspect(&reg.reference("zstd", "z"));
+    for layer in info["Layers"].as_array().unwrap() {
+        assert_eq!(layer["Unpacked"], true);
+    }
+    assert_eq!(s.snapshot_count(), img.layers.len());
+}
+
+#[test]
+fn wasm_artifacts_are_stored_as_blobs_and_classified_wasm() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let artifact = wasm_artifact_image(&layout(&tmp), "artifact");
+    let component = wasm_component_image(&tmp.path().join("component"), "c");
+    push_layout(&reg, &layout(&tmp), "artifact", "wasm/artifact");
+    push_layout(&reg, &tmp.path().join("component"), "c", "wasm/component");
+    let s = Strata::new();
+    for (repo, tag, img) in [("wasm/artifact", "artifact", &artifact), ("wasm/component", "c", &component)] {
+        let reference = reg.reference(repo, tag);
+        s.ok(&["pull", "-q", &reference]);
+        let info = s.inspect(&reference);
+        assert_eq!(info["Kind"], "wasm");
+        let reason = info["KindReason"].as_str().unwrap();
+        assert!(reason.contains(&img.layers[0].media_type), "{reason}");
+        let blob = s.root().join("images/blobs/sha256").join(&img.layers[0].digest["sha256:".len()..]);
+        assert!(std::fs::read(blob).unwrap().starts_with(b"\0asm"));
+    }
+    assert_eq!(s.snapshot_count(), 0, "raw wasm layers have no snapshot");
+}
+
+#[test]
+fn basic_auth_login_logout() {
+    let reg = Registry::start_with_basic_auth("alice", "s3cret");
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "private/busybox");
+    let reference = reg.reference("private/busybox", "latest");
+    let s = Strata::new();
+
+    let anon = s.fails(&["pull", &reference]);
+    assert!(
+        anon.stderr.contains(&format!("registry {} requires authentication", reg.addr())),
+        "{}",
+        anon.stderr
+    );
+    let wrong = s.run_stdin(&["login", "-u", "alice", "--password-stdin", reg.addr()], b"nope\n");
+    assert_eq!(wrong.code, 1);
+    assert!(
+        wrong.stderr.contains(&format!("registry {} refused the credentials", reg.addr()))
+            && wrong.stderr.contains("incorrect username or password"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(!s.authfile().exists(), "a failed login stores nothing");
+
+    let ok = s.run_stdin(&["login", "-u", "alice", "--password-stdin", reg.addr()], b"s3cret\n");
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.stdout.trim(), "Login Succeeded");
+    let auth: serde_json::Value = serde_json::from_slice(&std::fs::read(s.authfile()).unwrap()).unwrap();
+    assert_eq!(auth["auths"][reg.addr()]["auth"], base64_encode(b"alice:s3cret"));
+
+    s.ok(&["pull", "-q", &reference]);
+    s.ok(&["push", &reference, &reg.reference("private/copy", "v1")]);
+
+    // Credentials changed behind our back: a clear error naming the registry and user.
+    let stale = Strata::new();
+    std::fs::write(
+        stale.authfile(),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#, reg.addr(), base64_encode(b"alice:old")),
+    )
+    .unwrap();
+    let e = stale.fails(&["pull", &reference]);
+    assert!(e.stderr.contains("refused the credentials for user \"alice\""), "{}", e.stderr);
+    assert!(stale.images().is_empty());
+
+    assert!(s.ok(&["logout", reg.addr()]).contains("Removing login credentials"));
+    assert!(s.fails(&["logout", reg.addr()]).stderr.contains("not logged in"));
+}
+
+#[test]
+fn registry_not_running_is_a_clear_error() {
+    let port = support::registry::free_port();
+    let s = Strata::new();
+    let e = s.fails(&["pull", &format!("127.0.0.1:{port}/nothing:here")]);
+    assert_eq!(e.code, 1);
+    assert!(e.stderr.contains(&format!("registry 127.0.0.1:{port} is not reachable")), "{}", e.stderr);
+    assert_eq!(e.stderr.trim().lines().count(), 1, "one line: {}", e.stderr);
+    assert!(s.images().is_empty());
+    assert!(s.leftovers().is_empty());
+}
+
+#[test]
+fn unknown_tag_and_bad_reference() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "busybox");
+    let s = Strata::new();
+    let e = s.fails(&["pull", &reg.reference("busybox", "nope")]);
+    assert!(e.stderr.contains("manifest unknown"), "{}", e.stderr);
+    assert!(e.stderr.contains(&reg.reference("busybox", "nope")), "{}", e.stderr);
+    let e = s.fails(&["pull", &reg.reference("nosuchrepo", "latest")]);
+    assert!(e.stderr.contains("manifest unknown"), "{}", e.stderr);
+    let e = s.fails(&["pull", "Upper/Case"]);
+    assert!(e.stderr.contains("invalid reference \"Upper/Case\""), "{}", e.stderr);
+    let e = s.fails(&["pull", "a b"]);
+    assert!(e.stderr.contains("invalid reference"), "{}", e.stderr);
+    assert!(s.images().is_empty());
+}
+
+#[test]
+fn corrupt_blob_in_registry_is_refused() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "busybox");
+    let path = reg.blob_data_path(&img.layers[0].digest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let s = Strata::new();
+    let e = s.fails(&["pull", &reg.reference("busybox", "latest")]);
+    assert!(
+        e.stderr.contains(&format!("blob {} from registry {} is corrupt", img.layers[0].digest, reg.addr())),
+        "{}",
+        e.stderr
+    );
+    assert!(s.images().is_empty());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+    assert!(!s.root().join("images/blobs/sha256").join(&img.layers[0].digest["sha256:".len()..]).exists());
+    assert_eq!(s.snapshot_count(), 0);
+}
+
+/// A loopback HTTP proxy in front of the registry that, while `cut` is set, answers one
+/// request for `blob_path` with only the first half of the registry's response and closes.
+struct CuttingProxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl CuttingProxy {
+    fn start(upstream: String, blob_path: String) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(true));
+        let flag = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, blob_path, flag) = (upstream.clone(), blob_path.clone(), flag.clone());
+                std::thread::spawn(move || serve(client, &upstream, &blob_path, &flag));
+            }
+        });
+        CuttingProxy { port, cut }
+    }
+}
+
+fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
+fn serve(mut client: TcpStream, upstream: &str, blob_path: &str, cut: &AtomicBool) {
+    // One upstream connection per request (Connection: close), so responses end at EOF.
+    while let Some(head) = read_head(&mut client) {
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let mut lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
+        lines.retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
+        let request = format!("{}\r\nConnection: close\r\n\r\n", lines.join("\r\n"));
+        let Ok(mut up) = TcpStream::connect(upstream) else { return };
+        if up.write_all(request.as_bytes()).is_err() {
+            return;
+        }
+        let mut response = Vec::new();
+        if up.read_to_end(&mut response).is_err() {
+            return;
+        }
+        let is_target = lines.first().is_some_and(|l| l.starts_with("GET ") && l.contains(blob_path));
+        if is_target && cut.swap(false, Ordering::SeqCst) {
+            let _ = client.write_all(&response[..response.len() / 2]);
+            return;
+        }
+        if client.write_all(&response).is_err() {
+            return;
+        }
+        if text.to_ascii_lowercase().contains("connection: close") {
+            return;
+        }
+    }
+}
+
+#[test]
+fn download_cut_off_halfway_then_repull_succeeds() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "busybox");
+    let layer = &img.layers[0];
+    assert!(layer.size > 100_000, "the layer must be big enough to cut");
+    let proxy = CuttingProxy::start(reg.addr().to_string(), format!("/blobs/{}", layer.digest));
+    let reference = format!("127.0.0.1:{}/busybox:latest", proxy.port);
+    let s = Strata::new();
+    let e = s.fails(&["pull", &reference]);
+    assert!(
+        e.stderr.contains(&format!("downloading {} from registry 127.0.0.1:{} failed after", layer.digest, proxy.port)),
+        "{}",
+        e.stderr
+    );
+    assert!(!proxy.cut.load(Ordering::SeqCst), "the cut happened");
+    assert!(s.images().is_empty());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+    s.ok(&["pull", "-q", &reference]);
+    assert_eq!(s.inspect(&reference)["Digest"], img.manifest_digest());
+}
+
+#[test]
+fn full_root_filesystem_is_a_clear_error_and_leaves_nothing() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "busybox");
+    let mnt = tmp.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    // A private mount namespace: the tmpfs vanishes with the shell, whatever happens.
+    let script = format!(
+        "mount -t tmpfs -o size=1500k tmpfs {mnt} && \
+         {strata} --root {mnt}/root pull -q {reference}; echo \"exit=$?\"; \
+         {strata} --root {mnt}/root images -a -q | wc -l; \
+         ls -A {mnt}/root/tmp | wc -l; ls -A {mnt}/root/snapshots | wc -l",
+        mnt = mnt.display(),
+        strata = cli::STRATA,
+        reference = reg.reference("busybox", "latest"),
+    );
+    let out = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["exit=1", "0", "0", "0"], "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn concurrent_pulls_of_one_image_on_one_root() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = multilayer_image(&layout(&tmp), "v1");
+    push_layout(&reg, &layout(&tmp), "v1", "multi");
+    let s = Strata::new();
+    let reference = reg.reference("multi", "v1");
+    let children: Vec<_> = (0..4)
+        .map(|_| s.command(&["pull", "-q", &reference]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(s.images().len(), 1);
+    assert_eq!(s.snapshot_count(), img.layers.len());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+}
