@@ -98,7 +98,10 @@ fn corrupt_archive_loads_nothing() {
     let s = Strata::new();
     let e = s.fails(&["load", "-i", archive.to_str().unwrap()]);
     assert!(
-        e.stderr.contains(&format!("archive entry blobs/sha256/{} does not match its digest", &img.layers[0].digest["sha256:".len()..])),
+        e.stderr.contains(&format!(
+            "archive entry blobs/sha256/{} does not match its digest",
+            &img.layers[0].digest["sha256:".len()..]
+        )),
         "{}",
         e.stderr
     );

@@ -23,16 +23,19 @@ fn mounted_tree(s: &Strata, driver: &str, image: &str, copy_to: &std::path::Path
         dest = copy_to.display(),
     );
     std::fs::create_dir_all(copy_to).unwrap();
-    let out = s.command(&[]).get_envs().fold(std::process::Command::new("unshare"), |mut c, (k, v)| {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-        c
-    })
-    .args(["-m", "--propagation", "private", "sh", "-c", &script])
-    .output()
-    .unwrap();
+    let out = s
+        .command(&[])
+        .get_envs()
+        .fold(std::process::Command::new("unshare"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        })
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let how = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(how, if driver == "vfs" { "copy" } else { "overlay" });
@@ -52,7 +55,7 @@ fn merged_rootfs_equals_umoci_unpack() {
     for driver in ["overlay", "vfs"] {
         let copy = tmp.path().join(format!("strata-{driver}"));
         mounted_tree(&s, driver, "localhost/multi:v1", &copy);
-        assert_same_tree(&bundle.join("rootfs"), &copy);
+        assert_same_tree(bundle.join("rootfs"), &copy);
         if let Some(expected) = &img.expected_tree {
             assert_tree_eq(&tree_snapshot(&copy), expected);
         }
@@ -140,7 +143,11 @@ fn tag_rmi_and_prune() {
     assert_eq!(s.blob_count(), 3, "manifest, config, layer");
     // Last name: deletes the image, its blobs and its snapshot.
     let out = s.ok(&["rmi", "localhost/busybox"]);
-    assert!(out.contains("Untagged: localhost/busybox:latest") && out.contains(&format!("Deleted: {}", img.config_digest())), "{out}");
+    assert!(
+        out.contains("Untagged: localhost/busybox:latest")
+            && out.contains(&format!("Deleted: {}", img.config_digest())),
+        "{out}"
+    );
     assert!(s.images().is_empty());
     assert_eq!(s.blob_count(), 0);
     assert_eq!(s.snapshot_count(), 0);

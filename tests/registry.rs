@@ -132,7 +132,8 @@ fn multiplatform_index_picks_the_platform_or_says_what_it_offers() {
     let err = x.fails(&["pull", "--platform", "linux/arm64", &reference]);
     assert_eq!(err.code, 1);
     assert!(
-        err.stderr.contains("no image for platform linux/arm64") && err.stderr.contains("it offers linux/amd64, wasi/wasm"),
+        err.stderr.contains("no image for platform linux/arm64")
+            && err.stderr.contains("it offers linux/amd64, wasi/wasm"),
         "{}",
         err.stderr
     );
@@ -189,11 +190,7 @@ fn basic_auth_login_logout() {
     let s = Strata::new();
 
     let anon = s.fails(&["pull", &reference]);
-    assert!(
-        anon.stderr.contains(&format!("registry {} requires authentication", reg.addr())),
-        "{}",
-        anon.stderr
-    );
+    assert!(anon.stderr.contains(&format!("registry {} requires authentication", reg.addr())), "{}", anon.stderr);
     let wrong = s.run_stdin(&["login", "-u", "alice", "--password-stdin", reg.addr()], b"nope\n");
     assert_eq!(wrong.code, 1);
     assert!(
@@ -290,8 +287,15 @@ struct CuttingProxy {
     cut: Arc<AtomicBool>,
 }
 
+/// What the proxy does after sending half of the target blob.
+#[derive(Clone, Copy)]
+enum Cut {
+    Close,
+    Stall,
+}
+
 impl CuttingProxy {
-    fn start(upstream: String, blob_path: String) -> CuttingProxy {
+    fn start(upstream: String, blob_path: String, how: Cut) -> CuttingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(true));
@@ -299,7 +303,7 @@ impl CuttingProxy {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let (upstream, blob_path, flag) = (upstream.clone(), blob_path.clone(), flag.clone());
-                std::thread::spawn(move || serve(client, &upstream, &blob_path, &flag));
+                std::thread::spawn(move || serve(client, &upstream, &blob_path, &flag, how));
             }
         });
         CuttingProxy { port, cut }
@@ -318,7 +322,7 @@ fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
-fn serve(mut client: TcpStream, upstream: &str, blob_path: &str, cut: &AtomicBool) {
+fn serve(mut client: TcpStream, upstream: &str, blob_path: &str, cut: &AtomicBool, how: Cut) {
     // One upstream connection per request (Connection: close), so responses end at EOF.
     while let Some(head) = read_head(&mut client) {
         let text = String::from_utf8_lossy(&head).into_owned();
@@ -336,6 +340,12 @@ fn serve(mut client: TcpStream, upstream: &str, blob_path: &str, cut: &AtomicBoo
         let is_target = lines.first().is_some_and(|l| l.starts_with("GET ") && l.contains(blob_path));
         if is_target && cut.swap(false, Ordering::SeqCst) {
             let _ = client.write_all(&response[..response.len() / 2]);
+            if let Cut::Stall = how {
+                // Hold the connection open, sending nothing more, until the test process ends.
+                loop {
+                    std::thread::park();
+                }
+            }
             return;
         }
         if client.write_all(&response).is_err() {
@@ -355,7 +365,7 @@ fn download_cut_off_halfway_then_repull_succeeds() {
     push_layout(&reg, &layout(&tmp), "latest", "busybox");
     let layer = &img.layers[0];
     assert!(layer.size > 100_000, "the layer must be big enough to cut");
-    let proxy = CuttingProxy::start(reg.addr().to_string(), format!("/blobs/{}", layer.digest));
+    let proxy = CuttingProxy::start(reg.addr().to_string(), format!("/blobs/{}", layer.digest), Cut::Close);
     let reference = format!("127.0.0.1:{}/busybox:latest", proxy.port);
     let s = Strata::new();
     let e = s.fails(&["pull", &reference]);
@@ -389,7 +399,10 @@ fn full_root_filesystem_is_a_clear_error_and_leaves_nothing() {
         strata = cli::STRATA,
         reference = reg.reference("busybox", "latest"),
     );
-    let out = std::process::Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -407,7 +420,13 @@ fn concurrent_pulls_of_one_image_on_one_root() {
     let s = Strata::new();
     let reference = reg.reference("multi", "v1");
     let children: Vec<_> = (0..4)
-        .map(|_| s.command(&["pull", "-q", &reference]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap())
+        .map(|_| {
+            s.command(&["pull", "-q", &reference])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -416,4 +435,70 @@ fn concurrent_pulls_of_one_image_on_one_root() {
     assert_eq!(s.images().len(), 1);
     assert_eq!(s.snapshot_count(), img.layers.len());
     assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+}
+
+#[test]
+fn pull_killed_mid_download_records_nothing_and_prune_cleans_up() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let img = busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "busybox");
+    let layer = &img.layers[0];
+    let proxy = CuttingProxy::start(reg.addr().to_string(), format!("/blobs/{}", layer.digest), Cut::Stall);
+    let reference = format!("127.0.0.1:{}/busybox:latest", proxy.port);
+    let s = Strata::new();
+    let mut child = s
+        .command(&["pull", "-q", &reference])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the condition "half the layer was sent and a partial blob exists", then kill -9.
+    let tmpdir = s.root().join("tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let partial = std::fs::read_dir(&tmpdir).map(|d| d.count()).unwrap_or(0);
+        if partial > 0 && !proxy.cut.load(Ordering::SeqCst) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the pull never got halfway");
+        assert!(child.try_wait().unwrap().is_none(), "the pull ended before it was killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(s.images().is_empty(), "a killed pull records no image");
+    assert!(!s.leftovers().is_empty(), "the partial download is still there before prune");
+    s.ok(&["image", "prune"]);
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+    s.ok(&["pull", "-q", &reg.reference("busybox", "latest")]);
+    assert_eq!(s.inspect(&reg.reference("busybox", "latest"))["Digest"], img.manifest_digest());
+}
+
+#[test]
+fn docker_schema2_manifests_and_manifest_lists() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let index = multiplatform_index(&layout(&tmp), "multi");
+    // skopeo converts to Docker schema2 manifests and a Docker manifest list on the way.
+    let dst = reg.docker_ref("docker/hello", "v2s2");
+    skopeo_copy_with(&["--all", "--format", "v2s2"], &index.oci_ref(), &dst);
+    let list: serde_json::Value = serde_json::from_slice(&skopeo_inspect_raw(&dst, None)).unwrap();
+    assert_eq!(list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json");
+    let amd64 = list["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["os"] == "linux").unwrap()
+        ["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = Strata::new();
+    let reference = reg.reference("docker/hello", "v2s2");
+    s.ok(&["pull", "-q", &reference]);
+    let info = s.inspect(&reference);
+    assert_eq!(info["Digest"], amd64);
+    assert_eq!(info["MediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(info["Layers"][0]["Unpacked"], true);
+    // and strata pushes it back unchanged
+    let back = reg.reference("docker/copy", "v1");
+    s.ok(&["push", &reference, &back]);
+    assert_eq!(sha256_digest(&skopeo_inspect_raw(&format!("docker://{back}"), None)), amd64);
 }

@@ -289,7 +289,7 @@ fn tree_diff_is_readable() {
     std::fs::write(a.join("sub/diff"), "one").unwrap();
     std::fs::write(b.join("sub/diff"), "two!").unwrap();
     std::fs::hard_link(b.join("sub/same"), b.join("sub/same2")).unwrap();
-    assert_same_tree(&a.join("sub").join(".."), &a);
+    assert_same_tree(a.join("sub").join(".."), &a);
     let msg = std::panic::catch_unwind(|| assert_same_tree(&a, &b))
         .expect_err("trees differ")
         .downcast::<String>()

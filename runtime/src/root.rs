@@ -48,11 +48,8 @@ impl Root {
     /// binaries and device nodes from images, which no other host user may reach.
     pub fn open(path: impl Into<PathBuf>) -> Result<Root, RootError> {
         let path: PathBuf = path.into();
-        let path = if path.is_absolute() {
-            path
-        } else {
-            std::env::current_dir().map(|d| d.join(&path)).unwrap_or(path)
-        };
+        let path =
+            if path.is_absolute() { path } else { std::env::current_dir().map(|d| d.join(&path)).unwrap_or(path) };
         let root = Root { path };
         for dir in [root.path.clone(), root.images(), root.blobs(), root.snapshots(), root.mounts(), root.tmp()] {
             fs::DirBuilder::new()

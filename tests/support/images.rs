@@ -23,8 +23,7 @@ pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const MT_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const MT_WASM_CONFIG: &str = "application/vnd.wasm.config.v0+json";
 pub const MT_WASM_LAYER: &str = "application/vnd.wasm.content.layer.v1+wasm";
-pub const MT_WASM_COMPONENT_LAYER: &str =
-    "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
+pub const MT_WASM_COMPONENT_LAYER: &str = "application/vnd.bytecodealliance.wasm.component.layer.v0+wasm";
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// mtime of every tar entry written by the fixtures (2020-09-13T12:26:40Z).
@@ -32,8 +31,7 @@ pub const FIXED_MTIME: u64 = 1_600_000_000;
 /// `created` of every config written by the fixtures.
 pub const FIXED_CREATED: &str = "2020-09-13T12:26:40Z";
 
-pub const DEFAULT_PATH_ENV: &str =
-    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A WASI preview1 command module (144 bytes) that writes [`HELLO_WASM_STDOUT`] to
 /// fd 1 with `fd_write` and returns from `_start` (exit code 0). Compiled with
@@ -50,15 +48,14 @@ pub const DEFAULT_PATH_ENV: &str =
 ///     (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
 /// ```
 pub const HELLO_WASM: &[u8] = &[
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x02, 0x60, 0x04, 0x7f, 0x7f, 0x7f,
-    0x7f, 0x01, 0x7f, 0x60, 0x00, 0x00, 0x02, 0x23, 0x01, 0x16, 0x77, 0x61, 0x73, 0x69, 0x5f, 0x73,
-    0x6e, 0x61, 0x70, 0x73, 0x68, 0x6f, 0x74, 0x5f, 0x70, 0x72, 0x65, 0x76, 0x69, 0x65, 0x77, 0x31,
-    0x08, 0x66, 0x64, 0x5f, 0x77, 0x72, 0x69, 0x74, 0x65, 0x00, 0x00, 0x03, 0x02, 0x01, 0x01, 0x05,
-    0x03, 0x01, 0x00, 0x01, 0x07, 0x13, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00,
-    0x06, 0x5f, 0x73, 0x74, 0x61, 0x72, 0x74, 0x00, 0x01, 0x0a, 0x1d, 0x01, 0x1b, 0x00, 0x41, 0x00,
-    0x41, 0x10, 0x36, 0x02, 0x00, 0x41, 0x04, 0x41, 0x10, 0x36, 0x02, 0x00, 0x41, 0x01, 0x41, 0x00,
-    0x41, 0x01, 0x41, 0x08, 0x10, 0x00, 0x1a, 0x0b, 0x0b, 0x16, 0x01, 0x00, 0x41, 0x10, 0x0b, 0x10,
-    0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0x66, 0x72, 0x6f, 0x6d, 0x20, 0x77, 0x61, 0x73, 0x6d, 0x0a,
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x0c, 0x02, 0x60, 0x04, 0x7f, 0x7f, 0x7f, 0x7f, 0x01, 0x7f,
+    0x60, 0x00, 0x00, 0x02, 0x23, 0x01, 0x16, 0x77, 0x61, 0x73, 0x69, 0x5f, 0x73, 0x6e, 0x61, 0x70, 0x73, 0x68, 0x6f,
+    0x74, 0x5f, 0x70, 0x72, 0x65, 0x76, 0x69, 0x65, 0x77, 0x31, 0x08, 0x66, 0x64, 0x5f, 0x77, 0x72, 0x69, 0x74, 0x65,
+    0x00, 0x00, 0x03, 0x02, 0x01, 0x01, 0x05, 0x03, 0x01, 0x00, 0x01, 0x07, 0x13, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f,
+    0x72, 0x79, 0x02, 0x00, 0x06, 0x5f, 0x73, 0x74, 0x61, 0x72, 0x74, 0x00, 0x01, 0x0a, 0x1d, 0x01, 0x1b, 0x00, 0x41,
+    0x00, 0x41, 0x10, 0x36, 0x02, 0x00, 0x41, 0x04, 0x41, 0x10, 0x36, 0x02, 0x00, 0x41, 0x01, 0x41, 0x00, 0x41, 0x01,
+    0x41, 0x08, 0x10, 0x00, 0x1a, 0x0b, 0x0b, 0x16, 0x01, 0x00, 0x41, 0x10, 0x0b, 0x10, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+    0x20, 0x66, 0x72, 0x6f, 0x6d, 0x20, 0x77, 0x61, 0x73, 0x6d, 0x0a,
 ];
 /// What [`HELLO_WASM`] prints.
 pub const HELLO_WASM_STDOUT: &str = "hello from wasm\n";
@@ -70,11 +67,10 @@ pub const EMPTY_WASM_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
 
 /// Applets linked (as relative symlinks `/bin/NAME -> busybox`) by [`busybox_image`].
 pub const BUSYBOX_APPLETS: &[&str] = &[
-    "[", "ash", "awk", "basename", "cat", "chmod", "chown", "cp", "cut", "date", "dd", "df",
-    "dirname", "du", "echo", "env", "expr", "false", "find", "grep", "head", "hostname", "id",
-    "kill", "ln", "ls", "mkdir", "mkfifo", "mknod", "mount", "mv", "nproc", "printf", "ps", "pwd",
-    "readlink", "realpath", "rm", "rmdir", "sed", "seq", "sh", "sleep", "sort", "stat", "sync",
-    "tail", "tee", "test", "timeout", "touch", "tr", "true", "umount", "uname", "wc", "which",
+    "[", "ash", "awk", "basename", "cat", "chmod", "chown", "cp", "cut", "date", "dd", "df", "dirname", "du", "echo",
+    "env", "expr", "false", "find", "grep", "head", "hostname", "id", "kill", "ln", "ls", "mkdir", "mkfifo", "mknod",
+    "mount", "mv", "nproc", "printf", "ps", "pwd", "readlink", "realpath", "rm", "rmdir", "sed", "seq", "sh", "sleep",
+    "sort", "stat", "sync", "tail", "tee", "test", "timeout", "touch", "tr", "true", "umount", "uname", "wc", "which",
     "whoami", "xargs", "yes",
 ];
 
@@ -143,10 +139,7 @@ impl Default for LayerTar {
 
 impl LayerTar {
     pub fn new() -> LayerTar {
-        LayerTar {
-            b: tar::Builder::new(Vec::new()),
-            mtime: FIXED_MTIME,
-        }
+        LayerTar { b: tar::Builder::new(Vec::new()), mtime: FIXED_MTIME }
     }
 
     /// mtime for the entries appended from now on.
@@ -172,9 +165,7 @@ impl LayerTar {
 
     pub fn dir_owned(&mut self, path: &str, mode: u32, uid: u64, gid: u64) -> &mut Self {
         let mut h = self.header(tar::EntryType::Directory, mode, uid, gid, 0);
-        self.b
-            .append_data(&mut h, path, std::io::empty())
-            .unwrap_or_else(|e| panic!("tar dir {path}: {e}"));
+        self.b.append_data(&mut h, path, std::io::empty()).unwrap_or_else(|e| panic!("tar dir {path}: {e}"));
         self
     }
 
@@ -182,19 +173,10 @@ impl LayerTar {
         self.file_owned(path, data, mode, 0, 0)
     }
 
-    pub fn file_owned(
-        &mut self,
-        path: &str,
-        data: impl AsRef<[u8]>,
-        mode: u32,
-        uid: u64,
-        gid: u64,
-    ) -> &mut Self {
+    pub fn file_owned(&mut self, path: &str, data: impl AsRef<[u8]>, mode: u32, uid: u64, gid: u64) -> &mut Self {
         let data = data.as_ref();
         let mut h = self.header(tar::EntryType::Regular, mode, uid, gid, data.len() as u64);
-        self.b
-            .append_data(&mut h, path, data)
-            .unwrap_or_else(|e| panic!("tar file {path}: {e}"));
+        self.b.append_data(&mut h, path, data).unwrap_or_else(|e| panic!("tar file {path}: {e}"));
         self
     }
 
@@ -204,9 +186,7 @@ impl LayerTar {
 
     pub fn symlink_owned(&mut self, path: &str, target: &str, uid: u64, gid: u64) -> &mut Self {
         let mut h = self.header(tar::EntryType::Symlink, 0o777, uid, gid, 0);
-        self.b
-            .append_link(&mut h, path, target)
-            .unwrap_or_else(|e| panic!("tar symlink {path} -> {target}: {e}"));
+        self.b.append_link(&mut h, path, target).unwrap_or_else(|e| panic!("tar symlink {path} -> {target}: {e}"));
         self
     }
 
@@ -214,9 +194,7 @@ impl LayerTar {
     /// (relative, e.g. `bin/tool`). `mode` should match the target's.
     pub fn hardlink(&mut self, path: &str, target: &str, mode: u32) -> &mut Self {
         let mut h = self.header(tar::EntryType::Link, mode, 0, 0, 0);
-        self.b
-            .append_link(&mut h, path, target)
-            .unwrap_or_else(|e| panic!("tar hardlink {path} -> {target}: {e}"));
+        self.b.append_link(&mut h, path, target).unwrap_or_else(|e| panic!("tar hardlink {path} -> {target}: {e}"));
         self
     }
 
@@ -240,9 +218,7 @@ impl LayerTar {
 
     pub fn fifo(&mut self, path: &str, mode: u32) -> &mut Self {
         let mut h = self.header(tar::EntryType::Fifo, mode, 0, 0, 0);
-        self.b
-            .append_data(&mut h, path, std::io::empty())
-            .unwrap_or_else(|e| panic!("tar fifo {path}: {e}"));
+        self.b.append_data(&mut h, path, std::io::empty()).unwrap_or_else(|e| panic!("tar fifo {path}: {e}"));
         self
     }
 
@@ -250,9 +226,7 @@ impl LayerTar {
         let mut h = self.header(tar::EntryType::Char, mode, 0, 0, 0);
         h.set_device_major(major).expect("device major");
         h.set_device_minor(minor).expect("device minor");
-        self.b
-            .append_data(&mut h, path, std::io::empty())
-            .unwrap_or_else(|e| panic!("tar chardev {path}: {e}"));
+        self.b.append_data(&mut h, path, std::io::empty()).unwrap_or_else(|e| panic!("tar chardev {path}: {e}"));
         self
     }
 
@@ -315,20 +289,14 @@ impl OciLayout {
     /// Creates (or opens) the layout at `dir`, writing `oci-layout` and an
     /// empty `index.json` if they are missing.
     pub fn create(dir: &Path) -> OciLayout {
-        fs::create_dir_all(dir.join("blobs/sha256"))
-            .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        write_file(
-            &dir.join("oci-layout"),
-            br#"{"imageLayoutVersion":"1.0.0"}"#,
-        );
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        write_file(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#);
         let index = dir.join("index.json");
         if !index.exists() {
             let v = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": []});
             write_file(&index, &to_json_bytes(&v));
         }
-        OciLayout {
-            root: dir.to_path_buf(),
-        }
+        OciLayout { root: dir.to_path_buf() }
     }
 
     pub fn path(&self) -> &Path {
@@ -336,9 +304,7 @@ impl OciLayout {
     }
 
     pub fn blob_path(&self, digest: &str) -> PathBuf {
-        let (alg, hex) = digest
-            .split_once(':')
-            .unwrap_or_else(|| panic!("bad digest {digest}"));
+        let (alg, hex) = digest.split_once(':').unwrap_or_else(|| panic!("bad digest {digest}"));
         self.root.join("blobs").join(alg).join(hex)
     }
 
@@ -346,11 +312,7 @@ impl OciLayout {
     pub fn put_blob(&self, media_type: &str, data: &[u8]) -> Descriptor {
         let digest = sha256_digest(data);
         write_file(&self.blob_path(&digest), data);
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest,
-            size: data.len() as u64,
-        }
+        Descriptor { media_type: media_type.to_string(), digest, size: data.len() as u64 }
     }
 
     pub fn read_blob(&self, digest: &str) -> Vec<u8> {
@@ -360,10 +322,8 @@ impl OciLayout {
 
     pub fn read_index(&self) -> Value {
         let p = self.root.join("index.json");
-        serde_json::from_slice(
-            &fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())),
-        )
-        .unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
+        serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+            .unwrap_or_else(|e| panic!("parse {}: {e}", p.display()))
     }
 
     /// Points `tag` (annotation `org.opencontainers.image.ref.name`) at `desc`
@@ -371,9 +331,7 @@ impl OciLayout {
     /// fields (e.g. `platform`) are merged into the entry.
     pub fn tag(&self, desc: &Descriptor, tag: &str, extra: Option<Value>) {
         let mut index = self.read_index();
-        let manifests = index["manifests"]
-            .as_array_mut()
-            .expect("index.json manifests");
+        let manifests = index["manifests"].as_array_mut().expect("index.json manifests");
         manifests.retain(|m| m["annotations"][ANNOTATION_REF_NAME].as_str() != Some(tag));
         let mut entry = desc.to_json();
         if let Some(Value::Object(extra)) = extra {
@@ -567,10 +525,7 @@ impl ImageBuilder {
     }
 
     pub fn label(mut self, key: &str, value: &str) -> Self {
-        let labels = self
-            .exec_config
-            .entry("Labels")
-            .or_insert_with(|| json!({}));
+        let labels = self.exec_config.entry("Labels").or_insert_with(|| json!({}));
         labels[key] = json!(value);
         self
     }
@@ -737,13 +692,7 @@ pub fn write_index(dir: &Path, tag: &str, images: Vec<ImageBuilder>) -> BuiltInd
     let index_bytes = to_json_bytes(&index_json);
     let index = layout.put_blob(MT_INDEX, &index_bytes);
     layout.tag(&index, tag, None);
-    BuiltIndex {
-        layout_dir: dir.to_path_buf(),
-        tag: tag.into(),
-        index,
-        index_bytes,
-        manifests,
-    }
+    BuiltIndex { layout_dir: dir.to_path_buf(), tag: tag.into(), index, index_bytes, manifests }
 }
 
 // ---------------------------------------------------------------------------
@@ -753,8 +702,7 @@ pub fn write_index(dir: &Path, tag: &str, images: Vec<ImageBuilder>) -> BuiltInd
 pub fn busybox_layer_tar() -> &'static [u8] {
     static TAR: OnceLock<Vec<u8>> = OnceLock::new();
     TAR.get_or_init(|| {
-        let bb = fs::read("/bin/busybox")
-            .unwrap_or_else(|e| panic!("read /bin/busybox (package busybox-static): {e}"));
+        let bb = fs::read("/bin/busybox").unwrap_or_else(|e| panic!("read /bin/busybox (package busybox-static): {e}"));
         let mut t = LayerTar::new();
         t.dir("bin", 0o755).file("bin/busybox", &bb, 0o755);
         for a in BUSYBOX_APPLETS {
@@ -785,14 +733,11 @@ fn busybox_layer_gzip() -> &'static [u8] {
 /// Cmd ["sh"]), to add layers or change the config before writing.
 pub fn busybox_builder() -> ImageBuilder {
     let tar = busybox_layer_tar();
-    ImageBuilder::new()
-        .env(&[DEFAULT_PATH_ENV])
-        .cmd(&["sh"])
-        .raw_layer(
-            MT_LAYER_GZIP,
-            busybox_layer_gzip().to_vec(),
-            &sha256_digest(tar),
-        )
+    ImageBuilder::new().env(&[DEFAULT_PATH_ENV]).cmd(&["sh"]).raw_layer(
+        MT_LAYER_GZIP,
+        busybox_layer_gzip().to_vec(),
+        &sha256_digest(tar),
+    )
 }
 
 /// linux/amd64 image, one gzip layer: `/bin/busybox` (static, from the host)
@@ -879,30 +824,15 @@ pub fn multilayer_layers() -> (Vec<Vec<u8>>, Tree) {
         t.insert(p.to_string(), e);
     };
     add("/bin", Entry::dir(0o755, 0, 0));
-    add(
-        "/bin/tool",
-        Entry::file("#!/bin/sh\necho tool v1\n", 0o755, 0, 0).with_link_group("/bin/tool"),
-    );
-    add(
-        "/bin/tool-hard",
-        Entry::file("#!/bin/sh\necho tool v1\n", 0o755, 0, 0).with_link_group("/bin/tool"),
-    );
+    add("/bin/tool", Entry::file("#!/bin/sh\necho tool v1\n", 0o755, 0, 0).with_link_group("/bin/tool"));
+    add("/bin/tool-hard", Entry::file("#!/bin/sh\necho tool v1\n", 0o755, 0, 0).with_link_group("/bin/tool"));
     add("/bin/tool-rel", Entry::symlink("tool2", 0, 0));
     add("/bin/tool-abs", Entry::symlink("/bin/tool", 0, 0));
     add("/bin/suid", Entry::file("setuid\n", 0o4755, 0, 0));
     add("/bin/sgid", Entry::file("setgid\n", 0o2755, 0, 0));
-    add(
-        "/bin/tool2",
-        Entry::file("tool2\n", 0o755, 0, 0).with_link_group("/bin/tool2"),
-    );
-    add(
-        "/bin/tool2-hard",
-        Entry::file("tool2\n", 0o755, 0, 0).with_link_group("/bin/tool2"),
-    );
-    add(
-        "/bin/tool2-hard2",
-        Entry::file("tool2\n", 0o755, 0, 0).with_link_group("/bin/tool2"),
-    );
+    add("/bin/tool2", Entry::file("tool2\n", 0o755, 0, 0).with_link_group("/bin/tool2"));
+    add("/bin/tool2-hard", Entry::file("tool2\n", 0o755, 0, 0).with_link_group("/bin/tool2"));
+    add("/bin/tool2-hard2", Entry::file("tool2\n", 0o755, 0, 0).with_link_group("/bin/tool2"));
     add("/etc", Entry::dir(0o755, 0, 0));
     add("/etc/hostname", Entry::file("multilayer\n", 0o600, 0, 0));
     add("/etc/motd", Entry::file("motd from layer 3\n", 0o644, 0, 0));
@@ -911,42 +841,21 @@ pub fn multilayer_layers() -> (Vec<Vec<u8>>, Tree) {
     add("/lib/motd", Entry::symlink("../etc/motd", 0, 0));
     add("/data", Entry::dir(0o755, 0, 0));
     add("/data/keep.txt", Entry::file("keep\n", 0o644, 0, 0));
-    add(
-        "/data/exec.sh",
-        Entry::file("#!/bin/sh\nexit 0\n", 0o700, 0, 0),
-    );
-    add(
-        "/data/added-in-2.txt",
-        Entry::file("added in layer 2\n", 0o644, 0, 0),
-    );
-    add(
-        "/data/nobody.txt",
-        Entry::file("nobody\n", 0o664, 65534, 65534),
-    );
+    add("/data/exec.sh", Entry::file("#!/bin/sh\nexit 0\n", 0o700, 0, 0));
+    add("/data/added-in-2.txt", Entry::file("added in layer 2\n", 0o644, 0, 0));
+    add("/data/nobody.txt", Entry::file("nobody\n", 0o664, 65534, 65534));
     add("/data/owned-dir", Entry::dir(0o2775, 1000, 100));
     add("/opaque", Entry::dir(0o755, 0, 0));
-    add(
-        "/opaque/new.txt",
-        Entry::file("new in layer 3\n", 0o644, 0, 0),
-    );
+    add("/opaque/new.txt", Entry::file("new in layer 3\n", 0o644, 0, 0));
     add("/opaque/sub", Entry::dir(0o711, 0, 0));
     add("/opaque/sub/new2.txt", Entry::file("new2\n", 0o644, 0, 0));
     add("/reborn", Entry::dir(0o755, 0, 0));
-    add(
-        "/reborn/y.txt",
-        Entry::file("y from layer 3\n", 0o644, 0, 0),
-    );
+    add("/reborn/y.txt", Entry::file("y from layer 3\n", 0o644, 0, 0));
     add("/home", Entry::dir(0o755, 0, 0));
     add("/home/user", Entry::dir(0o750, 1000, 1000));
-    add(
-        "/home/user/notes.txt",
-        Entry::file("notes\n", 0o600, 1000, 1000),
-    );
+    add("/home/user/notes.txt", Entry::file("notes\n", 0o600, 1000, 1000));
     add("/srv", Entry::dir(0o755, 0, 0));
-    add(
-        "/srv/www.html",
-        Entry::file("<html></html>\n", 0o640, 33, 33),
-    );
+    add("/srv/www.html", Entry::file("<html></html>\n", 0o640, 33, 33));
     add("/empty", Entry::dir(0o700, 0, 0));
     add("/tmp", Entry::dir(0o1777, 0, 0));
     add("/var", Entry::dir(0o755, 0, 0));
@@ -969,10 +878,7 @@ pub fn multilayer_layers() -> (Vec<Vec<u8>>, Tree) {
 /// (0555). Fixed mtimes. `expected_tree` holds the final rootfs.
 pub fn multilayer_image(dir: &Path, tag: &str) -> BuiltImage {
     let (layers, tree) = multilayer_layers();
-    let mut b = ImageBuilder::new()
-        .env(&[DEFAULT_PATH_ENV])
-        .cmd(&["/bin/tool"])
-        .expected_tree(tree);
+    let mut b = ImageBuilder::new().env(&[DEFAULT_PATH_ENV]).cmd(&["/bin/tool"]).expected_tree(tree);
     for l in layers {
         b = b.layer(l, Compression::Gzip);
     }
@@ -992,25 +898,19 @@ pub fn zstd_image(dir: &Path, tag: &str) -> BuiltImage {
         .dir("data", 0o755)
         .file("data/old.txt", "old\n", 0o644);
     let mut l2 = LayerTar::new();
-    l2.file("hello.txt", "hello from zstd layer 2\n", 0o644)
-        .dir("data", 0o755)
-        .whiteout("data/old.txt")
-        .file_owned("data/new.txt", "new\n", 0o640, 1000, 1000);
+    l2.file("hello.txt", "hello from zstd layer 2\n", 0o644).dir("data", 0o755).whiteout("data/old.txt").file_owned(
+        "data/new.txt",
+        "new\n",
+        0o640,
+        1000,
+        1000,
+    );
     let mut t = Tree::new();
     t.insert("/etc".into(), Entry::dir(0o755, 0, 0));
-    t.insert(
-        "/etc/os-release".into(),
-        Entry::file(os_release, 0o644, 0, 0),
-    );
-    t.insert(
-        "/hello.txt".into(),
-        Entry::file("hello from zstd layer 2\n", 0o644, 0, 0),
-    );
+    t.insert("/etc/os-release".into(), Entry::file(os_release, 0o644, 0, 0));
+    t.insert("/hello.txt".into(), Entry::file("hello from zstd layer 2\n", 0o644, 0, 0));
     t.insert("/data".into(), Entry::dir(0o755, 0, 0));
-    t.insert(
-        "/data/new.txt".into(),
-        Entry::file("new\n", 0o640, 1000, 1000),
-    );
+    t.insert("/data/new.txt".into(), Entry::file("new\n", 0o640, 1000, 1000));
     ImageBuilder::new()
         .env(&[DEFAULT_PATH_ENV])
         .cmd(&["/hello.txt"])

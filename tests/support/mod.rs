@@ -23,14 +23,14 @@ pub mod tree;
 
 pub use images::{
     busybox_builder, busybox_image, multilayer_image, multiplatform_index, wasm_artifact_image,
-    wasm_artifact_image_with, wasm_component_image, wasm_component_image_with, write_index,
-    zstd_image, BuiltImage, BuiltIndex, Compression, Descriptor, ImageBuilder, LayerInfo, LayerTar,
-    OciLayout, EMPTY_WASM_COMPONENT, EMPTY_WASM_MODULE, HELLO_WASM, HELLO_WASM_STDOUT,
+    wasm_artifact_image_with, wasm_component_image, wasm_component_image_with, write_index, zstd_image, BuiltImage,
+    BuiltIndex, Compression, Descriptor, ImageBuilder, LayerInfo, LayerTar, OciLayout, EMPTY_WASM_COMPONENT,
+    EMPTY_WASM_MODULE, HELLO_WASM, HELLO_WASM_STDOUT,
 };
 pub use registry::{HttpResponse, Registry};
 pub use tree::{
-    assert_same_tree, assert_same_tree_with, assert_tree_eq, assert_tree_eq_with, diff_trees,
-    tree_snapshot, CompareOptions, Entry, Kind, Tree,
+    assert_same_tree, assert_same_tree_with, assert_tree_eq, assert_tree_eq_with, diff_trees, tree_snapshot,
+    CompareOptions, Entry, Kind, Tree,
 };
 
 use std::ffi::OsStr;
@@ -63,10 +63,7 @@ pub fn describe(cmd: &Command) -> String {
 /// an error text with the command line, status, stdout and stderr.
 pub fn try_run(cmd: &mut Command) -> Result<Output, String> {
     let line = describe(cmd);
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot spawn `{line}`: {e}"))?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|e| format!("cannot spawn `{line}`: {e}"))?;
     if out.status.success() {
         Ok(out)
     } else {
@@ -100,12 +97,7 @@ pub fn skopeo_copy_with(extra: &[&str], src: &str, dst: &str) -> String {
 /// for tests that expect a copy to be refused.
 pub fn try_skopeo_copy(extra: &[&str], src: &str, dst: &str) -> Result<String, String> {
     let mut cmd = Command::new("skopeo");
-    cmd.args([
-        "copy",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--insecure-policy",
-    ]);
+    cmd.args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--insecure-policy"]);
     cmd.args(extra).arg(src).arg(dst);
     try_run(&mut cmd).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
@@ -152,10 +144,7 @@ pub fn oci_ref(layout_dir: &Path, tag: &str) -> String {
 /// filesystem ends up in `OUT/rootfs`. `OUT` must not exist yet.
 pub fn umoci_unpack(layout_dir: &Path, tag: &str, out: &Path) {
     let mut cmd = Command::new("umoci");
-    cmd.arg("unpack")
-        .arg("--image")
-        .arg(format!("{}:{}", layout_dir.display(), tag))
-        .arg(out);
+    cmd.arg("unpack").arg("--image").arg(format!("{}:{}", layout_dir.display(), tag)).arg(out);
     run(&mut cmd);
 }
 
@@ -172,9 +161,7 @@ pub fn wat2wasm(wat: &str) -> Vec<u8> {
 /// True if `program` is found on PATH (to skip gracefully where a tool is optional).
 pub fn have_program(program: impl AsRef<OsStr>) -> bool {
     let program = program.as_ref();
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false)
 }
 
 /// Minimal standard base64 (for `Authorization: Basic`).
@@ -182,24 +169,12 @@ pub fn base64_encode(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
     }
     out
 }

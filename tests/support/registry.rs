@@ -56,17 +56,8 @@ impl Registry {
             None => String::new(),
             Some((user, pass)) => {
                 let htpasswd = dir.path().join("htpasswd");
-                super::run(
-                    Command::new("htpasswd")
-                        .arg("-Bbc")
-                        .arg(&htpasswd)
-                        .arg(user)
-                        .arg(pass),
-                );
-                format!(
-                    "auth:\n  htpasswd:\n    realm: strata-test-registry\n    path: \"{}\"\n",
-                    htpasswd.display()
-                )
+                super::run(Command::new("htpasswd").arg("-Bbc").arg(&htpasswd).arg(user).arg(pass));
+                format!("auth:\n  htpasswd:\n    realm: strata-test-registry\n    path: \"{}\"\n", htpasswd.display())
             }
         };
 
@@ -89,8 +80,8 @@ impl Registry {
 
             // Truncated on each attempt; a failed attempt's log goes into the panic text.
             let log_path = dir.path().join("registry.log");
-            let log = fs::File::create(&log_path)
-                .unwrap_or_else(|e| panic!("registry: create {}: {e}", log_path.display()));
+            let log =
+                fs::File::create(&log_path).unwrap_or_else(|e| panic!("registry: create {}: {e}", log_path.display()));
             let log2 = log.try_clone().expect("registry: dup log fd");
             let child = Command::new("docker-registry")
                 .arg("serve")
@@ -99,20 +90,12 @@ impl Registry {
                 .stdout(log)
                 .stderr(log2)
                 .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("registry: cannot spawn docker-registry (package docker-registry): {e}")
-                });
+                .unwrap_or_else(|e| panic!("registry: cannot spawn docker-registry (package docker-registry): {e}"));
 
             let mut child = child;
             match wait_ready(&mut child, &addr, &log_path) {
                 Ok(()) => {
-                    return Registry {
-                        child: Some(child),
-                        port,
-                        addr,
-                        creds,
-                        dir,
-                    };
+                    return Registry { child: Some(child), port, addr, creds, dir };
                 }
                 Err(e) => {
                     let _ = child.kill();
@@ -172,11 +155,7 @@ impl Registry {
     /// The on-disk file holding blob `digest` (`sha256:<hex>`), to corrupt it in a test.
     pub fn blob_data_path(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        self.storage_dir()
-            .join("docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
+        self.storage_dir().join("docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data")
     }
 
     /// The registry's log file (stdout+stderr of docker-registry).
@@ -191,13 +170,7 @@ impl Registry {
 
     /// One HTTP/1.1 request to the registry (Connection: close), with basic auth
     /// if the registry has credentials. `path` starts with `/v2/`.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> HttpResponse {
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
         let auth;
         let mut all: Vec<(&str, &str)> = headers.to_vec();
         if let Some((u, p)) = self.credentials() {
@@ -216,12 +189,7 @@ impl Registry {
     /// `GET /v2/REPO/manifests/REFERENCE` accepting OCI and Docker manifests and
     /// indexes (distribution answers 404 to OCI manifests without such an Accept).
     pub fn get_manifest(&self, repo: &str, reference: &str) -> HttpResponse {
-        self.request(
-            "GET",
-            &format!("/v2/{repo}/manifests/{reference}"),
-            &[("Accept", MANIFEST_ACCEPT)],
-            &[],
-        )
+        self.request("GET", &format!("/v2/{repo}/manifests/{reference}"), &[("Accept", MANIFEST_ACCEPT)], &[])
     }
 
     /// `GET /v2/REPO/blobs/DIGEST`.
@@ -259,24 +227,16 @@ fn wait_ready(child: &mut Child, addr: &str, log_path: &Path) -> Result<(), Stri
             ));
         }
         if TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok() {
-            match http_request(&addr, "GET", "/v2/", &[], &[]) {
+            match http_request(addr, "GET", "/v2/", &[], &[]) {
                 Ok(resp) if resp.status == 200 || resp.status == 401 => {
                     let log = fs::read_to_string(log_path).unwrap_or_default();
                     if log.contains(&format!("listening on {}", addr)) {
                         return Ok(());
                     }
                     // Someone else answers on this port.
-                    return Err(format!(
-                        "address already in use: another server answers on {} ",
-                        addr
-                    ));
+                    return Err(format!("address already in use: another server answers on {} ", addr));
                 }
-                Ok(resp) => {
-                    return Err(format!(
-                        "GET /v2/ on {} answered {} (expected 200 or 401)",
-                        addr, resp.status
-                    ))
-                }
+                Ok(resp) => return Err(format!("GET /v2/ on {} answered {} (expected 200 or 401)", addr, resp.status)),
                 Err(_) => {} // not fully up yet
             }
         }
@@ -310,10 +270,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// First header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -333,7 +290,8 @@ pub fn http_request(
     let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     s.set_write_timeout(Some(Duration::from_secs(10))).ok();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: strata-tests\r\n");
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nUser-Agent: strata-tests\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -341,8 +299,7 @@ pub fn http_request(
         req.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("write: {e}"))?;
+    s.write_all(req.as_bytes()).map_err(|e| format!("write: {e}"))?;
     s.write_all(body).map_err(|e| format!("write body: {e}"))?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
@@ -359,30 +316,21 @@ pub fn http_request(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let chunked = headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked")
-    });
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
     if chunked {
         rest = dechunk(&rest)?;
     }
-    Ok(HttpResponse {
-        status,
-        headers,
-        body: rest,
-    })
+    Ok(HttpResponse { status, headers, body: rest })
 }
 
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
-        let eol = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("truncated chunk header")?;
+        let eol = data.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk header")?;
         let size_text = String::from_utf8_lossy(&data[..eol]);
         let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
             .map_err(|e| format!("bad chunk size {size_text:?}: {e}"))?;

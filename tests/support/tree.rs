@@ -57,10 +57,7 @@ impl Entry {
     pub fn file(content: impl AsRef<[u8]>, mode: u32, uid: u32, gid: u32) -> Entry {
         let c = content.as_ref();
         Entry {
-            kind: Kind::File {
-                size: c.len() as u64,
-                sha256: super::sha256_digest(c),
-            },
+            kind: Kind::File { size: c.len() as u64, sha256: super::sha256_digest(c) },
             mode,
             uid,
             gid,
@@ -70,28 +67,12 @@ impl Entry {
     }
 
     pub fn dir(mode: u32, uid: u32, gid: u32) -> Entry {
-        Entry {
-            kind: Kind::Dir,
-            mode,
-            uid,
-            gid,
-            mtime: 0,
-            link_group: None,
-        }
+        Entry { kind: Kind::Dir, mode, uid, gid, mtime: 0, link_group: None }
     }
 
     /// Symlinks always have mode 0o777 on Linux.
     pub fn symlink(target: &str, uid: u32, gid: u32) -> Entry {
-        Entry {
-            kind: Kind::Symlink {
-                target: target.to_string(),
-            },
-            mode: 0o777,
-            uid,
-            gid,
-            mtime: 0,
-            link_group: None,
-        }
+        Entry { kind: Kind::Symlink { target: target.to_string() }, mode: 0o777, uid, gid, mtime: 0, link_group: None }
     }
 
     pub fn with_link_group(mut self, first_path: &str) -> Entry {
@@ -123,11 +104,7 @@ impl fmt::Display for Kind {
 
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} mode {:04o} {}:{}",
-            self.kind, self.mode, self.uid, self.gid
-        )?;
+        write!(f, "{} mode {:04o} {}:{}", self.kind, self.mode, self.uid, self.gid)?;
         if let Some(g) = &self.link_group {
             write!(f, " hardlink-group {g}")?;
         }
@@ -139,13 +116,8 @@ impl fmt::Display for Entry {
 /// symlinks to directories) and records every entry below it.
 pub fn tree_snapshot(dir: impl AsRef<Path>) -> Tree {
     let root = dir.as_ref();
-    let meta = fs::symlink_metadata(root)
-        .unwrap_or_else(|e| panic!("tree_snapshot: {}: {e}", root.display()));
-    assert!(
-        meta.is_dir(),
-        "tree_snapshot: {} is not a directory",
-        root.display()
-    );
+    let meta = fs::symlink_metadata(root).unwrap_or_else(|e| panic!("tree_snapshot: {}: {e}", root.display()));
+    assert!(meta.is_dir(), "tree_snapshot: {} is not a directory", root.display());
     let mut tree = Tree::new();
     let mut inodes: HashMap<(u64, u64), Vec<String>> = HashMap::new();
     walk(root, "", &mut tree, &mut inodes);
@@ -161,34 +133,23 @@ pub fn tree_snapshot(dir: impl AsRef<Path>) -> Tree {
 }
 
 fn walk(dir: &Path, rel: &str, tree: &mut Tree, inodes: &mut HashMap<(u64, u64), Vec<String>>) {
-    let rd = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("tree_snapshot: read_dir {}: {e}", dir.display()));
+    let rd = fs::read_dir(dir).unwrap_or_else(|e| panic!("tree_snapshot: read_dir {}: {e}", dir.display()));
     for ent in rd {
         let ent = ent.unwrap_or_else(|e| panic!("tree_snapshot: read_dir {}: {e}", dir.display()));
         let path = ent.path();
         let name = ent.file_name();
         let key = format!("{rel}/{}", name.to_string_lossy());
-        let m = fs::symlink_metadata(&path)
-            .unwrap_or_else(|e| panic!("tree_snapshot: lstat {}: {e}", path.display()));
+        let m = fs::symlink_metadata(&path).unwrap_or_else(|e| panic!("tree_snapshot: lstat {}: {e}", path.display()));
         let ft = m.file_type();
         let rdev = m.rdev();
-        let (major, minor) = (
-            ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff),
-            (rdev & 0xff) | ((rdev >> 12) & !0xff),
-        );
+        let (major, minor) = (((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff), (rdev & 0xff) | ((rdev >> 12) & !0xff));
         let kind = if ft.is_dir() {
             Kind::Dir
         } else if ft.is_symlink() {
-            let t = fs::read_link(&path)
-                .unwrap_or_else(|e| panic!("tree_snapshot: readlink {}: {e}", path.display()));
-            Kind::Symlink {
-                target: t.to_string_lossy().into_owned(),
-            }
+            let t = fs::read_link(&path).unwrap_or_else(|e| panic!("tree_snapshot: readlink {}: {e}", path.display()));
+            Kind::Symlink { target: t.to_string_lossy().into_owned() }
         } else if ft.is_file() {
-            Kind::File {
-                size: m.len(),
-                sha256: hash_file(&path),
-            }
+            Kind::File { size: m.len(), sha256: hash_file(&path) }
         } else if ft.is_fifo() {
             Kind::Fifo
         } else if ft.is_socket() {
@@ -201,21 +162,11 @@ fn walk(dir: &Path, rel: &str, tree: &mut Tree, inodes: &mut HashMap<(u64, u64),
             panic!("tree_snapshot: {}: unknown file type", path.display())
         };
         if !ft.is_dir() {
-            inodes
-                .entry((m.dev(), m.ino()))
-                .or_default()
-                .push(key.clone());
+            inodes.entry((m.dev(), m.ino())).or_default().push(key.clone());
         }
         tree.insert(
             key.clone(),
-            Entry {
-                kind,
-                mode: m.mode() & 0o7777,
-                uid: m.uid(),
-                gid: m.gid(),
-                mtime: m.mtime(),
-                link_group: None,
-            },
+            Entry { kind, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid(), mtime: m.mtime(), link_group: None },
         );
         if ft.is_dir() {
             walk(&path, &key, tree, inodes);
@@ -224,14 +175,11 @@ fn walk(dir: &Path, rel: &str, tree: &mut Tree, inodes: &mut HashMap<(u64, u64),
 }
 
 fn hash_file(path: &Path) -> String {
-    let mut f = fs::File::open(path)
-        .unwrap_or_else(|e| panic!("tree_snapshot: open {}: {e}", path.display()));
+    let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("tree_snapshot: open {}: {e}", path.display()));
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f
-            .read(&mut buf)
-            .unwrap_or_else(|e| panic!("tree_snapshot: read {}: {e}", path.display()));
+        let n = f.read(&mut buf).unwrap_or_else(|e| panic!("tree_snapshot: read {}: {e}", path.display()));
         if n == 0 {
             break;
         }
@@ -253,12 +201,7 @@ pub struct CompareOptions {
 
 impl Default for CompareOptions {
     fn default() -> Self {
-        CompareOptions {
-            ownership: true,
-            mtime: false,
-            hardlinks: true,
-            mode: true,
-        }
+        CompareOptions { ownership: true, mtime: false, hardlinks: true, mode: true }
     }
 }
 
@@ -285,10 +228,7 @@ pub fn diff_trees(a: &Tree, b: &Tree, opts: CompareOptions) -> Vec<String> {
                     d.push(format!("mtime {} != {}", x.mtime, y.mtime));
                 }
                 if opts.hardlinks && x.link_group != y.link_group {
-                    d.push(format!(
-                        "hardlink group {:?} != {:?}",
-                        x.link_group, y.link_group
-                    ));
+                    d.push(format!("hardlink group {:?} != {:?}", x.link_group, y.link_group));
                 }
                 if !d.is_empty() {
                     out.push(format!("~ {k}: {}", d.join("; ")));
@@ -301,13 +241,7 @@ pub fn diff_trees(a: &Tree, b: &Tree, opts: CompareOptions) -> Vec<String> {
 }
 
 /// Panics with a readable diff unless the trees match under `opts`.
-pub fn assert_tree_eq_with(
-    left: &Tree,
-    right: &Tree,
-    left_name: &str,
-    right_name: &str,
-    opts: CompareOptions,
-) {
+pub fn assert_tree_eq_with(left: &Tree, right: &Tree, left_name: &str, right_name: &str, opts: CompareOptions) {
     let d = diff_trees(left, right, opts);
     if !d.is_empty() {
         let shown = d.len().min(200);
@@ -324,13 +258,7 @@ pub fn assert_tree_eq_with(
 
 /// `actual` must equal `expected` (default options: mtime ignored).
 pub fn assert_tree_eq(actual: &Tree, expected: &Tree) {
-    assert_tree_eq_with(
-        actual,
-        expected,
-        "actual",
-        "expected",
-        CompareOptions::default(),
-    );
+    assert_tree_eq_with(actual, expected, "actual", "expected", CompareOptions::default());
 }
 
 /// Snapshots two directories and asserts they hold the same tree (the top-level
@@ -341,11 +269,5 @@ pub fn assert_same_tree(a: impl AsRef<Path>, b: impl AsRef<Path>) {
 
 pub fn assert_same_tree_with(a: impl AsRef<Path>, b: impl AsRef<Path>, opts: CompareOptions) {
     let (a, b) = (a.as_ref(), b.as_ref());
-    assert_tree_eq_with(
-        &tree_snapshot(a),
-        &tree_snapshot(b),
-        &a.display().to_string(),
-        &b.display().to_string(),
-        opts,
-    );
+    assert_tree_eq_with(&tree_snapshot(a), &tree_snapshot(b), &a.display().to_string(), &b.display().to_string(), opts);
 }

@@ -13,7 +13,13 @@ pub fn size(bytes: u64) -> String {
         format!("{bytes}B")
     } else {
         let s = format!("{value:.3}");
-        let digits = if value >= 100.0 { 0 } else if value >= 10.0 { 1 } else { 2 };
+        let digits = if value >= 100.0 {
+            0
+        } else if value >= 10.0 {
+            1
+        } else {
+            2
+        };
         let s = if digits == 0 { format!("{value:.0}") } else { s[..s.find('.').unwrap() + 1 + digits].to_string() };
         let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
         format!("{s}{}", UNITS[unit])
@@ -23,7 +29,8 @@ pub fn size(bytes: u64) -> String {
 /// "3 days ago" from an RFC 3339 timestamp; "N/A" if absent or unparsable.
 pub fn since(created: Option<&str>) -> String {
     let Some(secs) = created.and_then(parse_rfc3339) else { return "N/A".into() };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let ago = (now - secs).max(0);
     let (n, unit) = match ago {
         s if s < 60 => return "Less than a minute ago".into(),

@@ -1,6 +1,6 @@
 //! Local image commands: images, inspect, tag, rmi, prune, load, save, image mount/unmount.
 
-use super::args::{ImportArgs, ImagesArgs, InspectArgs, LoadArgs, MountArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
+use super::args::{ImagesArgs, ImportArgs, InspectArgs, LoadArgs, MountArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
 use super::format;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -31,14 +31,20 @@ impl Ctx {
     /// Snapshot dirs of an image that exist now (inspect must not unpack as a side effect).
     fn present_layers(&self, image: &Image) -> Vec<std::path::PathBuf> {
         Snapshots::plan(image)
-            .map(|plan| plan.iter().filter(|p| self.snapshots.exists(&p.chain_id)).map(|p| self.snapshots.fs_dir(&p.chain_id)).collect())
+            .map(|plan| {
+                plan.iter()
+                    .filter(|p| self.snapshots.exists(&p.chain_id))
+                    .map(|p| self.snapshots.fs_dir(&p.chain_id))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
 
 pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     let filter = args.reference.as_deref().map(ImageRef::parse).transpose()?;
-    let filter_has_tag = args.reference.as_deref().is_some_and(|r| r.rsplit('/').next().is_some_and(|n| n.contains(':')));
+    let filter_has_tag =
+        args.reference.as_deref().is_some_and(|r| r.rsplit('/').next().is_some_and(|n| n.contains(':')));
     let mut rows = Vec::new();
     for record in ctx.store.list()? {
         if let Some(f) = &filter {
@@ -247,7 +253,11 @@ fn remove_one(ctx: &Ctx, input: &str, force: bool) -> Result<()> {
     let mount = mount_dir(ctx, &image);
     if mount.exists() {
         if !force {
-            bail!("image {} is mounted at {}; run `strata image unmount` first or use -f", input, mount.join("merged").display());
+            bail!(
+                "image {} is mounted at {}; run `strata image unmount` first or use -f",
+                input,
+                mount.join("merged").display()
+            );
         }
         rootfs::disassemble(&mount)?;
     }
@@ -272,7 +282,8 @@ pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
         for record in dangling {
             if let Ok(image) = ctx.store.load(&record.descriptor) {
                 if containers_using(&ctx.root, &image).is_empty() {
-                    ctx.store.remove_entries(|r| r.name.is_none() && r.descriptor.digest == record.descriptor.digest)?;
+                    ctx.store
+                        .remove_entries(|r| r.name.is_none() && r.descriptor.digest == record.descriptor.digest)?;
                     println!("Deleted: {}", image.id());
                 }
             }
@@ -321,7 +332,8 @@ pub fn save(ctx: &Ctx, args: SaveArgs) -> Result<i32> {
     let mut images = Vec::new();
     for input in &args.images {
         let image = ctx.store.resolve(input)?;
-        let name = ImageRef::parse(input).ok().filter(|r| image.names.contains(r)).or_else(|| image.names.first().cloned());
+        let name =
+            ImageRef::parse(input).ok().filter(|r| image.names.contains(r)).or_else(|| image.names.first().cloned());
         images.push((image, name));
     }
     match &args.output {

@@ -123,7 +123,8 @@ fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, Archi
                 let resolved = if entry.header().entry_type() == tar::EntryType::Link {
                     clean(&target)
                 } else {
-                    let parent = Path::new(&path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                    let parent =
+                        Path::new(&path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
                     clean(&format!("{parent}/{target}"))
                 };
                 if let Some(r) = resolved {
@@ -197,7 +198,12 @@ pub fn load(store: &Store, reader: Box<dyn Read>, platform: &Platform) -> Result
     Ok(loaded)
 }
 
-fn blob_bytes(store: &Store, contents: &Contents, digest: &Digest, what: &'static str) -> Result<Vec<u8>, ArchiveError> {
+fn blob_bytes(
+    store: &Store,
+    contents: &Contents,
+    digest: &Digest,
+    what: &'static str,
+) -> Result<Vec<u8>, ArchiveError> {
     let path = format!("blobs/sha256/{}", digest.hex());
     if let Some(bytes) = contents.file(&path) {
         return Ok(bytes.clone());
@@ -205,7 +211,11 @@ fn blob_bytes(store: &Store, contents: &Contents, digest: &Digest, what: &'stati
     store.read_blob(digest).map_err(|_| ArchiveError::Missing { what, path })
 }
 
-fn load_oci(store: &Store, contents: &Contents, platform: &Platform) -> Result<Vec<(Vec<ImageRef>, Descriptor)>, ArchiveError> {
+fn load_oci(
+    store: &Store,
+    contents: &Contents,
+    platform: &Platform,
+) -> Result<Vec<(Vec<ImageRef>, Descriptor)>, ArchiveError> {
     let index: Index = serde_json::from_slice(&contents.files["index.json"])
         .map_err(|e| ArchiveError::Invalid { file: "index.json".into(), detail: e.to_string() })?;
     // docker save (25+) names images in manifest.json; use those names where the index has none.
@@ -221,10 +231,8 @@ fn load_oci(store: &Store, contents: &Contents, platform: &Platform) -> Result<V
     for entry in &index.manifests {
         let bytes = blob_bytes(store, contents, &entry.digest, "manifest")?;
         let mut chosen = entry.clone();
-        let mut doc = parse_document(&bytes, Some(&entry.media_type)).map_err(|e| ArchiveError::Invalid {
-            file: format!("manifest {}", entry.digest),
-            detail: e.to_string(),
-        })?;
+        let mut doc = parse_document(&bytes, Some(&entry.media_type))
+            .map_err(|e| ArchiveError::Invalid { file: format!("manifest {}", entry.digest), detail: e.to_string() })?;
         if let Document::Index(inner) = &doc {
             let pick = inner.select(platform, "archive").map_err(|_| ArchiveError::NoPlatform(platform.to_string()))?;
             chosen = Descriptor { annotations: entry.annotations.clone(), ..pick.clone() };
@@ -235,7 +243,10 @@ fn load_oci(store: &Store, contents: &Contents, platform: &Platform) -> Result<V
             })?;
         }
         let Document::Manifest(manifest) = doc else {
-            return Err(ArchiveError::Invalid { file: format!("manifest {}", chosen.digest), detail: "nested index".into() });
+            return Err(ArchiveError::Invalid {
+                file: format!("manifest {}", chosen.digest),
+                detail: "nested index".into(),
+            });
         };
         blob_bytes(store, contents, &manifest.config.digest, "config")?;
         let mut names = Vec::new();
@@ -352,7 +363,9 @@ pub fn save(store: &Store, images: &[(Image, Option<ImageRef>)], out: &mut dyn W
     let mut docker: Vec<DockerEntry> = Vec::new();
     append_bytes(&mut builder, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(write_err)?;
     for (image, name) in images {
-        let blobs = std::iter::once(image.digest()).chain(std::iter::once(image.id())).chain(image.manifest.layers.iter().map(|l| &l.digest));
+        let blobs = std::iter::once(image.digest())
+            .chain(std::iter::once(image.id()))
+            .chain(image.manifest.layers.iter().map(|l| &l.digest));
         for digest in blobs {
             if seen.contains(digest) {
                 continue;
@@ -385,7 +398,8 @@ pub fn save(store: &Store, images: &[(Image, Option<ImageRef>)], out: &mut dyn W
             layers: image.manifest.layers.iter().map(|l| format!("blobs/sha256/{}", l.digest.hex())).collect(),
         });
     }
-    append_bytes(&mut builder, "index.json", &serde_json::to_vec(&index).expect("index serialises")).map_err(write_err)?;
+    append_bytes(&mut builder, "index.json", &serde_json::to_vec(&index).expect("index serialises"))
+        .map_err(write_err)?;
     append_bytes(&mut builder, "manifest.json", &serde_json::to_vec(&docker).expect("manifest serialises"))
         .map_err(write_err)?;
     builder.into_inner().map_err(write_err)?.flush().map_err(write_err)?;

@@ -123,7 +123,8 @@ impl AuthFile {
         let auths = auths.as_object_mut().expect("object");
         let key = key_for(registry);
         auths.retain(|k, _| normalise_key(k) != normalise_key(&key));
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", creds.username, creds.password));
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", creds.username, creds.password));
         auths.insert(key, serde_json::json!({ "auth": encoded }));
         self.write(map)
     }
@@ -151,9 +152,13 @@ mod tests {
     fn round_trip_and_docker_compat() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");
-        fs::write(&path, r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"}},"credsStore":"x"}"#).unwrap();
+        fs::write(&path, r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"}},"credsStore":"x"}"#)
+            .unwrap();
         let file = AuthFile::locate(Some(&path));
-        assert_eq!(file.get("docker.io").unwrap(), Some(Credentials { username: "user".into(), password: "pass".into() }));
+        assert_eq!(
+            file.get("docker.io").unwrap(),
+            Some(Credentials { username: "user".into(), password: "pass".into() })
+        );
         assert_eq!(file.get("127.0.0.1:5000").unwrap(), None);
         let c = Credentials { username: "a".into(), password: "b:c".into() };
         file.set("127.0.0.1:5000", &c).unwrap();

@@ -68,7 +68,8 @@ pub fn apply_changes(run: &mut RunConfig, changes: &[String]) -> Result<(), Impo
 }
 
 fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     // Civil from days (Howard Hinnant's algorithm).
@@ -85,7 +86,12 @@ fn now_rfc3339() -> String {
 }
 
 /// Import a (possibly gzip/zstd-compressed) tarball as a one-layer image.
-pub fn import(store: &Store, reader: impl Read, name: Option<&ImageRef>, opts: &ImportOptions) -> Result<Image, ImportError> {
+pub fn import(
+    store: &Store,
+    reader: impl Read,
+    name: Option<&ImageRef>,
+    opts: &ImportOptions,
+) -> Result<Image, ImportError> {
     let _content = store.root().lock_content().map_err(StoreError::from)?;
     let mut run = RunConfig {
         env: Some(vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]),

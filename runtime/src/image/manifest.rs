@@ -269,7 +269,8 @@ pub fn parse_document(bytes: &[u8], content_type: Option<&str>) -> Result<Docume
         #[serde(default)]
         manifests: Option<serde_json::Value>,
     }
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|source| ManifestError::Json { what: "manifest", source })?;
+    let probe: Probe =
+        serde_json::from_slice(bytes).map_err(|source| ManifestError::Json { what: "manifest", source })?;
     if probe.schema_version != 2 {
         return Err(ManifestError::SchemaVersion(probe.schema_version));
     }
@@ -281,9 +282,13 @@ pub fn parse_document(bytes: &[u8], content_type: Option<&str>) -> Result<Docume
         _ => probe.manifests.is_some(),
     };
     if is_index {
-        serde_json::from_slice(bytes).map(Document::Index).map_err(|source| ManifestError::Json { what: "image index", source })
+        serde_json::from_slice(bytes)
+            .map(Document::Index)
+            .map_err(|source| ManifestError::Json { what: "image index", source })
     } else {
-        serde_json::from_slice(bytes).map(|m| Document::Manifest(Box::new(m))).map_err(|source| ManifestError::Json { what: "image manifest", source })
+        serde_json::from_slice(bytes)
+            .map(|m| Document::Manifest(Box::new(m)))
+            .map_err(|source| ManifestError::Json { what: "image manifest", source })
     }
 }
 

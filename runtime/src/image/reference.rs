@@ -61,9 +61,7 @@ impl ImageRef {
 
     /// The same name pinned to a digest (drops the tag).
     pub fn with_digest(&self, digest: &Digest) -> ImageRef {
-        ImageRef {
-            inner: Reference::with_digest(self.registry().into(), self.repository().into(), digest.to_string()),
-        }
+        ImageRef { inner: Reference::with_digest(self.registry().into(), self.repository().into(), digest.to_string()) }
     }
 
     /// The same name with another tag.

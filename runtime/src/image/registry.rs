@@ -8,7 +8,9 @@
 //! `insecure-registries` (then https without verification, falling back to http).
 
 use super::auth::Credentials;
-use super::manifest::{media, parse_document, Descriptor, Document, ImageConfig, LayerKind, Manifest, ManifestError, Platform};
+use super::manifest::{
+    media, parse_document, Descriptor, Document, ImageConfig, LayerKind, Manifest, ManifestError, Platform,
+};
 use super::progress::{LayerProgress, Progress};
 use super::reference::{is_loopback_registry, ImageRef};
 use super::store::{Image, Store, StoreError};
@@ -134,11 +136,7 @@ impl Remote {
             registry: reference.registry().to_string(),
             user: credentials.map(|c| c.username.clone()),
         };
-        remote
-            .client
-            .auth(reference.oci(), &remote.auth, op)
-            .await
-            .map_err(|e| remote.error(e, reference))?;
+        remote.client.auth(reference.oci(), &remote.auth, op).await.map_err(|e| remote.error(e, reference))?;
         Ok(remote)
     }
 
@@ -163,7 +161,9 @@ impl Remote {
                     RegistryError::Protocol { registry, detail }
                 }
             }
-            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => auth_error(),
+            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+                auth_error()
+            }
             OciDistributionError::ImageManifestNotFoundError(_) => {
                 RegistryError::NotFound { registry, reference: reference.to_string() }
             }
@@ -262,7 +262,10 @@ impl Remote {
             if writer.written() > desc.size {
                 return Err(RegistryError::Protocol {
                     registry: self.registry.clone(),
-                    detail: format!("blob {} is larger than the {} bytes its descriptor declares", desc.digest, desc.size),
+                    detail: format!(
+                        "blob {} is larger than the {} bytes its descriptor declares",
+                        desc.digest, desc.size
+                    ),
                 });
             }
         }
@@ -292,7 +295,12 @@ impl Remote {
         Ok(())
     }
 
-    async fn small_blob(&self, store: &Store, reference: &ImageRef, desc: &Descriptor) -> Result<Vec<u8>, RegistryError> {
+    async fn small_blob(
+        &self,
+        store: &Store,
+        reference: &ImageRef,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>, RegistryError> {
         if store.has_blob(&desc.digest) {
             if let Ok(bytes) = store.read_blob(&desc.digest) {
                 return Ok(bytes);
@@ -306,7 +314,8 @@ impl Remote {
 /// Pull `reference` into the store, unpack its layers, and record it under its name.
 pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Result<Image, RegistryError> {
     let _content = store.root().lock_content().map_err(StoreError::from)?;
-    let remote = Remote::connect(reference, opts.credentials.as_ref(), &opts.transport, RegistryOperation::Pull).await?;
+    let remote =
+        Remote::connect(reference, opts.credentials.as_ref(), &opts.transport, RegistryOperation::Pull).await?;
     opts.progress.line(&format!("{}: Pulling from {}", reference.tag().unwrap_or("digest"), reference.repository()));
 
     let (bytes, digest) = remote.manifest(reference).await?;
@@ -341,12 +350,12 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
         detail: format!("image config {} is invalid: {e}", manifest.config.digest),
     })?;
     let platform = platform.unwrap_or_else(|| config.platform());
-    if opts.platform_explicit && !platform.os.is_empty() && (platform.os != opts.platform.os || platform.architecture != opts.platform.architecture)
+    if opts.platform_explicit
+        && !platform.os.is_empty()
+        && (platform.os != opts.platform.os || platform.architecture != opts.platform.architecture)
     {
-        opts.progress.warn(&format!(
-            "image platform ({platform}) does not match the requested platform ({})",
-            opts.platform
-        ));
+        opts.progress
+            .warn(&format!("image platform ({platform}) does not match the requested platform ({})", opts.platform));
     }
     store.write_blob(&manifest_bytes, Some(&manifest_digest))?;
     let descriptor = Descriptor {
@@ -424,19 +433,13 @@ pub async fn push(store: &Store, image: &Image, dest: &ImageRef, opts: &PushOpti
     let blobs: Vec<&Descriptor> = image.manifest.layers.iter().chain(std::iter::once(&image.manifest.config)).collect();
     for desc in blobs {
         let digest_str = desc.digest.to_string();
-        let exists = remote
-            .client
-            .blob_exists(dest.oci(), &digest_str)
-            .await
-            .map_err(|e| remote.error(e, dest))?;
+        let exists = remote.client.blob_exists(dest.oci(), &digest_str).await.map_err(|e| remote.error(e, dest))?;
         if exists {
             opts.progress.line(&format!("{}: Layer already exists", desc.digest.short()));
             continue;
         }
         let path = store.blob_path(&desc.digest);
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|_| StoreError::MissingBlob(desc.digest.clone()))?;
+        let file = tokio::fs::File::open(&path).await.map_err(|_| StoreError::MissingBlob(desc.digest.clone()))?;
         let stream = futures_util::stream::unfold(file, |mut file| async move {
             use tokio::io::AsyncReadExt;
             let mut buf = vec![0u8; 4 << 20];
@@ -465,7 +468,11 @@ pub async fn push(store: &Store, image: &Image, dest: &ImageRef, opts: &PushOpti
         .await
         .map_err(|e| remote.error(e, dest))?;
     let digest = image.digest().clone();
-    opts.progress.line(&format!("{}: digest: {digest} size: {}", dest.tag().unwrap_or("latest"), image.manifest_bytes.len()));
+    opts.progress.line(&format!(
+        "{}: digest: {digest} size: {}",
+        dest.tag().unwrap_or("latest"),
+        image.manifest_bytes.len()
+    ));
     Ok(digest)
 }
 
@@ -476,7 +483,8 @@ pub async fn check_login(registry: &str, creds: &Credentials, transport: &Transp
         Scheme::Http => ("http", false),
         Scheme::Https { verify } => ("https", !verify),
     };
-    let unreachable = |e: reqwest::Error| RegistryError::Unreachable { registry: registry.to_string(), detail: root_cause(&e) };
+    let unreachable =
+        |e: reqwest::Error| RegistryError::Unreachable { registry: registry.to_string(), detail: root_cause(&e) };
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(scheme.1)
         .connect_timeout(std::time::Duration::from_secs(30))
@@ -489,14 +497,13 @@ pub async fn check_login(registry: &str, creds: &Credentials, transport: &Transp
     }
     let bad = || RegistryError::BadCredentials { registry: registry.to_string(), user: creds.username.clone() };
     if res.status() != reqwest::StatusCode::UNAUTHORIZED {
-        return Err(RegistryError::Protocol { registry: registry.into(), detail: format!("GET /v2/ answered {}", res.status()) });
+        return Err(RegistryError::Protocol {
+            registry: registry.into(),
+            detail: format!("GET /v2/ answered {}", res.status()),
+        });
     }
-    let challenge = res
-        .headers()
-        .get(reqwest::header::WWW_AUTHENTICATE)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_string();
+    let challenge =
+        res.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
     let res = if let Some(params) = challenge.strip_prefix("Bearer ") {
         let field = |name: &str| {
             params.split(',').find_map(|kv| {

@@ -186,7 +186,10 @@ impl Store {
             .read_index()?
             .manifests
             .into_iter()
-            .map(|d| ImageRecord { name: d.annotations.get(REF_NAME).and_then(|n| ImageRef::parse(n).ok()), descriptor: d })
+            .map(|d| ImageRecord {
+                name: d.annotations.get(REF_NAME).and_then(|n| ImageRef::parse(n).ok()),
+                descriptor: d,
+            })
             .collect())
     }
 
@@ -259,7 +262,8 @@ impl Store {
     pub fn resolve(&self, input: &str) -> Result<Image, StoreError> {
         let records = self.list()?;
         let hex_part = input.strip_prefix("sha256:").unwrap_or(input);
-        let looks_like_id = hex_part.len() >= 3 && hex_part.len() <= 64 && hex_part.bytes().all(|b| b.is_ascii_hexdigit());
+        let looks_like_id =
+            hex_part.len() >= 3 && hex_part.len() <= 64 && hex_part.bytes().all(|b| b.is_ascii_hexdigit());
         if looks_like_id {
             let mut matches: Vec<Image> = Vec::new();
             for record in &records {
@@ -267,7 +271,8 @@ impl Store {
                     continue;
                 }
                 let Ok(image) = self.load(&record.descriptor) else { continue };
-                if image.id().hex().starts_with(hex_part) || (hex_part.len() == 64 && image.digest().hex() == hex_part) {
+                if image.id().hex().starts_with(hex_part) || (hex_part.len() == 64 && image.digest().hex() == hex_part)
+                {
                     matches.push(image);
                 }
             }
@@ -340,7 +345,10 @@ impl BlobWriter {
     pub fn commit(mut self, expected: Option<&Digest>, expected_size: Option<u64>) -> Result<Digest, StoreError> {
         let writer = self.inner.take().expect("commit once");
         let hasher = writer.hasher.clone();
-        let file = writer.inner.into_inner().map_err(|e| StoreError::Io { context: "writing blob".into(), source: e.into_error() })?;
+        let file = writer
+            .inner
+            .into_inner()
+            .map_err(|e| StoreError::Io { context: "writing blob".into(), source: e.into_error() })?;
         file.sync_all().map_err(io_err("syncing blob"))?;
         drop(file);
         let size = hasher.len();

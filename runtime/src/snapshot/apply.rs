@@ -57,11 +57,7 @@ pub struct ApplyLimits {
 
 impl Default for ApplyLimits {
     fn default() -> Self {
-        ApplyLimits {
-            max_unpacked_bytes: 64 << 30,
-            max_path_len: 4096,
-            max_header_bytes: 1 << 20,
-        }
+        ApplyLimits { max_unpacked_bytes: 64 << 30, max_path_len: 4096, max_header_bytes: 1 << 20 }
     }
 }
 
@@ -102,23 +98,11 @@ pub enum ApplyError {
     #[error("{entry}: {component:?} is not a directory")]
     ParentNotDir { entry: Location, component: String },
     #[error("{entry}: hardlink target {target:?} {reason}")]
-    BadHardlink {
-        entry: Location,
-        target: String,
-        reason: &'static str,
-    },
+    BadHardlink { entry: Location, target: String, reason: &'static str },
     #[error("{entry}: invalid whiteout: {reason}")]
-    BadWhiteout {
-        entry: Location,
-        reason: &'static str,
-    },
+    BadWhiteout { entry: Location, reason: &'static str },
     #[error("{entry}: {what} is {len} bytes, over the limit of {limit}")]
-    TooLong {
-        entry: Location,
-        what: &'static str,
-        len: u64,
-        limit: u64,
-    },
+    TooLong { entry: Location, what: &'static str, len: u64, limit: u64 },
     #[error("{entry}: the layer unpacks to more than {limit} bytes (decompression bomb?)")]
     TooLarge { entry: Location, limit: u64 },
     #[error("{entry}: unsupported entry type {kind}")]
@@ -126,11 +110,7 @@ pub enum ApplyError {
     #[error("{entry}: malformed tar: {reason}")]
     Malformed { entry: Location, reason: String },
     #[error("{entry}: {op}: {source}")]
-    Io {
-        entry: Location,
-        op: String,
-        source: io::Error,
-    },
+    Io { entry: Location, op: String, source: io::Error },
     #[error("opening layer destination {path}: {source}")]
     Dest { path: String, source: io::Error },
 }
@@ -145,17 +125,13 @@ pub fn apply_layer<R: Read>(
     dest: &Path,
     limits: &ApplyLimits,
 ) -> Result<ApplyOutcome, ApplyError> {
-    let dest_err = |source: io::Error| ApplyError::Dest {
-        path: dest.display().to_string(),
-        source,
-    };
+    let dest_err = |source: io::Error| ApplyError::Dest { path: dest.display().to_string(), source };
     let decoded: Box<dyn Read + '_> = match compression {
         Compression::None => Box::new(reader),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).map_err(dest_err)?),
     };
-    let root = rfs::openat(rfs::CWD, dest, at::DIR_FLAGS, Mode::empty())
-        .map_err(|e| dest_err(e.into()))?;
+    let root = rfs::openat(rfs::CWD, dest, at::DIR_FLAGS, Mode::empty()).map_err(|e| dest_err(e.into()))?;
     let mut unpacker = Unpacker {
         stream: TarStream {
             inner: decoded,
@@ -164,10 +140,10 @@ pub fn apply_layer<R: Read>(
             limit: limits.max_unpacked_bytes,
             over: false,
         },
-        root,
+        root: Rc::new(root),
         limits,
         is_root: rustix::process::geteuid().is_root(),
-        parent_cache: None,
+        dir_stack: Vec::new(),
         dir_times: BTreeMap::new(),
         buf: vec![0; 256 << 10],
     };
@@ -259,11 +235,7 @@ impl Entry {
 
     fn io(&self, op: impl Into<String>) -> impl FnOnce(Errno) -> ApplyError + '_ {
         let op = op.into();
-        move |e| ApplyError::Io {
-            entry: self.loc(),
-            op,
-            source: e.into(),
-        }
+        move |e| ApplyError::Io { entry: self.loc(), op, source: e.into() }
     }
 }
 
@@ -279,13 +251,13 @@ fn padding(size: u64) -> u64 {
 
 struct Unpacker<'l, R> {
     stream: TarStream<R>,
-    root: OwnedFd,
+    root: Rc<OwnedFd>,
     limits: &'l ApplyLimits,
     is_root: bool,
-    /// The parent directory of the last entry: tar entries come grouped by directory, so this
-    /// saves walking from the root for almost every entry. Dropped whenever a directory is
-    /// removed, since the fd could then name a directory no longer in the tree.
-    parent_cache: Option<(Vec<Vec<u8>>, Rc<OwnedFd>)>,
+    /// Open directories along the last parent path. Tar entries come grouped by directory, so
+    /// most lookups reuse all or most of it instead of walking from the root. Cleared whenever
+    /// a directory is removed, since an fd could then name a directory no longer in the tree.
+    dir_stack: Vec<(Vec<u8>, Rc<OwnedFd>)>,
     /// Directory mtimes, set last: writing children changes a directory's mtime.
     dir_times: BTreeMap<Vec<Vec<u8>>, Timespec>,
     buf: Vec<u8>,
@@ -294,37 +266,21 @@ struct Unpacker<'l, R> {
 impl<R: Read> Unpacker<'_, R> {
     fn read_error(&self, entry: Location, err: io::Error) -> ApplyError {
         if self.stream.over {
-            ApplyError::TooLarge {
-                entry,
-                limit: self.limits.max_unpacked_bytes,
-            }
+            ApplyError::TooLarge { entry, limit: self.limits.max_unpacked_bytes }
         } else if err.kind() == io::ErrorKind::UnexpectedEof {
-            ApplyError::Malformed {
-                entry,
-                reason: "the archive is truncated".into(),
-            }
+            ApplyError::Malformed { entry, reason: "the archive is truncated".into() }
         } else {
-            ApplyError::Io {
-                entry,
-                op: "reading the layer stream".into(),
-                source: err,
-            }
+            ApplyError::Io { entry, op: "reading the layer stream".into(), source: err }
         }
     }
 
     /// Read one 512-byte block; `false` on a clean end of stream before it.
-    fn read_block(
-        &mut self,
-        block: &mut [u8; BLOCK as usize],
-        loc: &Location,
-    ) -> Result<bool, ApplyError> {
+    fn read_block(&mut self, block: &mut [u8; BLOCK as usize], loc: &Location) -> Result<bool, ApplyError> {
         let mut filled = 0;
         while filled < block.len() {
             match self.stream.read(&mut block[filled..]) {
                 Ok(0) if filled == 0 => return Ok(false),
-                Ok(0) => {
-                    return Err(self.read_error(loc.clone(), io::ErrorKind::UnexpectedEof.into()))
-                }
+                Ok(0) => return Err(self.read_error(loc.clone(), io::ErrorKind::UnexpectedEof.into())),
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.read_error(loc.clone(), e)),
@@ -338,9 +294,7 @@ impl<R: Read> Unpacker<'_, R> {
         while n > 0 {
             let want = n.min(self.buf.len() as u64) as usize;
             match self.stream.read(&mut self.buf[..want]) {
-                Ok(0) => {
-                    return Err(self.read_error(loc.clone(), io::ErrorKind::UnexpectedEof.into()))
-                }
+                Ok(0) => return Err(self.read_error(loc.clone(), io::ErrorKind::UnexpectedEof.into())),
                 Ok(got) => n -= got as u64,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.read_error(loc.clone(), e)),
@@ -351,9 +305,7 @@ impl<R: Read> Unpacker<'_, R> {
 
     /// Read what follows the end-of-archive marker: the diff_id covers the whole stream.
     fn drain(&mut self) -> Result<(), ApplyError> {
-        let loc = Location::Header {
-            offset: self.stream.pos,
-        };
+        let loc = Location::Header { offset: self.stream.pos };
         loop {
             match self.stream.read(&mut self.buf) {
                 Ok(0) => return Ok(()),
@@ -380,19 +332,13 @@ impl<R: Read> Unpacker<'_, R> {
         let mut block = [0u8; BLOCK as usize];
         let mut pending = Pending::default();
         loop {
-            let here = Location::Header {
-                offset: self.stream.pos,
-            };
+            let here = Location::Header { offset: self.stream.pos };
             let dangling = || ApplyError::Malformed {
                 entry: here.clone(),
                 reason: "extension header without an entry after it".into(),
             };
             if !self.read_block(&mut block, &here)? {
-                return if pending.is_empty() {
-                    Ok(())
-                } else {
-                    Err(dangling())
-                };
+                return if pending.is_empty() { Ok(()) } else { Err(dangling()) };
             }
             if block.iter().all(|&b| b == 0) {
                 // End of archive is two zero blocks; one zero block then a header is corrupt.
@@ -402,24 +348,15 @@ impl<R: Read> Unpacker<'_, R> {
                         reason: "a header follows an end-of-archive block".into(),
                     });
                 }
-                return if pending.is_empty() {
-                    Ok(())
-                } else {
-                    Err(dangling())
-                };
+                return if pending.is_empty() { Ok(()) } else { Err(dangling()) };
             }
             let header = tar::Header::from_byte_slice(&block);
             if !checksum_ok(header) {
-                return Err(ApplyError::Malformed {
-                    entry: here,
-                    reason: "header checksum mismatch".into(),
-                });
+                return Err(ApplyError::Malformed { entry: here, reason: "header checksum mismatch".into() });
             }
             let typeflag = block[156];
-            let size = unsigned(&header.as_old().size).ok_or_else(|| ApplyError::Malformed {
-                entry: here.clone(),
-                reason: "bad size field".into(),
-            })?;
+            let size = unsigned(&header.as_old().size)
+                .ok_or_else(|| ApplyError::Malformed { entry: here.clone(), reason: "bad size field".into() })?;
             if let Some(what) = extension_kind(typeflag) {
                 if size > self.limits.max_header_bytes {
                     return Err(ApplyError::TooLong {
@@ -434,10 +371,8 @@ impl<R: Read> Unpacker<'_, R> {
                     b'L' => pending.long_name = Some(until_nul(data)),
                     b'K' => pending.long_link = Some(until_nul(data)),
                     _ => {
-                        let pax = parse_pax(&data).map_err(|reason| ApplyError::Malformed {
-                            entry: here.clone(),
-                            reason,
-                        })?;
+                        let pax =
+                            parse_pax(&data).map_err(|reason| ApplyError::Malformed { entry: here.clone(), reason })?;
                         pending.pax = Some(pax);
                     }
                 }
@@ -450,11 +385,7 @@ impl<R: Read> Unpacker<'_, R> {
                 continue;
             }
             let entry = self.entry(header, typeflag, std::mem::take(&mut pending))?;
-            let data_len = if is_header_only(entry.typeflag) {
-                0
-            } else {
-                entry.size
-            };
+            let data_len = if is_header_only(entry.typeflag) { 0 } else { entry.size };
             let mut remaining = data_len;
             self.apply(&entry, &mut remaining)?;
             self.skip(remaining + padding(data_len), &entry.loc())?;
@@ -463,31 +394,15 @@ impl<R: Read> Unpacker<'_, R> {
 
     /// Decode a header and its extensions. Precedence follows Go's archive/tar: header fields,
     /// then PAX records, then GNU long names.
-    fn entry(
-        &self,
-        header: &tar::Header,
-        typeflag: u8,
-        pending: Pending,
-    ) -> Result<Entry, ApplyError> {
+    fn entry(&self, header: &tar::Header, typeflag: u8, pending: Pending) -> Result<Entry, ApplyError> {
         let mut pax = pending.pax.unwrap_or_default();
-        let name = pending
-            .long_name
-            .or(pax.path.take())
-            .unwrap_or_else(|| header.path_bytes().into_owned());
+        let name = pending.long_name.or(pax.path.take()).unwrap_or_else(|| header.path_bytes().into_owned());
         let link = pending
             .long_link
             .or(pax.linkpath.take())
-            .unwrap_or_else(|| {
-                header
-                    .link_name_bytes()
-                    .map(|l| l.into_owned())
-                    .unwrap_or_default()
-            });
+            .unwrap_or_else(|| header.link_name_bytes().map(|l| l.into_owned()).unwrap_or_default());
         let loc = Location::Entry(String::from_utf8_lossy(&name).into_owned());
-        let malformed = |reason: String| ApplyError::Malformed {
-            entry: loc.clone(),
-            reason,
-        };
+        let malformed = |reason: String| ApplyError::Malformed { entry: loc.clone(), reason };
         let max_path = self.limits.max_path_len;
         if name.len() > max_path {
             return Err(ApplyError::TooLong {
@@ -509,10 +424,7 @@ impl<R: Read> Unpacker<'_, R> {
             return Err(malformed("NUL byte in a name".into()));
         }
         if pax.sparse {
-            return Err(ApplyError::Unsupported {
-                entry: loc,
-                kind: "GNU sparse file (PAX)".into(),
-            });
+            return Err(ApplyError::Unsupported { entry: loc, kind: "GNU sparse file (PAX)".into() });
         }
         let typeflag = match typeflag {
             // V7 tar marked directories only by a trailing slash.
@@ -525,8 +437,7 @@ impl<R: Read> Unpacker<'_, R> {
             Some(size) => size,
             None => unsigned(&old.size).ok_or_else(|| malformed("bad size field".into()))?,
         };
-        let mode =
-            unsigned(&old.mode).ok_or_else(|| malformed("bad mode field".into()))? as u32 & 0o7777;
+        let mode = unsigned(&old.mode).ok_or_else(|| malformed("bad mode field".into()))? as u32 & 0o7777;
         let id = |pax_value: Option<u64>, field: &[u8], what: &str| -> Result<u32, ApplyError> {
             let value = match pax_value {
                 Some(v) => v,
@@ -542,10 +453,9 @@ impl<R: Read> Unpacker<'_, R> {
         let gid = id(pax.gid, &old.gid, "gid")?;
         let mtime = match pax.mtime {
             Some(t) => t,
-            None => Timespec {
-                tv_sec: numeric(&old.mtime).ok_or_else(|| malformed("bad mtime field".into()))?,
-                tv_nsec: 0,
-            },
+            None => {
+                Timespec { tv_sec: numeric(&old.mtime).ok_or_else(|| malformed("bad mtime field".into()))?, tv_nsec: 0 }
+            }
         };
         let device = if matches!(typeflag, b'3' | b'4') {
             // V7 headers have no device fields; ustar and GNU keep them at the same offsets.
@@ -562,32 +472,13 @@ impl<R: Read> Unpacker<'_, R> {
         } else {
             None
         };
-        Ok(Entry {
-            name,
-            typeflag,
-            link,
-            size,
-            mode,
-            uid,
-            gid,
-            mtime,
-            device,
-            xattrs: pax.xattrs,
-        })
+        Ok(Entry { name, typeflag, link, size, mode, uid, gid, mtime, device, xattrs: pax.xattrs })
     }
 
     fn apply(&mut self, e: &Entry, remaining: &mut u64) -> Result<(), ApplyError> {
         let comps = normalize(&e.name).ok_or_else(|| ApplyError::Escapes { entry: e.loc() })?;
-        if comps
-            .iter()
-            .rev()
-            .skip(1)
-            .any(|c| c.starts_with(WHITEOUT_PREFIX))
-        {
-            return Err(ApplyError::BadWhiteout {
-                entry: e.loc(),
-                reason: "a whiteout name used as a directory",
-            });
+        if comps.iter().rev().skip(1).any(|c| c.starts_with(WHITEOUT_PREFIX)) {
+            return Err(ApplyError::BadWhiteout { entry: e.loc(), reason: "a whiteout name used as a directory" });
         }
         let Some((name, parent)) = comps.split_last() else {
             return self.apply_root(e);
@@ -601,30 +492,24 @@ impl<R: Read> Unpacker<'_, R> {
             b'2' => self.symlink(e, parent, name),
             b'1' => self.hardlink(e, parent, name),
             b'3' | b'4' | b'6' => self.node(e, parent, name),
-            t => Err(ApplyError::Unsupported {
-                entry: e.loc(),
-                kind: type_name(t),
-            }),
+            t => Err(ApplyError::Unsupported { entry: e.loc(), kind: type_name(t) }),
         }
     }
 
     /// The directory at `comps`, walked from the root without following symlinks.
-    fn dir(
-        &mut self,
-        e: &Entry,
-        comps: &[Vec<u8>],
-        create: bool,
-    ) -> Result<Rc<OwnedFd>, ApplyError> {
-        if let Some((cached, fd)) = &self.parent_cache {
-            if cached.as_slice() == comps {
-                return Ok(fd.clone());
-            }
+    fn dir(&mut self, e: &Entry, comps: &[Vec<u8>], create: bool) -> Result<Rc<OwnedFd>, ApplyError> {
+        self.open_dir_cached(comps, create).map_err(|err| walk_error(e, comps, err))
+    }
+
+    fn open_dir_cached(&mut self, comps: &[Vec<u8>], create: bool) -> Result<Rc<OwnedFd>, at::WalkError> {
+        let common = self.dir_stack.iter().zip(comps).take_while(|((cached, _), c)| cached == *c).count();
+        self.dir_stack.truncate(common);
+        for (i, c) in comps.iter().enumerate().skip(common) {
+            let parent = self.dir_stack.last().map_or(&self.root, |(_, fd)| fd);
+            let fd = at::step(parent.as_fd(), c, create, i)?;
+            self.dir_stack.push((c.clone(), Rc::new(fd)));
         }
-        let fd = Rc::new(
-            at::walk(self.root.as_fd(), comps, create).map_err(|err| walk_error(e, comps, err))?,
-        );
-        self.parent_cache = Some((comps.to_vec(), fd.clone()));
-        Ok(fd)
+        Ok(self.dir_stack.last().map_or(&self.root, |(_, fd)| fd).clone())
     }
 
     /// Make room for a new entry at `name` (a later tar entry replaces an earlier one).
@@ -645,22 +530,17 @@ impl<R: Read> Unpacker<'_, R> {
             if keep_dir {
                 return Ok(true);
             }
-            self.parent_cache = None;
+            self.dir_stack.clear();
             at::remove_tree(parent, name).map_err(|source| ApplyError::Io {
                 entry: e.loc(),
                 op: "removing the directory it replaces".into(),
                 source,
             })?;
             // Recorded times of the removed subtree must not land on what is created there later.
-            let removed: Vec<Vec<u8>> = parent_comps
-                .iter()
-                .cloned()
-                .chain([name.to_vec()])
-                .collect();
+            let removed: Vec<Vec<u8>> = parent_comps.iter().cloned().chain([name.to_vec()]).collect();
             self.dir_times.retain(|path, _| !path.starts_with(&removed));
         } else {
-            rfs::unlinkat(parent, name, AtFlags::empty())
-                .map_err(e.io("removing the entry it replaces"))?;
+            rfs::unlinkat(parent, name, AtFlags::empty()).map_err(e.io("removing the entry it replaces"))?;
         }
         Ok(false)
     }
@@ -683,16 +563,9 @@ impl<R: Read> Unpacker<'_, R> {
         }
     }
 
-    fn regular(
-        &mut self,
-        e: &Entry,
-        parent: &[Vec<u8>],
-        name: &[u8],
-        remaining: &mut u64,
-    ) -> Result<(), ApplyError> {
+    fn regular(&mut self, e: &Entry, parent: &[Vec<u8>], name: &[u8], remaining: &mut u64) -> Result<(), ApplyError> {
         let dir = self.dir(e, parent, true)?;
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = self.create(e, (dir.as_fd(), parent), name, "creating the file", || {
             rfs::openat(dir.as_fd(), name, flags, Mode::from_raw_mode(0o600))
         })?;
@@ -705,12 +578,11 @@ impl<R: Read> Unpacker<'_, R> {
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(err) => return Err(self.read_error(e.loc(), err)),
             };
-            file.write_all(&self.buf[..n])
-                .map_err(|source| ApplyError::Io {
-                    entry: e.loc(),
-                    op: "writing the file".into(),
-                    source,
-                })?;
+            file.write_all(&self.buf[..n]).map_err(|source| ApplyError::Io {
+                entry: e.loc(),
+                op: "writing the file".into(),
+                source,
+            })?;
             *remaining -= n as u64;
         }
         // chown clears setuid/setgid bits and file capabilities, so it goes first.
@@ -730,8 +602,7 @@ impl<R: Read> Unpacker<'_, R> {
             Ok(()) => {}
             Err(Errno::EXIST) => {
                 if !self.clear_slot(e, (p, parent), name, true)? {
-                    rfs::mkdirat(p, name, Mode::from_raw_mode(0o700))
-                        .map_err(e.io("creating the directory"))?;
+                    rfs::mkdirat(p, name, Mode::from_raw_mode(0o700)).map_err(e.io("creating the directory"))?;
                 }
             }
             Err(err) => return Err(e.io("creating the directory")(err)),
@@ -748,16 +619,9 @@ impl<R: Read> Unpacker<'_, R> {
     /// name it.
     fn apply_root(&mut self, e: &Entry) -> Result<(), ApplyError> {
         if e.typeflag != b'5' {
-            return Err(ApplyError::NamesRoot {
-                entry: e.loc(),
-                kind: type_label(e.typeflag),
-            });
+            return Err(ApplyError::NamesRoot { entry: e.loc(), kind: type_label(e.typeflag) });
         }
-        let root = self.root.try_clone().map_err(|source| ApplyError::Io {
-            entry: e.loc(),
-            op: "opening the root".into(),
-            source,
-        })?;
+        let root = self.root.clone();
         self.chown(e, at::Node::Fd(root.as_fd()))?;
         rfs::fchmod(&root, Mode::from_raw_mode(e.mode)).map_err(e.io("setting the mode"))?;
         self.set_xattrs(e, at::Node::Fd(root.as_fd()))?;
@@ -767,20 +631,13 @@ impl<R: Read> Unpacker<'_, R> {
 
     fn symlink(&mut self, e: &Entry, parent: &[Vec<u8>], name: &[u8]) -> Result<(), ApplyError> {
         if e.link.is_empty() {
-            return Err(ApplyError::Malformed {
-                entry: e.loc(),
-                reason: "symlink with an empty target".into(),
-            });
+            return Err(ApplyError::Malformed { entry: e.loc(), reason: "symlink with an empty target".into() });
         }
         let dir = self.dir(e, parent, true)?;
         // The target is stored as-is: it is data, since nothing here ever follows a symlink.
-        self.create(
-            e,
-            (dir.as_fd(), parent),
-            name,
-            "creating the symlink",
-            || rfs::symlinkat(e.link.as_slice(), dir.as_fd(), name),
-        )?;
+        self.create(e, (dir.as_fd(), parent), name, "creating the symlink", || {
+            rfs::symlinkat(e.link.as_slice(), dir.as_fd(), name)
+        })?;
         self.finish_at(e, dir.as_fd(), name, false)
     }
 
@@ -792,25 +649,15 @@ impl<R: Read> Unpacker<'_, R> {
         };
         let dir = self.dir(e, parent, true)?;
         let dev = rfs::makedev(major, minor);
-        self.create(
-            e,
-            (dir.as_fd(), parent),
-            name,
-            "creating the device node",
-            || rfs::mknodat(dir.as_fd(), name, kind, Mode::from_raw_mode(0o600), dev),
-        )?;
+        self.create(e, (dir.as_fd(), parent), name, "creating the device node", || {
+            rfs::mknodat(dir.as_fd(), name, kind, Mode::from_raw_mode(0o600), dev)
+        })?;
         self.finish_at(e, dir.as_fd(), name, true)
     }
 
     /// Owner, mode, xattrs and mtime of something just created at `parent/name` that has no
     /// open fd (symlinks, nodes).
-    fn finish_at(
-        &mut self,
-        e: &Entry,
-        parent: BorrowedFd<'_>,
-        name: &[u8],
-        chmod: bool,
-    ) -> Result<(), ApplyError> {
+    fn finish_at(&mut self, e: &Entry, parent: BorrowedFd<'_>, name: &[u8], chmod: bool) -> Result<(), ApplyError> {
         self.chown(e, at::Node::At(parent, name))?;
         if chmod {
             // Follows a final symlink, but the name was created by us an instant ago in a
@@ -819,17 +666,12 @@ impl<R: Read> Unpacker<'_, R> {
                 .map_err(e.io("setting the mode"))?;
         }
         self.set_xattrs(e, at::Node::At(parent, name))?;
-        rfs::utimensat(parent, name, &times(e.mtime), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(e.io("setting the mtime"))
+        rfs::utimensat(parent, name, &times(e.mtime), AtFlags::SYMLINK_NOFOLLOW).map_err(e.io("setting the mtime"))
     }
 
     fn hardlink(&mut self, e: &Entry, parent: &[Vec<u8>], name: &[u8]) -> Result<(), ApplyError> {
         let target_str = String::from_utf8_lossy(&e.link).into_owned();
-        let bad = |reason| ApplyError::BadHardlink {
-            entry: e.loc(),
-            target: target_str.clone(),
-            reason,
-        };
+        let bad = |reason| ApplyError::BadHardlink { entry: e.loc(), target: target_str.clone(), reason };
         let target = normalize(&e.link).ok_or_else(|| bad("escapes the layer root"))?;
         let Some((tname, tparent)) = target.split_last() else {
             return Err(bad("is the layer root"));
@@ -844,30 +686,20 @@ impl<R: Read> Unpacker<'_, R> {
                 return Err(bad("does not exist in this layer"))
             }
             Err(at::WalkError::Io(_, source)) => {
-                return Err(ApplyError::Io {
-                    entry: e.loc(),
-                    op: "resolving the hardlink target".into(),
-                    source,
-                })
+                return Err(ApplyError::Io { entry: e.loc(), op: "resolving the hardlink target".into(), source })
             }
         };
         match rfs::statat(&tdir, tname.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                return Err(bad("is a directory"))
-            }
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => return Err(bad("is a directory")),
             Ok(_) => {}
             Err(Errno::NOENT) => return Err(bad("does not exist in this layer")),
             Err(err) => return Err(e.io("resolving the hardlink target")(err)),
         }
         let dir = self.dir(e, parent, true)?;
         // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself.
-        self.create(
-            e,
-            (dir.as_fd(), parent),
-            name,
-            "creating the hardlink",
-            || rfs::linkat(&tdir, tname.as_slice(), dir.as_fd(), name, AtFlags::empty()),
-        )?;
+        self.create(e, (dir.as_fd(), parent), name, "creating the hardlink", || {
+            rfs::linkat(&tdir, tname.as_slice(), dir.as_fd(), name, AtFlags::empty())
+        })?;
         // The inode's metadata came with its first entry; a link entry doesn't own it.
         Ok(())
     }
@@ -882,10 +714,7 @@ impl<R: Read> Unpacker<'_, R> {
         }
         let target = &name[WHITEOUT_PREFIX.len()..];
         if target.starts_with(WHITEOUT_PREFIX) {
-            return Err(ApplyError::BadWhiteout {
-                entry: e.loc(),
-                reason: "reserved .wh..wh. name",
-            });
+            return Err(ApplyError::BadWhiteout { entry: e.loc(), reason: "reserved .wh..wh. name" });
         }
         if target.is_empty() || target == b"." || target == b".." {
             return Err(ApplyError::BadWhiteout {
@@ -895,14 +724,8 @@ impl<R: Read> Unpacker<'_, R> {
         }
         let dir = self.dir(e, parent, true)?;
         self.clear_slot(e, (dir.as_fd(), parent), target, false)?;
-        rfs::mknodat(
-            dir.as_fd(),
-            target,
-            FileType::CharacterDevice,
-            Mode::empty(),
-            rfs::makedev(0, 0),
-        )
-        .map_err(e.io("creating the whiteout device"))
+        rfs::mknodat(dir.as_fd(), target, FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
+            .map_err(e.io("creating the whiteout device"))
     }
 
     fn chown(&self, e: &Entry, node: at::Node<'_>) -> Result<(), ApplyError> {
@@ -913,9 +736,7 @@ impl<R: Read> Unpacker<'_, R> {
         let gid = Some(rfs::Gid::from_raw(e.gid));
         match node {
             at::Node::Fd(fd) => rfs::fchown(fd, uid, gid),
-            at::Node::At(parent, name) => {
-                rfs::chownat(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
-            }
+            at::Node::At(parent, name) => rfs::chownat(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
         }
         .map_err(e.io("setting the owner"))
     }
@@ -935,12 +756,7 @@ impl<R: Read> Unpacker<'_, R> {
                 Err(err @ (Errno::NOTSUP | Errno::PERM)) => {
                     tracing::debug!(entry = %e.loc(), key = %String::from_utf8_lossy(key), %err, "xattr not supported here");
                 }
-                Err(err) => {
-                    return Err(e
-                        .io(format!("setting xattr {:?}", String::from_utf8_lossy(key)))(
-                        err,
-                    ))
-                }
+                Err(err) => return Err(e.io(format!("setting xattr {:?}", String::from_utf8_lossy(key)))(err)),
             }
         }
         Ok(())
@@ -953,29 +769,20 @@ impl<R: Read> Unpacker<'_, R> {
             let io = |op: &str| {
                 let op = op.to_string();
                 let loc = loc.clone();
-                move |e: Errno| ApplyError::Io {
-                    entry: loc,
-                    op,
-                    source: e.into(),
-                }
+                move |e: Errno| ApplyError::Io { entry: loc, op, source: e.into() }
             };
             let Some((name, parent)) = comps.split_last() else {
-                rfs::futimens(&self.root, &times(mtime)).map_err(io("setting the mtime"))?;
+                rfs::futimens(&*self.root, &times(mtime)).map_err(io("setting the mtime"))?;
                 continue;
             };
             // A directory removed or replaced by a later entry has nothing left to date.
-            let Ok(dir) = at::walk(self.root.as_fd(), parent, false) else {
+            let Ok(dir) = self.open_dir_cached(parent, false) else {
                 continue;
             };
             match rfs::statat(&dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-                    rfs::utimensat(
-                        &dir,
-                        name.as_slice(),
-                        &times(mtime),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io("setting the mtime"))?;
+                    rfs::utimensat(&dir, name.as_slice(), &times(mtime), AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io("setting the mtime"))?;
                 }
                 _ => continue,
             }
@@ -987,27 +794,18 @@ impl<R: Read> Unpacker<'_, R> {
 fn walk_error(e: &Entry, comps: &[Vec<u8>], err: at::WalkError) -> ApplyError {
     let upto = |i: usize| at::display(&comps[..(i + 1).min(comps.len())]);
     match err {
-        at::WalkError::Symlink(i) => ApplyError::ThroughSymlink {
-            entry: e.loc(),
-            component: upto(i),
-        },
-        at::WalkError::NotDir(i) | at::WalkError::Missing(i) => ApplyError::ParentNotDir {
-            entry: e.loc(),
-            component: upto(i),
-        },
-        at::WalkError::Io(i, source) => ApplyError::Io {
-            entry: e.loc(),
-            op: format!("opening directory {:?}", upto(i)),
-            source,
-        },
+        at::WalkError::Symlink(i) => ApplyError::ThroughSymlink { entry: e.loc(), component: upto(i) },
+        at::WalkError::NotDir(i) | at::WalkError::Missing(i) => {
+            ApplyError::ParentNotDir { entry: e.loc(), component: upto(i) }
+        }
+        at::WalkError::Io(i, source) => {
+            ApplyError::Io { entry: e.loc(), op: format!("opening directory {:?}", upto(i)), source }
+        }
     }
 }
 
 fn times(mtime: Timespec) -> Timestamps {
-    Timestamps {
-        last_access: mtime,
-        last_modification: mtime,
-    }
+    Timestamps { last_access: mtime, last_modification: mtime }
 }
 
 /// A numeric header field as Go's archive/tar reads it: octal text padded with spaces or NULs
@@ -1018,11 +816,7 @@ fn numeric(field: &[u8]) -> Option<i64> {
         let invert = if first & 0x40 != 0 { 0xff } else { 0 };
         let mut x: u64 = 0;
         for (i, &b) in field.iter().enumerate() {
-            let byte = if i == 0 {
-                (b ^ invert) & 0x7f
-            } else {
-                b ^ invert
-            };
+            let byte = if i == 0 { (b ^ invert) & 0x7f } else { b ^ invert };
             if x >> 56 != 0 {
                 return None;
             }
@@ -1031,14 +825,8 @@ fn numeric(field: &[u8]) -> Option<i64> {
         let x = i64::try_from(x).ok()?;
         return Some(if invert != 0 { !x } else { x });
     }
-    let start = field
-        .iter()
-        .position(|b| *b != b' ' && *b != 0)
-        .unwrap_or(field.len());
-    let end = field
-        .iter()
-        .rposition(|b| *b != b' ' && *b != 0)
-        .map_or(start, |i| i + 1);
+    let start = field.iter().position(|b| *b != b' ' && *b != 0).unwrap_or(field.len());
+    let end = field.iter().rposition(|b| *b != b' ' && *b != 0).map_or(start, |i| i + 1);
     let text = &field[start..end];
     if text.is_empty() {
         return Some(0);
@@ -1129,34 +917,22 @@ fn normalize(name: &[u8]) -> Option<Vec<Vec<u8>>> {
 fn parse_pax(mut data: &[u8]) -> Result<Pax, String> {
     let mut pax = Pax::default();
     while !data.is_empty() {
-        let space = data
-            .iter()
-            .take(21)
-            .position(|&b| b == b' ')
-            .ok_or("PAX record without a length")?;
+        let space = data.iter().take(21).position(|&b| b == b' ').ok_or("PAX record without a length")?;
         let digits = &data[..space];
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
             return Err("bad PAX record length".into());
         }
-        let len = digits.iter().try_fold(0usize, |n, d| {
-            n.checked_mul(10)?.checked_add(usize::from(d - b'0'))
-        });
+        let len = digits.iter().try_fold(0usize, |n, d| n.checked_mul(10)?.checked_add(usize::from(d - b'0')));
         let len = len.ok_or("bad PAX record length")?;
         if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
             return Err("bad PAX record length".into());
         }
         let record = &data[space + 1..len - 1];
         data = &data[len..];
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("PAX record without '='")?;
+        let eq = record.iter().position(|&b| b == b'=').ok_or("PAX record without '='")?;
         let (key, value) = (&record[..eq], &record[eq + 1..]);
         let number = |what: &str| -> Result<u64, String> {
-            std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| format!("bad PAX {what}"))
+            std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).ok_or_else(|| format!("bad PAX {what}"))
         };
         // An empty value deletes the keyword (POSIX): the header field applies again.
         let set = !value.is_empty();
@@ -1166,13 +942,7 @@ fn parse_pax(mut data: &[u8]) -> Result<Pax, String> {
             b"size" => pax.size = if set { Some(number("size")?) } else { None },
             b"uid" => pax.uid = if set { Some(number("uid")?) } else { None },
             b"gid" => pax.gid = if set { Some(number("gid")?) } else { None },
-            b"mtime" => {
-                pax.mtime = if set {
-                    Some(parse_pax_time(value).ok_or("bad PAX mtime")?)
-                } else {
-                    None
-                }
-            }
+            b"mtime" => pax.mtime = if set { Some(parse_pax_time(value).ok_or("bad PAX mtime")?) } else { None },
             k if k.starts_with(b"SCHILY.xattr.") => {
                 let name = &k[b"SCHILY.xattr.".len()..];
                 pax.xattrs.retain(|(n, _)| n != name);
@@ -1193,10 +963,7 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
         None => (false, text),
     };
     let (secs, frac) = text.split_once('.').unwrap_or((text, ""));
-    if secs.is_empty()
-        || !secs.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let secs: i64 = secs.parse().ok()?;
@@ -1205,21 +972,12 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
         nanos += i64::from(d - b'0') * 10i64.pow(8 - i as u32);
     }
     if !negative {
-        return Some(Timespec {
-            tv_sec: secs,
-            tv_nsec: nanos,
-        });
+        return Some(Timespec { tv_sec: secs, tv_nsec: nanos });
     }
     if nanos == 0 {
-        return Some(Timespec {
-            tv_sec: secs.checked_neg()?,
-            tv_nsec: 0,
-        });
+        return Some(Timespec { tv_sec: secs.checked_neg()?, tv_nsec: 0 });
     }
-    Some(Timespec {
-        tv_sec: secs.checked_neg()?.checked_sub(1)?,
-        tv_nsec: 1_000_000_000 - nanos,
-    })
+    Some(Timespec { tv_sec: secs.checked_neg()?.checked_sub(1)?, tv_nsec: 1_000_000_000 - nanos })
 }
 
 /// fd-relative filesystem steps shared with `flatten`: every one of them resolves names
@@ -1231,10 +989,8 @@ pub(crate) mod at {
     use std::os::unix::ffi::OsStrExt;
     use std::path::PathBuf;
 
-    pub(crate) const DIR_FLAGS: OFlags = OFlags::RDONLY
-        .union(OFlags::DIRECTORY)
-        .union(OFlags::NOFOLLOW)
-        .union(OFlags::CLOEXEC);
+    pub(crate) const DIR_FLAGS: OFlags =
+        OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
     pub(crate) fn display(comps: &[Vec<u8>]) -> String {
         String::from_utf8_lossy(&comps.join(&b'/')).into_owned()
@@ -1255,47 +1011,40 @@ pub(crate) mod at {
 
     /// Open the directory `comps` below `root` one component at a time, refusing symlinks and
     /// non-directories on the way, and creating missing directories (0755) when asked.
-    pub(crate) fn walk(
-        root: BorrowedFd<'_>,
-        comps: &[Vec<u8>],
-        create: bool,
-    ) -> Result<OwnedFd, WalkError> {
-        let mut cur = rfs::openat(root, c".", DIR_FLAGS, Mode::empty())
-            .map_err(|e| WalkError::Io(0, e.into()))?;
+    pub(crate) fn walk(root: BorrowedFd<'_>, comps: &[Vec<u8>], create: bool) -> Result<OwnedFd, WalkError> {
+        let mut cur = rfs::openat(root, c".", DIR_FLAGS, Mode::empty()).map_err(|e| WalkError::Io(0, e.into()))?;
         for (i, c) in comps.iter().enumerate() {
-            let next = match open_dir(cur.as_fd(), c) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT) if create => {
-                    match rfs::mkdirat(&cur, c.as_slice(), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
-                        Err(e) => return Err(WalkError::Io(i, e.into())),
-                    }
-                    let fd =
-                        open_dir(cur.as_fd(), c).map_err(|e| classify(cur.as_fd(), c, i, e))?;
-                    // mkdir's mode went through the umask.
-                    rfs::fchmod(&fd, Mode::from_raw_mode(0o755))
-                        .map_err(|e| WalkError::Io(i, e.into()))?;
-                    fd
-                }
-                Err(e) => return Err(classify(cur.as_fd(), c, i, e)),
-            };
-            cur = next;
+            cur = step(cur.as_fd(), c, create, i)?;
         }
         Ok(cur)
+    }
+
+    /// One step of a walk: open the directory `name` in `parent` (component `i` of the path).
+    pub(crate) fn step(parent: BorrowedFd<'_>, name: &[u8], create: bool, i: usize) -> Result<OwnedFd, WalkError> {
+        match open_dir(parent, name) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::NOENT) if create => {
+                match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(WalkError::Io(i, e.into())),
+                }
+                let fd = open_dir(parent, name).map_err(|e| classify(parent, name, i, e))?;
+                // mkdir's mode went through the umask.
+                rfs::fchmod(&fd, Mode::from_raw_mode(0o755)).map_err(|e| WalkError::Io(i, e.into()))?;
+                Ok(fd)
+            }
+            Err(e) => Err(classify(parent, name, i, e)),
+        }
     }
 
     fn classify(parent: BorrowedFd<'_>, name: &[u8], i: usize, err: Errno) -> WalkError {
         match err {
             Errno::NOENT => WalkError::Missing(i),
-            Errno::LOOP | Errno::NOTDIR => {
-                match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
-                        WalkError::Symlink(i)
-                    }
-                    Ok(_) => WalkError::NotDir(i),
-                    Err(e) => WalkError::Io(i, e.into()),
-                }
-            }
+            Errno::LOOP | Errno::NOTDIR => match rfs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => WalkError::Symlink(i),
+                Ok(_) => WalkError::NotDir(i),
+                Err(e) => WalkError::Io(i, e.into()),
+            },
             e => WalkError::Io(i, e.into()),
         }
     }
@@ -1323,9 +1072,7 @@ pub(crate) mod at {
             Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 remove_tree(parent, name).map(|()| true)
             }
-            Ok(_) => rfs::unlinkat(parent, name, AtFlags::empty())
-                .map(|()| false)
-                .map_err(Into::into),
+            Ok(_) => rfs::unlinkat(parent, name, AtFlags::empty()).map(|()| false).map_err(Into::into),
         }
     }
 
@@ -1371,9 +1118,7 @@ pub(crate) mod at {
             let flags = rfs::XattrFlags::empty();
             match *self {
                 Node::Fd(fd) => rfs::fsetxattr(fd, key, value, flags),
-                Node::At(parent, name) => {
-                    rfs::lsetxattr(proc_path(parent, name), key, value, flags)
-                }
+                Node::At(parent, name) => rfs::lsetxattr(proc_path(parent, name), key, value, flags),
             }
         }
 
@@ -1403,9 +1148,7 @@ pub(crate) mod at {
                 }
                 let got = match *self {
                     Node::Fd(fd) => rfs::fgetxattr(fd, key, &mut value[..]),
-                    Node::At(parent, name) => {
-                        rfs::lgetxattr(proc_path(parent, name), key, &mut value[..])
-                    }
+                    Node::At(parent, name) => rfs::lgetxattr(proc_path(parent, name), key, &mut value[..]),
                 };
                 match got {
                     Ok(n) => {
@@ -1432,18 +1175,12 @@ pub(crate) mod at {
                 let mut list = vec![0u8; size];
                 let got = match *self {
                     Node::Fd(fd) => rfs::flistxattr(fd, &mut list[..]),
-                    Node::At(parent, name) => {
-                        rfs::llistxattr(proc_path(parent, name), &mut list[..])
-                    }
+                    Node::At(parent, name) => rfs::llistxattr(proc_path(parent, name), &mut list[..]),
                 };
                 match got {
                     Ok(n) => {
                         list.truncate(n);
-                        return Ok(list
-                            .split(|&b| b == 0)
-                            .filter(|k| !k.is_empty())
-                            .map(<[u8]>::to_vec)
-                            .collect());
+                        return Ok(list.split(|&b| b == 0).filter(|k| !k.is_empty()).map(<[u8]>::to_vec).collect());
                     }
                     Err(Errno::RANGE) => continue,
                     Err(e) => return Err(e),
@@ -1472,9 +1209,7 @@ pub(crate) mod tests {
 
     impl Tar {
         pub(crate) fn new() -> Tar {
-            Tar {
-                b: tar::Builder::new(Vec::new()),
-            }
+            Tar { b: tar::Builder::new(Vec::new()) }
         }
 
         pub(crate) fn header(name: &[u8], kind: EntryType, size: u64, mode: u32) -> Header {
@@ -1497,25 +1232,10 @@ pub(crate) mod tests {
         }
 
         pub(crate) fn file(&mut self, name: &str, data: &[u8]) -> &mut Self {
-            self.push(
-                Self::header(
-                    name.as_bytes(),
-                    EntryType::Regular,
-                    data.len() as u64,
-                    0o644,
-                ),
-                data,
-            )
+            self.push(Self::header(name.as_bytes(), EntryType::Regular, data.len() as u64, 0o644), data)
         }
 
-        pub(crate) fn file_with(
-            &mut self,
-            name: &str,
-            data: &[u8],
-            mode: u32,
-            owner: u64,
-            mtime: u64,
-        ) -> &mut Self {
+        pub(crate) fn file_with(&mut self, name: &str, data: &[u8], mode: u32, owner: u64, mtime: u64) -> &mut Self {
             let mut h = Self::header(name.as_bytes(), EntryType::Regular, data.len() as u64, mode);
             h.set_uid(owner);
             h.set_gid(owner);
@@ -1524,10 +1244,7 @@ pub(crate) mod tests {
         }
 
         pub(crate) fn dir(&mut self, name: &str) -> &mut Self {
-            self.push(
-                Self::header(name.as_bytes(), EntryType::Directory, 0, 0o755),
-                b"",
-            )
+            self.push(Self::header(name.as_bytes(), EntryType::Directory, 0, 0o755), b"")
         }
 
         pub(crate) fn dir_with(&mut self, name: &str, mode: u32, mtime: u64) -> &mut Self {
@@ -1550,13 +1267,7 @@ pub(crate) mod tests {
             self.link_entry(name, target.as_bytes(), EntryType::Link)
         }
 
-        pub(crate) fn node(
-            &mut self,
-            name: &str,
-            kind: EntryType,
-            major: u32,
-            minor: u32,
-        ) -> &mut Self {
+        pub(crate) fn node(&mut self, name: &str, kind: EntryType, major: u32, minor: u32) -> &mut Self {
             let mut h = Self::header(name.as_bytes(), kind, 0, 0o666);
             h.set_device_major(major).unwrap();
             h.set_device_minor(minor).unwrap();
@@ -1576,15 +1287,7 @@ pub(crate) mod tests {
                 data.extend_from_slice(value);
                 data.push(b'\n');
             }
-            self.push(
-                Self::header(
-                    b"././@PaxHeader",
-                    EntryType::XHeader,
-                    data.len() as u64,
-                    0o644,
-                ),
-                &data,
-            )
+            self.push(Self::header(b"././@PaxHeader", EntryType::XHeader, data.len() as u64, 0o644), &data)
         }
 
         pub(crate) fn bytes(self) -> Vec<u8> {
@@ -1628,11 +1331,7 @@ pub(crate) mod tests {
             while let Some(dir) = stack.pop() {
                 for entry in fs::read_dir(&dir).unwrap() {
                     let path = entry.unwrap().path();
-                    let rel = path
-                        .strip_prefix(self.tmp.path())
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned();
+                    let rel = path.strip_prefix(self.tmp.path()).unwrap().to_string_lossy().into_owned();
                     if made.contains(&rel.as_str()) {
                         continue;
                     }
@@ -1656,10 +1355,7 @@ pub(crate) mod tests {
     fn fails(sb: &Sandbox, tar: &[u8], entry: &str) -> ApplyError {
         let err = sb.apply(tar).expect_err("hostile layer must fail");
         let msg = err.to_string();
-        assert!(
-            msg.contains(&format!("{entry:?}")),
-            "error {msg:?} does not name {entry:?}"
-        );
+        assert!(msg.contains(&format!("{entry:?}")), "error {msg:?} does not name {entry:?}");
         assert!(!msg.contains('\n'));
         sb.untouched();
         err
@@ -1681,10 +1377,7 @@ pub(crate) mod tests {
         t.file("../x", b"evil");
         let err = fails(&sb, &t.bytes(), "../x");
         assert!(matches!(err, ApplyError::Escapes { .. }));
-        assert_eq!(
-            err.to_string(),
-            r#"layer entry "../x": path escapes the layer root"#
-        );
+        assert_eq!(err.to_string(), r#"layer entry "../x": path escapes the layer root"#);
     }
 
     #[test]
@@ -1711,28 +1404,16 @@ pub(crate) mod tests {
     fn absolute_symlink_out_then_file_through_it_is_refused() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.symlink("evil", sb.outside.to_str().unwrap())
-            .file("evil/pwned", b"evil");
+        t.symlink("evil", sb.outside.to_str().unwrap()).file("evil/pwned", b"evil");
         let err = fails(&sb, &t.bytes(), "evil/pwned");
         assert!(matches!(err, ApplyError::ThroughSymlink { .. }));
-        assert!(
-            err.to_string()
-                .contains("writes through a symlink at \"evil\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("writes through a symlink at \"evil\""), "{err}");
     }
 
     #[test]
     fn relative_symlink_out_then_file_through_it_is_refused() {
         let sb = sandbox();
-        let tmp_name = sb
-            .tmp
-            .path()
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
+        let tmp_name = sb.tmp.path().file_name().unwrap().to_str().unwrap().to_string();
         // dest/evil -> ../../.. is the temp dir's parent, so a follow would land in outside/.
         let through = format!("evil/{tmp_name}/outside/pwned");
         let mut t = Tar::new();
@@ -1745,8 +1426,7 @@ pub(crate) mod tests {
     fn directory_entry_through_a_symlink_is_refused() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.symlink("evil", sb.outside.to_str().unwrap())
-            .dir("evil/sub/");
+        t.symlink("evil", sb.outside.to_str().unwrap()).dir("evil/sub/");
         fails(&sb, &t.bytes(), "evil/sub/");
     }
 
@@ -1757,16 +1437,7 @@ pub(crate) mod tests {
             let mut t = Tar::new();
             t.hardlink("l", target);
             let err = fails(&sb, &t.bytes(), "l");
-            assert!(
-                matches!(
-                    err,
-                    ApplyError::BadHardlink {
-                        reason: "escapes the layer root",
-                        ..
-                    }
-                ),
-                "{err}"
-            );
+            assert!(matches!(err, ApplyError::BadHardlink { reason: "escapes the layer root", .. }), "{err}");
         }
     }
 
@@ -1774,19 +1445,9 @@ pub(crate) mod tests {
     fn hardlink_through_a_symlink_is_refused() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.symlink("evil", sb.outside.to_str().unwrap())
-            .hardlink("l", "evil/sentinel");
+        t.symlink("evil", sb.outside.to_str().unwrap()).hardlink("l", "evil/sentinel");
         let err = fails(&sb, &t.bytes(), "l");
-        assert!(
-            matches!(
-                err,
-                ApplyError::BadHardlink {
-                    reason: "resolves through a symlink",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ApplyError::BadHardlink { reason: "resolves through a symlink", .. }), "{err}");
     }
 
     #[test]
@@ -1796,15 +1457,8 @@ pub(crate) mod tests {
             let mut t = Tar::new();
             t.dir("d/").hardlink("l", target);
             let err = fails(&sb, &t.bytes(), "l");
-            let reason = if target == "d" {
-                "is a directory"
-            } else {
-                "does not exist in this layer"
-            };
-            assert!(
-                matches!(err, ApplyError::BadHardlink { reason: r, .. } if r == reason),
-                "{err}"
-            );
+            let reason = if target == "d" { "is a directory" } else { "does not exist in this layer" };
+            assert!(matches!(err, ApplyError::BadHardlink { reason: r, .. } if r == reason), "{err}");
         }
     }
 
@@ -1812,8 +1466,7 @@ pub(crate) mod tests {
     fn whiteout_escaping_is_refused() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.file("../.wh.x", b"")
-            .file("../../outside/.wh.sentinel", b"");
+        t.file("../.wh.x", b"").file("../../outside/.wh.sentinel", b"");
         let err = fails(&sb, &t.bytes(), "../.wh.x");
         assert!(matches!(err, ApplyError::Escapes { .. }));
         let sb = sandbox();
@@ -1863,9 +1516,7 @@ pub(crate) mod tests {
     fn symlink_then_directory_of_same_name_replaces_the_symlink() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.symlink("d", sb.outside.to_str().unwrap())
-            .dir("d/")
-            .file("d/f", b"inside");
+        t.symlink("d", sb.outside.to_str().unwrap()).dir("d/").file("d/f", b"inside");
         sb.apply(&t.bytes()).unwrap();
         assert!(sb.dest.join("d").symlink_metadata().unwrap().is_dir());
         assert_eq!(fs::read(sb.dest.join("d/f")).unwrap(), b"inside");
@@ -1876,12 +1527,7 @@ pub(crate) mod tests {
     fn directory_replaced_by_file_and_back() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.dir("d/")
-            .file("d/x", b"x")
-            .file("d", b"file now")
-            .file("f", b"f")
-            .dir("f/")
-            .file("f/y", b"y");
+        t.dir("d/").file("d/x", b"x").file("d", b"file now").file("f", b"f").dir("f/").file("f/y", b"y");
         sb.apply(&t.bytes()).unwrap();
         assert_eq!(fs::read(sb.dest.join("d")).unwrap(), b"file now");
         assert!(sb.dest.join("f").symlink_metadata().unwrap().is_dir());
@@ -1902,10 +1548,12 @@ pub(crate) mod tests {
     fn device_nodes_and_fifos_are_created() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.dir("dev/")
-            .node("dev/null", EntryType::Char, 1, 3)
-            .node("dev/loop0", EntryType::Block, 7, 0)
-            .node("pipe", EntryType::Fifo, 0, 0);
+        t.dir("dev/").node("dev/null", EntryType::Char, 1, 3).node("dev/loop0", EntryType::Block, 7, 0).node(
+            "pipe",
+            EntryType::Fifo,
+            0,
+            0,
+        );
         sb.apply(&t.bytes()).unwrap();
         let null = sb.dest.join("dev/null").symlink_metadata().unwrap();
         assert!(null.file_type().is_char_device());
@@ -1914,13 +1562,7 @@ pub(crate) mod tests {
         let lp = sb.dest.join("dev/loop0").symlink_metadata().unwrap();
         assert!(lp.file_type().is_block_device());
         assert_eq!(lp.rdev(), rfs::makedev(7, 0));
-        assert!(sb
-            .dest
-            .join("pipe")
-            .symlink_metadata()
-            .unwrap()
-            .file_type()
-            .is_fifo());
+        assert!(sb.dest.join("pipe").symlink_metadata().unwrap().file_type().is_fifo());
         sb.untouched();
     }
 
@@ -1928,8 +1570,7 @@ pub(crate) mod tests {
     fn setuid_bits_and_owner_survive() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.file_with("su", b"x", 0o4755, 0, MTIME)
-            .file_with("mine", b"y", 0o6755, 1000, MTIME);
+        t.file_with("su", b"x", 0o4755, 0, MTIME).file_with("mine", b"y", 0o6755, 1000, MTIME);
         sb.apply(&t.bytes()).unwrap();
         let su = sb.dest.join("su").metadata().unwrap();
         assert_eq!(su.mode() & 0o7777, 0o4755);
@@ -1954,11 +1595,7 @@ pub(crate) mod tests {
             matches!(err, ApplyError::TooLong { what: "the PAX extended header", len, .. } if len == 1 << 40),
             "{err}"
         );
-        assert!(
-            err.to_string()
-                .starts_with("layer tar header at byte 1024: "),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("layer tar header at byte 1024: "), "{err}");
         sb.untouched();
     }
 
@@ -1968,16 +1605,7 @@ pub(crate) mod tests {
         let mut h = Tar::header(b"././@LongLink", EntryType::GNULongName, 2 << 20, 0o644);
         h.set_cksum();
         let err = sb.apply(h.as_bytes()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ApplyError::TooLong {
-                    what: "the GNU long-name header",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ApplyError::TooLong { what: "the GNU long-name header", .. }), "{err}");
     }
 
     #[test]
@@ -1990,10 +1618,7 @@ pub(crate) mod tests {
         gz.write_all(&t.bytes()).unwrap();
         let blob = gz.finish().unwrap();
         assert!(blob.len() < 64 << 10);
-        let limits = ApplyLimits {
-            max_unpacked_bytes: 1 << 20,
-            ..ApplyLimits::default()
-        };
+        let limits = ApplyLimits { max_unpacked_bytes: 1 << 20, ..ApplyLimits::default() };
         let err = apply_layer(&blob[..], Compression::Gzip, &sb.dest, &limits).unwrap_err();
         assert!(matches!(err, ApplyError::TooLarge { .. }), "{err}");
         assert!(err.to_string().contains("\"zeros\""), "{err}");
@@ -2008,32 +1633,13 @@ pub(crate) mod tests {
         let mut t = Tar::new();
         t.pax(&[("path", long.as_bytes())]).file("short", b"");
         let err = sb.apply(&t.bytes()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ApplyError::TooLong {
-                    what: "the path",
-                    len: 4201,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ApplyError::TooLong { what: "the path", len: 4201, .. }), "{err}");
         assert!(err.to_string().contains(&long[..64]), "{err}");
         let sb = sandbox();
         let mut t = Tar::new();
         t.pax(&[("linkpath", long.as_bytes())]).symlink("s", "x");
         let err = sb.apply(&t.bytes()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                ApplyError::TooLong {
-                    what: "the link target",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, ApplyError::TooLong { what: "the link target", .. }), "{err}");
         sb.untouched();
     }
 
@@ -2051,8 +1657,7 @@ pub(crate) mod tests {
         let mut bytes = b.into_inner().unwrap();
         bytes.truncate(bytes.len() - 1024);
         let mut t = Tar::new();
-        t.pax(&[("path", pax_name.as_bytes()), ("mtime", b"1234567890.5")])
-            .file("ignored", b"pax");
+        t.pax(&[("path", pax_name.as_bytes()), ("mtime", b"1234567890.5")]).file("ignored", b"pax");
         bytes.extend_from_slice(&t.bytes());
         sb.apply(&bytes).unwrap();
         assert_eq!(fs::read(sb.dest.join(&gnu_name)).unwrap(), b"gnu");
@@ -2065,22 +1670,13 @@ pub(crate) mod tests {
     fn trusted_xattrs_from_the_tar_are_ignored() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.pax(&[
-            ("SCHILY.xattr.trusted.overlay.opaque", b"y"),
-            ("SCHILY.xattr.user.note", b"kept\nwith newline"),
-        ])
-        .dir("d/")
-        .pax(&[
-            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
-            ("SCHILY.xattr.trusted.other", b"x"),
-        ])
-        .file("f", b"f");
+        t.pax(&[("SCHILY.xattr.trusted.overlay.opaque", b"y"), ("SCHILY.xattr.user.note", b"kept\nwith newline")])
+            .dir("d/")
+            .pax(&[("SCHILY.xattr.trusted.overlay.redirect", b"/etc"), ("SCHILY.xattr.trusted.other", b"x")])
+            .file("f", b"f");
         sb.apply(&t.bytes()).unwrap();
         assert_eq!(xattr(&sb.dest.join("d"), "trusted.overlay.opaque"), None);
-        assert_eq!(
-            xattr(&sb.dest.join("d"), "user.note").as_deref(),
-            Some(&b"kept\nwith newline"[..])
-        );
+        assert_eq!(xattr(&sb.dest.join("d"), "user.note").as_deref(), Some(&b"kept\nwith newline"[..]));
         assert_eq!(xattr(&sb.dest.join("f"), "trusted.overlay.redirect"), None);
         assert_eq!(xattr(&sb.dest.join("f"), "trusted.other"), None);
     }
@@ -2091,9 +1687,7 @@ pub(crate) mod tests {
 
     fn sample_layer() -> Vec<u8> {
         let mut t = Tar::new();
-        t.dir("etc/")
-            .file("etc/hosts", b"127.0.0.1 localhost\n")
-            .symlink("link", "etc/hosts");
+        t.dir("etc/").file("etc/hosts", b"127.0.0.1 localhost\n").symlink("link", "etc/hosts");
         let mut bytes = t.bytes();
         // GNU tar pads archives to 10 KiB records: the diff_id covers that too.
         bytes.resize(10240, 0);
@@ -2117,18 +1711,9 @@ pub(crate) mod tests {
         gz.write_all(&tar).unwrap();
         let blob = gz.finish().unwrap();
         assert_eq!(Compression::detect(&blob), Compression::Gzip);
-        let out = apply_layer(
-            &blob[..],
-            Compression::Gzip,
-            &sb.dest,
-            &ApplyLimits::default(),
-        )
-        .unwrap();
+        let out = apply_layer(&blob[..], Compression::Gzip, &sb.dest, &ApplyLimits::default()).unwrap();
         assert_eq!(out.diff_id, sha256_hex(&tar));
-        assert_eq!(
-            fs::read(sb.dest.join("etc/hosts")).unwrap(),
-            b"127.0.0.1 localhost\n"
-        );
+        assert_eq!(fs::read(sb.dest.join("etc/hosts")).unwrap(), b"127.0.0.1 localhost\n");
     }
 
     #[test]
@@ -2137,18 +1722,9 @@ pub(crate) mod tests {
         let tar = sample_layer();
         let blob = zstd::encode_all(&tar[..], 3).unwrap();
         assert_eq!(Compression::detect(&blob), Compression::Zstd);
-        let out = apply_layer(
-            &blob[..],
-            Compression::Zstd,
-            &sb.dest,
-            &ApplyLimits::default(),
-        )
-        .unwrap();
+        let out = apply_layer(&blob[..], Compression::Zstd, &sb.dest, &ApplyLimits::default()).unwrap();
         assert_eq!(out.diff_id, sha256_hex(&tar));
-        assert_eq!(
-            fs::read_link(sb.dest.join("link")).unwrap(),
-            Path::new("etc/hosts")
-        );
+        assert_eq!(fs::read_link(sb.dest.join("link")).unwrap(), Path::new("etc/hosts"));
     }
 
     #[test]
@@ -2171,21 +1747,14 @@ pub(crate) mod tests {
             assert_eq!(meta.rdev(), 0, "{path}");
         }
         assert_eq!(fs::read(sb.dest.join("a/keep")).unwrap(), b"k");
-        assert_eq!(
-            xattr(&sb.dest.join("c"), OPAQUE_XATTR).as_deref(),
-            Some(&b"y"[..])
-        );
+        assert_eq!(xattr(&sb.dest.join("c"), OPAQUE_XATTR).as_deref(), Some(&b"y"[..]));
         assert_eq!(fs::read(sb.dest.join("c/mine")).unwrap(), b"m");
         assert_eq!(xattr(&sb.dest.join("a"), OPAQUE_XATTR), None);
         let mut stack = vec![sb.dest.clone()];
         while let Some(dir) = stack.pop() {
             for entry in fs::read_dir(dir).unwrap() {
                 let entry = entry.unwrap();
-                assert!(
-                    !entry.file_name().to_string_lossy().starts_with(".wh."),
-                    "{:?}",
-                    entry.path()
-                );
+                assert!(!entry.file_name().to_string_lossy().starts_with(".wh."), "{:?}", entry.path());
                 if entry.file_type().unwrap().is_dir() {
                     stack.push(entry.path());
                 }
@@ -2199,22 +1768,14 @@ pub(crate) mod tests {
         let mut t = Tar::new();
         t.dir("d/").file("d/f", b"f").file(".wh.d", b"");
         sb.apply(&t.bytes()).unwrap();
-        assert!(sb
-            .dest
-            .join("d")
-            .symlink_metadata()
-            .unwrap()
-            .file_type()
-            .is_char_device());
+        assert!(sb.dest.join("d").symlink_metadata().unwrap().file_type().is_char_device());
     }
 
     #[test]
     fn hardlink_within_a_layer_shares_the_inode() {
         let sb = sandbox();
         let mut t = Tar::new();
-        t.file_with("bin/sh", b"shell", 0o755, 0, MTIME)
-            .hardlink("bin/ash", "bin/sh")
-            .hardlink("/usr/sh", "./bin/sh");
+        t.file_with("bin/sh", b"shell", 0o755, 0, MTIME).hardlink("bin/ash", "bin/sh").hardlink("/usr/sh", "./bin/sh");
         sb.apply(&t.bytes()).unwrap();
         let a = sb.dest.join("bin/sh").metadata().unwrap();
         let b = sb.dest.join("bin/ash").metadata().unwrap();
@@ -2280,24 +1841,16 @@ pub(crate) mod tests {
                 x as u8
             })
             .collect();
-        assert!(matches!(
-            sb.apply(&garbage).unwrap_err(),
-            ApplyError::Malformed { .. }
-        ));
+        assert!(matches!(sb.apply(&garbage).unwrap_err(), ApplyError::Malformed { .. }));
         for compression in [Compression::Gzip, Compression::Zstd] {
-            assert!(
-                apply_layer(&garbage[..], compression, &sb.dest, &ApplyLimits::default()).is_err()
-            );
+            assert!(apply_layer(&garbage[..], compression, &sb.dest, &ApplyLimits::default()).is_err());
         }
         let mut t = Tar::new();
         t.file("big", &[7u8; 4000]);
         let bytes = t.bytes();
         let sb = sandbox();
         let err = sb.apply(&bytes[..2000]).unwrap_err();
-        assert!(
-            err.to_string().contains("\"big\"") && err.to_string().contains("truncated"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("\"big\"") && err.to_string().contains("truncated"), "{err}");
         // Every prefix of a valid layer fails cleanly or succeeds; none panics.
         for cut in (0..bytes.len()).step_by(97) {
             let sb = sandbox();
@@ -2310,33 +1863,11 @@ pub(crate) mod tests {
         let pax = parse_pax(b"29 SCHILY.xattr.user.a=x\ny\nz\n12 uid=1000\n").unwrap();
         assert_eq!(pax.xattrs, vec![(b"user.a".to_vec(), b"x\ny\nz".to_vec())]);
         assert_eq!(pax.uid, Some(1000));
-        for bad in [
-            &b"99 path=x\n"[..],
-            b"x path=y\n",
-            b"3 a\n",
-            b"99999999999999999999999 a=b\n",
-            b"7 path\n",
-        ] {
-            assert!(
-                parse_pax(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        for bad in [&b"99 path=x\n"[..], b"x path=y\n", b"3 a\n", b"99999999999999999999999 a=b\n", b"7 path\n"] {
+            assert!(parse_pax(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
-        assert_eq!(
-            parse_pax_time(b"-1.5"),
-            Some(Timespec {
-                tv_sec: -2,
-                tv_nsec: 500_000_000
-            })
-        );
-        assert_eq!(
-            parse_pax_time(b"12"),
-            Some(Timespec {
-                tv_sec: 12,
-                tv_nsec: 0
-            })
-        );
+        assert_eq!(parse_pax_time(b"-1.5"), Some(Timespec { tv_sec: -2, tv_nsec: 500_000_000 }));
+        assert_eq!(parse_pax_time(b"12"), Some(Timespec { tv_sec: 12, tv_nsec: 0 }));
         assert_eq!(parse_pax_time(b"1.x"), None);
     }
 
@@ -2348,10 +1879,7 @@ pub(crate) mod tests {
         assert_eq!(numeric(b"0009"), None);
         assert_eq!(numeric(&[0x80, 0, 0, 0, 0, 0, 0, 1]), Some(1));
         assert_eq!(numeric(&[0xff; 8]), Some(-1));
-        assert_eq!(
-            numeric(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
-            None
-        );
+        assert_eq!(numeric(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), None);
         assert_eq!(unsigned(&[0xff; 8]), None);
     }
 }

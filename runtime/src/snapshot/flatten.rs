@@ -19,18 +19,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum FlattenError {
     #[error("flatten destination {}: {op}: {source}", .path.display())]
-    Dest {
-        path: PathBuf,
-        op: &'static str,
-        source: io::Error,
-    },
+    Dest { path: PathBuf, op: &'static str, source: io::Error },
     #[error("flattening layer {}: entry {entry:?}: {op}: {source}", .layer.display())]
-    Entry {
-        layer: PathBuf,
-        entry: String,
-        op: &'static str,
-        source: io::Error,
-    },
+    Entry { layer: PathBuf, entry: String, op: &'static str, source: io::Error },
 }
 
 impl From<FlattenError> for io::Error {
@@ -45,19 +36,12 @@ impl From<FlattenError> for io::Error {
 /// Merge `layers` (bottom first) onto `dest`, which is created if missing and otherwise must
 /// be a directory (normally empty; anything in it counts as a layer below the first).
 pub fn flatten(layers: &[PathBuf], dest: &Path) -> Result<(), FlattenError> {
-    let dest_err = |op| {
-        move |source: io::Error| FlattenError::Dest {
-            path: dest.to_path_buf(),
-            op,
-            source,
-        }
-    };
+    let dest_err = |op| move |source: io::Error| FlattenError::Dest { path: dest.to_path_buf(), op, source };
     match std::fs::create_dir(dest) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(dest_err("creating")(e)),
         _ => {}
     }
-    let root = rfs::openat(rfs::CWD, dest, at::DIR_FLAGS, Mode::empty())
-        .map_err(|e| dest_err("opening")(e.into()))?;
+    let root = rfs::openat(rfs::CWD, dest, at::DIR_FLAGS, Mode::empty()).map_err(|e| dest_err("opening")(e.into()))?;
     let mut f = Flattener {
         dest: root,
         is_root: rustix::process::geteuid().is_root(),
@@ -84,45 +68,26 @@ struct Flattener {
 }
 
 impl Flattener {
-    fn err<E: Into<io::Error>>(
-        &self,
-        comps: &[Vec<u8>],
-        op: &'static str,
-    ) -> impl FnOnce(E) -> FlattenError {
+    fn err<E: Into<io::Error>>(&self, comps: &[Vec<u8>], op: &'static str) -> impl FnOnce(E) -> FlattenError {
         let layer = self.layer.clone();
         let entry = at::display(comps);
-        move |e| FlattenError::Entry {
-            layer,
-            entry,
-            op,
-            source: e.into(),
-        }
+        move |e| FlattenError::Entry { layer, entry, op, source: e.into() }
     }
 
     fn layer(&mut self, layer: &Path) -> Result<(), FlattenError> {
         self.layer = layer.to_path_buf();
         self.links.clear();
-        let src = rfs::openat(rfs::CWD, layer, at::DIR_FLAGS, Mode::empty())
-            .map_err(self.err(&[], "opening the layer"))?;
+        let src =
+            rfs::openat(rfs::CWD, layer, at::DIR_FLAGS, Mode::empty()).map_err(self.err(&[], "opening the layer"))?;
         let st = rfs::fstat(&src).map_err(self.err(&[], "inspecting the layer root"))?;
-        let dest = self
-            .dest
-            .try_clone()
-            .map_err(self.err(&[], "opening the destination"))?;
+        let dest = self.dest.try_clone().map_err(self.err(&[], "opening the destination"))?;
         if is_opaque(Node::Fd(src.as_fd())) {
-            at::clear_dir(dest.as_fd())
-                .map_err(self.err(&[], "clearing the destination under an opaque root"))?;
+            at::clear_dir(dest.as_fd()).map_err(self.err(&[], "clearing the destination under an opaque root"))?;
             self.dir_times.clear();
         }
         let mut comps = Vec::new();
         self.merge(src.as_fd(), dest.as_fd(), &mut comps)?;
-        self.copy_meta(
-            Node::Fd(src.as_fd()),
-            Node::Fd(dest.as_fd()),
-            &st,
-            &[],
-            true,
-        )?;
+        self.copy_meta(Node::Fd(src.as_fd()), Node::Fd(dest.as_fd()), &st, &[], true)?;
         self.dir_times.insert(Vec::new(), stat_times(&st));
         Ok(())
     }
@@ -145,17 +110,11 @@ impl Flattener {
         Ok(())
     }
 
-    fn entry(
-        &mut self,
-        src: BorrowedFd<'_>,
-        dst: BorrowedFd<'_>,
-        comps: &[Vec<u8>],
-    ) -> Result<(), FlattenError> {
+    fn entry(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, comps: &[Vec<u8>]) -> Result<(), FlattenError> {
         let Some(name) = comps.last().map(Vec::as_slice) else {
             return Ok(());
         };
-        let st = rfs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(self.err(comps, "inspecting"))?;
+        let st = rfs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW).map_err(self.err(comps, "inspecting"))?;
         let kind = FileType::from_raw_mode(st.st_mode);
         if kind == FileType::CharacterDevice && st.st_rdev == 0 {
             // A whiteout: the path is deleted from the layers below, and is not itself copied.
@@ -176,25 +135,17 @@ impl Flattener {
         match kind {
             FileType::RegularFile => self.file(src, dst, comps, &st)?,
             FileType::Symlink => {
-                let target = rfs::readlinkat(src, name, Vec::new())
-                    .map_err(self.err(comps, "reading the symlink"))?;
-                rfs::symlinkat(target.as_c_str(), dst, name)
-                    .map_err(self.err(comps, "creating the symlink"))?;
+                let target = rfs::readlinkat(src, name, Vec::new()).map_err(self.err(comps, "reading the symlink"))?;
+                rfs::symlinkat(target.as_c_str(), dst, name).map_err(self.err(comps, "creating the symlink"))?;
                 self.copy_meta(Node::At(src, name), Node::At(dst, name), &st, comps, false)?;
             }
-            FileType::CharacterDevice
-            | FileType::BlockDevice
-            | FileType::Fifo
-            | FileType::Socket => {
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
                 rfs::mknodat(dst, name, kind, Mode::from_raw_mode(0o600), st.st_rdev)
                     .map_err(self.err(comps, "creating the device node"))?;
                 self.copy_meta(Node::At(src, name), Node::At(dst, name), &st, comps, true)?;
             }
             _ => {
-                let unknown = io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!("unknown file type {:o}", st.st_mode),
-                );
+                let unknown = io::Error::new(io::ErrorKind::Unsupported, format!("unknown file type {:o}", st.st_mode));
                 return Err(self.err(comps, "copying")(unknown));
             }
         }
@@ -214,9 +165,7 @@ impl Flattener {
         let name = comps.last().map(Vec::as_slice).unwrap_or_default();
         let s = at::open_dir(src, name).map_err(self.err(comps, "opening the directory"))?;
         let kept = match rfs::statat(dst, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(existing) if FileType::from_raw_mode(existing.st_mode) == FileType::Directory => {
-                true
-            }
+            Ok(existing) if FileType::from_raw_mode(existing.st_mode) == FileType::Directory => true,
             Err(Errno::NOENT) => false,
             Ok(_) => {
                 // A lower symlink (or file) here is replaced, never descended through.
@@ -226,16 +175,13 @@ impl Flattener {
             Err(e) => return Err(self.err(comps, "inspecting the destination")(e)),
         };
         if !kept {
-            rfs::mkdirat(dst, name, Mode::from_raw_mode(0o700))
-                .map_err(self.err(comps, "creating the directory"))?;
+            rfs::mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(self.err(comps, "creating the directory"))?;
         }
-        let d = at::open_dir(dst, name)
-            .map_err(self.err(comps, "opening the destination directory"))?;
+        let d = at::open_dir(dst, name).map_err(self.err(comps, "opening the destination directory"))?;
         if kept && is_opaque(Node::Fd(s.as_fd())) {
             // Opaque hides the layers below only: this layer's entries are copied right after.
             at::clear_dir(d.as_fd()).map_err(self.err(comps, "clearing an opaque directory"))?;
-            self.dir_times
-                .retain(|path, _| !(path.len() > comps.len() && path.starts_with(comps)));
+            self.dir_times.retain(|path, _| !(path.len() > comps.len() && path.starts_with(comps)));
         }
         let mut sub = comps.to_vec();
         self.merge(s.as_fd(), d.as_fd(), &mut sub)?;
@@ -252,37 +198,20 @@ impl Flattener {
         st: &Stat,
     ) -> Result<(), FlattenError> {
         let name = comps.last().map(Vec::as_slice).unwrap_or_default();
-        let from = rfs::openat(
-            src,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(self.err(comps, "opening the file"))?;
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let to = rfs::openat(dst, name, flags, Mode::from_raw_mode(0o600))
-            .map_err(self.err(comps, "creating the file"))?;
+        let from = rfs::openat(src, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(self.err(comps, "opening the file"))?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let to =
+            rfs::openat(dst, name, flags, Mode::from_raw_mode(0o600)).map_err(self.err(comps, "creating the file"))?;
         let (mut from, mut to) = (File::from(from), File::from(to));
         // std's copy between two files uses copy_file_range: no bytes through userspace.
         io::copy(&mut from, &mut to).map_err(self.err(comps, "copying the file"))?;
-        self.copy_meta(
-            Node::Fd(from.as_fd()),
-            Node::Fd(to.as_fd()),
-            st,
-            comps,
-            true,
-        )
+        self.copy_meta(Node::Fd(from.as_fd()), Node::Fd(to.as_fd()), st, comps, true)
     }
 
     /// Make `comps` in dest a hardlink of `first` (an earlier name of the same inode in this
     /// layer). False if that is not possible, and the caller copies instead.
-    fn link(
-        &mut self,
-        dst: BorrowedFd<'_>,
-        comps: &[Vec<u8>],
-        first: &[Vec<u8>],
-    ) -> Result<bool, FlattenError> {
+    fn link(&mut self, dst: BorrowedFd<'_>, comps: &[Vec<u8>], first: &[Vec<u8>]) -> Result<bool, FlattenError> {
         let (Some((fname, fparent)), Some(name)) = (first.split_last(), comps.last()) else {
             return Ok(false);
         };
@@ -290,14 +219,7 @@ impl Flattener {
             return Ok(false);
         };
         self.clear(dst, comps)?;
-        Ok(rfs::linkat(
-            &fdir,
-            fname.as_slice(),
-            dst,
-            name.as_slice(),
-            AtFlags::empty(),
-        )
-        .is_ok())
+        Ok(rfs::linkat(&fdir, fname.as_slice(), dst, name.as_slice(), AtFlags::empty()).is_ok())
     }
 
     /// Remove whatever dest has at `comps` (a directory recursively), never following it.
@@ -320,15 +242,11 @@ impl Flattener {
         chmod: bool,
     ) -> Result<(), FlattenError> {
         if self.is_root {
-            let (uid, gid) = (
-                Some(rfs::Uid::from_raw_unchecked(st.st_uid)),
-                Some(rfs::Gid::from_raw_unchecked(st.st_gid)),
-            );
+            let (uid, gid) =
+                (Some(rfs::Uid::from_raw_unchecked(st.st_uid)), Some(rfs::Gid::from_raw_unchecked(st.st_gid)));
             match dst {
                 Node::Fd(fd) => rfs::fchown(fd, uid, gid),
-                Node::At(parent, name) => {
-                    rfs::chownat(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
-                }
+                Node::At(parent, name) => rfs::chownat(parent, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
             }
             .map_err(self.err(comps, "setting the owner"))?;
         }
@@ -347,9 +265,7 @@ impl Flattener {
             let times = stat_times(st);
             match dst {
                 Node::Fd(fd) => rfs::futimens(fd, &times),
-                Node::At(parent, name) => {
-                    rfs::utimensat(parent, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-                }
+                Node::At(parent, name) => rfs::utimensat(parent, name, &times, AtFlags::SYMLINK_NOFOLLOW),
             }
             .map_err(self.err(comps, "setting the times"))?;
         }
@@ -370,10 +286,7 @@ impl Flattener {
             Err(Errno::NOTSUP) => Vec::new(),
             Err(e) => return Err(self.err(comps, "listing xattrs")(e)),
         };
-        let keys: Vec<Vec<u8>> = keys
-            .into_iter()
-            .filter(|k| !k.starts_with(b"trusted.overlay."))
-            .collect();
+        let keys: Vec<Vec<u8>> = keys.into_iter().filter(|k| !k.starts_with(b"trusted.overlay.")).collect();
         if merged_dir {
             for old in dst.list_xattrs().unwrap_or_default() {
                 if !keys.contains(&old) {
@@ -382,10 +295,7 @@ impl Flattener {
             }
         }
         for key in keys {
-            let Some(value) = src
-                .get_xattr(&key)
-                .map_err(self.err(comps, "reading an xattr"))?
-            else {
+            let Some(value) = src.get_xattr(&key).map_err(self.err(comps, "reading an xattr"))? else {
                 continue;
             };
             match dst.set_xattr(&key, &value) {
@@ -426,14 +336,8 @@ fn is_opaque(dir: Node<'_>) -> bool {
 
 fn stat_times(st: &Stat) -> Timestamps {
     Timestamps {
-        last_access: Timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec as _,
-        },
-        last_modification: Timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
+        last_access: Timespec { tv_sec: st.st_atime, tv_nsec: st.st_atime_nsec as _ },
+        last_modification: Timespec { tv_sec: st.st_mtime, tv_nsec: st.st_mtime_nsec as _ },
     }
 }
 
@@ -448,13 +352,7 @@ mod tests {
     fn layer(sb: &Sandbox, name: &str, tar: Tar) -> PathBuf {
         let dir = sb.tmp.path().join("layers").join(name);
         fs::create_dir_all(&dir).unwrap();
-        apply_layer(
-            &tar.bytes()[..],
-            Compression::None,
-            &dir,
-            &ApplyLimits::default(),
-        )
-        .unwrap();
+        apply_layer(&tar.bytes()[..], Compression::None, &dir, &ApplyLimits::default()).unwrap();
         dir
     }
 
@@ -466,31 +364,16 @@ mod tests {
             for entry in fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();
                 let meta = path.symlink_metadata().unwrap();
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                let head = format!(
-                    "{rel} {:o} {}:{}",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid()
-                );
+                let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                let head = format!("{rel} {:o} {}:{}", meta.mode() & 0o7777, meta.uid(), meta.gid());
                 let ft = meta.file_type();
                 if ft.is_dir() {
                     lines.push(format!("{head} dir"));
                     stack.push(path);
                 } else if ft.is_symlink() {
-                    lines.push(format!(
-                        "{head} -> {}",
-                        fs::read_link(&path).unwrap().display()
-                    ));
+                    lines.push(format!("{head} -> {}", fs::read_link(&path).unwrap().display()));
                 } else if ft.is_file() {
-                    lines.push(format!(
-                        "{head} {:?}",
-                        String::from_utf8_lossy(&fs::read(&path).unwrap())
-                    ));
+                    lines.push(format!("{head} {:?}", String::from_utf8_lossy(&fs::read(&path).unwrap())));
                 } else {
                     lines.push(format!("{head} node {}", meta.rdev()));
                 }
@@ -536,11 +419,7 @@ mod tests {
             .file("gone", b"back")
             .dir_with("d/", 0o711, 1_000_000_000)
             .file_with("d/f", b"f", 0o600, 0, 1_200_000_000);
-        let layers = [
-            layer(&sb, "1", l1),
-            layer(&sb, "2", l2),
-            layer(&sb, "3", l3),
-        ];
+        let layers = [layer(&sb, "1", l1), layer(&sb, "2", l2), layer(&sb, "3", l3)];
         let dest = sb.tmp.path().join("flat");
         flatten(&layers, &dest).unwrap();
 
@@ -565,30 +444,14 @@ mod tests {
         ];
         assert_eq!(tree(&dest), expected);
         let ino = |p: &str| dest.join(p).metadata().unwrap().ino();
-        assert_eq!(
-            ino("usr/x"),
-            ino("usr/y"),
-            "hardlinks within a layer stay one inode"
-        );
-        assert_ne!(
-            ino("bin/sh"),
-            ino("bin/ls"),
-            "replacing one name must not rewrite its old link"
-        );
+        assert_eq!(ino("usr/x"), ino("usr/y"), "hardlinks within a layer stay one inode");
+        assert_ne!(ino("bin/sh"), ino("bin/ls"), "replacing one name must not rewrite its old link");
         assert_eq!(xattr(&dest.join("opq"), OPAQUE_XATTR), None);
         assert_eq!(dest.join("d").metadata().unwrap().mtime(), 1_000_000_000);
         assert_eq!(dest.join("d/f").metadata().unwrap().mtime(), 1_200_000_000);
-        assert_eq!(
-            dest.join("etc/a").symlink_metadata().unwrap().mtime(),
-            MTIME as i64
-        );
+        assert_eq!(dest.join("etc/a").symlink_metadata().unwrap().mtime(), MTIME as i64);
         // The layers themselves are inputs, left as they were.
-        assert!(layers[1]
-            .join("etc/b")
-            .symlink_metadata()
-            .unwrap()
-            .file_type()
-            .is_char_device());
+        assert!(layers[1].join("etc/b").symlink_metadata().unwrap().file_type().is_char_device());
         sb.untouched_except(&["layers", "flat"]);
     }
 
@@ -596,26 +459,13 @@ mod tests {
     fn opaque_dir_keeps_its_own_layer_entries_and_hides_lower_ones() {
         let sb = sandbox();
         let mut l1 = Tar::new();
-        l1.dir("o/")
-            .file("o/low", b"low")
-            .dir("o/sub/")
-            .file("o/sub/deep", b"deep");
+        l1.dir("o/").file("o/low", b"low").dir("o/sub/").file("o/sub/deep", b"deep");
         let mut l2 = Tar::new();
-        l2.dir("o/")
-            .file("o/.wh..wh..opq", b"")
-            .dir("o/sub/")
-            .file("o/sub/mine", b"mine");
+        l2.dir("o/").file("o/.wh..wh..opq", b"").dir("o/sub/").file("o/sub/mine", b"mine");
         let layers = [layer(&sb, "1", l1), layer(&sb, "2", l2)];
         let dest = sb.tmp.path().join("flat");
         flatten(&layers, &dest).unwrap();
-        assert_eq!(
-            tree(&dest),
-            [
-                "o 755 0:0 dir",
-                "o/sub 755 0:0 dir",
-                "o/sub/mine 644 0:0 \"mine\""
-            ]
-        );
+        assert_eq!(tree(&dest), ["o 755 0:0 dir", "o/sub 755 0:0 dir", "o/sub/mine 644 0:0 \"mine\""]);
     }
 
     #[test]
@@ -623,23 +473,13 @@ mod tests {
         let sb = sandbox();
         let outside = sb.outside.to_str().unwrap().to_string();
         let mut l1 = Tar::new();
-        l1.symlink("d", &outside)
-            .symlink("f", &format!("{outside}/sentinel"));
+        l1.symlink("d", &outside).symlink("f", &format!("{outside}/sentinel"));
         let mut l2 = Tar::new();
-        l2.dir("d/")
-            .file("d/sentinel", b"pwned")
-            .file("f", b"replaced");
+        l2.dir("d/").file("d/sentinel", b"pwned").file("f", b"replaced");
         let layers = [layer(&sb, "1", l1), layer(&sb, "2", l2)];
         let dest = sb.tmp.path().join("flat");
         flatten(&layers, &dest).unwrap();
-        assert_eq!(
-            tree(&dest),
-            [
-                "d 755 0:0 dir",
-                "d/sentinel 644 0:0 \"pwned\"",
-                "f 644 0:0 \"replaced\""
-            ]
-        );
+        assert_eq!(tree(&dest), ["d 755 0:0 dir", "d/sentinel 644 0:0 \"pwned\"", "f 644 0:0 \"replaced\""]);
         sb.untouched_except(&["layers", "flat"]);
     }
 
@@ -672,12 +512,7 @@ mod tests {
         let null = dest.join("null").symlink_metadata().unwrap();
         assert!(null.file_type().is_char_device());
         assert_eq!(null.rdev(), rfs::makedev(1, 3));
-        assert!(dest
-            .join("fifo")
-            .symlink_metadata()
-            .unwrap()
-            .file_type()
-            .is_fifo());
+        assert!(dest.join("fifo").symlink_metadata().unwrap().file_type().is_fifo());
         assert_eq!(xattr(&dest.join("x"), "user.k").as_deref(), Some(&b"v"[..]));
     }
 }

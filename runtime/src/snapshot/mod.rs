@@ -123,7 +123,13 @@ impl Snapshots {
         result
     }
 
-    fn unpack_into(&self, store: &Store, layer: &LayerPlan, dest: &Path, limits: &ApplyLimits) -> Result<(), SnapshotError> {
+    fn unpack_into(
+        &self,
+        store: &Store,
+        layer: &LayerPlan,
+        dest: &Path,
+        limits: &ApplyLimits,
+    ) -> Result<(), SnapshotError> {
         let blob = store.blob_path(&layer.blob);
         let file = File::open(&blob).map_err(io_err(format!("opening layer {}", layer.blob)))?;
         let compression = match layer.kind {
@@ -147,7 +153,11 @@ impl Snapshots {
             source: io::Error::other(e.to_string()),
         })?;
         if actual != layer.diff_id {
-            return Err(SnapshotError::DiffIdMismatch { digest: layer.blob.clone(), expected: layer.diff_id.clone(), actual });
+            return Err(SnapshotError::DiffIdMismatch {
+                digest: layer.blob.clone(),
+                expected: layer.diff_id.clone(),
+                actual,
+            });
         }
         Ok(())
     }

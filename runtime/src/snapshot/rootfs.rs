@@ -91,12 +91,8 @@ fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path) -> Result<(), Ro
     } else {
         layers.iter().rev().map(|p| p.display().to_string()).collect()
     };
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={},index=off",
-        lowers.join(":"),
-        upper.display(),
-        work.display()
-    );
+    let data =
+        format!("lowerdir={},upperdir={},workdir={},index=off", lowers.join(":"), upper.display(), work.display());
     // The kernel takes mount options in one page.
     if data.len() >= 4000 {
         return Err(RootfsError::TooManyLayers(layers.len()));
@@ -114,7 +110,9 @@ pub fn disassemble(dir: &Path) -> Result<(), RootfsError> {
     let merged = dir.join("merged");
     match rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH) {
         Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(RootfsError::Io { context: format!("unmounting {}", merged.display()), source: e.into() }),
+        Err(e) => {
+            return Err(RootfsError::Io { context: format!("unmounting {}", merged.display()), source: e.into() })
+        }
     }
     remove_tree(dir).map_err(io_err(format!("removing {}", dir.display())))
 }
