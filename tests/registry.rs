@@ -59,6 +59,7 @@ fn pull_busybox_lists_inspects_and_classifies_native() {
     let again = s.run(&["pull", &reference]);
     assert_eq!(again.code, 0);
     assert!(again.stderr.contains("Already exists"), "{}", again.stderr);
+    assert!(again.stderr.contains(&format!("Status: Image is up to date for {reference}")), "{}", again.stderr);
 }
 
 #[test]

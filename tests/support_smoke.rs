@@ -7,9 +7,7 @@ mod support;
 use std::io::Read;
 use std::path::Path;
 
-use support::images::{
-    MT_CONFIG, MT_INDEX, MT_LAYER_GZIP, MT_LAYER_TAR, MT_LAYER_ZSTD, MT_MANIFEST,
-};
+use support::images::{MT_CONFIG, MT_INDEX, MT_LAYER_GZIP, MT_LAYER_TAR, MT_LAYER_ZSTD, MT_MANIFEST};
 use support::images::{MT_WASM_COMPONENT_LAYER, MT_WASM_CONFIG, MT_WASM_LAYER};
 use support::*;
 
@@ -20,10 +18,7 @@ fn verify_layers(img: &BuiltImage) {
     let manifest = img.manifest_json();
     assert_eq!(manifest["mediaType"], MT_MANIFEST);
     assert_eq!(manifest["config"]["digest"], img.config.digest);
-    assert_eq!(
-        sha256_digest(&layout.read_blob(&img.config.digest)),
-        img.config.digest
-    );
+    assert_eq!(sha256_digest(&layout.read_blob(&img.config.digest)), img.config.digest);
     for (i, l) in img.layers.iter().enumerate() {
         let blob = layout.read_blob(&l.digest);
         assert_eq!(sha256_digest(&blob), l.digest);
@@ -35,9 +30,7 @@ fn verify_layers(img: &BuiltImage) {
             MT_LAYER_TAR => blob.clone(),
             MT_LAYER_GZIP => {
                 let mut v = Vec::new();
-                flate2::read::GzDecoder::new(&blob[..])
-                    .read_to_end(&mut v)
-                    .unwrap();
+                flate2::read::GzDecoder::new(&blob[..]).read_to_end(&mut v).unwrap();
                 v
             }
             MT_LAYER_ZSTD => zstd::decode_all(&blob[..]).unwrap(),
@@ -64,11 +57,7 @@ fn assert_registry_manifest(reg: &Registry, repo: &str, reference: &str, expect_
         reg.docker_ref(repo, reference)
     };
     let raw = skopeo_inspect_raw(&r, reg.creds().as_deref());
-    assert_eq!(
-        sha256_digest(&raw),
-        expect_digest,
-        "digest of {r} as served"
-    );
+    assert_eq!(sha256_digest(&raw), expect_digest, "digest of {r} as served");
 }
 
 #[test]
@@ -94,29 +83,19 @@ fn fixtures_push_to_registry_with_digests_intact() {
     assert_eq!(zs.layers[0].media_type, MT_LAYER_ZSTD);
     assert_eq!(wa.config.media_type, MT_WASM_CONFIG);
     assert_eq!(wa.layers[0].media_type, MT_WASM_LAYER);
-    assert_eq!(
-        wa.config_json()["layerDigests"],
-        serde_json::json!([wa.layers[0].digest])
-    );
+    assert_eq!(wa.config_json()["layerDigests"], serde_json::json!([wa.layers[0].digest]));
     assert_eq!(wc.layers[0].media_type, MT_WASM_COMPONENT_LAYER);
     assert_eq!(wc.config_json()["os"], "wasip2");
     let wasi = mp.for_platform("wasi", "wasm");
-    assert_eq!(
-        wasi.config_json()["config"]["Entrypoint"],
-        serde_json::json!(["/hello.wasm"])
-    );
+    assert_eq!(wasi.config_json()["config"]["Entrypoint"], serde_json::json!(["/hello.wasm"]));
     let index: serde_json::Value = serde_json::from_slice(&mp.index_bytes).unwrap();
     assert_eq!(index["mediaType"], MT_INDEX);
     assert_eq!(index["manifests"][1]["platform"]["os"], "wasi");
     assert_eq!(index["manifests"][1]["platform"]["architecture"], "wasm");
 
-    for (img, repo) in [
-        (&bb, "busybox"),
-        (&ml, "multilayer"),
-        (&zs, "zstd"),
-        (&wa, "wasm-artifact"),
-        (&wc, "wasm-component"),
-    ] {
+    for (img, repo) in
+        [(&bb, "busybox"), (&ml, "multilayer"), (&zs, "zstd"), (&wa, "wasm-artifact"), (&wc, "wasm-component")]
+    {
         // The plain helper, exactly as documented (no --preserve-digests): the
         // manifest must still come out byte for byte.
         skopeo_copy(&img.oci_ref(), &reg.docker_ref(repo, "v1"));
@@ -125,11 +104,7 @@ fn fixtures_push_to_registry_with_digests_intact() {
         assert_eq!(m.status, 200, "{}", m.text());
         assert_eq!(sha256_digest(&m.body), img.manifest_digest());
         for l in &img.layers {
-            assert!(
-                reg.blob_data_path(&l.digest).is_file(),
-                "blob {} of {repo} not in registry storage",
-                l.digest
-            );
+            assert!(reg.blob_data_path(&l.digest).is_file(), "blob {} of {repo} not in registry storage", l.digest);
         }
     }
 
@@ -157,10 +132,7 @@ fn fixtures_push_to_registry_with_digests_intact() {
     let pid = reg.pid().unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     reg.stop();
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "registry {pid} still alive"
-    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "registry {pid} still alive");
     assert!(reg.pid().is_none());
 }
 
@@ -176,10 +148,7 @@ fn umoci_unpacks_multilayer_to_expected_tree_and_registry_roundtrip_is_identical
     assert_tree_eq(&tree_snapshot(&rootfs), expected);
     // mtimes made it through too.
     let snap = tree_snapshot(&rootfs);
-    assert_eq!(
-        snap["/etc/secret"].mtime,
-        support::images::FIXED_MTIME as i64
-    );
+    assert_eq!(snap["/etc/secret"].mtime, support::images::FIXED_MTIME as i64);
 
     // Through a registry and back: same bytes, same tree.
     let reg = Registry::start();
@@ -191,14 +160,7 @@ fn umoci_unpacks_multilayer_to_expected_tree_and_registry_roundtrip_is_identical
     let out2 = tmp.path().join("unpacked2");
     umoci_unpack(&back, "t", &out2);
     assert_same_tree(&rootfs, out2.join("rootfs"));
-    assert_same_tree_with(
-        &rootfs,
-        out2.join("rootfs"),
-        CompareOptions {
-            mtime: true,
-            ..Default::default()
-        },
-    );
+    assert_same_tree_with(&rootfs, out2.join("rootfs"), CompareOptions { mtime: true, ..Default::default() });
 }
 
 #[test]
@@ -210,17 +172,10 @@ fn umoci_unpacks_busybox_and_it_runs() {
     umoci_unpack(&layout, "bb", &out);
     let rootfs = out.join("rootfs");
     let snap = tree_snapshot(&rootfs);
-    for a in [
-        "sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "hostname", "mkdir",
-        "rm", "ps", "mount",
-    ] {
-        assert_eq!(
-            snap[&format!("/bin/{a}")].kind,
-            Kind::Symlink {
-                target: "busybox".into()
-            },
-            "/bin/{a}"
-        );
+    for a in
+        ["sh", "echo", "cat", "ls", "true", "false", "sleep", "env", "id", "hostname", "mkdir", "rm", "ps", "mount"]
+    {
+        assert_eq!(snap[&format!("/bin/{a}")].kind, Kind::Symlink { target: "busybox".into() }, "/bin/{a}");
     }
     assert_eq!(snap["/tmp"].mode, 0o1777);
     for d in ["/etc", "/proc", "/sys", "/dev", "/root"] {
@@ -228,8 +183,7 @@ fn umoci_unpacks_busybox_and_it_runs() {
     }
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
     assert!(passwd.starts_with("root:x:0:0:") && passwd.contains("\nnobody:x:65534:"));
-    let ran =
-        run(std::process::Command::new(rootfs.join("bin/sh")).args(["-c", "echo hi from busybox"]));
+    let ran = run(std::process::Command::new(rootfs.join("bin/sh")).args(["-c", "echo hi from busybox"]));
     assert_eq!(String::from_utf8_lossy(&ran.stdout), "hi from busybox\n");
 }
 
@@ -238,40 +192,19 @@ fn basic_auth_registry_refuses_anonymous_push() {
     let reg = Registry::start_with_basic_auth("tester", "s3cret-pass");
     let anon = support::registry::http_request(reg.addr(), "GET", "/v2/", &[], &[]).unwrap();
     assert_eq!(anon.status, 401);
-    assert!(anon
-        .header("www-authenticate")
-        .unwrap_or("")
-        .starts_with("Basic"));
+    assert!(anon.header("www-authenticate").unwrap_or("").starts_with("Basic"));
     assert_eq!(reg.get("/v2/").status, 200);
 
     let tmp = tempfile::tempdir().unwrap();
     let img = zstd_image(&tmp.path().join("layout"), "z");
-    let err = try_skopeo_copy(
-        &["--dest-no-creds"],
-        &img.oci_ref(),
-        &reg.docker_ref("private", "z"),
-    )
-    .expect_err("anonymous push must be refused");
-    assert!(
-        err.contains("authentication required") || err.contains("unauthorized"),
-        "unexpected failure text: {err}"
-    );
-    let err = try_skopeo_copy(
-        &["--dest-creds", "tester:wrong"],
-        &img.oci_ref(),
-        &reg.docker_ref("private", "z"),
-    )
-    .expect_err("wrong password must be refused");
-    assert!(
-        err.contains("unauthorized") || err.contains("authentication required"),
-        "{err}"
-    );
+    let err = try_skopeo_copy(&["--dest-no-creds"], &img.oci_ref(), &reg.docker_ref("private", "z"))
+        .expect_err("anonymous push must be refused");
+    assert!(err.contains("authentication required") || err.contains("unauthorized"), "unexpected failure text: {err}");
+    let err = try_skopeo_copy(&["--dest-creds", "tester:wrong"], &img.oci_ref(), &reg.docker_ref("private", "z"))
+        .expect_err("wrong password must be refused");
+    assert!(err.contains("unauthorized") || err.contains("authentication required"), "{err}");
 
-    skopeo_copy_with(
-        &["--dest-creds", "tester:s3cret-pass"],
-        &img.oci_ref(),
-        &reg.docker_ref("private", "z"),
-    );
+    skopeo_copy_with(&["--dest-creds", "tester:s3cret-pass"], &img.oci_ref(), &reg.docker_ref("private", "z"));
     assert_registry_manifest(&reg, "private", "z", img.manifest_digest());
     assert!(reg.log().contains("/v2/private/manifests/z"));
 }
@@ -290,16 +223,11 @@ fn tree_diff_is_readable() {
     std::fs::write(b.join("sub/diff"), "two!").unwrap();
     std::fs::hard_link(b.join("sub/same"), b.join("sub/same2")).unwrap();
     assert_same_tree(a.join("sub").join(".."), &a);
-    let msg = std::panic::catch_unwind(|| assert_same_tree(&a, &b))
-        .expect_err("trees differ")
-        .downcast::<String>()
-        .unwrap();
+    let msg =
+        std::panic::catch_unwind(|| assert_same_tree(&a, &b)).expect_err("trees differ").downcast::<String>().unwrap();
     assert!(msg.contains("- /only-a: file 1 bytes"), "{msg}");
     assert!(msg.contains("~ /sub/diff: file 3 bytes"), "{msg}");
     assert!(msg.contains("+ /sub/same2:"), "{msg}");
-    assert!(
-        msg.contains("~ /sub/same: hardlink group None != Some(\"/sub/same\")"),
-        "{msg}"
-    );
+    assert!(msg.contains("~ /sub/same: hardlink group None != Some(\"/sub/same\")"), "{msg}");
     assert!(!msg.contains("/link"), "{msg}");
 }

@@ -414,9 +414,14 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
     for r in results {
         r?;
     }
+    let up_to_date = store.resolve_ref(reference)?.is_some_and(|existing| existing.digest() == &manifest_digest);
     store.record(Some(reference), &descriptor)?;
     opts.progress.line(&format!("Digest: {manifest_digest}"));
-    opts.progress.line(&format!("Status: Downloaded newer image for {reference}"));
+    if up_to_date {
+        opts.progress.line(&format!("Status: Image is up to date for {reference}"));
+    } else {
+        opts.progress.line(&format!("Status: Downloaded newer image for {reference}"));
+    }
     Ok(image)
 }
 

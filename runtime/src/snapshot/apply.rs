@@ -126,11 +126,14 @@ pub fn apply_layer<R: Read>(
     limits: &ApplyLimits,
 ) -> Result<ApplyOutcome, ApplyError> {
     let dest_err = |source: io::Error| ApplyError::Dest { path: dest.display().to_string(), source };
-    let decoded: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).map_err(dest_err)?),
-    };
+    let decoded: Box<dyn Read + '_> =
+        match compression {
+            Compression::None => Box::new(reader),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).map_err(|source| {
+                ApplyError::Io { entry: Location::Header { offset: 0 }, op: "starting the zstd decoder".into(), source }
+            })?),
+        };
     let root = rfs::openat(rfs::CWD, dest, at::DIR_FLAGS, Mode::empty()).map_err(|e| dest_err(e.into()))?;
     let mut unpacker = Unpacker {
         stream: TarStream {
@@ -381,14 +384,15 @@ impl<R: Read> Unpacker<'_, R> {
             if typeflag == b'g' {
                 // Global PAX headers carry archive comments (git archive writes one); docker
                 // and containerd ignore them too.
-                self.skip(size + padding(size), &here)?;
+                self.skip(size.saturating_add(padding(size)), &here)?;
                 continue;
             }
             let entry = self.entry(header, typeflag, std::mem::take(&mut pending))?;
             let data_len = if is_header_only(entry.typeflag) { 0 } else { entry.size };
             let mut remaining = data_len;
             self.apply(&entry, &mut remaining)?;
-            self.skip(remaining + padding(data_len), &entry.loc())?;
+            // Saturating: a PAX size near u64::MAX must end as "truncated", never as an overflow.
+            self.skip(remaining.saturating_add(padding(data_len)), &entry.loc())?;
         }
     }
 
@@ -1856,6 +1860,15 @@ pub(crate) mod tests {
             let sb = sandbox();
             let _ = sb.apply(&bytes[..cut]);
         }
+    }
+
+    #[test]
+    fn absurd_pax_size_on_an_unread_entry_is_an_error_not_an_overflow() {
+        let sb = sandbox();
+        let mut t = Tar::new();
+        t.pax(&[("size", b"18446744073709551615")]).file(".wh.x", b"");
+        let err = fails(&sb, &t.bytes(), ".wh.x");
+        assert!(err.to_string().contains("truncated"), "{err}");
     }
 
     #[test]

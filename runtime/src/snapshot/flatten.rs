@@ -1,6 +1,6 @@
 //! Flatten: merge a chain of overlay-form layer directories (as `apply` leaves them) into one
 //! plain directory: the copy fallback where overlayfs is unavailable, and what `strata unpack`
-//! produces. It does by copying what overlayfs does when it stacks the same directories.
+//! produces. Copying, it arrives at the tree overlayfs shows when it stacks the same directories.
 //!
 //! It must never follow a symlink in `dest` (an upper entry replaces a lower symlink, never
 //! writes through it), never copy a whiteout device or a `trusted.overlay.*` xattr into `dest`,
