@@ -293,47 +293,20 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<(Vec<ImageRef>,
                 .cloned()
                 .ok_or_else(|| ArchiveError::Missing { what: "layer", path: path.clone() })?;
             let media_type = layer_media_type(store, &digest)?;
-            layers.push(Descriptor {
-                media_type: media_type.into(),
-                digest,
-                size,
-                platform: None,
-                annotations: BTreeMap::new(),
-                urls: None,
-                artifact_type: None,
-            });
+            layers.push(Descriptor::new(media_type, digest, size));
         }
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(media::DOCKER_MANIFEST.into()),
             artifact_type: None,
-            config: Descriptor {
-                media_type: media::DOCKER_CONFIG.into(),
-                digest: config_digest,
-                size: config_bytes.len() as u64,
-                platform: None,
-                annotations: BTreeMap::new(),
-                urls: None,
-                artifact_type: None,
-            },
+            config: Descriptor::new(media::DOCKER_CONFIG, config_digest, config_bytes.len() as u64),
             layers,
             annotations: BTreeMap::new(),
         };
         let bytes = serde_json::to_vec(&manifest).expect("manifest serialises");
         let digest = store.write_blob(&bytes, None)?;
         let names = entry.repo_tags.unwrap_or_default().iter().filter_map(|t| ImageRef::parse(t).ok()).collect();
-        out.push((
-            names,
-            Descriptor {
-                media_type: media::DOCKER_MANIFEST.into(),
-                digest,
-                size: bytes.len() as u64,
-                platform: None,
-                annotations: BTreeMap::new(),
-                urls: None,
-                artifact_type: None,
-            },
-        ));
+        out.push((names, Descriptor::new(media::DOCKER_MANIFEST, digest, bytes.len() as u64)));
     }
     Ok(out)
 }

@@ -134,15 +134,7 @@ pub fn import(
     config_json["history"] = serde_json::json!([{ "created": created, "created_by": "strata import" }]);
     let config_bytes = serde_json::to_vec(&config_json).expect("config serialises");
     let config_digest = store.write_blob(&config_bytes, None)?;
-    let descriptor = |media_type: &str, digest, size| Descriptor {
-        media_type: media_type.into(),
-        digest,
-        size,
-        platform: None,
-        annotations: BTreeMap::new(),
-        urls: None,
-        artifact_type: None,
-    };
+    let descriptor = Descriptor::new;
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media::OCI_MANIFEST.into()),

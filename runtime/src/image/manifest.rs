@@ -143,6 +143,21 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
 }
 
+impl Descriptor {
+    /// A plain descriptor: no platform, annotations or URLs.
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: BTreeMap::new(),
+            urls: None,
+            artifact_type: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Manifest {

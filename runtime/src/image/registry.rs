@@ -359,13 +359,8 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
     }
     store.write_blob(&manifest_bytes, Some(&manifest_digest))?;
     let descriptor = Descriptor {
-        media_type: manifest.media_type_or_default().to_string(),
-        digest: manifest_digest.clone(),
-        size: manifest_bytes.len() as u64,
         platform: Some(platform),
-        annotations: Default::default(),
-        urls: None,
-        artifact_type: None,
+        ..Descriptor::new(manifest.media_type_or_default(), manifest_digest.clone(), manifest_bytes.len() as u64)
     };
     let image = Image {
         names: vec![reference.clone()],
