@@ -10,6 +10,7 @@ packages=(
   apache2-utils     # htpasswd, for the registry's basic auth
   wabt              # wat2wasm, for the WAT examples
   jq                # reading JSON in scripts
+  libseccomp-dev pkg-config  # the seccomp filter (libseccomp crate links it)
 )
 if [ "${1:-}" = bench ]; then
   packages+=(podman debootstrap hyperfine)

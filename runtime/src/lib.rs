@@ -8,6 +8,9 @@
 pub mod digest;
 pub mod fsutil;
 pub mod image;
+pub mod lifecycle;
 pub mod lock;
 pub mod root;
+pub mod sandbox;
 pub mod snapshot;
+pub mod spec;

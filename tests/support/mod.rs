@@ -19,6 +19,8 @@
 
 pub mod images;
 pub mod registry;
+pub mod tls;
+pub mod token;
 pub mod tree;
 
 pub use images::{

@@ -1,0 +1,45 @@
+//! `strata-oci`: the runc command line (for podman `--runtime`, containerd's runc shim
+//! `BinaryName`, and scripts).
+
+#[path = "../oci/mod.rs"]
+mod oci;
+
+use clap::Parser;
+use std::io::Write;
+
+/// Report an error the way runc does: a log line (text or JSON, to --log when given) that
+/// callers parse, and the plain message on stderr.
+fn report(log: Option<&std::path::Path>, format: &str, msg: &str) {
+    let time = strata::lifecycle::now_rfc3339();
+    let line = if format == "json" {
+        serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string()
+    } else {
+        format!("time=\"{time}\" level=error msg={msg:?}")
+    };
+    if let Some(path) = log {
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+    eprintln!("{msg}");
+}
+
+fn main() {
+    let cli = match oci::args::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let log = cli.log.clone();
+    let format = cli.log_format.clone();
+    match oci::run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            report(log.as_deref(), &format, &format!("{e:#}"));
+            std::process::exit(1);
+        }
+    }
+}

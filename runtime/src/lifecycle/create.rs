@@ -1,0 +1,202 @@
+//! `create`: validate the bundle, make the cgroup, clone the init into its namespaces, run
+//! the createRuntime/prestart hooks at the point the spec says, and leave the init blocked on
+//! the exec fifo. Any failure undoes everything: no process, cgroup or state is left.
+
+use super::state::ContainerState;
+use super::{now_rfc3339, LifecycleError, Runtime};
+use crate::sandbox::cgroups::Cgroup;
+use crate::sandbox::init::InitConfig;
+use crate::sandbox::namespaces::Plan;
+use crate::sandbox::{hooks, seccomp, spawn, sync};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub preserve_fds: i32,
+}
+
+/// What a successful create leaves: the state, and (for `run`) the init's pid, which is our
+/// child and can be waited for.
+pub struct Created {
+    pub state: ContainerState,
+}
+
+pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Created, LifecycleError> {
+    crate::spec::validate_id(id).map_err(LifecycleError::InvalidId)?;
+    let bundle = std::path::absolute(&opts.bundle)
+        .map_err(|e| LifecycleError::Setup(format!("bundle {}: {e}", opts.bundle.display())))?;
+    let spec = crate::spec::load(&bundle)?;
+    let _lock = rt.states.lock(id)?;
+    let dir = rt.states.create_dir(id)?;
+    let mut undo = Undo { rt, id, pid: 0, cgroup: None, armed: true };
+    let result = create_inner(rt, id, opts, &bundle, &spec, &dir, &mut undo);
+    if result.is_ok() {
+        undo.armed = false;
+    }
+    result
+}
+
+/// Reverts a half-made container when dropped armed.
+struct Undo<'a> {
+    rt: &'a Runtime,
+    id: &'a str,
+    pid: i32,
+    cgroup: Option<Cgroup>,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if self.pid > 0 {
+            // SAFETY: the init is our child; kill and reap it.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            if let Ok(pids) = cg.pids() {
+                for p in pids {
+                    // SAFETY: signalling processes of the container's own cgroup.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                    super::wait_for_exit(p, Some(std::time::Duration::from_secs(5)));
+                }
+            }
+            let _ = cg.delete();
+        }
+        let _ = self.rt.states.remove(self.id);
+    }
+}
+
+fn cgroup_path(spec: &Spec, id: &str) -> String {
+    match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        Some(p) if p.is_absolute() => p.display().to_string(),
+        Some(p) if !p.as_os_str().is_empty() => format!("/strata/{}", p.display()),
+        _ => format!("/strata/{id}"),
+    }
+}
+
+/// The container's cgroup dir in each mounted hierarchy, for `cgroup` mounts.
+fn cgroup_dirs(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
+    let rel = path.trim_start_matches('/');
+    if root.join("cgroup.controllers").exists() {
+        return vec![(String::new(), root.join(rel))];
+    }
+    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let mut dirs: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().join(rel)))
+        .filter(|(_, dir)| dir.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn create_inner(
+    rt: &Runtime,
+    id: &str,
+    opts: &CreateOptions,
+    bundle: &Path,
+    spec: &Spec,
+    dir: &Path,
+    undo: &mut Undo,
+) -> Result<Created, LifecycleError> {
+    let root = spec.root().as_ref().expect("validated");
+    let rootfs = bundle.join(root.path());
+    let rootfs =
+        rootfs.canonicalize().map_err(|e| LifecycleError::Setup(format!("rootfs {}: {e}", rootfs.display())))?;
+    if opts.console_socket.is_some() && !spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
+        return Err(LifecycleError::Setup("--console-socket given, but process.terminal is false".into()));
+    }
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(spec).expect("spec serialises"))
+        .map_err(|e| LifecycleError::Setup(format!("saving config: {e}")))?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(seccomp::compile(s).map_err(|e| LifecycleError::Setup(format!("seccomp: {e}")))?),
+        None => None,
+    };
+
+    let cg_path = cgroup_path(spec, id);
+    let cgroup = Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
+    cgroup.create().map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
+    undo.cgroup = Some(Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?);
+    if let Some(resources) = linux.resources() {
+        cgroup.apply(resources).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
+    }
+
+    let fifo = rt.states.exec_fifo(id);
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o622), 0)
+        .map_err(|e| LifecycleError::Setup(format!("creating exec fifo: {e}")))?;
+
+    let mut state = ContainerState {
+        id: id.to_string(),
+        bundle: bundle.to_path_buf(),
+        rootfs: rootfs.clone(),
+        pid: 0,
+        pid_start: 0,
+        created: now_rfc3339(),
+        annotations: spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        cgroup_path: cg_path.clone(),
+        owner: String::new(),
+        started: false,
+    };
+    rt.states.save(&state)?;
+
+    let cfg = InitConfig {
+        spec: spec.clone(),
+        bundle: bundle.to_path_buf(),
+        rootfs,
+        plan,
+        exec_fifo: fifo,
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+        cgroup_dirs: cgroup_dirs(&rt.cgroup_root, &cg_path),
+        seccomp,
+        state_json: state.oci_state(super::state::Status::Creating).to_string(),
+    };
+    let creates_userns = cfg.plan.creates(LinuxNamespaceType::User);
+    let mut spawned = spawn::spawn(cfg).map_err(LifecycleError::Setup)?;
+    undo.pid = spawned.pid;
+    let pid = spawned.pid;
+    if creates_userns {
+        spawn::write_id_maps(
+            pid,
+            linux.uid_mappings().as_deref().unwrap_or_default(),
+            linux.gid_mappings().as_deref().unwrap_or_default(),
+        )
+        .map_err(LifecycleError::Setup)?;
+    }
+    cgroup.add_process(pid).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
+    if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| LifecycleError::Setup(format!("oom_score_adj {adj}: {e}")))?;
+    }
+    state.pid = pid;
+    state.pid_start = super::state::process_start_time(pid).unwrap_or(0);
+    let chan = &mut spawned.chan;
+    chan.send(sync::CONTINUE).map_err(|e| LifecycleError::Setup(format!("sync: {e}")))?;
+    chan.expect(sync::HOOKS).map_err(LifecycleError::Setup)?;
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    let state_json = state.oci_state(super::state::Status::Creating).to_string();
+    hooks::run_all("prestart", hooks.prestart().as_ref(), &state_json).map_err(LifecycleError::Setup)?;
+    hooks::run_all("createRuntime", hooks.create_runtime().as_ref(), &state_json).map_err(LifecycleError::Setup)?;
+    chan.send(sync::CONTINUE).map_err(|e| LifecycleError::Setup(format!("sync: {e}")))?;
+    chan.expect(sync::READY).map_err(LifecycleError::Setup)?;
+
+    rt.states.save(&state)?;
+    if let Some(pid_file) = &opts.pid_file {
+        crate::fsutil::write_atomic(pid_file, pid.to_string().as_bytes())
+            .map_err(|e| LifecycleError::Setup(format!("writing pid file {}: {e}", pid_file.display())))?;
+    }
+    Ok(Created { state })
+}

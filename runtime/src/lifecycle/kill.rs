@@ -1,0 +1,74 @@
+//! `kill`: signal the init, or with `all` every process of the container's cgroup.
+
+use super::state::Status;
+use super::{LifecycleError, Runtime};
+
+/// Parse a signal as runc does: a number, `KILL`, or `SIGKILL`.
+pub fn parse_signal(s: &str) -> Result<i32, LifecycleError> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let name = s.to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => return Err(LifecycleError::Signal(format!("invalid signal {s:?}"))),
+    };
+    Ok(n)
+}
+
+pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<(), LifecycleError> {
+    let state = rt.states.load(id)?;
+    if matches!(rt.status(&state), Status::Stopped | Status::Creating) {
+        return Err(LifecycleError::NotRunning);
+    }
+    if all {
+        let cgroup = rt.cgroup(&state)?;
+        for pid in cgroup.pids().map_err(|e| LifecycleError::Cgroup(e.to_string()))? {
+            // SAFETY: signalling processes of the container's own cgroup.
+            unsafe { libc::kill(pid, signal) };
+        }
+        return Ok(());
+    }
+    // SAFETY: kill(2) on the init's pid, which init_alive() just checked is ours.
+    if unsafe { libc::kill(state.pid, signal) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ESRCH) {
+            return Err(LifecycleError::Signal("no such process".into()));
+        }
+        return Err(LifecycleError::Signal(format!("kill {}: {e}", state.pid)));
+    }
+    Ok(())
+}

@@ -1,0 +1,516 @@
+//! One container's cgroup: the OCI spec's `linux.cgroupsPath` and `linux.resources`, on cgroup v1
+//! (legacy and hybrid hosts: one hierarchy per controller) and cgroup v2 (the unified hierarchy).
+//!
+//! Owns: resolving the container's cgroup path, creating its directories, writing the resource
+//! limits (also for `update`), moving processes in, freezing and thawing, stats and OOM status,
+//! signalling everything inside, and removing the directories again.
+//!
+//! Must never:
+//! - write outside the container's own cgroup directories. The two exceptions are what makes the
+//!   leaf usable at all: v1 `cpuset.cpus`/`cpuset.mems` of an ancestor that is still empty (copied
+//!   from its parent, as runc does), and v2 `cgroup.subtree_control` of the ancestors, which only
+//!   ever gains controllers;
+//! - resolve a path relative to the caller's own cgroup: paths always start at the hierarchy root
+//!   (a relative `cgroupsPath` is placed under `/strata`), and `..` is refused;
+//! - remove a directory other than the leaf unless this value created it (a pod's parent cgroup
+//!   belongs to whoever made it).
+//!
+//! Plain file writes rather than a crate: cgroups-rs 0.5 always pulls zbus (D-Bus) and hard-codes
+//! `/sys/fs/cgroup` for v2; youki's libcgroups 0.7 (oci-spec 0.10, right hybrid detection, but 99
+//! crates and ~90 s to build here) maps shares→weight with runc's new curve, fails when swap
+//! accounting is off, sleeps in its retry loops and removes only the leaf. v2 device rules are a
+//! small eBPF program assembled in `devices.rs`.
+
+mod devices;
+mod file;
+mod v1;
+mod v2;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod real_v1_tests;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use oci_spec::runtime::LinuxResources;
+use rustix::process::Signal;
+use serde::Serialize;
+
+pub use devices::default_allowed_devices;
+
+/// Where relative `cgroupsPath`s are placed (and where a container without one goes: `/strata/<id>`).
+pub const DEFAULT_PARENT: &str = "strata";
+
+/// How long freeze/thaw wait for the kernel to report the new state.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The cgroup hierarchy in use under the mount root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Version {
+    /// One hierarchy per controller (`/sys/fs/cgroup/memory`, ...), legacy or hybrid hosts.
+    V1,
+    /// The unified hierarchy (`/sys/fs/cgroup` is a cgroup2 mount).
+    V2,
+}
+
+/// A cgroup error: one line naming the file or controller and the value involved.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cgroup: invalid cgroups path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error("cgroup: no cgroup hierarchy found under {}", .0.display())]
+    NoHierarchy(PathBuf),
+    #[error("cgroup: creating {}: {}", dir.display(), OsText(err))]
+    Create { dir: PathBuf, err: io::Error },
+    #[error("cgroup: writing {value:?} to {}: {}", file.display(), OsText(err))]
+    Write { file: PathBuf, value: String, err: io::Error },
+    #[error("cgroup: reading {}: {}", file.display(), OsText(err))]
+    Read { file: PathBuf, err: io::Error },
+    #[error("cgroup: unexpected content {content:?} in {}", file.display())]
+    Parse { file: PathBuf, content: String },
+    #[error("cgroup: removing {}: it still has processes or child cgroups", dir.display())]
+    Busy { dir: PathBuf },
+    #[error("cgroup: removing {}: {}", dir.display(), OsText(err))]
+    Remove { dir: PathBuf, err: io::Error },
+    #[error("cgroup: {needed_for} needs the {controller} controller, which is not mounted")]
+    MissingController { controller: &'static str, needed_for: &'static str },
+    #[error("cgroup: invalid {field}: {reason}")]
+    InvalidValue { field: &'static str, reason: String },
+    #[error("cgroup: {0}")]
+    Unsupported(String),
+    #[error("cgroup: {} did not report {state} within {:?}", file.display(), FREEZE_TIMEOUT)]
+    FreezeTimeout { file: PathBuf, state: &'static str },
+    #[error("cgroup: sending signal {signal} to pid {pid}: {}", OsText(err))]
+    Signal { pid: i32, signal: i32, err: io::Error },
+}
+
+// The io::Errors are named `err`, not `source`: thiserror would make them the error's source and a
+// chain (`{:#}`) would print the errno twice. The one-line message is the whole story.
+impl CgroupError {
+    /// The errno behind a failed write, read, create or remove, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Self::Create { err, .. }
+            | Self::Remove { err, .. }
+            | Self::Signal { err, .. }
+            | Self::Write { err, .. }
+            | Self::Read { err, .. } => err.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Prints an io::Error as the kernel's words ("Invalid argument"), without "(os error 22)".
+struct OsText<'a>(&'a io::Error);
+
+impl fmt::Display for OsText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.to_string();
+        match text.rsplit_once(" (os error ") {
+            Some((words, _)) => f.write_str(words),
+            None => f.write_str(&text),
+        }
+    }
+}
+
+/// Resource usage of a container's cgroup. Sections whose controller is absent stay zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub memory: MemoryStats,
+    pub cpu: CpuStats,
+    pub pids: PidsStats,
+    /// Processes killed by the OOM killer inside this cgroup.
+    pub oom_kill_count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryStats {
+    /// Bytes in use (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub usage: u64,
+    /// The limit in bytes; `None` when unlimited.
+    pub limit: Option<u64>,
+    /// Peak usage (v1 `memory.max_usage_in_bytes`, v2 `memory.peak` where the kernel has it).
+    pub max_usage: Option<u64>,
+    /// Times the limit was hit (v1 `memory.failcnt`, v2 `memory.events` `max`).
+    pub failcnt: u64,
+    /// Swap in use, where swap accounting is on.
+    pub swap_usage: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CpuStats {
+    pub usage_ns: u64,
+    pub user_ns: u64,
+    pub system_ns: u64,
+    /// CFS enforcement periods elapsed, periods throttled, and time throttled.
+    pub periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_ns: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PidsStats {
+    pub current: u64,
+    /// `None` when unlimited.
+    pub limit: Option<u64>,
+}
+
+/// One container's cgroup, in every hierarchy that matters on this host.
+pub struct Cgroup {
+    path: String,
+    backend: Backend,
+    /// Directories `create` made (all hierarchies, parents before children): `delete` removes
+    /// these and the leaf, nothing else.
+    created: Mutex<Vec<PathBuf>>,
+}
+
+enum Backend {
+    V1(v1::V1),
+    V2(v2::V2),
+}
+
+impl fmt::Debug for Cgroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cgroup").field("version", &self.version()).field("path", &self.path).finish()
+    }
+}
+
+/// Tells v1 from v2 under `mount_root`: a cgroup2 mount has `cgroup.controllers` at its root; the
+/// tmpfs of a v1 or hybrid host does not (hybrid keeps cgroup2 at `unified/`, without the controllers
+/// we need, so such a host counts as v1).
+pub fn detect_version(mount_root: &Path) -> Result<Version, CgroupError> {
+    if mount_root.join("cgroup.controllers").exists() {
+        return Ok(Version::V2);
+    }
+    if v1::CONTROLLERS.iter().any(|c| mount_root.join(c).is_dir()) {
+        return Ok(Version::V1);
+    }
+    // Co-mounted controllers without the usual symlinks ("cpu,cpuacct").
+    if let Ok(entries) = std::fs::read_dir(mount_root) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.split(',').any(|c| v1::CONTROLLERS.contains(&c)) {
+                return Ok(Version::V1);
+            }
+        }
+    }
+    Err(CgroupError::NoHierarchy(mount_root.to_path_buf()))
+}
+
+/// Normalises a `cgroupsPath` into its components below the hierarchy root.
+fn resolve_path(path: &str) -> Result<Vec<String>, CgroupError> {
+    let invalid = |reason| CgroupError::InvalidPath { path: path.to_string(), reason };
+    let mut components = Vec::new();
+    if !path.starts_with('/') {
+        components.push(DEFAULT_PARENT.to_string());
+    }
+    for component in path.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => return Err(invalid("must not contain \"..\"")),
+            c if c.contains('\0') => return Err(invalid("must not contain NUL")),
+            c => components.push(c.to_string()),
+        }
+    }
+    if path.trim_matches('/').is_empty() || components.is_empty() {
+        return Err(invalid("names the root cgroup"));
+    }
+    Ok(components)
+}
+
+impl Cgroup {
+    /// Detects the hierarchy under `mount_root` (normally "/sys/fs/cgroup") and resolves `path`
+    /// ("/strata/<id>"; a relative path is placed under "/strata"; ".." is refused).
+    /// Touches nothing: `create` makes the directories.
+    pub fn new(mount_root: &Path, path: &str) -> Result<Cgroup, CgroupError> {
+        let version = detect_version(mount_root)?;
+        Self::with_version(mount_root, path, version)
+    }
+
+    /// Like `new`, with the hierarchy version given rather than detected.
+    pub fn with_version(mount_root: &Path, path: &str, version: Version) -> Result<Cgroup, CgroupError> {
+        let components = resolve_path(path)?;
+        let backend = match version {
+            Version::V1 => Backend::V1(v1::V1::new(mount_root, &components)?),
+            Version::V2 => Backend::V2(v2::V2::new(mount_root, &components)),
+        };
+        Ok(Cgroup { path: format!("/{}", components.join("/")), backend, created: Mutex::new(Vec::new()) })
+    }
+
+    pub fn version(&self) -> Version {
+        match self.backend {
+            Backend::V1(_) => Version::V1,
+            Backend::V2(_) => Version::V2,
+        }
+    }
+
+    /// The cgroup path below the hierarchy root, normalised ("/strata/<id>").
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The container's directory in every hierarchy (one for v2).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match &self.backend {
+            Backend::V1(v1) => v1.hierarchies().iter().map(|h| h.dir.clone()).collect(),
+            Backend::V2(v2) => vec![v2.dir().to_path_buf()],
+        }
+    }
+
+    /// `mkdir -p` in every hierarchy. v1: initialises empty cpusets from their parent; v2: enables
+    /// the available controllers in each ancestor's `cgroup.subtree_control`.
+    pub fn create(&self) -> Result<(), CgroupError> {
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        match &self.backend {
+            Backend::V1(v1) => v1.create(&mut created),
+            Backend::V2(v2) => v2.create(&mut created),
+        }
+    }
+
+    /// Writes `linux.resources`; also what `update` calls with the new values.
+    pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.apply(resources),
+            Backend::V2(v2) => v2.apply(resources),
+        }
+    }
+
+    /// Moves `pid` (a whole process) into the cgroup, in every hierarchy.
+    pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.add_process(pid),
+            Backend::V2(v2) => v2.add_process(pid),
+        }
+    }
+
+    /// The processes in the cgroup and its descendants (`cgroup.procs`).
+    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.pids(),
+            Backend::V2(v2) => v2.pids(),
+        }
+    }
+
+    /// Freezes every process and returns once the kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<(), CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.set_frozen(true),
+            Backend::V2(v2) => v2.set_frozen(true),
+        }
+    }
+
+    pub fn thaw(&self) -> Result<(), CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.set_frozen(false),
+            Backend::V2(v2) => v2.set_frozen(false),
+        }
+    }
+
+    pub fn is_frozen(&self) -> Result<bool, CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.is_frozen(),
+            Backend::V2(v2) => v2.is_frozen(),
+        }
+    }
+
+    pub fn stats(&self) -> Result<Stats, CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.stats(),
+            Backend::V2(v2) => v2.stats(),
+        }
+    }
+
+    /// Whether the OOM killer has killed a process in this cgroup.
+    pub fn oom_killed(&self) -> Result<bool, CgroupError> {
+        match &self.backend {
+            Backend::V1(v1) => v1.oom_killed(),
+            Backend::V2(v2) => v2.oom_killed(),
+        }
+    }
+
+    /// Sends `signal` to every process in the cgroup. v2 SIGKILL uses `cgroup.kill` where the kernel
+    /// has it; otherwise the cgroup is frozen while the pids are read and signalled, so a process
+    /// forking meanwhile cannot escape, then thawed (unless it was frozen before).
+    pub fn kill_all(&self, signal: Signal) -> Result<(), CgroupError> {
+        if let Backend::V2(v2) = &self.backend {
+            if signal == Signal::KILL && v2.kill_via_cgroup_kill()? {
+                return Ok(());
+            }
+        }
+        let was_frozen = self.is_frozen().unwrap_or(false);
+        let froze = !was_frozen && self.freeze().map_err(|e| tracing::warn!("{e}; signalling unfrozen")).is_ok();
+        let result = self.signal_each(signal);
+        if froze {
+            self.thaw()?;
+        }
+        result
+    }
+
+    fn signal_each(&self, signal: Signal) -> Result<(), CgroupError> {
+        for pid in self.pids()? {
+            let Some(target) = rustix::process::Pid::from_raw(pid) else { continue };
+            match rustix::process::kill_process(target, signal) {
+                Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                Err(e) => {
+                    return Err(CgroupError::Signal { pid, signal: signal.as_raw(), err: e.into() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the leaf in every hierarchy and the directories `create` made, leaf first. Missing
+    /// directories are fine; a leaf that still holds processes is `CgroupError::Busy`. An ancestor
+    /// that other cgroups still use is left in place.
+    pub fn delete(&self) -> Result<(), CgroupError> {
+        let mut created = self.created.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first_error = None;
+        for leaf in self.dirs() {
+            if let Err(e) = remove_dir(&leaf) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            // Keep the list: a later delete, once the processes are gone, removes them all.
+            return Err(e);
+        }
+        // Deepest first, so a parent is empty by the time its turn comes. One that other cgroups
+        // still use stays (and is forgotten: it is theirs now too).
+        created.sort_by_key(|dir| std::cmp::Reverse(dir.components().count()));
+        for dir in std::mem::take(&mut *created) {
+            match remove_dir(&dir) {
+                Ok(()) | Err(CgroupError::Busy { .. }) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    created.push(dir);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The pids in `dir`'s `cgroup.procs` and in every cgroup below it.
+fn pids_recursive(dir: &Path) -> Result<Vec<i32>, CgroupError> {
+    let mut pids = file::read_pids(&dir.join("cgroup.procs"))?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => return Err(CgroupError::Read { file: dir.to_path_buf(), err }),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            pids.extend(pids_recursive(&entry.path())?);
+        }
+    }
+    Ok(pids)
+}
+
+/// Checks a hugepage size ("2MB", "1GB") before it becomes part of a file name.
+fn hugepage_size(page_size: &str) -> Result<&str, CgroupError> {
+    if page_size.is_empty() || !page_size.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(CgroupError::InvalidValue {
+            field: "hugepageLimits.pageSize",
+            reason: format!("{page_size:?} is not a page size like \"2MB\""),
+        });
+    }
+    Ok(page_size)
+}
+
+fn unsupported_hugepage(page_size: &str) -> CgroupError {
+    CgroupError::Unsupported(format!("hugepage size {page_size} is not supported by this kernel"))
+}
+
+/// `rdma.max` lines ("mlx4_0 hca_handle=2 hca_object=2000"), one per device, in device order.
+fn rdma_lines(rdma: &std::collections::HashMap<String, oci_spec::runtime::LinuxRdma>) -> Vec<String> {
+    let mut devices: Vec<_> = rdma.iter().collect();
+    devices.sort_by(|a, b| a.0.cmp(b.0));
+    devices
+        .into_iter()
+        .filter_map(|(device, limits)| {
+            let mut line = device.clone();
+            if let Some(handles) = limits.hca_handles() {
+                line.push_str(&format!(" hca_handle={handles}"));
+            }
+            if let Some(objects) = limits.hca_objects() {
+                line.push_str(&format!(" hca_object={objects}"));
+            }
+            (line.len() > device.len()).then_some(line)
+        })
+        .collect()
+}
+
+/// `rmdir`, tolerating a directory that is already gone.
+fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
+    match file::rmdir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(CgroupError::Busy { dir: dir.to_path_buf() }),
+        Err(err) => Err(CgroupError::Remove { dir: dir.to_path_buf(), err }),
+    }
+}
+
+/// `mkdir` one level; `Ok(true)` if this call made it.
+fn make_dir(dir: &Path) -> Result<bool, CgroupError> {
+    match file::mkdir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(err) => Err(CgroupError::Create { dir: dir.to_path_buf(), err }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_resolve_from_the_hierarchy_root() {
+        assert_eq!(resolve_path("/strata/abc").unwrap(), ["strata", "abc"]);
+        assert_eq!(resolve_path("abc").unwrap(), ["strata", "abc"]);
+        assert_eq!(resolve_path("pod/abc/").unwrap(), ["strata", "pod", "abc"]);
+        assert_eq!(resolve_path("//a/./b").unwrap(), ["a", "b"]);
+        for bad in ["", "/", "//", "/a/../b", "..", "a/.."] {
+            let err = resolve_path(bad).unwrap_err();
+            assert!(matches!(err, CgroupError::InvalidPath { .. }), "{bad:?} gave {err}");
+        }
+    }
+
+    #[test]
+    fn errors_are_one_line_with_the_kernels_words() {
+        let err = CgroupError::Write {
+            file: PathBuf::from("/sys/fs/cgroup/memory/strata/x/memory.limit_in_bytes"),
+            value: "abc".into(),
+            err: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert_eq!(
+            err.to_string(),
+            "cgroup: writing \"abc\" to /sys/fs/cgroup/memory/strata/x/memory.limit_in_bytes: Invalid argument"
+        );
+    }
+
+    #[test]
+    fn detects_v2_by_cgroup_controllers_and_v1_by_controller_dirs() {
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        assert_eq!(detect_version(v2.path()).unwrap(), Version::V2);
+
+        let hybrid = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(hybrid.path().join("memory")).unwrap();
+        std::fs::create_dir_all(hybrid.path().join("unified")).unwrap();
+        std::fs::write(hybrid.path().join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        assert_eq!(detect_version(hybrid.path()).unwrap(), Version::V1);
+
+        let comounted = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(comounted.path().join("cpu,cpuacct")).unwrap();
+        assert_eq!(detect_version(comounted.path()).unwrap(), Version::V1);
+
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(detect_version(empty.path()), Err(CgroupError::NoHierarchy(_))));
+    }
+}

@@ -1,0 +1,126 @@
+//! Who the container's process is and what it may do: rlimits, supplementary groups,
+//! uid/gid, capabilities (all five sets), no_new_privs, umask. Applied in the init in the
+//! order the kernel needs: limits, then identity (keeping capabilities across setuid), then
+//! the capability sets, then no_new_privs.
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimit, PosixRlimitType, Process};
+use std::str::FromStr;
+
+pub type Result<T> = std::result::Result<T, String>;
+
+fn rlimit_resource(t: PosixRlimitType) -> (libc::__rlimit_resource_t, &'static str) {
+    use PosixRlimitType::*;
+    match t {
+        RlimitCpu => (libc::RLIMIT_CPU, "RLIMIT_CPU"),
+        RlimitFsize => (libc::RLIMIT_FSIZE, "RLIMIT_FSIZE"),
+        RlimitData => (libc::RLIMIT_DATA, "RLIMIT_DATA"),
+        RlimitStack => (libc::RLIMIT_STACK, "RLIMIT_STACK"),
+        RlimitCore => (libc::RLIMIT_CORE, "RLIMIT_CORE"),
+        RlimitRss => (libc::RLIMIT_RSS, "RLIMIT_RSS"),
+        RlimitNproc => (libc::RLIMIT_NPROC, "RLIMIT_NPROC"),
+        RlimitNofile => (libc::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+        RlimitMemlock => (libc::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
+        RlimitAs => (libc::RLIMIT_AS, "RLIMIT_AS"),
+        RlimitLocks => (libc::RLIMIT_LOCKS, "RLIMIT_LOCKS"),
+        RlimitSigpending => (libc::RLIMIT_SIGPENDING, "RLIMIT_SIGPENDING"),
+        RlimitMsgqueue => (libc::RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE"),
+        RlimitNice => (libc::RLIMIT_NICE, "RLIMIT_NICE"),
+        RlimitRtprio => (libc::RLIMIT_RTPRIO, "RLIMIT_RTPRIO"),
+        RlimitRttime => (libc::RLIMIT_RTTIME, "RLIMIT_RTTIME"),
+    }
+}
+
+pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
+    for r in rlimits {
+        let (resource, name) = rlimit_resource(r.typ());
+        let limit = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        // SAFETY: setrlimit with a valid resource and struct.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(format!("setrlimit {name} ({}:{}): {}", r.soft(), r.hard(), std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
+
+fn parse_caps(names: Option<&oci_spec::runtime::Capabilities>) -> CapsHashSet {
+    names.map(|set| set.iter().filter_map(|c| Capability::from_str(&c.to_string()).ok()).collect()).unwrap_or_default()
+}
+
+/// Switch to the process's uid/gid/groups, keeping capabilities for `set_capabilities`.
+pub fn set_identity(process: &Process) -> Result<()> {
+    let user = process.user();
+    let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(format!("prctl(PR_SET_KEEPCAPS): {}", std::io::Error::last_os_error()));
+        }
+        // setgroups is denied in a user namespace whose setgroups file says "deny".
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 && !groups.is_empty() {
+            return Err(format!("setgroups {groups:?}: {}", std::io::Error::last_os_error()));
+        }
+        if libc::setresgid(user.gid(), user.gid(), user.gid()) != 0 {
+            return Err(format!("setgid {}: {}", user.gid(), std::io::Error::last_os_error()));
+        }
+        if libc::setresuid(user.uid(), user.uid(), user.uid()) != 0 {
+            return Err(format!("setuid {}: {}", user.uid(), std::io::Error::last_os_error()));
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
+        if let Some(umask) = user.umask() {
+            libc::umask(umask as libc::mode_t);
+        }
+    }
+    Ok(())
+}
+
+/// Drop the bounding set to what the spec allows (needs CAP_SETPCAP: call before setuid).
+pub fn limit_bounding_set(caps: Option<&LinuxCapabilities>) -> Result<()> {
+    let keep = parse_caps(caps.and_then(|c| c.bounding().as_ref()));
+    for cap in caps::all() {
+        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| format!("dropping {cap} from the bounding set: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Set effective, permitted, inheritable and ambient sets exactly as the spec lists them.
+pub fn set_capabilities(caps: Option<&LinuxCapabilities>) -> Result<()> {
+    let effective = parse_caps(caps.and_then(|c| c.effective().as_ref()));
+    let permitted = parse_caps(caps.and_then(|c| c.permitted().as_ref()));
+    let inheritable = parse_caps(caps.and_then(|c| c.inheritable().as_ref()));
+    let ambient = parse_caps(caps.and_then(|c| c.ambient().as_ref()));
+    // Permitted must include effective while raising; set it first, then the others.
+    let raise_permitted: CapsHashSet = permitted.union(&effective).cloned().collect();
+    caps::set(None, CapSet::Permitted, &raise_permitted).map_err(|e| format!("setting permitted capabilities: {e}"))?;
+    caps::set(None, CapSet::Inheritable, &inheritable).map_err(|e| format!("setting inheritable capabilities: {e}"))?;
+    caps::set(None, CapSet::Effective, &effective).map_err(|e| format!("setting effective capabilities: {e}"))?;
+    caps::set(None, CapSet::Permitted, &permitted).map_err(|e| format!("setting permitted capabilities: {e}"))?;
+    caps::clear(None, CapSet::Ambient).ok();
+    for cap in ambient {
+        caps::raise(None, CapSet::Ambient, cap).map_err(|e| format!("raising ambient {cap}: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: prctl with constant arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Write `linux.sysctl` values through /proc/sys (inside the container, after pivot_root).
+pub fn set_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
+    for (key, value) in sysctl {
+        if key.contains("..") || key.contains('/') && key.contains('.') {
+            return Err(format!("invalid sysctl name {key:?}"));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|e| format!("sysctl {key}={value}: {e}"))?;
+    }
+    Ok(())
+}

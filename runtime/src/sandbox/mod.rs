@@ -1,0 +1,14 @@
+//! The isolation layer shared by native and wasm containers: cgroups (v1 and v2) and the
+//! seccomp filter. Namespaces, mounts, pivot_root and the process model join it with the
+//! native-container work.
+
+pub mod cgroups;
+pub mod devices;
+pub mod hooks;
+pub mod identity;
+pub mod init;
+pub mod mounts;
+pub mod namespaces;
+pub mod seccomp;
+pub mod spawn;
+pub mod sync;

@@ -1,0 +1,427 @@
+//! The container's filesystem view, built inside its new mount namespace: propagation of `/`,
+//! the rootfs bind, each spec mount (its mountpoint created and resolved *inside* the rootfs,
+//! so a symlink in the image can never redirect a mount onto the host), devices, pivot_root,
+//! then masked and read-only paths.
+//!
+//! Runs in the container's init, single-threaded, before execve. It must never resolve a
+//! container-controlled path against the host root.
+
+use oci_spec::runtime::Mount;
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+pub type Result<T> = std::result::Result<T, String>;
+
+fn cstr(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).expect("no NUL")
+}
+
+fn errno() -> std::io::Error {
+    std::io::Error::last_os_error()
+}
+
+/// mount(2) with optional pieces; the error names the call.
+pub fn mount(
+    source: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<()> {
+    let (s, t, f, d) = (source.map(cstr), cstr(target), fstype.map(cstr), data.map(cstr));
+    // SAFETY: every pointer is a valid NUL-terminated string or null.
+    let rc = unsafe {
+        libc::mount(
+            s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            t.as_ptr(),
+            f.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            flags,
+            d.as_ref().map_or(std::ptr::null(), |c| c.as_ptr() as *const libc::c_void),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount {} on {target} (type {}, flags {flags:#x}, data {:?}): {}",
+            source.unwrap_or("none"),
+            fstype.unwrap_or("none"),
+            data.unwrap_or(""),
+            errno()
+        ))
+    }
+}
+
+/// Parsed mount options: flags to set, flags to clear, propagation, and fs-specific data.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub flags: libc::c_ulong,
+    pub clear: libc::c_ulong,
+    pub propagation: Vec<libc::c_ulong>,
+    pub data: Vec<String>,
+    pub bind: bool,
+    pub recursive: bool,
+}
+
+pub fn parse_options(options: &[String]) -> Options {
+    let mut o = Options::default();
+    for opt in options {
+        let (set, clear): (libc::c_ulong, libc::c_ulong) = match opt.as_str() {
+            "ro" => (libc::MS_RDONLY, 0),
+            "rw" => (0, libc::MS_RDONLY),
+            "nosuid" => (libc::MS_NOSUID, 0),
+            "suid" => (0, libc::MS_NOSUID),
+            "nodev" => (libc::MS_NODEV, 0),
+            "dev" => (0, libc::MS_NODEV),
+            "noexec" => (libc::MS_NOEXEC, 0),
+            "exec" => (0, libc::MS_NOEXEC),
+            "sync" => (libc::MS_SYNCHRONOUS, 0),
+            "async" => (0, libc::MS_SYNCHRONOUS),
+            "dirsync" => (libc::MS_DIRSYNC, 0),
+            "remount" => (libc::MS_REMOUNT, 0),
+            "mand" => (libc::MS_MANDLOCK, 0),
+            "nomand" => (0, libc::MS_MANDLOCK),
+            "atime" => (0, libc::MS_NOATIME),
+            "noatime" => (libc::MS_NOATIME, 0),
+            "diratime" => (0, libc::MS_NODIRATIME),
+            "nodiratime" => (libc::MS_NODIRATIME, 0),
+            "relatime" => (libc::MS_RELATIME, 0),
+            "norelatime" => (0, libc::MS_RELATIME),
+            "strictatime" => (libc::MS_STRICTATIME, 0),
+            "nostrictatime" => (0, libc::MS_STRICTATIME),
+            "bind" => {
+                o.bind = true;
+                continue;
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                continue;
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable" | "runbindable" => {
+                o.propagation.push(propagation_flag(opt).expect("known propagation"));
+                continue;
+            }
+            // Options mount(2) has no flag for, and that are not fs data either.
+            "defaults" | "tmpcopyup" | "rro" | "rrw" | "idmap" | "ridmap" => continue,
+            _ => {
+                o.data.push(opt.clone());
+                continue;
+            }
+        };
+        o.flags = (o.flags | set) & !clear;
+        o.clear = (o.clear | clear) & !set;
+    }
+    o
+}
+
+pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
+    Some(match name {
+        "private" => libc::MS_PRIVATE,
+        "rprivate" => libc::MS_PRIVATE | libc::MS_REC,
+        "shared" => libc::MS_SHARED,
+        "rshared" => libc::MS_SHARED | libc::MS_REC,
+        "slave" => libc::MS_SLAVE,
+        "rslave" => libc::MS_SLAVE | libc::MS_REC,
+        "unbindable" => libc::MS_UNBINDABLE,
+        "runbindable" => libc::MS_UNBINDABLE | libc::MS_REC,
+        _ => return None,
+    })
+}
+
+/// Resolve `path` (absolute inside the container) under `root`, creating what is missing
+/// (directories, and the last component as a file when `file` is set), never leaving the
+/// root: symlinks resolve as if `root` were `/` (RESOLVE_IN_ROOT).
+pub fn open_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd> {
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let open = |p: &Path| openat2(root, p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve);
+    let parts: Vec<&std::ffi::OsStr> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let mut current = PathBuf::from("/");
+    for (i, part) in parts.iter().enumerate() {
+        let next = current.join(part);
+        match open(&next) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::NOENT) => {
+                let parent =
+                    open(&current).map_err(|e| format!("resolving {} in the rootfs: {e}", current.display()))?;
+                let last = i + 1 == parts.len();
+                let created = if last && file {
+                    rustix::fs::openat(
+                        &parent,
+                        *part,
+                        OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                        Mode::from_raw_mode(0o644),
+                    )
+                    .map(drop)
+                } else {
+                    rustix::fs::mkdirat(&parent, *part, Mode::from_raw_mode(0o755))
+                };
+                match created {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(format!("creating {} in the rootfs: {e}", next.display())),
+                }
+            }
+            Err(e) => return Err(format!("resolving {} in the rootfs: {e}", next.display())),
+        }
+        current = next;
+    }
+    open(&current).map_err(|e| format!("resolving {} in the rootfs: {e}", path.display()))
+}
+
+/// The mount target for an O_PATH fd: its magic link, which mount(2) follows to exactly
+/// the inode we resolved.
+pub fn fd_path(fd: &impl AsFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
+}
+
+/// Context the mounts need from the runtime.
+pub struct MountContext<'a> {
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub in_user_ns: bool,
+    /// Host paths of the container's own cgroup in each hierarchy: (name under
+    /// /sys/fs/cgroup, host dir), for `cgroup` mounts.
+    pub cgroup_dirs: &'a [(String, PathBuf)],
+}
+
+/// Set up propagation of `/`, bind the rootfs onto itself, and perform every spec mount.
+pub fn mount_all(ctx: &MountContext, mounts: &[Mount], rootfs_propagation: Option<&str>) -> Result<OwnedFd> {
+    let prop = match rootfs_propagation {
+        Some(p) if !p.is_empty() => {
+            propagation_flag(p).ok_or_else(|| format!("invalid linux.rootfsPropagation {p:?}"))?
+        }
+        _ => libc::MS_SLAVE | libc::MS_REC,
+    };
+    mount(None, "/", None, prop, None)?;
+    let rootfs = ctx.rootfs.to_str().ok_or("rootfs path is not UTF-8")?;
+    mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)?;
+    let root = rustix::fs::open(ctx.rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("opening rootfs {rootfs}: {e}"))?;
+    for m in mounts {
+        mount_one(ctx, &root, m).map_err(|e| format!("mounting {}: {e}", m.destination().display()))?;
+    }
+    Ok(root)
+}
+
+fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
+    let options = parse_options(m.options().as_deref().unwrap_or_default());
+    let fstype = m.typ().as_deref().unwrap_or("");
+    let is_bind = options.bind || fstype == "bind";
+    let source = m.source().as_ref().map(|s| if s.is_absolute() || !is_bind { s.clone() } else { ctx.bundle.join(s) });
+    if fstype == "cgroup" || fstype == "cgroup2" {
+        return mount_cgroups(ctx, root, m, &options);
+    }
+    let source_is_file =
+        is_bind && source.as_ref().is_some_and(|s| s.metadata().map(|md| !md.is_dir()).unwrap_or(false));
+    let target_fd = open_in_root(root, m.destination(), source_is_file)?;
+    let target = fd_path(&target_fd);
+    let data = options.data.join(",");
+    let data = (!data.is_empty()).then_some(data.as_str());
+    if is_bind {
+        let src = source.ok_or("bind mount without a source")?;
+        let src = src.to_str().ok_or("source is not UTF-8")?;
+        let mut flags = libc::MS_BIND;
+        if options.recursive {
+            flags |= libc::MS_REC;
+        }
+        mount(Some(src), &target, None, flags, None)?;
+        let extra = options.flags & !(libc::MS_REMOUNT);
+        if extra != 0 {
+            // The target fd still names the mountpoint's underlying dir; remount through the
+            // mounted path instead (reopen: the mount now covers it).
+            let mounted = open_in_root(root, m.destination(), source_is_file)?;
+            remount(&fd_path(&mounted), extra | libc::MS_BIND, ctx.in_user_ns)?;
+        }
+    } else {
+        let src = source.as_ref().and_then(|s| s.to_str()).unwrap_or(fstype);
+        match mount(Some(src), &target, Some(fstype), options.flags, data) {
+            Ok(()) => {}
+            // sysfs can't be mounted in a user namespace that doesn't own the network
+            // namespace: bind the host's instead, read-only, as runc does.
+            Err(_) if fstype == "sysfs" && ctx.in_user_ns => {
+                mount(Some("/sys"), &target, None, libc::MS_BIND | libc::MS_REC, None)?;
+                let mounted = open_in_root(root, m.destination(), false)?;
+                remount(
+                    &fd_path(&mounted),
+                    libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    true,
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if !options.propagation.is_empty() {
+        let mounted = open_in_root(root, m.destination(), source_is_file)?;
+        for p in &options.propagation {
+            mount(None, &fd_path(&mounted), None, *p, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remount with `flags`; in a user namespace, keep the flags the kernel locked on the
+/// original mount (it refuses to clear them).
+pub fn remount(target: &str, flags: libc::c_ulong, in_user_ns: bool) -> Result<()> {
+    let first = mount(None, target, None, libc::MS_REMOUNT | flags, None);
+    if first.is_ok() || !in_user_ns {
+        return first;
+    }
+    let path = cstr(target);
+    // SAFETY: statvfs into a zeroed struct with a valid path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return first;
+    }
+    let locked = st.f_flag & (libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC | libc::ST_RDONLY);
+    let mut keep: libc::c_ulong = 0;
+    for (st_flag, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+    ] {
+        if locked & st_flag != 0 {
+            keep |= ms;
+        }
+    }
+    mount(None, target, None, libc::MS_REMOUNT | flags | keep, None)
+}
+
+/// A `cgroup` mount: a tmpfs at the destination (v1) with the container's own cgroup dir of
+/// each hierarchy bound in, or the container's cgroup2 dir bound at the destination (v2).
+fn mount_cgroups(ctx: &MountContext, root: &OwnedFd, m: &Mount, options: &Options) -> Result<()> {
+    let ro = options.flags & libc::MS_RDONLY != 0;
+    let base_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    let target_fd = open_in_root(root, m.destination(), false)?;
+    let unified_only = ctx.cgroup_dirs.len() == 1 && ctx.cgroup_dirs[0].0.is_empty();
+    if unified_only {
+        let (_, dir) = &ctx.cgroup_dirs[0];
+        mount(Some(dir.to_str().unwrap_or_default()), &fd_path(&target_fd), None, libc::MS_BIND | libc::MS_REC, None)?;
+        if ro {
+            let mounted = open_in_root(root, m.destination(), false)?;
+            remount(&fd_path(&mounted), libc::MS_BIND | libc::MS_RDONLY | base_flags, ctx.in_user_ns)?;
+        }
+        return Ok(());
+    }
+    mount(Some("tmpfs"), &fd_path(&target_fd), Some("tmpfs"), base_flags, Some("mode=755"))?;
+    for (name, host_dir) in ctx.cgroup_dirs {
+        let dest = m.destination().join(name);
+        let fd = open_in_root(root, &dest, false)?;
+        let src = host_dir.to_str().unwrap_or_default();
+        mount(Some(src), &fd_path(&fd), None, libc::MS_BIND | libc::MS_REC, None)?;
+        let mounted = open_in_root(root, &dest, false)?;
+        let flags = libc::MS_BIND | base_flags | if ro { libc::MS_RDONLY } else { 0 };
+        remount(&fd_path(&mounted), flags, ctx.in_user_ns)?;
+    }
+    // Comounted controllers are reachable under each name, as on the host (cpu -> cpu,cpuacct).
+    for (name, _) in ctx.cgroup_dirs {
+        for part in name.split(',').filter(|p| *p != name) {
+            let parent = open_in_root(root, m.destination(), false)?;
+            let _ = rustix::fs::symlinkat(name.as_str(), &parent, part);
+        }
+    }
+    if ro {
+        let mounted = open_in_root(root, m.destination(), false)?;
+        remount(&fd_path(&mounted), libc::MS_RDONLY | base_flags, ctx.in_user_ns)?;
+    }
+    Ok(())
+}
+
+/// Make `rootfs` the root: pivot_root, then detach the old root.
+pub fn pivot_root(rootfs: &Path) -> Result<()> {
+    let old = rustix::fs::open("/", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("opening /: {e}"))?;
+    let new = rustix::fs::open(rootfs, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("opening rootfs: {e}"))?;
+    rustix::process::fchdir(&new).map_err(|e| format!("chdir to rootfs: {e}"))?;
+    rustix::process::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    rustix::process::fchdir(&old).map_err(|e| format!("chdir to old root: {e}"))?;
+    // Keep unmount events of the old root from propagating back to the host.
+    mount(None, ".", None, libc::MS_SLAVE | libc::MS_REC, None)?;
+    rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH).map_err(|e| format!("detaching old root: {e}"))?;
+    rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// `--no-pivot`: move the rootfs over / and chroot (for ramfs roots, where pivot_root fails).
+pub fn move_root(rootfs: &Path) -> Result<()> {
+    rustix::process::chdir(rootfs).map_err(|e| format!("chdir to rootfs: {e}"))?;
+    mount(Some(rootfs.to_str().unwrap_or(".")), "/", None, libc::MS_MOVE, None)?;
+    rustix::process::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// Masked paths (after pivot): files get /dev/null bound over them, directories an empty
+/// read-only tmpfs. Missing paths are skipped.
+pub fn mask_paths(paths: &[String]) -> Result<()> {
+    for p in paths {
+        match std::fs::symlink_metadata(p) {
+            Ok(md) if md.is_dir() => mount(Some("tmpfs"), p, Some("tmpfs"), libc::MS_RDONLY, None)?,
+            Ok(_) => mount(Some("/dev/null"), p, None, libc::MS_BIND, None)?,
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// Read-only paths (after pivot): bind each onto itself and remount read-only.
+pub fn readonly_paths(paths: &[String], in_user_ns: bool) -> Result<()> {
+    for p in paths {
+        if std::fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None)?;
+        remount(
+            p,
+            libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            in_user_ns,
+        )?;
+    }
+    Ok(())
+}
+
+/// `root.readonly`: remount / read-only (after pivot).
+pub fn readonly_root(in_user_ns: bool) -> Result<()> {
+    remount("/", libc::MS_BIND | libc::MS_RDONLY, in_user_ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_like_mount8() {
+        let o = parse_options(&["rbind".into(), "ro".into(), "nosuid".into(), "rprivate".into(), "mode=755".into()]);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.flags, libc::MS_RDONLY | libc::MS_NOSUID);
+        assert_eq!(o.propagation, vec![libc::MS_PRIVATE | libc::MS_REC]);
+        assert_eq!(o.data, vec!["mode=755".to_string()]);
+        let o = parse_options(&["ro".into(), "rw".into()]);
+        assert_eq!(o.flags & libc::MS_RDONLY, 0);
+    }
+
+    #[test]
+    fn open_in_root_never_leaves_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root_dir = t.path().join("root");
+        std::fs::create_dir_all(root_dir.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/", root_dir.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../../..", root_dir.join("etc/up")).unwrap();
+        let root = rustix::fs::open(&root_dir, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        // Through an absolute symlink: lands inside the root.
+        open_in_root(&root, Path::new("/escape/strata-mnt-test/x"), false).unwrap();
+        assert!(root_dir.join("strata-mnt-test/x").is_dir());
+        assert!(!Path::new("/strata-mnt-test").exists());
+        open_in_root(&root, Path::new("/etc/up/tmp/f"), true).unwrap();
+        assert!(root_dir.join("tmp/f").is_file());
+    }
+}

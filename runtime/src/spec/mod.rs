@@ -1,0 +1,165 @@
+//! The OCI runtime spec (a bundle's `config.json`): loading it with errors that name the
+//! offending field, and the checks a runtime must make before it starts anything.
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {field}: {message}")]
+    Parse { path: PathBuf, field: String, message: String },
+    #[error("config.json: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> SpecError {
+    SpecError::Invalid { field: field.into(), message: message.into() }
+}
+
+/// Load `BUNDLE/config.json` and validate it.
+pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|source| SpecError::Read { path: path.clone(), source })?;
+    parse(&bytes).map_err(|e| match e {
+        SpecError::Parse { field, message, .. } => SpecError::Parse { path: path.clone(), field, message },
+        other => other,
+    })
+}
+
+/// Parse and validate config.json bytes.
+pub fn parse(bytes: &[u8]) -> Result<Spec, SpecError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        SpecError::Parse {
+            path: PathBuf::from("config.json"),
+            field: if field == "." { "(document)".into() } else { field },
+            message: e.into_inner().to_string(),
+        }
+    })?;
+    validate(&spec)?;
+    Ok(spec)
+}
+
+fn validate(spec: &Spec) -> Result<(), SpecError> {
+    let root = spec.root().as_ref().ok_or_else(|| invalid("root", "is required"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(invalid("root.path", "must not be empty"));
+    }
+    if let Some(process) = spec.process() {
+        let args = process.args().as_deref().unwrap_or_default();
+        if args.is_empty() {
+            return Err(invalid("process.args", "must name the program to run"));
+        }
+        if !process.cwd().is_absolute() {
+            return Err(invalid("process.cwd", format!("{:?} must be an absolute path", process.cwd())));
+        }
+        for (i, env) in process.env().as_deref().unwrap_or_default().iter().enumerate() {
+            if !env.contains('=') || env.starts_with('=') {
+                return Err(invalid(&format!("process.env[{i}]"), format!("{env:?} is not KEY=VALUE")));
+            }
+        }
+    }
+    for (i, mount) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+        if !mount.destination().is_absolute() {
+            return Err(invalid(
+                &format!("mounts[{i}].destination"),
+                format!("{:?} must be an absolute path", mount.destination()),
+            ));
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        let mut seen = Vec::new();
+        for (i, ns) in linux.namespaces().as_deref().unwrap_or_default().iter().enumerate() {
+            if seen.contains(&ns.typ()) {
+                return Err(invalid(&format!("linux.namespaces[{i}]"), format!("{:?} is listed twice", ns.typ())));
+            }
+            seen.push(ns.typ());
+        }
+        let has_userns = seen.contains(&LinuxNamespaceType::User);
+        let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+        if maps && !has_userns {
+            return Err(invalid("linux.uidMappings", "given without a user namespace"));
+        }
+        if let Some(path) = linux.cgroups_path() {
+            if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(invalid("linux.cgroupsPath", format!("{path:?} must not contain \"..\"")));
+            }
+        }
+        if let Some(hostname) = spec.hostname() {
+            if !hostname.is_empty() && !seen.contains(&LinuxNamespaceType::Uts) {
+                return Err(invalid("hostname", "set without a new uts namespace"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Container IDs as runc accepts them: letters, digits, `_ + - .`, not starting with `.`.
+pub fn validate_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || "_+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid container id {id:?}: use letters, digits and _ + - . only"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+        })
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let mut v = minimal();
+        v["process"]["user"]["uid"] = serde_json::json!("root");
+        let e = parse(&serde_json::to_vec(&v).unwrap()).unwrap_err().to_string();
+        assert!(e.contains("process.user.uid"), "{e}");
+        let e = parse(b"{not json").unwrap_err().to_string();
+        assert!(e.starts_with("config.json: "), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let check = |f: &dyn Fn(&mut serde_json::Value), want: &str| {
+            let mut v = minimal();
+            f(&mut v);
+            let e = parse(&serde_json::to_vec(&v).unwrap()).unwrap_err().to_string();
+            assert!(e.contains(want), "{e} should name {want}");
+        };
+        check(&|v| v["process"]["args"] = serde_json::json!([]), "process.args");
+        check(&|v| v["process"]["cwd"] = serde_json::json!("rel"), "process.cwd");
+        check(&|v| v["process"]["env"] = serde_json::json!(["NOEQUALS"]), "process.env[0]");
+        check(&|v| v["mounts"] = serde_json::json!([{"destination": "proc", "type": "proc"}]), "mounts[0].destination");
+        check(
+            &|v| v["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "pid"}]),
+            "linux.namespaces[1]",
+        );
+        check(&|v| v["linux"]["cgroupsPath"] = serde_json::json!("/a/../b"), "linux.cgroupsPath");
+        check(&|v| v["hostname"] = serde_json::json!("x"), "hostname");
+        check(&|v| v.as_object_mut().unwrap().remove("root").map(|_| ()).unwrap(), "root");
+        assert!(parse(&serde_json::to_vec(&minimal()).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1_2.3+x").is_ok());
+        for bad in ["", ".hidden", "a/b", "a b", "../x"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+}
