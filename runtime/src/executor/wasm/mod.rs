@@ -47,6 +47,7 @@ mod kind;
 mod limits;
 mod run;
 mod signals;
+mod spec;
 mod wasi;
 
 pub use cache::{precompile, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity};
@@ -64,7 +65,7 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/lib/strata/cache/wasm";
 pub const CACHE_DIR_ENV: &str = "STRATA_WASM_CACHE";
 
 /// Everything [`run`] needs, taken from the OCI spec by the sandbox.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WasmJob {
     /// The module's path inside the (already pivoted) root: `process.args[0]`, resolved.
@@ -98,6 +99,23 @@ pub struct WasmJob {
 
 fn root_dir() -> PathBuf {
     PathBuf::from("/")
+}
+
+impl Default for WasmJob {
+    /// Nothing granted: no preopens, no network, no limits, cwd "/", no cache.
+    fn default() -> WasmJob {
+        WasmJob {
+            module: PathBuf::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: root_dir(),
+            preopens: Vec::new(),
+            memory_limit: None,
+            cpu: None,
+            network: false,
+            cache: None,
+        }
+    }
 }
 
 /// A directory made available to the guest.
