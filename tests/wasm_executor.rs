@@ -193,7 +193,7 @@ fn memory_limit_makes_allocation_fail_inside_the_guest() {
 }
 
 /// Start a guest, wait until the executor says it is running, signal it, and return its exit
-/// code and the time from the signal to its exit.
+/// code and the time from the signal to its exit. Its stdin is a pipe we never write to.
 fn signal_running_guest(module: &str, signal: i32) -> (i32, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("job.json");
@@ -201,7 +201,7 @@ fn signal_running_guest(module: &str, signal: i32) -> (i32, Duration) {
     let mut child = Command::new(RUNNER)
         .arg("--debug")
         .arg(&file)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -221,6 +221,7 @@ fn signal_running_guest(module: &str, signal: i32) -> (i32, Duration) {
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
+    drop(child.stdin.take());
     (status.code().unwrap_or(-1), sent.elapsed())
 }
 
@@ -233,6 +234,28 @@ fn sigterm_interrupts_a_tight_loop() {
     }
     let (code, _) = signal_running_guest(&guest("busy-loop"), libc::SIGINT);
     assert_eq!(code, 130);
+}
+
+#[test]
+fn sigterm_ends_a_guest_blocked_in_a_host_call() {
+    // Waiting in fd_read on stdin, the guest never reaches an epoch check; the signal thread
+    // ends the process after its grace period, still with 128+SIGTERM.
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("reader.wasm");
+    let wasm = wat::parse_str(
+        r#"(module
+             (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+             (memory (export "memory") 1)
+             (func (export "_start")
+               (i32.store (i32.const 0) (i32.const 64))
+               (i32.store (i32.const 4) (i32.const 64))
+               (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .unwrap();
+    std::fs::write(&module, wasm).unwrap();
+    let (code, took) = signal_running_guest(&module.to_string_lossy(), libc::SIGTERM);
+    assert_eq!(code, 143);
+    assert!(took < Duration::from_secs(1), "took {took:?}");
 }
 
 #[test]

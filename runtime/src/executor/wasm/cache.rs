@@ -27,7 +27,7 @@ use crate::digest::Digest;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -107,8 +107,17 @@ impl ArtifactCache {
             self.remove(&name);
             return None;
         }
-        match deserialize(engine, file, kind) {
-            Ok(compiled) => Some(compiled),
+        let mmap_err = match deserialize(engine, &file, kind) {
+            Ok(compiled) => return Some(compiled),
+            Err(e) => e,
+        };
+        // A verified entry that does not map may sit on a noexec mount: load a copy instead of
+        // recompiling on every start. Only if that fails too is the entry itself bad.
+        match deserialize_copy(engine, &file, kind) {
+            Ok(compiled) => {
+                tracing::debug!("wasm cache entry {digest} loaded as a copy (mmap failed: {mmap_err})");
+                Some(compiled)
+            }
             Err(e) => {
                 tracing::debug!("wasm cache entry {digest} does not load ({e}); rebuilding");
                 self.remove(&name);
@@ -270,27 +279,45 @@ fn verify(file: &File, compat: &str, digest: &Digest, kind: WasmKind) -> Result<
     Ok(())
 }
 
-/// Load a verified artifact. Modules are mmapped from the open file. wasmtime 48 has no
-/// `Component::deserialize_open_file`, so components go through `/proc/self/fd` when /proc is
-/// there (still an mmap), else are read into memory.
-fn deserialize(engine: &Engine, file: File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
-    // SAFETY (all three): the file is one we wrote (by trailer, CRC and digest), it is never
+/// Load a verified artifact by mmap. Modules map the open file. wasmtime 48 has no
+/// `Component::deserialize_open_file`, so components go through `/proc/self/fd` (still an
+/// mmap), or are copied when /proc is not mounted.
+fn deserialize(engine: &Engine, file: &File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
+    // SAFETY (both): the file is one we wrote (checked by trailer, CRC and digest), it is never
     // modified in place (only replaced by rename), and wasmtime checks its own header and the
     // engine compatibility again.
     match kind {
-        WasmKind::Module => unsafe { Module::deserialize_open_file(engine, file) }.map(Compiled::Module),
+        WasmKind::Module => {
+            let file = file.try_clone().map_err(wasmtime::Error::new)?;
+            unsafe { Module::deserialize_open_file(engine, file) }.map(Compiled::Module)
+        }
         WasmKind::Component => {
             let proc_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_fd().as_raw_fd()));
-            if proc_path.exists() {
-                unsafe { Component::deserialize_file(engine, &proc_path) }.map(Compiled::Component)
-            } else {
-                let mut bytes = Vec::new();
-                (&file).read_to_end(&mut bytes).map_err(wasmtime::Error::new)?;
-                unsafe { Component::deserialize(engine, &bytes[..bytes.len().saturating_sub(TRAILER_LEN)]) }
-                    .map(Compiled::Component)
+            if !proc_path.exists() {
+                return deserialize_copy(engine, file, kind);
             }
+            unsafe { Component::deserialize_file(engine, &proc_path) }.map(Compiled::Component)
         }
     }
+}
+
+/// Load a verified artifact from a copy in memory (the trailer cut off).
+fn deserialize_copy(engine: &Engine, file: &File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
+    let bytes = read_all(file).map_err(wasmtime::Error::new)?;
+    let payload = &bytes[..bytes.len().saturating_sub(TRAILER_LEN)];
+    // SAFETY: as in `deserialize`; the bytes are a private copy.
+    match kind {
+        WasmKind::Module => unsafe { Module::deserialize(engine, payload) }.map(Compiled::Module),
+        WasmKind::Component => unsafe { Component::deserialize(engine, payload) }.map(Compiled::Component),
+    }
+}
+
+/// The whole file, read from offset 0 whatever its position.
+fn read_all(file: &File) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; file.metadata()?.len() as usize];
+    let n = read_full(file, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 fn read_full(file: &File, buf: &mut [u8]) -> io::Result<usize> {
@@ -488,6 +515,23 @@ mod tests {
         assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Hit);
         // A fresh engine (another process) with the same config hits too.
         assert_eq!(run_once(&new_engine().unwrap(), &cache, &bytes), CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn a_verified_entry_also_loads_as_a_copy() {
+        // The path taken when the cache sits on a noexec mount and mmap refuses PROT_EXEC.
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        for wat in [HELLO, "(component (core module (func (export \"f\"))))"] {
+            let bytes = wat::parse_str(wat).unwrap();
+            let kind = WasmKind::of(&bytes).unwrap();
+            run_once(&engine, &cache, &bytes);
+            let name = artifact_name(&compat_key(&engine), &Digest::of_bytes(&bytes));
+            let file = cache.open_file(&name).unwrap();
+            verify(&file, &compat_key(&engine), &Digest::of_bytes(&bytes), kind).unwrap();
+            assert!(deserialize_copy(&engine, &file, kind).is_ok());
+        }
     }
 
     #[test]

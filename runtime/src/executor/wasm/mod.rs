@@ -39,6 +39,24 @@
 //!   the thread ends the process with `_exit(128+signal)`. Output is never lost: stdout and
 //!   stderr are written straight to fds 1/2, unbuffered.
 //!
+//! # Calling it from the sandbox
+//!
+//! ```text
+//! // in the runtime, before the clone or in the init before pivot_root (host paths still resolve):
+//! let cache = ArtifactCache::open(&cache_dir).ok();   // ROOT/cache/wasm, $STRATA_WASM_CACHE, or DEFAULT_CACHE_DIR
+//! // in the init, where a native container would execve (after pivot_root, chdir, user, caps,
+//! // seccomp, the exec-fifo handshake and the startContainer hooks):
+//! let mut job = WasmJob::from_spec(&spec, resolved_args0);
+//! job.cache = cache;
+//! let code = run(job);
+//! unsafe { libc::_exit(code) }                         // nothing is buffered
+//! ```
+//!
+//! The cache fd is close-on-exec and never reachable by the guest (it only sees preopens).
+//! The seccomp profile must let wasmtime work: `mmap`/`mprotect` with `PROT_EXEC`,
+//! `madvise`, `rt_sigaction`, `sigaltstack`, `rt_sigprocmask`, `rt_sigtimedwait` (sigwait),
+//! thread creation (`clone`/`clone3`), `futex`; docker's default profile allows all of them.
+//!
 //! This module must never call `exit`, panic on bad input, or fork.
 
 mod cache;
