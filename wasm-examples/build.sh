@@ -71,8 +71,8 @@ artifact() { # NAME MODULE LAYER_MEDIA_TYPE OS
   local dir="$work/layout-$1" layer config manifest
   mkdir -p "$dir"
   layer="$(descriptor "$3" "$2" "$dir" "{\"annotations\":{\"org.opencontainers.image.title\":\"$(basename "$2")\"}}")"
-  jq -n --arg os "$4" --argjson l "$layer" \
-    '{created: "1970-01-01T00:00:00Z", author: "strata wasm-examples", architecture: "wasm", os: $os,
+  jq -n --arg os "$4" --arg created "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --argjson l "$layer" \
+    '{created: $created, author: "strata wasm-examples", architecture: "wasm", os: $os,
       layerDigests: [$l.digest]}' >"$work/config-$1.json"
   config="$(descriptor application/vnd.wasm.config.v0+json "$work/config-$1.json" "$dir")"
   jq -n --argjson c "$config" --argjson l "$layer" \
