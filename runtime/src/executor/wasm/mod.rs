@@ -21,6 +21,7 @@
 //! | the module file does not exist | 127 |
 //! | not wasm, invalid, or fails to link (an import we don't provide) or instantiate: one line on stderr naming the problem | 126 |
 //! | SIGTERM / SIGINT / SIGHUP received: the guest is interrupted through the epoch | 128+signal (143 / 130 / 129) |
+//! | an internal error of the executor (a bug: a caught panic) | 134 |
 //!
 //! # Limits
 //!

@@ -62,6 +62,11 @@ fn run_job(job: &WasmJob) -> i32 {
         job.cpu.map(|c| (c.quota, c.period)),
         job.network
     );
+    // Signalled while compiling: don't start the guest at all.
+    let early = watcher.received.load(Ordering::SeqCst);
+    if early != 0 {
+        return 128 + early;
+    }
     let deadline = Deadline::new(watcher.received.clone(), job.cpu);
     let outcome = match compiled {
         Compiled::Module(m) => run_module(&engine, job, &m, deadline),
