@@ -6,6 +6,7 @@
 //! strata root (`root`). The binaries in `src/bin` only parse arguments and print.
 
 pub mod digest;
+pub mod executor;
 pub mod fsutil;
 pub mod image;
 pub mod lifecycle;
