@@ -18,6 +18,16 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// The compiled-wasm cache; default `$STRATA_WASM_CACHE`, else the shared default.
+    pub wasm_cache: Option<PathBuf>,
+}
+
+fn wasm_cache_dir(opts: &CreateOptions) -> PathBuf {
+    use crate::executor::wasm::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+    opts.wasm_cache
+        .clone()
+        .or_else(|| std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
 }
 
 /// What a successful create leaves: the state, and (for `run`) the init's pid, which is our
@@ -182,6 +192,7 @@ fn create_inner(
         cgroup_dirs: cgroup_dirs(&rt.cgroup_root, &cg_path),
         seccomp,
         state_json: state.oci_state(super::state::Status::Creating).to_string(),
+        wasm_cache_dir: wasm_cache_dir(opts),
     };
     let creates_userns = cfg.plan.creates(LinuxNamespaceType::User);
     let mut spawned = spawn::spawn(cfg).map_err(LifecycleError::Setup)?;

@@ -76,6 +76,7 @@ fn create_options(a: &args::CreateArgs) -> CreateOptions {
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
+        wasm_cache: None,
     }
 }
 

@@ -9,6 +9,7 @@ pub mod identity;
 pub mod init;
 pub mod mounts;
 pub mod namespaces;
+pub mod program;
 pub mod seccomp;
 pub mod spawn;
 pub mod sync;
