@@ -10,7 +10,7 @@ use super::mounts::{self, MountContext};
 use super::namespaces::{self, Plan};
 use super::program::{self, Executor, Program};
 use super::sync::{self, Channel};
-use super::{devices, hooks};
+use super::{console, devices, hooks};
 use crate::executor::wasm::{self, ArtifactCache, WasmJob};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::ffi::CString;
@@ -32,6 +32,8 @@ pub struct InitConfig {
     pub state_json: String,
     /// Where compiled wasm is cached (opened before pivot_root if the program is wasm).
     pub wasm_cache_dir: PathBuf,
+    /// Where to send the terminal's master when `process.terminal` is set.
+    pub console: Option<std::os::fd::OwnedFd>,
 }
 
 /// What setup ends in: the program to run, and for wasm the compiled-code cache.
@@ -45,7 +47,9 @@ pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
     // The clone copied every fd of the runtime, and some hold state a copy must not keep:
     // a flock on the container's lock file would stay held (by this copy) until the
     // container exits, blocking `start`. Keep stdio, the preserved fds and the channel.
-    close_fds_from(3 + cfg.preserve_fds.max(0), chan.raw_fd());
+    let mut keep = vec![chan.raw_fd()];
+    keep.extend(cfg.console.as_ref().map(|c| c.as_raw_fd()));
+    close_fds_from(3 + cfg.preserve_fds.max(0), &keep);
     // Not dumpable until execve: other processes of the container (a joined pid namespace,
     // a later exec) cannot open /proc/PID/exe (the runtime's binary, CVE-2019-5736) or our
     // fds. execve of a native program makes it dumpable again; a wasm container stays so.
@@ -53,7 +57,10 @@ pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     match run(&cfg, &mut chan) {
         Ok(launch) => match launch.program.executor {
-            Executor::Native => exec(&cfg, &launch.program.path),
+            Executor::Native => {
+                let process = cfg.spec.process().as_ref().expect("checked in run");
+                execve(&launch.program.path, process, cfg.preserve_fds)
+            }
             Executor::Wasm => run_wasm(&cfg, launch),
         },
         Err(e) => {
@@ -164,28 +171,11 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         }
     }
 
-    if process.terminal().unwrap_or(false) {
-        return Err("process.terminal is not supported yet by strata-oci".into());
+    if let Some(socket) = &cfg.console {
+        use std::os::fd::AsFd;
+        console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
-    identity::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    if !no_new_privs {
-        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we have it.
-        if let Some(f) = &cfg.seccomp {
-            f.load().map_err(|e| format!("loading seccomp filter: {e}"))?;
-        }
-    }
-    identity::limit_bounding_set(process.capabilities().as_ref())?;
-    identity::set_identity(process)?;
-    identity::set_capabilities(process.capabilities().as_ref())?;
-    let cwd = process.cwd();
-    rustix::process::chdir(cwd).map_err(|e| format!("cwd {}: {e}", cwd.display()))?;
-    if no_new_privs {
-        identity::set_no_new_privs()?;
-        if let Some(f) = &cfg.seccomp {
-            f.load().map_err(|e| format!("loading seccomp filter: {e}"))?;
-        }
-    }
+    identity::become_process(process, cfg.seccomp.as_ref())?;
 
     chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
     // Block until `start` opens the fifo for reading.
@@ -213,13 +203,15 @@ fn run_wasm(cfg: &InitConfig, launch: Launch) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn exec(cfg: &InitConfig, path: &Path) -> ! {
+/// Replace this process with `path`, given `process`'s args and env; fds from
+/// `3 + preserve_fds` up are closed on the way. On failure: a message and exit 127 (not
+/// found) or 126 (cannot execute), as a shell would.
+pub(crate) fn execve(path: &Path, process: &oci_spec::runtime::Process, preserve_fds: i32) -> ! {
     let Ok(program) = CString::new(path.as_os_str().as_encoded_bytes()) else {
         eprintln!("strata: program path {} has a NUL byte", path.display());
         // SAFETY: leave without running the runtime's destructors.
         unsafe { libc::_exit(127) }
     };
-    let process = cfg.spec.process().as_ref().expect("checked");
     let args: Vec<CString> = process
         .args()
         .as_deref()
@@ -238,7 +230,7 @@ fn exec(cfg: &InitConfig, path: &Path) -> ! {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    close_inherited_fds(3 + cfg.preserve_fds);
+    close_inherited_fds(3 + preserve_fds.max(0));
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let err = std::io::Error::last_os_error();
@@ -248,20 +240,20 @@ fn exec(cfg: &InitConfig, path: &Path) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Close every fd from `first` up, except `keep`.
-fn close_fds_from(first: i32, keep: i32) {
-    let close_range = |lo: i32, hi: u32| {
-        if lo as u32 <= hi {
+/// Close every fd from `first` up, except those in `keep`.
+pub(crate) fn close_fds_from(first: i32, keep: &[i32]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd >= first).map(|fd| *fd as u32).collect();
+    keep.sort_unstable();
+    let mut lo = first as u32;
+    for fd in keep {
+        if fd > lo {
             // SAFETY: close_range on fds this process no longer needs.
-            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) };
+            unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0u32) };
         }
-    };
-    if keep >= first {
-        close_range(first, (keep - 1) as u32);
-        close_range(keep + 1, u32::MAX);
-    } else {
-        close_range(first, u32::MAX);
+        lo = fd + 1;
     }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0u32) };
 }
 
 /// Mark every fd from `first` up close-on-exec, so nothing of the runtime (CVE-2024-21626's
