@@ -17,6 +17,7 @@
 //! code) unless its name starts with `try_`, which returns a `Result`.
 #![allow(dead_code, unused_imports)]
 
+pub mod bundle;
 pub mod images;
 pub mod registry;
 pub mod tls;

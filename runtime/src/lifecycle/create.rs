@@ -224,6 +224,11 @@ fn create_inner(
     let mut spawned = spawn::spawn(cfg).map_err(LifecycleError::Setup)?;
     undo.pid = spawned.pid;
     let pid = spawned.pid;
+    // Record the init at once: if we are killed from here on, `delete --force` finds it (and
+    // until it hears from us, the init exits by itself when our end of the channel closes).
+    state.pid = pid;
+    state.pid_start = super::state::process_start_time(pid).unwrap_or(0);
+    rt.states.save(&state)?;
     if creates_userns {
         spawn::write_id_maps(
             pid,
@@ -237,8 +242,6 @@ fn create_inner(
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| LifecycleError::Setup(format!("oom_score_adj {adj}: {e}")))?;
     }
-    state.pid = pid;
-    state.pid_start = super::state::process_start_time(pid).unwrap_or(0);
     let chan = &mut spawned.chan;
     chan.send(sync::CONTINUE).map_err(|e| LifecycleError::Setup(format!("sync: {e}")))?;
     chan.expect(sync::HOOKS).map_err(LifecycleError::Setup)?;

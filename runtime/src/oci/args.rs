@@ -220,7 +220,4 @@ pub struct ExecArgs {
 pub struct SpecArgs {
     #[arg(short, long, default_value = ".")]
     pub bundle: PathBuf,
-    /// Accepted for compatibility
-    #[arg(long)]
-    pub rootless: bool,
 }

@@ -177,6 +177,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     }
     identity::become_process(process, cfg.seccomp.as_ref())?;
 
+    // From here the container outlives the command that created it.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
     // Block until `start` opens the fifo for reading.
     let fifo_path = mounts::fd_path(&fifo);

@@ -29,6 +29,9 @@ pub fn spawn(cfg: InitConfig) -> Result<Spawned, String> {
         -1 => Err(format!("clone: {}", std::io::Error::last_os_error())),
         0 => {
             drop(parent);
+            // Die with the runtime while it sets us up (the init clears this when ready).
+            // SAFETY: prctl with constant arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
             init::main(cfg, child)
         }
         pid => {

@@ -1,0 +1,515 @@
+//! `strata-oci`, the runc command line, end to end: real namespaces, cgroups (v1 here) and
+//! mounts, driven the way podman and containerd's runc shim drive runc.
+//!
+//! Runs as root inside a private mount namespace (the test command does `unshare -m`).
+
+mod support;
+
+use serde_json::json;
+use std::io::Read;
+use std::os::unix::net::UnixListener;
+use std::process::Stdio;
+use std::time::Duration;
+use support::bundle::{cgroup_leftovers, wait_exit, Bundle, Runtime};
+
+/// Everything a container leaves once deleted: none of its state, cgroup or processes.
+fn assert_gone(rt: &Runtime, b: &Bundle, pid: i32) {
+    let o = rt.run(&["state", &b.id]);
+    assert_ne!(o.code, 0, "state after delete: {o}");
+    assert!(o.stderr.contains("does not exist"), "{o}");
+    assert!(!rt.state.path().join(&b.id).exists(), "state dir left behind");
+    assert!(cgroup_leftovers(&b.cgroup()).is_empty(), "cgroup left: {:?}", cgroup_leftovers(&b.cgroup()));
+    if pid > 0 {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || zombie(pid), "process {pid} left running");
+    }
+}
+
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z ")).unwrap_or(true)
+}
+
+#[test]
+fn run_prints_output_and_exits_with_the_containers_code() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "echo hello from $(hostname); echo to-stderr >&2; exit 3"]);
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 3, "{o}");
+    assert_eq!(o.stdout, "hello from strata-test\n", "{o}");
+    assert_eq!(o.stderr, "to-stderr\n", "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn a_container_sees_only_itself() {
+    let rt = Runtime::strata();
+    let script = "echo pid=$$; ps -o pid | tail -n +2 | wc -l; ls /sys/class/net; cut -d' ' -f5 /proc/self/mountinfo | tr '\\n' ' '; echo; \
+                  cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /";
+    let b = Bundle::busybox(&["sh", "-c", script]);
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines[0], "pid=1", "{o}");
+    // sh, ps and the pipeline's helpers: a handful, never the host's hundreds.
+    let procs: usize = lines[1].trim().parse().unwrap();
+    assert!(procs <= 5, "{procs} processes visible: {o}");
+    assert_eq!(lines[2], "lo", "a new network namespace has only lo: {o}");
+    // Only the container's root and the spec's mounts (and what they nest), nothing of the host's.
+    for mountpoint in lines[3].split_whitespace() {
+        let ours = mountpoint == "/" || ["/proc", "/dev", "/sys"].iter().any(|m| mountpoint.starts_with(m));
+        assert!(ours, "host mount {mountpoint} visible in the container: {o}");
+    }
+    assert!(lines[4].starts_with("sh -c"), "PID 1 is the container's process: {o}");
+    assert!(o.stdout.contains("bin\n") && !o.stdout.contains("boot\n"), "root is the bundle's rootfs: {o}");
+}
+
+#[test]
+fn create_start_state_kill_delete() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    let pid_file = b.path().join("pid");
+    rt.ok_detached(&["create", "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &b.id]);
+    let state = rt.state(&b.id);
+    assert_eq!(state["status"], "created", "{state}");
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    assert_eq!(state["pid"], json!(pid));
+    assert_eq!(state["id"], json!(b.id));
+    assert_eq!(state["bundle"], json!(b.path()));
+    // The init is in the container's cgroup, not yet running its program.
+    let procs = std::fs::read_to_string(b.cgroup_file("pids", "cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), pid.to_string());
+    assert!(!std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().starts_with("sleep"));
+
+    let o = rt.run(&["delete", &b.id]);
+    assert_eq!(o.code, 0, "a created container can be deleted without --force (runc does): {o}");
+    assert_gone(&rt, &b, pid);
+
+    rt.ok_detached(&["create", "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &b.id]);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    rt.ok(&["start", &b.id]);
+    assert_eq!(rt.status(&b.id), "running");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap(), "sleep\x001000\x00");
+    let o = rt.run(&["start", &b.id]);
+    assert_ne!(o.code, 0, "{o}");
+    let o = rt.run(&["delete", &b.id]);
+    assert_ne!(o.code, 0, "delete of a running container needs --force: {o}");
+    assert!(o.stderr.contains("running"), "{o}");
+
+    let list: serde_json::Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
+    assert_eq!(list[0]["id"], json!(b.id), "{list}");
+    assert_eq!(list[0]["status"], "running", "{list}");
+    let ps: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &b.id])).unwrap();
+    assert_eq!(ps, vec![pid]);
+
+    rt.ok(&["kill", &b.id, "SIGKILL"]);
+    assert!(wait_exit(pid, Duration::from_secs(10)));
+    assert_eq!(rt.status(&b.id), "stopped");
+    let o = rt.run(&["kill", &b.id, "TERM"]);
+    assert_ne!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("container not running"), "{o}");
+    rt.ok(&["delete", &b.id]);
+    assert_gone(&rt, &b, pid);
+}
+
+#[test]
+fn unknown_containers_and_signals_are_errors_callers_recognise() {
+    let rt = Runtime::strata();
+    for args in [vec!["state", "nope"], vec!["start", "nope"], vec!["kill", "nope", "KILL"], vec!["delete", "nope"]] {
+        let o = rt.run(&args);
+        assert_eq!(o.code, 1, "{args:?}: {o}");
+        assert!(o.stderr.contains("does not exist"), "{args:?}: {o}");
+    }
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    let o = rt.run(&["kill", &b.id, "SIGNOPE"]);
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stderr.contains("SIGNOPE"), "{o}");
+    rt.ok(&["delete", "--force", &b.id]);
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn exec_runs_in_the_containers_namespaces_and_cgroup() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    b.edit(|c| c["hostname"] = json!("exec-host"));
+    rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    let o = rt.run(&["exec", &b.id, "sh", "-c", "echo $(hostname) $$; cat /proc/1/cmdline; echo; exit 7"]);
+    assert_eq!(o.code, 7, "{o}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines[0].split(' ').next(), Some("exec-host"), "{o}");
+    assert_ne!(lines[0].split(' ').nth(1), Some("1"), "{o}");
+    assert_eq!(lines[1], "sleep\u{0}1000\u{0}", "{o}");
+
+    let o = rt.run(&["exec", "--env", "GREETING=hi", "--user", "65534:65534", "--cwd", "/tmp", &b.id, "sh", "-c", "id -u; id -g; pwd; echo $GREETING"]);
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(o.stdout, "65534\n65534\n/tmp\nhi\n", "{o}");
+
+    // A process file, detached, with a pid file; the process is in the container's cgroup.
+    let process = json!({"args": ["sleep", "999"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin"]});
+    let pf = b.path().join("process.json");
+    std::fs::write(&pf, process.to_string()).unwrap();
+    let pid_file = b.path().join("exec.pid");
+    rt.ok_detached(&["exec", "--detach", "--process", pf.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &b.id]);
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let procs = std::fs::read_to_string(b.cgroup_file("pids", "cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == pid.to_string()), "exec'd {pid} not in cgroup: {procs}");
+
+    let o = rt.run(&["exec", &b.id, "/no/such/program"]);
+    assert_ne!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("no such file or directory"), "{o}");
+    rt.ok(&["delete", "--force", &b.id]);
+    assert!(wait_exit(pid, Duration::from_secs(10)), "the exec'd process dies with the container");
+    let o = rt.run(&["exec", &b.id, "true"]);
+    assert!(o.stderr.contains("does not exist"), "{o}");
+    assert_gone(&rt, &b, pid);
+}
+
+#[test]
+fn missing_or_unexecutable_programs_fail_create_with_runcs_words() {
+    let rt = Runtime::strata();
+    for (args, words) in [
+        (vec!["nosuchprogram"], "executable file not found in $PATH"),
+        (vec!["/bin/nope"], "no such file or directory"),
+        (vec!["/etc/passwd"], "permission denied"),
+    ] {
+        let b = Bundle::busybox(&args);
+        let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+        assert_ne!(o.code, 0, "{o}");
+        assert!(o.stderr.contains(words), "{args:?}: expected {words:?} in {o}");
+        assert_gone(&rt, &b, 0);
+    }
+}
+
+#[test]
+fn an_invalid_config_is_an_error_naming_the_field() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["true"]);
+    b.edit(|c| c["process"]["user"]["uid"] = json!("root"));
+    let o = rt.run_detached(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stderr.contains("process.user.uid"), "{o}");
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{o}");
+    b.edit(|c| c["process"]["user"]["uid"] = json!(0)).edit(|c| c["mounts"][0]["destination"] = json!("proc"));
+    let o = rt.run_detached(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert!(o.stderr.contains("mounts[0].destination"), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn console_socket_receives_the_terminal() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "tty; echo done"]);
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let sock_path = b.path().join("console.sock");
+    let listener = UnixListener::bind(&sock_path).unwrap();
+    let create = rt
+        .command(&["create", "--bundle", b.path().to_str().unwrap(), "--console-socket", sock_path.to_str().unwrap(), &b.id])
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let master = strata::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(&conn)).unwrap();
+    assert!(create.wait_with_output().unwrap().status.success());
+    rt.ok(&["start", &b.id]);
+    let mut out = String::new();
+    let mut f = std::fs::File::from(master);
+    let mut buf = [0u8; 1024];
+    // EIO once the container's side of the terminal is closed.
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(out.contains("/dev/pts/0"), "{out:?}");
+    assert!(out.contains("done"), "{out:?}");
+    rt.ok(&["delete", "--force", &b.id]);
+
+    // A terminal without a console socket for a detached container: runc's error.
+    let o = rt.run_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert!(o.stderr.contains("without setting console socket"), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn pause_resume_and_update() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    rt.ok(&["pause", &b.id]);
+    assert_eq!(rt.status(&b.id), "paused");
+    assert_eq!(std::fs::read_to_string(b.cgroup_file("freezer", "freezer.state")).unwrap().trim(), "FROZEN");
+    let o = rt.run(&["pause", &b.id]);
+    assert_ne!(o.code, 0, "{o}");
+    rt.ok(&["resume", &b.id]);
+    assert_eq!(rt.status(&b.id), "running");
+    assert_eq!(std::fs::read_to_string(b.cgroup_file("freezer", "freezer.state")).unwrap().trim(), "THAWED");
+
+    let resources = b.path().join("resources.json");
+    std::fs::write(&resources, r#"{"memory": {"limit": 67108864}, "pids": {"limit": 42}}"#).unwrap();
+    rt.ok(&["update", "--resources", resources.to_str().unwrap(), &b.id]);
+    assert_eq!(std::fs::read_to_string(b.cgroup_file("memory", "memory.limit_in_bytes")).unwrap().trim(), "67108864");
+    assert_eq!(std::fs::read_to_string(b.cgroup_file("pids", "pids.max")).unwrap().trim(), "42");
+    rt.ok(&["delete", "--force", &b.id]);
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn resources_are_enforced() {
+    let rt = Runtime::strata();
+    // Memory: allocating past the limit gets the container OOM-killed (137).
+    let b = Bundle::busybox(&["sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"]);
+    b.edit(|c| c["linux"]["resources"]["memory"] = json!({"limit": 33554432, "swap": 33554432}));
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 137, "{o}");
+    assert!(!o.stdout.contains("survived"), "{o}");
+    assert_gone(&rt, &b, 0);
+
+    // pids: a fork bomb is held to the limit.
+    let bomb = "(for i in $(seq 1 100); do sleep 1000 & done) 2>/dev/null; echo bombed; exec sleep 1000";
+    let b = Bundle::busybox(&["sh", "-c", bomb]);
+    b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 20}));
+    let mut run = rt
+        .command(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(run.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "bombed\n");
+    assert!(run.wait().unwrap().success());
+    let current: usize = std::fs::read_to_string(b.cgroup_file("pids", "pids.current")).unwrap().trim().parse().unwrap();
+    assert!(current <= 20, "{current} processes under pids.max 20");
+    let events = std::fs::read_to_string(b.cgroup_file("pids", "pids.events")).unwrap();
+    let refused: u64 = events.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(refused > 0, "the limit was hit: {events}");
+    rt.ok(&["delete", "--force", &b.id]);
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn process_identity_limits_and_readonly_paths() {
+    let rt = Runtime::strata();
+    let script = "id -u; id -g; id -G; ulimit -n; umask; \
+        hostname x 2>/dev/null && echo hostname-changed || echo hostname-denied; \
+        touch /newfile 2>/dev/null && echo root-writable || echo root-readonly; \
+        cat /proc/kcore 2>/dev/null | head -c1 | wc -c; \
+        echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo sys-writable || echo sys-readonly; \
+        grep CapEff /proc/self/status";
+    let b = Bundle::busybox(&["sh", "-c", script]);
+    b.edit(|c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [2000], "umask": 63});
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 321, "soft": 123}]);
+        c["root"]["readonly"] = json!(true);
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(&lines[..5], &["1000", "1001", "1001 2000", "123", "0077"], "{o}");
+    assert_eq!(lines[5], "hostname-denied", "no CAP_SYS_ADMIN: {o}");
+    assert_eq!(lines[6], "root-readonly", "{o}");
+    assert_eq!(lines[7].trim(), "0", "/proc/kcore is masked: {o}");
+    assert_eq!(lines[8], "sys-readonly", "{o}");
+    assert_eq!(lines[9].split_whitespace().nth(1), Some("0000000000000000"), "a non-root user keeps no effective caps: {o}");
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn seccomp_blocks_a_syscall() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "mkdir /tmp/d && echo mkdir-ok || echo mkdir-blocked; echo alive"]);
+    b.edit(|c| {
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        })
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(o.stdout, "mkdir-blocked\nalive\n", "{o}");
+    assert!(!b.rootfs().join("tmp/d").exists());
+}
+
+#[test]
+fn user_namespace_root_inside_is_not_root_outside() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/made-inside; echo ready; sleep 1000"]);
+    b.edit(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    // The mapped root must be able to use its rootfs.
+    support::run(std::process::Command::new("chown").args(["-R", "100000:100000"]).arg(b.rootfs()));
+    let mut child = rt
+        .command(&["run", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Block on the container's output until it says it is ready.
+    let mut printed = String::new();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    while !printed.ends_with("ready\n") {
+        let n = std::io::BufRead::read_line(&mut reader, &mut printed).unwrap();
+        if n == 0 {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("container exited early: {printed} {err}");
+        }
+    }
+    let made = b.rootfs().join("tmp/made-inside");
+    let pid = rt.state(&b.id)["pid"].as_i64().unwrap() as i32;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid_line.split_whitespace().nth(1), Some("100000"), "{uid_line}");
+    let md = std::fs::metadata(&made).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&md), 100000, "files created inside belong to the mapped user");
+    rt.ok(&["kill", &b.id, "KILL"]);
+    child.wait().unwrap();
+    assert!(printed.starts_with("0\n"), "root inside: {printed}");
+    assert!(printed.contains("100000"), "{printed}");
+    assert_gone(&rt, &b, pid);
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state_on_stdin() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "echo main"]);
+    let log = b.path().join("hooks.log");
+    let hook = |name: &str| {
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} \"$state\" >> {}", log.display())]})
+    };
+    b.edit(|c| {
+        c["hooks"] = json!({
+            "createRuntime": [hook("createRuntime")],
+            "prestart": [hook("prestart")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        })
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(names, ["prestart", "createRuntime", "poststart", "poststop"], "{text}");
+    for line in text.lines() {
+        let state: serde_json::Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+        assert_eq!(state["id"], json!(b.id), "{line}");
+    }
+
+    // A failing prestart hook fails create and leaves nothing.
+    let b2 = Bundle::busybox(&["true"]);
+    b2.edit(|c| c["hooks"] = json!({"prestart": [{"path": "/bin/false"}]}));
+    let o = rt.run(&["run", "--bundle", b2.path().to_str().unwrap(), &b2.id]);
+    assert_ne!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("prestart"), "{o}");
+    assert_gone(&rt, &b2, 0);
+}
+
+/// A hook that reports its pid through `fifo` and then blocks: lets a test kill strata-oci
+/// at a known point without sleeping.
+fn blocking_hook(fifo: &std::path::Path) -> serde_json::Value {
+    json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo $$ > {}; exec sleep 1000", fifo.display())]})
+}
+
+fn read_pid_from_fifo(fifo: &std::path::Path) -> i32 {
+    std::fs::read_to_string(fifo).unwrap().trim().parse().unwrap()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+}
+
+#[test]
+fn killed_during_create_then_delete_force_leaves_nothing() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    let fifo = b.path().join("hook.fifo");
+    mkfifo(&fifo);
+    b.edit(|c| c["hooks"] = json!({"createRuntime": [blocking_hook(&fifo)]}));
+    let mut create = rt.command(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]).spawn().unwrap();
+    let hook_pid = read_pid_from_fifo(&fifo);
+    let state = rt.state(&b.id);
+    let init_pid = state["pid"].as_i64().unwrap() as i32;
+    assert!(init_pid > 0, "{state}");
+    create.kill().unwrap();
+    create.wait().unwrap();
+    // SAFETY: the hook's sleep is our own grandchild, known by pid.
+    unsafe { libc::kill(hook_pid, libc::SIGKILL) };
+    let o = rt.run(&["delete", "--force", &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(wait_exit(init_pid, Duration::from_secs(5)));
+    assert_gone(&rt, &b, init_pid);
+}
+
+#[test]
+fn killed_during_start_then_delete_force_leaves_nothing() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    let fifo = b.path().join("hook.fifo");
+    mkfifo(&fifo);
+    b.edit(|c| c["hooks"] = json!({"poststart": [blocking_hook(&fifo)]}));
+    rt.ok_detached(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    let init_pid = rt.state(&b.id)["pid"].as_i64().unwrap() as i32;
+    let mut start = rt.command(&["start", &b.id]).spawn().unwrap();
+    let hook_pid = read_pid_from_fifo(&fifo);
+    start.kill().unwrap();
+    start.wait().unwrap();
+    // SAFETY: as above.
+    unsafe { libc::kill(hook_pid, libc::SIGKILL) };
+    assert_eq!(rt.status(&b.id), "running");
+    rt.ok(&["delete", "--force", &b.id]);
+    assert_gone(&rt, &b, init_pid);
+}
+
+#[test]
+fn run_forwards_signals_to_the_container() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done"]);
+    let mut child = rt
+        .command(&["run", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 6];
+    stdout.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"ready\n");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(42), "{rest}");
+    assert_eq!(rest, "got-term\n");
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
+fn features_and_spec() {
+    let rt = Runtime::strata();
+    let f: serde_json::Value = serde_json::from_str(&rt.ok(&["features"])).unwrap();
+    assert_eq!(f["linux"]["cgroup"]["v1"], json!(true), "{f}");
+    assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("user")), "{f}");
+    let dir = tempfile::tempdir().unwrap();
+    rt.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["root"]["path"], "rootfs", "{spec}");
+    let o = rt.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    assert_ne!(o.code, 0, "spec refuses to overwrite: {o}");
+}
+
+#[test]
+fn json_log_format_carries_the_error() {
+    let rt = Runtime::strata();
+    let log = rt.state.path().join("log.json");
+    let o = rt.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "ghost"]);
+    assert_eq!(o.code, 1, "{o}");
+    let line = std::fs::read_to_string(&log).unwrap();
+    let entry: serde_json::Value = serde_json::from_str(line.lines().last().unwrap()).unwrap();
+    assert_eq!(entry["level"], "error", "{line}");
+    assert!(entry["msg"].as_str().unwrap().contains("does not exist"), "{line}");
+}
