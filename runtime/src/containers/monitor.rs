@@ -1,0 +1,426 @@
+//! The monitor of one container run (what conmon is to podman): a re-exec of the strata
+//! binary (`strata container-monitor ID`), spawned by `run`/`start`, in its own session and
+//! process group, stdio on /dev/null and `monitor.log`, single-threaded so it may clone the
+//! container's init. In order, it
+//!
+//! 1. registers itself in the record, so anyone can tell whether the run's monitor is alive;
+//! 2. assembles the rootfs, writes /etc/hostname, hosts and resolv.conf, and makes the spec
+//!    from the image (now, so `--user NAME` is looked up in the container's own passwd);
+//! 3. creates the container with pipes as its stdout/stderr, and starts it;
+//! 4. copies the output into the json log and, while a CLI is attached, to that CLI;
+//! 5. waits on the init's pidfd, reaps it, records the exit atomically, releases the cgroup,
+//!    lifecycle state and mount, and for `--rm` removes the container;
+//! 6. tells the attached CLI the exit code, and exits.
+//!
+//! Why the output goes through the monitor and not straight to the CLI: the container must
+//! keep running and logging when the CLI is killed, so the process reading its output has to
+//! outlive the CLI. An attached CLI gets a copy over pipes it hands the monitor at spawn
+//! (see `attach`): no attach socket to secure, no window in which early output is missed, and
+//! a killed CLI only breaks a pipe, after which the monitor logs on alone. Input is simpler:
+//! the CLI's pipe is the container's stdin itself.
+
+use super::attach::{self, Message, MonitorEnds};
+use super::logs::{LogWriter, Stream};
+use super::record::{ContainerRecord, ProcessRef};
+use super::status::release_run;
+use super::{io_err, rootfs, ContainerError, Containers, Paths};
+use crate::lifecycle::create::{create, CreateOptions};
+use crate::lifecycle::state::Status;
+use crate::lifecycle::{now_rfc3339, start::start, LifecycleError};
+use crate::spec::from_image::{self, NetworkMode, Target};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// docker's default RLIMIT_NOFILE; lowered to what the host allows (see ENVIRONMENT.md).
+const DOCKER_NOFILE: u64 = 1_048_576;
+/// After the init exits, how long output may still trickle in from processes that held the
+/// pipes (the pid namespace is being torn down; they die with it).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// The monitor's pipes to its CLI (all absent for a start nobody watches).
+pub struct Session {
+    pub status: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub stdin: Option<OwnedFd>,
+}
+
+impl From<MonitorEnds> for Session {
+    fn from(e: MonitorEnds) -> Session {
+        Session { status: Some(e.status), stdout: e.stdout, stderr: e.stderr, stdin: e.stdin }
+    }
+}
+
+impl Session {
+    fn send(&self, message: &Message) {
+        if let Some(fd) = &self.status {
+            attach::send(fd, message);
+        }
+    }
+
+    fn forward(&mut self, stream: Stream, data: &[u8]) {
+        let slot = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        if let Some(fd) = slot {
+            let mut rest = data;
+            while !rest.is_empty() {
+                match rustix::io::write(&*fd, rest) {
+                    Ok(n) => rest = &rest[n..],
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => {
+                        // The CLI is gone: stop copying, keep logging.
+                        *slot = None;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A started run: what the monitor watches.
+struct Running {
+    pid: i32,
+    pidfd: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    /// `-i` without a CLI attached: the write end that keeps the container's stdin open.
+    _stdin_holder: Option<OwnedFd>,
+}
+
+/// The monitor's whole life. Returns its process exit code.
+pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
+    // Out of the CLI's session and process group: its terminal's signals are not ours.
+    let _ = rustix::process::setsid();
+    let record = match register(c, id) {
+        Ok(r) => r,
+        Err(e) => {
+            // Not ours to record: another monitor runs, or the container is gone.
+            session.send(&Message::Failed { code: 125, message: e.to_string() });
+            return 1;
+        }
+    };
+    let paths = c.paths(id);
+    let running = match start_run(c, &record, &paths, session.stdin.take()) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = start_failure_code(&e);
+            let message = e.to_string();
+            tracing::error!("starting container {id}: {message}");
+            let _ = finish(c, id, code, Some(message.clone()), false);
+            session.send(&Message::Failed { code, message });
+            return 1;
+        }
+    };
+    session.send(&Message::Started { pid: running.pid });
+    let code = watch(&paths, running, &mut session);
+    let oom = oom_killed(c, id);
+    if let Err(e) = finish(c, id, code, None, oom) {
+        tracing::error!("recording the end of container {id}: {e}");
+    }
+    // Output first, then the code: the CLI prints everything before it exits.
+    session.stdout = None;
+    session.stderr = None;
+    session.send(&Message::Exited { code });
+    0
+}
+
+/// Claim the run in the record, under the container's lock.
+fn register(c: &Containers, id: &str) -> Result<ContainerRecord, ContainerError> {
+    let _lock = c.lock(id)?;
+    let mut record = c.load(id)?;
+    let me = ProcessRef::current().ok_or_else(|| ContainerError::Monitor("cannot read our own start time".into()))?;
+    if record.monitor.is_some_and(|m| m != me && m.alive()) {
+        return Err(ContainerError::Monitor(format!("container {id} is already running")));
+    }
+    if let Ok(state) = c.runtime().states.load(id) {
+        if matches!(c.runtime().status(&state), Status::Running | Status::Paused) {
+            return Err(ContainerError::Monitor(format!("container {id} is already running")));
+        }
+    }
+    // Whatever an earlier, crashed run left (state, cgroup, mount) goes before this one.
+    release_run(c, &record)?;
+    record.monitor = Some(me);
+    record.started_at = Some(now_rfc3339());
+    record.finished_at = None;
+    record.exit_code = None;
+    record.error = None;
+    record.oom_killed = false;
+    c.save(&record)?;
+    Ok(record)
+}
+
+fn start_run(
+    c: &Containers,
+    record: &ContainerRecord,
+    paths: &Paths,
+    attached_stdin: Option<OwnedFd>,
+) -> Result<Running, ContainerError> {
+    if record.options.tty {
+        return Err(ContainerError::Monitor("a terminal (-t) is not supported yet".into()));
+    }
+    let merged = rootfs::mount(paths, &record.layers, c.driver())?;
+    let host = rustix::system::uname();
+    let host_hostname = host.nodename().to_string_lossy().into_owned();
+    let hostname = from_image::hostname(&record.options, &record.id, &host_hostname);
+    let etc_files = write_etc_files(paths, &hostname, record.options.network)?;
+    let target = Target {
+        id: &record.id,
+        rootfs: &merged,
+        root_path: PathBuf::from("rootfs/merged"),
+        kind: record.kind,
+        kind_reason: &record.kind_reason,
+        nofile: nofile_limit(),
+        host_hostname: &host_hostname,
+        etc_files,
+    };
+    let spec = from_image::from_image(&record.image_config, &record.options, &target)?;
+    make_workdir(&merged, spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_default())?;
+    let bytes = serde_json::to_vec_pretty(&spec).expect("spec serialises");
+    crate::fsutil::write_atomic(&paths.config(), &bytes).map_err(io_err("writing config.json"))?;
+
+    let pipe = || {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| ContainerError::Io { context: "creating a pipe".into(), source: e.into() })
+    };
+    let (stdout_r, stdout_w) = pipe()?;
+    let (stderr_r, stderr_w) = pipe()?;
+    let (stdin_src, stdin_holder) = match attached_stdin {
+        Some(fd) => (fd, None),
+        None if record.options.interactive => {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        }
+        None => (open_dev_null()?, None),
+    };
+    let opts = CreateOptions { bundle: paths.dir.clone(), ..Default::default() };
+    let created = with_stdio([&stdin_src, &stdout_w, &stderr_w], || create(c.runtime(), &record.id, &opts))?;
+    drop((stdin_src, stdout_w, stderr_w));
+    let pid = created.state.pid;
+    let pidfd = rustix::process::Pid::from_raw(pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        .ok_or_else(|| ContainerError::Monitor(format!("cannot watch the container's init {pid}")))?;
+    if let Err(e) = start(c.runtime(), &record.id) {
+        // The init may still be waiting to start: kill it (on its pidfd) before reaping it.
+        let _ = crate::lifecycle::delete::delete(c.runtime(), &record.id, true);
+        reap(pid);
+        return Err(e.into());
+    }
+    Ok(Running { pid, pidfd, stdout: stdout_r, stderr: stderr_r, _stdin_holder: stdin_holder })
+}
+
+/// Run `f` (the lifecycle's create, which clones the init from this process) with `fds` as
+/// fds 0, 1 and 2, which the init inherits, and SIGPIPE at its default (Rust ignores it, and
+/// an ignored signal would stay ignored in the container).
+fn with_stdio<T>(fds: [&OwnedFd; 3], f: impl FnOnce() -> Result<T, LifecycleError>) -> Result<T, ContainerError> {
+    let saved: Vec<OwnedFd> = (0..3)
+        .map(|n| {
+            // SAFETY: fds 0-2 are open in the monitor (/dev/null or its log).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
+            rustix::io::fcntl_dupfd_cloexec(fd, 3)
+                .map_err(|e| ContainerError::Io { context: "saving stdio".into(), source: e.into() })
+        })
+        .collect::<Result<_, _>>()?;
+    let dup_onto = |src: &OwnedFd, n: i32| {
+        // SAFETY: dup2 onto the standard fds, which we restore below.
+        unsafe { libc::dup2(src.as_raw_fd(), n) }
+    };
+    for (n, fd) in fds.iter().enumerate() {
+        dup_onto(fd, n as i32);
+    }
+    // SAFETY: changing a signal disposition; no handler is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let result = f();
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    for (n, fd) in saved.iter().enumerate() {
+        dup_onto(fd, n as i32);
+    }
+    Ok(result?)
+}
+
+fn open_dev_null() -> Result<OwnedFd, ContainerError> {
+    rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(|e| ContainerError::Io { context: "opening /dev/null".into(), source: e.into() })
+}
+
+/// Copy output to the log and the CLI until the init has exited and the pipes are drained.
+fn watch(paths: &Paths, running: Running, session: &mut Session) -> i32 {
+    let mut log = match LogWriter::open(&paths.log()) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!("opening the log {}: {e}", paths.log().display());
+            None
+        }
+    };
+    let mut pipes: [Option<OwnedFd>; 2] = [Some(running.stdout), Some(running.stderr)];
+    let mut exit: Option<i32> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if exit.is_some() && pipes.iter().all(Option::is_none) {
+            break;
+        }
+        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
+        let mut roles: Vec<usize> = Vec::with_capacity(3);
+        for (i, p) in pipes.iter().enumerate() {
+            if let Some(fd) = p {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+                roles.push(i);
+            }
+        }
+        if exit.is_none() {
+            fds.push(PollFd::new(&running.pidfd, PollFlags::IN));
+            roles.push(2);
+        }
+        let timeout = exit.map(|_| Timespec { tv_sec: DRAIN_AFTER_EXIT.as_secs() as i64, tv_nsec: 0 });
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                tracing::error!("poll: {e}");
+                break;
+            }
+        }
+        let ready: Vec<usize> =
+            fds.iter().zip(&roles).filter(|(fd, _)| !fd.revents().is_empty()).map(|(_, r)| *r).collect();
+        drop(fds);
+        for role in ready {
+            if role == 2 {
+                exit = Some(reap(running.pid));
+                continue;
+            }
+            let stream = if role == 0 { Stream::Stdout } else { Stream::Stderr };
+            let Some(fd) = &pipes[role] else { continue };
+            match rustix::io::read(fd, &mut buf) {
+                Ok(0) => pipes[role] = None,
+                Ok(n) => {
+                    if let Some(l) = &mut log {
+                        if let Err(e) = l.write(stream, &buf[..n]) {
+                            tracing::error!("writing the log: {e}");
+                        }
+                    }
+                    session.forward(stream, &buf[..n]);
+                }
+                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                Err(_) => pipes[role] = None,
+            }
+        }
+    }
+    if let Some(l) = &mut log {
+        let _ = l.flush();
+    }
+    exit.unwrap_or_else(|| reap(running.pid))
+}
+
+/// Reap our child, the init: its exit code, or 128+N when killed by signal N.
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return super::status::UNKNOWN_EXIT;
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        super::status::UNKNOWN_EXIT
+    }
+}
+
+fn oom_killed(c: &Containers, id: &str) -> bool {
+    let Ok(state) = c.runtime().states.load(id) else { return false };
+    c.runtime().cgroup(&state).ok().and_then(|cg| cg.oom_killed().ok()).unwrap_or(false)
+}
+
+/// Record how the run ended and release what it held; `--rm` removes the container.
+fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool) -> Result<(), ContainerError> {
+    let _lock = c.lock(id)?;
+    let mut record = c.load(id)?;
+    record.exit_code = Some(code);
+    record.error = error;
+    record.oom_killed = oom;
+    record.finished_at = Some(now_rfc3339());
+    c.save(&record)?;
+    release_run(c, &record)?;
+    if record.auto_remove {
+        super::ops::remove_files(c, id)?;
+    }
+    Ok(())
+}
+
+/// docker's exit code for a container that could not be started: 127 when the program is
+/// not there, 126 when it can't be executed, 125 for anything else (strata failed).
+pub fn start_failure_code(e: &ContainerError) -> i32 {
+    let ContainerError::Lifecycle(LifecycleError::Setup(message)) = e else { return 125 };
+    if !message.contains("exec: \"") {
+        return 125;
+    }
+    if message.contains("executable file not found") || message.contains("no such file or directory") {
+        127
+    } else if message.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+/// RLIMIT_NOFILE for containers: docker's value, or this host's hard limit if lower.
+fn nofile_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    DOCKER_NOFILE.min(limit.rlim_max)
+}
+
+/// The files docker bind-mounts over the image's: (destination, source).
+fn write_etc_files(
+    paths: &Paths,
+    hostname: &str,
+    network: NetworkMode,
+) -> Result<Vec<(String, PathBuf)>, ContainerError> {
+    let hosts = match network {
+        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        NetworkMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let files = [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)];
+    let mut out = Vec::new();
+    for (name, content) in files {
+        let path = paths.etc_file(name);
+        crate::fsutil::write_atomic(&path, content.as_bytes())
+            .map_err(io_err(format!("writing {}", path.display())))?;
+        out.push((format!("/etc/{name}"), path));
+    }
+    Ok(out)
+}
+
+/// docker creates a missing working directory.
+fn make_workdir(rootfs: &std::path::Path, cwd: PathBuf) -> Result<(), ContainerError> {
+    if cwd.as_os_str().is_empty() || cwd == std::path::Path::new("/") {
+        return Ok(());
+    }
+    let root = rustix::fs::open(
+        rootfs,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| ContainerError::Io { context: format!("opening {}", rootfs.display()), source: e.into() })?;
+    crate::sandbox::mounts::open_in_root(&root, &cwd, false)
+        .map(drop)
+        .map_err(|e| ContainerError::Monitor(format!("creating the working directory: {e}")))
+}
