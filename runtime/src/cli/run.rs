@@ -1,0 +1,231 @@
+//! `run`, `create`, `start`: make a container from an image (pulling it if missing) and
+//! start it through its monitor, either detached (print the ID once it runs) or attached
+//! (copy its output, feed it our stdin, forward our signals, exit with its exit code).
+
+use super::args::{ContainerSpecArgs, CreateArgs, RunArgs, StartArgs};
+use super::images::Ctx;
+use super::{or_125, registry, Failure};
+use anyhow::{bail, Context, Result};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicI32, Ordering};
+use strata::containers::attach::{self, Outcome};
+use strata::containers::record::ContainerRecord;
+use strata::containers::status::{observe, State};
+use strata::containers::{Containers, NewContainer};
+use strata::image::classify::classify;
+use strata::image::manifest::Platform;
+use strata::image::{Image, ImageRef, StoreError};
+use strata::spec::from_image::{self, RunOptions};
+
+const TTY_UNSUPPORTED: &str = "a terminal (-t) is not supported yet: strata cannot give containers a pty \
+     until console-socket support lands in the sandbox; run without -t";
+
+pub fn run(ctx: &Ctx, args: RunArgs, log_level: &str) -> Result<i32> {
+    or_125((|| {
+        let containers = Containers::open(&ctx.root, ctx.driver)?;
+        let record = make_container(ctx, &containers, &args.spec)?;
+        if args.detach {
+            start_detached(ctx, &record, log_level)?;
+            println!("{}", record.id);
+            Ok(0)
+        } else {
+            start_attached(ctx, &containers, &record, args.spec.interactive, log_level)
+        }
+    })())
+}
+
+pub fn create(ctx: &Ctx, args: CreateArgs) -> Result<i32> {
+    or_125((|| {
+        let containers = Containers::open(&ctx.root, ctx.driver)?;
+        let record = make_container(ctx, &containers, &args.spec)?;
+        println!("{}", record.id);
+        Ok(0)
+    })())
+}
+
+pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
+    let containers = Containers::open(&ctx.root, ctx.driver)?;
+    if args.attach || args.interactive {
+        if args.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        return or_125((|| {
+            let record = containers.resolve(&args.containers[0])?;
+            if is_running(&containers, &record)? {
+                bail!("container {} is already running", args.containers[0]);
+            }
+            start_attached(ctx, &containers, &record, args.interactive, log_level)
+        })());
+    }
+    let mut failed = false;
+    for name in &args.containers {
+        let result = containers.resolve(name).map_err(anyhow::Error::from).and_then(|record| {
+            if !is_running(&containers, &record)? {
+                start_detached(ctx, &record, log_level)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn is_running(containers: &Containers, record: &ContainerRecord) -> Result<bool> {
+    Ok(observe(containers, record.clone())?
+        .is_some_and(|o| o.is_running() || (o.state == State::Created && o.record.monitor.is_some_and(|m| m.alive()))))
+}
+
+/// The image, the options, the record: everything but running it.
+fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) -> Result<ContainerRecord> {
+    if spec.tty {
+        bail!(TTY_UNSUPPORTED);
+    }
+    let options = run_options(spec)?;
+    let image = ensure_image(ctx, spec)?;
+    let layers = ctx.snapshots.prepare(&ctx.store, &image)?;
+    let classification = classify(&image, &layers);
+    tracing::info!("image {} is {}: {}", spec.image, classification.kind, classification.reason);
+    let record = containers.create(NewContainer {
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        image_id: image.id().to_string(),
+        image_config: image.config.config.clone().unwrap_or_default(),
+        layers,
+        options,
+        kind: classification.kind,
+        kind_reason: classification.reason,
+        auto_remove: spec.rm,
+    })?;
+    Ok(record)
+}
+
+/// The image, pulled first if it is not here (or not for the platform asked for).
+fn ensure_image(ctx: &Ctx, spec: &ContainerSpecArgs) -> Result<Image> {
+    let wanted = spec.platform.as_deref().map(Platform::parse).transpose().map_err(anyhow::Error::msg)?;
+    match ctx.store.resolve(&spec.image) {
+        Ok(image) => {
+            let have = image.config.platform();
+            match &wanted {
+                Some(w) if w.os != have.os || w.architecture != have.architecture => {}
+                _ => return Ok(image),
+            }
+        }
+        Err(StoreError::NoSuchImage(_)) => eprintln!("Unable to find image '{}' locally", spec.image),
+        Err(e) => return Err(e.into()),
+    }
+    let reference = ImageRef::parse(&spec.image)?;
+    registry::pull_missing(ctx, &reference, spec.platform.as_deref(), &spec.transport)?;
+    let image = ctx.store.resolve(&spec.image)?;
+    if let Some(w) = &wanted {
+        let have = image.config.platform();
+        if w.os != have.os || w.architecture != have.architecture {
+            bail!("image {} is for platform {have}, not the requested {w}", spec.image);
+        }
+    }
+    Ok(image)
+}
+
+/// The command line's options as the spec generator takes them; bad values fail here,
+/// before anything is made.
+fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
+    let lookup = |k: &str| std::env::var(k).ok();
+    let mut env = Vec::new();
+    for file in &a.env_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
+        env.extend(from_image::parse_env_file(&text, &lookup)?);
+    }
+    for arg in &a.env {
+        env.extend(from_image::resolve_env_arg(arg, &lookup)?);
+    }
+    let cpus = a.cpus.as_deref().map(from_image::parse_cpus).transpose()?;
+    if let Some(c) = cpus {
+        let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        if c > available {
+            bail!("range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
+        }
+    }
+    let options = RunOptions {
+        entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
+        cmd: a.command.clone(),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        memory: a.memory.as_deref().map(from_image::parse_memory).transpose()?,
+        cpus,
+        pids_limit: a.pids_limit,
+        read_only: a.read_only,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        network: a.network.parse().map_err(anyhow::Error::msg)?,
+        volumes: a.volumes.iter().map(|v| v.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        tty: a.tty,
+        interactive: a.interactive,
+    };
+    // Unknown capability names fail now rather than at start.
+    from_image::capabilities(&options.cap_add, &options.cap_drop, 0)?;
+    Ok(options)
+}
+
+fn start_detached(ctx: &Ctx, record: &ContainerRecord, log_level: &str) -> Result<()> {
+    let (client, ends) = attach::pipes(false, false)?;
+    super::monitor::spawn(ctx, &record.id, ends, log_level)?;
+    match attach::wait_started(client.status) {
+        Outcome::Started { .. } | Outcome::Exited { .. } => Ok(()),
+        Outcome::Failed { code, message } => Err(Failure { code, message }.into()),
+        Outcome::MonitorLost => bail!("the monitor of container {} died while starting it", record.short_id()),
+    }
+}
+
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(signal: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Signals we get while attached go to the container's init, as docker's --sig-proxy does.
+fn forward_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+        // SAFETY: installing an async-signal-safe handler.
+        unsafe { libc::signal(signal, forward_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+fn start_attached(
+    ctx: &Ctx,
+    containers: &Containers,
+    record: &ContainerRecord,
+    interactive: bool,
+    log_level: &str,
+) -> Result<i32> {
+    let (client, ends) = attach::pipes(true, interactive)?;
+    super::monitor::spawn(ctx, &record.id, ends, log_level)?;
+    forward_signals();
+    let stdin = std::io::stdin();
+    let input = interactive.then(|| stdin.as_fd());
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let outcome = attach::pump(client, input, &mut out, &mut err, &mut |pid| FORWARD_TO.store(pid, Ordering::Relaxed));
+    FORWARD_TO.store(0, Ordering::Relaxed);
+    match outcome {
+        Outcome::Exited { code } => Ok(code),
+        Outcome::Failed { code, message } => Err(Failure { code, message }.into()),
+        Outcome::Started { .. } | Outcome::MonitorLost => {
+            // The monitor died: say what is known now.
+            let now = containers.load(&record.id).ok().and_then(|r| observe(containers, r).ok().flatten());
+            match now {
+                Some(o) if o.state == State::Exited => Ok(o.record.exit_code.unwrap_or(255)),
+                _ => bail!("lost the monitor of container {}; it may still be running", record.short_id()),
+            }
+        }
+    }
+}
