@@ -308,6 +308,8 @@ fn process_user(u: &ExecUser) -> User {
     user.set_uid(u.uid);
     user.set_gid(u.gid);
     user.set_additional_gids(if u.additional_gids.is_empty() { None } else { Some(u.additional_gids.clone()) });
+    // What docker's containers get, whatever the umask of the process that starts them.
+    user.set_umask(Some(0o022));
     user
 }
 
