@@ -576,3 +576,41 @@ fn volumes() {
     let ro = format!("{}:/data:ro", host.path().display());
     assert_ne!(e.sh(&["-v", &ro], "echo x > /data/x").code, 0);
 }
+
+#[test]
+fn wasm_images_are_marked_for_the_wasm_executor() {
+    let e = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let mut layer = LayerTar::new();
+    layer.file("hello.wasm", HELLO_WASM, 0o755);
+    ImageBuilder::new()
+        .platform("wasi", "wasm")
+        .entrypoint(&["/hello.wasm"])
+        .layer(layer.into_bytes(), Compression::None)
+        .write(&layout, "latest");
+    let archive = tmp.path().join("wasm.tar");
+    skopeo_copy(&oci_ref(&layout, "latest"), &format!("oci-archive:{}:localhost/hello-wasm:latest", archive.display()));
+    e.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+
+    let id = e.ok(&["create", "--name", "hw", "localhost/hello-wasm"]);
+    let id = id.trim();
+    let listed = e.ps(true);
+    assert_eq!(listed[0]["Kind"], "wasm");
+    let info = e.inspect("hw");
+    assert_eq!(info["Kind"], "wasm");
+    assert!(info["KindReason"].as_str().unwrap().contains("wasi/wasm"), "{}", info["KindReason"]);
+    // Whether or not this build can run it yet, the spec it gets names the wasm handler.
+    let o = e.run(&["start", "-a", "hw"]);
+    if o.code == 0 {
+        assert_eq!(o.stdout, HELLO_WASM_STDOUT);
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.s.root().join("containers").join(id).join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["annotations"]["run.oci.handler"], "wasm");
+    assert_eq!(config["annotations"]["io.strata.image.kind"], "wasm");
+    assert_eq!(config["process"]["args"], serde_json::json!(["/hello.wasm"]));
+    e.ok(&["rm", "-f", "hw"]);
+    e.assert_no_trace(id);
+}

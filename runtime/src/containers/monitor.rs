@@ -180,8 +180,10 @@ fn start_run(
     };
     let spec = from_image::from_image(&record.image_config, &record.options, &target)?;
     make_workdir(&merged, spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_default())?;
+    // Plain writes, no fsync: this file and the /etc ones are made anew at every start and
+    // read only by it.
     let bytes = serde_json::to_vec_pretty(&spec).expect("spec serialises");
-    crate::fsutil::write_atomic(&paths.config(), &bytes).map_err(io_err("writing config.json"))?;
+    std::fs::write(paths.config(), bytes).map_err(io_err("writing config.json"))?;
 
     let pipe = || {
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
@@ -402,8 +404,7 @@ fn write_etc_files(
     let mut out = Vec::new();
     for (name, content) in files {
         let path = paths.etc_file(name);
-        crate::fsutil::write_atomic(&path, content.as_bytes())
-            .map_err(io_err(format!("writing {}", path.display())))?;
+        std::fs::write(&path, content.as_bytes()).map_err(io_err(format!("writing {}", path.display())))?;
         out.push((format!("/etc/{name}"), path));
     }
     Ok(out)
