@@ -17,6 +17,9 @@ use strata::image::manifest::Platform;
 use strata::image::{Image, ImageRef, StoreError};
 use strata::spec::from_image::{self, RunOptions};
 
+// TODO(-t): hand the monitor a console socket (`CreateOptions.console_socket`) once the
+// sandbox's terminal support lands: the monitor receives the pty master over SCM_RIGHTS,
+// copies it to the log and the attached CLI, and the CLI puts its own terminal in raw mode.
 const TTY_UNSUPPORTED: &str = "a terminal (-t) is not supported yet: strata cannot give containers a pty \
      until console-socket support lands in the sandbox; run without -t";
 
@@ -175,11 +178,32 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
 
 fn start_detached(ctx: &Ctx, record: &ContainerRecord, log_level: &str) -> Result<()> {
     let (client, ends) = attach::pipes(false, false)?;
-    super::monitor::spawn(ctx, &record.id, ends, log_level)?;
+    spawn_or_discard(ctx, record, ends, log_level)?;
     match attach::wait_started(client.status) {
         Outcome::Started { .. } | Outcome::Exited { .. } => Ok(()),
         Outcome::Failed { code, message } => Err(Failure { code, message }.into()),
-        Outcome::MonitorLost => bail!("the monitor of container {} died while starting it", record.short_id()),
+        Outcome::MonitorLost => {
+            discard_if_auto_remove(ctx, record);
+            bail!("the monitor of container {} died while starting it", record.short_id())
+        }
+    }
+}
+
+/// Spawn the monitor; if that fails, an `--rm` container goes (no monitor will remove it).
+fn spawn_or_discard(
+    ctx: &Ctx,
+    record: &ContainerRecord,
+    ends: attach::MonitorEnds,
+    log_level: &str,
+) -> Result<()> {
+    super::monitor::spawn(ctx, &record.id, ends, log_level).inspect_err(|_| discard_if_auto_remove(ctx, record))
+}
+
+fn discard_if_auto_remove(ctx: &Ctx, record: &ContainerRecord) {
+    if record.auto_remove {
+        if let Ok(containers) = Containers::open(&ctx.root, ctx.driver) {
+            let _ = strata::containers::ops::remove(&containers, record, true);
+        }
     }
 }
 
@@ -209,7 +233,7 @@ fn start_attached(
     log_level: &str,
 ) -> Result<i32> {
     let (client, ends) = attach::pipes(true, interactive)?;
-    super::monitor::spawn(ctx, &record.id, ends, log_level)?;
+    spawn_or_discard(ctx, record, ends, log_level)?;
     forward_signals();
     let stdin = std::io::stdin();
     let input = interactive.then(|| stdin.as_fd());
@@ -224,6 +248,10 @@ fn start_attached(
             let now = containers.load(&record.id).ok().and_then(|r| observe(containers, r).ok().flatten());
             match now {
                 Some(o) if o.state == State::Exited => Ok(o.record.exit_code.unwrap_or(255)),
+                Some(o) if o.state == State::Created => {
+                    discard_if_auto_remove(ctx, record);
+                    bail!("the monitor of container {} died while starting it", record.short_id())
+                }
                 _ => bail!("lost the monitor of container {}; it may still be running", record.short_id()),
             }
         }
