@@ -9,6 +9,7 @@ packages=(
   busybox-static    # the base of the native test and example images
   apache2-utils     # htpasswd, for the registry's basic auth
   wabt              # wat2wasm, for the WAT examples
+  clang lld wasi-libc libclang-rt-dev-wasm32  # C guests for wasm32-wasi (wasm-examples/c)
   jq                # reading JSON in scripts
   libseccomp-dev pkg-config  # the seccomp filter (libseccomp crate links it)
 )

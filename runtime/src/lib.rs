@@ -7,6 +7,7 @@
 
 pub mod containers;
 pub mod digest;
+pub mod executor;
 pub mod fsutil;
 pub mod image;
 pub mod lifecycle;

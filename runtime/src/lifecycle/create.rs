@@ -101,6 +101,27 @@ fn cgroup_dirs(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
     dirs
 }
 
+/// The resources to write: the spec's, with the device rules completed as runc's spec
+/// conversion does: after the spec's own rules, the devices every container needs, then an
+/// allow rule for each of `linux.devices` (a container may use the nodes it was given).
+fn effective_resources(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::LinuxResources {
+    use crate::sandbox::cgroups::default_allowed_devices;
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let mut rules = resources.devices().clone().unwrap_or_default();
+    rules.extend(default_allowed_devices());
+    for d in linux.devices().as_deref().unwrap_or_default() {
+        let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(d.typ()));
+        rule.set_major(Some(d.major()));
+        rule.set_minor(Some(d.minor()));
+        rule.set_access(Some("rwm".into()));
+        rules.push(rule);
+    }
+    resources.set_devices(Some(rules));
+    resources
+}
+
 fn create_inner(
     rt: &Runtime,
     id: &str,
@@ -130,9 +151,7 @@ fn create_inner(
     let cgroup = Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     cgroup.create().map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     undo.cgroup = Some(Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?);
-    if let Some(resources) = linux.resources() {
-        cgroup.apply(resources).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
-    }
+    cgroup.apply(&effective_resources(&linux)).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
 
     let fifo = rt.states.exec_fifo(id);
     rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o622), 0)

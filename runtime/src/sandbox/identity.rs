@@ -92,9 +92,10 @@ pub fn set_capabilities(caps: Option<&LinuxCapabilities>) -> Result<()> {
     let permitted = parse_caps(caps.and_then(|c| c.permitted().as_ref()));
     let inheritable = parse_caps(caps.and_then(|c| c.inheritable().as_ref()));
     let ambient = parse_caps(caps.and_then(|c| c.ambient().as_ref()));
-    // Permitted must include effective while raising; set it first, then the others.
-    let raise_permitted: CapsHashSet = permitted.union(&effective).cloned().collect();
-    caps::set(None, CapSet::Permitted, &raise_permitted).map_err(|e| format!("setting permitted capabilities: {e}"))?;
+    // The kernel checks each capset against the current sets: inheritable may only grow within
+    // the permitted set, effective must stay within permitted. With permitted still full
+    // (root, or kept across setuid by PR_SET_KEEPCAPS) this order always satisfies both, and
+    // lowering permitted last never leaves effective outside it.
     caps::set(None, CapSet::Inheritable, &inheritable).map_err(|e| format!("setting inheritable capabilities: {e}"))?;
     caps::set(None, CapSet::Effective, &effective).map_err(|e| format!("setting effective capabilities: {e}"))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(|e| format!("setting permitted capabilities: {e}"))?;

@@ -32,6 +32,10 @@ pub struct InitConfig {
 
 /// The init's entry point: set up, wait for start, exec. Never returns.
 pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
+    // The clone copied every fd of the runtime, and some hold state a copy must not keep:
+    // a flock on the container's lock file would stay held (by this copy) until the
+    // container exits, blocking `start`. Keep stdio, the preserved fds and the channel.
+    close_fds_from(3 + cfg.preserve_fds.max(0), chan.raw_fd());
     match run(&cfg, &mut chan) {
         Ok(program) => exec(&cfg, program),
         Err(e) => {
@@ -220,6 +224,22 @@ fn exec(cfg: &InitConfig, program: CString) -> ! {
     eprintln!("strata: exec {}: {err}", program.to_string_lossy());
     // SAFETY: leave without running the runtime's destructors.
     unsafe { libc::_exit(code) }
+}
+
+/// Close every fd from `first` up, except `keep`.
+fn close_fds_from(first: i32, keep: i32) {
+    let close_range = |lo: i32, hi: u32| {
+        if lo as u32 <= hi {
+            // SAFETY: close_range on fds this process no longer needs.
+            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) };
+        }
+    };
+    if keep >= first {
+        close_range(first, (keep - 1) as u32);
+        close_range(keep + 1, u32::MAX);
+    } else {
+        close_range(first, u32::MAX);
+    }
 }
 
 /// Mark every fd from `first` up close-on-exec, so nothing of the runtime (CVE-2024-21626's

@@ -31,6 +31,10 @@ impl Channel {
         Channel { stream: unsafe { UnixStream::from_raw_fd(fd.into_raw_fd()) } }
     }
 
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.stream)
+    }
+
     pub fn send(&mut self, message: u8) -> io::Result<()> {
         self.stream.write_all(&[message])
     }

@@ -1,0 +1,678 @@
+//! The compiled-code cache: wasmtime artifacts on disk, keyed by what makes them valid.
+//!
+//! Layout under the cache directory (default [`super::DEFAULT_CACHE_DIR`]):
+//!
+//! ```text
+//! v1/<compat>/<sha256-hex>.cwasm   wasmtime's serialized artifact + a 64-byte trailer
+//! v1/index/<ino>-<size>-<mtime>-<ctime>   33 bytes: module sha256 + kind (skips re-hashing)
+//! ```
+//!
+//! `<compat>` is [`super::engine::compat_key`]: wasmtime's compatibility hash plus our engine
+//! settings, so an artifact from another wasmtime or config is never even looked at. The trailer
+//! (magic, kind, payload length, CRC-32 of the payload, module digest, compat key) is checked
+//! before wasmtime sees a byte: a truncated, corrupt, mislabelled or stale entry is removed and
+//! rebuilt, never trusted. Files are written to a temp name and renamed into place, so readers
+//! see a whole old entry, a whole new one, or none; they are not fsynced: a crash can leave a
+//! torn entry, which the trailer check catches.
+//!
+//! After the container's `pivot_root` the host path is gone, so [`ArtifactCache`] keeps a
+//! directory fd opened before the pivot and does everything through `openat` on it. If the
+//! directory is not writable (a user namespace, a read-only root), the cache degrades to
+//! compiling in memory; it must never make a run fail.
+
+use super::engine::compat_key;
+use super::kind::WasmKind;
+use super::WasmError;
+use crate::digest::Digest;
+use rustix::fs::{AtFlags, Mode, OFlags};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Module};
+
+const VERSION_DIR: &str = "v1";
+const INDEX_DIR: &str = "v1/index";
+const TRAILER_MAGIC: &[u8; 8] = b"STRATAWC";
+const TRAILER_VERSION: u8 = 1;
+const TRAILER_LEN: usize = 64;
+const ARTIFACT_EXT: &str = ".cwasm";
+
+/// A compiled module or component, ready to instantiate.
+pub enum Compiled {
+    Module(Module),
+    Component(Component),
+}
+
+/// What [`precompile`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// A valid artifact was already there.
+    Hit,
+    /// The module was compiled and stored.
+    Compiled,
+}
+
+/// A cache directory, held open by fd so it stays usable after `pivot_root`.
+#[derive(Debug)]
+pub struct ArtifactCache {
+    dir: OwnedFd,
+    path: PathBuf,
+}
+
+impl ArtifactCache {
+    /// Open (creating it, mode 0700, if needed) the cache directory `dir`. Call this before
+    /// `pivot_root`; the fd is close-on-exec.
+    pub fn open(dir: &Path) -> Result<ArtifactCache, WasmError> {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            // Unwritable parents are fine as long as the directory itself exists.
+            if !dir.is_dir() {
+                return Err(WasmError::Cache { path: dir.to_path_buf(), op: "create", source: e });
+            }
+        }
+        let fd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| WasmError::Cache { path: dir.to_path_buf(), op: "open", source: e.into() })?;
+        Ok(ArtifactCache { dir: fd, path: dir.to_path_buf() })
+    }
+
+    /// The host path the cache was opened at (for messages; it may not resolve after a pivot).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The raw directory fd, e.g. to keep it out of an fd-closing sweep before exec.
+    pub fn as_raw_fd(&self) -> i32 {
+        self.dir.as_raw_fd()
+    }
+
+    /// Load the artifact of module `digest` for `engine`, if a valid one is stored. A bad entry
+    /// (torn, corrupt, another kind, not loadable) is removed and reported as a miss.
+    pub(crate) fn load(&self, engine: &Engine, compat: &str, digest: &Digest, kind: WasmKind) -> Option<Compiled> {
+        let name = artifact_name(compat, digest);
+        let file = match self.open_file(&name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::debug!("wasm cache: cannot open {name}: {e}");
+                return None;
+            }
+        };
+        if let Err(why) = verify(&file, compat, digest, kind) {
+            tracing::debug!("wasm cache entry {digest} is invalid ({why}); rebuilding");
+            self.remove(&name);
+            return None;
+        }
+        let mmap_err = match deserialize(engine, &file, kind) {
+            Ok(compiled) => return Some(compiled),
+            Err(e) => e,
+        };
+        // A verified entry that does not map may sit on a noexec mount: load a copy instead of
+        // recompiling on every start. Only if that fails too is the entry itself bad.
+        match deserialize_copy(engine, &file, kind) {
+            Ok(compiled) => {
+                tracing::debug!("wasm cache entry {digest} loaded as a copy (mmap failed: {mmap_err})");
+                Some(compiled)
+            }
+            Err(e) => {
+                tracing::debug!("wasm cache entry {digest} does not load ({e}); rebuilding");
+                self.remove(&name);
+                None
+            }
+        }
+    }
+
+    /// Store `serialized` (wasmtime's artifact for module `digest`) atomically. Failures are
+    /// returned for logging; the caller goes on with the in-memory copy.
+    pub(crate) fn store(&self, compat: &str, digest: &Digest, kind: WasmKind, serialized: &[u8]) -> io::Result<()> {
+        self.mkdirs(&[VERSION_DIR, &format!("{VERSION_DIR}/{compat}")])?;
+        let mut data = Vec::with_capacity(serialized.len() + TRAILER_LEN);
+        data.extend_from_slice(serialized);
+        data.extend_from_slice(&trailer(compat, digest, kind, serialized));
+        self.write_atomic(&artifact_name(compat, digest), &data)
+    }
+
+    /// The module digest and kind recorded for a module file with this identity, if any.
+    pub(crate) fn index_lookup(&self, id: &FileIdentity) -> Option<(Digest, WasmKind)> {
+        let file = self.open_file(&id.index_name()).ok()?;
+        let mut buf = [0u8; 34];
+        let n = read_full(&file, &mut buf).ok()?;
+        if n != 33 {
+            return None;
+        }
+        let digest = Digest::from_hex(&hex::encode(&buf[..32])).ok()?;
+        Some((digest, WasmKind::from_byte(buf[32])?))
+    }
+
+    pub(crate) fn index_store(&self, id: &FileIdentity, digest: &Digest, kind: WasmKind) -> io::Result<()> {
+        self.mkdirs(&[VERSION_DIR, INDEX_DIR])?;
+        let mut data = hex::decode(digest.hex()).map_err(io::Error::other)?;
+        data.push(kind.as_byte());
+        self.write_atomic(&id.index_name(), &data)
+    }
+
+    fn open_file(&self, name: &str) -> io::Result<File> {
+        let fd = rustix::fs::openat(&self.dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        Ok(File::from(fd))
+    }
+
+    fn remove(&self, name: &str) {
+        let _ = rustix::fs::unlinkat(&self.dir, name, AtFlags::empty());
+    }
+
+    fn mkdirs(&self, dirs: &[&str]) -> io::Result<()> {
+        for d in dirs {
+            match rustix::fs::mkdirat(&self.dir, *d, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let tmp = format!("{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let fd = rustix::fs::openat(
+            &self.dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let result = File::from(fd)
+            .write_all_at(data, 0)
+            .and_then(|()| rustix::fs::renameat(&self.dir, tmp.as_str(), &self.dir, name).map_err(io::Error::from));
+        if result.is_err() {
+            self.remove(&tmp);
+        }
+        result
+    }
+}
+
+/// Who a module file is, cheaply: enough to find its digest again without reading it. The
+/// kernel sets ctime on every change and nobody can set it back, so a file whose bytes changed
+/// gets a new identity. `st_dev` is left out on purpose: an overlay mount has a new one per
+/// container while the (lower-layer) inode stays the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileIdentity {
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileIdentity {
+    pub fn of(md: &std::fs::Metadata) -> FileIdentity {
+        FileIdentity {
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+
+    fn index_name(&self) -> String {
+        format!(
+            "{INDEX_DIR}/{}-{}-{}.{:09}-{}.{:09}",
+            self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+}
+
+fn artifact_name(compat: &str, digest: &Digest) -> String {
+    format!("{VERSION_DIR}/{compat}/{}{ARTIFACT_EXT}", digest.hex())
+}
+
+/// magic(8) version(1) kind(1) reserved(2) crc32(4) payload_len(8) digest(32) compat(8)
+fn trailer(compat: &str, digest: &Digest, kind: WasmKind, payload: &[u8]) -> [u8; TRAILER_LEN] {
+    let mut t = [0u8; TRAILER_LEN];
+    t[..8].copy_from_slice(TRAILER_MAGIC);
+    t[8] = TRAILER_VERSION;
+    t[9] = kind.as_byte();
+    t[12..16].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    t[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    if let Ok(d) = hex::decode(digest.hex()) {
+        t[24..56].copy_from_slice(&d);
+    }
+    if let Ok(c) = hex::decode(compat) {
+        let n = c.len().min(8);
+        t[56..56 + n].copy_from_slice(&c[..n]);
+    }
+    t
+}
+
+/// Check an artifact file against its trailer: length, labels, and the CRC of every byte.
+fn verify(file: &File, compat: &str, digest: &Digest, kind: WasmKind) -> Result<(), String> {
+    let len = file.metadata().map_err(|e| format!("stat: {e}"))?.len();
+    if len < TRAILER_LEN as u64 {
+        return Err(format!("truncated: {len} bytes"));
+    }
+    let payload_len = len - TRAILER_LEN as u64;
+    let mut t = [0u8; TRAILER_LEN];
+    file.read_exact_at(&mut t, payload_len).map_err(|e| format!("read: {e}"))?;
+    let expected = trailer(compat, digest, kind, &[]);
+    if t[..10] != expected[..10] || t[24..] != expected[24..] {
+        return Err("trailer does not match (torn, or another module, kind or engine)".into());
+    }
+    if u64::from_le_bytes(t[16..24].try_into().unwrap_or_default()) != payload_len {
+        return Err("length does not match the trailer".into());
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut off = 0u64;
+    while off < payload_len {
+        let want = buf.len().min((payload_len - off) as usize);
+        let n = file.read_at(&mut buf[..want], off).map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            return Err("shorter than its length".into());
+        }
+        crc.update(&buf[..n]);
+        off += n as u64;
+    }
+    if crc.finalize().to_le_bytes() != t[12..16] {
+        return Err("checksum mismatch".into());
+    }
+    Ok(())
+}
+
+/// Load a verified artifact by mmap. Modules map the open file. wasmtime 48 has no
+/// `Component::deserialize_open_file`, so components go through `/proc/self/fd` (still an
+/// mmap), or are copied when /proc is not mounted.
+fn deserialize(engine: &Engine, file: &File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
+    // SAFETY (both): the file is one we wrote (checked by trailer, CRC and digest), it is never
+    // modified in place (only replaced by rename), and wasmtime checks its own header and the
+    // engine compatibility again.
+    match kind {
+        WasmKind::Module => {
+            let file = file.try_clone().map_err(wasmtime::Error::new)?;
+            unsafe { Module::deserialize_open_file(engine, file) }.map(Compiled::Module)
+        }
+        WasmKind::Component => {
+            let proc_path = PathBuf::from(format!("/proc/self/fd/{}", file.as_fd().as_raw_fd()));
+            if !proc_path.exists() {
+                return deserialize_copy(engine, file, kind);
+            }
+            unsafe { Component::deserialize_file(engine, &proc_path) }.map(Compiled::Component)
+        }
+    }
+}
+
+/// Load a verified artifact from a copy in memory (the trailer cut off).
+fn deserialize_copy(engine: &Engine, file: &File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
+    let bytes = read_all(file).map_err(wasmtime::Error::new)?;
+    let payload = &bytes[..bytes.len().saturating_sub(TRAILER_LEN)];
+    // SAFETY: as in `deserialize`; the bytes are a private copy.
+    match kind {
+        WasmKind::Module => unsafe { Module::deserialize(engine, payload) }.map(Compiled::Module),
+        WasmKind::Component => unsafe { Component::deserialize(engine, payload) }.map(Compiled::Component),
+    }
+}
+
+/// The whole file, read from offset 0 whatever its position.
+fn read_all(file: &File) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; file.metadata()?.len() as usize];
+    let n = read_full(file, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+fn read_full(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            m => n += m,
+        }
+    }
+    Ok(n)
+}
+
+/// Compile `bytes` (already classified as `kind`) with `engine`.
+pub(crate) fn compile(engine: &Engine, bytes: &[u8], kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
+    match kind {
+        WasmKind::Module => Module::new(engine, bytes).map(Compiled::Module),
+        WasmKind::Component => Component::new(engine, bytes).map(Compiled::Component),
+    }
+}
+
+/// Get `bytes` compiled: from the cache when a valid artifact is there, else compile, store
+/// (best effort) and return. `identity`, when given, is recorded in the stat index.
+pub(crate) fn load_or_compile(
+    engine: &Engine,
+    cache: Option<&ArtifactCache>,
+    bytes: &[u8],
+    kind: WasmKind,
+    identity: Option<&FileIdentity>,
+) -> Result<(Compiled, CacheOutcome), wasmtime::Error> {
+    let digest = Digest::of_bytes(bytes);
+    let compat = compat_key(engine);
+    if let Some(cache) = cache {
+        let t = Instant::now();
+        if let Some(compiled) = cache.load(engine, &compat, &digest, kind) {
+            tracing::debug!("wasm cache hit {digest} ({kind}) loaded in {} us", t.elapsed().as_micros());
+            if let Some(id) = identity {
+                let _ = cache.index_store(id, &digest, kind);
+            }
+            return Ok((compiled, CacheOutcome::Hit));
+        }
+    }
+    let t = Instant::now();
+    let compiled = compile(engine, bytes, kind)?;
+    let ms = t.elapsed().as_millis();
+    let Some(cache) = cache else {
+        tracing::debug!("wasm cache off: {digest} ({kind}) compiled in memory in {ms} ms");
+        return Ok((compiled, CacheOutcome::Compiled));
+    };
+    let serialized = match &compiled {
+        Compiled::Module(m) => m.serialize(),
+        Compiled::Component(c) => c.serialize(),
+    };
+    let stored = serialized.map_err(io::Error::other).and_then(|s| cache.store(&compat, &digest, kind, &s));
+    match stored {
+        Ok(()) => {
+            tracing::debug!("wasm cache miss {digest} ({kind}) compiled in {ms} ms, stored");
+            if let Some(id) = identity {
+                let _ = cache.index_store(id, &digest, kind);
+            }
+        }
+        Err(e) => tracing::debug!(
+            "wasm cache miss {digest} ({kind}) compiled in {ms} ms; cache not writable ({e}), kept in memory"
+        ),
+    }
+    Ok((compiled, CacheOutcome::Compiled))
+}
+
+/// The fast path: a module file whose identity is in the stat index and whose artifact is
+/// valid loads without reading or hashing the module at all.
+pub(crate) fn load_by_identity(
+    engine: &Engine,
+    cache: &ArtifactCache,
+    identity: &FileIdentity,
+) -> Option<(Compiled, Digest)> {
+    let t = Instant::now();
+    let (digest, kind) = cache.index_lookup(identity)?;
+    let compiled = cache.load(engine, &compat_key(engine), &digest, kind)?;
+    tracing::debug!("wasm cache hit {digest} ({kind}, by file identity) loaded in {} us", t.elapsed().as_micros());
+    Some((compiled, digest))
+}
+
+/// Compile `module_bytes` into the cache at `cache_dir` unless a valid artifact is there (for
+/// `strata pull`). Safe in a multi-threaded process: compiles on the calling thread and starts
+/// no threads, so a later fork is not affected.
+pub fn precompile(cache_dir: &Path, module_bytes: &[u8]) -> Result<CacheOutcome, WasmError> {
+    let kind = WasmKind::of(module_bytes).ok_or_else(|| WasmError::NotWasm {
+        path: PathBuf::from("(module bytes)"),
+        what: super::kind::describe_magic(module_bytes),
+    })?;
+    let cache = ArtifactCache::open(cache_dir)?;
+    let engine = super::engine::new_engine().map_err(|e| WasmError::Engine(e.to_string()))?;
+    load_or_compile(&engine, Some(&cache), module_bytes, kind, None)
+        .map(|(_, outcome)| outcome)
+        .map_err(|e| WasmError::Compile { path: PathBuf::from("(module bytes)"), message: super::error_chain(&e) })
+}
+
+/// Remove every artifact and index entry whose module digest is not in `keep`, and leftover temp
+/// files; returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
+/// like ours: another strata version sharing the directory keeps what is still in use.
+pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError> {
+    let io_err = |path: &Path, op: &'static str| {
+        let path = path.to_path_buf();
+        move |source| WasmError::Cache { path, op, source }
+    };
+    let root = cache_dir.join(VERSION_DIR);
+    let mut freed = 0u64;
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(&root, "read")(e)),
+    };
+    for dir in entries.flatten() {
+        let dir_path = dir.path();
+        if !dir.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        let is_index = dir.file_name() == "index";
+        for entry in std::fs::read_dir(&dir_path).map_err(io_err(&dir_path, "read"))?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let digest = if name.contains(".tmp-") {
+                None
+            } else if is_index {
+                std::fs::read(&path)
+                    .ok()
+                    .filter(|b| b.len() == 33)
+                    .and_then(|b| Digest::from_hex(&hex::encode(&b[..32])).ok())
+            } else {
+                name.strip_suffix(ARTIFACT_EXT).and_then(|h| Digest::from_hex(h).ok())
+            };
+            if digest.is_some_and(|d| keep.contains(&d)) {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match std::fs::remove_file(&path) {
+                Ok(()) => freed += size,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path, "remove")(e)),
+            }
+        }
+        if !is_index {
+            // Empty directories of other engines go too; a racing writer recreates its own.
+            let _ = std::fs::remove_dir(&dir_path);
+        }
+    }
+    Ok(freed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::wasm::engine::new_engine;
+
+    const HELLO: &str = r#"(module (func (export "_start")) (memory (export "memory") 1))"#;
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in walk(dir) {
+            if e.extension().is_some_and(|x| x == "cwasm") {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    out.extend(walk(&p));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn run_once(engine: &Engine, cache: &ArtifactCache, bytes: &[u8]) -> CacheOutcome {
+        let kind = WasmKind::of(bytes).unwrap();
+        load_or_compile(engine, Some(cache), bytes, kind, None).unwrap().1
+    }
+
+    #[test]
+    fn miss_then_hit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        let bytes = wat::parse_str(HELLO).unwrap();
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        assert_eq!(files(tmp.path()).len(), 1);
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Hit);
+        // A fresh engine (another process) with the same config hits too.
+        assert_eq!(run_once(&new_engine().unwrap(), &cache, &bytes), CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn a_verified_entry_also_loads_as_a_copy() {
+        // The path taken when the cache sits on a noexec mount and mmap refuses PROT_EXEC.
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        for wat in [HELLO, "(component (core module (func (export \"f\"))))"] {
+            let bytes = wat::parse_str(wat).unwrap();
+            let kind = WasmKind::of(&bytes).unwrap();
+            run_once(&engine, &cache, &bytes);
+            let name = artifact_name(&compat_key(&engine), &Digest::of_bytes(&bytes));
+            let file = cache.open_file(&name).unwrap();
+            verify(&file, &compat_key(&engine), &Digest::of_bytes(&bytes), kind).unwrap();
+            assert!(deserialize_copy(&engine, &file, kind).is_ok());
+        }
+    }
+
+    #[test]
+    fn components_are_cached_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        let bytes = wat::parse_str("(component (core module (func (export \"f\"))))").unwrap();
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn corrupt_or_truncated_entries_are_rebuilt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        let bytes = wat::parse_str(HELLO).unwrap();
+        run_once(&engine, &cache, &bytes);
+        let artifact = files(tmp.path()).remove(0);
+        let good = std::fs::read(&artifact).unwrap();
+
+        // One flipped bit in the code: only the checksum can see it.
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x10;
+        std::fs::write(&artifact, &flipped).unwrap();
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        assert_eq!(std::fs::read(&artifact).unwrap(), good);
+
+        // Torn write.
+        std::fs::write(&artifact, &good[..good.len() / 3]).unwrap();
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        // Garbage, and an empty file.
+        std::fs::write(&artifact, b"garbage").unwrap();
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        std::fs::write(&artifact, b"").unwrap();
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn an_entry_for_another_module_or_kind_is_not_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        let a = wat::parse_str(HELLO).unwrap();
+        let b = wat::parse_str(r#"(module (func (export "_start") nop))"#).unwrap();
+        run_once(&engine, &cache, &a);
+        run_once(&engine, &cache, &b);
+        let compat = compat_key(&engine);
+        let (da, db) = (Digest::of_bytes(&a), Digest::of_bytes(&b));
+        // Put a's artifact under b's name: the trailer names a, so b is recompiled.
+        let dir = tmp.path().join(VERSION_DIR).join(&compat);
+        std::fs::copy(dir.join(format!("{}.cwasm", da.hex())), dir.join(format!("{}.cwasm", db.hex()))).unwrap();
+        assert_eq!(run_once(&engine, &cache, &b), CacheOutcome::Compiled);
+        assert!(cache.load(&engine, &compat, &da, WasmKind::Component).is_none());
+    }
+
+    #[test]
+    fn stale_compat_key_is_not_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        let bytes = wat::parse_str(HELLO).unwrap();
+        run_once(&engine, &cache, &bytes);
+        // An artifact stored under the current key but written by another engine config (its
+        // trailer and wasmtime header say so) is refused and rebuilt.
+        let mut other = wasmtime::Config::new();
+        other.epoch_interruption(false);
+        let other = Engine::new(&other).unwrap();
+        let foreign = other.precompile_module(&bytes).unwrap();
+        let digest = Digest::of_bytes(&bytes);
+        let compat = compat_key(&engine);
+        // Same trailer as ours, so only wasmtime's own check can tell.
+        cache.store(&compat, &digest, WasmKind::Module, &foreign).unwrap();
+        assert!(cache.load(&engine, &compat, &digest, WasmKind::Module).is_none());
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Hit);
+        // And an artifact under another compat key is simply not looked at.
+        assert_ne!(compat_key(&other), compat);
+    }
+
+    #[test]
+    fn unwritable_cache_compiles_in_memory() {
+        // Every write under v1/ fails (ENOTDIR), as writes do on a read-only or foreign-owned
+        // cache in a user namespace; permissions alone would not stop root.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join(VERSION_DIR), b"not a directory").unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let engine = new_engine().unwrap();
+        let bytes = wat::parse_str(HELLO).unwrap();
+        for _ in 0..2 {
+            let (compiled, outcome) = load_or_compile(&engine, Some(&cache), &bytes, WasmKind::Module, None).unwrap();
+            assert_eq!(outcome, CacheOutcome::Compiled);
+            assert!(matches!(compiled, Compiled::Module(_)));
+        }
+        // A cache directory that cannot even be created is an error for `open` (the caller
+        // then runs without a cache).
+        assert!(ArtifactCache::open(&tmp.path().join("v1/sub")).is_err());
+    }
+
+    #[test]
+    fn index_finds_the_digest_by_file_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path().join("cache").as_path()).unwrap();
+        let engine = new_engine().unwrap();
+        let bytes = wat::parse_str(HELLO).unwrap();
+        let module = tmp.path().join("m.wasm");
+        std::fs::write(&module, &bytes).unwrap();
+        let id = FileIdentity::of(&std::fs::metadata(&module).unwrap());
+        assert!(load_by_identity(&engine, &cache, &id).is_none());
+        load_or_compile(&engine, Some(&cache), &bytes, WasmKind::Module, Some(&id)).unwrap();
+        let (compiled, digest) = load_by_identity(&engine, &cache, &id).unwrap();
+        assert_eq!(digest, Digest::of_bytes(&bytes));
+        assert!(matches!(compiled, Compiled::Module(_)));
+        // Rewriting the file changes its identity (ctime), so the old entry is not used.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&module, wat::parse_str("(module)").unwrap()).unwrap();
+        let id2 = FileIdentity::of(&std::fs::metadata(&module).unwrap());
+        assert_ne!(id, id2);
+        assert!(load_by_identity(&engine, &cache, &id2).is_none());
+    }
+
+    #[test]
+    fn precompile_then_prune() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = wat::parse_str(HELLO).unwrap();
+        let b = wat::parse_str("(module)").unwrap();
+        assert_eq!(precompile(tmp.path(), &a).unwrap(), CacheOutcome::Compiled);
+        assert_eq!(precompile(tmp.path(), &a).unwrap(), CacheOutcome::Hit);
+        assert_eq!(precompile(tmp.path(), &b).unwrap(), CacheOutcome::Compiled);
+        assert!(matches!(precompile(tmp.path(), b"\x7fELF...."), Err(WasmError::NotWasm { .. })));
+        let keep: HashSet<Digest> = [Digest::of_bytes(&a)].into();
+        let freed = prune(tmp.path(), &keep).unwrap();
+        assert!(freed > 0);
+        let left = files(tmp.path());
+        assert_eq!(left.len(), 1);
+        assert!(left[0].to_string_lossy().contains(Digest::of_bytes(&a).hex()));
+        assert_eq!(precompile(tmp.path(), &a).unwrap(), CacheOutcome::Hit);
+        assert!(prune(tmp.path(), &HashSet::new()).unwrap() > 0);
+        assert!(files(tmp.path()).is_empty());
+        assert_eq!(prune(&tmp.path().join("missing"), &HashSet::new()).unwrap(), 0);
+    }
+}

@@ -1,0 +1,193 @@
+//! Resource limits inside the engine: memory through `StoreLimits`, CPU quota and signal
+//! interruption through epoch deadlines.
+//!
+//! The epoch deadline is always one tick away; the epoch only moves when the CPU ticker runs
+//! (a CPU limit is set) or a signal arrives, so a guest without a CPU limit pays nothing until
+//! then. This module must never stop a guest for any reason but a received signal.
+
+use super::CpuLimit;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+
+/// How often the CPU ticker advances the epoch: the granularity of CPU throttling.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// `StoreLimits` for a memory limit in bytes: each linear memory may grow to it, each table
+/// to one element per 8 bytes of it. Growth past the limit fails in the guest, it never traps.
+pub(crate) fn store_limits(memory_limit: Option<u64>) -> StoreLimits {
+    let mut b = StoreLimitsBuilder::new().trap_on_grow_failure(false);
+    if let Some(limit) = memory_limit.filter(|l| *l > 0) {
+        let bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+        b = b.memory_size(bytes).table_elements(bytes / 8);
+    }
+    b.build()
+}
+
+/// The guest was stopped by a signal (SIGTERM, SIGINT, SIGHUP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("interrupted by signal {0}")]
+pub(crate) struct Interrupted(pub i32);
+
+/// What the epoch-deadline callback decides at each tick.
+pub(crate) struct Deadline {
+    signal: Arc<AtomicI32>,
+    throttle: Option<Throttle>,
+}
+
+impl Deadline {
+    pub(crate) fn new(signal: Arc<AtomicI32>, cpu: Option<CpuLimit>) -> Deadline {
+        Deadline { signal, throttle: cpu.and_then(Throttle::new) }
+    }
+
+    /// Called on the guest's thread each time its epoch deadline passes.
+    pub(crate) fn on_tick(&mut self) -> Result<UpdateDeadline, Interrupted> {
+        self.check_signal()?;
+        if let Some(t) = &mut self.throttle {
+            if let Some(pause) = t.over_quota() {
+                // Sleep out the period in slices, so a signal still stops us within one tick.
+                let until = Instant::now() + pause;
+                while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+                    std::thread::sleep(left.min(TICK));
+                    self.check_signal()?;
+                }
+                if let Some(t) = &mut self.throttle {
+                    t.start_period();
+                }
+            }
+        }
+        Ok(UpdateDeadline::Continue(1))
+    }
+
+    fn check_signal(&self) -> Result<(), Interrupted> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => Ok(()),
+            sig => Err(Interrupted(sig)),
+        }
+    }
+}
+
+/// CFS-like accounting of the guest thread's CPU time per period.
+struct Throttle {
+    quota: Duration,
+    period: Duration,
+    period_start: Instant,
+    cpu_at_start: Duration,
+}
+
+impl Throttle {
+    fn new(cpu: CpuLimit) -> Option<Throttle> {
+        if cpu.quota <= 0 || cpu.period == 0 {
+            return None;
+        }
+        let mut t = Throttle {
+            quota: Duration::from_micros(cpu.quota as u64),
+            period: Duration::from_micros(cpu.period),
+            period_start: Instant::now(),
+            cpu_at_start: Duration::ZERO,
+        };
+        t.start_period();
+        Some(t)
+    }
+
+    fn start_period(&mut self) {
+        self.period_start = Instant::now();
+        self.cpu_at_start = thread_cpu_time();
+    }
+
+    /// How long to pause if the quota of the current period is used up.
+    fn over_quota(&mut self) -> Option<Duration> {
+        let elapsed = self.period_start.elapsed();
+        if elapsed >= self.period {
+            self.start_period();
+            return None;
+        }
+        let used = thread_cpu_time().saturating_sub(self.cpu_at_start);
+        (used >= self.quota).then(|| self.period - elapsed)
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Advances the epoch every [`TICK`] while a CPU limit is in force; stops when dropped.
+pub(crate) struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    pub(crate) fn start(engine: &Engine) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new().name("strata-wasm-tick".into()).spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+            }
+        })?;
+        Ok(Ticker { stop })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GROWER: &str = r#"(module (memory (export "m") 1)
+        (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))"#;
+
+    fn grower(limit: Option<u64>) -> (wasmtime::Store<StoreLimits>, wasmtime::TypedFunc<i32, i32>) {
+        let engine = super::super::engine::new_engine().unwrap();
+        let module = wasmtime::Module::new(&engine, wat::parse_str(GROWER).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, store_limits(limit));
+        store.limiter(|l| l);
+        store.set_epoch_deadline(1);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance.get_typed_func::<i32, i32>(&mut store, "grow").unwrap();
+        (store, grow)
+    }
+
+    #[test]
+    fn memory_limit_caps_growth_without_trapping() {
+        let (mut store, grow) = grower(Some(4 * 65536));
+        assert_eq!(grow.call(&mut store, 2).unwrap(), 1); // 1 -> 3 pages
+        assert_eq!(grow.call(&mut store, 2).unwrap(), -1); // 5 pages > 4: refused
+        assert_eq!(grow.call(&mut store, 1).unwrap(), 3); // exactly 4 is fine
+    }
+
+    #[test]
+    fn no_limit_means_no_cap() {
+        let (mut store, grow) = grower(None);
+        assert_eq!(grow.call(&mut store, 100).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_signal_interrupts_at_the_next_tick() {
+        let flag = Arc::new(AtomicI32::new(0));
+        let mut d = Deadline::new(flag.clone(), None);
+        assert!(matches!(d.on_tick(), Ok(UpdateDeadline::Continue(1))));
+        flag.store(15, Ordering::SeqCst);
+        assert_eq!(d.on_tick().err(), Some(Interrupted(15)));
+    }
+
+    #[test]
+    fn throttle_pauses_once_the_quota_is_used() {
+        let mut t = Throttle::new(CpuLimit { quota: 1_000, period: 1_000_000 }).unwrap();
+        let start = thread_cpu_time();
+        while thread_cpu_time() - start < Duration::from_millis(3) {
+            std::hint::black_box(0u64);
+        }
+        let pause = t.over_quota().expect("over quota");
+        assert!(pause <= Duration::from_secs(1));
+        assert!(Throttle::new(CpuLimit { quota: -1, period: 100_000 }).is_none());
+    }
+}

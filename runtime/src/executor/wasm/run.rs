@@ -1,0 +1,230 @@
+//! [`run`]: one guest, start to exit code. Loads (cache or compile), links WASI, applies the
+//! limits, calls `_start` or `wasi:cli/run`, and maps the outcome to an exit code (the table is
+//! in the module docs of `executor::wasm`).
+//!
+//! Everything that goes wrong is reported as one line on stderr (plus the wasm backtrace for a
+//! trap); this module must never panic out of `run`, call `exit`, or fork.
+
+use super::cache::{self, ArtifactCache, Compiled, FileIdentity};
+use super::kind::{describe_magic, WasmKind};
+use super::limits::{self, Deadline, Interrupted, Ticker};
+use super::signals::Watcher;
+use super::{engine, error_chain, wasi, WasmError, WasmJob};
+use std::io::Read;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use wasmtime::component::{Component, ResourceTable};
+use wasmtime::{Engine, Linker, Module, Store, StoreLimits, Trap, WasmBacktrace};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::p2::bindings::sync::CommandPre;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
+
+/// Exit code of a trap: 128+SIGABRT, what a native program that aborts gets.
+pub const EXIT_TRAP: i32 = 134;
+
+/// Run `job`'s module to completion and return its exit code. Never panics, never exits (but
+/// see the module docs: a signalled guest stuck in a host call is ended by `_exit`).
+pub fn run(job: WasmJob) -> i32 {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| run_job(&job))) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!("strata: {}: internal error in the wasm executor", job.module.display());
+            EXIT_TRAP
+        }
+    }
+}
+
+fn run_job(job: &WasmJob) -> i32 {
+    let engine = match engine::new_engine() {
+        Ok(e) => e,
+        Err(e) => return fail(&WasmError::Engine(error_chain(&e))),
+    };
+    // First, before anything else can start a thread: they must all inherit the blocked mask.
+    let watcher = match Watcher::start(&engine) {
+        Ok(w) => w,
+        Err(e) => return fail(&WasmError::Engine(format!("signal thread: {e}"))),
+    };
+    let compiled = match load_module(&engine, job.cache.as_ref(), &job.module) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let _ticker = match job.cpu.filter(|c| c.quota > 0 && c.period > 0) {
+        Some(_) => match Ticker::start(&engine) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(&WasmError::Engine(format!("cpu ticker thread: {e}"))),
+        },
+        None => None,
+    };
+    tracing::debug!(
+        "wasm limits: memory {:?} bytes, cpu {:?}, network {}",
+        job.memory_limit,
+        job.cpu.map(|c| (c.quota, c.period)),
+        job.network
+    );
+    // Signalled while compiling: don't start the guest at all.
+    let early = watcher.received.load(Ordering::SeqCst);
+    if early != 0 {
+        return 128 + early;
+    }
+    let deadline = Deadline::new(watcher.received.clone(), job.cpu);
+    let outcome = match compiled {
+        Compiled::Module(m) => run_module(&engine, job, &m, deadline),
+        Compiled::Component(c) => run_component(&engine, job, &c, deadline),
+    };
+    let code = match outcome {
+        Ok(code) => code,
+        Err(Failure::Setup(e)) => fail(&e),
+        Err(Failure::Guest(e)) => guest_error(&job.module, &e),
+    };
+    // A signal that came before the guest reached a deadline check still decides the code.
+    let sig = watcher.received.load(Ordering::SeqCst);
+    drop(watcher);
+    if sig != 0 && code == 0 {
+        return 128 + sig;
+    }
+    code
+}
+
+/// Open, identify and compile (or load from `cache`) the module at `path`: by file identity
+/// without reading it when the stat index knows it, else by content digest, else compiled.
+pub fn load_module(engine: &Engine, cache: Option<&ArtifactCache>, path: &Path) -> Result<Compiled, WasmError> {
+    let path = &path.to_path_buf();
+    let open_err = |source| WasmError::Open { path: path.clone(), source };
+    let file = std::fs::File::open(path).map_err(open_err)?;
+    let md = file.metadata().map_err(open_err)?;
+    if !md.is_file() {
+        return Err(WasmError::NotWasm { path: path.clone(), what: "not a regular file".into() });
+    }
+    let identity = FileIdentity::of(&md);
+    if let Some(c) = cache {
+        if let Some((compiled, _)) = cache::load_by_identity(engine, c, &identity) {
+            return Ok(compiled);
+        }
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    (&file).read_to_end(&mut bytes).map_err(open_err)?;
+    let kind = WasmKind::of(&bytes)
+        .ok_or_else(|| WasmError::NotWasm { path: path.clone(), what: describe_magic(&bytes[..bytes.len().min(8)]) })?;
+    cache::load_or_compile(engine, cache, &bytes, kind, Some(&identity))
+        .map(|(c, _)| c)
+        .map_err(|e| WasmError::Compile { path: path.clone(), message: error_chain(&e) })
+}
+
+enum Failure {
+    /// Linking or instantiating failed before any guest code ran.
+    Setup(WasmError),
+    /// The guest ran and ended with an error: exit, trap or interruption.
+    Guest(wasmtime::Error),
+}
+
+struct P1Host {
+    wasi: WasiP1Ctx,
+    limits: StoreLimits,
+}
+
+struct P2Host {
+    ctx: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for P2Host {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.ctx, table: &mut self.table }
+    }
+}
+
+fn run_module(engine: &Engine, job: &WasmJob, module: &Module, deadline: Deadline) -> Result<i32, Failure> {
+    let path = &job.module;
+    let link = |e: wasmtime::Error| Failure::Setup(WasmError::Link { path: path.clone(), message: error_chain(&e) });
+    let mut linker: Linker<P1Host> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut P1Host| &mut h.wasi).map_err(link)?;
+    let pre = linker.instantiate_pre(module).map_err(link)?;
+    let wasi = wasi::builder(job).map_err(Failure::Setup)?.build_p1();
+    let mut store = Store::new(engine, P1Host { wasi, limits: limits::store_limits(job.memory_limit) });
+    store.limiter(|h| &mut h.limits);
+    arm(&mut store, deadline);
+    let instance = pre.instantiate(&mut store).map_err(|e| instantiate_failure(path, e))?;
+    let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|_| {
+        Failure::Setup(WasmError::Link {
+            path: path.clone(),
+            message: "no `_start` export: not a WASI command module".into(),
+        })
+    })?;
+    tracing::debug!("wasm guest {} starting (core module, _start)", path.display());
+    start.call(&mut store, ()).map(|()| 0).map_err(Failure::Guest)
+}
+
+fn run_component(engine: &Engine, job: &WasmJob, component: &Component, deadline: Deadline) -> Result<i32, Failure> {
+    let path = &job.module;
+    let link = |e: wasmtime::Error| Failure::Setup(WasmError::Link { path: path.clone(), message: error_chain(&e) });
+    let mut linker = wasmtime::component::Linker::<P2Host>::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link)?;
+    let pre = linker.instantiate_pre(component).map_err(link)?;
+    let pre = CommandPre::new(pre).map_err(|e| {
+        Failure::Setup(WasmError::Link {
+            path: path.clone(),
+            message: format!("not a WASI command component (no wasi:cli/run export): {}", error_chain(&e)),
+        })
+    })?;
+    let ctx = wasi::builder(job).map_err(Failure::Setup)?.build();
+    let host = P2Host { ctx, table: ResourceTable::new(), limits: limits::store_limits(job.memory_limit) };
+    let mut store = Store::new(engine, host);
+    store.limiter(|h| &mut h.limits);
+    arm(&mut store, deadline);
+    let command = pre.instantiate(&mut store).map_err(|e| instantiate_failure(path, e))?;
+    tracing::debug!("wasm guest {} starting (component, wasi:cli/run)", path.display());
+    match command.wasi_cli_run().call_run(&mut store) {
+        Ok(Ok(())) => Ok(0),
+        Ok(Err(())) => Ok(1),
+        Err(e) => Err(Failure::Guest(e)),
+    }
+}
+
+/// Epoch deadline one tick ahead, and the callback that decides at each tick.
+fn arm<T: 'static>(store: &mut Store<T>, mut deadline: Deadline) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| deadline.on_tick().map_err(wasmtime::Error::new));
+}
+
+/// A start function that traps, exits or is interrupted is the guest's doing; anything else
+/// (memory over the limit, ...) means the module cannot run here.
+fn instantiate_failure(path: &Path, e: wasmtime::Error) -> Failure {
+    if find::<Trap>(&e).is_some() || find::<I32Exit>(&e).is_some() || find::<Interrupted>(&e).is_some() {
+        Failure::Guest(e)
+    } else {
+        Failure::Setup(WasmError::Instantiate { path: path.to_path_buf(), message: error_chain(&e) })
+    }
+}
+
+/// The exit code for a guest that ended with an error, reporting traps on stderr.
+fn guest_error(path: &Path, e: &wasmtime::Error) -> i32 {
+    if let Some(exit) = find::<I32Exit>(e) {
+        return exit.0;
+    }
+    if let Some(Interrupted(sig)) = find::<Interrupted>(e) {
+        return 128 + sig;
+    }
+    let what = match find::<Trap>(e) {
+        // A trap displays as "wasm trap: ...".
+        Some(trap) => trap.to_string(),
+        None => format!("wasm guest failed: {}", error_chain(e)),
+    };
+    eprintln!("strata: {}: {what}", path.display());
+    if let Some(bt) = find::<WasmBacktrace>(e) {
+        eprintln!("{bt}");
+    }
+    EXIT_TRAP
+}
+
+/// `e` or any error or context in its chain as a `T`.
+fn find<T: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static>(e: &wasmtime::Error) -> Option<&T> {
+    e.downcast_ref::<T>()
+}
+
+/// Report a setup failure as one line and return its exit code.
+fn fail(e: &WasmError) -> i32 {
+    eprintln!("strata: {e}");
+    e.exit_code()
+}
