@@ -67,11 +67,20 @@ fn wait_for_monitor(c: &Containers, id: &str) -> bool {
 
 /// docker's wait: block until the container is not running, then its exit code.
 pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerError> {
+    // Each round either waits on a pidfd or finds the state changed; a process that is alive
+    // yet can't be watched must not make this spin.
+    let mut unwatchable = 0;
     loop {
         let obs = observed(c, &c.load(&record.id)?)?;
         let monitor = obs.record.monitor.and_then(|m| m.pidfd());
         match (obs.state, monitor) {
-            (State::Exited, _) => return Ok(obs.record.exit_code.unwrap_or(UNKNOWN_EXIT)),
+            (State::Exited, monitor) => {
+                // Its monitor may still be releasing the run: done means done with that too.
+                if let Some(fd) = monitor {
+                    wait_readable(&fd, Some(KILL_GRACE));
+                }
+                return Ok(obs.record.exit_code.unwrap_or(UNKNOWN_EXIT));
+            }
             // Starting, or running with its monitor: the monitor exits after recording the end.
             (_, Some(fd)) => {
                 wait_readable(&fd, None);
@@ -82,7 +91,10 @@ pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerEr
                 Some(fd) => {
                     wait_readable(&fd, None);
                 }
-                None => continue,
+                None if unwatchable < 3 => unwatchable += 1,
+                None => {
+                    return Err(ContainerError::Monitor(format!("cannot watch the init of container {}", record.id)))
+                }
             },
         }
     }
@@ -93,7 +105,10 @@ pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerEr
 pub fn remove(c: &Containers, record: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
     let Some(obs) = observe(c, record.clone())? else { return Ok(()) };
     let monitor_alive = obs.record.monitor.is_some_and(|m| m.alive());
-    if obs.is_running() || monitor_alive {
+    if obs.state == State::Exited && monitor_alive {
+        // Ended; its monitor is releasing the run. Not running: no force needed.
+        wait_for_monitor(c, &record.id);
+    } else if obs.is_running() || monitor_alive {
         if !force {
             return Err(ContainerError::RemoveRunning(record.id.clone()));
         }
