@@ -190,12 +190,7 @@ fn start_detached(ctx: &Ctx, record: &ContainerRecord, log_level: &str) -> Resul
 }
 
 /// Spawn the monitor; if that fails, an `--rm` container goes (no monitor will remove it).
-fn spawn_or_discard(
-    ctx: &Ctx,
-    record: &ContainerRecord,
-    ends: attach::MonitorEnds,
-    log_level: &str,
-) -> Result<()> {
+fn spawn_or_discard(ctx: &Ctx, record: &ContainerRecord, ends: attach::MonitorEnds, log_level: &str) -> Result<()> {
     super::monitor::spawn(ctx, &record.id, ends, log_level).inspect_err(|_| discard_if_auto_remove(ctx, record))
 }
 
