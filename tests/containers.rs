@@ -614,3 +614,33 @@ fn wasm_images_are_marked_for_the_wasm_executor() {
     e.ok(&["rm", "-f", "hw"]);
     e.assert_no_trace(id);
 }
+
+#[test]
+fn signals_to_an_attached_cli_reach_the_container() {
+    use std::io::{BufRead, BufReader};
+    let e = Env::new();
+    let script = "trap 'echo got INT; exit 5' INT; echo ready; while true; do sleep 1; done";
+    let mut cli = e.s.command(&["run", "--rm", IMAGE, "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(cli.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: signalling the CLI this test spawned, by pid.
+    unsafe { libc::kill(cli.id() as i32, libc::SIGINT) };
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got INT\n");
+    assert_eq!(cli.wait().unwrap().code(), Some(5));
+    assert!(e.ps(true).is_empty());
+}
+
+#[test]
+fn platform_mismatch_pulls_and_fails_cleanly() {
+    let e = Env::new();
+    // The local image is linux/amd64; another platform must come from the registry, which
+    // (localhost:80) is not there.
+    let o = e.run(&["run", "--rm", "--platform", "linux/arm64", IMAGE, "true"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(o.stderr.contains("Error: "), "{}", o.stderr);
+    assert!(e.ps(true).is_empty());
+}

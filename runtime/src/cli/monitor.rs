@@ -6,6 +6,7 @@ use super::args::MonitorArgs;
 use super::images::Ctx;
 use anyhow::{bail, Context, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use strata::containers::attach::MonitorEnds;
 use strata::containers::monitor::{self, Session};
@@ -44,6 +45,14 @@ pub fn spawn(ctx: &Ctx, id: &str, ends: MonitorEnds, log_level: &str) -> Result<
         }
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+    // Its own session from the first instruction: a Ctrl-C meant for us never reaches it.
+    // SAFETY: setsid is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        })
+    };
     cmd.env_remove("RUST_BACKTRACE");
     cmd.spawn().context("starting the container's monitor")?;
     // Our copies of the monitor's ends close here, so EOFs reach the right side.

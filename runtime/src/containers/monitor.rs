@@ -94,7 +94,8 @@ struct Running {
 
 /// The monitor's whole life. Returns its process exit code.
 pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
-    // Out of the CLI's session and process group: its terminal's signals are not ours.
+    // Out of the CLI's session and process group (the CLI already did this at spawn; this is
+    // for anyone starting a monitor otherwise): its terminal's signals are not ours.
     let _ = rustix::process::setsid();
     let record = match register(c, id) {
         Ok(r) => r,

@@ -83,6 +83,6 @@ pub struct ContainerRecord {
 
 impl ContainerRecord {
     pub fn short_id(&self) -> &str {
-        &self.id[..12.min(self.id.len())]
+        self.id.get(..12).unwrap_or(&self.id)
     }
 }
