@@ -15,7 +15,8 @@ use strata::containers::{Containers, NewContainer};
 use strata::image::classify::classify;
 use strata::image::manifest::Platform;
 use strata::image::{Image, ImageRef, StoreError};
-use strata::spec::from_image::{self, RunOptions};
+use strata::spec::from_image;
+use strata::spec::run_options::{self, RunOptions};
 
 // TODO(-t): hand the monitor a console socket (`CreateOptions.console_socket`) once the
 // sandbox's terminal support lands: the monitor receives the pty master over SCM_RIGHTS,
@@ -141,12 +142,12 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
     let mut env = Vec::new();
     for file in &a.env_file {
         let text = std::fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
-        env.extend(from_image::parse_env_file(&text, &lookup)?);
+        env.extend(run_options::parse_env_file(&text, &lookup)?);
     }
     for arg in &a.env {
-        env.extend(from_image::resolve_env_arg(arg, &lookup)?);
+        env.extend(run_options::resolve_env_arg(arg, &lookup)?);
     }
-    let cpus = a.cpus.as_deref().map(from_image::parse_cpus).transpose()?;
+    let cpus = a.cpus.as_deref().map(run_options::parse_cpus).transpose()?;
     if let Some(c) = cpus {
         let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
         if c > available {
@@ -160,7 +161,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
-        memory: a.memory.as_deref().map(from_image::parse_memory).transpose()?,
+        memory: a.memory.as_deref().map(run_options::parse_memory).transpose()?,
         cpus,
         pids_limit: a.pids_limit,
         read_only: a.read_only,

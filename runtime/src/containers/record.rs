@@ -5,7 +5,7 @@
 
 use crate::image::classify::Kind;
 use crate::image::manifest::RunConfig;
-use crate::spec::from_image::RunOptions;
+use crate::spec::run_options::RunOptions;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 

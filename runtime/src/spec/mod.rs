@@ -2,6 +2,7 @@
 //! offending field, and the checks a runtime must make before it starts anything.
 
 pub mod from_image;
+pub mod run_options;
 pub mod user;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
