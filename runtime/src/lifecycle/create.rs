@@ -18,6 +18,19 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub preserve_fds: i32,
+    /// An already connected console socket (what `strata-oci run` uses to relay a terminal
+    /// itself); `console_socket` names one to connect to instead.
+    pub console_stream: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// The compiled-wasm cache; default `$STRATA_WASM_CACHE`, else the shared default.
+    pub wasm_cache: Option<PathBuf>,
+}
+
+pub(crate) fn wasm_cache_dir(configured: &Option<PathBuf>) -> PathBuf {
+    use crate::executor::wasm::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR};
+    configured
+        .clone()
+        .or_else(|| std::env::var_os(CACHE_DIR_ENV).filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
 }
 
 /// What a successful create leaves: the state, and (for `run`) the init's pid, which is our
@@ -122,6 +135,29 @@ fn effective_resources(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::L
     resources
 }
 
+/// The socket the container sends its terminal over, when `process.terminal` asks for one
+/// (runc's rules and words).
+pub(crate) fn console_for(
+    terminal: bool,
+    console_socket: &Option<PathBuf>,
+    console_stream: &Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+) -> Result<Option<std::os::fd::OwnedFd>, LifecycleError> {
+    match (terminal, console_socket, console_stream) {
+        (false, None, None) => Ok(None),
+        (false, _, _) => {
+            Err(LifecycleError::Setup("cannot use console socket if runc will not detach or allocate tty".into()))
+        }
+        (true, Some(path), _) => crate::sandbox::console::connect(path).map(Some).map_err(LifecycleError::Setup),
+        (true, None, Some(stream)) => stream
+            .try_clone()
+            .map(Some)
+            .map_err(|e| LifecycleError::Setup(format!("duplicating the console socket: {e}"))),
+        (true, None, None) => {
+            Err(LifecycleError::Setup("cannot allocate tty if runc will detach without setting console socket".into()))
+        }
+    }
+}
+
 fn create_inner(
     rt: &Runtime,
     id: &str,
@@ -135,9 +171,8 @@ fn create_inner(
     let rootfs = bundle.join(root.path());
     let rootfs =
         rootfs.canonicalize().map_err(|e| LifecycleError::Setup(format!("rootfs {}: {e}", rootfs.display())))?;
-    if opts.console_socket.is_some() && !spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
-        return Err(LifecycleError::Setup("--console-socket given, but process.terminal is false".into()));
-    }
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let console = console_for(terminal, &opts.console_socket, &opts.console_stream)?;
     std::fs::write(dir.join("config.json"), serde_json::to_vec(spec).expect("spec serialises"))
         .map_err(|e| LifecycleError::Setup(format!("saving config: {e}")))?;
     let linux = spec.linux().clone().unwrap_or_default();
@@ -185,6 +220,8 @@ fn create_inner(
         cgroup_dirs: cgroup_dirs(&rt.cgroup_root, &cg_path),
         seccomp,
         state_json: state.oci_state(super::state::Status::Creating).to_string(),
+        wasm_cache_dir: wasm_cache_dir(&opts.wasm_cache),
+        console,
     };
     let creates_userns = cfg.plan.creates(LinuxNamespaceType::User);
     let mut spawned = spawn::spawn(cfg).map_err(LifecycleError::Setup)?;

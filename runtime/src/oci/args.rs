@@ -188,6 +188,29 @@ pub struct ExecArgs {
     pub cwd: Option<String>,
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Additional gids for the process
+    #[arg(short = 'g', long = "additional-gids")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability to the process's sets
+    #[arg(short = 'c', long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Pass N fds from 3 up to the process
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Accepted for compatibility (no SELinux/AppArmor here)
+    #[arg(long)]
+    pub process_label: Option<String>,
+    #[arg(long)]
+    pub apparmor: Option<String>,
+    /// Accepted for compatibility: exec'd processes join the container's own cgroup
+    #[arg(long)]
+    pub cgroup: Vec<String>,
+    /// Accepted for compatibility
+    #[arg(long)]
+    pub ignore_paused: bool,
     pub id: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

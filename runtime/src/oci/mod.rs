@@ -51,7 +51,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Update(a) => update(&rt, a),
-        Command::Exec(_) => bail!("exec is not implemented yet in strata-oci"),
+        Command::Exec(a) => exec(&rt, a),
         Command::Features => {
             println!("{}", serde_json::to_string_pretty(&features())?);
             Ok(0)
@@ -76,6 +76,8 @@ fn create_options(a: &args::CreateArgs) -> CreateOptions {
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
+        console_stream: None,
+        wasm_cache: None,
     }
 }
 
@@ -92,8 +94,29 @@ extern "C" fn forward_signal(sig: libc::c_int) {
 /// `run`: create, start, wait (forwarding signals to the container), delete; exit with the
 /// container's status (128+N when killed by signal N).
 fn run_container(rt: &Runtime, a: args::RunArgs) -> Result<i32> {
-    let created = create(rt, &a.create.id, &create_options(&a.create))?;
+    let mut opts = create_options(&a.create);
+    // A terminal without --console-socket: like runc, hold the terminal ourselves and relay
+    // it to our stdio (only when we stay to wait; detached, the error comes from create).
+    let relay = if !a.detach && opts.console_socket.is_none() && bundle_wants_terminal(&opts.bundle) {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().context("creating the console socket pair")?;
+        opts.console_stream = Some(std::sync::Arc::new(theirs.into()));
+        Some(ours)
+    } else {
+        None
+    };
+    let created = create(rt, &a.create.id, &opts)?;
+    opts.console_stream = None;
     let pid = created.state.pid;
+    let master = match &relay {
+        Some(sock) => match strata::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(sock)) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = delete(rt, &a.create.id, true);
+                bail!(e);
+            }
+        },
+        None => None,
+    };
     if let Err(e) = start(rt, &a.create.id) {
         let _ = delete(rt, &a.create.id, true);
         return Err(e.into());
@@ -101,15 +124,33 @@ fn run_container(rt: &Runtime, a: args::RunArgs) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
+    let code = wait_foreground(pid, master.as_ref());
+    if !a.keep {
+        delete(rt, &a.create.id, true)?;
+    }
+    Ok(code)
+}
+
+/// Wait for our child `pid` (a container's init or an exec'd process) while forwarding the
+/// signals we get to it, relaying its terminal if we hold one; its exit status the way a
+/// shell reports it (128+N when killed by signal N).
+fn wait_foreground(pid: i32, master: Option<&std::os::fd::OwnedFd>) -> i32 {
     FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH]
     {
         // SAFETY: installing an async-signal-safe handler.
         unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
     }
+    if let Some(master) = master {
+        if let Some(pidfd) = rustix::process::Pid::from_raw(pid)
+            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        {
+            strata::sandbox::console::relay(master, &pidfd);
+        }
+    }
     let mut status = 0;
     loop {
-        // SAFETY: waiting for our own child (the init).
+        // SAFETY: waiting for our own child.
         let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
         if rc == pid {
             break;
@@ -118,17 +159,121 @@ fn run_container(rt: &Runtime, a: args::RunArgs) -> Result<i32> {
             break;
         }
     }
-    let code = if libc::WIFEXITED(status) {
+    if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else if libc::WIFSIGNALED(status) {
         128 + libc::WTERMSIG(status)
     } else {
         255
-    };
-    if !a.keep {
-        delete(rt, &a.create.id, true)?;
     }
-    Ok(code)
+}
+
+/// A socket pair for holding a terminal ourselves: our end, and the options' end.
+fn relay_pair() -> Result<(std::os::unix::net::UnixStream, std::sync::Arc<std::os::fd::OwnedFd>)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().context("creating the console socket pair")?;
+    Ok((ours, std::sync::Arc::new(theirs.into())))
+}
+
+/// `exec`: run a process in a running container (runc's flags; the process comes from
+/// `--process FILE` or from the container's own process with the flags' overrides).
+fn exec(rt: &Runtime, a: args::ExecArgs) -> Result<i32> {
+    let process = exec_process(rt, &a)?;
+    let terminal = process.terminal().unwrap_or(false);
+    let mut opts = strata::lifecycle::exec::ExecOptions {
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        ..Default::default()
+    };
+    let relay = if terminal && !a.detach && opts.console_socket.is_none() {
+        let (ours, theirs) = relay_pair()?;
+        opts.console_stream = Some(theirs);
+        Some(ours)
+    } else {
+        None
+    };
+    let pid = strata::lifecycle::exec::exec(rt, &a.id, process, &opts)?;
+    opts.console_stream = None;
+    if a.detach {
+        return Ok(0);
+    }
+    let master = match &relay {
+        Some(sock) => {
+            Some(strata::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(sock)).map_err(|e| anyhow!(e))?)
+        }
+        None => None,
+    };
+    Ok(wait_foreground(pid, master.as_ref()))
+}
+
+fn exec_process(rt: &Runtime, a: &args::ExecArgs) -> Result<oci_spec::runtime::Process> {
+    if let Some(path) = &a.process {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        return serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()));
+    }
+    if a.command.is_empty() {
+        bail!("exec: no command given: pass the process as arguments or with --process");
+    }
+    let spec = rt.saved_spec(&a.id).ok_or_else(|| anyhow!("container \"{}\" does not exist", a.id))?;
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.into());
+    }
+    if !a.env.is_empty() {
+        let mut env = p.env().clone().unwrap_or_default();
+        for e in &a.env {
+            let key = e.split('=').next().unwrap_or(e);
+            env.retain(|old| old.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        p.set_env(Some(env));
+    }
+    let mut user = p.user().clone();
+    if let Some(u) = &a.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let parse = |v: &str, what: &str| {
+            v.parse::<u32>().map_err(|_| anyhow!("invalid --user {u:?}: {what} must be a number"))
+        };
+        user.set_uid(parse(uid, "uid")?);
+        user.set_gid(parse(gid, "gid")?);
+    }
+    if !a.additional_gids.is_empty() {
+        user.set_additional_gids(Some(a.additional_gids.clone()));
+    }
+    p.set_user(user);
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let add = |set: Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
+            let mut set = set.unwrap_or_default();
+            for c in &a.cap {
+                let name = if c.to_ascii_uppercase().starts_with("CAP_") {
+                    c.to_ascii_uppercase()
+                } else {
+                    format!("CAP_{}", c.to_ascii_uppercase())
+                };
+                set.insert(name.parse().map_err(|_| anyhow!("unknown capability {c:?}"))?);
+            }
+            Ok(set)
+        };
+        caps.set_bounding(Some(add(caps.bounding().clone())?));
+        caps.set_effective(Some(add(caps.effective().clone())?));
+        caps.set_permitted(Some(add(caps.permitted().clone())?));
+        caps.set_inheritable(Some(add(caps.inheritable().clone())?));
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+/// Whether the bundle's config asks for a terminal (a bad config is reported by create).
+fn bundle_wants_terminal(bundle: &std::path::Path) -> bool {
+    strata::spec::load(bundle).ok().and_then(|s| s.process().as_ref().and_then(|p| p.terminal())).unwrap_or(false)
 }
 
 fn list(rt: &Runtime, a: args::ListArgs) -> Result<i32> {

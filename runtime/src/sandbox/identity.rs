@@ -31,6 +31,29 @@ fn rlimit_resource(t: PosixRlimitType) -> (libc::__rlimit_resource_t, &'static s
     }
 }
 
+/// Turn the calling process into `process` (the container's init, or an exec'd process):
+/// rlimits, bounding set, user and groups, capabilities, cwd, no_new_privs and the seccomp
+/// filter, in the order the kernel needs. The filter is loaded last when no_new_privs is set
+/// (then it needs no privilege), else while we still hold CAP_SYS_ADMIN.
+pub fn become_process(process: &Process, seccomp: Option<&super::seccomp::Filter>) -> Result<()> {
+    let load = |f: &super::seccomp::Filter| f.load().map_err(|e| format!("loading seccomp filter: {e}"));
+    set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if !no_new_privs {
+        seccomp.map(load).transpose()?;
+    }
+    limit_bounding_set(process.capabilities().as_ref())?;
+    set_identity(process)?;
+    set_capabilities(process.capabilities().as_ref())?;
+    let cwd = process.cwd();
+    rustix::process::chdir(cwd).map_err(|e| format!("cwd {}: {e}", cwd.display()))?;
+    if no_new_privs {
+        set_no_new_privs()?;
+        seccomp.map(load).transpose()?;
+    }
+    Ok(())
+}
+
 pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
     for r in rlimits {
         let (resource, name) = rlimit_resource(r.typ());

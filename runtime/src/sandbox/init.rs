@@ -8,8 +8,10 @@
 use super::identity;
 use super::mounts::{self, MountContext};
 use super::namespaces::{self, Plan};
+use super::program::{self, Executor, Program};
 use super::sync::{self, Channel};
-use super::{devices, hooks};
+use super::{console, devices, hooks};
+use crate::executor::wasm::{self, ArtifactCache, WasmJob};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -28,6 +30,16 @@ pub struct InitConfig {
     pub seccomp: Option<super::seccomp::Filter>,
     /// The container's state JSON for createContainer/startContainer hooks.
     pub state_json: String,
+    /// Where compiled wasm is cached (opened before pivot_root if the program is wasm).
+    pub wasm_cache_dir: PathBuf,
+    /// Where to send the terminal's master when `process.terminal` is set.
+    pub console: Option<std::os::fd::OwnedFd>,
+}
+
+/// What setup ends in: the program to run, and for wasm the compiled-code cache.
+struct Launch {
+    program: Program,
+    cache: Option<ArtifactCache>,
 }
 
 /// The init's entry point: set up, wait for start, exec. Never returns.
@@ -35,9 +47,22 @@ pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
     // The clone copied every fd of the runtime, and some hold state a copy must not keep:
     // a flock on the container's lock file would stay held (by this copy) until the
     // container exits, blocking `start`. Keep stdio, the preserved fds and the channel.
-    close_fds_from(3 + cfg.preserve_fds.max(0), chan.raw_fd());
+    let mut keep = vec![chan.raw_fd()];
+    keep.extend(cfg.console.as_ref().map(|c| c.as_raw_fd()));
+    close_fds_from(3 + cfg.preserve_fds.max(0), &keep);
+    // Not dumpable until execve: other processes of the container (a joined pid namespace,
+    // a later exec) cannot open /proc/PID/exe (the runtime's binary, CVE-2019-5736) or our
+    // fds. execve of a native program makes it dumpable again; a wasm container stays so.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     match run(&cfg, &mut chan) {
-        Ok(program) => exec(&cfg, program),
+        Ok(launch) => match launch.program.executor {
+            Executor::Native => {
+                let process = cfg.spec.process().as_ref().expect("checked in run");
+                execve(&launch.program.path, process, cfg.preserve_fds)
+            }
+            Executor::Wasm => run_wasm(&cfg, launch),
+        },
         Err(e) => {
             let _ = chan.send_error(&e);
             // SAFETY: leave without running the runtime's destructors or atexit handlers.
@@ -46,7 +71,7 @@ pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
     }
 }
 
-fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<CString, String> {
+fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     // The runtime writes id maps and places us in the cgroup before we go on.
     chan.expect(sync::CONTINUE)?;
     for (t, path) in &cfg.plan.joins {
@@ -88,6 +113,32 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<CString, String> {
     } else {
         None
     };
+    let process = cfg.spec.process().as_ref().ok_or("config.json has no process")?;
+    let program = {
+        let rootfs_fd;
+        let root_fd = match &root {
+            Some(fd) => fd,
+            None => {
+                use rustix::fs::{Mode, OFlags};
+                rootfs_fd =
+                    rustix::fs::open(&cfg.rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| format!("opening rootfs {}: {e}", cfg.rootfs.display()))?;
+                &rootfs_fd
+            }
+        };
+        program::resolve(
+            root_fd,
+            process.args().as_deref().unwrap_or_default(),
+            process.env().as_deref().unwrap_or_default(),
+            program::wasm_by_annotation(&cfg.spec),
+        )?
+    };
+    // The cache is a host directory: open it now, while host paths still resolve. Without
+    // it (unwritable, missing) the module is compiled in memory.
+    let cache = match program.executor {
+        Executor::Wasm => ArtifactCache::open(&cfg.wasm_cache_dir).ok(),
+        Executor::Native => None,
+    };
     chan.send(sync::HOOKS).map_err(|e| format!("sync: {e}"))?;
     chan.expect(sync::CONTINUE)?;
     let hooks = cfg.spec.hooks().clone().unwrap_or_default();
@@ -120,31 +171,11 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<CString, String> {
         }
     }
 
-    let process = cfg.spec.process().as_ref().ok_or("config.json has no process")?;
-    if process.terminal().unwrap_or(false) {
-        return Err("process.terminal is not supported yet by strata-oci".into());
+    if let Some(socket) = &cfg.console {
+        use std::os::fd::AsFd;
+        console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
-    identity::set_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
-    let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    if !no_new_privs {
-        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we have it.
-        if let Some(f) = &cfg.seccomp {
-            f.load().map_err(|e| format!("loading seccomp filter: {e}"))?;
-        }
-    }
-    identity::limit_bounding_set(process.capabilities().as_ref())?;
-    identity::set_identity(process)?;
-    identity::set_capabilities(process.capabilities().as_ref())?;
-    let cwd = process.cwd();
-    rustix::process::chdir(cwd).map_err(|e| format!("cwd {}: {e}", cwd.display()))?;
-    let program =
-        resolve_program(process.args().as_deref().unwrap_or_default(), process.env().as_deref().unwrap_or_default())?;
-    if no_new_privs {
-        identity::set_no_new_privs()?;
-        if let Some(f) = &cfg.seccomp {
-            f.load().map_err(|e| format!("loading seccomp filter: {e}"))?;
-        }
-    }
+    identity::become_process(process, cfg.seccomp.as_ref())?;
 
     chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
     // Block until `start` opens the fifo for reading.
@@ -159,45 +190,28 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<CString, String> {
     drop(w);
     drop(fifo);
     hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
-    Ok(program)
+    Ok(Launch { program, cache })
 }
 
-/// Find `args[0]` as execvp would, in the container's PATH, and check it can run; the
-/// error words are runc's (callers map "not found" to 127 and "permission denied" to 126).
-fn resolve_program(args: &[String], env: &[String]) -> Result<CString, String> {
-    let name = args.first().ok_or("process.args is empty")?;
-    let candidates: Vec<PathBuf> = if name.contains('/') {
-        vec![PathBuf::from(name)]
-    } else {
-        let path = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(name)).collect()
+/// Run the container's module in wasmtime, in this process (PID 1 of the container), and
+/// leave with its exit code.
+fn run_wasm(cfg: &InitConfig, launch: Launch) -> ! {
+    let mut job = WasmJob::from_spec(&cfg.spec, launch.program.path);
+    job.cache = launch.cache;
+    let code = wasm::run(job);
+    // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.
+    unsafe { libc::_exit(code) }
+}
+
+/// Replace this process with `path`, given `process`'s args and env; fds from
+/// `3 + preserve_fds` up are closed on the way. On failure: a message and exit 127 (not
+/// found) or 126 (cannot execute), as a shell would.
+pub(crate) fn execve(path: &Path, process: &oci_spec::runtime::Process, preserve_fds: i32) -> ! {
+    let Ok(program) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        eprintln!("strata: program path {} has a NUL byte", path.display());
+        // SAFETY: leave without running the runtime's destructors.
+        unsafe { libc::_exit(127) }
     };
-    let mut denied = None;
-    for candidate in &candidates {
-        match std::fs::metadata(candidate) {
-            Ok(md) if md.is_file() => {
-                if rustix::fs::access(candidate, rustix::fs::Access::EXEC_OK).is_ok() {
-                    return CString::new(candidate.as_os_str().as_encoded_bytes())
-                        .map_err(|_| "program path has a NUL byte".to_string());
-                }
-                denied = Some(candidate.clone());
-            }
-            Ok(_) => denied = Some(candidate.clone()),
-            Err(_) => {}
-        }
-    }
-    match denied {
-        Some(p) => Err(format!("exec: \"{}\": permission denied", p.display())),
-        None if name.contains('/') => Err(format!("exec: \"{name}\": stat {name}: no such file or directory")),
-        None => Err(format!("exec: \"{name}\": executable file not found in $PATH")),
-    }
-}
-
-fn exec(cfg: &InitConfig, program: CString) -> ! {
-    let process = cfg.spec.process().as_ref().expect("checked");
     let args: Vec<CString> = process
         .args()
         .as_deref()
@@ -216,7 +230,7 @@ fn exec(cfg: &InitConfig, program: CString) -> ! {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
-    close_inherited_fds(3 + cfg.preserve_fds);
+    close_inherited_fds(3 + preserve_fds.max(0));
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let err = std::io::Error::last_os_error();
@@ -226,20 +240,20 @@ fn exec(cfg: &InitConfig, program: CString) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Close every fd from `first` up, except `keep`.
-fn close_fds_from(first: i32, keep: i32) {
-    let close_range = |lo: i32, hi: u32| {
-        if lo as u32 <= hi {
+/// Close every fd from `first` up, except those in `keep`.
+pub(crate) fn close_fds_from(first: i32, keep: &[i32]) {
+    let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd >= first).map(|fd| *fd as u32).collect();
+    keep.sort_unstable();
+    let mut lo = first as u32;
+    for fd in keep {
+        if fd > lo {
             // SAFETY: close_range on fds this process no longer needs.
-            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi, 0u32) };
+            unsafe { libc::syscall(libc::SYS_close_range, lo, fd - 1, 0u32) };
         }
-    };
-    if keep >= first {
-        close_range(first, (keep - 1) as u32);
-        close_range(keep + 1, u32::MAX);
-    } else {
-        close_range(first, u32::MAX);
+        lo = fd + 1;
     }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0u32) };
 }
 
 /// Mark every fd from `first` up close-on-exec, so nothing of the runtime (CVE-2024-21626's

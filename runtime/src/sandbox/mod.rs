@@ -3,12 +3,15 @@
 //! native-container work.
 
 pub mod cgroups;
+pub mod console;
 pub mod devices;
 pub mod hooks;
 pub mod identity;
 pub mod init;
+pub mod join;
 pub mod mounts;
 pub mod namespaces;
+pub mod program;
 pub mod seccomp;
 pub mod spawn;
 pub mod sync;

@@ -1,0 +1,122 @@
+//! A process started inside a running container (`exec`): cloned from the runtime (which has
+//! already joined the container's pid namespace, so the clone lands in it), it joins the
+//! container's other namespaces, becomes the requested process (user, capabilities,
+//! seccomp, cwd, terminal) and execs — or, for a wasm program, runs it in wasmtime.
+//!
+//! The child runs in a single-threaded copy of the runtime and never returns into the
+//! runtime's code. It is not dumpable until execve, so the container's own processes cannot
+//! reach the runtime's binary or fds through /proc (CVE-2019-5736).
+
+use super::program::{Executor, Program};
+use super::sync::{self, Channel};
+use super::{console, identity, namespaces, seccomp};
+use crate::executor::wasm::{self, ArtifactCache, WasmJob};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+/// Everything the exec'd process needs, opened by the runtime before the clone.
+pub struct JoinConfig {
+    /// The container's spec with `process` replaced by the one to run.
+    pub spec: Spec,
+    /// Namespaces to join (the user namespace first), as fds of the container init's.
+    pub namespaces: Vec<(LinuxNamespaceType, OwnedFd)>,
+    /// The container's root, for a container without its own mount namespace (chroot).
+    pub chroot: Option<OwnedFd>,
+    pub program: Program,
+    pub seccomp: Option<seccomp::Filter>,
+    pub console: Option<OwnedFd>,
+    pub wasm_cache: Option<ArtifactCache>,
+    pub preserve_fds: i32,
+}
+
+/// The runtime's handle on the process it cloned.
+pub struct Joined {
+    pub pid: i32,
+    pub chan: Channel,
+}
+
+/// Clone the process. The caller must be single-threaded and must already have joined the
+/// container's pid namespace (`setns` affects only children).
+pub fn spawn(cfg: JoinConfig) -> Result<Joined, String> {
+    let (parent, child) = sync::pair().map_err(|e| format!("creating sync socket: {e}"))?;
+    // SAFETY: a fork-like clone from a single-threaded process; the child never returns
+    // into the caller (`main` diverges).
+    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    match pid {
+        -1 => Err(format!("clone: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(parent);
+            main(cfg, child)
+        }
+        pid => {
+            drop(child);
+            Ok(Joined { pid: pid as i32, chan: parent })
+        }
+    }
+}
+
+fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let mut keep = vec![chan.raw_fd()];
+    keep.extend(cfg.namespaces.iter().map(|(_, fd)| fd.as_raw_fd()));
+    keep.extend(cfg.chroot.as_ref().map(|fd| fd.as_raw_fd()));
+    keep.extend(cfg.console.as_ref().map(|fd| fd.as_raw_fd()));
+    keep.extend(cfg.wasm_cache.as_ref().map(|c| c.as_raw_fd()));
+    super::init::close_fds_from(3 + cfg.preserve_fds.max(0), &keep);
+    match setup(&cfg, &mut chan) {
+        Ok(()) => launch(cfg),
+        Err(e) => {
+            let _ = chan.send_error(&e);
+            // SAFETY: leave without running the runtime's destructors.
+            unsafe { libc::_exit(1) }
+        }
+    }
+}
+
+fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
+    // The runtime puts us in the container's cgroup first.
+    chan.expect(sync::CONTINUE)?;
+    for (typ, fd) in &cfg.namespaces {
+        // SAFETY: setns on an fd of the namespace type it names.
+        if unsafe { libc::setns(fd.as_raw_fd(), namespaces::clone_flag(*typ)) } != 0 {
+            return Err(format!("joining the container's {typ:?} namespace: {}", std::io::Error::last_os_error()));
+        }
+        if *typ == LinuxNamespaceType::User {
+            // SAFETY: become root of the container's user namespace (its mapping decides
+            // which host user that is); the process's own user is set below.
+            unsafe {
+                libc::setresgid(0, 0, 0);
+                libc::setresuid(0, 0, 0);
+            }
+        }
+    }
+    if let Some(root) = &cfg.chroot {
+        rustix::process::fchdir(root).map_err(|e| format!("entering the container's root: {e}"))?;
+        rustix::process::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))?;
+    }
+    // SAFETY: a new session, so the process can own a terminal.
+    unsafe { libc::setsid() };
+    let process: &Process = cfg.spec.process().as_ref().ok_or("no process to run")?;
+    if let Some(socket) = &cfg.console {
+        console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
+    }
+    identity::become_process(process, cfg.seccomp.as_ref())?;
+    chan.send(sync::READY).map_err(|e| format!("sync: {e}"))
+}
+
+fn launch(cfg: JoinConfig) -> ! {
+    match cfg.program.executor {
+        Executor::Native => {
+            let process = cfg.spec.process().as_ref().expect("checked in setup");
+            super::init::execve(&cfg.program.path, process, cfg.preserve_fds)
+        }
+        Executor::Wasm => {
+            let mut job = WasmJob::from_spec(&cfg.spec, cfg.program.path.clone());
+            job.cache = cfg.wasm_cache;
+            let code = wasm::run(job);
+            // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
