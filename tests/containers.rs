@@ -180,9 +180,6 @@ fn output_and_exit_codes() {
     }
     let o = e.run(&["run", "--rm", "-u", "nosuchuser", IMAGE, "true"]);
     assert!(o.stderr.contains("unable to find user nosuchuser"), "{}", o.stderr);
-    let o = e.run(&["run", "--rm", "-t", IMAGE, "true"]);
-    assert_eq!(o.code, 125);
-    assert!(o.stderr.contains("not supported yet"), "{}", o.stderr);
     assert!(e.ps(true).is_empty(), "failed runs with --rm leave no container: {:?}", e.ps(true));
 }
 
@@ -643,4 +640,65 @@ fn platform_mismatch_pulls_and_fails_cleanly() {
     assert_eq!(o.code, 125, "{}", o.stderr);
     assert!(o.stderr.contains("Error: "), "{}", o.stderr);
     assert!(e.ps(true).is_empty());
+}
+
+/// A pseudo-terminal for the test to drive a CLI through: (master, slave path).
+fn open_pty() -> (std::fs::File, PathBuf) {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    (std::fs::File::from(master), PathBuf::from(name.to_str().unwrap()))
+}
+
+/// Everything the other side writes to `master` until it closes its last handle.
+fn read_pty(mut master: std::fs::File) -> std::thread::JoinHandle<String> {
+    use std::io::Read;
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the last slave is closed.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+#[test]
+fn interactive_terminal() {
+    use std::io::Write;
+    let e = Env::new();
+    let (mut master, slave_path) = open_pty();
+    let size = rustix::termios::Winsize { ws_row: 40, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(&master, size).unwrap();
+    let slave = || std::fs::OpenOptions::new().read(true).write(true).open(&slave_path).unwrap();
+    let mut cli =
+        e.s.command(&["run", "-it", "--rm", "--name", "tty1", IMAGE, "sh"])
+            .stdin(slave())
+            .stdout(slave())
+            .stderr(slave())
+            .spawn()
+            .unwrap();
+    master.write_all(b"stty size; tty; echo sum=$((40+2)); exit 3\n").unwrap();
+    let reader = read_pty(master.try_clone().unwrap());
+    let status = cli.wait().unwrap();
+    drop(master);
+    let output = reader.join().unwrap();
+    assert_eq!(status.code(), Some(3), "{output}");
+    assert!(output.contains("sum=42"), "{output}");
+    assert!(output.contains("40 100"), "the CLI's window size reaches the container: {output}");
+    assert!(output.contains("/dev/pts/"), "the container's stdio is its own pty: {output}");
+    assert!(e.ps(true).is_empty());
+
+    // -t alone: a terminal, output through the CLI (here a pipe) and into the log.
+    let o = e.run(&["run", "-t", "--name", "tty2", IMAGE, "sh", "-c", "tty; stty size"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("/dev/pts/0\r\n"), "{:?}", o.stdout);
+    assert_eq!(e.ok(&["logs", "tty2"]), o.stdout);
+    e.ok(&["rm", "tty2"]);
 }

@@ -452,4 +452,6 @@ pub struct MonitorArgs {
     pub stderr_fd: Option<i32>,
     #[arg(long)]
     pub stdin_fd: Option<i32>,
+    #[arg(long)]
+    pub control_fd: Option<i32>,
 }

@@ -36,6 +36,7 @@ pub fn spawn(ctx: &Ctx, id: &str, ends: MonitorEnds, log_level: &str) -> Result<
         ("--stdout-fd", ends.stdout.as_ref()),
         ("--stderr-fd", ends.stderr.as_ref()),
         ("--stdin-fd", ends.stdin.as_ref()),
+        ("--control-fd", ends.control.as_ref()),
     ];
     for (flag, fd) in fds {
         if let Some(fd) = fd {
@@ -84,6 +85,7 @@ pub fn run(ctx: &Ctx, args: MonitorArgs) -> Result<i32> {
         stdout: inherited(args.stdout_fd)?,
         stderr: inherited(args.stderr_fd)?,
         stdin: inherited(args.stdin_fd)?,
+        control: inherited(args.control_fd)?,
     };
     let containers = Containers::open(&ctx.root, ctx.driver)?;
     Ok(monitor::run(&containers, &args.id, session))

@@ -6,7 +6,7 @@ use super::args::{ContainerSpecArgs, CreateArgs, RunArgs, StartArgs};
 use super::images::Ctx;
 use super::{or_125, registry, Failure};
 use anyhow::{bail, Context, Result};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use strata::containers::attach::{self, Outcome};
 use strata::containers::record::ContainerRecord;
@@ -17,12 +17,6 @@ use strata::image::manifest::Platform;
 use strata::image::{Image, ImageRef, StoreError};
 use strata::spec::from_image;
 use strata::spec::run_options::{self, RunOptions};
-
-// TODO(-t): hand the monitor a console socket (`CreateOptions.console_socket`) once the
-// sandbox's terminal support lands: the monitor receives the pty master over SCM_RIGHTS,
-// copies it to the log and the attached CLI, and the CLI puts its own terminal in raw mode.
-const TTY_UNSUPPORTED: &str = "a terminal (-t) is not supported yet: strata cannot give containers a pty \
-     until console-socket support lands in the sandbox; run without -t";
 
 pub fn run(ctx: &Ctx, args: RunArgs, log_level: &str) -> Result<i32> {
     or_125((|| {
@@ -87,9 +81,6 @@ fn is_running(containers: &Containers, record: &ContainerRecord) -> Result<bool>
 
 /// The image, the options, the record: everything but running it.
 fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) -> Result<ContainerRecord> {
-    if spec.tty {
-        bail!(TTY_UNSUPPORTED);
-    }
     let options = run_options(spec)?;
     let image = ensure_image(ctx, spec)?;
     let layers = ctx.snapshots.prepare(&ctx.store, &image)?;
@@ -178,7 +169,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
 }
 
 fn start_detached(ctx: &Ctx, record: &ContainerRecord, log_level: &str) -> Result<()> {
-    let (client, ends) = attach::pipes(false, false)?;
+    let (client, ends) = attach::pipes(false, false, false)?;
     spawn_or_discard(ctx, record, ends, log_level)?;
     match attach::wait_started(client.status) {
         Outcome::Started { .. } | Outcome::Exited { .. } => Ok(()),
@@ -221,6 +212,47 @@ fn forward_signals() {
     }
 }
 
+static CONTROL_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Send our terminal's size to the monitor (a SIGWINCH handler: only async-signal-safe calls).
+extern "C" fn send_window_size(_signal: libc::c_int) {
+    let fd = CONTROL_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: winsize is plain data; TIOCGWINSZ fills it; write(2) of 4 bytes from the stack.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) != 0 && libc::ioctl(1, libc::TIOCGWINSZ, &mut size) != 0 {
+            return;
+        }
+        let record = attach::encode_window_size(size.ws_row, size.ws_col);
+        libc::write(fd, record.as_ptr().cast(), record.len());
+    }
+}
+
+/// Our terminal in raw mode for as long as this lives.
+struct RawMode<'a> {
+    fd: std::os::fd::BorrowedFd<'a>,
+    saved: rustix::termios::Termios,
+}
+
+impl<'a> RawMode<'a> {
+    fn enter(fd: std::os::fd::BorrowedFd<'a>) -> Option<RawMode<'a>> {
+        let saved = rustix::termios::tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(self.fd, rustix::termios::OptionalActions::Now, &self.saved);
+    }
+}
+
 fn start_attached(
     ctx: &Ctx,
     containers: &Containers,
@@ -228,14 +260,29 @@ fn start_attached(
     interactive: bool,
     log_level: &str,
 ) -> Result<i32> {
-    let (client, ends) = attach::pipes(true, interactive)?;
+    let tty = record.options.tty;
+    let (mut client, ends) = attach::pipes(true, interactive, tty)?;
+    // With a terminal: our window size now, and on every SIGWINCH, over the control pipe.
+    let control = client.control.take();
+    if let Some(fd) = &control {
+        CONTROL_FD.store(fd.as_raw_fd(), Ordering::Relaxed);
+        send_window_size(libc::SIGWINCH);
+    }
     spawn_or_discard(ctx, record, ends, log_level)?;
     forward_signals();
     let stdin = std::io::stdin();
+    // Keys go to the container's terminal as typed (^C included) while we relay it.
+    let _raw = (tty && interactive).then(|| RawMode::enter(stdin.as_fd())).flatten();
+    if control.is_some() {
+        // SAFETY: installing an async-signal-safe handler.
+        unsafe { libc::signal(libc::SIGWINCH, send_window_size as *const () as libc::sighandler_t) };
+    }
     let input = interactive.then(|| stdin.as_fd());
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let outcome = attach::pump(client, input, &mut out, &mut err, &mut |pid| FORWARD_TO.store(pid, Ordering::Relaxed));
     FORWARD_TO.store(0, Ordering::Relaxed);
+    CONTROL_FD.store(-1, Ordering::Relaxed);
+    drop(control);
     match outcome {
         Outcome::Exited { code } => Ok(code),
         Outcome::Failed { code, message } => Err(Failure { code, message }.into()),

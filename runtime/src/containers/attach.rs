@@ -6,6 +6,12 @@
 //! * stdin (CLI -> container): the read end becomes the container's fd 0 itself, so
 //!   the CLI's end closing (it exited, or its input ended) is EOF for the container.
 //!
+//! * control (CLI -> monitor, with `-t`): the CLI terminal's size, 4 bytes a record (rows,
+//!   columns, big-endian u16), applied to the container's pty; the first one is written before
+//!   the monitor is spawned.
+//!
+//! With `-t` the container's stdio is a pty the monitor holds, so the CLI's input goes to the
+//! monitor, which writes it to the pty, and stderr is not separate (as with docker).
 //! A detached start uses only the status pipe. The CLI side (`pump`) copies output to its
 //! own stdout/stderr and its input to the container, without blocking on either: input
 //! the container does not read yet waits in a buffer while output keeps flowing.
@@ -70,6 +76,7 @@ pub struct ClientEnds {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub stdin: Option<OwnedFd>,
+    pub control: Option<OwnedFd>,
 }
 
 /// The monitor's ends, passed to it at spawn.
@@ -78,10 +85,22 @@ pub struct MonitorEnds {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub stdin: Option<OwnedFd>,
+    pub control: Option<OwnedFd>,
 }
 
-/// Make the pipes for one monitor: output copies when `output`, an input pipe when `input`.
-pub fn pipes(output: bool, input: bool) -> io::Result<(ClientEnds, MonitorEnds)> {
+/// A window size record on the control pipe.
+pub fn encode_window_size(rows: u16, cols: u16) -> [u8; 4] {
+    let (r, c) = (rows.to_be_bytes(), cols.to_be_bytes());
+    [r[0], r[1], c[0], c[1]]
+}
+
+pub fn decode_window_size(record: [u8; 4]) -> (u16, u16) {
+    (u16::from_be_bytes([record[0], record[1]]), u16::from_be_bytes([record[2], record[3]]))
+}
+
+/// Make the pipes for one monitor: output copies when `output`, an input pipe when `input`,
+/// a control pipe when `control` (a terminal).
+pub fn pipes(output: bool, input: bool, control: bool) -> io::Result<(ClientEnds, MonitorEnds)> {
     let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(io::Error::from);
     let (status_r, status_w) = pipe()?;
     let (out, err) = if output {
@@ -97,9 +116,15 @@ pub fn pipes(output: bool, input: bool) -> io::Result<(ClientEnds, MonitorEnds)>
     } else {
         (None, None)
     };
+    let (control_r, control_w) = if control {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
     Ok((
-        ClientEnds { status: status_r, stdout: out.0, stderr: err.0, stdin: in_w },
-        MonitorEnds { status: status_w, stdout: out.1, stderr: err.1, stdin: in_r },
+        ClientEnds { status: status_r, stdout: out.0, stderr: err.0, stdin: in_w, control: control_w },
+        MonitorEnds { status: status_w, stdout: out.1, stderr: err.1, stdin: in_r, control: control_r },
     ))
 }
 
@@ -306,11 +331,12 @@ mod tests {
             Some(Message::Failed { code: 125, message: "two\nlines".into() })
         );
         assert_eq!(Message::parse("bogus 1"), None);
+        assert_eq!(decode_window_size(encode_window_size(48, 160)), (48, 160));
     }
 
     #[test]
     fn pump_copies_output_and_input_until_the_exit() {
-        let (client, monitor) = pipes(true, true).unwrap();
+        let (client, monitor) = pipes(true, true, false).unwrap();
         let (in_r, in_w) = rustix::pipe::pipe().unwrap();
         // A fake monitor: echo the container's stdin to its stdout, then report the exit.
         let fake = std::thread::spawn(move || {
@@ -345,7 +371,7 @@ mod tests {
 
     #[test]
     fn a_vanished_monitor_is_reported() {
-        let (client, monitor) = pipes(false, false).unwrap();
+        let (client, monitor) = pipes(false, false, false).unwrap();
         drop(monitor);
         assert_eq!(wait_started(client.status), Outcome::MonitorLost);
     }

@@ -25,6 +25,7 @@ pub mod monitor;
 pub mod names;
 pub mod ops;
 pub mod record;
+pub mod relay;
 pub mod rootfs;
 pub mod status;
 

@@ -20,8 +20,8 @@
 //! the CLI's pipe is the container's stdin itself.
 
 use super::attach::{self, Message, MonitorEnds};
-use super::logs::{LogWriter, Stream};
 use super::record::{ContainerRecord, ProcessRef};
+use super::relay::{self, Attached, Output};
 use super::status::release_run;
 use super::{io_err, rootfs, ContainerError, Containers, Paths};
 use crate::lifecycle::create::{create, CreateOptions};
@@ -29,16 +29,11 @@ use crate::lifecycle::state::Status;
 use crate::lifecycle::{now_rfc3339, start::start, LifecycleError};
 use crate::spec::from_image::{self, Target};
 use crate::spec::run_options::NetworkMode;
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// docker's default RLIMIT_NOFILE; lowered to what the host allows (see ENVIRONMENT.md).
 const DOCKER_NOFILE: u64 = 1_048_576;
-/// After the init exits, how long output may still trickle in from processes that held the
-/// pipes (the pid namespace is being torn down; they die with it).
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// The monitor's pipes to its CLI (all absent for a start nobody watches).
 pub struct Session {
@@ -46,11 +41,12 @@ pub struct Session {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub stdin: Option<OwnedFd>,
+    pub control: Option<OwnedFd>,
 }
 
 impl From<MonitorEnds> for Session {
     fn from(e: MonitorEnds) -> Session {
-        Session { status: Some(e.status), stdout: e.stdout, stderr: e.stderr, stdin: e.stdin }
+        Session { status: Some(e.status), stdout: e.stdout, stderr: e.stderr, stdin: e.stdin, control: e.control }
     }
 }
 
@@ -60,35 +56,15 @@ impl Session {
             attach::send(fd, message);
         }
     }
-
-    fn forward(&mut self, stream: Stream, data: &[u8]) {
-        let slot = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
-        if let Some(fd) = slot {
-            let mut rest = data;
-            while !rest.is_empty() {
-                match rustix::io::write(&*fd, rest) {
-                    Ok(n) => rest = &rest[n..],
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(_) => {
-                        // The CLI is gone: stop copying, keep logging.
-                        *slot = None;
-                        return;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// A started run: what the monitor watches.
 struct Running {
     pid: i32,
     pidfd: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    output: Output,
+    /// With a pty: the CLI's input, which the monitor writes to it.
+    input: Option<OwnedFd>,
     /// `-i` without a CLI attached: the write end that keeps the container's stdin open.
     _stdin_holder: Option<OwnedFd>,
 }
@@ -119,14 +95,20 @@ pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
         }
     };
     session.send(&Message::Started { pid: running.pid });
-    let code = watch(&paths, running, &mut session);
+    let mut attached = Attached {
+        stdout: session.stdout.take(),
+        stderr: session.stderr.take(),
+        input: running.input,
+        control: session.control.take(),
+    };
+    let pid = running.pid;
+    let code = relay::copy_until_exit(&paths.log(), running.output, &running.pidfd, &mut attached, || reap(pid));
     let oom = oom_killed(c, id);
     if let Err(e) = finish(c, id, code, None, oom) {
         tracing::error!("recording the end of container {id}: {e}");
     }
     // Output first, then the code: the CLI prints everything before it exits.
-    session.stdout = None;
-    session.stderr = None;
+    drop(attached);
     session.send(&Message::Exited { code });
     0
 }
@@ -162,9 +144,6 @@ fn start_run(
     paths: &Paths,
     attached_stdin: Option<OwnedFd>,
 ) -> Result<Running, ContainerError> {
-    if record.options.tty {
-        return Err(ContainerError::Monitor("a terminal (-t) is not supported yet".into()));
-    }
     let merged = rootfs::mount(paths, &record.layers, c.driver())?;
     let host = rustix::system::uname();
     let host_hostname = host.nodename().to_string_lossy().into_owned();
@@ -187,23 +166,43 @@ fn start_run(
     let bytes = serde_json::to_vec_pretty(&spec).expect("spec serialises");
     std::fs::write(paths.config(), bytes).map_err(io_err("writing config.json"))?;
 
-    let pipe = || {
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| ContainerError::Io { context: "creating a pipe".into(), source: e.into() })
+    let mut opts = CreateOptions { bundle: paths.dir.clone(), ..Default::default() };
+    let (created, output, input, stdin_holder) = if record.options.tty {
+        // The container opens its pty and sends us the master over this socket (runc's
+        // console socket, already connected).
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err("creating the console socket"))?;
+        opts.console_stream = Some(std::sync::Arc::new(theirs.into()));
+        let null = open_dev_null()?;
+        let created = with_stdio([&null, &null, &null], || create(c.runtime(), &record.id, &opts))?;
+        opts.console_stream = None;
+        let master = match crate::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(&ours)) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = crate::lifecycle::delete::delete(c.runtime(), &record.id, true);
+                reap(created.state.pid);
+                return Err(ContainerError::Monitor(e));
+            }
+        };
+        (created, Output::Terminal { master }, attached_stdin, None)
+    } else {
+        let pipe = || {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| ContainerError::Io { context: "creating a pipe".into(), source: e.into() })
+        };
+        let (stdout_r, stdout_w) = pipe()?;
+        let (stderr_r, stderr_w) = pipe()?;
+        // An attached CLI's input pipe is the container's stdin itself.
+        let (stdin_src, stdin_holder) = match attached_stdin {
+            Some(fd) => (fd, None),
+            None if record.options.interactive => {
+                let (r, w) = pipe()?;
+                (r, Some(w))
+            }
+            None => (open_dev_null()?, None),
+        };
+        let created = with_stdio([&stdin_src, &stdout_w, &stderr_w], || create(c.runtime(), &record.id, &opts))?;
+        (created, Output::Pipes { stdout: stdout_r, stderr: stderr_r }, None, stdin_holder)
     };
-    let (stdout_r, stdout_w) = pipe()?;
-    let (stderr_r, stderr_w) = pipe()?;
-    let (stdin_src, stdin_holder) = match attached_stdin {
-        Some(fd) => (fd, None),
-        None if record.options.interactive => {
-            let (r, w) = pipe()?;
-            (r, Some(w))
-        }
-        None => (open_dev_null()?, None),
-    };
-    let opts = CreateOptions { bundle: paths.dir.clone(), ..Default::default() };
-    let created = with_stdio([&stdin_src, &stdout_w, &stderr_w], || create(c.runtime(), &record.id, &opts))?;
-    drop((stdin_src, stdout_w, stderr_w));
     let pid = created.state.pid;
     let pidfd = rustix::process::Pid::from_raw(pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
@@ -214,7 +213,7 @@ fn start_run(
         reap(pid);
         return Err(e.into());
     }
-    Ok(Running { pid, pidfd, stdout: stdout_r, stderr: stderr_r, _stdin_holder: stdin_holder })
+    Ok(Running { pid, pidfd, output, input, _stdin_holder: stdin_holder })
 }
 
 /// Run `f` (the lifecycle's create, which clones the init from this process) with `fds` as
@@ -250,75 +249,6 @@ fn with_stdio<T>(fds: [&OwnedFd; 3], f: impl FnOnce() -> Result<T, LifecycleErro
 fn open_dev_null() -> Result<OwnedFd, ContainerError> {
     rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
         .map_err(|e| ContainerError::Io { context: "opening /dev/null".into(), source: e.into() })
-}
-
-/// Copy output to the log and the CLI until the init has exited and the pipes are drained.
-fn watch(paths: &Paths, running: Running, session: &mut Session) -> i32 {
-    let mut log = match LogWriter::open(&paths.log()) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::error!("opening the log {}: {e}", paths.log().display());
-            None
-        }
-    };
-    let mut pipes: [Option<OwnedFd>; 2] = [Some(running.stdout), Some(running.stderr)];
-    let mut exit: Option<i32> = None;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if exit.is_some() && pipes.iter().all(Option::is_none) {
-            break;
-        }
-        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
-        let mut roles: Vec<usize> = Vec::with_capacity(3);
-        for (i, p) in pipes.iter().enumerate() {
-            if let Some(fd) = p {
-                fds.push(PollFd::new(fd, PollFlags::IN));
-                roles.push(i);
-            }
-        }
-        if exit.is_none() {
-            fds.push(PollFd::new(&running.pidfd, PollFlags::IN));
-            roles.push(2);
-        }
-        let timeout = exit.map(|_| Timespec { tv_sec: DRAIN_AFTER_EXIT.as_secs() as i64, tv_nsec: 0 });
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => {
-                tracing::error!("poll: {e}");
-                break;
-            }
-        }
-        let ready: Vec<usize> =
-            fds.iter().zip(&roles).filter(|(fd, _)| !fd.revents().is_empty()).map(|(_, r)| *r).collect();
-        drop(fds);
-        for role in ready {
-            if role == 2 {
-                exit = Some(reap(running.pid));
-                continue;
-            }
-            let stream = if role == 0 { Stream::Stdout } else { Stream::Stderr };
-            let Some(fd) = &pipes[role] else { continue };
-            match rustix::io::read(fd, &mut buf) {
-                Ok(0) => pipes[role] = None,
-                Ok(n) => {
-                    if let Some(l) = &mut log {
-                        if let Err(e) = l.write(stream, &buf[..n]) {
-                            tracing::error!("writing the log: {e}");
-                        }
-                    }
-                    session.forward(stream, &buf[..n]);
-                }
-                Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
-                Err(_) => pipes[role] = None,
-            }
-        }
-    }
-    if let Some(l) = &mut log {
-        let _ = l.flush();
-    }
-    exit.unwrap_or_else(|| reap(running.pid))
 }
 
 /// Reap our child, the init: its exit code, or 128+N when killed by signal N.
