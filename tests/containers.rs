@@ -702,3 +702,78 @@ fn interactive_terminal() {
     assert_eq!(e.ok(&["logs", "tty2"]), o.stdout);
     e.ok(&["rm", "tty2"]);
 }
+
+#[test]
+fn exec_into_a_running_container() {
+    let e = Env::new();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-e",
+        "FROM_RUN=1",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi > /tmp/f; exec sleep 100",
+    ]);
+    let id = id.trim();
+    // (The detached start returns once the init runs; give its first line a moment.)
+    let mut o = e.run(&["exec", "box", "cat", "/tmp/f"]);
+    for _ in 0..50 {
+        if o.stdout == "hi\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        o = e.run(&["exec", "box", "cat", "/tmp/f"]);
+    }
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hi\n"), "{}", o.stderr);
+    // In the container's pid namespace (the init is 1) and cgroup, with its environment.
+    let o = e.run(&["exec", "box", "sh", "-c", "echo $$ $FROM_RUN; grep pids /proc/self/cgroup; exit 4"]);
+    assert_eq!(o.code, 4);
+    let pid: u32 = o.stdout.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(pid > 1 && pid < 50, "{}", o.stdout);
+    assert!(o.stdout.contains(" 1\n") && o.stdout.contains(&format!("/strata/{id}")), "{}", o.stdout);
+    let o = e.run(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $FOO $HOME",
+    ]);
+    assert_eq!(o.stdout, "65534\n/tmp\nbar /nonexistent\n", "{}", o.stderr);
+    let o = e.s.run_stdin(&["exec", "-i", "box", "tr", "a-z", "A-Z"], b"shout\n");
+    assert_eq!(o.stdout, "SHOUT\n");
+    let o = e.s.run_stdin(&["exec", "box", "cat"], b"not read\n");
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""), "no input without -i");
+    let o = e.run(&["exec", "box", "nosuchprogram"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    assert!(o.stderr.contains("executable file not found"), "{}", o.stderr);
+    assert_eq!(e.run(&["exec", "box", "/etc/passwd"]).code, 126);
+
+    // -it through a pty.
+    let (mut master, slave_path) = open_pty();
+    let slave = || std::fs::OpenOptions::new().read(true).write(true).open(&slave_path).unwrap();
+    let mut cli =
+        e.s.command(&["exec", "-it", "box", "sh"]).stdin(slave()).stdout(slave()).stderr(slave()).spawn().unwrap();
+    std::io::Write::write_all(&mut master, b"tty; echo in=$((6*7)); exit 2\n").unwrap();
+    let reader = read_pty(master.try_clone().unwrap());
+    assert_eq!(cli.wait().unwrap().code(), Some(2));
+    drop(master);
+    let output = reader.join().unwrap();
+    assert!(output.contains("in=42") && output.contains("/dev/pts/"), "{output}");
+
+    // The container's own output is not mixed with exec's.
+    assert_eq!(e.ok(&["logs", "box"]), "");
+    e.ok(&["stop", "-t", "0", "box"]);
+    let o = e.run(&["exec", "box", "true"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("is not running"), "{}", o.stderr);
+}

@@ -65,6 +65,8 @@ pub enum Command {
     Rm(RmArgs),
     /// Wait for containers to stop and print their exit codes
     Wait(ContainersArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -88,6 +90,7 @@ pub enum ContainerCommand {
     #[command(alias = "remove")]
     Rm(RmArgs),
     Wait(ContainersArgs),
+    Exec(ExecArgs),
     /// Show containers' configuration and state (JSON)
     Inspect(InspectArgs),
     /// Remove all stopped containers
@@ -454,4 +457,30 @@ pub struct MonitorArgs {
     pub stdin_fd: Option<i32>,
     #[arg(long)]
     pub control_fd: Option<i32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Keep stdin open and attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to take it from this environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// User to run as: name|uid[:group|gid]
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    pub container: String,
+    /// Command and arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod containers;
+pub mod exec;
 pub mod format;
 pub mod images;
 pub mod logs;
@@ -88,6 +89,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Kill(a) => containers::kill(&ctx, a),
         Command::Rm(a) => containers::rm(&ctx, a),
         Command::Wait(a) => containers::wait(&ctx, a),
+        Command::Exec(a) => exec::exec(&ctx, a),
         Command::Container(sub) => match sub {
             ContainerCommand::Ls(a) => containers::ps(&ctx, a),
             ContainerCommand::Run(a) => run::run(&ctx, a, &log_level),
@@ -98,6 +100,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             ContainerCommand::Kill(a) => containers::kill(&ctx, a),
             ContainerCommand::Rm(a) => containers::rm(&ctx, a),
             ContainerCommand::Wait(a) => containers::wait(&ctx, a),
+            ContainerCommand::Exec(a) => exec::exec(&ctx, a),
             ContainerCommand::Inspect(a) => containers::inspect_containers(&ctx, a),
             ContainerCommand::Prune(a) => containers::prune(&ctx, a),
         },

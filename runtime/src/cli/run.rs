@@ -194,7 +194,7 @@ fn discard_if_auto_remove(ctx: &Ctx, record: &ContainerRecord) {
     }
 }
 
-static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+pub(super) static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn forward_signal(signal: libc::c_int) {
     let pid = FORWARD_TO.load(Ordering::Relaxed);
@@ -205,7 +205,7 @@ extern "C" fn forward_signal(signal: libc::c_int) {
 }
 
 /// Signals we get while attached go to the container's init, as docker's --sig-proxy does.
-fn forward_signals() {
+pub(super) fn forward_signals() {
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
         // SAFETY: installing an async-signal-safe handler.
         unsafe { libc::signal(signal, forward_signal as *const () as libc::sighandler_t) };

@@ -20,6 +20,7 @@
 //! Two roots share nothing: IDs are random, so even their cgroups never collide.
 
 pub mod attach;
+pub mod exec;
 pub mod logs;
 pub mod monitor;
 pub mod names;

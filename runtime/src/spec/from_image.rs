@@ -230,7 +230,8 @@ pub fn environment(image_env: &[String], user_env: &[String], hostname: &str, tt
     env
 }
 
-fn replace_or_append(env: &mut Vec<String>, entry: &str) {
+/// Set `KEY=VALUE` in `env`, replacing an earlier value of `KEY`.
+pub fn replace_or_append(env: &mut Vec<String>, entry: &str) {
     let key = entry.split_once('=').map_or(entry, |(k, _)| k);
     match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
         Some(existing) => *existing = entry.to_string(),
