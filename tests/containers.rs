@@ -575,7 +575,7 @@ fn volumes() {
 }
 
 #[test]
-fn wasm_images_are_marked_for_the_wasm_executor() {
+fn wasm_images_run_in_the_wasm_executor() {
     let e = Env::new();
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
@@ -597,11 +597,11 @@ fn wasm_images_are_marked_for_the_wasm_executor() {
     let info = e.inspect("hw");
     assert_eq!(info["Kind"], "wasm");
     assert!(info["KindReason"].as_str().unwrap().contains("wasi/wasm"), "{}", info["KindReason"]);
-    // Whether or not this build can run it yet, the spec it gets names the wasm handler.
+    // It runs in the wasm executor, inside the same sandbox, its output logged like any other.
     let o = e.run(&["start", "-a", "hw"]);
-    if o.code == 0 {
-        assert_eq!(o.stdout, HELLO_WASM_STDOUT);
-    }
+    assert_eq!((o.code, o.stdout.as_str()), (0, HELLO_WASM_STDOUT), "{}", o.stderr);
+    assert_eq!(e.ok(&["logs", "hw"]), HELLO_WASM_STDOUT);
+    assert_eq!(e.run(&["run", "--rm", "localhost/hello-wasm"]).stdout, HELLO_WASM_STDOUT);
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(e.s.root().join("containers").join(id).join("config.json")).unwrap())
             .unwrap();

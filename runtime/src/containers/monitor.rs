@@ -24,6 +24,7 @@ use super::record::{ContainerRecord, ProcessRef};
 use super::relay::{self, Attached, Output};
 use super::status::release_run;
 use super::{io_err, rootfs, ContainerError, Containers, Paths};
+use crate::image::classify::Kind;
 use crate::lifecycle::create::{create, CreateOptions};
 use crate::lifecycle::state::Status;
 use crate::lifecycle::{now_rfc3339, start::start, LifecycleError};
@@ -148,7 +149,12 @@ fn start_run(
     let host = rustix::system::uname();
     let host_hostname = host.nodename().to_string_lossy().into_owned();
     let hostname = from_image::hostname(&record.options, &record.id, &host_hostname);
-    let etc_files = write_etc_files(paths, &hostname, record.options.network)?;
+    // A wasm module has no resolver to read them, and the wasm executor preopens mounts as
+    // directories: only native containers get docker's /etc files.
+    let etc_files = match record.kind {
+        Kind::Native => write_etc_files(paths, &hostname, record.options.network)?,
+        Kind::Wasm => Vec::new(),
+    };
     let target = Target {
         id: &record.id,
         rootfs: &merged,
