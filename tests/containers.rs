@@ -202,6 +202,12 @@ fn environment_cwd_user_and_hostname() {
     assert_eq!(e.sh(&["-w", "/new/work/dir"], "pwd").stdout, "/new/work/dir\n", "a missing workdir is made");
 
     assert_eq!(e.sh(&[], "id -u; id -g").stdout, "0\n0\n");
+    // docker's RLIMIT_NOFILE, or what this host allows if that is less.
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let want = limit.rlim_max.min(1_048_576);
+    assert_eq!(e.sh(&[], "ulimit -n; ulimit -Hn").stdout, format!("{want}\n{want}\n"));
     let o = e.sh(&["-u", "nobody"], "id -u; id -g; echo $HOME");
     assert_eq!(o.stdout, "65534\n65534\n/nonexistent\n", "{}", o.stderr);
     assert_eq!(e.sh(&["-u", "1234:5678"], "id -u; id -g").stdout, "1234\n5678\n");
