@@ -193,7 +193,11 @@ fn images_json_and_usage_errors() {
     assert_eq!(e.code, 125);
     let e = s.fails(&["images", "--format", "xml"]);
     assert!(e.stderr.contains("unknown --format \"xml\""), "{}", e.stderr);
-    let e = s.fails(&["inspect", "nothing"]);
+    let e = s.fails(&["image", "inspect", "nothing"]);
     assert!(e.stderr.contains("No such image: nothing"), "{}", e.stderr);
+    assert_eq!(e.stdout.trim(), "[]");
+    // Plain `inspect` looks for containers too, and says so as docker does.
+    let e = s.fails(&["inspect", "nothing"]);
+    assert!(e.stderr.contains("No such object: nothing"), "{}", e.stderr);
     assert_eq!(e.stdout.trim(), "[]");
 }

@@ -28,6 +28,16 @@ impl Lock {
         Ok(Lock { _file: file })
     }
 
+    /// The exclusive lock if nobody holds it now; `None` if someone does.
+    pub fn try_exclusive(path: &Path) -> io::Result<Option<Lock>> {
+        let file = open(path)?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn shared(path: &Path) -> io::Result<Lock> {
         let file = open(path)?;
         flock(&file, FlockOperation::LockShared)?;
@@ -46,7 +56,10 @@ mod tests {
         let held = Lock::exclusive(&path).unwrap();
         let other = open(&path).unwrap();
         assert!(flock(&other, FlockOperation::NonBlockingLockShared).is_err());
+        assert!(Lock::try_exclusive(&path).unwrap().is_none());
         drop(held);
         assert!(flock(&other, FlockOperation::NonBlockingLockShared).is_ok());
+        drop(other);
+        assert!(Lock::try_exclusive(&path).unwrap().is_some());
     }
 }

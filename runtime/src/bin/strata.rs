@@ -31,7 +31,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("Error: {e:#}");
-            std::process::exit(1);
+            std::process::exit(cli::exit_code(&e));
         }
     }
 }

@@ -47,6 +47,54 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Create and start a container from an image
+    Run(RunArgs),
+    /// Create a container from an image without starting it
+    Create(CreateArgs),
+    /// Start created or stopped containers
+    Start(StartArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Show a container's output
+    Logs(LogsArgs),
+    /// Stop running containers (the stop signal, then SIGKILL after a timeout)
+    Stop(StopArgs),
+    /// Send a signal to running containers
+    Kill(KillArgs),
+    /// Remove containers
+    Rm(RmArgs),
+    /// Wait for containers to stop and print their exit codes
+    Wait(ContainersArgs),
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// The per-container monitor (started by run/start; not for people)
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor(MonitorArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(alias = "ps", alias = "list")]
+    Ls(PsArgs),
+    Run(RunArgs),
+    Create(CreateArgs),
+    Start(StartArgs),
+    Logs(LogsArgs),
+    Stop(StopArgs),
+    Kill(KillArgs),
+    /// Remove containers
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    Wait(ContainersArgs),
+    Exec(ExecArgs),
+    /// Show containers' configuration and state (JSON)
+    Inspect(InspectArgs),
+    /// Remove all stopped containers
+    Prune(ContainerPruneArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -151,8 +199,12 @@ pub struct ImagesArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// Only look for this kind of object: container or image
+    #[arg(long = "type")]
+    pub kind: Option<String>,
+    /// Containers or images (by name or ID)
     #[arg(required = true)]
-    pub images: Vec<String>,
+    pub names: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -221,4 +273,214 @@ pub struct ImportArgs {
     pub file: String,
     /// Name for the new image
     pub reference: Option<String>,
+}
+
+/// What `run` and `create` share: how to make the container.
+#[derive(Args, Debug, Clone)]
+pub struct ContainerSpecArgs {
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=VALUE, or KEY to take it from this environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (one KEY=VALUE a line)
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Override the image's entrypoint ("" clears it)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User to run as: name|uid[:group|gid]
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Container host name (default: the short container ID)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory limit (units b, k, m, g), e.g. 64m
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (e.g. 0.5)
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Add a Linux capability (or ALL)
+    #[arg(long = "cap-add")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (or ALL)
+    #[arg(long = "cap-drop")]
+    pub cap_drop: Vec<String>,
+    /// Network: none (a new namespace with only lo, the default) or host
+    #[arg(long, alias = "net", default_value = "none")]
+    pub network: String,
+    /// Platform os/arch of the image to pull if it is missing (e.g. linux/amd64, wasi/wasm)
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Bind mount a host path: SRC:DST[:ro]
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Keep stdin open (and attached when running in the foreground)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// Image to run
+    pub image: String,
+    /// Command and arguments (default: the image's)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run in the background and print the container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub spec: ContainerSpecArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub spec: ContainerSpecArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Attach stdout/stderr and exit with the container's exit code
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach stdin
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers (default: only running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format: table (default) or json (one JSON object per line)
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Don't truncate IDs and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Follow the output until the container stops
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines ("all" for everything)
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Prefix each line with its timestamp
+    #[arg(short, long)]
+    pub timestamps: bool,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait for the container to stop before killing it
+    #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
+    pub time: u64,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send (name or number)
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Kill and remove running containers
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes (strata creates none; accepted for docker compatibility)
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ContainersArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ContainerPruneArgs {
+    /// Don't ask (strata never asks; accepted for docker compatibility)
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorArgs {
+    pub id: String,
+    #[arg(long)]
+    pub status_fd: Option<i32>,
+    #[arg(long)]
+    pub stdout_fd: Option<i32>,
+    #[arg(long)]
+    pub stderr_fd: Option<i32>,
+    #[arg(long)]
+    pub stdin_fd: Option<i32>,
+    #[arg(long)]
+    pub control_fd: Option<i32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Keep stdin open and attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Run in the background
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Set an environment variable (KEY=VALUE, or KEY to take it from this environment)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// User to run as: name|uid[:group|gid]
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    pub container: String,
+    /// Command and arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -48,6 +48,32 @@ pub fn since(created: Option<&str>) -> String {
     }
 }
 
+/// docker's `HumanDuration` ("3 seconds", "About a minute", "2 hours") for `ps`.
+pub fn human_duration(secs: i64) -> String {
+    let secs = secs.max(0);
+    let (minutes, hours) = (secs / 60, secs / 3600);
+    match secs {
+        s if s < 1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+/// Seconds from an RFC 3339 timestamp until now.
+pub fn seconds_since(timestamp: &str) -> i64 {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    parse_rfc3339(timestamp).map(|t| now - t).unwrap_or(0)
+}
+
 /// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
@@ -99,5 +125,10 @@ mod tests {
         assert_eq!(parse_rfc3339("2024-02-29T13:00:00+01:00"), Some(1709208000));
         assert_eq!(parse_rfc3339("garbage"), None);
         assert_eq!(since(None), "N/A");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(12), "12 seconds");
+        assert_eq!(human_duration(70), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
     }
 }

@@ -128,7 +128,7 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
 pub fn inspect(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut failed = false;
-    for name in &args.images {
+    for name in &args.names {
         match ctx.store.resolve(name) {
             Ok(image) => out.push(inspect_json(ctx, &image)),
             Err(e) => {
@@ -141,7 +141,7 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-fn inspect_json(ctx: &Ctx, image: &Image) -> serde_json::Value {
+pub fn inspect_json(ctx: &Ctx, image: &Image) -> serde_json::Value {
     let layers = ctx.present_layers(image);
     let classification = classify(image, &layers);
     let diff_ids = image.config.diff_ids();

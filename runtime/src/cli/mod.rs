@@ -1,26 +1,66 @@
 //! The `strata` command line (docker/podman-like). Thin: parse, call the library, print.
-//! Errors become one `Error: ...` line on stderr and a non-zero exit (1 for a failed
-//! command, 125 for bad usage, as docker does).
+//! Errors become one `Error: ...` line on stderr and a non-zero exit: 1 for a failed
+//! command, 125 for bad usage and for `run`/`create`/`start` failing in strata itself, 126
+//! and 127 when the container's program can't be executed or is not found, as docker does.
 
 pub mod args;
+pub mod containers;
+pub mod exec;
 pub mod format;
 pub mod images;
+pub mod logs;
+pub mod monitor;
 pub mod registry;
+pub mod run;
 
 use anyhow::Result;
-use args::{Cli, Command, ImageCommand};
+use args::{Cli, Command, ContainerCommand, ImageCommand};
 use strata::root::Root;
+
+/// An error with the exit code it must produce.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The exit code an error asks for (1 unless it is a `Failure`).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    e.downcast_ref::<Failure>().map_or(1, |f| f.code)
+}
+
+/// Errors of commands that run containers exit 125 (strata failed), unless they already
+/// carry the container's own code.
+pub fn or_125<T>(result: Result<T>) -> Result<T> {
+    result.map_err(|e| {
+        if e.downcast_ref::<Failure>().is_some() {
+            e
+        } else {
+            anyhow::Error::new(Failure { code: 125, message: format!("{e:#}") })
+        }
+    })
+}
 
 pub fn run(cli: Cli) -> Result<i32> {
     let root = Root::open(&cli.root)?;
     let ctx = images::Ctx::new(root, cli.storage_driver)?;
+    let log_level = cli.log_level.clone();
     match cli.command {
+        Command::ContainerMonitor(a) => monitor::run(&ctx, a),
         Command::Pull(a) => registry::pull(&ctx, a),
         Command::Push(a) => registry::push(&ctx, a),
         Command::Login(a) => registry::login(&ctx, a),
         Command::Logout(a) => registry::logout(a),
         Command::Images(a) => images::list(&ctx, a),
-        Command::Inspect(a) => images::inspect(&ctx, a),
+        Command::Inspect(a) => containers::inspect(&ctx, a),
         Command::Tag(a) => images::tag(&ctx, a),
         Command::Rmi(a) => images::remove(&ctx, a),
         Command::Load(a) => images::load(&ctx, a),
@@ -39,6 +79,30 @@ pub fn run(cli: Cli) -> Result<i32> {
             ImageCommand::Import(a) => images::import(&ctx, a),
             ImageCommand::Mount(a) => images::mount(&ctx, a),
             ImageCommand::Unmount(a) => images::unmount(&ctx, a),
+        },
+        Command::Run(a) => run::run(&ctx, a, &log_level),
+        Command::Create(a) => run::create(&ctx, a),
+        Command::Start(a) => run::start(&ctx, a, &log_level),
+        Command::Ps(a) => containers::ps(&ctx, a),
+        Command::Logs(a) => logs::logs(&ctx, a),
+        Command::Stop(a) => containers::stop(&ctx, a),
+        Command::Kill(a) => containers::kill(&ctx, a),
+        Command::Rm(a) => containers::rm(&ctx, a),
+        Command::Wait(a) => containers::wait(&ctx, a),
+        Command::Exec(a) => exec::exec(&ctx, a),
+        Command::Container(sub) => match sub {
+            ContainerCommand::Ls(a) => containers::ps(&ctx, a),
+            ContainerCommand::Run(a) => run::run(&ctx, a, &log_level),
+            ContainerCommand::Create(a) => run::create(&ctx, a),
+            ContainerCommand::Start(a) => run::start(&ctx, a, &log_level),
+            ContainerCommand::Logs(a) => logs::logs(&ctx, a),
+            ContainerCommand::Stop(a) => containers::stop(&ctx, a),
+            ContainerCommand::Kill(a) => containers::kill(&ctx, a),
+            ContainerCommand::Rm(a) => containers::rm(&ctx, a),
+            ContainerCommand::Wait(a) => containers::wait(&ctx, a),
+            ContainerCommand::Exec(a) => exec::exec(&ctx, a),
+            ContainerCommand::Inspect(a) => containers::inspect_containers(&ctx, a),
+            ContainerCommand::Prune(a) => containers::prune(&ctx, a),
         },
     }
 }

@@ -46,6 +46,23 @@ pub fn pull(ctx: &Ctx, args: PullArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Pull an image that `run`/`create` needs: progress on stderr, nothing on stdout.
+pub fn pull_missing(ctx: &Ctx, reference: &ImageRef, platform: Option<&str>, args: &TransportArgs) -> Result<()> {
+    let opts = PullOptions {
+        platform: match platform {
+            Some(p) => Platform::parse(p).map_err(anyhow::Error::msg)?,
+            None => Platform::host(),
+        },
+        platform_explicit: platform.is_some(),
+        credentials: credentials(args, reference.registry())?,
+        transport: transport(ctx, args)?,
+        progress: Progress::for_stderr(false),
+        max_parallel: 3,
+    };
+    runtime()?.block_on(registry::pull(&ctx.store, reference, &opts))?;
+    Ok(())
+}
+
 pub fn push(ctx: &Ctx, args: PushArgs) -> Result<i32> {
     let image = ctx.store.resolve(&args.image)?;
     let dest = match &args.destination {

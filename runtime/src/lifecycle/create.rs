@@ -191,6 +191,9 @@ fn create_inner(
     let fifo = rt.states.exec_fifo(id);
     rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o622), 0)
         .map_err(|e| LifecycleError::Setup(format!("creating exec fifo: {e}")))?;
+    // mknod applied the umask; the init may run as any user and must be able to open it.
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| LifecycleError::Setup(format!("creating exec fifo: {e}")))?;
 
     let mut state = ContainerState {
         id: id.to_string(),

@@ -67,7 +67,9 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
 }
 
 fn parse_caps(names: Option<&oci_spec::runtime::Capabilities>) -> CapsHashSet {
-    names.map(|set| set.iter().filter_map(|c| Capability::from_str(&c.to_string()).ok()).collect()).unwrap_or_default()
+    // The caps crate wants "CAP_CHOWN"; oci-spec displays "CHOWN" but serialises "CAP_CHOWN".
+    let name = |c: &oci_spec::runtime::Capability| serde_json::to_value(c).ok()?.as_str().map(str::to_owned);
+    names.map(|set| set.iter().filter_map(|c| Capability::from_str(&name(c)?).ok()).collect()).unwrap_or_default()
 }
 
 /// Switch to the process's uid/gid/groups, keeping capabilities for `set_capabilities`.

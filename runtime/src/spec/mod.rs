@@ -1,6 +1,10 @@
 //! The OCI runtime spec (a bundle's `config.json`): loading it with errors that name the
 //! offending field, and the checks a runtime must make before it starts anything.
 
+pub mod from_image;
+pub mod run_options;
+pub mod user;
+
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,324 @@
+//! `ps`, `stop`, `kill`, `rm`, `wait`, `container prune`, and `inspect` (containers, then
+//! images), printed the way docker prints them.
+
+use super::args::{ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RmArgs, StopArgs};
+use super::format;
+use super::images::{self, Ctx};
+use anyhow::{bail, Result};
+use serde_json::json;
+use std::io::Write;
+use std::time::Duration;
+use strata::containers::record::ContainerRecord;
+use strata::containers::status::{observe, Observed, State};
+use strata::containers::{ops, ContainerError, Containers};
+use strata::lifecycle::kill::parse_signal;
+
+fn open(ctx: &Ctx) -> Result<Containers> {
+    Ok(Containers::open(&ctx.root, ctx.driver)?)
+}
+
+/// Run `f` on each named container, printing the name on success and one `Error:` line per
+/// failure, as docker's multi-container verbs do. Exit 1 if any failed.
+fn each(
+    ctx: &Ctx,
+    names: &[String],
+    f: impl Fn(&Containers, &ContainerRecord) -> Result<Option<String>>,
+) -> Result<i32> {
+    let containers = open(ctx)?;
+    let mut failed = false;
+    for name in names {
+        match containers.resolve(name).map_err(anyhow::Error::from).and_then(|r| f(&containers, &r)) {
+            Ok(output) => println!("{}", output.unwrap_or_else(|| name.clone())),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
+    let timeout = Duration::from_secs(args.time);
+    each(ctx, &args.containers, |c, r| {
+        ops::stop(c, r, timeout)?;
+        Ok(None)
+    })
+}
+
+pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
+    let signal = parse_signal(&args.signal)?;
+    each(ctx, &args.containers, |c, r| {
+        ops::kill(c, r, signal).map_err(|e| match e {
+            ContainerError::NotRunning(_) => anyhow::anyhow!("cannot kill container {}: {e}", r.name),
+            e => e.into(),
+        })?;
+        Ok(None)
+    })
+}
+
+pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
+    let _ = args.volumes;
+    each(ctx, &args.containers, |c, r| {
+        ops::remove(c, r, args.force)?;
+        Ok(None)
+    })
+}
+
+pub fn wait(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
+    each(ctx, &args.containers, |c, r| Ok(Some(ops::wait(c, r)?.to_string())))
+}
+
+pub fn prune(ctx: &Ctx, args: ContainerPruneArgs) -> Result<i32> {
+    let _ = args.force;
+    let pruned = ops::prune(&open(ctx)?)?;
+    let mut out = std::io::stdout().lock();
+    if !pruned.ids.is_empty() {
+        writeln!(out, "Deleted Containers:")?;
+        for id in &pruned.ids {
+            writeln!(out, "{id}")?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", format::size(pruned.bytes))?;
+    Ok(0)
+}
+
+/// Every container as it is now.
+fn observe_all(containers: &Containers) -> Result<Vec<Observed>> {
+    let mut all = Vec::new();
+    for record in containers.list() {
+        match observe(containers, record) {
+            Ok(Some(o)) => all.push(o),
+            Ok(None) => {}
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+    Ok(all)
+}
+
+/// docker's STATUS column.
+fn status_text(o: &Observed) -> String {
+    let up = || format::human_duration(o.record.started_at.as_deref().map(format::seconds_since).unwrap_or(0));
+    match o.state {
+        State::Created => "Created".into(),
+        State::Running => format!("Up {}", up()),
+        State::Paused => format!("Up {} (Paused)", up()),
+        State::Exited => {
+            let code = o.record.exit_code.map_or("unknown".to_string(), |c| c.to_string());
+            let ago = o.record.finished_at.as_deref().map(format::seconds_since).unwrap_or(0);
+            format!("Exited ({code}) {} ago", format::human_duration(ago))
+        }
+    }
+}
+
+fn command_text(record: &ContainerRecord, no_trunc: bool) -> String {
+    let command = record.command.join(" ");
+    if no_trunc || command.chars().count() <= 20 {
+        format!("\"{command}\"")
+    } else {
+        format!("\"{}…\"", command.chars().take(19).collect::<String>())
+    }
+}
+
+pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
+    let containers = open(ctx)?;
+    let mut rows: Vec<Observed> =
+        observe_all(&containers)?.into_iter().filter(|o| args.all || o.is_running()).collect();
+    // Newest first, as docker lists them.
+    rows.reverse();
+    let id = |r: &ContainerRecord| if args.no_trunc { r.id.clone() } else { r.short_id().to_string() };
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        for o in &rows {
+            writeln!(out, "{}", id(&o.record))?;
+        }
+        return Ok(0);
+    }
+    let created = |r: &ContainerRecord| format!("{} ago", format::human_duration(format::seconds_since(&r.created)));
+    match args.format.as_str() {
+        "json" => {
+            for o in &rows {
+                let r = &o.record;
+                let line = json!({
+                    "Command": command_text(r, args.no_trunc),
+                    "CreatedAt": r.created,
+                    "ID": id(r),
+                    "Image": r.image,
+                    "Labels": "",
+                    "LocalVolumes": "0",
+                    "Mounts": r.options.volumes.iter().map(|v| v.destination.clone()).collect::<Vec<_>>().join(","),
+                    "Names": r.name,
+                    "Networks": r.options.network.to_string(),
+                    "Ports": "",
+                    "RunningFor": created(r),
+                    "State": o.state,
+                    "Status": status_text(o),
+                    "ExitCode": r.exit_code,
+                    "Kind": r.kind,
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        "table" => {
+            let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].map(String::from);
+            let table: Vec<[String; 7]> = rows
+                .iter()
+                .map(|o| {
+                    let r = &o.record;
+                    [
+                        id(r),
+                        r.image.clone(),
+                        command_text(r, args.no_trunc),
+                        created(r),
+                        status_text(o),
+                        String::new(),
+                        r.name.clone(),
+                    ]
+                })
+                .collect();
+            let mut widths = header.clone().map(|h| h.chars().count());
+            for row in &table {
+                for (w, c) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            for row in std::iter::once(&header).chain(table.iter()) {
+                let cells: Vec<String> =
+                    row.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
+                writeln!(out, "{}", cells.join("   ").trim_end())?;
+            }
+        }
+        other => bail!("unknown --format {other:?}: expected table or json"),
+    }
+    Ok(0)
+}
+
+/// docker's container inspect document (the parts strata has), plus Kind and KindReason.
+fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
+    let r = &o.record;
+    let paths = c.paths(&r.id);
+    let opts = &r.options;
+    let pid = if o.is_running() { o.init.map(|i| i.pid).unwrap_or(0) } else { 0 };
+    let mut env: Vec<String> = r.image_config.env.clone().unwrap_or_default();
+    for e in &opts.env {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        env.retain(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) != key);
+        env.push(e.clone());
+    }
+    let copied = paths.copied_marker().exists();
+    json!({
+        "Id": r.id,
+        "Created": r.created,
+        "Path": r.command.first(),
+        "Args": r.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": o.state,
+            "Running": o.state == State::Running,
+            "Paused": o.state == State::Paused,
+            "Restarting": false,
+            "OOMKilled": r.oom_killed,
+            "Dead": false,
+            "Pid": pid,
+            "ExitCode": r.exit_code.unwrap_or(0),
+            "Error": r.error.clone().unwrap_or_default(),
+            "StartedAt": r.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            "FinishedAt": r.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        },
+        "Image": r.image_id,
+        "Name": format!("/{}", r.name),
+        "Driver": if copied { "vfs" } else { "overlay" },
+        "Platform": "linux",
+        "LogPath": paths.log(),
+        "HostnamePath": paths.etc_file("hostname"),
+        "HostsPath": paths.etc_file("hosts"),
+        "ResolvConfPath": paths.etc_file("resolv.conf"),
+        "HostConfig": {
+            "AutoRemove": r.auto_remove,
+            "NetworkMode": opts.network.to_string(),
+            "Memory": opts.memory.unwrap_or(0),
+            "NanoCpus": opts.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+            "PidsLimit": opts.pids_limit,
+            "ReadonlyRootfs": opts.read_only,
+            "CapAdd": opts.cap_add,
+            "CapDrop": opts.cap_drop,
+            "Binds": opts.volumes.iter().map(|v| format!(
+                "{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" }
+            )).collect::<Vec<_>>(),
+        },
+        "GraphDriver": {
+            "Name": if copied { "vfs" } else { "overlay" },
+            "Data": {
+                "LowerDir": r.layers.iter().rev().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":"),
+                "UpperDir": paths.upper(),
+                "WorkDir": paths.work(),
+                "MergedDir": paths.merged(),
+            },
+        },
+        "Config": {
+            "Hostname": opts.hostname.clone().unwrap_or_else(|| r.short_id().to_string()),
+            "User": opts.user.clone().or_else(|| r.image_config.user.clone()).unwrap_or_default(),
+            "Env": env,
+            "Cmd": if opts.cmd.is_empty() && opts.entrypoint.is_none() { r.image_config.cmd.clone() } else { Some(opts.cmd.clone()) },
+            "Entrypoint": opts.entrypoint.clone().or_else(|| r.image_config.entrypoint.clone()),
+            "WorkingDir": opts.workdir.clone().or_else(|| r.image_config.working_dir.clone()).unwrap_or_default(),
+            "Image": r.image,
+            "Labels": r.image_config.labels.clone().unwrap_or_default(),
+            "Tty": opts.tty,
+            "OpenStdin": opts.interactive,
+            "StopSignal": r.image_config.stop_signal,
+        },
+        "Mounts": opts.volumes.iter().map(|v| json!({
+            "Type": "bind", "Source": v.source, "Destination": v.destination, "RW": !v.read_only,
+        })).collect::<Vec<_>>(),
+        "Kind": r.kind,
+        "KindReason": r.kind_reason,
+    })
+}
+
+fn inspect_one(ctx: &Ctx, containers: &Containers, name: &str, kind: Option<&str>) -> Result<serde_json::Value> {
+    if kind != Some("image") {
+        match containers.resolve(name) {
+            Ok(record) => match observe(containers, record)? {
+                Some(o) => return Ok(container_json(containers, &o)),
+                None => bail!("No such container: {name}"),
+            },
+            Err(ContainerError::NoSuchContainer(_)) if kind.is_none() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match ctx.store.resolve(name) {
+        Ok(image) => Ok(images::inspect_json(ctx, &image)),
+        Err(strata::image::StoreError::NoSuchImage(_)) if kind.is_none() => bail!("No such object: {name}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `inspect`: containers first, then images, as docker looks them up.
+pub fn inspect(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
+    let kind = args.kind.as_deref();
+    if let Some(k) = kind {
+        if k != "container" && k != "image" {
+            bail!("unknown --type {k:?}: expected container or image");
+        }
+    }
+    let containers = open(ctx)?;
+    let mut out = Vec::new();
+    let mut failed = false;
+    for name in &args.names {
+        match inspect_one(ctx, &containers, name, kind) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if failed { 1 } else { 0 })
+}
+
+pub fn inspect_containers(ctx: &Ctx, mut args: InspectArgs) -> Result<i32> {
+    args.kind = Some("container".into());
+    inspect(ctx, args)
+}

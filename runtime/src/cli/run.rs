@@ -1,0 +1,302 @@
+//! `run`, `create`, `start`: make a container from an image (pulling it if missing) and
+//! start it through its monitor, either detached (print the ID once it runs) or attached
+//! (copy its output, feed it our stdin, forward our signals, exit with its exit code).
+
+use super::args::{ContainerSpecArgs, CreateArgs, RunArgs, StartArgs};
+use super::images::Ctx;
+use super::{or_125, registry, Failure};
+use anyhow::{bail, Context, Result};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use strata::containers::attach::{self, Outcome};
+use strata::containers::record::ContainerRecord;
+use strata::containers::status::{observe, State};
+use strata::containers::{Containers, NewContainer};
+use strata::image::classify::classify;
+use strata::image::manifest::Platform;
+use strata::image::{Image, ImageRef, StoreError};
+use strata::spec::from_image;
+use strata::spec::run_options::{self, RunOptions};
+
+pub fn run(ctx: &Ctx, args: RunArgs, log_level: &str) -> Result<i32> {
+    or_125((|| {
+        let containers = Containers::open(&ctx.root, ctx.driver)?;
+        let record = make_container(ctx, &containers, &args.spec)?;
+        if args.detach {
+            start_detached(ctx, &record, log_level)?;
+            println!("{}", record.id);
+            Ok(0)
+        } else {
+            start_attached(ctx, &containers, &record, args.spec.interactive, log_level)
+        }
+    })())
+}
+
+pub fn create(ctx: &Ctx, args: CreateArgs) -> Result<i32> {
+    or_125((|| {
+        let containers = Containers::open(&ctx.root, ctx.driver)?;
+        let record = make_container(ctx, &containers, &args.spec)?;
+        println!("{}", record.id);
+        Ok(0)
+    })())
+}
+
+pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
+    let containers = Containers::open(&ctx.root, ctx.driver)?;
+    if args.attach || args.interactive {
+        if args.containers.len() > 1 {
+            bail!("you cannot start and attach multiple containers at once");
+        }
+        return or_125((|| {
+            let record = containers.resolve(&args.containers[0])?;
+            if is_running(&containers, &record)? {
+                bail!("container {} is already running", args.containers[0]);
+            }
+            start_attached(ctx, &containers, &record, args.interactive, log_level)
+        })());
+    }
+    let mut failed = false;
+    for name in &args.containers {
+        let result = containers.resolve(name).map_err(anyhow::Error::from).and_then(|record| {
+            if !is_running(&containers, &record)? {
+                start_detached(ctx, &record, log_level)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+fn is_running(containers: &Containers, record: &ContainerRecord) -> Result<bool> {
+    Ok(observe(containers, record.clone())?
+        .is_some_and(|o| o.is_running() || (o.state == State::Created && o.record.monitor.is_some_and(|m| m.alive()))))
+}
+
+/// The image, the options, the record: everything but running it.
+fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) -> Result<ContainerRecord> {
+    let options = run_options(spec)?;
+    let image = ensure_image(ctx, spec)?;
+    let layers = ctx.snapshots.prepare(&ctx.store, &image)?;
+    let classification = classify(&image, &layers);
+    tracing::info!("image {} is {}: {}", spec.image, classification.kind, classification.reason);
+    let record = containers.create(NewContainer {
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        image_id: image.id().to_string(),
+        image_config: image.config.config.clone().unwrap_or_default(),
+        layers,
+        options,
+        kind: classification.kind,
+        kind_reason: classification.reason,
+        auto_remove: spec.rm,
+    })?;
+    Ok(record)
+}
+
+/// The image, pulled first if it is not here (or not for the platform asked for).
+fn ensure_image(ctx: &Ctx, spec: &ContainerSpecArgs) -> Result<Image> {
+    let wanted = spec.platform.as_deref().map(Platform::parse).transpose().map_err(anyhow::Error::msg)?;
+    match ctx.store.resolve(&spec.image) {
+        Ok(image) => {
+            let have = image.config.platform();
+            match &wanted {
+                Some(w) if w.os != have.os || w.architecture != have.architecture => {}
+                _ => return Ok(image),
+            }
+        }
+        Err(StoreError::NoSuchImage(_)) => eprintln!("Unable to find image '{}' locally", spec.image),
+        Err(e) => return Err(e.into()),
+    }
+    let reference = ImageRef::parse(&spec.image)?;
+    registry::pull_missing(ctx, &reference, spec.platform.as_deref(), &spec.transport)?;
+    let image = ctx.store.resolve(&spec.image)?;
+    if let Some(w) = &wanted {
+        let have = image.config.platform();
+        if w.os != have.os || w.architecture != have.architecture {
+            bail!("image {} is for platform {have}, not the requested {w}", spec.image);
+        }
+    }
+    Ok(image)
+}
+
+/// The command line's options as the spec generator takes them; bad values fail here,
+/// before anything is made.
+fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
+    let lookup = |k: &str| std::env::var(k).ok();
+    let mut env = Vec::new();
+    for file in &a.env_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading env file {}", file.display()))?;
+        env.extend(run_options::parse_env_file(&text, &lookup)?);
+    }
+    for arg in &a.env {
+        env.extend(run_options::resolve_env_arg(arg, &lookup)?);
+    }
+    let cpus = a.cpus.as_deref().map(run_options::parse_cpus).transpose()?;
+    if let Some(c) = cpus {
+        let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+        if c > available {
+            bail!("range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
+        }
+    }
+    let options = RunOptions {
+        entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
+        cmd: a.command.clone(),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        memory: a.memory.as_deref().map(run_options::parse_memory).transpose()?,
+        cpus,
+        pids_limit: a.pids_limit,
+        read_only: a.read_only,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        network: a.network.parse().map_err(anyhow::Error::msg)?,
+        volumes: a.volumes.iter().map(|v| v.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        tty: a.tty,
+        interactive: a.interactive,
+    };
+    // Unknown capability names fail now rather than at start.
+    from_image::capabilities(&options.cap_add, &options.cap_drop, 0)?;
+    Ok(options)
+}
+
+fn start_detached(ctx: &Ctx, record: &ContainerRecord, log_level: &str) -> Result<()> {
+    let (client, ends) = attach::pipes(false, false, false)?;
+    spawn_or_discard(ctx, record, ends, log_level)?;
+    match attach::wait_started(client.status) {
+        Outcome::Started { .. } | Outcome::Exited { .. } => Ok(()),
+        Outcome::Failed { code, message } => Err(Failure { code, message }.into()),
+        Outcome::MonitorLost => {
+            discard_if_auto_remove(ctx, record);
+            bail!("the monitor of container {} died while starting it", record.short_id())
+        }
+    }
+}
+
+/// Spawn the monitor; if that fails, an `--rm` container goes (no monitor will remove it).
+fn spawn_or_discard(ctx: &Ctx, record: &ContainerRecord, ends: attach::MonitorEnds, log_level: &str) -> Result<()> {
+    super::monitor::spawn(ctx, &record.id, ends, log_level).inspect_err(|_| discard_if_auto_remove(ctx, record))
+}
+
+fn discard_if_auto_remove(ctx: &Ctx, record: &ContainerRecord) {
+    if record.auto_remove {
+        if let Ok(containers) = Containers::open(&ctx.root, ctx.driver) {
+            let _ = strata::containers::ops::remove(&containers, record, true);
+        }
+    }
+}
+
+pub(super) static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_signal(signal: libc::c_int) {
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Signals we get while attached go to the container's init, as docker's --sig-proxy does.
+pub(super) fn forward_signals() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2] {
+        // SAFETY: installing an async-signal-safe handler.
+        unsafe { libc::signal(signal, forward_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+static CONTROL_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Send our terminal's size to the monitor (a SIGWINCH handler: only async-signal-safe calls).
+extern "C" fn send_window_size(_signal: libc::c_int) {
+    let fd = CONTROL_FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: winsize is plain data; TIOCGWINSZ fills it; write(2) of 4 bytes from the stack.
+    unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(0, libc::TIOCGWINSZ, &mut size) != 0 && libc::ioctl(1, libc::TIOCGWINSZ, &mut size) != 0 {
+            return;
+        }
+        let record = attach::encode_window_size(size.ws_row, size.ws_col);
+        libc::write(fd, record.as_ptr().cast(), record.len());
+    }
+}
+
+/// Our terminal in raw mode for as long as this lives.
+struct RawMode<'a> {
+    fd: std::os::fd::BorrowedFd<'a>,
+    saved: rustix::termios::Termios,
+}
+
+impl<'a> RawMode<'a> {
+    fn enter(fd: std::os::fd::BorrowedFd<'a>) -> Option<RawMode<'a>> {
+        let saved = rustix::termios::tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode<'_> {
+    fn drop(&mut self) {
+        let _ = rustix::termios::tcsetattr(self.fd, rustix::termios::OptionalActions::Now, &self.saved);
+    }
+}
+
+fn start_attached(
+    ctx: &Ctx,
+    containers: &Containers,
+    record: &ContainerRecord,
+    interactive: bool,
+    log_level: &str,
+) -> Result<i32> {
+    let tty = record.options.tty;
+    let (mut client, ends) = attach::pipes(true, interactive, tty)?;
+    // With a terminal: our window size now, and on every SIGWINCH, over the control pipe.
+    let control = client.control.take();
+    if let Some(fd) = &control {
+        CONTROL_FD.store(fd.as_raw_fd(), Ordering::Relaxed);
+        send_window_size(libc::SIGWINCH);
+    }
+    spawn_or_discard(ctx, record, ends, log_level)?;
+    forward_signals();
+    let stdin = std::io::stdin();
+    // Keys go to the container's terminal as typed (^C included) while we relay it.
+    let _raw = (tty && interactive).then(|| RawMode::enter(stdin.as_fd())).flatten();
+    if control.is_some() {
+        // SAFETY: installing an async-signal-safe handler.
+        unsafe { libc::signal(libc::SIGWINCH, send_window_size as *const () as libc::sighandler_t) };
+    }
+    let input = interactive.then(|| stdin.as_fd());
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let outcome = attach::pump(client, input, &mut out, &mut err, &mut |pid| FORWARD_TO.store(pid, Ordering::Relaxed));
+    FORWARD_TO.store(0, Ordering::Relaxed);
+    CONTROL_FD.store(-1, Ordering::Relaxed);
+    drop(control);
+    match outcome {
+        Outcome::Exited { code } => Ok(code),
+        Outcome::Failed { code, message } => Err(Failure { code, message }.into()),
+        Outcome::Started { .. } | Outcome::MonitorLost => {
+            // The monitor died: say what is known now.
+            let now = containers.load(&record.id).ok().and_then(|r| observe(containers, r).ok().flatten());
+            match now {
+                Some(o) if o.state == State::Exited => Ok(o.record.exit_code.unwrap_or(255)),
+                Some(o) if o.state == State::Created => {
+                    discard_if_auto_remove(ctx, record);
+                    bail!("the monitor of container {} died while starting it", record.short_id())
+                }
+                _ => bail!("lost the monitor of container {}; it may still be running", record.short_id()),
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Container logs in docker's json-file format: one JSON object a line,
+//! `{"log":"hello\n","stream":"stdout","time":"2024-05-01T12:00:00.123456789Z"}`.
+//!
+//! The monitor writes them (`LogWriter`: output is cut into lines, a line longer than 16 KiB
+//! or left unterminated at the end becomes an entry of its own without the newline, as
+//! docker does); `logs` reads them (`read_entries`, `Follower` for `-f`). Each entry is one
+//! append-mode write, so a reader sees whole lines, at worst a last one still incomplete,
+//! which it leaves for the next read.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+/// Longest line kept whole; longer ones are split, as docker's 16 KiB buffer splits them.
+pub const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub log: String,
+    pub stream: Stream,
+    pub time: String,
+}
+
+pub struct LogWriter {
+    file: File,
+    /// An unterminated line per stream, waiting for its end.
+    pending: [Vec<u8>; 2],
+}
+
+impl LogWriter {
+    pub fn open(path: &Path) -> io::Result<LogWriter> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(LogWriter { file, pending: [Vec::new(), Vec::new()] })
+    }
+
+    /// Log output of one stream: every completed line becomes an entry.
+    pub fn write(&mut self, stream: Stream, mut data: &[u8]) -> io::Result<()> {
+        let slot = stream as usize;
+        while !data.is_empty() {
+            let room = MAX_LINE - self.pending[slot].len();
+            let take = match data.iter().position(|b| *b == b'\n') {
+                Some(nl) if nl < room => nl + 1,
+                _ => data.len().min(room),
+            };
+            self.pending[slot].extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.pending[slot].ends_with(b"\n") || self.pending[slot].len() >= MAX_LINE {
+                let line = std::mem::take(&mut self.pending[slot]);
+                self.entry(stream, &line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write out unterminated lines (the stream ended).
+    pub fn flush(&mut self) -> io::Result<()> {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let line = std::mem::take(&mut self.pending[stream as usize]);
+            if !line.is_empty() {
+                self.entry(stream, &line)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, stream: Stream, line: &[u8]) -> io::Result<()> {
+        let entry =
+            Entry { log: String::from_utf8_lossy(line).into_owned(), stream, time: crate::lifecycle::now_rfc3339() };
+        let mut bytes = serde_json::to_vec(&entry).expect("entry serialises");
+        bytes.push(b'\n');
+        self.file.write_all(&bytes)
+    }
+}
+
+/// Every entry of a log file (a missing file has none); damaged lines are skipped.
+pub fn read_entries(path: &Path) -> io::Result<Vec<Entry>> {
+    let mut follower = match Follower::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    follower.read_new()
+}
+
+/// Reads a log file incrementally, for `logs -f`.
+pub struct Follower {
+    file: File,
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    pub fn open(path: &Path) -> io::Result<Follower> {
+        Ok(Follower { file: File::open(path)?, partial: Vec::new() })
+    }
+
+    /// Start after what is there now.
+    pub fn skip_to_end(&mut self) -> io::Result<()> {
+        self.file.seek(SeekFrom::End(0))?;
+        self.partial.clear();
+        Ok(())
+    }
+
+    /// Entries completed since the last call.
+    pub fn read_new(&mut self) -> io::Result<Vec<Entry>> {
+        let mut buf = Vec::new();
+        self.file.read_to_end(&mut buf)?;
+        self.partial.extend_from_slice(&buf);
+        let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else { return Ok(Vec::new()) };
+        let complete: Vec<u8> = self.partial.drain(..=last_nl).collect();
+        Ok(complete.split(|b| *b == b'\n').filter_map(|line| serde_json::from_slice(line).ok()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_become_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        w.write(Stream::Stdout, b"hello\nwor").unwrap();
+        w.write(Stream::Stderr, b"oops\n").unwrap();
+        w.write(Stream::Stdout, b"ld\n\xffend").unwrap();
+        w.flush().unwrap();
+        let entries = read_entries(&path).unwrap();
+        let got: Vec<(Stream, &str)> = entries.iter().map(|e| (e.stream, e.log.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (Stream::Stdout, "hello\n"),
+                (Stream::Stderr, "oops\n"),
+                (Stream::Stdout, "world\n"),
+                (Stream::Stdout, "\u{fffd}end")
+            ]
+        );
+        let raw = std::fs::read_to_string(&path).unwrap();
+        let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+        assert_eq!(first["log"], "hello\n");
+        assert_eq!(first["stream"], "stdout");
+        let time = first["time"].as_str().unwrap();
+        assert!(time.ends_with('Z') && time.len() == 30, "{time}");
+    }
+
+    #[test]
+    fn long_lines_are_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = LogWriter::open(&path).unwrap();
+        let long = vec![b'x'; MAX_LINE * 2 + 10];
+        w.write(Stream::Stdout, &long).unwrap();
+        w.write(Stream::Stdout, b"\n").unwrap();
+        let entries = read_entries(&path).unwrap();
+        let lens: Vec<usize> = entries.iter().map(|e| e.log.len()).collect();
+        assert_eq!(lens, [MAX_LINE, MAX_LINE, 11]);
+    }
+
+    #[test]
+    fn follower_sees_only_complete_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = LogWriter::open(&path).unwrap();
+        w.write(Stream::Stdout, b"one\n").unwrap();
+        let mut f = Follower::open(&path).unwrap();
+        assert_eq!(f.read_new().unwrap().len(), 1);
+        // Half an entry on disk: nothing yet.
+        let mut raw = OpenOptions::new().append(true).open(&path).unwrap();
+        raw.write_all(br#"{"log":"two\n","stream":"stdout","#).unwrap();
+        assert!(f.read_new().unwrap().is_empty());
+        raw.write_all(b"\"time\":\"2024-01-01T00:00:00.000000000Z\"}\n").unwrap();
+        assert_eq!(f.read_new().unwrap()[0].log, "two\n");
+        assert!(read_entries(&dir.path().join("missing")).unwrap().is_empty());
+    }
+}

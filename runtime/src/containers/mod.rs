@@ -1,0 +1,327 @@
+//! Containers as people use them (docker's model) on top of the runc-level lifecycle: named
+//! records made from images, a monitor process per run that owns the container's stdio, logs
+//! and exit status, and a status that is derived from the live system every time it is asked
+//! for, so it stays true after any crash.
+//!
+//! ```text
+//! ROOT/containers/<id>/
+//!     container.json      the record (`record`), replaced atomically
+//!     lock                serialises changes to this container
+//!     config.json         the bundle's OCI spec, made from the image at each start
+//!     rootfs/upper        the container's own writes (kept until `rm`)
+//!     rootfs/work, merged the overlay, mounted only while a run is alive
+//!     <id>-json.log       stdout/stderr in docker's json-file format (`logs`)
+//!     hostname hosts resolv.conf   bind-mounted over the image's
+//!     monitor.log         the monitor's own diagnostics
+//! ROOT/containers/names.lock   held while a name is checked and claimed
+//! ROOT/run/<id>/       the lifecycle's state while a run is alive (`lifecycle::state`)
+//! /sys/fs/cgroup/*/strata/<id>   the run's cgroup, removed when the run ends
+//! ```
+//! Two roots share nothing: IDs are random, so even their cgroups never collide.
+
+pub mod attach;
+pub mod exec;
+pub mod logs;
+pub mod monitor;
+pub mod names;
+pub mod ops;
+pub mod record;
+pub mod relay;
+pub mod rootfs;
+pub mod status;
+
+use crate::fsutil::write_atomic;
+use crate::image::classify::Kind;
+use crate::image::manifest::RunConfig;
+use crate::lifecycle::{LifecycleError, Runtime};
+use crate::lock::Lock;
+use crate::root::Root;
+use crate::snapshot::rootfs::{Driver, RootfsError};
+use crate::spec::from_image::{self, FromImageError};
+use crate::spec::run_options::RunOptions;
+use record::ContainerRecord;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("multiple containers match the prefix {input:?}: {candidates}")]
+    Ambiguous { input: String, candidates: String },
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". \
+         You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    NameInUse { name: String, id: String },
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("cannot remove container {0}: container is running: stop the container before removing or force remove")]
+    RemoveRunning(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    #[error("the record of container {id} is corrupt: {source}")]
+    Corrupt { id: String, source: serde_json::Error },
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error(transparent)]
+    Spec(#[from] FromImageError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// A start that failed, with docker's exit code for it (125, 126 or 127).
+    #[error("{message}")]
+    Start { code: i32, message: String },
+    #[error("{0}")]
+    Monitor(String),
+}
+
+pub fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {
+    let context = context.into();
+    move |source| ContainerError::Io { context, source }
+}
+
+/// Where one container's files are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub dir: PathBuf,
+}
+
+impl Paths {
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("container.json")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.dir.join("lock")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    pub fn rootfs_dir(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.rootfs_dir().join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.rootfs_dir().join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.rootfs_dir().join("merged")
+    }
+    /// Present when the rootfs is a flattened copy (vfs driver or no overlayfs): `merged`
+    /// is then the container's own filesystem and is kept between runs.
+    pub fn copied_marker(&self) -> PathBuf {
+        self.rootfs_dir().join("copied")
+    }
+    pub fn log(&self) -> PathBuf {
+        let id = self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.dir.join(format!("{id}-json.log"))
+    }
+    pub fn monitor_log(&self) -> PathBuf {
+        self.dir.join("monitor.log")
+    }
+    pub fn etc_file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// What `create` needs to make a container.
+#[derive(Debug, Clone)]
+pub struct NewContainer {
+    pub name: Option<String>,
+    pub image: String,
+    pub image_id: String,
+    pub image_config: RunConfig,
+    pub layers: Vec<PathBuf>,
+    pub options: RunOptions,
+    pub kind: Kind,
+    pub kind_reason: String,
+    pub auto_remove: bool,
+}
+
+/// The containers of one strata root.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    root: Root,
+    runtime: Runtime,
+    driver: Driver,
+}
+
+impl Containers {
+    pub fn open(root: &Root, driver: Driver) -> Result<Containers, ContainerError> {
+        let dir = root.containers();
+        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        let runtime = Runtime::new(&root.path().join("run"))?;
+        Ok(Containers { root: root.clone(), runtime, driver })
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    pub fn paths(&self, id: &str) -> Paths {
+        Paths { dir: self.root.containers().join(id) }
+    }
+
+    /// Serialise changes to one container. Fails with NoSuchContainer once it is removed.
+    pub fn lock(&self, id: &str) -> Result<Lock, ContainerError> {
+        let paths = self.paths(id);
+        let lock = Lock::exclusive(&paths.lock()).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ContainerError::NoSuchContainer(id.into()),
+            _ => ContainerError::Io { context: format!("locking container {id}"), source: e },
+        })?;
+        // Removed while we waited: the lock file was unlinked with its directory.
+        if !paths.record().exists() {
+            return Err(ContainerError::NoSuchContainer(id.into()));
+        }
+        Ok(lock)
+    }
+
+    pub fn load(&self, id: &str) -> Result<ContainerRecord, ContainerError> {
+        let path = self.paths(id).record();
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ContainerError::NoSuchContainer(id.into()),
+            _ => ContainerError::Io { context: format!("reading {}", path.display()), source: e },
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| ContainerError::Corrupt { id: id.into(), source })
+    }
+
+    pub fn save(&self, record: &ContainerRecord) -> Result<(), ContainerError> {
+        let bytes = serde_json::to_vec_pretty(record).expect("record serialises");
+        write_atomic(&self.paths(&record.id).record(), &bytes)
+            .map_err(io_err(format!("saving the record of container {}", record.id)))
+    }
+
+    /// Every container with a readable record, oldest first.
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        let Ok(entries) = fs::read_dir(self.root.containers()) else { return Vec::new() };
+        let mut records: Vec<ContainerRecord> = entries
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter_map(|e| {
+                let id = e.file_name().to_string_lossy().into_owned();
+                match self.load(&id) {
+                    Ok(r) => Some(r),
+                    Err(ContainerError::NoSuchContainer(_)) => None,
+                    Err(err) => {
+                        tracing::warn!("skipping container {id}: {err}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        records.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+        records
+    }
+
+    /// Find a container as docker does: full ID, then name, then a unique ID prefix.
+    pub fn resolve(&self, input: &str) -> Result<ContainerRecord, ContainerError> {
+        let records = self.list();
+        if let Some(r) = records.iter().find(|r| r.id == input) {
+            return Ok(r.clone());
+        }
+        let name = input.strip_prefix('/').unwrap_or(input);
+        if let Some(r) = records.iter().find(|r| r.name == name) {
+            return Ok(r.clone());
+        }
+        if !input.is_empty() && input.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<&ContainerRecord> = records.iter().filter(|r| r.id.starts_with(input)).collect();
+            match matches.len() {
+                0 => {}
+                1 => return Ok(matches[0].clone()),
+                _ => {
+                    return Err(ContainerError::Ambiguous {
+                        input: input.into(),
+                        candidates: matches.iter().map(|r| r.short_id()).collect::<Vec<_>>().join(", "),
+                    })
+                }
+            }
+        }
+        Err(ContainerError::NoSuchContainer(input.into()))
+    }
+
+    /// Make a container: claim its name, write its record. Nothing runs yet; the rootfs is
+    /// assembled at start.
+    pub fn create(&self, new: NewContainer) -> Result<ContainerRecord, ContainerError> {
+        let command = from_image::command(&new.image_config, &new.options)?;
+        let wanted = new.name.as_deref().map(names::validate).transpose().map_err(ContainerError::InvalidName)?;
+        for volume in &new.options.volumes {
+            // docker creates a missing bind source as a directory.
+            if !volume.source.exists() {
+                fs::create_dir_all(&volume.source)
+                    .map_err(io_err(format!("creating volume source {}", volume.source.display())))?;
+            }
+        }
+        let _names =
+            Lock::exclusive(&self.root.containers().join("names.lock")).map_err(io_err("locking container names"))?;
+        let existing = self.list();
+        let name = match wanted {
+            Some(name) => {
+                if let Some(other) = existing.iter().find(|r| r.name == name) {
+                    return Err(ContainerError::NameInUse { name, id: other.id.clone() });
+                }
+                name
+            }
+            None => names::generate(&|n| existing.iter().any(|r| r.name == n)),
+        };
+        let id = names::new_id();
+        let paths = self.paths(&id);
+        fs::create_dir(&paths.dir).map_err(io_err(format!("creating {}", paths.dir.display())))?;
+        let record = ContainerRecord {
+            id: id.clone(),
+            name,
+            image: new.image,
+            image_id: new.image_id,
+            image_config: new.image_config,
+            layers: new.layers,
+            options: new.options,
+            command,
+            created: crate::lifecycle::now_rfc3339(),
+            kind: new.kind,
+            kind_reason: new.kind_reason,
+            auto_remove: new.auto_remove,
+            ports: Vec::new(),
+            monitor: None,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            oom_killed: false,
+            error: None,
+        };
+        let saved = fs::create_dir_all(paths.upper())
+            .map_err(io_err(format!("creating {}", paths.upper().display())))
+            .and_then(|()| self.save(&record));
+        if let Err(e) = saved {
+            let _ = crate::fsutil::remove_tree(&paths.dir);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Remove the directories of creates that were killed before their record was written
+    /// (they hold nothing else: no mount, cgroup or process exists before the record).
+    /// Returns how many were removed.
+    pub fn remove_leftovers(&self) -> Result<usize, ContainerError> {
+        // `create` holds the names lock from mkdir until the record is saved.
+        let _names =
+            Lock::exclusive(&self.root.containers().join("names.lock")).map_err(io_err("locking container names"))?;
+        let Ok(entries) = fs::read_dir(self.root.containers()) else { return Ok(0) };
+        let mut removed = 0;
+        for dir in entries.flatten().map(|e| e.path()) {
+            if dir.is_dir() && !dir.join("container.json").exists() {
+                crate::fsutil::remove_tree(&dir).map_err(io_err(format!("removing {}", dir.display())))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

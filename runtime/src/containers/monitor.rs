@@ -1,0 +1,365 @@
+//! The monitor of one container run (what conmon is to podman): a re-exec of the strata
+//! binary (`strata container-monitor ID`), spawned by `run`/`start`, in its own session and
+//! process group, stdio on /dev/null and `monitor.log`, single-threaded so it may clone the
+//! container's init. In order, it
+//!
+//! 1. registers itself in the record, so anyone can tell whether the run's monitor is alive;
+//! 2. assembles the rootfs, writes /etc/hostname, hosts and resolv.conf, and makes the spec
+//!    from the image (now, so `--user NAME` is looked up in the container's own passwd);
+//! 3. creates the container with pipes as its stdout/stderr, and starts it;
+//! 4. copies the output into the json log and, while a CLI is attached, to that CLI;
+//! 5. waits on the init's pidfd, reaps it, records the exit atomically, releases the cgroup,
+//!    lifecycle state and mount, and for `--rm` removes the container;
+//! 6. tells the attached CLI the exit code, and exits.
+//!
+//! Why the output goes through the monitor and not straight to the CLI: the container must
+//! keep running and logging when the CLI is killed, so the process reading its output has to
+//! outlive the CLI. An attached CLI gets a copy over pipes it hands the monitor at spawn
+//! (see `attach`): no attach socket to secure, no window in which early output is missed, and
+//! a killed CLI only breaks a pipe, after which the monitor logs on alone. Input is simpler:
+//! the CLI's pipe is the container's stdin itself.
+
+use super::attach::{self, Message, MonitorEnds};
+use super::record::{ContainerRecord, ProcessRef};
+use super::relay::{self, Attached, Output};
+use super::status::release_run;
+use super::{io_err, rootfs, ContainerError, Containers, Paths};
+use crate::image::classify::Kind;
+use crate::lifecycle::create::{create, CreateOptions};
+use crate::lifecycle::state::Status;
+use crate::lifecycle::{now_rfc3339, start::start, LifecycleError};
+use crate::spec::from_image::{self, Target};
+use crate::spec::run_options::NetworkMode;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// docker's default RLIMIT_NOFILE; lowered to what the host allows (see ENVIRONMENT.md).
+const DOCKER_NOFILE: u64 = 1_048_576;
+
+/// The monitor's pipes to its CLI (all absent for a start nobody watches).
+pub struct Session {
+    pub status: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    pub stdin: Option<OwnedFd>,
+    pub control: Option<OwnedFd>,
+}
+
+impl From<MonitorEnds> for Session {
+    fn from(e: MonitorEnds) -> Session {
+        Session { status: Some(e.status), stdout: e.stdout, stderr: e.stderr, stdin: e.stdin, control: e.control }
+    }
+}
+
+impl Session {
+    fn send(&self, message: &Message) {
+        if let Some(fd) = &self.status {
+            attach::send(fd, message);
+        }
+    }
+}
+
+/// A started run: what the monitor watches.
+struct Running {
+    pid: i32,
+    pidfd: OwnedFd,
+    output: Output,
+    /// With a pty: the CLI's input, which the monitor writes to it.
+    input: Option<OwnedFd>,
+    /// `-i` without a CLI attached: the write end that keeps the container's stdin open.
+    _stdin_holder: Option<OwnedFd>,
+}
+
+/// The monitor's whole life. Returns its process exit code.
+pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
+    // Out of the CLI's session and process group (the CLI already did this at spawn; this is
+    // for anyone starting a monitor otherwise): its terminal's signals are not ours.
+    let _ = rustix::process::setsid();
+    let record = match register(c, id) {
+        Ok(r) => r,
+        Err(e) => {
+            // Not ours to record: another monitor runs, or the container is gone.
+            session.send(&Message::Failed { code: 125, message: e.to_string() });
+            return 1;
+        }
+    };
+    let paths = c.paths(id);
+    let running = match start_run(c, &record, &paths, session.stdin.take()) {
+        Ok(r) => r,
+        Err(e) => {
+            let code = start_failure_code(&e);
+            let message = e.to_string();
+            tracing::error!("starting container {id}: {message}");
+            let _ = finish(c, id, code, Some(message.clone()), false);
+            session.send(&Message::Failed { code, message });
+            return 1;
+        }
+    };
+    session.send(&Message::Started { pid: running.pid });
+    let mut attached = Attached {
+        stdout: session.stdout.take(),
+        stderr: session.stderr.take(),
+        input: running.input,
+        control: session.control.take(),
+    };
+    let pid = running.pid;
+    let code = relay::copy_until_exit(&paths.log(), running.output, &running.pidfd, &mut attached, || reap(pid));
+    let oom = oom_killed(c, id);
+    if let Err(e) = finish(c, id, code, None, oom) {
+        tracing::error!("recording the end of container {id}: {e}");
+    }
+    // Output first, then the code: the CLI prints everything before it exits.
+    drop(attached);
+    session.send(&Message::Exited { code });
+    0
+}
+
+/// Claim the run in the record, under the container's lock.
+fn register(c: &Containers, id: &str) -> Result<ContainerRecord, ContainerError> {
+    let _lock = c.lock(id)?;
+    let mut record = c.load(id)?;
+    let me = ProcessRef::current().ok_or_else(|| ContainerError::Monitor("cannot read our own start time".into()))?;
+    if record.monitor.is_some_and(|m| m != me && m.alive()) {
+        return Err(ContainerError::Monitor(format!("container {id} is already running")));
+    }
+    if let Ok(state) = c.runtime().states.load(id) {
+        if matches!(c.runtime().status(&state), Status::Running | Status::Paused) {
+            return Err(ContainerError::Monitor(format!("container {id} is already running")));
+        }
+    }
+    // Whatever an earlier, crashed run left (state, cgroup, mount) goes before this one.
+    release_run(c, &record)?;
+    record.monitor = Some(me);
+    record.started_at = Some(now_rfc3339());
+    record.finished_at = None;
+    record.exit_code = None;
+    record.error = None;
+    record.oom_killed = false;
+    c.save(&record)?;
+    Ok(record)
+}
+
+fn start_run(
+    c: &Containers,
+    record: &ContainerRecord,
+    paths: &Paths,
+    attached_stdin: Option<OwnedFd>,
+) -> Result<Running, ContainerError> {
+    let merged = rootfs::mount(paths, &record.layers, c.driver())?;
+    let host = rustix::system::uname();
+    let host_hostname = host.nodename().to_string_lossy().into_owned();
+    let hostname = from_image::hostname(&record.options, &record.id, &host_hostname);
+    // A wasm module has no resolver to read them, and the wasm executor preopens mounts as
+    // directories: only native containers get docker's /etc files.
+    let etc_files = match record.kind {
+        Kind::Native => write_etc_files(paths, &hostname, record.options.network)?,
+        Kind::Wasm => Vec::new(),
+    };
+    let target = Target {
+        id: &record.id,
+        rootfs: &merged,
+        root_path: PathBuf::from("rootfs/merged"),
+        kind: record.kind,
+        kind_reason: &record.kind_reason,
+        nofile: nofile_limit(),
+        host_hostname: &host_hostname,
+        etc_files,
+    };
+    let spec = from_image::from_image(&record.image_config, &record.options, &target)?;
+    make_workdir(&merged, spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_default())?;
+    // Plain writes, no fsync: this file and the /etc ones are made anew at every start and
+    // read only by it.
+    let bytes = serde_json::to_vec_pretty(&spec).expect("spec serialises");
+    std::fs::write(paths.config(), bytes).map_err(io_err("writing config.json"))?;
+
+    let mut opts = CreateOptions { bundle: paths.dir.clone(), ..Default::default() };
+    let (created, output, input, stdin_holder) = if record.options.tty {
+        // The container opens its pty and sends us the master over this socket (runc's
+        // console socket, already connected).
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(io_err("creating the console socket"))?;
+        opts.console_stream = Some(std::sync::Arc::new(theirs.into()));
+        let null = open_dev_null()?;
+        let created = with_stdio([&null, &null, &null], || create(c.runtime(), &record.id, &opts))?;
+        opts.console_stream = None;
+        let master = match crate::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(&ours)) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = crate::lifecycle::delete::delete(c.runtime(), &record.id, true);
+                reap(created.state.pid);
+                return Err(ContainerError::Monitor(e));
+            }
+        };
+        (created, Output::Terminal { master }, attached_stdin, None)
+    } else {
+        let pipe = || {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| ContainerError::Io { context: "creating a pipe".into(), source: e.into() })
+        };
+        let (stdout_r, stdout_w) = pipe()?;
+        let (stderr_r, stderr_w) = pipe()?;
+        // An attached CLI's input pipe is the container's stdin itself.
+        let (stdin_src, stdin_holder) = match attached_stdin {
+            Some(fd) => (fd, None),
+            None if record.options.interactive => {
+                let (r, w) = pipe()?;
+                (r, Some(w))
+            }
+            None => (open_dev_null()?, None),
+        };
+        let created = with_stdio([&stdin_src, &stdout_w, &stderr_w], || create(c.runtime(), &record.id, &opts))?;
+        (created, Output::Pipes { stdout: stdout_r, stderr: stderr_r }, None, stdin_holder)
+    };
+    let pid = created.state.pid;
+    let pidfd = rustix::process::Pid::from_raw(pid)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        .ok_or_else(|| ContainerError::Monitor(format!("cannot watch the container's init {pid}")))?;
+    if let Err(e) = start(c.runtime(), &record.id) {
+        // The init may still be waiting to start: kill it (on its pidfd) before reaping it.
+        let _ = crate::lifecycle::delete::delete(c.runtime(), &record.id, true);
+        reap(pid);
+        return Err(e.into());
+    }
+    Ok(Running { pid, pidfd, output, input, _stdin_holder: stdin_holder })
+}
+
+/// Run `f` (the lifecycle's create, which clones the init from this process) with `fds` as
+/// fds 0, 1 and 2, which the init inherits, and SIGPIPE at its default (Rust ignores it, and
+/// an ignored signal would stay ignored in the container).
+fn with_stdio<T>(fds: [&OwnedFd; 3], f: impl FnOnce() -> Result<T, LifecycleError>) -> Result<T, ContainerError> {
+    let saved: Vec<OwnedFd> = (0..3)
+        .map(|n| {
+            // SAFETY: fds 0-2 are open in the monitor (/dev/null or its log).
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
+            rustix::io::fcntl_dupfd_cloexec(fd, 3)
+                .map_err(|e| ContainerError::Io { context: "saving stdio".into(), source: e.into() })
+        })
+        .collect::<Result<_, _>>()?;
+    let dup_onto = |src: &OwnedFd, n: i32| {
+        // SAFETY: dup2 onto the standard fds, which we restore below.
+        unsafe { libc::dup2(src.as_raw_fd(), n) }
+    };
+    for (n, fd) in fds.iter().enumerate() {
+        dup_onto(fd, n as i32);
+    }
+    // SAFETY: changing a signal disposition; no handler is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let result = f();
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    for (n, fd) in saved.iter().enumerate() {
+        dup_onto(fd, n as i32);
+    }
+    Ok(result?)
+}
+
+fn open_dev_null() -> Result<OwnedFd, ContainerError> {
+    rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .map_err(|e| ContainerError::Io { context: "opening /dev/null".into(), source: e.into() })
+}
+
+/// Reap our child, the init: its exit code, or 128+N when killed by signal N.
+fn reap(pid: i32) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if rc == pid {
+            break;
+        }
+        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        return super::status::UNKNOWN_EXIT;
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        super::status::UNKNOWN_EXIT
+    }
+}
+
+fn oom_killed(c: &Containers, id: &str) -> bool {
+    let Ok(state) = c.runtime().states.load(id) else { return false };
+    c.runtime().cgroup(&state).ok().and_then(|cg| cg.oom_killed().ok()).unwrap_or(false)
+}
+
+/// Record how the run ended and release what it held; `--rm` removes the container.
+fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool) -> Result<(), ContainerError> {
+    let _lock = c.lock(id)?;
+    let mut record = c.load(id)?;
+    record.exit_code = Some(code);
+    record.error = error;
+    record.oom_killed = oom;
+    record.finished_at = Some(now_rfc3339());
+    c.save(&record)?;
+    release_run(c, &record)?;
+    if record.auto_remove {
+        super::ops::remove_files(c, id)?;
+    }
+    Ok(())
+}
+
+/// docker's exit code for a container that could not be started: 127 when the program is
+/// not there, 126 when it can't be executed, 125 for anything else (strata failed).
+pub fn start_failure_code(e: &ContainerError) -> i32 {
+    let ContainerError::Lifecycle(LifecycleError::Setup(message)) = e else { return 125 };
+    if !message.contains("exec: \"") {
+        return 125;
+    }
+    if message.contains("executable file not found") || message.contains("no such file or directory") {
+        127
+    } else if message.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+/// RLIMIT_NOFILE for containers: docker's value, or this host's hard limit if lower.
+fn nofile_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    DOCKER_NOFILE.min(limit.rlim_max)
+}
+
+/// The files docker bind-mounts over the image's: (destination, source).
+fn write_etc_files(
+    paths: &Paths,
+    hostname: &str,
+    network: NetworkMode,
+) -> Result<Vec<(String, PathBuf)>, ContainerError> {
+    let hosts = match network {
+        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        NetworkMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let files = [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)];
+    let mut out = Vec::new();
+    for (name, content) in files {
+        let path = paths.etc_file(name);
+        std::fs::write(&path, content.as_bytes()).map_err(io_err(format!("writing {}", path.display())))?;
+        out.push((format!("/etc/{name}"), path));
+    }
+    Ok(out)
+}
+
+/// docker creates a missing working directory.
+fn make_workdir(rootfs: &std::path::Path, cwd: PathBuf) -> Result<(), ContainerError> {
+    if cwd.as_os_str().is_empty() || cwd == std::path::Path::new("/") {
+        return Ok(());
+    }
+    let root = rustix::fs::open(
+        rootfs,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| ContainerError::Io { context: format!("opening {}", rootfs.display()), source: e.into() })?;
+    crate::sandbox::mounts::open_in_root(&root, &cwd, false)
+        .map(drop)
+        .map_err(|e| ContainerError::Monitor(format!("creating the working directory: {e}")))
+}

@@ -1,0 +1,183 @@
+//! The verbs that act on existing containers without starting them: kill, stop, wait, rm,
+//! prune. Every wait is on a pidfd (the init's or the monitor's), never a sleep loop.
+
+use super::record::ContainerRecord;
+use super::status::{observe, release_run, wait_readable, Observed, State, UNKNOWN_EXIT};
+use super::{io_err, ContainerError, Containers};
+use crate::lifecycle::{kill, LifecycleError};
+use std::time::Duration;
+
+/// How long a killed init or a finishing monitor may take before we stop waiting.
+const KILL_GRACE: Duration = Duration::from_secs(30);
+
+fn observed(c: &Containers, record: &ContainerRecord) -> Result<Observed, ContainerError> {
+    observe(c, record.clone())?.ok_or_else(|| ContainerError::NoSuchContainer(record.id.clone()))
+}
+
+/// Send `signal` to the container's init.
+pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(), ContainerError> {
+    let obs = observed(c, record)?;
+    if !obs.is_running() {
+        return Err(ContainerError::NotRunning(record.id.clone()));
+    }
+    match kill::kill(c.runtime(), &record.id, signal, false) {
+        Ok(()) => Ok(()),
+        Err(LifecycleError::NotRunning) => Err(ContainerError::NotRunning(record.id.clone())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The image's stop signal, or SIGTERM.
+pub fn stop_signal(record: &ContainerRecord) -> i32 {
+    record.image_config.stop_signal.as_deref().and_then(|s| kill::parse_signal(s).ok()).unwrap_or(libc::SIGTERM)
+}
+
+/// docker's stop: the stop signal, then SIGKILL after `timeout`; returns once the run's end
+/// is recorded. A container that is not running is left as it is.
+pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Duration) -> Result<(), ContainerError> {
+    let obs = observed(c, record)?;
+    if !obs.is_running() {
+        return Ok(());
+    }
+    let init = obs.init.and_then(|i| i.pidfd());
+    if obs.state == State::Paused {
+        // A frozen process can't act on the signal.
+        crate::lifecycle::ops::resume(c.runtime(), &record.id)?;
+    }
+    let gone = |fd: &Option<std::os::fd::OwnedFd>, t| fd.as_ref().is_none_or(|fd| wait_readable(fd, Some(t)));
+    let _ = kill::kill(c.runtime(), &record.id, stop_signal(record), false);
+    if !gone(&init, timeout) {
+        let _ = kill::kill(c.runtime(), &record.id, libc::SIGKILL, false);
+        gone(&init, KILL_GRACE);
+    }
+    wait_for_monitor(c, &record.id);
+    // Settles a run whose monitor was already gone.
+    observe(c, c.load(&record.id)?)?;
+    Ok(())
+}
+
+/// Wait until the run's monitor (if alive) has exited, having recorded the end.
+fn wait_for_monitor(c: &Containers, id: &str) -> bool {
+    let Ok(record) = c.load(id) else { return true };
+    match record.monitor.and_then(|m| m.pidfd()) {
+        Some(fd) => wait_readable(&fd, Some(KILL_GRACE)),
+        None => true,
+    }
+}
+
+/// docker's wait: block until the container is not running, then its exit code.
+pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerError> {
+    // Each round either waits on a pidfd or finds the state changed; a process that is alive
+    // yet can't be watched must not make this spin.
+    let mut unwatchable = 0;
+    loop {
+        let obs = observed(c, &c.load(&record.id)?)?;
+        let monitor = obs.record.monitor.and_then(|m| m.pidfd());
+        match (obs.state, monitor) {
+            (State::Exited, monitor) => {
+                // Its monitor may still be releasing the run: done means done with that too.
+                if let Some(fd) = monitor {
+                    wait_readable(&fd, Some(KILL_GRACE));
+                }
+                return Ok(obs.record.exit_code.unwrap_or(UNKNOWN_EXIT));
+            }
+            // Starting, or running with its monitor: the monitor exits after recording the end.
+            (_, Some(fd)) => {
+                wait_readable(&fd, None);
+            }
+            (State::Created, None) => return Ok(obs.record.exit_code.unwrap_or(0)),
+            // Running on after its monitor died: wait for the init itself.
+            (State::Running | State::Paused, None) => match obs.init.and_then(|i| i.pidfd()) {
+                Some(fd) => {
+                    wait_readable(&fd, None);
+                }
+                None if unwatchable < 3 => unwatchable += 1,
+                None => {
+                    return Err(ContainerError::Monitor(format!("cannot watch the init of container {}", record.id)))
+                }
+            },
+        }
+    }
+}
+
+/// docker's rm: a running container only with `force` (killed first); then its run's
+/// leftovers, writable layer, logs and record go.
+pub fn remove(c: &Containers, record: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
+    let Some(obs) = observe(c, record.clone())? else { return Ok(()) };
+    let monitor_alive = obs.record.monitor.is_some_and(|m| m.alive());
+    if obs.state == State::Exited && monitor_alive {
+        // Ended; its monitor is releasing the run. Not running: no force needed.
+        wait_for_monitor(c, &record.id);
+    } else if obs.is_running() || monitor_alive {
+        if !force {
+            return Err(ContainerError::RemoveRunning(record.id.clone()));
+        }
+        if obs.is_running() {
+            let init = obs.init.and_then(|i| i.pidfd());
+            let _ = kill::kill(c.runtime(), &record.id, libc::SIGKILL, false);
+            if let Some(fd) = &init {
+                wait_readable(fd, Some(KILL_GRACE));
+            }
+        }
+        if !wait_for_monitor(c, &record.id) {
+            // A monitor that does not finish is killed; `release_run` cleans up after it.
+            if let Some(fd) = obs.record.monitor.and_then(|m| m.pidfd()) {
+                let _ = rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL);
+                wait_readable(&fd, Some(KILL_GRACE));
+            }
+        }
+    }
+    let _lock = match c.lock(&record.id) {
+        Ok(l) => l,
+        // Gone meanwhile (an --rm container's monitor removed it).
+        Err(ContainerError::NoSuchContainer(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let current = c.load(&record.id)?;
+    if current.monitor.is_some_and(|m| m.alive()) {
+        return Err(ContainerError::RemoveRunning(record.id.clone()));
+    }
+    release_run(c, &current)?;
+    remove_files(c, &record.id)
+}
+
+/// Remove a container's directory; the caller holds its lock and has released its run.
+pub fn remove_files(c: &Containers, id: &str) -> Result<(), ContainerError> {
+    let paths = c.paths(id);
+    // Never delete through a mount: unmount first (a no-op when nothing is mounted).
+    super::rootfs::unmount(&paths)?;
+    crate::fsutil::remove_tree(&paths.dir).map_err(io_err(format!("removing {}", paths.dir.display())))
+}
+
+/// What `container prune` removed.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub ids: Vec<String>,
+    pub bytes: u64,
+}
+
+/// Remove every container that is not running (created and exited ones), and leftovers of
+/// killed creates.
+pub fn prune(c: &Containers) -> Result<Pruned, ContainerError> {
+    let mut pruned = Pruned::default();
+    for record in c.list() {
+        let Some(obs) = observe(c, record)? else { continue };
+        if obs.state != State::Exited && obs.state != State::Created {
+            continue;
+        }
+        if obs.record.monitor.is_some_and(|m| m.alive()) {
+            continue;
+        }
+        let size = crate::fsutil::tree_size(&c.paths(&obs.record.id).dir);
+        match remove(c, &obs.record, false) {
+            Ok(()) => {
+                pruned.ids.push(obs.record.id.clone());
+                pruned.bytes += size;
+            }
+            Err(ContainerError::RemoveRunning(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    c.remove_leftovers()?;
+    Ok(pruned)
+}

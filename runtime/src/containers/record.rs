@@ -1,0 +1,88 @@
+//! A container's own record (`ROOT/containers/<id>/container.json`, replaced atomically):
+//! what it was made from and with which options, and how its last run ended. Its live
+//! state (running, paused) is never stored here: `status` derives it from the lifecycle
+//! state and the processes themselves, so a crash can't leave a stale "running".
+
+use crate::image::classify::Kind;
+use crate::image::manifest::RunConfig;
+use crate::spec::run_options::RunOptions;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// A process we started and may later need to recognise: the pid plus its start time, so a
+/// recycled pid is never mistaken for ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessRef {
+    /// This process itself.
+    pub fn current() -> Option<ProcessRef> {
+        let pid = std::process::id() as i32;
+        crate::lifecycle::state::process_start_time(pid).map(|start_time| ProcessRef { pid, start_time })
+    }
+
+    pub fn of(pid: i32) -> Option<ProcessRef> {
+        crate::lifecycle::state::process_start_time(pid).map(|start_time| ProcessRef { pid, start_time })
+    }
+
+    pub fn alive(&self) -> bool {
+        crate::lifecycle::state::process_start_time(self.pid) == Some(self.start_time)
+    }
+
+    /// A pidfd for the process if it is still the one we mean: opened first, then checked,
+    /// so the fd can't refer to a recycled pid.
+    pub fn pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        let pid = rustix::process::Pid::from_raw(self.pid)?;
+        let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+        self.alive().then_some(fd)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it (what `ps` shows).
+    pub image: String,
+    /// The image ID (config digest); `rmi` refuses images that containers use.
+    pub image_id: String,
+    /// The image's run config at create time.
+    pub image_config: RunConfig,
+    /// Snapshot directories of the image's layers, bottom first.
+    pub layers: Vec<PathBuf>,
+    pub options: RunOptions,
+    /// The process's argv (Entrypoint + Cmd after overrides).
+    pub command: Vec<String>,
+    pub created: String,
+    pub kind: Kind,
+    pub kind_reason: String,
+    /// `--rm`: the monitor removes the container when it exits.
+    pub auto_remove: bool,
+    /// Published ports: strata has no port forwarding, so always empty.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// The monitor of the current or last run.
+    #[serde(default)]
+    pub monitor: Option<ProcessRef>,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Set when a run has ended (128+N for a signal).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why the last start or run failed, if it did.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
+    }
+}

@@ -1,0 +1,209 @@
+//! The monitor's copy loop for one run: the container's output (two pipes, or its pty) into
+//! the json log and, while a CLI is attached, to that CLI; with a pty, the CLI's input and
+//! window size into the pty. Runs until the init has exited (its pidfd) and the output is
+//! drained. One poll over every source; input waits in a buffer rather than blocking the
+//! output (a container that does not read its terminal must not stall its own output).
+
+use super::attach::decode_window_size;
+use super::logs::{LogWriter, Stream};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Duration;
+
+/// After the init exits, how long output may still trickle in from processes that held the
+/// pipes (the pid namespace is being torn down; they die with it).
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
+/// Where the container's output comes from.
+pub enum Output {
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// The pty master: everything the container writes, as one stream (docker logs it as
+    /// stdout).
+    Terminal {
+        master: OwnedFd,
+    },
+}
+
+/// The attached CLI's pipes, as far as it is still there.
+pub struct Attached {
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+    /// With a pty: the CLI's input for it.
+    pub input: Option<OwnedFd>,
+    /// With a pty: window sizes.
+    pub control: Option<OwnedFd>,
+}
+
+impl Attached {
+    fn forward(&mut self, stream: Stream, data: &[u8]) {
+        let slot = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        if let Some(fd) = slot {
+            if write_all(fd, data).is_err() {
+                // The CLI is gone: stop copying, keep logging.
+                *slot = None;
+            }
+        }
+    }
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Out(Stream, usize),
+    Exit,
+    Input,
+    PtyWritable,
+    Control,
+}
+
+/// Copy until the run is over; `reap` is called once the init's pidfd says it exited and
+/// returns its exit code, which this returns.
+pub fn copy_until_exit(
+    log_path: &Path,
+    output: Output,
+    pidfd: &OwnedFd,
+    attached: &mut Attached,
+    reap: impl FnOnce() -> i32,
+) -> i32 {
+    let mut log =
+        LogWriter::open(log_path).map_err(|e| tracing::error!("opening the log {}: {e}", log_path.display())).ok();
+    let (mut outputs, master): (Vec<(Option<OwnedFd>, Stream)>, Option<OwnedFd>) = match output {
+        Output::Pipes { stdout, stderr } => {
+            (vec![(Some(stdout), Stream::Stdout), (Some(stderr), Stream::Stderr)], None)
+        }
+        Output::Terminal { master } => {
+            // Non-blocking: input is written only as far as the pty takes it.
+            let _ = rustix::fs::fcntl_setfl(&master, rustix::fs::OFlags::NONBLOCK);
+            let copy = master.try_clone().ok();
+            (vec![(copy, Stream::Stdout)], Some(master))
+        }
+    };
+    let mut reap = Some(reap);
+    let mut exit: Option<i32> = None;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if exit.is_some() && outputs.iter().all(|(fd, _)| fd.is_none()) {
+            break;
+        }
+        let mut fds: Vec<PollFd> = Vec::with_capacity(6);
+        let mut roles: Vec<Role> = Vec::with_capacity(6);
+        for (i, (fd, stream)) in outputs.iter().enumerate() {
+            if let Some(fd) = fd {
+                fds.push(PollFd::new(fd, PollFlags::IN));
+                roles.push(Role::Out(*stream, i));
+            }
+        }
+        if exit.is_none() {
+            fds.push(PollFd::new(pidfd, PollFlags::IN));
+            roles.push(Role::Exit);
+        }
+        if let Some(master) = &master {
+            if !pending.is_empty() {
+                fds.push(PollFd::new(master, PollFlags::OUT));
+                roles.push(Role::PtyWritable);
+            } else if let Some(input) = &attached.input {
+                fds.push(PollFd::new(input, PollFlags::IN));
+                roles.push(Role::Input);
+            }
+            if let Some(control) = &attached.control {
+                fds.push(PollFd::new(control, PollFlags::IN));
+                roles.push(Role::Control);
+            }
+        }
+        let timeout = exit.map(|_| Timespec { tv_sec: DRAIN_AFTER_EXIT.as_secs() as i64, tv_nsec: 0 });
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                tracing::error!("poll: {e}");
+                break;
+            }
+        }
+        let ready: Vec<Role> =
+            fds.iter().zip(&roles).filter(|(fd, _)| !fd.revents().is_empty()).map(|(_, r)| *r).collect();
+        drop(fds);
+        for role in ready {
+            match role {
+                Role::Exit => exit = reap.take().map(|f| f()),
+                Role::Out(stream, i) => {
+                    let Some(fd) = &outputs[i].0 else { continue };
+                    match rustix::io::read(fd, &mut buf) {
+                        Ok(n) if n > 0 => {
+                            if let Some(l) = &mut log {
+                                if let Err(e) = l.write(stream, &buf[..n]) {
+                                    tracing::error!("writing the log: {e}");
+                                }
+                            }
+                            attached.forward(stream, &buf[..n]);
+                        }
+                        Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                        // EOF, or EIO from a pty whose last slave holder is gone.
+                        _ => outputs[i].0 = None,
+                    }
+                }
+                Role::Input => {
+                    let Some(input) = &attached.input else { continue };
+                    match rustix::io::read(input, &mut buf) {
+                        Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
+                        Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                        _ => attached.input = None,
+                    }
+                }
+                Role::PtyWritable => {
+                    let Some(master) = &master else { continue };
+                    match rustix::io::write(master, &pending) {
+                        Ok(n) => {
+                            pending.drain(..n);
+                        }
+                        Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                        Err(_) => pending.clear(),
+                    }
+                }
+                Role::Control => {
+                    let Some(control) = &attached.control else { continue };
+                    let mut record = [0u8; 4];
+                    match rustix::io::read(control, &mut record) {
+                        Ok(4) => {
+                            let (rows, cols) = decode_window_size(record);
+                            if let Some(master) = &master {
+                                let size =
+                                    rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+                                let _ = rustix::termios::tcsetwinsize(master, size);
+                            }
+                        }
+                        Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
+                        // Short records are not written (4 bytes are atomic on a pipe); EOF.
+                        _ => attached.control = None,
+                    }
+                }
+            }
+        }
+    }
+    if let Some(l) = &mut log {
+        let _ = l.flush();
+    }
+    match (exit, reap) {
+        (Some(code), _) => code,
+        (None, Some(f)) => f(),
+        (None, None) => super::status::UNKNOWN_EXIT,
+    }
+}

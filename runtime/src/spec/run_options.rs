@@ -1,0 +1,222 @@
+//! What `strata run`/`create` asked for on top of an image (`RunOptions`, persisted with the
+//! container so every start builds the same spec), and the parsing of docker's flag syntax
+//! for it: `-e`/`--env-file`, memory sizes, `--cpus`, `-v`, `--network`.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptionError {
+    #[error("invalid memory size {0:?}: use a number with an optional unit b, k, m or g (e.g. 64m)")]
+    InvalidMemory(String),
+    #[error("minimum memory limit allowed is 6MB")]
+    MemoryTooSmall,
+    #[error("invalid value {0:?} for --cpus: expected a positive number such as 0.5 or 2")]
+    InvalidCpus(String),
+    #[error("invalid environment variable {0:?}")]
+    InvalidEnv(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// A new network namespace with only `lo` (strata has no bridge networking yet).
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(NetworkMode::None),
+            "host" => Ok(NetworkMode::Host),
+            other => Err(format!("network mode {other:?} is not supported: use none or host")),
+        }
+    }
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        })
+    }
+}
+
+/// A `-v SRC:DST[:ro]` bind mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for Volume {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (source, destination, mode) = match parts.as_slice() {
+            [src, dst] => (*src, *dst, ""),
+            [src, dst, mode] => (*src, *dst, *mode),
+            _ => return Err(format!("invalid volume specification {s:?}: expected SRC:DST[:ro|rw]")),
+        };
+        if !source.starts_with('/') {
+            return Err(format!(
+                "invalid volume specification {s:?}: named volumes are not supported, the source must be an absolute host path"
+            ));
+        }
+        if !destination.starts_with('/') {
+            return Err(format!("invalid volume specification {s:?}: the destination must be an absolute path"));
+        }
+        let read_only = match mode {
+            "" | "rw" => false,
+            "ro" => true,
+            other => return Err(format!("invalid volume specification {s:?}: unknown mode {other:?} (ro or rw)")),
+        };
+        Ok(Volume { source: source.into(), destination: destination.into(), read_only })
+    }
+}
+
+/// What `strata run`/`create` asked for on top of the image. Persisted with the container,
+/// so a later `start` builds the same spec.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunOptions {
+    /// `--entrypoint`: Some(empty) clears the image's.
+    pub entrypoint: Option<Vec<String>>,
+    /// CMD from the command line; empty means the image's.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` from `--env-file` then `-e`, already resolved.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    /// Bytes.
+    pub memory: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub network: NetworkMode,
+    pub volumes: Vec<Volume>,
+    pub tty: bool,
+    pub interactive: bool,
+}
+
+/// One `-e` argument: `KEY=VALUE` as is; a bare `KEY` takes the value from `lookup` (the
+/// caller's environment) or is dropped when unset, as docker does.
+pub fn resolve_env_arg(arg: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Option<String>, OptionError> {
+    if arg.is_empty() || arg.starts_with('=') || arg.contains('\0') {
+        return Err(OptionError::InvalidEnv(arg.into()));
+    }
+    if arg.contains('=') {
+        return Ok(Some(arg.to_string()));
+    }
+    Ok(lookup(arg).map(|v| format!("{arg}={v}")))
+}
+
+/// An `--env-file`: one variable a line, `#` comments and blank lines skipped.
+pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, OptionError> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(v) = resolve_env_arg(line, lookup)? {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// docker's memory sizes: a number with an optional b, k, m, g (t, p) unit, binary multiples,
+/// an optional trailing `b`/`ib` (`64m`, `64MB`, `1.5g`, `512MiB`).
+pub fn parse_memory(s: &str) -> Result<i64, OptionError> {
+    let invalid = || OptionError::InvalidMemory(s.into());
+    let t = s.trim().to_ascii_lowercase();
+    let digits_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits_end);
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let unit = unit.trim_start();
+    let unit = unit.strip_suffix("ib").or_else(|| unit.strip_suffix('b').filter(|u| !u.is_empty())).unwrap_or(unit);
+    let multiplier: f64 = match unit {
+        "" | "b" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        "t" => 1024f64.powi(4),
+        "p" => 1024f64.powi(5),
+        _ => return Err(invalid()),
+    };
+    let bytes = number * multiplier;
+    if !bytes.is_finite() || bytes > i64::MAX as f64 {
+        return Err(invalid());
+    }
+    let bytes = bytes as i64;
+    if bytes < 6 * 1024 * 1024 {
+        return Err(OptionError::MemoryTooSmall);
+    }
+    Ok(bytes)
+}
+
+pub fn parse_cpus(s: &str) -> Result<f64, OptionError> {
+    match s.trim().parse::<f64>() {
+        Ok(c) if c.is_finite() && c > 0.0 => Ok(c),
+        _ => Err(OptionError::InvalidCpus(s.into())),
+    }
+}
+
+/// CFS period and quota for `--cpus`, as docker computes them.
+pub fn cpu_quota(cpus: f64) -> (u64, i64) {
+    let period = 100_000u64;
+    (period, ((cpus * period as f64).round() as i64).max(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_arguments_and_files() {
+        let lookup = |k: &str| (k == "FROM_HOST").then(|| "yes".to_string());
+        assert_eq!(resolve_env_arg("A=b=c", &lookup).unwrap(), Some("A=b=c".into()));
+        assert_eq!(resolve_env_arg("FROM_HOST", &lookup).unwrap(), Some("FROM_HOST=yes".into()));
+        assert_eq!(resolve_env_arg("UNSET", &lookup).unwrap(), None);
+        assert!(resolve_env_arg("=x", &lookup).is_err());
+        let file = "# comment\n\nA=1\n  B=two words\nFROM_HOST\nUNSET\n";
+        assert_eq!(parse_env_file(file, &lookup).unwrap(), ["A=1", "B=two words", "FROM_HOST=yes"]);
+    }
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("64MB").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_memory("10485760").unwrap(), 10 << 20);
+        assert_eq!(parse_memory("8192k").unwrap(), 8 << 20);
+        assert!(matches!(parse_memory("1k"), Err(OptionError::MemoryTooSmall)));
+        for bad in ["", "m", "12x", "-5m", "1.2.3m"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+        assert!(parse_cpus("0").is_err() && parse_cpus("abc").is_err() && parse_cpus("NaN").is_err());
+        assert_eq!(cpu_quota(0.5), (100_000, 50_000));
+    }
+
+    #[test]
+    fn volume_syntax() {
+        let v: Volume = "/host:/ctr:ro".parse().unwrap();
+        assert_eq!(v, Volume { source: "/host".into(), destination: "/ctr".into(), read_only: true });
+        assert!("named:/ctr".parse::<Volume>().is_err());
+        assert!("/a:rel".parse::<Volume>().is_err());
+        assert!("/a:/b:xx".parse::<Volume>().is_err());
+        assert!("/a".parse::<Volume>().is_err());
+    }
+}

@@ -1,0 +1,785 @@
+//! End-to-end: `strata run/create/start/ps/logs/stop/kill/rm/wait/inspect/container prune`
+//! with the busybox image the tests build, each test with its own root. Run as root inside
+//! `unshare -m --propagation private` (what CI does), so a test that dies leaves no mount.
+
+mod cli;
+mod support;
+
+use cli::{Outcome, Strata};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use support::*;
+
+const IMAGE: &str = "localhost/busybox:latest";
+
+/// An OCI archive of the busybox image, built once per test binary.
+fn busybox_archive() -> &'static Path {
+    static ARCHIVE: OnceLock<PathBuf> = OnceLock::new();
+    ARCHIVE.get_or_init(|| {
+        // In cargo's scratch dir for tests, rebuilt by each run of this binary.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("containers-busybox");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let layout = dir.join("layout");
+        busybox_image(&layout, "latest");
+        let archive = dir.join("busybox.tar");
+        skopeo_copy(&oci_ref(&layout, "latest"), &format!("oci-archive:{}:{IMAGE}", archive.display()));
+        archive
+    })
+}
+
+/// A root with the busybox image; removes whatever containers a test leaves when dropped.
+struct Env {
+    s: Strata,
+}
+
+impl Env {
+    fn new() -> Env {
+        let s = Strata::new();
+        s.ok(&["load", "-q", "-i", busybox_archive().to_str().unwrap()]);
+        Env { s }
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        let o = self.s.run(args);
+        assert!(!o.stderr.contains("panicked"), "strata panicked: {}", o.stderr);
+        o
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.s.ok(args)
+    }
+
+    /// `run --rm IMAGE ARGS...` in the foreground.
+    fn sh(&self, flags: &[&str], script: &str) -> Outcome {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "sh", "-c", script]);
+        self.run(&args)
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", name]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    }
+
+    fn id(&self, name: &str) -> String {
+        self.inspect(name)["Id"].as_str().unwrap().to_string()
+    }
+
+    fn record(&self, id: &str) -> serde_json::Value {
+        let path = self.s.root().join("containers").join(id).join("container.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    fn ps(&self, all: bool) -> Vec<serde_json::Value> {
+        let args: &[&str] = if all { &["ps", "-a", "--format", "json"] } else { &["ps", "--format", "json"] };
+        self.ok(args).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    fn ps_status(&self, name: &str) -> String {
+        self.ps(true)
+            .into_iter()
+            .find(|c| c["Names"] == name)
+            .map(|c| c["Status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| "<gone>".into())
+    }
+
+    /// Nothing of container `id` is left: no record, state, mount, cgroup or process.
+    fn assert_no_trace(&self, id: &str) {
+        let root = self.s.root();
+        assert!(!root.join("containers").join(id).exists(), "container dir of {id} left");
+        let run: Vec<_> = std::fs::read_dir(root.join("run")).map(|d| d.flatten().collect()).unwrap_or_default();
+        assert!(run.iter().all(|e| !e.file_name().to_string_lossy().contains(id)), "lifecycle state of {id} left");
+        self.assert_run_released(id);
+    }
+
+    /// The run of `id` holds nothing any more: no mount, cgroup or lifecycle state.
+    fn assert_run_released(&self, id: &str) {
+        let root = self.s.root().canonicalize().unwrap();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(root.to_str().unwrap()), "a mount under the root is left:\n{mounts}");
+        for cg in cgroup_dirs(id) {
+            assert!(!cg.exists(), "cgroup {} left", cg.display());
+        }
+        assert!(!self.s.root().join("run").join(id).exists(), "lifecycle state of {id} left");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids = self.s.run(&["ps", "-aq", "--no-trunc"]).stdout;
+        for id in ids.lines() {
+            let _ = self.s.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// The container's cgroup in every v1 hierarchy (or the v2 one).
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.join("strata").join(id)];
+    }
+    std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("strata").is_dir())
+        .map(|e| e.path().join("strata").join(id))
+        .collect()
+}
+
+fn cgroup_file(controller: &str, id: &str, file: &str) -> String {
+    std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(controller).join("strata").join(id).join(file))
+        .unwrap_or_else(|e| panic!("reading {controller}/{file} of {id}: {e}"))
+        .trim()
+        .to_string()
+}
+
+fn wait_exit(pid: i32) {
+    // pidfd of a process that is not our child: readable once it has exited.
+    let fd =
+        rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::PidfdFlags::empty());
+    if let Ok(fd) = fd {
+        let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+        let ts = rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 };
+        let _ = rustix::event::poll(&mut fds, Some(&ts));
+    }
+}
+
+#[test]
+fn output_and_exit_codes() {
+    let e = Env::new();
+    let o = e.sh(&[], "echo out; echo err >&2; exit 3");
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (3, "out\n", "err\n"));
+    assert_eq!(e.sh(&[], "true").code, 0);
+
+    let o = e.run(&["run", "--rm", IMAGE, "nosuchprogram"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    assert!(o.stderr.starts_with("Error: ") && o.stderr.contains("nosuchprogram"), "{}", o.stderr);
+    assert!(o.stderr.contains("executable file not found"), "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "one error line: {}", o.stderr);
+    let o = e.run(&["run", "--rm", IMAGE, "/no/such/file"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    let o = e.run(&["run", "--rm", IMAGE, "/etc/passwd"]);
+    assert_eq!(o.code, 126, "{}", o.stderr);
+    assert!(o.stderr.contains("permission denied"), "{}", o.stderr);
+
+    // strata itself failing: 125, one line, nothing made.
+    for args in [
+        &["run", "--rm", "--memory", "12x", IMAGE, "true"][..],
+        &["run", "--rm", "--cap-add", "NOPE", IMAGE, "true"],
+        &["run", "--rm", "--network", "bridge", IMAGE, "true"],
+        &["run", "--rm", "-u", "nosuchuser", IMAGE, "true"],
+        &["run", "--rm", "localhost:1/nothing:here", "true"],
+    ] {
+        let o = e.run(args);
+        assert_eq!(o.code, 125, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.lines().any(|l| l.starts_with("Error: ")), "{args:?}: {}", o.stderr);
+    }
+    let o = e.run(&["run", "--rm", "-u", "nosuchuser", IMAGE, "true"]);
+    assert!(o.stderr.contains("unable to find user nosuchuser"), "{}", o.stderr);
+    assert!(e.ps(true).is_empty(), "failed runs with --rm leave no container: {:?}", e.ps(true));
+}
+
+#[test]
+fn environment_cwd_user_and_hostname() {
+    let e = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let env_file = tmp.path().join("env");
+    std::fs::write(&env_file, "# settings\nFROM_FILE=file\nBOTH=file\n").unwrap();
+    let env_file = env_file.to_str().unwrap();
+    let o = e.sh(&["-e", "FOO=bar baz", "--env-file", env_file, "-e", "BOTH=flag"], "env");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    for want in ["FOO=bar baz", "FROM_FILE=file", "BOTH=flag", "HOME=/root", "PATH=/usr/local/sbin"] {
+        assert!(o.stdout.lines().any(|l| l.starts_with(want)), "{want} missing:\n{}", o.stdout);
+    }
+    assert!(!o.stdout.contains("BOTH=file"), "-e wins over --env-file:\n{}", o.stdout);
+
+    assert_eq!(e.sh(&[], "pwd").stdout, "/\n");
+    assert_eq!(e.sh(&["-w", "/tmp"], "pwd").stdout, "/tmp\n");
+    assert_eq!(e.sh(&["-w", "/new/work/dir"], "pwd").stdout, "/new/work/dir\n", "a missing workdir is made");
+
+    assert_eq!(e.sh(&[], "id -u; id -g").stdout, "0\n0\n");
+    // docker's RLIMIT_NOFILE, or what this host allows if that is less.
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let want = limit.rlim_max.min(1_048_576);
+    assert_eq!(e.sh(&[], "ulimit -n; ulimit -Hn").stdout, format!("{want}\n{want}\n"));
+    let o = e.sh(&["-u", "nobody"], "id -u; id -g; echo $HOME");
+    assert_eq!(o.stdout, "65534\n65534\n/nonexistent\n", "{}", o.stderr);
+    assert_eq!(e.sh(&["-u", "1234:5678"], "id -u; id -g").stdout, "1234\n5678\n");
+
+    assert_eq!(e.sh(&["--hostname", "web1"], "hostname").stdout, "web1\n");
+    let o = e.run(&["run", "--name", "named", IMAGE, "hostname"]);
+    assert_eq!(o.code, 0);
+    let id = e.id("named");
+    assert_eq!(o.stdout.trim(), &id[..12], "the default hostname is the short id");
+    e.ok(&["rm", "named"]);
+}
+
+#[test]
+fn isolation() {
+    let e = Env::new();
+    assert_eq!(e.sh(&[], "echo $$").stdout, "1\n", "the command is PID 1");
+    let o = e.sh(&[], "ls /proc | grep -c '^[0-9]'");
+    let visible: u32 = o.stdout.trim().parse().unwrap();
+    assert!(visible <= 3, "host processes are visible: {visible}");
+
+    // Own mount table: the rootfs is an overlay, and no host mount shows.
+    let o = e.sh(&[], "cat /proc/self/mountinfo");
+    let root_line = o.stdout.lines().find(|l| l.split(' ').nth(4) == Some("/")).unwrap_or("");
+    assert!(root_line.contains("overlay"), "{}", o.stdout);
+    let allowed = ["/proc", "/dev", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"];
+    for point in o.stdout.lines().filter_map(|l| l.split(' ').nth(4)) {
+        assert!(
+            point == "/" || allowed.iter().any(|a| point.starts_with(a)),
+            "host mount {point} visible:\n{}",
+            o.stdout
+        );
+    }
+
+    assert_eq!(e.sh(&[], "ls /sys/class/net").stdout, "lo\n", "--network none: only lo");
+    let host: Vec<String> =
+        std::fs::read_dir("/sys/class/net").unwrap().flatten().map(|d| d.file_name().into_string().unwrap()).collect();
+    let o = e.sh(&["--network", "host"], "ls /sys/class/net");
+    assert_eq!(o.stdout.lines().count(), host.len(), "--network host sees the host's interfaces: {}", o.stdout);
+
+    // Masked and read-only paths.
+    assert_eq!(e.sh(&[], "wc -c < /proc/keys").stdout.trim(), "0");
+    assert_eq!(e.sh(&[], "wc -c < /proc/timer_list").stdout.trim(), "0");
+    assert_eq!(e.sh(&[], "ls /sys/firmware | wc -l").stdout.trim(), "0");
+    let o = e.sh(&[], "echo 1 > /proc/sys/vm/drop_caches");
+    assert_ne!(o.code, 0, "/proc/sys is read-only");
+}
+
+#[test]
+fn read_only_root() {
+    let e = Env::new();
+    let o = e.sh(&["--read-only"], "touch /x");
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("Read-only file system"), "{}", o.stderr);
+    assert_eq!(e.sh(&["--read-only"], "touch /dev/shm/x && echo ok").stdout, "ok\n", "/dev/shm stays writable");
+    assert_eq!(e.sh(&[], "touch /x && echo ok").stdout, "ok\n");
+}
+
+#[test]
+fn capabilities() {
+    let e = Env::new();
+    let o = e.sh(&[], "hostname changed");
+    assert_ne!(o.code, 0, "docker's default set has no CAP_SYS_ADMIN");
+    assert!(o.stderr.contains("not permitted"), "{}", o.stderr);
+    let o = e.sh(&["--cap-add", "SYS_ADMIN"], "hostname changed && hostname");
+    assert_eq!(o.stdout, "changed\n", "{}", o.stderr);
+    assert_eq!(e.sh(&[], "touch /f && chown 1 /f && echo ok").stdout, "ok\n");
+    let o = e.sh(&["--cap-drop", "CHOWN"], "touch /f && chown 1 /f");
+    assert_ne!(o.code, 0, "chown without CAP_CHOWN");
+    let o = e.sh(&["--cap-drop", "ALL"], "grep CapEff /proc/self/status");
+    assert!(o.stdout.contains("0000000000000000"), "{}", o.stdout);
+    let o = e.sh(&["-u", "nobody"], "grep CapEff /proc/self/status");
+    assert!(o.stdout.contains("0000000000000000"), "non-root has no effective caps: {}", o.stdout);
+}
+
+#[test]
+fn memory_limit_kills_with_137() {
+    let e = Env::new();
+    let o = e.run(&[
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        IMAGE,
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=96M",
+        "count=1",
+    ]);
+    assert_eq!(o.code, 137, "{} {}", o.stdout, o.stderr);
+    let info = e.inspect("hog");
+    assert_eq!(info["State"]["ExitCode"], 137);
+    assert_eq!(info["State"]["OOMKilled"], true);
+    assert_eq!(info["HostConfig"]["Memory"], 32 << 20);
+    let id = e.id("hog");
+    e.assert_run_released(&id);
+    // Within the limit it runs.
+    let o = e.sh(&["--memory", "64m"], "dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null && echo fine");
+    assert_eq!(o.stdout, "fine\n");
+}
+
+#[test]
+fn pids_limit_contains_a_fork_bomb() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--pids-limit", "20", IMAGE, "sh", "-c", "f(){ f|f & }; f; exec sleep 60"]);
+    let id = id.trim();
+    assert_eq!(cgroup_file("pids", id, "pids.max"), "20");
+    for _ in 0..20 {
+        let current: u32 = cgroup_file("pids", id, "pids.current").parse().unwrap();
+        assert!(current <= 20, "pids.current {current}");
+    }
+    assert!(e.ps_status(&e.inspect(id)["Name"].as_str().unwrap()[1..]).starts_with("Up"));
+    let o = e.run(&["rm", "-f", id]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    e.assert_no_trace(id);
+}
+
+#[test]
+fn cpu_quota() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--cpus", "0.5", IMAGE, "sleep", "30"]);
+    let id = id.trim();
+    assert_eq!(cgroup_file("cpu", id, "cpu.cfs_quota_us"), "50000");
+    assert_eq!(cgroup_file("cpu", id, "cpu.cfs_period_us"), "100000");
+    e.ok(&["rm", "-f", id]);
+    e.assert_no_trace(id);
+}
+
+#[test]
+fn detached_logs_stop_rm() {
+    let e = Env::new();
+    let out = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; while true; do sleep 1; done",
+    ]);
+    let id = out.trim().to_string();
+    assert!(id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{out}");
+    let running = e.ps(false);
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0]["Names"], "web");
+    assert_eq!(running[0]["State"], "running");
+    assert_eq!(running[0]["Kind"], "native");
+    assert!(running[0]["Status"].as_str().unwrap().starts_with("Up "));
+    let table = e.ok(&["ps"]);
+    assert!(table.starts_with("CONTAINER ID   IMAGE"), "{table}");
+    assert!(table.contains(&id[..12]) && table.contains("web"), "{table}");
+    assert_eq!(e.ok(&["ps", "-q"]).trim(), &id[..12]);
+
+    // The monitor logs while nobody watches; `logs` splits the streams again.
+    let mut logs = e.run(&["logs", "web"]);
+    for _ in 0..50 {
+        if logs.stdout.contains("hello") && logs.stderr.contains("oops") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        logs = e.run(&["logs", "web"]);
+    }
+    assert_eq!((logs.stdout.as_str(), logs.stderr.as_str()), ("hello\n", "oops\n"));
+    let stamped = e.ok(&["logs", "--timestamps", "web"]);
+    assert!(stamped.starts_with("20") && stamped.contains("Z hello"), "{stamped}");
+    let raw = std::fs::read_to_string(e.s.root().join("containers").join(&id).join(format!("{id}-json.log"))).unwrap();
+    let line: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert_eq!(line["log"], "hello\n");
+    assert_eq!(line["stream"], "stdout");
+
+    // sh as PID 1 ignores SIGTERM: stop waits, then kills.
+    let started = std::time::Instant::now();
+    assert_eq!(e.ok(&["stop", "-t", "1", "web"]).trim(), "web");
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    assert!(e.ps(false).is_empty());
+    assert!(e.ps_status("web").starts_with("Exited (137)"), "{}", e.ps_status("web"));
+    assert_eq!(e.inspect("web")["State"]["ExitCode"], 137);
+    e.assert_run_released(&id);
+    assert!(e.s.root().join("containers").join(&id).join("rootfs/upper").is_dir(), "the writable layer stays");
+
+    assert_eq!(e.ok(&["rm", "web"]).trim(), "web");
+    e.assert_no_trace(&id);
+    let o = e.run(&["rm", "web"]);
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: No such container: web\n"));
+}
+
+#[test]
+fn logs_follow_ends_with_the_container() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", IMAGE, "sh", "-c", "echo a; sleep 1; echo b"]);
+    let o = e.run(&["logs", "-f", id.trim()]);
+    assert_eq!(o.stdout, "a\nb\n");
+    assert_eq!(e.ok(&["logs", "--tail", "1", id.trim()]), "b\n");
+}
+
+#[test]
+fn rm_flag_leaves_nothing() {
+    let e = Env::new();
+    let o =
+        e.run(&["run", "--rm", "--memory", "64m", IMAGE, "sh", "-c", "echo x > /file; grep memory /proc/self/cgroup"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let id = o.stdout.trim().rsplit('/').next().unwrap().to_string();
+    assert_eq!(id.len(), 64, "the cgroup is /strata/<id>: {}", o.stdout);
+    assert!(e.ps(true).is_empty());
+    e.assert_no_trace(&id);
+    let left: Vec<_> =
+        std::fs::read_dir(e.s.root().join("containers")).unwrap().flatten().filter(|d| d.path().is_dir()).collect();
+    assert!(left.is_empty(), "{left:?}");
+    let run: Vec<_> = std::fs::read_dir(e.s.root().join("run")).unwrap().flatten().collect();
+    assert!(run.is_empty(), "lifecycle leftovers: {run:?}");
+}
+
+#[test]
+fn killed_container_shows_137() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "sleeper", IMAGE, "sleep", "100"]);
+    let id = id.trim();
+    assert_eq!(e.ok(&["kill", "sleeper"]).trim(), "sleeper");
+    assert_eq!(e.ok(&["wait", "sleeper"]).trim(), "137");
+    assert!(e.ps_status("sleeper").starts_with("Exited (137)"));
+    e.assert_run_released(id);
+    let o = e.run(&["kill", "sleeper"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("is not running"), "{}", o.stderr);
+    // A signal by name, handled by the container.
+    e.ok(&["run", "-d", "--name", "trapper", IMAGE, "sh", "-c", "trap 'exit 42' USR1; while true; do sleep 1; done"]);
+    e.ok(&["kill", "-s", "USR1", "trapper"]);
+    assert_eq!(e.ok(&["wait", "trapper"]).trim(), "42");
+}
+
+#[test]
+fn ps_tells_the_truth_after_the_monitor_is_killed() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "orphan", IMAGE, "sleep", "100"]);
+    let id = id.trim();
+    let monitor = e.record(id)["monitor"]["pid"].as_i64().unwrap() as i32;
+    // SAFETY: the monitor is a process this test started (through strata), killed by pid.
+    unsafe { libc::kill(monitor, libc::SIGKILL) };
+    wait_exit(monitor);
+    assert!(e.ps_status("orphan").starts_with("Up"), "the container itself still runs");
+    e.ok(&["kill", "orphan"]);
+    assert_eq!(e.ok(&["wait", "orphan"]).trim(), "255", "the exit status died with the monitor");
+    let info = e.inspect("orphan");
+    assert_eq!(info["State"]["Status"], "exited");
+    assert!(info["State"]["Error"].as_str().unwrap().contains("monitor died"));
+    e.assert_run_released(id);
+
+    // Monitor and container killed at once: the next look finds and cleans up.
+    let id = e.ok(&["run", "-d", "--name", "both", IMAGE, "sleep", "100"]);
+    let id = id.trim();
+    let monitor = e.record(id)["monitor"]["pid"].as_i64().unwrap() as i32;
+    let init = e.inspect("both")["State"]["Pid"].as_i64().unwrap() as i32;
+    assert!(init > 0);
+    // SAFETY: killing processes this test started, by pid.
+    unsafe {
+        libc::kill(monitor, libc::SIGKILL);
+        libc::kill(init, libc::SIGKILL);
+    }
+    wait_exit(monitor);
+    wait_exit(init);
+    assert!(e.ps_status("both").starts_with("Exited (255)"), "{}", e.ps_status("both"));
+    e.assert_run_released(id);
+    e.ok(&["rm", "both"]);
+    e.assert_no_trace(id);
+}
+
+#[test]
+fn container_outlives_a_killed_cli() {
+    let e = Env::new();
+    let mut cli =
+        e.s.command(&["run", "--name", "survivor", IMAGE, "sh", "-c", "sleep 1; echo finished"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    // Wait until it runs, then kill the CLI.
+    let mut status = e.ps_status("survivor");
+    for _ in 0..100 {
+        if status.starts_with("Up") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        status = e.ps_status("survivor");
+    }
+    assert!(status.starts_with("Up"), "{status}");
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    assert_eq!(e.ok(&["wait", "survivor"]).trim(), "0");
+    assert_eq!(e.ok(&["logs", "survivor"]), "finished\n");
+}
+
+#[test]
+fn create_start_and_the_writable_layer() {
+    let e = Env::new();
+    let id = e.ok(&["create", "--name", "keeper", IMAGE, "sh", "-c", "cat /state 2>/dev/null; echo run >> /state"]);
+    let id = id.trim();
+    assert_eq!(e.ps_status("keeper"), "Created");
+    assert!(e.ps(false).is_empty());
+    let o = e.run(&["start", "-a", "keeper"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+    let o = e.run(&["start", "-a", "keeper"]);
+    assert_eq!(o.stdout, "run\n", "the second run sees the first one's writes");
+    assert_eq!(e.ok(&["start", "keeper"]).trim(), "keeper");
+    assert_eq!(e.ok(&["wait", "keeper"]).trim(), "0");
+    assert_eq!(e.ok(&["logs", "keeper"]), "run\nrun\nrun\n");
+    // An exit code from start -a.
+    e.ok(&["create", "--name", "three", IMAGE, "sh", "-c", "exit 3"]);
+    assert_eq!(e.run(&["start", "-a", "three"]).code, 3);
+    e.ok(&["rm", "keeper", "three"]);
+    e.assert_no_trace(id);
+}
+
+#[test]
+fn stdin_with_interactive() {
+    let e = Env::new();
+    let o = e.s.run_stdin(&["run", "--rm", "-i", IMAGE, "sh", "-c", "tr a-z A-Z; echo end"], b"hello\nworld\n");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "HELLO\nWORLD\nend\n"), "{}", o.stderr);
+    // Without -i the container's stdin is empty.
+    let o = e.s.run_stdin(&["run", "--rm", IMAGE, "cat"], b"ignored\n");
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn names_ids_and_errors() {
+    let e = Env::new();
+    let id = e.ok(&["create", "--name", "one", IMAGE, "true"]);
+    let id = id.trim();
+    let o = e.run(&["create", "--name", "one", IMAGE, "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("The container name \"/one\" is already in use"), "{}", o.stderr);
+    let o = e.run(&["create", "--name", "bad name", IMAGE, "true"]);
+    assert_eq!(o.code, 125);
+    // By full id, short prefix, name.
+    assert_eq!(e.id(id), id);
+    assert_eq!(e.id(&id[..5]), id);
+    assert_eq!(e.id("one"), id);
+    let generated = e.ok(&["create", IMAGE, "true"]);
+    let name = e.inspect(generated.trim())["Name"].as_str().unwrap().to_string();
+    assert!(name.len() > 3 && name[1..].contains('_'), "docker-like name: {name}");
+    let o = e.run(&["inspect", "nothing-here"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("No such object: nothing-here"), "{}", o.stderr);
+    // inspect still knows images.
+    assert_eq!(e.inspect(IMAGE)["Kind"], "native");
+    let o = e.run(&["stop", "nothing-here"]);
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: No such container: nothing-here\n"));
+
+    // rmi refuses an image a container uses.
+    let o = e.run(&["rmi", IMAGE]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("image is in use by container"), "{}", o.stderr);
+    let pruned = e.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:") && pruned.contains(id), "{pruned}");
+    assert!(e.ps(true).is_empty());
+    e.ok(&["rmi", IMAGE]);
+}
+
+#[test]
+fn volumes() {
+    let e = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in"), "from host\n").unwrap();
+    let v = format!("{}:/data", host.path().display());
+    let o = e.sh(&["-v", &v], "cat /data/in; echo back > /data/out");
+    assert_eq!(o.stdout, "from host\n", "{}", o.stderr);
+    assert_eq!(std::fs::read_to_string(host.path().join("out")).unwrap(), "back\n");
+    let ro = format!("{}:/data:ro", host.path().display());
+    assert_ne!(e.sh(&["-v", &ro], "echo x > /data/x").code, 0);
+}
+
+#[test]
+fn wasm_images_run_in_the_wasm_executor() {
+    let e = Env::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let mut layer = LayerTar::new();
+    layer.file("hello.wasm", HELLO_WASM, 0o755);
+    ImageBuilder::new()
+        .platform("wasi", "wasm")
+        .entrypoint(&["/hello.wasm"])
+        .layer(layer.into_bytes(), Compression::None)
+        .write(&layout, "latest");
+    let archive = tmp.path().join("wasm.tar");
+    skopeo_copy(&oci_ref(&layout, "latest"), &format!("oci-archive:{}:localhost/hello-wasm:latest", archive.display()));
+    e.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+
+    let id = e.ok(&["create", "--name", "hw", "localhost/hello-wasm"]);
+    let id = id.trim();
+    let listed = e.ps(true);
+    assert_eq!(listed[0]["Kind"], "wasm");
+    let info = e.inspect("hw");
+    assert_eq!(info["Kind"], "wasm");
+    assert!(info["KindReason"].as_str().unwrap().contains("wasi/wasm"), "{}", info["KindReason"]);
+    // It runs in the wasm executor, inside the same sandbox, its output logged like any other.
+    let o = e.run(&["start", "-a", "hw"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, HELLO_WASM_STDOUT), "{}", o.stderr);
+    assert_eq!(e.ok(&["logs", "hw"]), HELLO_WASM_STDOUT);
+    assert_eq!(e.run(&["run", "--rm", "localhost/hello-wasm"]).stdout, HELLO_WASM_STDOUT);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(e.s.root().join("containers").join(id).join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["annotations"]["run.oci.handler"], "wasm");
+    assert_eq!(config["annotations"]["io.strata.image.kind"], "wasm");
+    assert_eq!(config["process"]["args"], serde_json::json!(["/hello.wasm"]));
+    e.ok(&["rm", "-f", "hw"]);
+    e.assert_no_trace(id);
+}
+
+#[test]
+fn signals_to_an_attached_cli_reach_the_container() {
+    use std::io::{BufRead, BufReader};
+    let e = Env::new();
+    let script = "trap 'echo got INT; exit 5' INT; echo ready; while true; do sleep 1; done";
+    let mut cli = e.s.command(&["run", "--rm", IMAGE, "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(cli.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: signalling the CLI this test spawned, by pid.
+    unsafe { libc::kill(cli.id() as i32, libc::SIGINT) };
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "got INT\n");
+    assert_eq!(cli.wait().unwrap().code(), Some(5));
+    assert!(e.ps(true).is_empty());
+}
+
+#[test]
+fn platform_mismatch_pulls_and_fails_cleanly() {
+    let e = Env::new();
+    // The local image is linux/amd64; another platform must come from the registry, which
+    // (localhost:80) is not there.
+    let o = e.run(&["run", "--rm", "--platform", "linux/arm64", IMAGE, "true"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(o.stderr.contains("Error: "), "{}", o.stderr);
+    assert!(e.ps(true).is_empty());
+}
+
+/// A pseudo-terminal for the test to drive a CLI through: (master, slave path).
+fn open_pty() -> (std::fs::File, PathBuf) {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    (std::fs::File::from(master), PathBuf::from(name.to_str().unwrap()))
+}
+
+/// Everything the other side writes to `master` until it closes its last handle.
+fn read_pty(mut master: std::fs::File) -> std::thread::JoinHandle<String> {
+    use std::io::Read;
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the last slave is closed.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    })
+}
+
+#[test]
+fn interactive_terminal() {
+    use std::io::Write;
+    let e = Env::new();
+    let (mut master, slave_path) = open_pty();
+    let size = rustix::termios::Winsize { ws_row: 40, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
+    rustix::termios::tcsetwinsize(&master, size).unwrap();
+    let slave = || std::fs::OpenOptions::new().read(true).write(true).open(&slave_path).unwrap();
+    let mut cli =
+        e.s.command(&["run", "-it", "--rm", "--name", "tty1", IMAGE, "sh"])
+            .stdin(slave())
+            .stdout(slave())
+            .stderr(slave())
+            .spawn()
+            .unwrap();
+    master.write_all(b"stty size; tty; echo sum=$((40+2)); exit 3\n").unwrap();
+    let reader = read_pty(master.try_clone().unwrap());
+    let status = cli.wait().unwrap();
+    drop(master);
+    let output = reader.join().unwrap();
+    assert_eq!(status.code(), Some(3), "{output}");
+    assert!(output.contains("sum=42"), "{output}");
+    assert!(output.contains("40 100"), "the CLI's window size reaches the container: {output}");
+    assert!(output.contains("/dev/pts/"), "the container's stdio is its own pty: {output}");
+    assert!(e.ps(true).is_empty());
+
+    // -t alone: a terminal, output through the CLI (here a pipe) and into the log.
+    let o = e.run(&["run", "-t", "--name", "tty2", IMAGE, "sh", "-c", "tty; stty size"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("/dev/pts/0\r\n"), "{:?}", o.stdout);
+    assert_eq!(e.ok(&["logs", "tty2"]), o.stdout);
+    e.ok(&["rm", "tty2"]);
+}
+
+#[test]
+fn exec_into_a_running_container() {
+    let e = Env::new();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "-e",
+        "FROM_RUN=1",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi > /tmp/f; exec sleep 100",
+    ]);
+    let id = id.trim();
+    // (The detached start returns once the init runs; give its first line a moment.)
+    let mut o = e.run(&["exec", "box", "cat", "/tmp/f"]);
+    for _ in 0..50 {
+        if o.stdout == "hi\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        o = e.run(&["exec", "box", "cat", "/tmp/f"]);
+    }
+    assert_eq!((o.code, o.stdout.as_str()), (0, "hi\n"), "{}", o.stderr);
+    // In the container's pid namespace (the init is 1) and cgroup, with its environment.
+    let o = e.run(&["exec", "box", "sh", "-c", "echo $$ $FROM_RUN; grep pids /proc/self/cgroup; exit 4"]);
+    assert_eq!(o.code, 4);
+    let pid: u32 = o.stdout.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(pid > 1 && pid < 50, "{}", o.stdout);
+    assert!(o.stdout.contains(" 1\n") && o.stdout.contains(&format!("/strata/{id}")), "{}", o.stdout);
+    let o = e.run(&[
+        "exec",
+        "-u",
+        "nobody",
+        "-w",
+        "/tmp",
+        "-e",
+        "FOO=bar",
+        "box",
+        "sh",
+        "-c",
+        "id -u; pwd; echo $FOO $HOME",
+    ]);
+    assert_eq!(o.stdout, "65534\n/tmp\nbar /nonexistent\n", "{}", o.stderr);
+    let o = e.s.run_stdin(&["exec", "-i", "box", "tr", "a-z", "A-Z"], b"shout\n");
+    assert_eq!(o.stdout, "SHOUT\n");
+    let o = e.s.run_stdin(&["exec", "box", "cat"], b"not read\n");
+    assert_eq!((o.code, o.stdout.as_str()), (0, ""), "no input without -i");
+    let o = e.run(&["exec", "box", "nosuchprogram"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
+    assert!(o.stderr.contains("executable file not found"), "{}", o.stderr);
+    assert_eq!(e.run(&["exec", "box", "/etc/passwd"]).code, 126);
+
+    // -it through a pty.
+    let (mut master, slave_path) = open_pty();
+    let slave = || std::fs::OpenOptions::new().read(true).write(true).open(&slave_path).unwrap();
+    let mut cli =
+        e.s.command(&["exec", "-it", "box", "sh"]).stdin(slave()).stdout(slave()).stderr(slave()).spawn().unwrap();
+    std::io::Write::write_all(&mut master, b"tty; echo in=$((6*7)); exit 2\n").unwrap();
+    let reader = read_pty(master.try_clone().unwrap());
+    assert_eq!(cli.wait().unwrap().code(), Some(2));
+    drop(master);
+    let output = reader.join().unwrap();
+    assert!(output.contains("in=42") && output.contains("/dev/pts/"), "{output}");
+
+    // The container's own output is not mixed with exec's.
+    assert_eq!(e.ok(&["logs", "box"]), "");
+    e.ok(&["stop", "-t", "0", "box"]);
+    let o = e.run(&["exec", "box", "true"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("is not running"), "{}", o.stderr);
+}
