@@ -67,7 +67,14 @@ fn create_start_state_kill_delete() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sleep", "1000"]);
     let pid_file = b.path().join("pid");
-    rt.ok_detached(&["create", "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &b.id]);
+    rt.ok_detached(&[
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
     let state = rt.state(&b.id);
     assert_eq!(state["status"], "created", "{state}");
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
@@ -83,7 +90,14 @@ fn create_start_state_kill_delete() {
     assert_eq!(o.code, 0, "a created container can be deleted without --force (runc does): {o}");
     assert_gone(&rt, &b, pid);
 
-    rt.ok_detached(&["create", "--bundle", b.path().to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &b.id]);
+    rt.ok_detached(&[
+        "create",
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     rt.ok(&["start", &b.id]);
     assert_eq!(rt.status(&b.id), "running");
@@ -140,7 +154,19 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     assert_ne!(lines[0].split(' ').nth(1), Some("1"), "{o}");
     assert_eq!(lines[1], "sleep\u{0}1000\u{0}", "{o}");
 
-    let o = rt.run(&["exec", "--env", "GREETING=hi", "--user", "65534:65534", "--cwd", "/tmp", &b.id, "sh", "-c", "id -u; id -g; pwd; echo $GREETING"]);
+    let o = rt.run(&[
+        "exec",
+        "--env",
+        "GREETING=hi",
+        "--user",
+        "65534:65534",
+        "--cwd",
+        "/tmp",
+        &b.id,
+        "sh",
+        "-c",
+        "id -u; id -g; pwd; echo $GREETING",
+    ]);
     assert_eq!(o.code, 0, "{o}");
     assert_eq!(o.stdout, "65534\n65534\n/tmp\nhi\n", "{o}");
 
@@ -150,7 +176,15 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     let pf = b.path().join("process.json");
     std::fs::write(&pf, process.to_string()).unwrap();
     let pid_file = b.path().join("exec.pid");
-    rt.ok_detached(&["exec", "--detach", "--process", pf.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), &b.id]);
+    rt.ok_detached(&[
+        "exec",
+        "--detach",
+        "--process",
+        pf.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &b.id,
+    ]);
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     let procs = std::fs::read_to_string(b.cgroup_file("pids", "cgroup.procs")).unwrap();
     assert!(procs.lines().any(|p| p == pid.to_string()), "exec'd {pid} not in cgroup: {procs}");
@@ -204,7 +238,14 @@ fn console_socket_receives_the_terminal() {
     let sock_path = b.path().join("console.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
     let create = rt
-        .command(&["create", "--bundle", b.path().to_str().unwrap(), "--console-socket", sock_path.to_str().unwrap(), &b.id])
+        .command(&[
+            "create",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            &b.id,
+        ])
         .spawn()
         .unwrap();
     let (conn, _) = listener.accept().unwrap();
@@ -279,7 +320,8 @@ fn resources_are_enforced() {
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line, "bombed\n");
     assert!(run.wait().unwrap().success());
-    let current: usize = std::fs::read_to_string(b.cgroup_file("pids", "pids.current")).unwrap().trim().parse().unwrap();
+    let current: usize =
+        std::fs::read_to_string(b.cgroup_file("pids", "pids.current")).unwrap().trim().parse().unwrap();
     assert!(current <= 20, "{current} processes under pids.max 20");
     let events = std::fs::read_to_string(b.cgroup_file("pids", "pids.events")).unwrap();
     let refused: u64 = events.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -311,7 +353,11 @@ fn process_identity_limits_and_readonly_paths() {
     assert_eq!(lines[6], "root-readonly", "{o}");
     assert_eq!(lines[7].trim(), "0", "/proc/kcore is masked: {o}");
     assert_eq!(lines[8], "sys-readonly", "{o}");
-    assert_eq!(lines[9].split_whitespace().nth(1), Some("0000000000000000"), "a non-root user keeps no effective caps: {o}");
+    assert_eq!(
+        lines[9].split_whitespace().nth(1),
+        Some("0000000000000000"),
+        "a non-root user keeps no effective caps: {o}"
+    );
     assert_gone(&rt, &b, 0);
 }
 
@@ -335,7 +381,8 @@ fn seccomp_blocks_a_syscall() {
 #[test]
 fn user_namespace_root_inside_is_not_root_outside() {
     let rt = Runtime::strata();
-    let b = Bundle::busybox(&["sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/made-inside; echo ready; sleep 1000"]);
+    let b =
+        Bundle::busybox(&["sh", "-c", "id -u; cat /proc/self/uid_map; touch /tmp/made-inside; echo ready; sleep 1000"]);
     b.edit(|c| {
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
@@ -379,9 +426,7 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sh", "-c", "echo main"]);
     let log = b.path().join("hooks.log");
-    let hook = |name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} \"$state\" >> {}", log.display())]})
-    };
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r state; echo {name} \"$state\" >> {}", log.display())]});
     b.edit(|c| {
         c["hooks"] = json!({
             "createRuntime": [hook("createRuntime")],
@@ -420,7 +465,8 @@ fn read_pid_from_fifo(fifo: &std::path::Path) -> i32 {
 }
 
 fn mkfifo(path: &std::path::Path) {
-    rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0)
+        .unwrap();
 }
 
 #[test]
@@ -468,12 +514,13 @@ fn killed_during_start_then_delete_force_leaves_nothing() {
 #[test]
 fn run_forwards_signals_to_the_container() {
     let rt = Runtime::strata();
-    let b = Bundle::busybox(&["sh", "-c", "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done"]);
-    let mut child = rt
-        .command(&["run", "--bundle", b.path().to_str().unwrap(), &b.id])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    let mut child =
+        rt.command(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]).stdout(Stdio::piped()).spawn().unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let mut first = [0u8; 6];
     stdout.read_exact(&mut first).unwrap();
@@ -496,7 +543,8 @@ fn features_and_spec() {
     assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("user")), "{f}");
     let dir = tempfile::tempdir().unwrap();
     rt.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["root"]["path"], "rootfs", "{spec}");
     let o = rt.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
     assert_ne!(o.code, 0, "spec refuses to overwrite: {o}");

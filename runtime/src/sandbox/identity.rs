@@ -125,7 +125,10 @@ pub fn set_capabilities(caps: Option<&LinuxCapabilities>) -> Result<()> {
     caps::set(None, CapSet::Effective, &effective).map_err(|e| format!("setting effective capabilities: {e}"))?;
     caps::set(None, CapSet::Permitted, &permitted).map_err(|e| format!("setting permitted capabilities: {e}"))?;
     caps::clear(None, CapSet::Ambient).ok();
-    for cap in ambient {
+    // The kernel raises an ambient capability only if it is also permitted and inheritable.
+    // runc's own default spec lists ambient capabilities without inheritable ones, and runc
+    // skips those it cannot raise; do the same rather than refuse a config runc runs.
+    for cap in ambient.into_iter().filter(|c| inheritable.contains(c) && permitted.contains(c)) {
         caps::raise(None, CapSet::Ambient, cap).map_err(|e| format!("raising ambient {cap}: {e}"))?;
     }
     Ok(())
