@@ -6,6 +6,7 @@ pub mod args;
 use anyhow::{anyhow, bail, Context, Result};
 use args::{Cli, Command};
 use std::io::Write;
+use std::sync::atomic::{AtomicI32, Ordering};
 use strata::lifecycle::create::{create, CreateOptions};
 use strata::lifecycle::state::Status;
 use strata::lifecycle::{delete::delete, kill, ops, start::start, Runtime};
@@ -81,13 +82,39 @@ fn create_options(a: &args::CreateArgs) -> CreateOptions {
     }
 }
 
-static FORWARD_TO: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// A signal that came before we knew whom to forward it to.
+static PENDING: AtomicI32 = AtomicI32::new(0);
+const FORWARDED: [libc::c_int; 7] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
 
 extern "C" fn forward_signal(sig: libc::c_int) {
-    let pid = FORWARD_TO.load(std::sync::atomic::Ordering::Relaxed);
+    let pid = FORWARD_TO.load(Ordering::SeqCst);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, sig) };
+    } else {
+        PENDING.store(sig, Ordering::SeqCst);
+    }
+}
+
+/// Catch the signals a foreground `run`/`exec` forwards, before the container's process
+/// starts (so none kills us while it runs); they are held until [`forward_signals_to`].
+fn catch_signals() {
+    for sig in FORWARDED {
+        // SAFETY: installing an async-signal-safe handler.
+        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
+    }
+}
+
+/// Forward caught signals to `pid` from now on, and any that came before.
+fn forward_signals_to(pid: i32) {
+    catch_signals();
+    FORWARD_TO.store(pid, Ordering::SeqCst);
+    let pending = PENDING.swap(0, Ordering::SeqCst);
+    if pending > 0 {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(pid, pending) };
     }
 }
 
@@ -117,6 +144,9 @@ fn run_container(rt: &Runtime, a: args::RunArgs) -> Result<i32> {
         },
         None => None,
     };
+    if !a.detach {
+        catch_signals();
+    }
     if let Err(e) = start(rt, &a.create.id) {
         let _ = delete(rt, &a.create.id, true);
         return Err(e.into());
@@ -135,12 +165,7 @@ fn run_container(rt: &Runtime, a: args::RunArgs) -> Result<i32> {
 /// signals we get to it, relaying its terminal if we hold one; its exit status the way a
 /// shell reports it (128+N when killed by signal N).
 fn wait_foreground(pid: i32, master: Option<&std::os::fd::OwnedFd>) -> i32 {
-    FORWARD_TO.store(pid, std::sync::atomic::Ordering::Relaxed);
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH]
-    {
-        // SAFETY: installing an async-signal-safe handler.
-        unsafe { libc::signal(sig, forward_signal as *const () as libc::sighandler_t) };
-    }
+    forward_signals_to(pid);
     if let Some(master) = master {
         if let Some(pidfd) = rustix::process::Pid::from_raw(pid)
             .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
@@ -192,6 +217,9 @@ fn exec(rt: &Runtime, a: args::ExecArgs) -> Result<i32> {
     } else {
         None
     };
+    if !a.detach {
+        catch_signals();
+    }
     let pid = strata::lifecycle::exec::exec(rt, &a.id, process, &opts)?;
     opts.console_stream = None;
     if a.detach {

@@ -234,6 +234,7 @@ pub(crate) fn execve(path: &Path, process: &oci_spec::runtime::Process, preserve
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
     close_inherited_fds(3 + preserve_fds.max(0));
+    reset_signals();
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
     let err = std::io::Error::last_os_error();
@@ -241,6 +242,22 @@ pub(crate) fn execve(path: &Path, process: &oci_spec::runtime::Process, preserve
     eprintln!("strata: exec {}: {err}", program.to_string_lossy());
     // SAFETY: leave without running the runtime's destructors.
     unsafe { libc::_exit(code) }
+}
+
+/// Give the program default signal dispositions and an empty signal mask, as a fresh process
+/// has: the runtime ignores SIGPIPE (Rust's default) and may catch others, and an ignored
+/// signal would stay ignored across execve.
+fn reset_signals() {
+    // SAFETY: resetting dispositions and the mask of this single-threaded process right
+    // before execve; SIGKILL/SIGSTOP (which cannot be changed) just fail.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
 }
 
 /// Close every fd from `first` up, except those in `keep`.
