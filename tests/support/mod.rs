@@ -18,6 +18,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bundle;
+pub mod containerd;
 pub mod images;
 pub mod registry;
 pub mod tls;

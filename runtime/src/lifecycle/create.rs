@@ -44,8 +44,9 @@ pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<Created, L
     let bundle = std::path::absolute(&opts.bundle)
         .map_err(|e| LifecycleError::Setup(format!("bundle {}: {e}", opts.bundle.display())))?;
     let spec = crate::spec::load(&bundle)?;
-    let _lock = rt.states.lock(id)?;
+    // Creating the directory is what claims the id (atomically); then lock it like any verb.
     let dir = rt.states.create_dir(id)?;
+    let _lock = rt.states.lock(id)?;
     let mut undo = Undo { rt, id, pid: 0, cgroup: None, armed: true };
     let result = create_inner(rt, id, opts, &bundle, &spec, &dir, &mut undo);
     if result.is_ok() {

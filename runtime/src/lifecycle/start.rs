@@ -16,13 +16,15 @@ pub fn start(rt: &Runtime, id: &str) -> Result<(), LifecycleError> {
         Status::Creating => return Err(LifecycleError::Setup(format!("container {id} is still being created"))),
         Status::Running | Status::Paused => return Err(LifecycleError::StartRunning),
     }
+    // The pidfd first: once the fifo is open the init runs, and a quick program may exit and
+    // be reaped (by a subreaper such as containerd's shim) before we could open it.
+    let pid = rustix::process::Pid::from_raw(state.pid).ok_or(LifecycleError::StartStopped)?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|_| LifecycleError::StartStopped)?;
     let fifo_path = rt.states.exec_fifo(id);
     // Opening for read without O_NONBLOCK would hang forever if the init died meanwhile.
     let fifo = rustix::fs::open(&fifo_path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| LifecycleError::Setup(format!("opening exec fifo: {e}")))?;
-    let pid = rustix::process::Pid::from_raw(state.pid).ok_or(LifecycleError::StartStopped)?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-        .map_err(|_| LifecycleError::StartStopped)?;
     loop {
         let mut fds = [PollFd::new(&fifo, PollFlags::IN), PollFd::new(&pidfd, PollFlags::IN)];
         match poll(&mut fds, None) {

@@ -120,10 +120,20 @@ impl StateDir {
         self.dir(id).join("exec.fifo")
     }
 
-    /// Serialise commands on one container.
+    /// Serialise commands on one container. The lock file lives in the container's directory,
+    /// so it goes with it: a container that does not exist has nothing to lock.
     pub fn lock(&self, id: &str) -> Result<Lock, StateError> {
-        let path = self.root.join(format!(".{id}.lock"));
-        Lock::exclusive(&path).map_err(|source| StateError::Io { context: format!("locking {id}"), source })
+        if crate::spec::validate_id(id).is_err() {
+            return Err(StateError::NotFound(id.into()));
+        }
+        let dir = self.dir(id);
+        if !dir.is_dir() {
+            return Err(StateError::NotFound(id.into()));
+        }
+        Lock::exclusive(&dir.join(".lock")).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => StateError::NotFound(id.into()),
+            _ => StateError::Io { context: format!("locking {id}"), source },
+        })
     }
 
     /// Make the container's directory; fails if it exists.
@@ -170,7 +180,6 @@ impl StateDir {
     pub fn remove(&self, id: &str) -> Result<(), StateError> {
         crate::fsutil::remove_tree(&self.dir(id))
             .map_err(|source| StateError::Io { context: format!("removing state of {id}"), source })?;
-        let _ = fs::remove_file(self.root.join(format!(".{id}.lock")));
         Ok(())
     }
 }
