@@ -58,6 +58,10 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.command(&["rm", "-af", "-t", "0"]).output();
         let _ = self.command(&["system", "reset", "-f"]).output();
+        // podman's cgroupfs manager leaves its (empty) parent cgroups behind.
+        for dir in cgroup_leftovers("/libpod_parent/conmon").into_iter().chain(cgroup_leftovers("/libpod_parent")) {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 

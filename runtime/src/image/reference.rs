@@ -49,7 +49,7 @@ impl ImageRef {
             }
             None => (rest, None),
         };
-        let (registry, repository) = grammar::split_name(name).map_err(|reason| err(reason))?;
+        let (registry, repository) = grammar::split_name(name).map_err(&err)?;
         if repository.len() > 255 {
             return Err(err("repository name is longer than 255 characters"));
         }
