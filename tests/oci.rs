@@ -63,6 +63,19 @@ fn a_container_sees_only_itself() {
 }
 
 #[test]
+fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "cat /proc/self/cgroup"]);
+    b.edit(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"})));
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    // Every hierarchy shows the container's own cgroup as its root.
+    for line in o.stdout.lines() {
+        assert!(line.ends_with(":/"), "{line} in {o}");
+    }
+}
+
+#[test]
 fn create_start_state_kill_delete() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sleep", "1000"]);

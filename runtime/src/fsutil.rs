@@ -17,6 +17,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Replace `path` atomically (temp file + rename) without fsync: for runtime state on tmpfs
+/// (`/run`), which a power loss clears anyway; a reader still never sees a torn file.
+pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Remove a directory tree if it exists; a missing path is success.
 pub fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {

@@ -241,13 +241,16 @@ fn create_inner(
         )
         .map_err(LifecycleError::Setup)?;
     }
+    let chan = &mut spawned.chan;
+    chan.send(sync::CONTINUE).map_err(|e| LifecycleError::Setup(format!("sync: {e}")))?;
+    // The init builds its mounts meanwhile: moving a process into a v1 cgroup can wait a whole
+    // RCU grace period (~10 ms here), and nothing the init does before HOOKS needs it there
+    // (it unshares its cgroup namespace only after the next CONTINUE).
     cgroup.add_process(pid).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| LifecycleError::Setup(format!("oom_score_adj {adj}: {e}")))?;
     }
-    let chan = &mut spawned.chan;
-    chan.send(sync::CONTINUE).map_err(|e| LifecycleError::Setup(format!("sync: {e}")))?;
     chan.expect(sync::HOOKS).map_err(LifecycleError::Setup)?;
     let hooks = spec.hooks().clone().unwrap_or_default();
     let state_json = state.oci_state(super::state::Status::Creating).to_string();
@@ -256,9 +259,8 @@ fn create_inner(
     chan.send(sync::CONTINUE).map_err(|e| LifecycleError::Setup(format!("sync: {e}")))?;
     chan.expect(sync::READY).map_err(LifecycleError::Setup)?;
 
-    rt.states.save(&state)?;
     if let Some(pid_file) = &opts.pid_file {
-        crate::fsutil::write_atomic(pid_file, pid.to_string().as_bytes())
+        crate::fsutil::write_atomic_unsynced(pid_file, pid.to_string().as_bytes())
             .map_err(|e| LifecycleError::Setup(format!("writing pid file {}: {e}", pid_file.display())))?;
     }
     Ok(Created { state })

@@ -3,7 +3,7 @@
 //! a crash: a dead or recycled pid means stopped; a living init that still holds the exec
 //! fifo means created; a frozen cgroup means paused.
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_atomic_unsynced;
 use crate::lock::Lock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,7 +148,7 @@ impl StateDir {
 
     pub fn save(&self, state: &ContainerState) -> Result<(), StateError> {
         let bytes = serde_json::to_vec_pretty(state).expect("state serialises");
-        write_atomic(&self.dir(&state.id).join("state.json"), &bytes)
+        write_atomic_unsynced(&self.dir(&state.id).join("state.json"), &bytes)
             .map_err(|source| StateError::Io { context: format!("saving state of {}", state.id), source })
     }
 

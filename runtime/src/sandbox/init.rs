@@ -141,6 +141,13 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     };
     chan.send(sync::HOOKS).map_err(|e| format!("sync: {e}"))?;
     chan.expect(sync::CONTINUE)?;
+    // Now in the container's cgroup: a new cgroup namespace is rooted there.
+    if cfg.plan.creates(LinuxNamespaceType::Cgroup) {
+        // SAFETY: unshare of the cgroup namespace only, in this single-threaded process.
+        if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {
+            return Err(format!("creating the cgroup namespace: {}", std::io::Error::last_os_error()));
+        }
+    }
     let hooks = cfg.spec.hooks().clone().unwrap_or_default();
     hooks::run_all("createContainer", hooks.create_container().as_ref(), &cfg.state_json)?;
 

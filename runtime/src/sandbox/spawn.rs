@@ -21,7 +21,10 @@ pub fn spawn(cfg: InitConfig) -> Result<Spawned, String> {
         }
     }
     let (parent, child) = sync::pair().map_err(|e| format!("creating sync socket: {e}"))?;
-    let flags = (cfg.plan.clone_flags | libc::SIGCHLD) as libc::c_ulong;
+    // Not the cgroup namespace: it is rooted at the cgroup the process is in when it is
+    // created, and the init joins the container's cgroup only after the clone; it unshares
+    // its cgroup namespace then.
+    let flags = ((cfg.plan.clone_flags & !libc::CLONE_NEWCGROUP) | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
     // single-threaded process and never returns into the caller (init::main diverges).
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
