@@ -5,6 +5,7 @@
 //! (`image`), layer unpacking and root filesystems (`snapshot`), and the on-disk layout of a
 //! strata root (`root`). The binaries in `src/bin` only parse arguments and print.
 
+pub mod clock;
 pub mod containers;
 pub mod digest;
 pub mod executor;

@@ -71,27 +71,5 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     if let Some(master) = &master {
         strata::sandbox::console::relay(master, &pidfd);
     }
-    Ok(wait_child(pid))
-}
-
-/// Reap our child: its exit code, or 128+N when killed by signal N.
-fn wait_child(pid: i32) -> i32 {
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
-        }
-        if rc == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return 255;
-        }
-    }
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    }
+    Ok(strata::lifecycle::reap(pid).unwrap_or(255))
 }

@@ -231,28 +231,6 @@ extern "C" fn send_window_size(_signal: libc::c_int) {
     }
 }
 
-/// Our terminal in raw mode for as long as this lives.
-struct RawMode<'a> {
-    fd: std::os::fd::BorrowedFd<'a>,
-    saved: rustix::termios::Termios,
-}
-
-impl<'a> RawMode<'a> {
-    fn enter(fd: std::os::fd::BorrowedFd<'a>) -> Option<RawMode<'a>> {
-        let saved = rustix::termios::tcgetattr(fd).ok()?;
-        let mut raw = saved.clone();
-        raw.make_raw();
-        rustix::termios::tcsetattr(fd, rustix::termios::OptionalActions::Now, &raw).ok()?;
-        Some(RawMode { fd, saved })
-    }
-}
-
-impl Drop for RawMode<'_> {
-    fn drop(&mut self) {
-        let _ = rustix::termios::tcsetattr(self.fd, rustix::termios::OptionalActions::Now, &self.saved);
-    }
-}
-
 fn start_attached(
     ctx: &Ctx,
     containers: &Containers,
@@ -272,7 +250,7 @@ fn start_attached(
     forward_signals();
     let stdin = std::io::stdin();
     // Keys go to the container's terminal as typed (^C included) while we relay it.
-    let _raw = (tty && interactive).then(|| RawMode::enter(stdin.as_fd())).flatten();
+    let _raw = (tty && interactive).then(|| strata::sandbox::console::RawMode::enter(stdin.as_fd())).flatten();
     if control.is_some() {
         // SAFETY: installing an async-signal-safe handler.
         unsafe { libc::signal(libc::SIGWINCH, send_window_size as *const () as libc::sighandler_t) };

@@ -103,7 +103,9 @@ pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
         control: session.control.take(),
     };
     let pid = running.pid;
-    let code = relay::copy_until_exit(&paths.log(), running.output, &running.pidfd, &mut attached, || reap(pid));
+    let code = relay::copy_until_exit(&paths.log(), running.output, &running.pidfd, &mut attached, || {
+        crate::lifecycle::reap(pid).unwrap_or(super::status::UNKNOWN_EXIT)
+    });
     let oom = oom_killed(c, id);
     if let Err(e) = finish(c, id, code, None, oom) {
         tracing::error!("recording the end of container {id}: {e}");
@@ -185,7 +187,7 @@ fn start_run(
             Ok(m) => m,
             Err(e) => {
                 let _ = crate::lifecycle::delete::delete(c.runtime(), &record.id, true);
-                reap(created.state.pid);
+                crate::lifecycle::reap(created.state.pid);
                 return Err(ContainerError::Monitor(e));
             }
         };
@@ -216,7 +218,7 @@ fn start_run(
     if let Err(e) = start(c.runtime(), &record.id) {
         // The init may still be waiting to start: kill it (on its pidfd) before reaping it.
         let _ = crate::lifecycle::delete::delete(c.runtime(), &record.id, true);
-        reap(pid);
+        crate::lifecycle::reap(pid);
         return Err(e.into());
     }
     Ok(Running { pid, pidfd, output, input, _stdin_holder: stdin_holder })
@@ -255,29 +257,6 @@ fn with_stdio<T>(fds: [&OwnedFd; 3], f: impl FnOnce() -> Result<T, LifecycleErro
 fn open_dev_null() -> Result<OwnedFd, ContainerError> {
     rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
         .map_err(|e| ContainerError::Io { context: "opening /dev/null".into(), source: e.into() })
-}
-
-/// Reap our child, the init: its exit code, or 128+N when killed by signal N.
-fn reap(pid: i32) -> i32 {
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
-        }
-        if rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-            continue;
-        }
-        return super::status::UNKNOWN_EXIT;
-    }
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        super::status::UNKNOWN_EXIT
-    }
 }
 
 fn oom_killed(c: &Containers, id: &str) -> bool {

@@ -67,24 +67,6 @@ pub fn apply_changes(run: &mut RunConfig, changes: &[String]) -> Result<(), Impo
     Ok(())
 }
 
-fn now_rfc3339() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 /// Import a (possibly gzip/zstd-compressed) tarball as a one-layer image.
 pub fn import(
     store: &Store,
@@ -119,7 +101,7 @@ pub fn import(
     let layer_size = blob.written();
     let layer_digest = blob.commit(None, None)?;
 
-    let created = now_rfc3339();
+    let created = crate::clock::now_rfc3339_seconds();
     let config = ImageConfig {
         architecture: opts.platform.architecture.clone(),
         os: opts.platform.os.clone(),

@@ -173,24 +173,7 @@ fn wait_foreground(pid: i32, master: Option<&std::os::fd::OwnedFd>) -> i32 {
             strata::sandbox::console::relay(master, &pidfd);
         }
     }
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
-        }
-        if rc == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            break;
-        }
-    }
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        255
-    }
+    strata::lifecycle::reap(pid).unwrap_or(255)
 }
 
 /// A socket pair for holding a terminal ourselves: our end, and the options' end.

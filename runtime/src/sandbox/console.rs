@@ -154,13 +154,13 @@ fn copy_window_size(from: BorrowedFd<'_>, to: &OwnedFd) {
 }
 
 /// Our terminal in raw mode for as long as this lives (keys go to the container as typed).
-struct RawMode<'a> {
+pub struct RawMode<'a> {
     fd: BorrowedFd<'a>,
     saved: rustix::termios::Termios,
 }
 
 impl<'a> RawMode<'a> {
-    fn enter(fd: BorrowedFd<'a>) -> Option<RawMode<'a>> {
+    pub fn enter(fd: BorrowedFd<'a>) -> Option<RawMode<'a>> {
         let saved = rustix::termios::tcgetattr(fd).ok()?;
         let mut raw = saved.clone();
         raw.make_raw();
