@@ -85,17 +85,24 @@ pub fn digest_of(path: &Path) -> io::Result<Digest> {
 }
 
 /// The modules of `image` if it is a wasm image, from its snapshots that exist now (unpacked
-/// ones only: this never unpacks).
+/// ones only: this never unpacks). The module of a wasm layer counts whatever its bytes are
+/// (its media type says it is one; compiling it is what finds out otherwise).
 pub fn of_image(snapshots: &Snapshots, image: &Image) -> Vec<ModuleFile> {
-    let layers: Vec<PathBuf> = Snapshots::plan(image)
-        .map(|plan| {
-            plan.iter().filter(|p| snapshots.exists(&p.chain_id)).map(|p| snapshots.fs_dir(&p.chain_id)).collect()
-        })
-        .unwrap_or_default();
+    let plan: Vec<_> =
+        Snapshots::plan(image).unwrap_or_default().into_iter().filter(|p| snapshots.exists(&p.chain_id)).collect();
+    let layers: Vec<PathBuf> = plan.iter().map(|p| snapshots.fs_dir(&p.chain_id)).collect();
     if classify(image, &layers).kind != Kind::Wasm {
         return Vec::new();
     }
-    find(&layers)
+    let mut modules = find(&layers);
+    for p in &plan {
+        let Some(name) = &p.wasm_file else { continue };
+        let image_path = format!("/{name}");
+        if !modules.iter().any(|m| m.image_path == image_path) {
+            modules.push(ModuleFile { image_path, host_path: snapshots.fs_dir(&p.chain_id).join(name) });
+        }
+    }
+    modules
 }
 
 /// The digests of every module of every wasm image in `store`: what the compiled-code cache
