@@ -214,14 +214,7 @@ fn memory_limit_makes_the_guests_allocation_fail() {
     let e = Env::new(&["wasm-examples"]);
     let o = e.run(&["run", "--rm", "--memory", "64m", "--entrypoint", "/grow.wasm", EXAMPLES]);
     assert_eq!(o.code, 42, "allocation fails inside the guest, no OOM kill: {}{}", o.stdout, o.stderr);
-    let mib: u64 = o
-        .stdout
-        .trim()
-        .strip_prefix("grow: allocation failed after ")
-        .and_then(|s| s.strip_suffix(" MiB"))
-        .unwrap_or_else(|| panic!("unexpected output {:?}", o.stdout))
-        .parse()
-        .unwrap();
+    let mib = support::wasm::grow_failed_after(&o.stdout);
     assert!((16..64).contains(&mib), "allocated {mib} MiB under a 64 MiB limit");
     // Without a limit the same growth succeeds.
     let o = e.run(&["run", "--rm", "--entrypoint", "/grow.wasm", EXAMPLES, "96"]);
@@ -442,16 +435,7 @@ fn what_cannot_run_is_named_in_one_line() {
     assert!(o.stderr.contains(&file) && o.stderr.contains("is not a WebAssembly module or component"), "{}", o.stderr);
 
     // A component that needs an interface no WASI host provides.
-    let component = wat::parse_str(
-        r#"(component
-             (import "example:missing/frobnicate@0.1.0" (instance $m (export "frob" (func))))
-             (core module $c (func (export "run") (result i32) i32.const 0))
-             (core instance $ci (instantiate $c))
-             (func $run (result (result)) (canon lift (core func $ci "run")))
-             (instance $r (export "run" (func $run)))
-             (export "wasi:cli/run@0.2.0" (instance $r)))"#,
-    )
-    .expect("component WAT");
+    let component = support::wasm::component_with_missing_import();
     let mut layer = LayerTar::new();
     layer.file("needs.wasm", &component, 0o644);
     let layout = tmp.path().join("needs");
@@ -464,7 +448,7 @@ fn what_cannot_run_is_named_in_one_line() {
     let o = e.run(&["run", "--rm", "localhost/needs"]);
     assert_eq!(o.code, 126, "{}", o.stderr);
     assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
-    assert!(o.stderr.contains("example:missing/frobnicate@0.1.0"), "{}", o.stderr);
+    assert!(o.stderr.contains(support::wasm::MISSING_IMPORT), "{}", o.stderr);
     e.assert_empty();
 }
 
@@ -497,6 +481,12 @@ fn wasm_and_native_containers_side_by_side() {
         }
         assert_eq!(logs, want, "{name}");
     }
+    // exec runs a module inside the running wasm container (its namespaces and cgroup).
+    let o = e.run(&["exec", "spinner", "/hello.wasm", "via-exec"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=via-exec\n"), "{}", o.stdout);
+    assert_eq!(e.run(&["exec", "spinner", "/trap.wasm"]).code, 134);
+    assert_eq!(e.ok(&["exec", "sleeper", "echo", "native exec"]), "native exec\n");
     e.ok(&["stop", "-t", "1", "spinner", "sleeper"]);
     assert!(e.s.ps(false).is_empty());
     e.ok(&["rm", "spinner", "sleeper"]);

@@ -164,14 +164,7 @@ fn memory_limit_makes_allocation_fail_inside_the_guest() {
     j["memory_limit"] = serde_json::json!(16 * 1024 * 1024);
     let r = run_job(j, None);
     assert_eq!(r.code, 42, "{}{}", r.stdout, r.stderr);
-    let n: u64 = r
-        .stdout
-        .trim()
-        .strip_prefix("grow: allocation failed after ")
-        .and_then(|s| s.strip_suffix(" MiB"))
-        .unwrap_or_else(|| panic!("unexpected output {:?}", r.stdout))
-        .parse()
-        .unwrap();
+    let n = support::wasm::grow_failed_after(&r.stdout);
     // The guest's share is the limit less the executor's own memory and its reserve.
     assert!(n < 16, "allocated {n} MiB under a 16 MiB limit");
     // Without a limit the same growth succeeds.
@@ -354,23 +347,13 @@ fn bytes_that_are_not_wasm_give_one_clear_line() {
 fn an_import_we_do_not_provide_is_named() {
     let dir = tempfile::tempdir().unwrap();
     // A component that needs an interface no WASI host has.
-    let component = wat::parse_str(
-        r#"(component
-             (import "example:missing/frobnicate@0.1.0" (instance $m (export "frob" (func))))
-             (core module $c (func (export "run") (result i32) i32.const 0))
-             (core instance $ci (instantiate $c))
-             (func $run (result (result)) (canon lift (core func $ci "run")))
-             (instance $r (export "run" (func $run)))
-             (export "wasi:cli/run@0.2.0" (instance $r)))"#,
-    );
-    // If the text form above is not accepted, fail loudly rather than test nothing.
-    let component = component.expect("component WAT");
+    let component = support::wasm::component_with_missing_import();
     std::fs::write(dir.path().join("needs.wasm"), component).unwrap();
     let r = run_job(job(&dir.path().join("needs.wasm").to_string_lossy(), &[]), None);
     assert_eq!(r.code, 126, "{}", r.stderr);
     let lines = error_lines(&r.stderr);
     assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(lines[0].contains("example:missing/frobnicate@0.1.0"), "{}", lines[0]);
+    assert!(lines[0].contains(support::wasm::MISSING_IMPORT), "{}", lines[0]);
 
     // A core module importing a function that is not WASI.
     let module = wat::parse_str(r#"(module (import "env" "missing_fn" (func)) (func (export "_start")))"#).unwrap();

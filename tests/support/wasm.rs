@@ -76,3 +76,31 @@ pub fn example_images() -> &'static Path {
 pub fn archive(name: &str) -> PathBuf {
     example_images().join(format!("{name}.tar"))
 }
+
+/// How many MiB `grow` allocated before its allocation failed, from its output
+/// ("grow: allocation failed after N MiB").
+pub fn grow_failed_after(stdout: &str) -> u64 {
+    stdout
+        .trim()
+        .strip_prefix("grow: allocation failed after ")
+        .and_then(|s| s.strip_suffix(" MiB"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected output of grow: {stdout:?}"))
+}
+
+/// A p2 command component that imports an interface no WASI host provides.
+pub fn component_with_missing_import() -> Vec<u8> {
+    wat::parse_str(
+        r#"(component
+             (import "example:missing/frobnicate@0.1.0" (instance $m (export "frob" (func))))
+             (core module $c (func (export "run") (result i32) i32.const 0))
+             (core instance $ci (instantiate $c))
+             (func $run (result (result)) (canon lift (core func $ci "run")))
+             (instance $r (export "run" (func $run)))
+             (export "wasi:cli/run@0.2.0" (instance $r)))"#,
+    )
+    .expect("component WAT")
+}
+
+/// The import [`component_with_missing_import`] needs.
+pub const MISSING_IMPORT: &str = "example:missing/frobnicate@0.1.0";
