@@ -14,7 +14,7 @@ packages=(
   libseccomp-dev pkg-config  # the seccomp filter (libseccomp crate links it)
 )
 if [ "${1:-}" = bench ]; then
-  packages+=(podman debootstrap hyperfine)
+  packages+=(podman debootstrap hyperfine crun)
 fi
 
 missing=()

@@ -74,8 +74,7 @@ impl Env {
     }
 
     fn ps(&self, all: bool) -> Vec<serde_json::Value> {
-        let args: &[&str] = if all { &["ps", "-a", "--format", "json"] } else { &["ps", "--format", "json"] };
-        self.ok(args).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        self.s.ps(all)
     }
 
     fn ps_status(&self, name: &str) -> String {
@@ -86,48 +85,19 @@ impl Env {
             .unwrap_or_else(|| "<gone>".into())
     }
 
-    /// Nothing of container `id` is left: no record, state, mount, cgroup or process.
     fn assert_no_trace(&self, id: &str) {
-        let root = self.s.root();
-        assert!(!root.join("containers").join(id).exists(), "container dir of {id} left");
-        let run: Vec<_> = std::fs::read_dir(root.join("run")).map(|d| d.flatten().collect()).unwrap_or_default();
-        assert!(run.iter().all(|e| !e.file_name().to_string_lossy().contains(id)), "lifecycle state of {id} left");
-        self.assert_run_released(id);
+        self.s.assert_no_trace(id)
     }
 
-    /// The run of `id` holds nothing any more: no mount, cgroup or lifecycle state.
     fn assert_run_released(&self, id: &str) {
-        let root = self.s.root().canonicalize().unwrap();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(!mounts.contains(root.to_str().unwrap()), "a mount under the root is left:\n{mounts}");
-        for cg in cgroup_dirs(id) {
-            assert!(!cg.exists(), "cgroup {} left", cg.display());
-        }
-        assert!(!self.s.root().join("run").join(id).exists(), "lifecycle state of {id} left");
+        self.s.assert_run_released(id)
     }
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let ids = self.s.run(&["ps", "-aq", "--no-trunc"]).stdout;
-        for id in ids.lines() {
-            let _ = self.s.run(&["rm", "-f", id]);
-        }
+        self.s.remove_all_containers();
     }
-}
-
-/// The container's cgroup in every v1 hierarchy (or the v2 one).
-fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
-    let root = Path::new("/sys/fs/cgroup");
-    if root.join("cgroup.controllers").exists() {
-        return vec![root.join("strata").join(id)];
-    }
-    std::fs::read_dir(root)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.path().join("strata").is_dir())
-        .map(|e| e.path().join("strata").join(id))
-        .collect()
 }
 
 fn cgroup_file(controller: &str, id: &str, file: &str) -> String {

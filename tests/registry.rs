@@ -175,10 +175,19 @@ fn wasm_artifacts_are_stored_as_blobs_and_classified_wasm() {
         assert_eq!(info["Kind"], "wasm");
         let reason = info["KindReason"].as_str().unwrap();
         assert!(reason.contains(&img.layers[0].media_type), "{reason}");
-        let blob = s.root().join("images/blobs/sha256").join(&img.layers[0].digest["sha256:".len()..]);
-        assert!(std::fs::read(blob).unwrap().starts_with(b"\0asm"));
+        let hex = &img.layers[0].digest["sha256:".len()..];
+        let blob = s.root().join("images/blobs/sha256").join(hex);
+        assert!(std::fs::read(&blob).unwrap().starts_with(b"\0asm"));
+        // Without a title the module appears as /<digest>.wasm, the entrypoint by default.
+        assert_eq!(info["Config"]["Entrypoint"], serde_json::json!([format!("/{hex}.wasm")]), "{info}");
     }
-    assert_eq!(s.snapshot_count(), 0, "raw wasm layers have no snapshot");
+    // Each raw wasm layer is a snapshot holding just its module.
+    assert_eq!(s.snapshot_count(), 2);
+    for snapshot in std::fs::read_dir(s.root().join("snapshots")).unwrap().flatten() {
+        let files: Vec<_> = std::fs::read_dir(snapshot.path().join("fs")).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        assert!(std::fs::read(files[0].path()).unwrap().starts_with(b"\0asm"));
+    }
 }
 
 #[test]

@@ -6,46 +6,17 @@
 //! The guests are built here from `wasm-examples/` (clang + wasi-libc, wat2wasm) and the
 //! component is made in-process with wit-component, so a clean clone is enough.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_strata-wasm-run");
 
-/// The built guests (once per test binary).
-fn guests() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wasm-examples/build-guests.sh");
-        let status = Command::new("bash")
-            .arg(&script)
-            .arg(&dir)
-            .env("STRATA_COMPONENTIZE", "skip")
-            .status()
-            .expect("running build-guests.sh");
-        assert!(status.success(), "build-guests.sh failed");
-        let module = std::fs::read(dir.join("hello.wasm")).unwrap();
-        let component = wit_component::ComponentEncoder::default()
-            .module(&module)
-            .unwrap()
-            .adapter(
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
-                wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_COMMAND_ADAPTER,
-            )
-            .unwrap()
-            .validate(true)
-            .encode()
-            .unwrap();
-        std::fs::write(dir.join("hello-component.wasm"), component).unwrap();
-        dir
-    })
-}
-
 fn guest(name: &str) -> String {
-    guests().join(format!("{name}.wasm")).to_string_lossy().into_owned()
+    support::wasm::guest(name).to_string_lossy().into_owned()
 }
 
 struct Run {
@@ -173,20 +144,29 @@ fn files_through_preopens_and_read_only_volumes() {
 }
 
 #[test]
+fn a_mount_that_is_a_file_is_reachable_through_the_root() {
+    // docker's /etc/hosts is a file bind mount: not a WASI preopen, but there under "/".
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("etc/hosts"), "127.0.0.1\tlocalhost\n").unwrap();
+    let mut j = job(&guest("files"), &["read", "/etc/hosts"]);
+    j["preopens"] = serde_json::json!([
+        {"guest": "/", "host": root.path()},
+        {"guest": "/etc/hosts", "host": root.path().join("etc/hosts")},
+    ]);
+    let r = run_job(j, None);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "127.0.0.1\tlocalhost\n"), "{}", r.stderr);
+}
+
+#[test]
 fn memory_limit_makes_allocation_fail_inside_the_guest() {
     let mut j = job(&guest("grow"), &["256"]);
     j["memory_limit"] = serde_json::json!(16 * 1024 * 1024);
     let r = run_job(j, None);
     assert_eq!(r.code, 42, "{}{}", r.stdout, r.stderr);
-    let n: u64 = r
-        .stdout
-        .trim()
-        .strip_prefix("grow: allocation failed after ")
-        .and_then(|s| s.strip_suffix(" MiB"))
-        .unwrap_or_else(|| panic!("unexpected output {:?}", r.stdout))
-        .parse()
-        .unwrap();
-    assert!((8..16).contains(&n), "allocated {n} MiB under a 16 MiB limit");
+    let n = support::wasm::grow_failed_after(&r.stdout);
+    // The guest's share is the limit less the executor's own memory and its reserve.
+    assert!(n < 16, "allocated {n} MiB under a 16 MiB limit");
     // Without a limit the same growth succeeds.
     let r = run_job(job(&guest("grow"), &["64"]), None);
     assert_eq!((r.code, r.stdout.as_str()), (0, "grow: allocated 64 MiB\n"), "{}", r.stderr);
@@ -367,23 +347,13 @@ fn bytes_that_are_not_wasm_give_one_clear_line() {
 fn an_import_we_do_not_provide_is_named() {
     let dir = tempfile::tempdir().unwrap();
     // A component that needs an interface no WASI host has.
-    let component = wat::parse_str(
-        r#"(component
-             (import "example:missing/frobnicate@0.1.0" (instance $m (export "frob" (func))))
-             (core module $c (func (export "run") (result i32) i32.const 0))
-             (core instance $ci (instantiate $c))
-             (func $run (result (result)) (canon lift (core func $ci "run")))
-             (instance $r (export "run" (func $run)))
-             (export "wasi:cli/run@0.2.0" (instance $r)))"#,
-    );
-    // If the text form above is not accepted, fail loudly rather than test nothing.
-    let component = component.expect("component WAT");
+    let component = support::wasm::component_with_missing_import();
     std::fs::write(dir.path().join("needs.wasm"), component).unwrap();
     let r = run_job(job(&dir.path().join("needs.wasm").to_string_lossy(), &[]), None);
     assert_eq!(r.code, 126, "{}", r.stderr);
     let lines = error_lines(&r.stderr);
     assert_eq!(lines.len(), 1, "{}", r.stderr);
-    assert!(lines[0].contains("example:missing/frobnicate@0.1.0"), "{}", lines[0]);
+    assert!(lines[0].contains(support::wasm::MISSING_IMPORT), "{}", lines[0]);
 
     // A core module importing a function that is not WASI.
     let module = wat::parse_str(r#"(module (import "env" "missing_fn" (func)) (func (export "_start")))"#).unwrap();

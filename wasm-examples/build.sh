@@ -17,21 +17,29 @@
 #
 # containerd 1.6 cannot unpack raw wasm layers, so tests through containerd use form (1).
 # Usage: wasm-examples/build.sh [STRATA_BINARY]   (default: target/release/strata)
+#   OUT_DIR=DIR                  write there instead of wasm-examples/out
+#   STRATA_EXAMPLE_GUESTS=DIR    take the guests (build-guests.sh's output, hello-component.wasm
+#                                included) from DIR instead of building them: no cargo call, for
+#                                the tests, which run while cargo holds its build lock
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 strata="${1:-$here/../target/release/strata}"
-out="$here/out"
+out="${OUT_DIR:-$here/out}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"
 export STRATA_ROOT="$work/root"
 
-# The componentizer from the same build profile as strata.
-profile_dir="$(cd "$(dirname "$strata")" && pwd)"
-if [ "$(basename "$profile_dir")" = release ]; then profile=(--release); else profile=(); fi
-cargo build --quiet "${profile[@]}" --manifest-path "$here/../Cargo.toml" -p strata-componentize
-STRATA_COMPONENTIZE="$profile_dir/strata-componentize" "$here/build-guests.sh" "$out/guests"
-g="$out/guests"
+if [ -n "${STRATA_EXAMPLE_GUESTS:-}" ]; then
+  g="$STRATA_EXAMPLE_GUESTS"
+else
+  # The componentizer from the same build profile as strata.
+  profile_dir="$(cd "$(dirname "$strata")" && pwd)"
+  if [ "$(basename "$profile_dir")" = release ]; then profile=(--release); else profile=(); fi
+  cargo build --quiet "${profile[@]}" --manifest-path "$here/../Cargo.toml" -p strata-componentize
+  STRATA_COMPONENTIZE="$profile_dir/strata-componentize" "$here/build-guests.sh" "$out/guests"
+  g="$out/guests"
+fi
 
 # (1) compat images: an ordinary tar layer, the entrypoint the module itself.
 compat() { # NAME ENTRYPOINT DIR

@@ -6,6 +6,7 @@
 //! ROOT/snapshots/     one directory per unpacked layer, keyed by chain ID
 //! ROOT/mounts/        root filesystems assembled from snapshots (upper, work, merged)
 //! ROOT/tmp/           partial downloads and staging; anything here is garbage once unlocked
+//! ROOT/cache/wasm/    compiled wasm (`executor::wasm`'s artifact cache), filled by pull and runs
 //! ROOT/config.json    settings (e.g. {"insecure-registries": ["host:port"]})
 //! ROOT/*.lock         see `lock`
 //! ```
@@ -81,6 +82,10 @@ impl Root {
     }
     pub fn containers(&self) -> PathBuf {
         self.path.join("containers")
+    }
+    /// The compiled-wasm cache of this root (created on first use by the cache itself).
+    pub fn wasm_cache(&self) -> PathBuf {
+        self.path.join("cache/wasm")
     }
 
     pub fn config(&self) -> Result<RootConfig, RootError> {

@@ -125,4 +125,52 @@ impl Strata {
     pub fn blob_count(&self) -> usize {
         std::fs::read_dir(self.root().join("images/blobs/sha256")).map(|d| d.count()).unwrap_or(0)
     }
+
+    /// `ps [-a] --format json`, one object per container.
+    pub fn ps(&self, all: bool) -> Vec<serde_json::Value> {
+        let args: &[&str] = if all { &["ps", "-a", "--format", "json"] } else { &["ps", "--format", "json"] };
+        self.ok(args).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+    }
+
+    /// Nothing of container `id` is left: no record, state, mount, cgroup or process.
+    pub fn assert_no_trace(&self, id: &str) {
+        let root = self.root();
+        assert!(!root.join("containers").join(id).exists(), "container dir of {id} left");
+        let run: Vec<_> = std::fs::read_dir(root.join("run")).map(|d| d.flatten().collect()).unwrap_or_default();
+        assert!(run.iter().all(|e| !e.file_name().to_string_lossy().contains(id)), "lifecycle state of {id} left");
+        self.assert_run_released(id);
+    }
+
+    /// The run of `id` holds nothing any more: no mount, cgroup or lifecycle state.
+    pub fn assert_run_released(&self, id: &str) {
+        let root = self.root().canonicalize().unwrap();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(root.to_str().unwrap()), "a mount under the root is left:\n{mounts}");
+        for cg in cgroup_dirs(id) {
+            assert!(!cg.exists(), "cgroup {} left", cg.display());
+        }
+        assert!(!self.root().join("run").join(id).exists(), "lifecycle state of {id} left");
+    }
+
+    /// Remove every container of this root (for Drop impls of test environments).
+    pub fn remove_all_containers(&self) {
+        let ids = self.run(&["ps", "-aq", "--no-trunc"]).stdout;
+        for id in ids.lines() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// A container's cgroup in every v1 hierarchy (or the v2 one).
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").exists() {
+        return vec![root.join("strata").join(id)];
+    }
+    std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("strata").is_dir())
+        .map(|e| e.path().join("strata").join(id))
+        .collect()
 }

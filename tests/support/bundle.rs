@@ -40,6 +40,15 @@ impl Bundle {
         b
     }
 
+    /// An empty rootfs (for the caller to fill), config running `args`, a fresh id.
+    pub fn empty(args: &[&str]) -> Bundle {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        let b = Bundle { dir, id: unique_id("oci") };
+        b.write_config(&default_config(args, &format!("{CGROUP_PARENT}/{}", b.id)));
+        b
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

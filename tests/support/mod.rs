@@ -11,6 +11,7 @@
 //!   artifacts).
 //! * [`tree`]: snapshot of a directory tree for file-by-file comparison of
 //!   unpacked root filesystems.
+//! * [`wasm`]: the example guests and images of `wasm-examples/`, built once per binary.
 //! * skopeo / umoci wrappers in this file.
 //!
 //! Everything here panics with a descriptive message on failure (it is test
@@ -24,6 +25,7 @@ pub mod registry;
 pub mod tls;
 pub mod token;
 pub mod tree;
+pub mod wasm;
 
 pub use images::{
     busybox_builder, busybox_image, multilayer_image, multiplatform_index, wasm_artifact_image,

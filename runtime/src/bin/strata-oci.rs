@@ -24,6 +24,19 @@ fn report(log: Option<&std::path::Path>, format: &str, msg: &str) {
     eprintln!("{msg}");
 }
 
+/// `--debug`: strata's debug messages (e.g. the wasm executor's cache hits and misses) to the
+/// `--log` file, or to stderr without one, as runc's debug lines go.
+fn init_debug_log(log: Option<&std::path::Path>) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("strata=debug"))
+        .with_target(false)
+        .with_ansi(false);
+    match log.and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok()) {
+        Some(file) => builder.with_writer(std::sync::Mutex::new(file)).init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
 fn main() {
     let cli = match oci::args::Cli::try_parse() {
         Ok(c) => c,
@@ -35,6 +48,9 @@ fn main() {
     };
     let log = cli.log.clone();
     let format = cli.log_format.clone();
+    if cli.debug {
+        init_debug_log(log.as_deref());
+    }
     match oci::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

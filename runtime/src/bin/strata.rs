@@ -7,10 +7,18 @@ use clap::Parser;
 
 /// A plain level up to `info` applies to strata's own messages only: the libraries under us
 /// (rustls, reqwest, oci-client) log their own view of failures we already report as one
-/// `Error:` line. `debug`/`trace`, or explicit directives (`oci_client=debug`), show everything.
+/// `Error:` line. `debug` shows everything but the wasm compiler's per-function chatter
+/// (thousands of lines per module); `trace`, or explicit directives (`oci_client=debug`),
+/// show exactly what they say.
 fn log_directives(level: &str) -> String {
+    const COMPILER: [&str; 5] =
+        ["cranelift_codegen", "cranelift_frontend", "regalloc2", "wasmtime_internal_cranelift", "wasmtime"];
     match level {
         "error" | "warn" | "info" => format!("strata={level}"),
+        "debug" => std::iter::once("debug".to_string())
+            .chain(COMPILER.iter().map(|c| format!("{c}=info")))
+            .collect::<Vec<_>>()
+            .join(","),
         other => other.to_string(),
     }
 }

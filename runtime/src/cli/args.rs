@@ -139,6 +139,10 @@ pub struct PullArgs {
     /// Print only the image reference
     #[arg(short, long)]
     pub quiet: bool,
+    /// Don't compile a wasm image's modules into the compiled-code cache now (the first run
+    /// compiles them instead)
+    #[arg(long)]
+    pub no_precompile: bool,
     #[command(flatten)]
     pub transport: TransportArgs,
     /// Image reference

@@ -156,6 +156,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
                     "Status": status_text(o),
                     "ExitCode": r.exit_code,
                     "Kind": r.kind,
+                    "KindReason": r.kind_reason,
                 });
                 writeln!(out, "{line}")?;
             }

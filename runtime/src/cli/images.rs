@@ -290,11 +290,13 @@ pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
         }
     }
     let report = gc::collect(&ctx.store, &Default::default())?;
+    let wasm_freed = gc::collect_wasm_cache(&ctx.store, &ctx.root.wasm_cache())?;
     println!(
-        "Removed {} blobs and {} snapshots\nTotal reclaimed space: {}",
+        "Removed {} blobs, {} snapshots and {} of compiled wasm\nTotal reclaimed space: {}",
         report.blobs_removed,
         report.snapshots_removed,
-        format::size(report.bytes_freed)
+        format::size(wasm_freed),
+        format::size(report.bytes_freed + wasm_freed)
     );
     Ok(0)
 }

@@ -82,6 +82,6 @@ pub fn exec(
         }
         _ => return Err(ContainerError::NotRunning(record.name.clone())),
     }
-    let opts = ExecOptions { console_stream: console, ..Default::default() };
+    let opts = ExecOptions { console_stream: console, wasm_cache: Some(c.root().wasm_cache()), ..Default::default() };
     Ok(crate::lifecycle::exec::exec(c.runtime(), &record.id, process, &opts)?)
 }

@@ -24,7 +24,6 @@ use super::record::{ContainerRecord, ProcessRef};
 use super::relay::{self, Attached, Output};
 use super::status::release_run;
 use super::{io_err, rootfs, ContainerError, Containers, Paths};
-use crate::image::classify::Kind;
 use crate::lifecycle::create::{create, CreateOptions};
 use crate::lifecycle::state::Status;
 use crate::lifecycle::{now_rfc3339, start::start, LifecycleError};
@@ -151,12 +150,7 @@ fn start_run(
     let host = rustix::system::uname();
     let host_hostname = host.nodename().to_string_lossy().into_owned();
     let hostname = from_image::hostname(&record.options, &record.id, &host_hostname);
-    // A wasm module has no resolver to read them, and the wasm executor preopens mounts as
-    // directories: only native containers get docker's /etc files.
-    let etc_files = match record.kind {
-        Kind::Native => write_etc_files(paths, &hostname, record.options.network)?,
-        Kind::Wasm => Vec::new(),
-    };
+    let etc_files = write_etc_files(paths, &hostname, record.options.network)?;
     let target = Target {
         id: &record.id,
         rootfs: &merged,
@@ -174,7 +168,8 @@ fn start_run(
     let bytes = serde_json::to_vec_pretty(&spec).expect("spec serialises");
     std::fs::write(paths.config(), bytes).map_err(io_err("writing config.json"))?;
 
-    let mut opts = CreateOptions { bundle: paths.dir.clone(), ..Default::default() };
+    let mut opts =
+        CreateOptions { bundle: paths.dir.clone(), wasm_cache: Some(c.root().wasm_cache()), ..Default::default() };
     let (created, output, input, stdin_holder) = if record.options.tty {
         // The container opens its pty and sends us the master over this socket (runc's
         // console socket, already connected).

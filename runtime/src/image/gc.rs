@@ -1,5 +1,6 @@
 //! Garbage collection: remove blobs no image references, snapshots no image (or container
-//! rootfs) stacks, and leftovers of killed commands in ROOT/tmp and snapshot staging.
+//! rootfs) stacks, and leftovers of killed commands in ROOT/tmp and snapshot staging; and
+//! compiled wasm of modules no image holds any more ([`collect_wasm_cache`]).
 //! Runs under the exclusive gc lock, so nothing in flight can be collected.
 
 use super::store::{Store, StoreError};
@@ -71,4 +72,27 @@ pub fn collect(store: &Store, extra_snapshots_in_use: &InUse) -> Result<GcReport
         }
     }
     Ok(report)
+}
+
+/// Remove the compiled artifacts (and stat-index entries) in the wasm cache at `cache_dir` of
+/// every module no wasm image in `store` holds; returns the bytes freed. Run it after
+/// [`collect`], so the modules of removed images are gone from the snapshots.
+pub fn collect_wasm_cache(store: &Store, cache_dir: &std::path::Path) -> Result<u64, GcError> {
+    let _gc = store.root().lock_gc()?;
+    let keep = super::wasm_modules::digests_in_store(store)?;
+    Ok(crate::executor::wasm::prune(cache_dir, &keep)?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Wasm(#[from] crate::executor::wasm::WasmError),
+}
+
+impl From<crate::root::RootError> for GcError {
+    fn from(e: crate::root::RootError) -> GcError {
+        GcError::Store(e.into())
+    }
 }

@@ -1,5 +1,5 @@
 //! Images: references, the content store, manifests, registries, archives, credentials,
-//! classification and garbage collection.
+//! classification, the wasm modules an image holds, and garbage collection.
 
 pub mod archive;
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod store;
+pub mod wasm_modules;
 
 pub use reference::ImageRef;
 pub use store::{Image, Store, StoreError};

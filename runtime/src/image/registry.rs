@@ -8,9 +8,7 @@
 //! `insecure-registries` (then https without verification, falling back to http).
 
 use super::auth::Credentials;
-use super::manifest::{
-    media, parse_document, Descriptor, Document, ImageConfig, LayerKind, Manifest, ManifestError, Platform,
-};
+use super::manifest::{media, parse_document, Descriptor, Document, ImageConfig, Manifest, ManifestError, Platform};
 use super::progress::{LayerProgress, Progress};
 use super::reference::{is_loopback_registry, ImageRef};
 use super::store::{Image, Store, StoreError};
@@ -343,12 +341,14 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
             })
         }
     };
-    let kinds = manifest.layer_kinds()?;
+    // Refuse layers we could not unpack before downloading anything.
+    manifest.layer_kinds()?;
     let config_bytes = remote.small_blob(store, reference, &manifest.config).await?;
-    let config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Protocol {
+    let mut config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Protocol {
         registry: remote.registry.clone(),
         detail: format!("image config {} is invalid: {e}", manifest.config.digest),
     })?;
+    crate::snapshot::wasm::complete_config(&manifest, &mut config);
     let platform = platform.unwrap_or_else(|| config.platform());
     if opts.platform_explicit
         && !platform.os.is_empty()
@@ -376,7 +376,7 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
     // download completes (each snapshot is its own directory, so order does not matter).
     let snapshots = Snapshots::new(store.root());
     let remote = Arc::new(remote);
-    let tasks = manifest.layers.iter().zip(kinds).map(|(desc, kind)| {
+    let tasks = manifest.layers.iter().map(|desc| {
         let remote = remote.clone();
         let snapshots = snapshots.clone();
         let store = store.clone();
@@ -392,7 +392,7 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
             if !have_blob {
                 remote.download(&store, reference, desc, &bar).await?;
             }
-            if let (Some(p), false) = (layer_plan, kind == LayerKind::Wasm) {
+            if let Some(p) = layer_plan {
                 bar.extracting();
                 let (snapshots, store) = (snapshots.clone(), store.clone());
                 tokio::task::spawn_blocking(move || snapshots.unpack(&store, &p, &ApplyLimits::default()))

@@ -246,8 +246,10 @@ impl Store {
             Document::Index(_) => return Err(StoreError::NotAnImage(descriptor.digest.clone())),
         };
         let config_bytes = self.read_blob(&manifest.config.digest)?;
-        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        let mut config: ImageConfig = serde_json::from_slice(&config_bytes)
             .map_err(|source| StoreError::BadConfig { digest: manifest.config.digest.clone(), source })?;
+        // A wasm artifact without an entrypoint runs its module (the bytes stay as they are).
+        crate::snapshot::wasm::complete_config(&manifest, &mut config);
         let names = self
             .list()?
             .into_iter()

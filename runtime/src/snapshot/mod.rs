@@ -1,12 +1,14 @@
 //! Snapshots: each layer unpacked once, into its own directory keyed by chain ID
 //! (`ROOT/snapshots/<chain-id-hex>/fs`, in overlayfs lower-dir form), shared by every image and
 //! container that stacks it. A snapshot appears only complete: it is unpacked into a staging
-//! directory, its diff_id checked, then renamed into place.
+//! directory, its diff_id checked, then renamed into place. A wasm layer (a raw module blob)
+//! becomes a snapshot holding the module as one file (see [`wasm`]).
 
 pub mod apply;
 pub mod flatten;
 pub mod lookup;
 pub mod rootfs;
+pub mod wasm;
 
 use crate::digest::{chain_ids, Digest};
 use crate::fsutil::{remove_tree, unique_name};
@@ -35,13 +37,17 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SnapshotError
     move |source| SnapshotError::Io { context, source }
 }
 
-/// One tar layer of an image, with where its snapshot lives.
+/// One layer of an image, with where its snapshot lives.
 #[derive(Debug, Clone)]
 pub struct LayerPlan {
     pub blob: Digest,
     pub kind: LayerKind,
+    /// For a wasm layer, the blob digest (the blob is the content).
     pub diff_id: Digest,
+    /// For a wasm layer, [`wasm::snapshot_key`] (see there why it is not a chain).
     pub chain_id: Digest,
+    /// For a wasm layer, the file name its module gets in the snapshot.
+    pub wasm_file: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,8 +73,8 @@ impl Snapshots {
         self.fs_dir(chain_id).is_dir()
     }
 
-    /// The tar layers of an image, bottom first, paired with diff_ids and chain IDs. Wasm
-    /// layers are blobs for the wasm executor and have no snapshot.
+    /// The layers of an image, bottom first: tar layers paired with diff_ids and chain IDs,
+    /// wasm layers (in their place in the stack) with their one-file snapshots.
     pub fn plan(image: &Image) -> Result<Vec<LayerPlan>, SnapshotError> {
         let kinds = image.manifest.layer_kinds().map_err(|e| SnapshotError::Io {
             context: "reading layers".into(),
@@ -88,16 +94,29 @@ impl Snapshots {
         };
         let tar_diff_ids: Vec<Digest> = paired.iter().map(|(_, d)| (*d).clone()).collect();
         let chains = chain_ids(&tar_diff_ids);
-        Ok(paired
-            .into_iter()
-            .zip(chains)
-            .map(|(((desc, kind), diff_id), chain_id)| LayerPlan {
-                blob: desc.digest.clone(),
-                kind,
-                diff_id: diff_id.clone(),
-                chain_id,
-            })
-            .collect())
+        let mut tar_plans = paired.into_iter().zip(chains).map(|(((desc, kind), diff_id), chain_id)| LayerPlan {
+            blob: desc.digest.clone(),
+            kind,
+            diff_id: diff_id.clone(),
+            chain_id,
+            wasm_file: None,
+        });
+        let mut plans = Vec::with_capacity(image.manifest.layers.len());
+        for desc in &image.manifest.layers {
+            if LayerKind::from_media_type(&desc.media_type) == Some(LayerKind::Wasm) {
+                let name = wasm::module_name(desc);
+                plans.push(LayerPlan {
+                    blob: desc.digest.clone(),
+                    kind: LayerKind::Wasm,
+                    diff_id: desc.digest.clone(),
+                    chain_id: wasm::snapshot_key(&desc.digest, &name),
+                    wasm_file: Some(name),
+                });
+            } else {
+                plans.extend(tar_plans.next());
+            }
+        }
+        Ok(plans)
     }
 
     /// Unpack one layer blob into its snapshot, unless it is there already.
@@ -131,13 +150,16 @@ impl Snapshots {
         limits: &ApplyLimits,
     ) -> Result<(), SnapshotError> {
         let blob = store.blob_path(&layer.blob);
-        let file = File::open(&blob).map_err(io_err(format!("opening layer {}", layer.blob)))?;
         let compression = match layer.kind {
             LayerKind::Tar => Compression::None,
             LayerKind::TarGzip => Compression::Gzip,
             LayerKind::TarZstd => Compression::Zstd,
-            LayerKind::Wasm => return Ok(()),
+            LayerKind::Wasm => {
+                let name = layer.wasm_file.as_deref().unwrap_or("module.wasm");
+                return wasm::materialise(&blob, &layer.blob, name, dest);
+            }
         };
+        let file = File::open(&blob).map_err(io_err(format!("opening layer {}", layer.blob)))?;
         // Trust the bytes over the label: docker itself detects compression by magic.
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let detected = {

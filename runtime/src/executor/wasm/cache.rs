@@ -415,6 +415,26 @@ pub fn precompile(cache_dir: &Path, module_bytes: &[u8]) -> Result<CacheOutcome,
         .map_err(|e| WasmError::Compile { path: PathBuf::from("(module bytes)"), message: super::error_chain(&e) })
 }
 
+/// [`precompile`] the module file at `path`, also recording its file identity in the stat
+/// index, so a container that runs this very file (a snapshot's, seen through overlayfs with
+/// the same inode) loads the artifact without reading or hashing the module.
+pub fn precompile_file(cache_dir: &Path, path: &Path) -> Result<CacheOutcome, WasmError> {
+    let open_err = |source| WasmError::Open { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(open_err)?;
+    let md = file.metadata().map_err(open_err)?;
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    io::Read::read_to_end(&mut &file, &mut bytes).map_err(open_err)?;
+    let kind = WasmKind::of(&bytes).ok_or_else(|| WasmError::NotWasm {
+        path: path.to_path_buf(),
+        what: super::kind::describe_magic(&bytes[..bytes.len().min(8)]),
+    })?;
+    let cache = ArtifactCache::open(cache_dir)?;
+    let engine = super::engine::new_engine().map_err(|e| WasmError::Engine(e.to_string()))?;
+    load_or_compile(&engine, Some(&cache), &bytes, kind, Some(&FileIdentity::of(&md)))
+        .map(|(_, outcome)| outcome)
+        .map_err(|e| WasmError::Compile { path: path.to_path_buf(), message: super::error_chain(&e) })
+}
+
 /// Remove every artifact and index entry whose module digest is not in `keep`, and leftover temp
 /// files; returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
 /// like ours: another strata version sharing the directory keeps what is still in use.
@@ -674,5 +694,20 @@ mod tests {
         assert!(prune(tmp.path(), &HashSet::new()).unwrap() > 0);
         assert!(files(tmp.path()).is_empty());
         assert_eq!(prune(&tmp.path().join("missing"), &HashSet::new()).unwrap(), 0);
+    }
+
+    #[test]
+    fn precompile_file_records_the_identity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let module = tmp.path().join("m.wasm");
+        std::fs::write(&module, wat::parse_str(HELLO).unwrap()).unwrap();
+        let dir = tmp.path().join("cache");
+        assert_eq!(precompile_file(&dir, &module).unwrap(), CacheOutcome::Compiled);
+        assert_eq!(precompile_file(&dir, &module).unwrap(), CacheOutcome::Hit);
+        let cache = ArtifactCache::open(&dir).unwrap();
+        let id = FileIdentity::of(&std::fs::metadata(&module).unwrap());
+        assert!(load_by_identity(&new_engine().unwrap(), &cache, &id).is_some());
+        std::fs::write(&module, b"not wasm").unwrap();
+        assert!(matches!(precompile_file(&dir, &module), Err(WasmError::NotWasm { .. })));
     }
 }

@@ -14,6 +14,34 @@ use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 /// How often the CPU ticker advances the epoch: the granularity of CPU throttling.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
+/// Memory kept back from the guest for what the host side allocates while it runs (WASI I/O
+/// buffers, thread stacks, the signal thread).
+pub(crate) const HOST_RESERVE: u64 = 8 << 20;
+
+/// How much of the container's memory limit (which its cgroup enforces on the whole process)
+/// the guest's linear memories may use: the limit minus what the executor already uses
+/// (anonymous RSS, after the engine and the module are loaded) and [`HOST_RESERVE`], so the
+/// guest's allocation fails inside the guest before the cgroup's OOM killer ends the process.
+pub(crate) fn guest_memory_limit(container_limit: Option<u64>) -> Option<u64> {
+    let limit = container_limit.filter(|l| *l > 0)?;
+    Some(limit.saturating_sub(host_memory_in_use() + HOST_RESERVE))
+}
+
+/// Anonymous resident memory of this process (what the memory cgroup cannot reclaim), from
+/// /proc/self/status; without /proc, the peak RSS (an overestimate) from getrusage.
+fn host_memory_in_use() -> u64 {
+    let from_proc = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        let kb = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))?.trim().strip_suffix("kB")?.trim();
+        kb.parse::<u64>().ok()
+    });
+    from_proc.map(|kb| kb * 1024).unwrap_or_else(|| {
+        // SAFETY: getrusage fills the struct we own.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
+    })
+}
+
 /// `StoreLimits` for a memory limit in bytes: each linear memory may grow to it, each table
 /// to one element per 8 bytes of it. Growth past the limit fails in the guest, it never traps.
 pub(crate) fn store_limits(memory_limit: Option<u64>) -> StoreLimits {
@@ -162,6 +190,19 @@ mod tests {
         assert_eq!(grow.call(&mut store, 2).unwrap(), 1); // 1 -> 3 pages
         assert_eq!(grow.call(&mut store, 2).unwrap(), -1); // 5 pages > 4: refused
         assert_eq!(grow.call(&mut store, 1).unwrap(), 3); // exactly 4 is fine
+    }
+
+    #[test]
+    fn the_guest_gets_the_limit_minus_the_host_share() {
+        assert_eq!(guest_memory_limit(None), None);
+        assert_eq!(guest_memory_limit(Some(0)), None);
+        let used = host_memory_in_use();
+        assert!(used > 0);
+        let limit = 1 << 30;
+        let guest = guest_memory_limit(Some(limit)).unwrap();
+        assert!(guest < limit - HOST_RESERVE && guest > limit / 2, "{guest}");
+        // A limit below what the host uses leaves the guest nothing, never an underflow.
+        assert_eq!(guest_memory_limit(Some(1 << 20)), Some(0));
     }
 
     #[test]

@@ -25,10 +25,13 @@
 //!
 //! # Limits
 //!
-//! * memory: `memory_limit` caps each linear memory (bytes) and each table (elements, at one
-//!   per 8 bytes of the limit) through wasmtime's `StoreLimits`; growth past it fails inside
-//!   the guest (`memory.grow` returns -1, malloc returns NULL), as it does natively. A module
-//!   whose *initial* memory is over the limit cannot be instantiated (126).
+//! * memory: `memory_limit` is the container's limit, which its cgroup enforces on the whole
+//!   process; the guest gets that minus what the executor itself uses once the module is
+//!   loaded (its anonymous RSS) and an 8 MiB reserve for host-side buffers. That share caps
+//!   each linear memory (bytes) and each table (elements, at one per 8 bytes of it) through
+//!   wasmtime's `StoreLimits`; growth past it fails inside the guest (`memory.grow` returns -1,
+//!   malloc returns NULL), as it does natively, before the cgroup's OOM killer would end the
+//!   process. A module whose *initial* memory is over its share cannot be instantiated (126).
 //! * CPU: `cpu` (quota/period, as in `linux.resources.cpu`) is honoured with epoch deadlines:
 //!   a ticker thread advances the epoch every 10 ms; at each tick the guest's thread CPU time
 //!   in the current period is compared with the quota, and once over, the guest sleeps until
@@ -69,7 +72,7 @@ mod signals;
 mod spec;
 mod wasi;
 
-pub use cache::{precompile, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity};
+pub use cache::{precompile, precompile_file, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity};
 pub use engine::new_engine;
 pub use kind::WasmKind;
 pub use run::{load_module, run, EXIT_TRAP};
@@ -99,7 +102,8 @@ pub struct WasmJob {
     #[serde(default = "root_dir")]
     pub cwd: PathBuf,
     /// Directories the guest may use: "/" (the root filesystem) and each OCI mount at its
-    /// destination.
+    /// destination. A mount that turns out not to be a directory (a file bind such as
+    /// /etc/hosts) is skipped at run time: the guest reaches it through "/".
     #[serde(default)]
     pub preopens: Vec<Preopen>,
     /// `linux.resources.memory.limit`, bytes.

@@ -56,9 +56,11 @@ fn run_job(job: &WasmJob) -> i32 {
         },
         None => None,
     };
+    let guest_memory = limits::guest_memory_limit(job.memory_limit);
     tracing::debug!(
-        "wasm limits: memory {:?} bytes, cpu {:?}, network {}",
+        "wasm limits: memory {:?} bytes ({:?} for the guest), cpu {:?}, network {}",
         job.memory_limit,
+        guest_memory,
         job.cpu.map(|c| (c.quota, c.period)),
         job.network
     );
@@ -69,8 +71,8 @@ fn run_job(job: &WasmJob) -> i32 {
     }
     let deadline = Deadline::new(watcher.received.clone(), job.cpu);
     let outcome = match compiled {
-        Compiled::Module(m) => run_module(&engine, job, &m, deadline),
-        Compiled::Component(c) => run_component(&engine, job, &c, deadline),
+        Compiled::Module(m) => run_module(&engine, job, &m, deadline, guest_memory),
+        Compiled::Component(c) => run_component(&engine, job, &c, deadline, guest_memory),
     };
     let code = match outcome {
         Ok(code) => code,
@@ -135,17 +137,23 @@ impl WasiView for P2Host {
     }
 }
 
-fn run_module(engine: &Engine, job: &WasmJob, module: &Module, deadline: Deadline) -> Result<i32, Failure> {
+fn run_module(
+    engine: &Engine,
+    job: &WasmJob,
+    module: &Module,
+    deadline: Deadline,
+    guest_memory: Option<u64>,
+) -> Result<i32, Failure> {
     let path = &job.module;
     let link = |e: wasmtime::Error| Failure::Setup(WasmError::Link { path: path.clone(), message: error_chain(&e) });
     let mut linker: Linker<P1Host> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut P1Host| &mut h.wasi).map_err(link)?;
     let pre = linker.instantiate_pre(module).map_err(link)?;
     let wasi = wasi::builder(job).map_err(Failure::Setup)?.build_p1();
-    let mut store = Store::new(engine, P1Host { wasi, limits: limits::store_limits(job.memory_limit) });
+    let mut store = Store::new(engine, P1Host { wasi, limits: limits::store_limits(guest_memory) });
     store.limiter(|h| &mut h.limits);
     arm(&mut store, deadline);
-    let instance = pre.instantiate(&mut store).map_err(|e| instantiate_failure(path, e))?;
+    let instance = pre.instantiate(&mut store).map_err(|e| instantiate_failure(path, e, guest_memory))?;
     let start = instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(|_| {
         Failure::Setup(WasmError::Link {
             path: path.clone(),
@@ -156,7 +164,13 @@ fn run_module(engine: &Engine, job: &WasmJob, module: &Module, deadline: Deadlin
     start.call(&mut store, ()).map(|()| 0).map_err(Failure::Guest)
 }
 
-fn run_component(engine: &Engine, job: &WasmJob, component: &Component, deadline: Deadline) -> Result<i32, Failure> {
+fn run_component(
+    engine: &Engine,
+    job: &WasmJob,
+    component: &Component,
+    deadline: Deadline,
+    guest_memory: Option<u64>,
+) -> Result<i32, Failure> {
     let path = &job.module;
     let link = |e: wasmtime::Error| Failure::Setup(WasmError::Link { path: path.clone(), message: error_chain(&e) });
     let mut linker = wasmtime::component::Linker::<P2Host>::new(engine);
@@ -169,11 +183,11 @@ fn run_component(engine: &Engine, job: &WasmJob, component: &Component, deadline
         })
     })?;
     let ctx = wasi::builder(job).map_err(Failure::Setup)?.build();
-    let host = P2Host { ctx, table: ResourceTable::new(), limits: limits::store_limits(job.memory_limit) };
+    let host = P2Host { ctx, table: ResourceTable::new(), limits: limits::store_limits(guest_memory) };
     let mut store = Store::new(engine, host);
     store.limiter(|h| &mut h.limits);
     arm(&mut store, deadline);
-    let command = pre.instantiate(&mut store).map_err(|e| instantiate_failure(path, e))?;
+    let command = pre.instantiate(&mut store).map_err(|e| instantiate_failure(path, e, guest_memory))?;
     tracing::debug!("wasm guest {} starting (component, wasi:cli/run)", path.display());
     match command.wasi_cli_run().call_run(&mut store) {
         Ok(Ok(())) => Ok(0),
@@ -190,12 +204,16 @@ fn arm<T: 'static>(store: &mut Store<T>, mut deadline: Deadline) {
 
 /// A start function that traps, exits or is interrupted is the guest's doing; anything else
 /// (memory over the limit, ...) means the module cannot run here.
-fn instantiate_failure(path: &Path, e: wasmtime::Error) -> Failure {
+fn instantiate_failure(path: &Path, e: wasmtime::Error, guest_memory: Option<u64>) -> Failure {
     if find::<Trap>(&e).is_some() || find::<I32Exit>(&e).is_some() || find::<Interrupted>(&e).is_some() {
-        Failure::Guest(e)
-    } else {
-        Failure::Setup(WasmError::Instantiate { path: path.to_path_buf(), message: error_chain(&e) })
+        return Failure::Guest(e);
     }
+    let mut message = error_chain(&e);
+    if let Some(bytes) = guest_memory {
+        // Most often a memory larger than the container's limit leaves room for.
+        message.push_str(&format!(" (the guest may use {} MiB of the container's memory limit)", bytes >> 20));
+    }
+    Failure::Setup(WasmError::Instantiate { path: path.to_path_buf(), message })
 }
 
 /// The exit code for a guest that ended with an error, reporting traps on stderr.

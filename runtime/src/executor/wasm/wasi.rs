@@ -4,6 +4,9 @@
 //! Stdio is the process's own fds 0/1/2 as they are (pipe, fifo, file, terminal). stdout and
 //! stderr are written with plain `write(2)` on a dup of fd 1/2, never through Rust's
 //! line-buffered `std::io::Stdout`, so nothing is held back when the process ends abruptly.
+//! OCI mounts that are not directories (docker's /etc/hosts, /etc/resolv.conf file binds) are
+//! not preopened: WASI preopens are directories, and the guest already sees such a file
+//! through the "/" preopen, which is the container's root with its mounts.
 //! This module must never give the guest a directory or a socket the job did not grant.
 
 use super::{Preopen, WasmError, WasmJob};
@@ -41,6 +44,12 @@ pub(crate) fn builder(job: &WasmJob) -> Result<WasiCtxBuilder, WasmError> {
 }
 
 fn preopen(b: &mut WasiCtxBuilder, p: &Preopen) -> Result<(), WasmError> {
+    // Only a mount that exists and is not a directory is skipped; a missing one is an error
+    // below, as a native runtime fails on a mount it cannot make.
+    if std::fs::metadata(&p.host).is_ok_and(|m| !m.is_dir()) {
+        tracing::debug!("wasm preopen {}: not a directory (a file mount), reachable through /", p.guest.display());
+        return Ok(());
+    }
     let perms = if p.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
     let guest = p.guest.to_string_lossy();
     b.preopened_dir(&p.host, guest.as_ref(), perms).map(|_| ()).map_err(|e| WasmError::Preopen {

@@ -1,0 +1,609 @@
+//! Wasm containers end to end through the front doors: every example of `wasm-examples/`
+//! through `strata run` (each image form: compat, wasm artifact, multi-platform index; p1
+//! modules and p2 components) and through `strata-oci run` (bundles), asserting output, exit
+//! codes, args, env, files and volumes, limits, stop/kill, the compiled-code cache (hits seen
+//! in `--log-level debug` output, never by timing), and the errors for what cannot run.
+//!
+//! The images are built here by `wasm-examples/build.sh` (see `support::wasm`), so a clean
+//! clone is enough. Each test has its own root; run as root inside `unshare -m` (what CI does).
+
+mod cli;
+mod support;
+
+use cli::{Outcome, Strata};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::bundle::{cgroup_leftovers, Bundle, Runtime};
+use support::wasm::{archive, guest};
+use support::*;
+
+const EXAMPLES: &str = "localhost/strata-examples/wasm-examples";
+const HELLO: &str = "localhost/strata-examples/hello-wasm";
+const BUSYBOX: &str = "localhost/strata-examples/busybox";
+const GREETING: &str = "hello from a wasm container\n";
+
+/// A root with some of the example archives loaded; removes its containers when dropped.
+struct Env {
+    s: Strata,
+}
+
+impl Env {
+    fn new(archives: &[&str]) -> Env {
+        let s = Strata::new();
+        for name in archives {
+            s.ok(&["load", "-q", "-i", archive(name).to_str().unwrap()]);
+        }
+        Env { s }
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        let o = self.s.run(args);
+        assert!(!o.stderr.contains("panicked"), "strata panicked: {}", o.stderr);
+        o
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.s.ok(args)
+    }
+
+    /// `run --rm ARGS...` with the debug log on (the executor's cache messages among it).
+    fn run_debug(&self, args: &[&str]) -> Outcome {
+        let mut all = vec!["--log-level", "debug", "run", "--rm"];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(&self.ok(&["inspect", name])).unwrap()[0].clone()
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.s.root().join("cache/wasm")
+    }
+
+    /// The compiled artifacts in this root's cache.
+    fn artifacts(&self) -> Vec<PathBuf> {
+        files_with_extension(&self.cache_dir(), "cwasm")
+    }
+
+    /// No container is left in this root, nor anything a run holds.
+    fn assert_empty(&self) {
+        assert!(self.s.ps(true).is_empty(), "containers left: {:?}", self.s.ps(true));
+        let left: Vec<_> = std::fs::read_dir(self.s.root().join("containers"))
+            .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "container dirs left: {left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.s.root().canonicalize().unwrap();
+        assert!(!mounts.contains(root.to_str().unwrap()), "a mount under the root is left");
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.s.remove_all_containers();
+    }
+}
+
+fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_with_extension(&p, ext));
+        } else if p.extension().is_some_and(|x| x == ext) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A run's output without the line that differs from run to run (the generated hostname).
+fn stable(stdout: &str) -> String {
+    stdout.lines().filter(|l| !l.starts_with("env HOSTNAME=")).map(|l| format!("{l}\n")).collect()
+}
+
+fn sha256_file(path: &Path) -> String {
+    sha256_hex(&std::fs::read(path).unwrap())
+}
+
+/// Pack a layout's image into an archive `strata load` takes, named `name`.
+fn to_archive(layout: &Path, tag: &str, name: &str, dir: &Path) -> PathBuf {
+    let out = dir.join(format!("{}.tar", name.replace(['/', ':'], "_")));
+    skopeo_copy(&oci_ref(layout, tag), &format!("oci-archive:{}:{name}", out.display()));
+    out
+}
+
+#[test]
+fn every_example_through_strata_run() {
+    let e = Env::new(&["wasm-examples"]);
+    // hello: args, env, the exit code of proc_exit.
+    let o = e.run(&["run", "--rm", "-e", "GREETING=hi", EXAMPLES, "one", "two words", "exit", "3"]);
+    assert_eq!(o.code, 3, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING), "{}", o.stdout);
+    for line in ["argc=5", "argv[0]=/hello.wasm", "argv[1]=one", "argv[2]=two words", "env GREETING=hi", "env HOME=/"] {
+        assert!(o.stdout.lines().any(|l| l == line), "{line} missing:\n{}", o.stdout);
+    }
+    assert_eq!(o.stderr, "");
+    assert_eq!(e.run(&["run", "--rm", EXAMPLES]).code, 0);
+
+    // The p2 component: the same program through wasi:cli/run; a non-zero exit becomes 1.
+    let o = e.run(&["run", "--rm", "--entrypoint", "/hello-component.wasm", EXAMPLES, "p2"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=p2\n"), "{}", o.stdout);
+    let o = e.run(&["run", "--rm", "--entrypoint", "/hello-component.wasm", EXAMPLES, "exit", "3"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+
+    // A trap: its message and wasm backtrace on stderr, exit 134.
+    let o = e.run(&["run", "--rm", "--entrypoint", "/trap.wasm", EXAMPLES]);
+    assert_eq!(o.code, 134, "{}", o.stderr);
+    assert_eq!(o.stdout, "trap: about to hit unreachable\n");
+    assert!(o.stderr.contains("wasm trap") && o.stderr.contains("unreachable"), "{}", o.stderr);
+    assert!(o.stderr.contains("explode") && o.stderr.contains("deeper"), "backtrace: {}", o.stderr);
+
+    // busy with a bound ends by itself.
+    let o = e.run(&["run", "--rm", "--entrypoint", "/busy.wasm", EXAMPLES, "1"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "busy: spinning\nbusy: done\n"), "{}", o.stderr);
+    e.assert_empty();
+}
+
+#[test]
+fn files_from_the_image_a_volume_and_tmp() {
+    let e = Env::new(&["wasm-examples"]);
+    let vol = tempfile::tempdir().unwrap();
+    let ro = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("kept.txt"), "kept\n").unwrap();
+    let (v, r) = (format!("{}:/data", vol.path().display()), format!("{}:/ro:ro", ro.path().display()));
+    let o = e.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &v,
+        "-v",
+        &r,
+        "--entrypoint",
+        "/files.wasm",
+        EXAMPLES,
+        "read",
+        "/etc/greeting.txt",
+        "write",
+        "/data/out.txt",
+        "to the volume",
+        "write",
+        "/tmp/t.txt",
+        "to tmp",
+        "read",
+        "/tmp/t.txt",
+        "read",
+        "/ro/kept.txt",
+        "ls",
+        "/etc",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(
+        o.stdout,
+        "greetings from the image\nwrote 14 bytes to /data/out.txt\nwrote 7 bytes to /tmp/t.txt\nto tmp\nkept\n\
+         ls /etc: greeting.txt hostname hosts resolv.conf\n"
+    );
+    assert_eq!(std::fs::read_to_string(vol.path().join("out.txt")).unwrap(), "to the volume\n");
+    // The container's /etc files are docker's, as for a native container.
+    let o = e.run(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "wasmhost",
+        "--entrypoint",
+        "/files.wasm",
+        EXAMPLES,
+        "read",
+        "/etc/hostname",
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "wasmhost\n"), "{}", o.stderr);
+    // A read-only volume refuses writes inside the guest.
+    let o = e.run(&["run", "--rm", "-v", &r, "--entrypoint", "/files.wasm", EXAMPLES, "write", "/ro/new.txt", "x"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("files: write /ro/new.txt:"), "{}", o.stderr);
+    assert!(!ro.path().join("new.txt").exists());
+    e.assert_empty();
+}
+
+#[test]
+fn memory_limit_makes_the_guests_allocation_fail() {
+    let e = Env::new(&["wasm-examples"]);
+    let o = e.run(&["run", "--rm", "--memory", "64m", "--entrypoint", "/grow.wasm", EXAMPLES]);
+    assert_eq!(o.code, 42, "allocation fails inside the guest, no OOM kill: {}{}", o.stdout, o.stderr);
+    let mib = support::wasm::grow_failed_after(&o.stdout);
+    assert!((16..64).contains(&mib), "allocated {mib} MiB under a 64 MiB limit");
+    // Without a limit the same growth succeeds.
+    let o = e.run(&["run", "--rm", "--entrypoint", "/grow.wasm", EXAMPLES, "96"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "grow: allocated 96 MiB\n"), "{}", o.stderr);
+}
+
+#[test]
+fn rm_leaves_nothing_behind() {
+    let e = Env::new(&["hello-wasm"]);
+    let id = e.ok(&["run", "-d", "--rm", "--name", "gone", HELLO]).trim().to_string();
+    // `wait` returns once the monitor has released the run; the record may already be gone.
+    let o = e.run(&["wait", "gone"]);
+    assert!(o.code == 0 || o.stderr.contains("No such container"), "{}", o.stderr);
+    e.s.assert_no_trace(&id);
+    e.assert_empty();
+}
+
+#[test]
+fn each_image_form_runs() {
+    let e = Env::new(&["hello-wasm", "hello-artifact", "hello-component", "hello-component-artifact"]);
+    let forms = [
+        ("hello-wasm", "/hello.wasm", "image platform is wasi/wasm"),
+        ("hello-artifact", "/hello.wasm", "media type application/wasm"),
+        ("hello-component", "/hello-component.wasm", "image platform is wasi/wasm"),
+        ("hello-component-artifact", "/hello-component.wasm", "bytecodealliance.wasm.component.layer"),
+    ];
+    for (name, argv0, reason) in forms {
+        let image = format!("localhost/strata-examples/{name}");
+        let info = e.inspect(&image);
+        assert_eq!(info["Kind"], "wasm", "{name}");
+        assert!(info["KindReason"].as_str().unwrap().contains(reason), "{name}: {}", info["KindReason"]);
+        let o = e.run(&["run", "--rm", "-e", "FORM=x", &image, "arg"]);
+        assert_eq!(o.code, 0, "{name}: {}", o.stderr);
+        assert!(o.stdout.starts_with(GREETING), "{name}: {}", o.stdout);
+        assert!(o.stdout.contains(&format!("argv[0]={argv0}\nargv[1]=arg\n")), "{name}: {}", o.stdout);
+        assert!(o.stdout.contains("env FORM=x\n"), "{name}: {}", o.stdout);
+    }
+    // The artifact's module sits in the rootfs under its layer's title; its entrypoint
+    // defaults to it (the wasm config has none).
+    let info = e.inspect("localhost/strata-examples/hello-artifact");
+    assert_eq!(info["Config"]["Entrypoint"], serde_json::json!(["/hello.wasm"]));
+
+    // (3) one index, two platforms: each root takes the one it asks for.
+    let multi = archive("hello-multi");
+    e.ok(&["load", "-q", "--platform", "wasi/wasm", "-i", multi.to_str().unwrap()]);
+    let o = e.run(&["run", "--rm", "--platform", "wasi/wasm", "localhost/strata-examples/hello-multi"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING), "{}", o.stdout);
+    let native = Env::new(&[]);
+    native.ok(&["load", "-q", "--platform", "linux/amd64", "-i", multi.to_str().unwrap()]);
+    let o = native.run(&["run", "--rm", "localhost/strata-examples/hello-multi", "echo", "native side"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "native side\n"), "{}", o.stderr);
+    assert_eq!(native.inspect("localhost/strata-examples/hello-multi")["Kind"], "native");
+    e.assert_empty();
+}
+
+#[test]
+fn pull_precompiles_so_the_first_run_is_warm() {
+    let reg = Registry::start();
+    let publisher = Env::new(&["hello-wasm", "wasm-examples"]);
+    let hello = reg.reference("examples/hello-wasm", "v1");
+    let examples = reg.reference("examples/wasm-examples", "v1");
+    for (local, remote) in [(HELLO, &hello), (EXAMPLES, &examples)] {
+        publisher.ok(&["tag", local, remote]);
+        publisher.ok(&["push", "-q", remote]);
+    }
+    let multi = reg.reference("examples/hello-multi", "v1");
+    skopeo_copy_with(
+        &["--all", "--quiet"],
+        &format!("oci-archive:{}:latest", archive("hello-multi").display()),
+        &format!("docker://{multi}"),
+    );
+
+    // Pulled and precompiled: the first run loads the artifact (by the file's identity, not
+    // even reading the module).
+    let e = Env::new(&[]);
+    let o = e.run(&["pull", &hello]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("Precompiled 1 wasm module"), "{}", o.stderr);
+    let digest = sha256_file(&guest("hello"));
+    let artifacts = e.artifacts();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert!(artifacts[0].to_string_lossy().contains(&digest), "{artifacts:?}");
+    let o = e.run_debug(&[&hello]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING));
+    assert!(o.stderr.contains("wasm cache hit") && o.stderr.contains("by file identity"), "{}", o.stderr);
+    assert!(!o.stderr.contains("wasm cache miss"), "{}", o.stderr);
+    // Every module of an image is compiled, not only its entrypoint.
+    let o = e.run(&["pull", &examples]);
+    assert!(o.stderr.contains("Precompiled 7 wasm modules"), "{}", o.stderr);
+    let o = e.run_debug(&["--entrypoint", "/trap.wasm", &examples]);
+    assert_eq!(o.code, 134);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("wasm cache miss"), "{}", o.stderr);
+    // The index: the platform asked for is pulled and precompiled.
+    let o = e.run(&["pull", "--platform", "wasi/wasm", &multi]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = e.run_debug(&[&multi]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING));
+    assert!(o.stderr.contains("wasm cache hit"), "{}", o.stderr);
+
+    // Opted out: the first run compiles, the second hits.
+    let lazy = Env::new(&[]);
+    let o = lazy.run(&["pull", "--no-precompile", &hello]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stderr.contains("Precompiled"), "{}", o.stderr);
+    assert!(lazy.artifacts().is_empty());
+    let first = lazy.run_debug(&[&hello]);
+    assert!(first.stderr.contains("wasm cache miss") && first.stderr.contains("stored"), "{}", first.stderr);
+    let second = lazy.run_debug(&[&hello]);
+    assert!(second.stderr.contains("wasm cache hit"), "{}", second.stderr);
+    assert!(!second.stderr.contains("wasm cache miss"), "{}", second.stderr);
+    assert_eq!(stable(&first.stdout), stable(&second.stdout));
+}
+
+#[test]
+fn a_precompile_failure_is_a_warning_not_a_failed_pull() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    wasm_artifact_image_with(&layout, "v1", b"this is not wasm\n");
+    push_layout(&reg, &layout, "v1", "examples/not-wasm");
+    let e = Env::new(&[]);
+    let reference = reg.reference("examples/not-wasm", "v1");
+    let o = e.run(&["pull", &reference]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("warning: not precompiling") && o.stderr.contains("not a WebAssembly"), "{}", o.stderr);
+    assert!(e.artifacts().is_empty());
+}
+
+#[test]
+fn a_corrupted_cache_file_is_rebuilt() {
+    let e = Env::new(&["hello-wasm"]);
+    let first = e.run_debug(&[HELLO]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let artifact = e.artifacts().pop().expect("an artifact after the first run");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let o = e.run_debug(&[HELLO]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(stable(&o.stdout), stable(&first.stdout));
+    assert!(o.stderr.contains("invalid (checksum mismatch); rebuilding"), "{}", o.stderr);
+    assert!(o.stderr.contains("wasm cache miss"), "{}", o.stderr);
+    assert_ne!(std::fs::read(&artifact).unwrap(), bytes, "the entry was rewritten");
+    let o = e.run_debug(&[HELLO]);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("invalid"), "{}", o.stderr);
+}
+
+#[test]
+fn image_prune_removes_artifacts_no_image_needs() {
+    let e = Env::new(&["hello-wasm", "hello-component"]);
+    let component = "localhost/strata-examples/hello-component";
+    assert_eq!(e.run(&["run", "--rm", HELLO]).code, 0);
+    assert_eq!(e.run(&["run", "--rm", component]).code, 0);
+    let (hello_digest, component_digest) = (sha256_file(&guest("hello")), sha256_file(&guest("hello-component")));
+    let names = |e: &Env| {
+        e.artifacts().iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>()
+    };
+    let mut before = names(&e);
+    before.sort();
+    let mut want = vec![hello_digest.clone(), component_digest.clone()];
+    want.sort();
+    assert_eq!(before, want);
+
+    // Nothing unused yet: prune keeps both.
+    e.ok(&["image", "prune"]);
+    assert_eq!(e.artifacts().len(), 2);
+    e.ok(&["rmi", component]);
+    let out = e.ok(&["image", "prune"]);
+    assert!(out.contains("of compiled wasm"), "{out}");
+    assert_eq!(names(&e), [hello_digest]);
+    let o = e.run_debug(&[HELLO]);
+    assert!(o.stderr.contains("wasm cache hit"), "{}", o.stderr);
+}
+
+#[test]
+fn stop_ends_a_busy_loop_promptly() {
+    let e = Env::new(&["wasm-examples"]);
+    let id = e.ok(&["run", "-d", "--name", "spin", "--entrypoint", "/busy-loop.wasm", EXAMPLES]).trim().to_string();
+    assert_eq!(e.s.ps(false).len(), 1, "running");
+    let started = Instant::now();
+    assert_eq!(e.ok(&["stop", "spin"]).trim(), "spin");
+    // The epoch interrupts the loop at once; generous bounds, no tight timing.
+    assert!(started.elapsed() < Duration::from_secs(5), "stop took {:?}", started.elapsed());
+    let code = e.inspect("spin")["State"]["ExitCode"].as_i64().unwrap();
+    assert!(code == 143 || code == 137, "exit code {code}");
+    e.s.assert_run_released(&id);
+
+    // kill (SIGKILL) ends one too.
+    e.ok(&["run", "-d", "--name", "spin2", "--entrypoint", "/busy.wasm", EXAMPLES]);
+    e.ok(&["kill", "spin2"]);
+    assert_eq!(e.ok(&["wait", "spin2"]).trim(), "137");
+    e.ok(&["rm", "spin", "spin2"]);
+    e.s.assert_no_trace(&id);
+}
+
+#[test]
+fn what_cannot_run_is_named_in_one_line() {
+    let e = Env::new(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A wasm layer holding bytes that are not wasm.
+    let layout = tmp.path().join("not-wasm");
+    let built = wasm_artifact_image_with(&layout, "latest", b"this is not wasm\n");
+    let file = format!("{}.wasm", &built.layers[0].digest["sha256:".len()..]);
+    e.ok(&[
+        "load",
+        "-q",
+        "-i",
+        to_archive(&layout, "latest", "localhost/not-wasm:latest", tmp.path()).to_str().unwrap(),
+    ]);
+    let o = e.run(&["run", "--rm", "localhost/not-wasm"]);
+    assert_eq!(o.code, 126, "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains(&file) && o.stderr.contains("is not a WebAssembly module or component"), "{}", o.stderr);
+
+    // A component that needs an interface no WASI host provides.
+    let component = support::wasm::component_with_missing_import();
+    let mut layer = LayerTar::new();
+    layer.file("needs.wasm", &component, 0o644);
+    let layout = tmp.path().join("needs");
+    ImageBuilder::new()
+        .platform("wasi", "wasm")
+        .entrypoint(&["/needs.wasm"])
+        .layer(layer.into_bytes(), Compression::Gzip)
+        .write(&layout, "latest");
+    e.ok(&["load", "-q", "-i", to_archive(&layout, "latest", "localhost/needs:latest", tmp.path()).to_str().unwrap()]);
+    let o = e.run(&["run", "--rm", "localhost/needs"]);
+    assert_eq!(o.code, 126, "{}", o.stderr);
+    assert_eq!(o.stderr.lines().count(), 1, "{}", o.stderr);
+    assert!(o.stderr.contains(support::wasm::MISSING_IMPORT), "{}", o.stderr);
+    e.assert_empty();
+}
+
+#[test]
+fn wasm_and_native_containers_side_by_side() {
+    let e = Env::new(&["wasm-examples", "busybox"]);
+    let wasm = e.ok(&["run", "-d", "--name", "spinner", "--entrypoint", "/busy.wasm", EXAMPLES]).trim().to_string();
+    let native = e
+        .ok(&["run", "-d", "--name", "sleeper", BUSYBOX, "sh", "-c", "echo native up; exec sleep 100"])
+        .trim()
+        .to_string();
+    let running = e.s.ps(false);
+    assert_eq!(running.len(), 2, "{running:?}");
+    for (name, kind) in [("spinner", "wasm"), ("sleeper", "native")] {
+        let c = running.iter().find(|c| c["Names"] == name).unwrap_or_else(|| panic!("{name} not listed"));
+        assert_eq!(c["Kind"], kind, "{c}");
+        assert_eq!(c["State"], "running", "{c}");
+        assert!(!c["KindReason"].as_str().unwrap_or_default().is_empty(), "{c}");
+        assert_eq!(e.inspect(name)["Kind"], kind);
+    }
+    let wasm_reason = running.iter().find(|c| c["Names"] == "spinner").unwrap()["KindReason"].clone();
+    assert_eq!(wasm_reason, "image platform is wasi/wasm");
+    // Both log through their monitors (poll briefly: a detached start returns at exec time).
+    for (name, want) in [("spinner", "busy: spinning\n"), ("sleeper", "native up\n")] {
+        let mut logs = e.ok(&["logs", name]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while logs != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            logs = e.ok(&["logs", name]);
+        }
+        assert_eq!(logs, want, "{name}");
+    }
+    // exec runs a module inside the running wasm container (its namespaces and cgroup).
+    let o = e.run(&["exec", "spinner", "/hello.wasm", "via-exec"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=via-exec\n"), "{}", o.stdout);
+    assert_eq!(e.run(&["exec", "spinner", "/trap.wasm"]).code, 134);
+    assert_eq!(e.ok(&["exec", "sleeper", "echo", "native exec"]), "native exec\n");
+    e.ok(&["stop", "-t", "1", "spinner", "sleeper"]);
+    assert!(e.s.ps(false).is_empty());
+    e.ok(&["rm", "spinner", "sleeper"]);
+    e.s.assert_no_trace(&wasm);
+    e.s.assert_no_trace(&native);
+}
+
+// --- strata-oci: bundles -----------------------------------------------------------------
+
+/// A bundle whose rootfs holds every guest, /etc/greeting.txt and /tmp, running `args`,
+/// with the cache of `cache`.
+fn wasm_bundle(args: &[&str]) -> Bundle {
+    let b = Bundle::empty(args);
+    let rootfs = b.rootfs();
+    for name in ["hello", "files", "busy", "busy-loop", "grow", "trap", "hello-component"] {
+        std::fs::copy(guest(name), rootfs.join(format!("{name}.wasm"))).unwrap();
+    }
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/greeting.txt"), "greetings from the bundle\n").unwrap();
+    std::fs::create_dir_all(rootfs.join("tmp")).unwrap();
+    b
+}
+
+/// `strata-oci [--debug] run` with a private compiled-code cache.
+fn oci_run(rt: &Runtime, b: &Bundle, cache: &Path, debug: bool) -> support::bundle::Outcome {
+    let mut args = vec![];
+    if debug {
+        args.push("--debug");
+    }
+    args.extend(["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    rt.command(&args).env("STRATA_WASM_CACHE", cache).output().expect("spawn strata-oci").into()
+}
+
+#[test]
+fn oci_bundles_run_every_example() {
+    let rt = Runtime::strata();
+    let cache = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(&["/hello.wasm", "one", "exit", "3"]);
+    let o = oci_run(&rt, &b, cache.path(), true);
+    assert_eq!(o.code, 3, "{o}");
+    assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=one\n"), "{o}");
+    assert!(o.stdout.contains("env TERM=xterm\n"), "{o}");
+    assert!(o.stderr.contains("wasm cache miss"), "{o}");
+    // Again: the cache hits.
+    let o = oci_run(&rt, &b, cache.path(), true);
+    assert_eq!(o.code, 3, "{o}");
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("wasm cache miss"), "{o}");
+    assert!(cgroup_leftovers(&b.cgroup()).is_empty());
+
+    b.edit(|c| c["process"]["args"] = serde_json::json!(["/hello-component.wasm", "p2"]));
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=p2\n"), "{o}");
+
+    b.edit(|c| c["process"]["args"] = serde_json::json!(["/trap.wasm"]));
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!(o.code, 134, "{o}");
+    assert!(o.stderr.contains("wasm trap"), "{o}");
+
+    // Files: from the rootfs, to a bind-mounted volume and to /tmp.
+    let vol = tempfile::tempdir().unwrap();
+    b.edit(|c| {
+        c["process"]["args"] = serde_json::json!([
+            "/files.wasm",
+            "read",
+            "/etc/greeting.txt",
+            "write",
+            "/data/v.txt",
+            "vol",
+            "write",
+            "/tmp/t.txt",
+            "tmp"
+        ]);
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/data", "type": "bind", "source": vol.path(), "options": ["rbind", "rw"]}
+        ));
+    });
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!(o.code, 0, "{o}");
+    assert_eq!(o.stdout, "greetings from the bundle\nwrote 4 bytes to /data/v.txt\nwrote 4 bytes to /tmp/t.txt\n");
+    assert_eq!(std::fs::read_to_string(vol.path().join("v.txt")).unwrap(), "vol\n");
+    assert_eq!(std::fs::read_to_string(b.rootfs().join("tmp/t.txt")).unwrap(), "tmp\n");
+
+    // The spec's memory limit: the guest's allocation fails, no OOM kill.
+    b.edit(|c| {
+        c["process"]["args"] = serde_json::json!(["/grow.wasm"]);
+        c["linux"]["resources"]["memory"] = serde_json::json!({"limit": 64 << 20});
+    });
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!(o.code, 42, "{o}");
+    assert!(o.stdout.starts_with("grow: allocation failed after "), "{o}");
+    assert!(cgroup_leftovers(&b.cgroup()).is_empty());
+}
+
+#[test]
+fn oci_kill_ends_a_busy_wasm_container_promptly() {
+    let rt = Runtime::strata();
+    let cache = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(&["/busy.wasm"]);
+    let mut child = rt
+        .command(&["run", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .env("STRATA_WASM_CACHE", cache.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "busy: spinning\n");
+    assert_eq!(rt.status(&b.id), "running");
+    let sent = Instant::now();
+    rt.ok(&["kill", &b.id, "TERM"]);
+    let status = child.wait().unwrap();
+    assert!(sent.elapsed() < Duration::from_secs(5), "took {:?}", sent.elapsed());
+    assert_eq!(status.code(), Some(143));
+    let o = rt.run(&["state", &b.id]);
+    assert!(o.stderr.contains("does not exist"), "run deletes the container: {o}");
+    assert!(cgroup_leftovers(&b.cgroup()).is_empty());
+}
