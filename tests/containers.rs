@@ -584,6 +584,8 @@ fn wasm_images_run_in_the_wasm_executor() {
     assert_eq!(config["annotations"]["run.oci.handler"], "wasm");
     assert_eq!(config["annotations"]["io.strata.image.kind"], "wasm");
     assert_eq!(config["process"]["args"], serde_json::json!(["/hello.wasm"]));
+    // wasmtime ran under docker's default seccomp profile (threads included).
+    assert_eq!(config["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     e.ok(&["rm", "-f", "hw"]);
     e.assert_no_trace(id);
 }
@@ -752,4 +754,132 @@ fn exec_into_a_running_container() {
     let o = e.run(&["exec", "box", "true"]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("is not running"), "{}", o.stderr);
+}
+
+// --- seccomp: docker's default profile, unless --security-opt says otherwise ---------------
+
+const NOT_PERMITTED: &str = "Operation not permitted";
+
+#[test]
+fn seccomp_default_profile_confines_without_getting_in_the_way() {
+    let e = Env::new();
+    // Filtered, and everyday commands work under it (threads, pipes, sockets, /proc).
+    let o = e.sh(
+        &[],
+        "grep '^Seccomp:' /proc/self/status; ls / >/dev/null && ps | head -1 && echo x | busybox md5sum >/dev/null \
+         && busybox wget -q -T 2 http://127.0.0.1:1/ 2>&1; echo wget=$?",
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with("Seccomp:\t2\nPID"), "{}", o.stdout);
+    // (lo may be down in the new network namespace: refused or unreachable, but not EPERM.)
+    assert!(o.stdout.contains("wget=1") && !o.stdout.contains(NOT_PERMITTED), "sockets work: {}", o.stdout);
+    assert!(o.stdout.contains("can't connect"), "{}", o.stdout);
+
+    // A user namespace needs no capability: only the profile refuses it.
+    let o = e.sh(&[], "busybox unshare -U true");
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains(NOT_PERMITTED), "{}", o.stderr);
+    let o = e
+        .sh(&["--security-opt", "seccomp=unconfined"], "busybox unshare -U true && grep '^Seccomp:' /proc/self/status");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Seccomp:\t0\n"), "{}", o.stderr);
+
+    // CAP_SYS_ADMIN unlocks mount and unshare, as in docker's profile.
+    let o = e.sh(&[], "mount -t tmpfs none /tmp");
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains(NOT_PERMITTED), "{}", o.stderr);
+    let o = e.sh(
+        &["--cap-add", "SYS_ADMIN"],
+        "mount -t tmpfs none /tmp && umount /tmp && busybox unshare -U -n true && echo allowed",
+    );
+    assert_eq!(o.stdout, "allowed\n", "{}", o.stderr);
+
+    // chroot goes with CAP_SYS_CHROOT (in docker's default set).
+    assert_eq!(e.sh(&[], "busybox chroot / true && echo ok").stdout, "ok\n");
+    let o = e.sh(&["--cap-drop", "SYS_CHROOT"], "busybox chroot / true");
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains(NOT_PERMITTED), "{}", o.stderr);
+}
+
+#[test]
+fn seccomp_mode_is_kept_shown_and_applies_to_exec() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "filtered", IMAGE, "sleep", "100"]);
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.s.root().join("containers").join(id.trim()).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    assert_eq!(config["linux"]["seccomp"]["defaultErrnoRet"], 1);
+    let info = e.inspect("filtered");
+    assert_eq!(info["Seccomp"], "builtin");
+    assert_eq!(info["HostConfig"]["SecurityOpt"], serde_json::Value::Null, "docker shows none for the default");
+    // Processes exec'd into the container get its filter too.
+    let o = e.run(&["exec", "filtered", "grep", "^Seccomp:", "/proc/self/status"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Seccomp:\t2\n"), "{}", o.stderr);
+    e.ok(&["rm", "-f", "filtered"]);
+
+    e.ok(&["create", "--name", "free", "--security-opt", "seccomp=unconfined", IMAGE]);
+    let info = e.inspect("free");
+    assert_eq!(info["Seccomp"], "unconfined");
+    assert_eq!(info["HostConfig"]["SecurityOpt"], serde_json::json!(["seccomp=unconfined"]));
+    // A later start keeps the choice.
+    let o = e.run(&["start", "-a", "free"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    e.ok(&["rm", "free"]);
+}
+
+#[test]
+fn seccomp_profile_files() {
+    let e = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    // The OCI shape: allow everything but mkdir, which fails with EACCES.
+    let oci = dir.path().join("oci.json");
+    std::fs::write(
+        &oci,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", oci.display());
+    let o = e.sh(&["--security-opt", &opt], "busybox unshare -U true && echo unshared && mkdir /made");
+    assert_eq!(o.stdout, "unshared\n");
+    assert!(o.stderr.contains("Permission denied"), "{}", o.stderr);
+    let info = e.inspect(&e.ok(&["create", "--security-opt", &opt, IMAGE]).trim().to_string());
+    assert_eq!(info["Seccomp"], oci.display().to_string());
+    assert_eq!(info["HostConfig"]["SecurityOpt"], serde_json::json!([opt]));
+
+    // docker's extensions: a rule for containers without CAP_SYS_ADMIN only.
+    let docker = dir.path().join("docker.json");
+    std::fs::write(
+        &docker,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": []}],
+            "syscalls": [{"name": "chroot", "action": "SCMP_ACT_ERRNO", "errno": "EPERM", "comment": "no chroot",
+                          "excludes": {"caps": ["CAP_SYS_ADMIN"]}}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", docker.display());
+    let o = e.sh(&["--security-opt", &opt], "busybox chroot / true");
+    assert!(o.code != 0 && o.stderr.contains(NOT_PERMITTED), "{}", o.stderr);
+    let o = e.sh(&["--security-opt", &opt, "--cap-add", "SYS_ADMIN"], "busybox chroot / true && echo ok");
+    assert_eq!(o.stdout, "ok\n", "{}", o.stderr);
+
+    // What strata does not understand is refused before anything is made, naming the field.
+    let typo = dir.path().join("typo.json");
+    std::fs::write(&typo, r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "include": {}}]}"#)
+        .unwrap();
+    let before = e.ps(true).len();
+    let o = e.run(&["run", "--rm", "--security-opt", &format!("seccomp={}", typo.display()), IMAGE, "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("syscalls[0]") && o.stderr.contains("unknown field `include`"), "{}", o.stderr);
+    assert_eq!(o.stderr.trim().lines().count(), 1, "{}", o.stderr);
+    let o = e.run(&["run", "--rm", "--security-opt", "apparmor=unconfined", IMAGE, "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("apparmor=unconfined"), "{}", o.stderr);
+    // A profile libseccomp refuses fails at create too.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 70000}"#).unwrap();
+    let o = e.run(&["create", "--security-opt", &format!("seccomp={}", bad.display()), IMAGE]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("70000"), "{}", o.stderr);
+    assert_eq!(e.ps(true).len(), before, "nothing was made");
 }

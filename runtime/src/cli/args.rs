@@ -321,6 +321,9 @@ pub struct ContainerSpecArgs {
     /// Drop a Linux capability (or ALL)
     #[arg(long = "cap-drop")]
     pub cap_drop: Vec<String>,
+    /// Security options: seccomp=unconfined, seccomp=builtin (docker's default profile) or seccomp=PROFILE.json
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Network: none (a new namespace with only lo, the default) or host
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,

@@ -195,7 +195,8 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// docker's container inspect document (the parts strata has), plus Kind and KindReason.
+/// docker's container inspect document (the parts strata has), plus Kind, KindReason and
+/// Seccomp (the profile: builtin, unconfined or the file's path).
 fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
     let r = &o.record;
     let paths = c.paths(&r.id);
@@ -243,6 +244,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "ReadonlyRootfs": opts.read_only,
             "CapAdd": opts.cap_add,
             "CapDrop": opts.cap_drop,
+            "SecurityOpt": (!opts.security_opt.is_empty()).then_some(&opts.security_opt),
             "Binds": opts.volumes.iter().map(|v| format!(
                 "{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" }
             )).collect::<Vec<_>>(),
@@ -274,6 +276,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "Kind": r.kind,
         "KindReason": r.kind_reason,
+        "Seccomp": opts.seccomp.describe(),
     })
 }
 

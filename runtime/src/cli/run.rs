@@ -15,8 +15,10 @@ use strata::containers::{Containers, NewContainer};
 use strata::image::classify::classify;
 use strata::image::manifest::Platform;
 use strata::image::{Image, ImageRef, StoreError};
+use strata::sandbox::seccomp;
 use strata::spec::from_image;
 use strata::spec::run_options::{self, RunOptions};
+use strata::spec::seccomp::SeccompMode;
 
 pub fn run(ctx: &Ctx, args: RunArgs, log_level: &str) -> Result<i32> {
     or_125((|| {
@@ -162,9 +164,17 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         volumes: a.volumes.iter().map(|v| v.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         tty: a.tty,
         interactive: a.interactive,
+        security_opt: a.security_opt.clone(),
+        seccomp: SeccompMode::from_security_opts(&a.security_opt)?,
     };
     // Unknown capability names fail now rather than at start.
-    from_image::capabilities(&options.cap_add, &options.cap_drop, 0)?;
+    let caps = from_image::capabilities(&options.cap_add, &options.cap_drop, 0)?;
+    // So does a profile file libseccomp refuses (the builtin one is known to compile).
+    if let SeccompMode::Profile { path, .. } = &options.seccomp {
+        if let Some(profile) = options.seccomp.for_container(caps.bounding().as_ref().unwrap_or(&Default::default())) {
+            seccomp::compile(&profile).with_context(|| path.display().to_string())?;
+        }
+    }
     Ok(options)
 }
 

@@ -1,6 +1,7 @@
 //! The OCI runtime spec of a container made from an image, as docker and podman make it:
 //! the image's Entrypoint/Cmd/Env/WorkingDir/User with `strata run`'s overrides on top,
-//! docker's default mounts, capabilities, masked and read-only paths and device rules, the
+//! docker's default mounts, capabilities, masked and read-only paths, device rules and seccomp
+//! profile (chosen in `seccomp`), the
 //! resource limits asked for, and namespaces for pid, mount, uts, ipc and (unless the host's
 //! network is wanted) net.
 //!
@@ -151,7 +152,10 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     process.set_env(Some(env));
     process.set_cwd(cwd.into());
     process.set_user(process_user(&exec_user));
-    process.set_capabilities(Some(capabilities(&opts.cap_add, &opts.cap_drop, exec_user.uid)?));
+    let caps = capabilities(&opts.cap_add, &opts.cap_drop, exec_user.uid)?;
+    // docker's profile unlocks syscalls by the bounding set, whatever the user.
+    let seccomp = opts.seccomp.for_container(caps.bounding().as_ref().unwrap_or(&Capabilities::new()));
+    process.set_capabilities(Some(caps));
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
         .soft(target.nofile)
@@ -184,6 +188,7 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     linux.set_gid_mappings(None);
     linux.set_sysctl(None);
     linux.set_devices(None);
+    linux.set_seccomp(seccomp);
 
     let mut annotations = HashMap::new();
     annotations.insert(KIND_ANNOTATION.to_string(), target.kind.to_string());

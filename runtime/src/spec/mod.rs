@@ -3,6 +3,7 @@
 
 pub mod from_image;
 pub mod run_options;
+pub mod seccomp;
 pub mod user;
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};

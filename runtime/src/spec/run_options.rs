@@ -106,6 +106,10 @@ pub struct RunOptions {
     pub volumes: Vec<Volume>,
     pub tty: bool,
     pub interactive: bool,
+    /// `--security-opt` as given (what `inspect` shows, as docker does).
+    pub security_opt: Vec<String>,
+    /// The seccomp profile `security_opt` chose (a profile file is kept here, read at create).
+    pub seccomp: super::seccomp::SeccompMode,
 }
 
 /// One `-e` argument: `KEY=VALUE` as is; a bare `KEY` takes the value from `lookup` (the
