@@ -89,6 +89,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     }
     // SAFETY: a new session, so the container is no one's job and can own a terminal.
     unsafe { libc::setsid() };
+    if cfg.plan.creates(LinuxNamespaceType::Network) {
+        namespaces::loopback_up()?;
+    }
     let linux = cfg.spec.linux().clone().unwrap_or_default();
     let new_mount_ns = cfg.plan.has(LinuxNamespaceType::Mount);
     let fifo = rustix::fs::open(

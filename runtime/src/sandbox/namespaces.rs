@@ -62,3 +62,33 @@ pub fn join(t: LinuxNamespaceType, path: &std::path::Path) -> Result<(), String>
     }
     Ok(())
 }
+
+/// Bring `lo` up in a network namespace the container just created. runc leaves it down, but
+/// every caller brings it up anyway (docker and podman for `--network none`, CNI's loopback
+/// plugin under containerd), and programs that talk to themselves over 127.0.0.1 expect it.
+pub fn loopback_up() -> Result<(), String> {
+    let fail = |what: &str| format!("bringing lo up: {what}: {}", std::io::Error::last_os_error());
+    // SAFETY: a socket only for the ioctls below, closed when `sock` drops.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(fail("socket"));
+    }
+    // SAFETY: fd is a new socket that nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write `req`, which lives across both calls.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(fail("SIOCGIFFLAGS"));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(fail("SIOCSIFFLAGS"));
+        }
+    }
+    Ok(())
+}
