@@ -96,6 +96,7 @@ fn v2_metrics(s: &Stats) -> v2::Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use containerd_shim_protos::protobuf::Message;
 
     #[test]
     fn v1_and_v2_carry_the_numbers_and_their_type() {

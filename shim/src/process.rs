@@ -2,7 +2,7 @@
 //! by id): pid, stdio, terminal, exit. The truth about cgroups and namespaces stays in strata's
 //! state files (`<bundle>/.strata`), read through `lifecycle`.
 
-use crate::reaper::{Exit, ExitWatch};
+use crate::reaper::{Exit, ExitSender, ExitWatch};
 use crate::stdio::Io;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -15,7 +15,8 @@ use strata::lifecycle::Runtime;
 pub struct ProcState {
     /// 0 until the process exists (an exec before its Start).
     pub pid: i32,
-    pub exit: Option<ExitWatch>,
+    /// Handed to the reaper with the pid (taken once: a process is spawned once).
+    pub exit_tx: Option<ExitSender>,
     /// The init has been started (an exec is started when it has a pid).
     pub started: bool,
     /// Keeps the stdin FIFO from reading EOF before the client's end is open.
@@ -30,12 +31,16 @@ pub struct Process {
     pub io: Io,
     /// An exec's OCI process spec (JSON), until it is started.
     pub spec: Option<serde_json::Value>,
+    /// The exit, once it happened. Exists from the start: Wait may come before Start.
+    pub exit: ExitWatch,
     state: Mutex<ProcState>,
 }
 
 impl Process {
     pub fn new(exec_id: &str, io: Io, spec: Option<serde_json::Value>) -> Process {
-        Process { exec_id: exec_id.to_string(), io, spec, state: Mutex::new(ProcState::default()) }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let state = ProcState { exit_tx: Some(tx), ..Default::default() };
+        Process { exec_id: exec_id.to_string(), io, spec, exit: rx, state: Mutex::new(state) }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, ProcState> {
@@ -43,7 +48,7 @@ impl Process {
     }
 
     pub fn exited(&self) -> Option<Exit> {
-        self.lock().exit.as_ref().and_then(|rx| *rx.borrow())
+        *self.exit.borrow()
     }
 
     pub fn pid(&self) -> i32 {

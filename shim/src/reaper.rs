@@ -27,8 +27,9 @@ impl Exit {
     }
 }
 
-/// Where a process's exit is published: `None` while it runs.
+/// Where a process's exit is published: `None` until it has exited.
 pub type ExitWatch = watch::Receiver<Option<Exit>>;
+pub type ExitSender = watch::Sender<Option<Exit>>;
 
 #[derive(Default)]
 pub struct Reaper {
@@ -52,11 +53,10 @@ impl Reaper {
         Ok(reaper)
     }
 
-    /// Register `pid` (a process that is, or is about to become, our child).
-    pub fn watch(&self, pid: i32) -> ExitWatch {
-        let (tx, rx) = watch::channel(None);
+    /// Register `pid` (a process that is, or is about to become, our child): its exit is
+    /// sent on `tx`.
+    pub fn watch(&self, pid: i32, tx: ExitSender) {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner()).insert(pid, tx);
-        rx
     }
 
     /// Collect every exited child.
@@ -97,7 +97,8 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut rx = reaper.watch(child.id() as i32);
+        let (tx, mut rx) = watch::channel(None);
+        reaper.watch(child.id() as i32, tx);
         drop(child.stdin.take());
         let exit = rx.wait_for(|e| e.is_some()).await.unwrap().unwrap();
         assert_eq!(exit.status, 7);

@@ -6,7 +6,7 @@
 
 use crate::events::Events;
 use crate::process::{state_root, Container, Process};
-use crate::reaper::{ExitWatch, Reaper};
+use crate::reaper::{ExitSender, ExitWatch, Reaper};
 use crate::spawn::job::{Job, RootfsMount};
 use crate::spawn::Spawner;
 use crate::stdio::{self, Io};
@@ -102,11 +102,16 @@ impl Service {
 
     /// Spawn a process through a worker; register its pid with the reaper before the worker
     /// lets go of it. Returns the pid, its exit watch and, with a terminal, the pty master.
-    async fn spawn(&self, job: Job, io: &Io) -> TtrpcResult<(i32, ExitWatch, Option<OwnedFd>, Option<OwnedFd>)> {
+    async fn spawn(
+        &self,
+        job: Job,
+        io: &Io,
+        exit_tx: ExitSender,
+    ) -> TtrpcResult<(i32, Option<OwnedFd>, Option<OwnedFd>)> {
         let io2 = io.clone();
         let spawner = self.spawner.clone();
         let reaper = self.reaper.clone();
-        let (pid, rx, console, holder) = blocking(move || -> Result<_, String> {
+        let (pid, console, holder) = blocking(move || -> Result<_, String> {
             let opened = stdio::open(&io2)?;
             let (ours, theirs) = if io2.terminal {
                 let (a, b) = UnixStream::pair().map_err(|e| format!("console socket: {e}"))?;
@@ -115,7 +120,7 @@ impl Service {
                 (None, None)
             };
             let pending = spawner.run(&job, opened.stdio, theirs).map_err(|e| e.to_string())?;
-            let rx = reaper.watch(pending.pid);
+            reaper.watch(pending.pid, exit_tx);
             let pid = pending.pid;
             pending.release();
             // The master was sent before the worker answered: it is waiting in the socket.
@@ -123,19 +128,20 @@ impl Service {
                 Some(sock) => Some(strata::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(&sock))?),
                 None => None,
             };
-            Ok((pid, rx, master, opened.stdin_holder))
+            Ok((pid, master, opened.stdin_holder))
         })
         .await?
         .map_err(internal)?;
         if let Some(master) = &console {
             stdio::relay_terminal(master, io).map_err(internal)?;
         }
-        Ok((pid, rx, console, holder))
+        Ok((pid, console, holder))
     }
 
     /// Publish the process's exit once it happens (after its start event), with an OOM event
     /// first when the kernel's OOM killer was involved.
-    fn watch_exit(&self, c: Arc<Container>, p: Arc<Process>, mut rx: ExitWatch) {
+    fn watch_exit(&self, c: Arc<Container>, p: Arc<Process>) {
+        let mut rx: ExitWatch = p.exit.clone();
         let this = self.clone();
         tokio::spawn(async move {
             let Ok(exit) = rx.wait_for(|e| e.is_some()).await.map(|e| e.expect("checked")) else { return };
@@ -193,12 +199,12 @@ impl Task for Service {
             .collect();
         let io = io_of(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         let job = Job::Create { id: id.clone(), bundle: bundle.clone(), state_root, rootfs: mounts.clone() };
-        let (pid, rx, master, holder) = self.spawn(job, &io).await?;
         let init = Arc::new(Process::new("", io.clone(), None));
+        let exit_tx = init.lock().exit_tx.take().ok_or_else(|| internal("init spawned twice"))?;
+        let (pid, master, holder) = self.spawn(job, &io, exit_tx).await?;
         {
             let mut st = init.lock();
             st.pid = pid;
-            st.exit = Some(rx.clone());
             st.master = master;
             st.stdin_holder = holder;
         }
@@ -212,7 +218,7 @@ impl Task for Service {
             start_lock: tokio::sync::Mutex::new(()),
         });
         self.containers.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), c.clone());
-        self.watch_exit(c, init, rx);
+        self.watch_exit(c, init);
         self.events
             .publish(TaskCreate {
                 container_id: id,
@@ -247,20 +253,19 @@ impl Task for Service {
             self.events.publish(TaskStart { container_id: c.id.clone(), pid: pid as u32, ..Default::default() }).await;
             return Ok(api::StartResponse { pid: pid as u32, ..Default::default() });
         }
-        if p.lock().started {
+        let Some(exit_tx) = p.lock().exit_tx.take() else {
             return Err(err(Code::FAILED_PRECONDITION, format!("exec {} already started", p.exec_id)));
-        }
+        };
         let spec = p.spec.clone().ok_or_else(|| err(Code::FAILED_PRECONDITION, "exec has no process spec"))?;
         let job = Job::Exec { id: c.id.clone(), state_root: state_root(&c.bundle), process: spec };
-        let (pid, rx, master, _holder) = self.spawn(job, &p.io).await?;
+        let (pid, master, _holder) = self.spawn(job, &p.io, exit_tx).await?;
         {
             let mut st = p.lock();
             st.pid = pid;
             st.started = true;
-            st.exit = Some(rx.clone());
             st.master = master;
         }
-        self.watch_exit(c.clone(), p.clone(), rx);
+        self.watch_exit(c.clone(), p.clone());
         self.events
             .publish(TaskExecStarted {
                 container_id: c.id.clone(),
@@ -311,14 +316,11 @@ impl Task for Service {
 
     async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
         let (_c, p) = self.process(&req.id, &req.exec_id)?;
-        let rx = p.lock().exit.clone();
-        let Some(mut rx) = rx else {
-            return Err(err(Code::FAILED_PRECONDITION, "process has not been started"));
-        };
+        let mut rx = p.exit.clone();
         let exit = rx
             .wait_for(|e| e.is_some())
             .await
-            .map_err(|_| internal("the reaper stopped"))?
+            .map_err(|_| err(Code::NOT_FOUND, "the process was deleted before it ran"))?
             .ok_or_else(|| internal("no exit"))?;
         Ok(api::WaitResponse {
             exit_status: exit.status,
@@ -401,11 +403,8 @@ impl Task for Service {
         .await?
         .map_err(internal)?;
         // The init is gone now; its exit comes from the reaper.
-        let exit_rx = p.lock().exit.clone();
-        let exit = match exit_rx {
-            Some(mut rx) => rx.wait_for(|e| e.is_some()).await.ok().and_then(|e| *e),
-            None => None,
-        };
+        let mut rx = p.exit.clone();
+        let exit = rx.wait_for(|e| e.is_some()).await.ok().and_then(|e| *e);
         self.containers.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id);
         let pid = p.pid() as u32;
         let exit_status = exit.map(|e| e.status).unwrap_or(0);

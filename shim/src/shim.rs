@@ -132,5 +132,13 @@ fn cleanup(bundle: &Path, id: &str) -> i32 {
     if let Err(e) = rootfs::unmount_all(&bundle.join("rootfs")) {
         log::warn!("{e}");
     }
+    // A shim killed outright leaves its socket; one still serving a pod's other containers
+    // answers on it and keeps it.
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        let path = socket_path(address.trim());
+        if std::os::unix::net::UnixStream::connect(path).is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     pid
 }
