@@ -12,6 +12,9 @@ packages=(
   clang lld wasi-libc libclang-rt-dev-wasm32  # C guests for wasm32-wasi (wasm-examples/c)
   jq                # reading JSON in scripts
   libseccomp-dev pkg-config  # the seccomp filter (libseccomp crate links it)
+  containerd        # the shim's end-to-end tests (ctr, CRI) run against a private containerd 1.6
+  runc              # containerd's own runc shim, the comparison in bench/containerd
+  protobuf-compiler # protoc, for the CRI API bindings (k8s-cri) the CRI test speaks
 )
 if [ "${1:-}" = bench ]; then
   packages+=(podman debootstrap hyperfine)

@@ -15,8 +15,10 @@ use strata::lifecycle::Runtime;
 pub struct ProcState {
     /// 0 until the process exists (an exec before its Start).
     pub pid: i32,
-    /// Handed to the reaper with the pid (taken once: a process is spawned once).
+    /// Where the exit watcher publishes the exit (taken once, when it does).
     pub exit_tx: Option<ExitSender>,
+    /// Fires when a terminal's output has been relayed to the end.
+    pub output_done: Option<tokio::sync::oneshot::Receiver<()>>,
     /// The init has been started (an exec is started when it has a pid).
     pub started: bool,
     /// Keeps the stdin FIFO from reading EOF before the client's end is open.
@@ -31,7 +33,8 @@ pub struct Process {
     pub io: Io,
     /// An exec's OCI process spec (JSON), until it is started.
     pub spec: Option<serde_json::Value>,
-    /// The exit, once it happened. Exists from the start: Wait may come before Start.
+    /// The exit, once it happened and its output is delivered. Exists from the start: Wait
+    /// may come before Start.
     pub exit: ExitWatch,
     state: Mutex<ProcState>,
 }

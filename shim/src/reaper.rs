@@ -89,6 +89,8 @@ mod tests {
     }
 
     #[tokio::test]
+    // The reaper is what waits for the child here.
+    #[allow(clippy::zombie_processes)]
     async fn reports_a_childs_exit() {
         let reaper = Reaper::start().unwrap();
         // The child waits for its stdin to close, so it is registered before it can exit.

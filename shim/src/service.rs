@@ -101,17 +101,18 @@ impl Service {
     }
 
     /// Spawn a process through a worker; register its pid with the reaper before the worker
-    /// lets go of it. Returns the pid, its exit watch and, with a terminal, the pty master.
-    async fn spawn(
-        &self,
-        job: Job,
-        io: &Io,
-        exit_tx: ExitSender,
-    ) -> TtrpcResult<(i32, Option<OwnedFd>, Option<OwnedFd>)> {
+    /// lets go of it. With a terminal, the relay starts here.
+    async fn spawn(&self, job: Job, io: &Io) -> TtrpcResult<Spawned> {
+        let (exit_tx, exit_rx): (ExitSender, ExitWatch) = tokio::sync::watch::channel(None);
         let io2 = io.clone();
         let spawner = self.spawner.clone();
         let reaper = self.reaper.clone();
+        let what = match &job {
+            Job::Create { .. } => "create",
+            Job::Exec { .. } => "exec",
+        };
         let (pid, console, holder) = blocking(move || -> Result<_, String> {
+            let started = std::time::Instant::now();
             let opened = stdio::open(&io2)?;
             let (ours, theirs) = if io2.terminal {
                 let (a, b) = UnixStream::pair().map_err(|e| format!("console socket: {e}"))?;
@@ -123,6 +124,7 @@ impl Service {
             reaper.watch(pending.pid, exit_tx);
             let pid = pending.pid;
             pending.release();
+            log::debug!("spawned {what} in {:.2}ms", started.elapsed().as_secs_f64() * 1000.0);
             // The master was sent before the worker answered: it is waiting in the socket.
             let master = match ours {
                 Some(sock) => Some(strata::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(&sock))?),
@@ -132,19 +134,27 @@ impl Service {
         })
         .await?
         .map_err(internal)?;
-        if let Some(master) = &console {
-            stdio::relay_terminal(master, io).map_err(internal)?;
-        }
-        Ok((pid, console, holder))
+        let output_done = match &console {
+            Some(master) => Some(stdio::relay_terminal(master, io).map_err(internal)?),
+            None => None,
+        };
+        Ok(Spawned { pid, exit: exit_rx, master: console, stdin_holder: holder, output_done })
     }
 
     /// Publish the process's exit once it happens (after its start event), with an OOM event
     /// first when the kernel's OOM killer was involved.
-    fn watch_exit(&self, c: Arc<Container>, p: Arc<Process>) {
-        let mut rx: ExitWatch = p.exit.clone();
+    fn watch_exit(&self, c: Arc<Container>, p: Arc<Process>, mut rx: ExitWatch) {
         let this = self.clone();
         tokio::spawn(async move {
             let Ok(exit) = rx.wait_for(|e| e.is_some()).await.map(|e| e.expect("checked")) else { return };
+            let output_done = p.lock().output_done.take();
+            if let Some(done) = output_done {
+                // Bounded: a process the container left behind may hold the pty open.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), done).await;
+            }
+            if let Some(tx) = p.lock().exit_tx.take() {
+                let _ = tx.send(Some(exit));
+            }
             let _started = c.start_lock.lock().await;
             if p.exec_id.is_empty() {
                 let rt = c.rt.clone();
@@ -175,6 +185,16 @@ impl Service {
     }
 }
 
+/// A process a worker spawned: its pid and exit (from the reaper), and its terminal or
+/// stdin holder.
+struct Spawned {
+    pid: i32,
+    exit: ExitWatch,
+    master: Option<OwnedFd>,
+    stdin_holder: Option<OwnedFd>,
+    output_done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
 fn io_of(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Io {
     Io { stdin: stdin.into(), stdout: stdout.into(), stderr: stderr.into(), terminal }
 }
@@ -200,13 +220,14 @@ impl Task for Service {
         let io = io_of(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         let job = Job::Create { id: id.clone(), bundle: bundle.clone(), state_root, rootfs: mounts.clone() };
         let init = Arc::new(Process::new("", io.clone(), None));
-        let exit_tx = init.lock().exit_tx.take().ok_or_else(|| internal("init spawned twice"))?;
-        let (pid, master, holder) = self.spawn(job, &io, exit_tx).await?;
+        let spawned = self.spawn(job, &io).await?;
+        let pid = spawned.pid;
         {
             let mut st = init.lock();
             st.pid = pid;
-            st.master = master;
-            st.stdin_holder = holder;
+            st.master = spawned.master;
+            st.stdin_holder = spawned.stdin_holder;
+            st.output_done = spawned.output_done;
         }
         let c = Arc::new(Container {
             id: id.clone(),
@@ -218,7 +239,7 @@ impl Task for Service {
             start_lock: tokio::sync::Mutex::new(()),
         });
         self.containers.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), c.clone());
-        self.watch_exit(c, init);
+        self.watch_exit(c, init, spawned.exit);
         self.events
             .publish(TaskCreate {
                 container_id: id,
@@ -253,19 +274,21 @@ impl Task for Service {
             self.events.publish(TaskStart { container_id: c.id.clone(), pid: pid as u32, ..Default::default() }).await;
             return Ok(api::StartResponse { pid: pid as u32, ..Default::default() });
         }
-        let Some(exit_tx) = p.lock().exit_tx.take() else {
+        if p.lock().started {
             return Err(err(Code::FAILED_PRECONDITION, format!("exec {} already started", p.exec_id)));
-        };
+        }
         let spec = p.spec.clone().ok_or_else(|| err(Code::FAILED_PRECONDITION, "exec has no process spec"))?;
         let job = Job::Exec { id: c.id.clone(), state_root: state_root(&c.bundle), process: spec };
-        let (pid, master, _holder) = self.spawn(job, &p.io, exit_tx).await?;
+        let spawned = self.spawn(job, &p.io).await?;
+        let pid = spawned.pid;
         {
             let mut st = p.lock();
             st.pid = pid;
             st.started = true;
-            st.master = master;
+            st.master = spawned.master;
+            st.output_done = spawned.output_done;
         }
-        self.watch_exit(c.clone(), p.clone());
+        self.watch_exit(c.clone(), p.clone(), spawned.exit);
         self.events
             .publish(TaskExecStarted {
                 container_id: c.id.clone(),
@@ -355,7 +378,12 @@ impl Task for Service {
             .map_err(lifecycle_err)?;
             return Ok(api::Empty::default());
         }
-        let pid = p.pid();
+        let mut pid = p.pid();
+        if pid <= 0 {
+            // A Start in flight holds the lock until the pid is known: wait for it.
+            let _started = c.start_lock.lock().await;
+            pid = p.pid();
+        }
         if pid <= 0 {
             return Err(err(Code::NOT_FOUND, "process not started"));
         }

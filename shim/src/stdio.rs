@@ -86,12 +86,18 @@ pub fn open(io: &Io) -> Result<Opened, String> {
 
 /// Relay a terminal: stdin FIFO -> master, master -> stdout FIFO, until the process's side
 /// of the pty is gone. The stdout FIFO's write end closes then, which is the client's EOF.
-pub fn relay_terminal(master: &OwnedFd, io: &Io) -> Result<(), String> {
+/// The receiver fires when the output is through: the exit is reported only after that, or a
+/// client that stops reading at the exit would lose the last lines.
+pub fn relay_terminal(master: &OwnedFd, io: &Io) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
     let out = open_output(&io.stdout)?;
     let from_master = File::from(master.try_clone().map_err(|e| format!("dup of the pty: {e}"))?);
+    let (done, output_done) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("pty-out".into())
-        .spawn(move || copy(from_master, File::from(out)))
+        .spawn(move || {
+            copy(from_master, File::from(out));
+            let _ = done.send(());
+        })
         .map_err(|e| format!("starting the terminal relay: {e}"))?;
     if !io.stdin.is_empty() {
         let to_master = File::from(master.try_clone().map_err(|e| format!("dup of the pty: {e}"))?);
@@ -106,7 +112,7 @@ pub fn relay_terminal(master: &OwnedFd, io: &Io) -> Result<(), String> {
             })
             .map_err(|e| format!("starting the terminal relay: {e}"))?;
     }
-    Ok(())
+    Ok(output_done)
 }
 
 fn copy(mut from: File, mut to: File) {

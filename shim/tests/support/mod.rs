@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub const RUNTIME: &str = "io.containerd.strata.v1";
 pub const BUSYBOX: &str = "localhost/strata-examples/busybox:latest";
 pub const WASM: &str = "localhost/strata-examples/wasm-examples:latest";
+/// busybox sleeping forever: the pod sandbox ("pause") image for CRI.
+pub const PAUSE: &str = "localhost/strata-examples/pause:latest";
 
 /// target/debug (or release): where the shim binary is.
 pub fn bin_dir() -> PathBuf {
@@ -49,8 +51,8 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 /// The example images as OCI archives (built once per test binary): the wasm guests in an
 /// ordinary tar layer (containerd 1.6 cannot unpack raw wasm layers) and busybox, made the way
 /// wasm-examples/build.sh makes them, through strata's own import and save.
-pub fn images() -> &'static (PathBuf, PathBuf) {
-    static IMAGES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+pub fn images() -> &'static (PathBuf, PathBuf, PathBuf) {
+    static IMAGES: OnceLock<(PathBuf, PathBuf, PathBuf)> = OnceLock::new();
     IMAGES.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("strata-shim-images-").tempdir().unwrap().keep();
         let guests = dir.join("guests");
@@ -77,7 +79,10 @@ pub fn images() -> &'static (PathBuf, PathBuf) {
         let busybox = dir.join("busybox.tar");
         import_and_save(&dir.join("store"), &wasm_root, "wasi/wasm", r#"ENTRYPOINT ["/hello.wasm"]"#, WASM, &wasm);
         import_and_save(&dir.join("store"), &busybox_root, "linux/amd64", r#"CMD ["sh"]"#, BUSYBOX, &busybox);
-        (wasm, busybox)
+        let pause = dir.join("pause.tar");
+        let entry = r#"ENTRYPOINT ["/bin/sleep", "2147483647"]"#;
+        import_and_save(&dir.join("store"), &busybox_root, "linux/amd64", entry, PAUSE, &pause);
+        (wasm, busybox, pause)
     })
 }
 
@@ -103,8 +108,10 @@ pub struct Containerd {
     pub dir: tempfile::TempDir,
     pub namespace: String,
     child: Child,
-    /// Container ids run so far: their shim sockets are known by name.
-    ids: std::sync::Mutex<Vec<String>>,
+    /// Container ids run so far (shim groupings): their shim sockets are known by name.
+    pub ids: std::sync::Mutex<Vec<String>>,
+    /// Cgroup parents to remove at the end (besides the namespace's).
+    pub cgroup_parents: std::sync::Mutex<Vec<String>>,
 }
 
 impl Containerd {
@@ -135,7 +142,13 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("containerd (Debian's package: scripts/deps.sh)");
-        let c = Containerd { dir, namespace: namespace.to_string(), child, ids: Default::default() };
+        let c = Containerd {
+            dir,
+            namespace: namespace.to_string(),
+            child,
+            ids: Default::default(),
+            cgroup_parents: Default::default(),
+        };
         wait_for("containerd's socket", Duration::from_secs(30), || c.ctr(&["version"]).status.success());
         c
     }
@@ -177,9 +190,10 @@ impl Containerd {
     }
 
     pub fn import_images(&self) {
-        let (wasm, busybox) = images();
+        let (wasm, busybox, pause) = images();
         self.ctr_ok(&["image", "import", "--all-platforms", &wasm.display().to_string()]);
         self.ctr_ok(&["image", "import", &busybox.display().to_string()]);
+        self.ctr_ok(&["image", "import", &pause.display().to_string()]);
     }
 
     /// `ctr run` of `image` through strata's shim, with `args` before the image.
@@ -221,6 +235,11 @@ impl Containerd {
             .next()
     }
 
+    /// Whether `pid` is a serving shim (not a zygote, whose parent is a shim).
+    pub fn shim_of_pid_is_serving(&self, pid: i32) -> bool {
+        !parent_is_shim(pid)
+    }
+
     /// What must be gone once every container of this test is deleted: shim processes and
     /// sockets, rootfs mounts, the namespace's cgroups.
     pub fn assert_no_leftovers(&self) {
@@ -231,11 +250,11 @@ impl Containerd {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = self.dir.path().display().to_string();
         assert!(!mounts.contains(&root), "mounts left under {root}:\n{mounts}");
-        for cg in namespace_cgroups(&self.namespace) {
+        for cg in self.cgroup_dirs() {
             let children: Vec<_> = std::fs::read_dir(&cg)
                 .map(|r| r.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
                 .unwrap_or_default();
-            assert!(children.is_empty(), "cgroups left in {}: {children:?}", cg.display());
+            assert!(children.is_empty(), "cgroups left in {}: {children:?}\n{}", cg.display(), self.log_tail());
         }
     }
 }
@@ -253,13 +272,31 @@ impl Containerd {
     }
 }
 
+impl Containerd {
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = namespace_cgroups(&self.namespace);
+        for p in self.cgroup_parents.lock().unwrap().iter() {
+            dirs.extend(namespace_cgroups(p));
+        }
+        dirs
+    }
+}
+
 /// containerd makes each namespace's parent cgroup (`/<namespace>`) and never removes it.
 fn namespace_cgroups(namespace: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
     entries.flatten().map(|e| e.path().join(namespace)).filter(|p| p.is_dir()).collect()
 }
 
+/// Kill what a failed test left running in `dir` (our test's own cgroup), then remove it.
 fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: a process inside this test's own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_for("a leftover process to die", Duration::from_secs(10), || !alive(pid));
+        }
+    }
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.path().is_dir() {
@@ -319,7 +356,7 @@ impl Drop for Containerd {
         for t in targets {
             let _ = rustix::mount::unmount(t, rustix::mount::UnmountFlags::DETACH);
         }
-        for cg in namespace_cgroups(&self.namespace) {
+        for cg in self.cgroup_dirs() {
             remove_cgroup_tree(&cg);
         }
     }
