@@ -17,7 +17,7 @@ packages=(
   protobuf-compiler # protoc, for the CRI API bindings (k8s-cri) the CRI test speaks
 )
 if [ "${1:-}" = bench ]; then
-  packages+=(podman debootstrap hyperfine)
+  packages+=(podman debootstrap hyperfine bc)
 fi
 
 missing=()

@@ -261,10 +261,21 @@ impl Task for Service {
 
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
+        log::debug!("start {} {}", req.id, req.exec_id);
         let _started = c.start_lock.lock().await;
         if p.exec_id.is_empty() {
             let (rt, id) = (c.rt.clone(), c.id.clone());
-            blocking(move || lifecycle::start::start(&rt, &id)).await?.map_err(lifecycle_err)?;
+            let started = blocking(move || lifecycle::start::start(&rt, &id)).await?;
+            if let Err(e) = started {
+                // Say how the init ended, when it did (its exit is being reported meanwhile).
+                let mut rx = p.exit.clone();
+                let wait = tokio::time::timeout(std::time::Duration::from_secs(1), rx.wait_for(|e| e.is_some()));
+                if let Ok(Ok(exit)) = wait.await {
+                    let status = exit.map(|e| e.status).unwrap_or(0);
+                    return Err(internal(format!("{e}: its init exited with status {status} before start")));
+                }
+                return Err(lifecycle_err(e));
+            }
             let pid = {
                 let mut st = p.lock();
                 st.started = true;

@@ -193,7 +193,7 @@ fn twenty_tasks_at_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (i, out) in outputs {
-        assert!(out.status.success(), "task {i}: {}\n{}", text(&out.stderr), c.log_tail());
+        assert!(out.status.success(), "task {i}: {}{}\n{}", text(&out.stdout), text(&out.stderr), c.log_tail());
         let stdout = text(&out.stdout);
         if i % 2 == 0 {
             assert_eq!(stdout, format!("task {i}\n"));

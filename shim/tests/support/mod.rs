@@ -134,6 +134,7 @@ impl Containerd {
         let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
+            .args(["--log-level", "debug"])
             .arg("--config")
             .arg(d.join("config.toml"))
             .env("PATH", path)
@@ -337,6 +338,12 @@ pub fn alive(pid: i32) -> bool {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the daemon's (and the shims') log of a failed test.
+            let keep = std::env::temp_dir().join(format!("strata-containerd-{}.log", self.namespace));
+            let _ = std::fs::copy(self.dir.path().join("containerd.log"), &keep);
+            eprintln!("containerd's log: {}", keep.display());
+        }
         // SAFETY: signalling the containerd we started, by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
