@@ -12,9 +12,13 @@ packages=(
   clang lld wasi-libc libclang-rt-dev-wasm32  # C guests for wasm32-wasi (wasm-examples/c)
   jq                # reading JSON in scripts
   libseccomp-dev pkg-config  # the seccomp filter (libseccomp crate links it)
+  containerd        # the shim's end-to-end tests (ctr, CRI) and strata-oci under containerd's runc shim
+  runc              # containerd's own runc shim (it drives strata-oci too), the comparison in bench/containerd
+  podman            # podman drives strata-oci as its OCI runtime (tests/oci_callers.rs)
+  protobuf-compiler # protoc, for the CRI API bindings (k8s-cri) the CRI test speaks
 )
 if [ "${1:-}" = bench ]; then
-  packages+=(podman debootstrap hyperfine crun)
+  packages+=(debootstrap hyperfine crun bc)
 fi
 
 missing=()

@@ -210,6 +210,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
 /// leave with its exit code.
 fn run_wasm(cfg: &InitConfig, launch: Launch) -> ! {
     let mut job = WasmJob::from_spec(&cfg.spec, launch.program.path);
+    // A WASI preopen is a directory. A file mounted on its own (CRI's /etc/hosts,
+    // /etc/hostname, /etc/resolv.conf, /dev/termination-log) is reached through "/".
+    job.preopens.retain(|p| p.host.is_dir());
     job.cache = launch.cache;
     let code = wasm::run(job);
     // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.

@@ -113,6 +113,8 @@ fn launch(cfg: JoinConfig) -> ! {
         }
         Executor::Wasm => {
             let mut job = WasmJob::from_spec(&cfg.spec, cfg.program.path.clone());
+            // As in the init: file mounts are no preopens (they are reached through "/").
+            job.preopens.retain(|p| p.host.is_dir());
             job.cache = cfg.wasm_cache;
             let code = wasm::run(job);
             // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.

@@ -1,0 +1,229 @@
+//! containerd-shim-strata-v1 against Debian's real containerd 1.6 and its `ctr`: wasm and
+//! native containers, the task verbs, terminals, stdin, many tasks at once, a shim killed
+//! under containerd — and nothing left behind.
+//!
+//! Needs root and a private mount namespace (`scripts/test` runs the suite in one).
+
+mod support;
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::time::Duration;
+use support::*;
+
+#[test]
+fn run_rm_wasm_and_native_with_output_and_exit_codes() {
+    let c = Containerd::start("strata-t-run");
+    c.import_images();
+    let out = c.ctr_run(&["--rm"], BUSYBOX, "native", &["sh", "-c", "echo hello native; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", text(&out.stderr), c.log_tail());
+    assert_eq!(text(&out.stdout), "hello native\n");
+
+    let out = c.ctr_run(&["--rm"], WASM, "wasm", &["/hello.wasm", "one", "exit", "4"]);
+    assert_eq!(out.status.code(), Some(4), "{}\n{}", text(&out.stderr), c.log_tail());
+    let stdout = text(&out.stdout);
+    assert!(stdout.starts_with("hello from a wasm container\nargc=4\nargv[0]=/hello.wasm\nargv[1]=one\n"), "{stdout}");
+
+    // The image's entrypoint, no arguments: exit 0.
+    let out = c.ctr_run(&["--rm"], WASM, "wasm-default", &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("hello from a wasm container"));
+    assert!(c.ctr_ok(&["task", "ls", "-q"]).trim().is_empty());
+    c.ctr_ok(&["image", "ls"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn detached_task_verbs() {
+    let c = Containerd::start("strata-t-verbs");
+    c.import_images();
+    let fifo = c.fifo_dir();
+    let out = c.ctr_run(&["-d"], BUSYBOX, "d1", &["sleep", "1000"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    let status = |id: &str| {
+        let ls = c.ctr_ok(&["task", "ls"]);
+        ls.lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .map(|l| l.split_whitespace().nth(2).unwrap_or("").to_string())
+    };
+    assert_eq!(status("d1").as_deref(), Some("RUNNING"));
+    let ls = c.ctr_ok(&["task", "ls"]);
+    let pid: i32 =
+        ls.lines().find(|l| l.starts_with("d1")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(alive(pid));
+    let ps = c.ctr_ok(&["task", "ps", "d1"]);
+    assert!(ps.lines().any(|l| l.split_whitespace().next() == Some(&pid.to_string())), "{ps}");
+
+    // exec: output and exit code, and it shows up in ps while it runs.
+    let out =
+        c.ctr(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "e1", "d1", "sh", "-c", "echo in exec; exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "in exec\n");
+    let mut bg = c
+        .ctr_cmd(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "e2", "d1", "sleep", "1000"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the exec in ps", Duration::from_secs(10), || c.ctr_ok(&["task", "ps", "d1"]).lines().count() >= 3);
+    c.ctr_ok(&["task", "kill", "--exec-id", "e2", "d1"]);
+    let status_e2 = bg.wait().unwrap();
+    assert_eq!(status_e2.code(), Some(143), "exec killed with SIGTERM");
+
+    c.ctr_ok(&["task", "pause", "d1"]);
+    assert_eq!(status("d1").as_deref(), Some("PAUSED"));
+    c.ctr_ok(&["task", "resume", "d1"]);
+    assert_eq!(status("d1").as_deref(), Some("RUNNING"));
+
+    let metrics = c.ctr_ok(&["task", "metrics", "d1"]);
+    let usage = metrics.lines().find(|l| l.starts_with("memory.usage_in_bytes")).expect("memory usage in metrics");
+    assert!(usage.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() > 0, "{metrics}");
+    assert!(metrics.contains("pids.current"), "{metrics}");
+
+    // kill --all with SIGKILL: the init dies of it, and delete reports 137.
+    c.ctr_ok(&["task", "kill", "--all", "--signal", "SIGKILL", "d1"]);
+    wait_for("d1 to stop", Duration::from_secs(10), || status("d1").as_deref() == Some("STOPPED"));
+    assert!(!alive(pid));
+    let out = c.ctr(&["task", "delete", "d1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("exit code 137"), "{}", text(&out.stderr));
+    c.ctr_ok(&["container", "rm", "d1"]);
+
+    // A long-running wasm container: exec runs another module in it.
+    let out = c.ctr_run(&["-d"], WASM, "w1", &["/busy-loop.wasm"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = c.ctr(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "we", "w1", "/hello.wasm", "exit", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("hello from a wasm container"));
+    let out = c.ctr(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "wn", "w1", "/bin/sh"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no such file or directory"), "{}", text(&out.stderr));
+    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", "w1"]);
+    wait_for("w1 to stop", Duration::from_secs(10), || status("w1").as_deref() == Some("STOPPED"));
+    c.ctr_ok(&["task", "delete", "w1"]);
+    c.ctr_ok(&["container", "rm", "w1"]);
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn stdin_is_delivered() {
+    let c = Containerd::start("strata-t-stdin");
+    c.import_images();
+    let a = c.run_args(&["--rm"], BUSYBOX, "in1", &["sh", "-c", "read x; echo got $x"]);
+    let mut child = c
+        .ctr_cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "got hello stdin\n");
+    // `cat` reads to EOF: the client closing its end reaches the container (no CloseIO
+    // needed: ctr 1.6 never sends it when stdin ends first).
+    let a = c.run_args(&["--rm"], BUSYBOX, "in2", &["cat"]);
+    let mut child = c
+        .ctr_cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"all of it\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "all of it\n");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn terminal_through_a_pty() {
+    let c = Containerd::start("strata-t-tty");
+    c.import_images();
+    let master = rustix::pty::openpt(rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY).unwrap();
+    rustix::pty::grantpt(&master).unwrap();
+    rustix::pty::unlockpt(&master).unwrap();
+    let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new().read(true).write(true).open(name.to_str().unwrap()).unwrap();
+    rustix::termios::tcsetwinsize(
+        master.as_fd(),
+        rustix::termios::Winsize { ws_row: 33, ws_col: 77, ws_xpixel: 0, ws_ypixel: 0 },
+    )
+    .unwrap();
+    let a = c.run_args(&["--rm", "-t"], BUSYBOX, "tty1", &[
+            "sh",
+            "-c",
+            // ctr sends the size right after Start: wait for it (bounded), then show it.
+            "tty; i=0; while ! stty -a | grep -q 'rows [1-9]' && [ $i -lt 20000 ]; do i=$((i+1)); done; stty -a | head -1; exit 6",
+        ]);
+    let mut child = c
+        .ctr_cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let reader = std::thread::spawn(move || read_all(std::fs::File::from(master)));
+    let status = child.wait().unwrap();
+    drop(child);
+    let output = reader.join().unwrap();
+    assert_eq!(status.code(), Some(6), "{output}\n{}", c.log_tail());
+    assert!(output.contains("/dev/pts/0"), "the container's own pty: {output}");
+    assert!(output.contains("rows 33; columns 77"), "ctr's window size reached the container: {output}");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn twenty_tasks_at_once() {
+    let c = Containerd::start("strata-t-many");
+    c.import_images();
+    let outputs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let c = &c;
+                s.spawn(move || {
+                    let id = format!("m{i}");
+                    if i % 2 == 0 {
+                        (i, c.ctr_run(&["--rm"], BUSYBOX, &id, &["sh", "-c", &format!("echo task {i}")]))
+                    } else {
+                        (i, c.ctr_run(&["--rm"], WASM, &id, &["/hello.wasm", &format!("task{i}")]))
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, out) in outputs {
+        assert!(out.status.success(), "task {i}: {}{}\n{}", text(&out.stdout), text(&out.stderr), c.log_tail());
+        let stdout = text(&out.stdout);
+        if i % 2 == 0 {
+            assert_eq!(stdout, format!("task {i}\n"));
+        } else {
+            assert!(stdout.contains(&format!("argv[1]=task{i}")), "{stdout}");
+        }
+    }
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn killed_shim_means_an_exited_task() {
+    let c = Containerd::start("strata-t-crash");
+    c.import_images();
+    let out = c.ctr_run(&["-d"], BUSYBOX, "k1", &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ls = c.ctr_ok(&["task", "ls"]);
+    let pid: i32 =
+        ls.lines().find(|l| l.starts_with("k1")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let shim = c.shim_of("k1").expect("k1's shim");
+    // SAFETY: the shim of our own private containerd, by pid.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    // containerd sees the shim go, runs its `delete` action (which kills the container), and
+    // reports the task exited: it is no longer listed as running.
+    wait_for("containerd to drop the task", Duration::from_secs(20), || {
+        !c.ctr_ok(&["task", "ls"]).lines().any(|l| l.starts_with("k1") && l.contains("RUNNING"))
+    });
+    wait_for("the container's process to die", Duration::from_secs(10), || !alive(pid));
+    let _ = c.ctr(&["task", "delete", "k1"]);
+    c.ctr_ok(&["container", "rm", "k1"]);
+    assert!(c.log().contains("cleaning up dead shim"), "{}", c.log_tail());
+    c.assert_no_leftovers();
+}

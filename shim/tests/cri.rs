@@ -1,0 +1,163 @@
+//! Kubernetes' path: containerd 1.6 with its CRI plugin and a runtime handler `strata`
+//! (`runtime_type = "io.containerd.strata.v1"`), driven over the CRI gRPC API as kubelet does.
+//! One pod: the sandbox (pause) container, a wasm container and a native container side by
+//! side, all served by one shim process; both write to their CRI log files and report their
+//! exit codes; then the pod is stopped and removed and nothing is left.
+
+mod support;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::*;
+use std::time::Duration;
+use support::*;
+use tonic::transport::{Endpoint, Uri};
+
+const CGROUP_PARENT: &str = "strata-cri-test";
+
+fn cri_config(dir: &std::path::Path) -> String {
+    let cni = dir.join("cni");
+    std::fs::create_dir_all(cni.join("bin")).unwrap();
+    std::fs::create_dir_all(cni.join("conf")).unwrap();
+    format!(
+        r#"[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE}"
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{bin}"
+    conf_dir = "{conf}"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "strata"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.strata]
+    runtime_type = "io.containerd.strata.v1"
+"#,
+        bin = cni.join("bin").display(),
+        conf = cni.join("conf").display(),
+    )
+}
+
+async fn client(socket: std::path::PathBuf) -> RuntimeServiceClient<tonic::transport::Channel> {
+    let channel = Endpoint::try_from("http://[::]:50051")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let socket = socket.clone();
+            async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(socket).await?)) }
+        }))
+        .await
+        .expect("connecting to containerd's CRI");
+    RuntimeServiceClient::new(channel)
+}
+
+fn container(name: &str, image: &str, command: &[&str], log: &str) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(ImageSpec { image: image.into(), ..Default::default() }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: log.into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_with_a_wasm_and_a_native_container() {
+    // The config needs the temp dir's path: start once to get one, with CRI in it.
+    let scratch = tempfile::tempdir().unwrap();
+    let c = Containerd::start_with("k8s.io", &cri_config(scratch.path()));
+    c.cgroup_parents.lock().unwrap().push(CGROUP_PARENT.into());
+    c.import_images();
+    let mut cri = client(c.address()).await;
+
+    let logs = c.dir.path().join("pod-logs");
+    let pod = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "strata-pod".into(),
+            uid: "strata-pod-uid".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: format!("/{CGROUP_PARENT}"),
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption { network: NamespaceMode::Node as i32, ..Default::default() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let sandbox = cri
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "strata".into() })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .pod_sandbox_id;
+    c.ids.lock().unwrap().push(sandbox.clone());
+
+    let mut ids = Vec::new();
+    for config in [
+        container("wasm", WASM, &["/hello.wasm", "from", "cri", "exit", "0"], "wasm.log"),
+        container("native", BUSYBOX, &["sh", "-c", "echo native from cri; exit 3"], "native.log"),
+    ] {
+        let id = cri
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: sandbox.clone(),
+                config: Some(config),
+                sandbox_config: Some(pod.clone()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log_tail()))
+            .into_inner()
+            .container_id;
+        ids.push(id);
+    }
+    // Sandbox, wasm and native container: one shim process serves the pod.
+    let serving: Vec<i32> = c.shim_pids().into_iter().filter(|p| c.shim_of_pid_is_serving(*p)).collect();
+    assert_eq!(serving.len(), 1, "one shim for the pod, got {serving:?}");
+
+    for id in &ids {
+        cri.start_container(StartContainerRequest { container_id: id.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", c.log_tail()));
+    }
+    let mut exits = Vec::new();
+    for id in &ids {
+        let mut status = None;
+        for _ in 0..500 {
+            let s = cri
+                .container_status(ContainerStatusRequest { container_id: id.clone(), verbose: false })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+                .unwrap();
+            if s.state == ContainerState::ContainerExited as i32 {
+                status = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let s = status.unwrap_or_else(|| panic!("container {id} did not exit\n{}", c.log_tail()));
+        exits.push(s.exit_code);
+    }
+    let wasm_log = std::fs::read_to_string(logs.join("wasm.log")).unwrap();
+    assert_eq!(exits, [0, 3], "wasm exits 0, native 3; wasm's log:\n{wasm_log}");
+
+    assert!(wasm_log.contains(" stdout F hello from a wasm container"), "{wasm_log}");
+    assert!(wasm_log.contains("argv[1]=from"), "{wasm_log}");
+    let native_log = std::fs::read_to_string(logs.join("native.log")).unwrap();
+    assert!(native_log.contains(" stdout F native from cri"), "{native_log}");
+
+    cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.log_tail()));
+    cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.log_tail()));
+    let left = cri.list_containers(ListContainersRequest { filter: None }).await.unwrap().into_inner().containers;
+    assert!(left.is_empty(), "{left:?}");
+    c.assert_no_leftovers();
+}

@@ -1,0 +1,383 @@
+//! Fixtures for the shim's end-to-end tests: a private containerd 1.6 (Debian's) per test,
+//! the project's example images, and leftover checks.
+//!
+//! [`Containerd`] writes its config (root, state, gRPC and ttrpc sockets under a temp dir; CRI
+//! on only when asked), starts the daemon with the shim's directory first on its PATH, and on
+//! drop stops it by PID and removes what containerd and the shims write outside that dir:
+//! shim sockets in /run/containerd/s, cgroups under /sys/fs/cgroup/*/<namespace>, stray
+//! processes of this instance. Each test uses its own containerd namespace, so tests running
+//! side by side never see each other's containers or cgroups.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const RUNTIME: &str = "io.containerd.strata.v1";
+pub const BUSYBOX: &str = "localhost/strata-examples/busybox:latest";
+pub const WASM: &str = "localhost/strata-examples/wasm-examples:latest";
+/// busybox sleeping forever: the pod sandbox ("pause") image for CRI.
+pub const PAUSE: &str = "localhost/strata-examples/pause:latest";
+
+/// target/debug (or release): where the shim binary is.
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-strata-v1")).parent().unwrap().to_path_buf()
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    out
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Wait for `cond`, checking every 20 ms, up to `limit` (a condition, not a sleep).
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The example images as OCI archives (built once per test binary): the wasm guests in an
+/// ordinary tar layer (containerd 1.6 cannot unpack raw wasm layers) and busybox, made the way
+/// wasm-examples/build.sh makes them, through strata's own import and save.
+pub fn images() -> &'static (PathBuf, PathBuf, PathBuf) {
+    static IMAGES: OnceLock<(PathBuf, PathBuf, PathBuf)> = OnceLock::new();
+    IMAGES.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("strata-shim-images-").tempdir().unwrap().keep();
+        let guests = dir.join("guests");
+        let out = run(Command::new(workspace().join("wasm-examples/build-guests.sh"))
+            .arg(&guests)
+            .env("STRATA_COMPONENTIZE", "skip"));
+        assert!(out.status.success(), "build-guests.sh: {}", text(&out.stderr));
+        let wasm_root = dir.join("wasm");
+        std::fs::create_dir_all(&wasm_root).unwrap();
+        for g in ["hello.wasm", "busy-loop.wasm"] {
+            std::fs::copy(guests.join(g), wasm_root.join(g)).unwrap();
+        }
+        let busybox_root = dir.join("busybox");
+        for d in ["bin", "etc", "tmp", "proc", "sys", "dev"] {
+            std::fs::create_dir_all(busybox_root.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", busybox_root.join("bin/busybox")).unwrap();
+        let list = run(Command::new("/bin/busybox").arg("--list"));
+        for applet in text(&list.stdout).lines().filter(|a| *a != "busybox") {
+            let _ = std::os::unix::fs::symlink("busybox", busybox_root.join("bin").join(applet));
+        }
+        std::fs::write(busybox_root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let wasm = dir.join("wasm.tar");
+        let busybox = dir.join("busybox.tar");
+        import_and_save(&dir.join("store"), &wasm_root, "wasi/wasm", r#"ENTRYPOINT ["/hello.wasm"]"#, WASM, &wasm);
+        import_and_save(&dir.join("store"), &busybox_root, "linux/amd64", r#"CMD ["sh"]"#, BUSYBOX, &busybox);
+        let pause = dir.join("pause.tar");
+        let entry = r#"ENTRYPOINT ["/bin/sleep", "2147483647"]"#;
+        import_and_save(&dir.join("store"), &busybox_root, "linux/amd64", entry, PAUSE, &pause);
+        (wasm, busybox, pause)
+    })
+}
+
+fn import_and_save(root: &Path, rootfs: &Path, platform: &str, change: &str, name: &str, out: &Path) {
+    use strata::image::{archive, import, manifest::Platform, reference::ImageRef, store::Store};
+    let mut layer = tar::Builder::new(Vec::new());
+    layer.follow_symlinks(false);
+    layer.append_dir_all(".", rootfs).unwrap();
+    let layer = layer.into_inner().unwrap();
+    let store = Store::open(&strata::root::Root::open(root).unwrap()).unwrap();
+    let name = ImageRef::parse(name).unwrap();
+    let opts = import::ImportOptions {
+        platform: Platform::parse(platform).unwrap(),
+        changes: vec![change.to_string()],
+        annotations: Default::default(),
+    };
+    let image = import::import(&store, &layer[..], Some(&name), &opts).unwrap();
+    let mut file = std::fs::File::create(out).unwrap();
+    archive::save(&store, &[(image, Some(name))], &mut file).unwrap();
+}
+
+pub struct Containerd {
+    pub dir: tempfile::TempDir,
+    pub namespace: String,
+    child: Child,
+    /// Container ids run so far (shim groupings): their shim sockets are known by name.
+    pub ids: std::sync::Mutex<Vec<String>>,
+    /// Cgroup parents to remove at the end (besides the namespace's).
+    pub cgroup_parents: std::sync::Mutex<Vec<String>>,
+}
+
+impl Containerd {
+    /// A private containerd (CRI off); `namespace` is this test's containerd namespace.
+    pub fn start(namespace: &str) -> Containerd {
+        Self::start_with(namespace, "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n")
+    }
+
+    /// With `extra` appended to the top of the config (plugins, CRI settings).
+    pub fn start_with(namespace: &str, extra: &str) -> Containerd {
+        let dir = tempfile::Builder::new().prefix("strata-ctd-").tempdir().unwrap();
+        let d = dir.path();
+        let config = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{extra}\n[grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n",
+            root = d.join("root").display(),
+            state = d.join("state").display(),
+            d = d.display(),
+        );
+        std::fs::write(d.join("config.toml"), config).unwrap();
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .args(["--log-level", "debug"])
+            .arg("--config")
+            .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd (Debian's package: scripts/deps.sh)");
+        let c = Containerd {
+            dir,
+            namespace: namespace.to_string(),
+            child,
+            ids: Default::default(),
+            cgroup_parents: Default::default(),
+        };
+        wait_for("containerd's socket", Duration::from_secs(30), || c.ctr(&["version"]).status.success());
+        c
+    }
+
+    pub fn address(&self) -> PathBuf {
+        self.dir.path().join("c.sock")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// A `ctr` command for this instance and namespace.
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(self.address()).arg("--namespace").arg(&self.namespace).args(args);
+        cmd
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        run(&mut self.ctr_cmd(args))
+    }
+
+    /// `ctr` that must succeed; its stdout.
+    pub fn ctr_ok(&self, args: &[&str]) -> String {
+        let out = self.ctr(args);
+        assert!(out.status.success(), "ctr {args:?} failed: {}\n{}", text(&out.stderr), self.log_tail());
+        text(&out.stdout)
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("level=debug")).collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    pub fn fifo_dir(&self) -> String {
+        self.dir.path().join("fifo").display().to_string()
+    }
+
+    pub fn import_images(&self) {
+        let (wasm, busybox, pause) = images();
+        self.ctr_ok(&["image", "import", "--all-platforms", &wasm.display().to_string()]);
+        self.ctr_ok(&["image", "import", &busybox.display().to_string()]);
+        self.ctr_ok(&["image", "import", &pause.display().to_string()]);
+    }
+
+    /// `ctr run` of `image` through strata's shim, with `args` before the image.
+    pub fn run_args(&self, flags: &[&str], image: &str, id: &str, cmd: &[&str]) -> Vec<String> {
+        self.ids.lock().unwrap().push(id.to_string());
+        let mut a: Vec<String> = vec!["run".into(), "--runtime".into(), RUNTIME.into()];
+        a.push("--fifo-dir".into());
+        a.push(self.fifo_dir());
+        a.extend(flags.iter().map(|s| s.to_string()));
+        a.push(image.into());
+        a.push(id.into());
+        a.extend(cmd.iter().map(|s| s.to_string()));
+        a
+    }
+
+    pub fn ctr_run(&self, flags: &[&str], image: &str, id: &str, cmd: &[&str]) -> Output {
+        let a = self.run_args(flags, image, id, cmd);
+        self.ctr(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Shim processes of this instance (their command line names our address).
+    pub fn shim_pids(&self) -> Vec<i32> {
+        processes_mentioning(&self.address().display().to_string())
+            .into_iter()
+            .filter(|(_, cmd)| cmd.contains("containerd-shim-strata-v1"))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// The shim serving container `id` (the serving process, not its zygote).
+    pub fn shim_of(&self, id: &str) -> Option<i32> {
+        let needle = format!("-id {id} ");
+        processes_mentioning(&self.address().display().to_string())
+            .into_iter()
+            .filter(|(pid, cmd)| {
+                cmd.contains("containerd-shim-strata-v1") && cmd.contains(&needle) && !parent_is_shim(*pid)
+            })
+            .map(|(pid, _)| pid)
+            .next()
+    }
+
+    /// Whether `pid` is a serving shim (not a zygote, whose parent is a shim).
+    pub fn shim_of_pid_is_serving(&self, pid: i32) -> bool {
+        !parent_is_shim(pid)
+    }
+
+    /// What must be gone once every container of this test is deleted: shim processes and
+    /// sockets, rootfs mounts, the namespace's cgroups.
+    pub fn assert_no_leftovers(&self) {
+        wait_for("the shims to exit", Duration::from_secs(20), || self.shim_pids().is_empty());
+        for s in self.sockets() {
+            assert!(!Path::new(&s).exists(), "shim socket {s} left behind");
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.dir.path().display().to_string();
+        assert!(!mounts.contains(&root), "mounts left under {root}:\n{mounts}");
+        for cg in self.cgroup_dirs() {
+            let children: Vec<_> = std::fs::read_dir(&cg)
+                .map(|r| r.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(children.is_empty(), "cgroups left in {}: {children:?}\n{}", cg.display(), self.log_tail());
+        }
+    }
+}
+
+impl Containerd {
+    /// The shim sockets of the containers run so far (named by address, namespace and id).
+    pub fn sockets(&self) -> Vec<String> {
+        let address = self.address().display().to_string();
+        self.ids
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|id| containerd_shim::socket_address(&address, &self.namespace, id).replace("unix://", ""))
+            .collect()
+    }
+}
+
+impl Containerd {
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = namespace_cgroups(&self.namespace);
+        for p in self.cgroup_parents.lock().unwrap().iter() {
+            dirs.extend(namespace_cgroups(p));
+        }
+        dirs
+    }
+}
+
+/// containerd makes each namespace's parent cgroup (`/<namespace>`) and never removes it.
+fn namespace_cgroups(namespace: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
+    entries.flatten().map(|e| e.path().join(namespace)).filter(|p| p.is_dir()).collect()
+}
+
+/// Kill what a failed test left running in `dir` (our test's own cgroup), then remove it.
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: a process inside this test's own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            wait_for("a leftover process to die", Duration::from_secs(10), || !alive(pid));
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn parent_is_shim(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Some(ppid) = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)) else { return false };
+    std::fs::read(format!("/proc/{ppid}/cmdline"))
+        .map(|c| text(&c).contains("containerd-shim-strata-v1"))
+        .unwrap_or(false)
+}
+
+/// (pid, command line) of every process whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let cmd = text(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            found.push((pid, cmd));
+        }
+    }
+    found
+}
+
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"))
+        .unwrap_or(false)
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // Keep the daemon's (and the shims') log of a failed test.
+            let keep = std::env::temp_dir().join(format!("strata-containerd-{}.log", self.namespace));
+            let _ = std::fs::copy(self.dir.path().join("containerd.log"), &keep);
+            eprintln!("containerd's log: {}", keep.display());
+        }
+        // SAFETY: signalling the containerd we started, by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        // Shims of a failed test: they outlive containerd by design. Ours only, by pid.
+        for pid in self.shim_pids() {
+            // SAFETY: a process whose command line names our private containerd.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for s in self.sockets() {
+            let _ = std::fs::remove_file(&s);
+        }
+        let root = self.dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> =
+            mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| t.starts_with(&root)).collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = rustix::mount::unmount(t, rustix::mount::UnmountFlags::DETACH);
+        }
+        for cg in self.cgroup_dirs() {
+            remove_cgroup_tree(&cg);
+        }
+    }
+}
+
+/// Read everything `r` gives until EOF (a pty master: until EIO).
+pub fn read_all(mut r: impl Read) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    text(&out)
+}
