@@ -108,30 +108,24 @@ fn detached_task_verbs() {
 fn stdin_is_delivered() {
     let c = Containerd::start("strata-t-stdin");
     c.import_images();
-    let a = c.run_args(&["--rm"], BUSYBOX, "in1", &["sh", "-c", "read x; echo got $x"]);
-    let mut child = c
-        .ctr_cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"hello stdin\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(text(&out.stdout), "got hello stdin\n");
+    // `ctr run` with `input` on its stdin; its stdout.
+    let run_with_stdin = |id: &str, cmd: &[&str], input: &[u8]| {
+        let a = c.run_args(&["--rm"], BUSYBOX, id, cmd);
+        let mut child = c
+            .ctr_cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{id}: {}", c.log_tail());
+        text(&out.stdout)
+    };
+    assert_eq!(run_with_stdin("in1", &["sh", "-c", "read x; echo got $x"], b"hello stdin\n"), "got hello stdin\n");
     // `cat` reads to EOF: the client closing its end reaches the container (no CloseIO
     // needed: ctr 1.6 never sends it when stdin ends first).
-    let a = c.run_args(&["--rm"], BUSYBOX, "in2", &["cat"]);
-    let mut child = c
-        .ctr_cmd(&a.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"all of it\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(text(&out.stdout), "all of it\n");
+    assert_eq!(run_with_stdin("in2", &["cat"], b"all of it\n"), "all of it\n");
     c.assert_no_leftovers();
 }
 

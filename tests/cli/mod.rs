@@ -56,8 +56,11 @@ impl Strata {
         cmd
     }
 
+    /// Run `strata ARGS`; whatever the input, strata must not panic.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        Outcome::from(self.command(args).output().expect("spawn strata"))
+        let o = Outcome::from(self.command(args).output().expect("spawn strata"));
+        assert!(!o.stderr.contains("panicked"), "strata {args:?} panicked: {}", o.stderr);
+        o
     }
 
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Outcome {
