@@ -120,7 +120,9 @@ fn register(c: &Containers, id: &str) -> Result<ContainerRecord, ContainerError>
     let _lock = c.lock(id)?;
     let mut record = c.load(id)?;
     let me = ProcessRef::current().ok_or_else(|| ContainerError::Monitor("cannot read our own start time".into()))?;
-    if record.monitor.is_some_and(|m| m != me && m.alive()) {
+    // A monitor that recorded an exit has finished (`finish` holds this lock until the run is
+    // released), even if it has not exited yet: an attached `start` may follow at once.
+    if record.exit_code.is_none() && record.monitor.is_some_and(|m| m != me && m.alive()) {
         return Err(ContainerError::Monitor(format!("container {id} is already running")));
     }
     if let Ok(state) = c.runtime().states.load(id) {
