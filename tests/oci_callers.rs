@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use support::bundle::{cgroup_leftovers, unique_id, Outcome, STRATA_OCI};
 use support::containerd::Containerd;
@@ -113,10 +114,17 @@ fn containerd_runc_shim_runs_strata_oci_as_its_binary() {
     let ctd = Containerd::start(&unique_id("strata-oci"));
     let layout = tempfile::tempdir().unwrap();
     support::busybox_image(layout.path(), "v1");
-    ctd.import_layout(layout.path(), "localhost/busybox");
+    let archive = ctd.dir.path().join("import.tar");
+    support::run(Command::new("tar").arg("-C").arg(layout.path()).arg("-cf").arg(&archive).arg("."));
+    let o: Outcome = ctd
+        .ctr_cmd(&["image", "import", "--base-name", "localhost/busybox", archive.to_str().unwrap()])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(o.code, 0, "{o}");
     let fifo = ctd.fifo_dir();
     let fifo = fifo.to_str().unwrap();
-    let run = |args: &[&str]| -> Outcome { ctd.ctr(args).output().unwrap().into() };
+    let run = |args: &[&str]| -> Outcome { ctd.ctr_cmd(args).output().unwrap().into() };
 
     let o = run(&[
         "run",
@@ -162,5 +170,12 @@ fn containerd_runc_shim_runs_strata_oci_as_its_binary() {
     assert_eq!(o.code, 0, "{o}");
     assert!(o.stderr.contains("137") || o.stdout.contains("137"), "{o}");
     assert_eq!(run(&["container", "rm", "long"]).code, 0);
-    assert!(ctd.leftovers().is_empty(), "{:?}", ctd.leftovers());
+    // Nothing left of our namespace: no container cgroups, no runc state.
+    let leftovers = |ctd: &Containerd| -> Vec<PathBuf> {
+        let cgroups = ctd.namespace_cgroups().into_iter().flat_map(|dir| std::fs::read_dir(dir).into_iter().flatten());
+        let runc_state =
+            std::fs::read_dir(Path::new("/run/containerd/runc").join(&ctd.namespace)).into_iter().flatten();
+        cgroups.chain(runc_state).flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+    };
+    assert!(leftovers(&ctd).is_empty(), "{:?}", leftovers(&ctd));
 }

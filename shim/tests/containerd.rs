@@ -37,7 +37,7 @@ fn run_rm_wasm_and_native_with_output_and_exit_codes() {
 fn detached_task_verbs() {
     let c = Containerd::start("strata-t-verbs");
     c.import_images();
-    let fifo = c.fifo_dir();
+    let fifo = c.fifo();
     let out = c.ctr_run(&["-d"], BUSYBOX, "d1", &["sleep", "1000"]);
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
     let status = |id: &str| {

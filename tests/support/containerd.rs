@@ -1,10 +1,20 @@
-//! A private containerd (Debian's 1.6) for a test: its own root, state and sockets in a temp
-//! dir, the CRI plugin off, stopped by PID when dropped. `ctr` runs against it in a containerd
-//! namespace of the test's own, so cgroups (`/NAMESPACE/ID`) and runc state
-//! (`/run/containerd/runc/NAMESPACE`) can be told apart and cleaned up.
+//! A private containerd (Debian's 1.6) for one test, shared by strata's tests (its runc shim
+//! driving `strata-oci`) and the shim's (`shim/tests/support` includes this file by path).
+//!
+//! Its root, state, sockets and FIFOs live in a temp dir; CRI is off unless the config asks for
+//! it; a directory may go first on its PATH (where containerd finds `containerd-shim-*`). `ctr`
+//! runs in a containerd namespace of the test's own, so cgroups (`/NAMESPACE/...`) and runc's
+//! state (`/run/containerd/runc/NAMESPACE`) can be told apart. Dropped, it stops the daemon by
+//! PID, keeps its log when the test failed, and removes what containerd wrote outside its dir:
+//! mounts under the dir, the namespace's cgroups (killing what a failed test left in them),
+//! runc's state dir. Self-contained: std, libc, rustix and tempfile only.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The config line that turns the CRI plugin off (every test but the CRI one).
+pub const CRI_OFF: &str = "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n";
 
 pub struct Containerd {
     pub dir: tempfile::TempDir,
@@ -13,87 +23,129 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    /// Start containerd and wait (on its log, no polling loop of our own) until it serves.
+    /// containerd with CRI off; `namespace` is this test's containerd namespace.
     pub fn start(namespace: &str) -> Containerd {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_with(namespace, CRI_OFF, None)
+    }
+
+    /// With `extra` at the top of the config (plugins, CRI settings) and `path_first` (a
+    /// directory with shim binaries) first on the daemon's PATH.
+    pub fn start_with(namespace: &str, extra: &str, path_first: Option<&Path>) -> Containerd {
+        let dir = tempfile::Builder::new().prefix("strata-ctd-").tempdir().expect("tempdir");
         let d = dir.path();
         let config = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-             [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n",
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{extra}\n\
+             [grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n",
             root = d.join("root").display(),
             state = d.join("state").display(),
-            sock = d.join("containerd.sock").display(),
+            d = d.display(),
         );
         std::fs::write(d.join("config.toml"), config).unwrap();
+        let mut path = std::env::var("PATH").unwrap_or_default();
+        if let Some(first) = path_first {
+            path = format!("{}:{path}", first.display());
+        }
         let log = std::fs::File::create(d.join("containerd.log")).unwrap();
         let child = Command::new("containerd")
-            .arg("--config")
+            .args(["--log-level", "debug", "--config"])
             .arg(d.join("config.toml"))
+            .env("PATH", path)
+            .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .stdin(Stdio::null())
             .spawn()
-            .expect("spawn containerd (package containerd)");
+            .expect("containerd (Debian's package: scripts/deps.sh)");
         let c = Containerd { dir, namespace: namespace.to_string(), child };
-        // `ctr version` blocks until the daemon answers (the client retries the dial itself).
-        let status = Command::new("ctr")
-            .args(["--address", c.address().to_str().unwrap(), "--connect-timeout", "20s", "version"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "containerd did not come up: {}",
-            std::fs::read_to_string(c.dir.path().join("containerd.log")).unwrap_or_default()
-        );
+        // `ctr version` succeeds once the daemon serves; it fails fast before.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !c.ctr_cmd(&["version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success() {
+            assert!(Instant::now() < deadline, "containerd did not come up:\n{}", c.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
         c
     }
 
     pub fn address(&self) -> PathBuf {
-        self.dir.path().join("containerd.sock")
+        self.dir.path().join("c.sock")
     }
 
     pub fn fifo_dir(&self) -> PathBuf {
         self.dir.path().join("fifo")
     }
 
-    /// `ctr --address … -n NAMESPACE args…`
-    pub fn ctr(&self, args: &[&str]) -> Command {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    /// The last 30 lines of the log above debug level (for assertion messages).
+    pub fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("level=debug")).collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `ctr --address … --namespace NAMESPACE ARGS…`, stdin from /dev/null.
+    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("ctr");
-        cmd.arg("--address").arg(self.address()).args(["-n", &self.namespace]).args(args).stdin(Stdio::null());
+        cmd.arg("--address").arg(self.address()).args(["--namespace", &self.namespace]).args(args);
+        cmd.stdin(Stdio::null());
         cmd
     }
 
-    /// Import an OCI layout directory (tarred on the way) as `name:TAG`.
-    pub fn import_layout(&self, layout: &Path, name: &str) {
-        let archive = self.dir.path().join("import.tar");
-        super::run(Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(&archive).arg("."));
-        super::run(&mut self.ctr(&["image", "import", "--base-name", name, archive.to_str().unwrap()]));
+    /// The namespace's cgroups (`/sys/fs/cgroup/*/NAMESPACE`): containerd makes them for the
+    /// namespace's containers and never removes them.
+    pub fn namespace_cgroups(&self) -> Vec<PathBuf> {
+        cgroups_named(&self.namespace)
     }
+}
 
-    /// What containerd left outside its own directories for our namespace.
-    pub fn leftovers(&self) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = super::bundle::cgroup_leftovers(&format!("/{}", self.namespace))
-            .into_iter()
-            .flat_map(|dir| {
-                std::fs::read_dir(dir).into_iter().flatten().flatten().filter(|e| e.path().is_dir()).map(|e| e.path())
-            })
-            .collect();
-        let runc_state = PathBuf::from("/run/containerd/runc").join(&self.namespace);
-        out.extend(std::fs::read_dir(&runc_state).into_iter().flatten().flatten().map(|e| e.path()));
-        out
+/// `/sys/fs/cgroup/*/NAME` that exist.
+pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
+    entries.flatten().map(|e| e.path().join(name.trim_start_matches('/'))).filter(|p| p.is_dir()).collect()
+}
+
+/// Kill what a failed test left running in `dir` (a cgroup of the test's own), then remove it.
+pub fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            // SAFETY: a process inside this test's own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten().filter(|e| e.path().is_dir()) {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+    // The killed processes leave the cgroup as they are reaped: wait for that, briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        for dir in super::bundle::cgroup_leftovers(&format!("/{}", self.namespace)) {
-            let _ = std::fs::remove_dir(dir);
+        if std::thread::panicking() {
+            let keep = std::env::temp_dir().join(format!("strata-containerd-{}.log", self.namespace));
+            let _ = std::fs::copy(self.dir.path().join("containerd.log"), &keep);
+            eprintln!("containerd's log: {}", keep.display());
         }
-        let _ = std::fs::remove_dir(PathBuf::from("/run/containerd/runc").join(&self.namespace));
+        // SAFETY: signalling the containerd we started, by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        let root = self.dir.path().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> =
+            mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| t.starts_with(&root)).collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = rustix::mount::unmount(t, rustix::mount::UnmountFlags::DETACH);
+        }
+        for cg in self.namespace_cgroups() {
+            remove_cgroup_tree(&cg);
+        }
+        let _ = std::fs::remove_dir_all(Path::new("/run/containerd/runc").join(&self.namespace));
     }
 }

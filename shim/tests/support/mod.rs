@@ -11,7 +11,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -104,69 +104,41 @@ fn import_and_save(root: &Path, rootfs: &Path, platform: &str, change: &str, nam
     archive::save(&store, &[(image, Some(name))], &mut file).unwrap();
 }
 
+#[path = "../../../tests/support/containerd.rs"]
+mod private_containerd;
+pub use private_containerd::CRI_OFF;
+
+/// A private containerd (the shared harness) that knows the shim: strata's shim binaries first
+/// on its PATH, the containers run so far (their shim sockets are named by id), extra cgroup
+/// parents (CRI's), and the shim's processes.
 pub struct Containerd {
-    pub dir: tempfile::TempDir,
-    pub namespace: String,
-    child: Child,
+    base: private_containerd::Containerd,
     /// Container ids run so far (shim groupings): their shim sockets are known by name.
     pub ids: std::sync::Mutex<Vec<String>>,
     /// Cgroup parents to remove at the end (besides the namespace's).
     pub cgroup_parents: std::sync::Mutex<Vec<String>>,
 }
 
+impl std::ops::Deref for Containerd {
+    type Target = private_containerd::Containerd;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
+}
+
 impl Containerd {
     /// A private containerd (CRI off); `namespace` is this test's containerd namespace.
     pub fn start(namespace: &str) -> Containerd {
-        Self::start_with(namespace, "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n")
+        Self::start_with(namespace, CRI_OFF)
     }
 
     /// With `extra` appended to the top of the config (plugins, CRI settings).
     pub fn start_with(namespace: &str, extra: &str) -> Containerd {
-        let dir = tempfile::Builder::new().prefix("strata-ctd-").tempdir().unwrap();
-        let d = dir.path();
-        let config = format!(
-            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n{extra}\n[grpc]\n  address = \"{d}/c.sock\"\n[ttrpc]\n  address = \"{d}/c.sock.ttrpc\"\n",
-            root = d.join("root").display(),
-            state = d.join("state").display(),
-            d = d.display(),
-        );
-        std::fs::write(d.join("config.toml"), config).unwrap();
-        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .args(["--log-level", "debug"])
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .env("PATH", path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd (Debian's package: scripts/deps.sh)");
-        let c = Containerd {
-            dir,
-            namespace: namespace.to_string(),
-            child,
+        Containerd {
+            base: private_containerd::Containerd::start_with(namespace, extra, Some(&bin_dir())),
             ids: Default::default(),
             cgroup_parents: Default::default(),
-        };
-        wait_for("containerd's socket", Duration::from_secs(30), || c.ctr(&["version"]).status.success());
-        c
-    }
-
-    pub fn address(&self) -> PathBuf {
-        self.dir.path().join("c.sock")
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
-    }
-
-    /// A `ctr` command for this instance and namespace.
-    pub fn ctr_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ctr");
-        cmd.arg("--address").arg(self.address()).arg("--namespace").arg(&self.namespace).args(args);
-        cmd
+        }
     }
 
     pub fn ctr(&self, args: &[&str]) -> Output {
@@ -180,14 +152,8 @@ impl Containerd {
         text(&out.stdout)
     }
 
-    pub fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().filter(|l| !l.contains("level=debug")).collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    pub fn fifo_dir(&self) -> String {
-        self.dir.path().join("fifo").display().to_string()
+    pub fn fifo(&self) -> String {
+        self.fifo_dir().display().to_string()
     }
 
     pub fn import_images(&self) {
@@ -202,7 +168,7 @@ impl Containerd {
         self.ids.lock().unwrap().push(id.to_string());
         let mut a: Vec<String> = vec!["run".into(), "--runtime".into(), RUNTIME.into()];
         a.push("--fifo-dir".into());
-        a.push(self.fifo_dir());
+        a.push(self.fifo());
         a.extend(flags.iter().map(|s| s.to_string()));
         a.push(image.into());
         a.push(id.into());
@@ -275,37 +241,12 @@ impl Containerd {
 
 impl Containerd {
     fn cgroup_dirs(&self) -> Vec<PathBuf> {
-        let mut dirs = namespace_cgroups(&self.namespace);
+        let mut dirs = self.namespace_cgroups();
         for p in self.cgroup_parents.lock().unwrap().iter() {
-            dirs.extend(namespace_cgroups(p));
+            dirs.extend(private_containerd::cgroups_named(p));
         }
         dirs
     }
-}
-
-/// containerd makes each namespace's parent cgroup (`/<namespace>`) and never removes it.
-fn namespace_cgroups(namespace: &str) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
-    entries.flatten().map(|e| e.path().join(namespace)).filter(|p| p.is_dir()).collect()
-}
-
-/// Kill what a failed test left running in `dir` (our test's own cgroup), then remove it.
-fn remove_cgroup_tree(dir: &Path) {
-    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-            // SAFETY: a process inside this test's own cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            wait_for("a leftover process to die", Duration::from_secs(10), || !alive(pid));
-        }
-    }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 fn parent_is_shim(pid: i32) -> bool {
@@ -337,17 +278,9 @@ pub fn alive(pid: i32) -> bool {
 }
 
 impl Drop for Containerd {
+    /// Shims outlive containerd by design: a failed test's are killed (ours only, by pid) and
+    /// their sockets removed, CRI's cgroup parents too; the shared harness does the rest.
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // Keep the daemon's (and the shims') log of a failed test.
-            let keep = std::env::temp_dir().join(format!("strata-containerd-{}.log", self.namespace));
-            let _ = std::fs::copy(self.dir.path().join("containerd.log"), &keep);
-            eprintln!("containerd's log: {}", keep.display());
-        }
-        // SAFETY: signalling the containerd we started, by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-        // Shims of a failed test: they outlive containerd by design. Ours only, by pid.
         for pid in self.shim_pids() {
             // SAFETY: a process whose command line names our private containerd.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -355,16 +288,10 @@ impl Drop for Containerd {
         for s in self.sockets() {
             let _ = std::fs::remove_file(&s);
         }
-        let root = self.dir.path().display().to_string();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<&str> =
-            mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|t| t.starts_with(&root)).collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let _ = rustix::mount::unmount(t, rustix::mount::UnmountFlags::DETACH);
-        }
-        for cg in self.cgroup_dirs() {
-            remove_cgroup_tree(&cg);
+        for p in self.cgroup_parents.lock().unwrap().iter() {
+            for cg in private_containerd::cgroups_named(p) {
+                private_containerd::remove_cgroup_tree(&cg);
+            }
         }
     }
 }
