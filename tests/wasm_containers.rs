@@ -208,6 +208,23 @@ fn files_from_the_image_a_volume_and_tmp() {
 }
 
 #[test]
+fn a_guest_cannot_reach_proc_or_sys() {
+    // Through /proc/1/mem a guest could write into the process running it: a wasm container
+    // has no kernel filesystems, while its /dev and the rest of the root stay.
+    let e = Env::new(&["wasm-examples"]);
+    let o = e.run(&["run", "--rm", "--entrypoint", "/files.wasm", EXAMPLES, "ls", "/proc", "ls", "/sys", "ls", "/dev"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let mut lines = o.stdout.lines();
+    assert_eq!(lines.next(), Some("ls /proc:"), "{}", o.stdout);
+    assert_eq!(lines.next(), Some("ls /sys:"), "{}", o.stdout);
+    assert!(lines.next().is_some_and(|l| l.starts_with("ls /dev:") && l.contains(" null ")), "{}", o.stdout);
+    let o = e.run(&["run", "--rm", "--entrypoint", "/files.wasm", EXAMPLES, "read", "/proc/1/mem"]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("files: read /proc/1/mem: No such file or directory"), "{}", o.stderr);
+    e.assert_empty();
+}
+
+#[test]
 fn memory_limit_makes_the_guests_allocation_fail() {
     let e = Env::new(&["wasm-examples"]);
     let o = e.run(&["run", "--rm", "--memory", "64m", "--entrypoint", "/grow.wasm", EXAMPLES]);
@@ -567,6 +584,11 @@ fn oci_bundles_run_every_example() {
     assert_eq!(o.stdout, "greetings from the bundle\nwrote 4 bytes to /data/v.txt\nwrote 4 bytes to /tmp/t.txt\n");
     assert_eq!(std::fs::read_to_string(vol.path().join("v.txt")).unwrap(), "vol\n");
     assert_eq!(std::fs::read_to_string(b.rootfs().join("tmp/t.txt")).unwrap(), "tmp\n");
+
+    // The spec mounts /proc and /sys (runc's defaults); the guest sees neither.
+    b.edit(|c| c["process"]["args"] = serde_json::json!(["/files.wasm", "ls", "/proc", "ls", "/sys"]));
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "ls /proc:\nls /sys:\n"), "{o}");
 
     // The spec's memory limit: the guest's allocation fails, no OOM kill.
     b.edit(|c| {

@@ -94,12 +94,15 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     }
     let linux = cfg.spec.linux().clone().unwrap_or_default();
     let new_mount_ns = cfg.plan.has(LinuxNamespaceType::Mount);
-    let fifo = rustix::fs::open(
-        &cfg.exec_fifo,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+    // The exec fifo's directory, held open to reach the fifo after pivot_root by name: not
+    // through /proc/self/fd, which a wasm container does not have (see mounts).
+    let fifo_name = cfg.exec_fifo.file_name().ok_or("exec fifo path has no file name")?.to_owned();
+    let fifo_dir = rustix::fs::open(
+        cfg.exec_fifo.parent().unwrap_or(Path::new("/")),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .map_err(|e| format!("opening exec fifo: {e}"))?;
+    .map_err(|e| format!("opening exec fifo's directory: {e}"))?;
 
     let root = if new_mount_ns {
         let ctx = MountContext { rootfs: &cfg.rootfs, bundle: &cfg.bundle, in_user_ns, cgroup_dirs: &cfg.cgroup_dirs };
@@ -136,6 +139,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
             program::wasm_by_annotation(&cfg.spec),
         )?
     };
+    if let (Executor::Wasm, Some(root)) = (program.executor, &root) {
+        mounts::detach_kernel_filesystems(root, cfg.spec.mounts().as_deref().unwrap_or_default())?;
+    }
     // The cache is a host directory: open it now, while host paths still resolve. Without
     // it (unwritable, missing) the module is compiled in memory.
     let cache = match program.executor {
@@ -192,16 +198,16 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
     // Block until `start` opens the fifo for reading.
-    let fifo_path = mounts::fd_path(&fifo);
-    let w = rustix::fs::open(
-        fifo_path.as_str(),
-        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+    let w = rustix::fs::openat(
+        &fifo_dir,
+        fifo_name.as_os_str(),
+        rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::NOFOLLOW,
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| format!("opening exec fifo: {e}"))?;
     rustix::io::write(&w, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
     drop(w);
-    drop(fifo);
+    drop(fifo_dir);
     hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
     Ok(Launch { program, cache })
 }

@@ -1,7 +1,8 @@
 //! The container's filesystem view, built inside its new mount namespace: propagation of `/`,
 //! the rootfs bind, each spec mount (its mountpoint created and resolved *inside* the rootfs,
 //! so a symlink in the image can never redirect a mount onto the host), devices, pivot_root,
-//! then masked and read-only paths.
+//! then masked and read-only paths. A wasm container's kernel filesystems are detached again
+//! once its program is known to be wasm.
 //!
 //! Runs in the container's init, single-threaded, before execve. It must never resolve a
 //! container-controlled path against the host root.
@@ -357,6 +358,40 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
     mount(Some(rootfs.to_str().unwrap_or(".")), "/", None, libc::MS_MOVE, None)?;
     rustix::process::chroot(".").map_err(|e| format!("chroot: {e}"))?;
     rustix::process::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    Ok(())
+}
+
+/// Filesystems that expose the kernel, and through /proc/PID/mem the container's own
+/// process: a wasm guest must not reach them through its "/" preopen (see
+/// [`detach_kernel_filesystems`]).
+const KERNEL_FILESYSTEMS: [&str; 11] =
+    ["proc", "sysfs", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "bpf", "configfs", "pstore", "efivarfs"];
+
+/// For a wasm container (before pivot): detach every kernel filesystem the spec mounted
+/// (docker's /proc, /sys, /sys/fs/cgroup). The wasm host process needs none of them, and a
+/// guest given the container's root as "/" could otherwise open /proc/1/mem — the memory of
+/// the very process running it — and write its way out of the wasm sandbox. Later mounts go
+/// first, so one nested in another is gone before its parent; a destination that no longer
+/// resolves (gone with its parent) is skipped, and nothing is created in the rootfs.
+pub fn detach_kernel_filesystems(root: &OwnedFd, mounts: &[Mount]) -> Result<()> {
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    for m in mounts.iter().rev() {
+        let fstype = m.typ().as_deref().unwrap_or("");
+        if !KERNEL_FILESYSTEMS.contains(&fstype) {
+            continue;
+        }
+        let dest = m.destination();
+        let fd = match openat2(root, dest, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(format!("resolving {} in the rootfs: {e}", dest.display())),
+        };
+        match rustix::mount::unmount(fd_path(&fd).as_str(), rustix::mount::UnmountFlags::DETACH) {
+            // EINVAL: not a mountpoint (any more): it went with a mount above it.
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(format!("detaching {} ({fstype}) for a wasm container: {e}", dest.display())),
+        }
+    }
     Ok(())
 }
 

@@ -7,8 +7,8 @@ use super::{CpuLimit, Preopen, WasmJob};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
 
-/// Where the kernel's own filesystems live: never preopened separately (a guest reaches what
-/// it may of them through "/").
+/// Where the kernel's own filesystems live: never preopened. The sandbox detaches /proc and
+/// /sys in a wasm container (see `sandbox::mounts`); /dev is reached through "/".
 const SYSTEM_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 impl WasmJob {
