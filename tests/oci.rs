@@ -8,9 +8,10 @@ mod support;
 use serde_json::json;
 use std::io::Read;
 use std::os::unix::net::UnixListener;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::bundle::{cgroup_leftovers, wait_exit, Bundle, Runtime};
+use support::bundle::{cgroup_leftovers, wait_exit, Bundle, Outcome, Runtime};
 
 /// Everything a container leaves once deleted: none of its state, cgroup or processes.
 fn assert_gone(rt: &Runtime, b: &Bundle, pid: i32) {
@@ -73,6 +74,42 @@ fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
     for line in o.stdout.lines() {
         assert!(line.ends_with(":/"), "{line} in {o}");
     }
+}
+
+#[test]
+fn on_a_cgroup_v2_host_the_init_starts_in_its_cgroup() {
+    // This machine is hybrid (v1 controllers, the v2 hierarchy at /sys/fs/cgroup/unified): in
+    // a mount namespace of its own with that hierarchy at /sys/fs/cgroup, strata-oci sees a
+    // v2 host. Only this command's namespace: the other tests keep their v1 view.
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let pure_v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert!(pure_v2 || unified.join("cgroup.controllers").exists(), "no cgroup v2 hierarchy on this machine");
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["cat", "/proc/self/cgroup"]);
+    // The v2 hierarchy of a hybrid host has no controllers to limit with: ask for none.
+    b.edit(|c| c["linux"]["resources"] = json!({}));
+    let mount = if pure_v2 { "" } else { "mount --bind /sys/fs/cgroup/unified /sys/fs/cgroup && " };
+    let o: Outcome = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &format!("{mount}exec \"$0\" \"$@\"")])
+        .arg(&rt.binary)
+        .args([
+            "--debug",
+            "--root",
+            rt.state.path().to_str().unwrap(),
+            "run",
+            "--bundle",
+            b.path().to_str().unwrap(),
+            &b.id,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.lines().any(|l| l == format!("0::{}", b.cgroup())), "{o}");
+    assert!(o.stderr.contains("started in its cgroup (clone3 CLONE_INTO_CGROUP)"), "{o}");
+    let v2_root = if pure_v2 { Path::new("/sys/fs/cgroup") } else { unified };
+    assert!(!v2_root.join(b.cgroup().trim_start_matches('/')).exists(), "the cgroup is removed");
 }
 
 #[test]

@@ -210,6 +210,10 @@ fn create_inner(
     };
     rt.states.save(&state)?;
 
+    // Unless the init is in a user namespace (it may not write host cgroup files), it moves
+    // itself into a v1 cgroup; the runtime moves it otherwise.
+    let creates_userns = plan.creates(LinuxNamespaceType::User);
+    let self_attach = if creates_userns { None } else { cgroup.self_attach_files() };
     let cfg = InitConfig {
         spec: spec.clone(),
         bundle: bundle.to_path_buf(),
@@ -219,13 +223,24 @@ fn create_inner(
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         cgroup_dirs: cgroup_dirs(&rt.cgroup_root, &cg_path),
+        cgroup_self_attach: self_attach.clone().unwrap_or_default(),
         seccomp,
         state_json: state.oci_state(super::state::Status::Creating).to_string(),
         wasm_cache_dir: wasm_cache_dir(&opts.wasm_cache),
         console,
     };
-    let creates_userns = cfg.plan.creates(LinuxNamespaceType::User);
-    let mut spawned = spawn::spawn(cfg).map_err(LifecycleError::Setup)?;
+    // v2: the init starts inside its cgroup (see spawn).
+    let cgroup_fd = match cgroup.open_for_clone() {
+        Some(fd) => Some(fd.map_err(|e| LifecycleError::Cgroup(e.to_string()))?),
+        None => None,
+    };
+    let mut spawned = spawn::spawn(cfg, cgroup_fd.as_ref()).map_err(LifecycleError::Setup)?;
+    drop(cgroup_fd);
+    if spawned.in_cgroup {
+        tracing::debug!("init {} started in its cgroup (clone3 CLONE_INTO_CGROUP)", spawned.pid);
+    } else if self_attach.is_some() {
+        tracing::debug!("init {} joins its cgroup itself (v1 tasks)", spawned.pid);
+    }
     undo.pid = spawned.pid;
     let pid = spawned.pid;
     // Record the init at once: if we are killed from here on, `delete --force` finds it (and
@@ -243,10 +258,12 @@ fn create_inner(
     }
     let chan = &mut spawned.chan;
     chan.send(sync::CONTINUE).map_err(|e| LifecycleError::Setup(format!("sync: {e}")))?;
-    // The init builds its mounts meanwhile: moving a process into a v1 cgroup can wait a whole
-    // RCU grace period (~10 ms here), and nothing the init does before HOOKS needs it there
-    // (it unshares its cgroup namespace only after the next CONTINUE).
-    cgroup.add_process(pid).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
+    // The init builds its mounts meanwhile: moving another process into a cgroup can wait a
+    // whole RCU grace period, and nothing the init does before HOOKS needs it there (it
+    // unshares its cgroup namespace only after the next CONTINUE).
+    if self_attach.is_none() && !spawned.in_cgroup {
+        cgroup.add_process(pid).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
+    }
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| LifecycleError::Setup(format!("oom_score_adj {adj}: {e}")))?;

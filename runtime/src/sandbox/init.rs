@@ -27,6 +27,9 @@ pub struct InitConfig {
     pub no_pivot: bool,
     pub preserve_fds: i32,
     pub cgroup_dirs: Vec<(String, PathBuf)>,
+    /// v1 `tasks` files the init writes `0` to, moving itself into the container's cgroup
+    /// (the fast way; see `Cgroup::self_attach_files`). Empty: the runtime moves it.
+    pub cgroup_self_attach: Vec<PathBuf>,
     pub seccomp: Option<super::seccomp::Filter>,
     /// The container's state JSON for createContainer/startContainer hooks.
     pub state_json: String,
@@ -72,6 +75,10 @@ pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
 }
 
 fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
+    // Still single-threaded and on the host's paths: moving our only thread moves the process.
+    for tasks in &cfg.cgroup_self_attach {
+        std::fs::write(tasks, "0").map_err(|e| format!("joining the cgroup ({}): {e}", tasks.display()))?;
+    }
     // The runtime writes id maps and places us in the cgroup before we go on.
     chan.expect(sync::CONTINUE)?;
     for (t, path) in &cfg.plan.joins {

@@ -5,16 +5,38 @@ use super::init::{self, InitConfig};
 use super::namespaces;
 use super::sync::{self, Channel};
 use oci_spec::runtime::LinuxNamespaceType;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// The runtime's handle on an init it cloned.
 pub struct Spawned {
     pub pid: i32,
     pub chan: Channel,
+    /// Whether the init was started inside the cgroup given to [`spawn`].
+    pub in_cgroup: bool,
 }
 
-/// Clone the init. User and pid namespaces given by path are joined here first, by the
-/// runtime itself, because they only take effect for children.
-pub fn spawn(cfg: InitConfig) -> Result<Spawned, String> {
+/// clone3's arguments (linux/sched.h, CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Clone the init, into the v2 cgroup `cgroup` when given (clone3 with CLONE_INTO_CGROUP:
+/// no grace period to wait, unlike moving it afterwards; kernels before 5.7 fall back to a
+/// plain clone and `in_cgroup: false`). User and pid namespaces given by path are joined here
+/// first, by the runtime itself, because they only take effect for children.
+pub fn spawn(cfg: InitConfig, cgroup: Option<&OwnedFd>) -> Result<Spawned, String> {
     for (t, path) in &cfg.plan.joins {
         if matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Pid) {
             namespaces::join(*t, path)?;
@@ -24,10 +46,33 @@ pub fn spawn(cfg: InitConfig) -> Result<Spawned, String> {
     // Not the cgroup namespace: it is rooted at the cgroup the process is in when it is
     // created, and the init joins the container's cgroup only after the clone; it unshares
     // its cgroup namespace then.
-    let flags = ((cfg.plan.clone_flags & !libc::CLONE_NEWCGROUP) | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
-    // single-threaded process and never returns into the caller (init::main diverges).
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    let ns_flags = (cfg.plan.clone_flags & !libc::CLONE_NEWCGROUP) as u64;
+    let mut in_cgroup = false;
+    let mut pid = -1;
+    if let Some(fd) = cgroup {
+        let args = CloneArgs {
+            flags: ns_flags | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: a fork-like clone3 (no CLONE_VM, no stack): as below.
+        pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        in_cgroup = pid >= 0;
+        if pid == -1 {
+            let e = std::io::Error::last_os_error();
+            // Only "this kernel has no clone3 / CLONE_INTO_CGROUP" falls back.
+            if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)) {
+                return Err(format!("clone3 into the cgroup: {e}"));
+            }
+        }
+    }
+    if pid == -1 {
+        // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
+        // single-threaded process and never returns into the caller (init::main diverges).
+        pid =
+            unsafe { libc::syscall(libc::SYS_clone, ns_flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+    }
     match pid {
         -1 => Err(format!("clone: {}", std::io::Error::last_os_error())),
         0 => {
@@ -39,10 +84,13 @@ pub fn spawn(cfg: InitConfig) -> Result<Spawned, String> {
         }
         pid => {
             drop(child);
-            Ok(Spawned { pid: pid as i32, chan: parent })
+            Ok(Spawned { pid: pid as i32, chan: parent, in_cgroup })
         }
     }
 }
+
+/// linux/sched.h; not in every libc crate version.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// Write the user namespace's id maps for `pid` (the runtime is privileged in the parent
 /// namespace, so setgroups may stay allowed).

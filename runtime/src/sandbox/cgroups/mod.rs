@@ -289,6 +289,30 @@ impl Cgroup {
         }
     }
 
+    /// v1 only: the files a single-threaded process writes `0` to, to move *itself* into
+    /// the cgroup. Moving one thread (the caller) skips the global threadgroup lock that a
+    /// `cgroup.procs` write takes, and with it an RCU grace period: 5–12 ms per container on
+    /// an idle 2-core VM, against ~0.2 ms. v2 has no such file for a domain cgroup: `None`.
+    pub fn self_attach_files(&self) -> Option<Vec<PathBuf>> {
+        match &self.backend {
+            Backend::V1(v1) => Some(v1.tasks_files()),
+            Backend::V2(_) => None,
+        }
+    }
+
+    /// v2 only: the cgroup's directory, opened for `clone3(CLONE_INTO_CGROUP)`, which starts a
+    /// child in the cgroup without the grace period a later `cgroup.procs` write waits for.
+    pub fn open_for_clone(&self) -> Option<Result<std::os::fd::OwnedFd, CgroupError>> {
+        match &self.backend {
+            Backend::V1(_) => None,
+            Backend::V2(v2) => Some(
+                std::fs::File::open(v2.dir())
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(|err| CgroupError::Read { file: v2.dir().to_path_buf(), err }),
+            ),
+        }
+    }
+
     /// The processes in the cgroup and its descendants (`cgroup.procs`).
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         match &self.backend {

@@ -233,6 +233,11 @@ impl V1 {
         Ok(())
     }
 
+    /// Each hierarchy's `tasks` file (see [`super::Cgroup::self_attach_files`]).
+    pub fn tasks_files(&self) -> Vec<PathBuf> {
+        self.hierarchies.iter().map(|h| h.dir.join("tasks")).collect()
+    }
+
     /// Every process is in every hierarchy; read the one most likely to be complete.
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         let dir = ["pids", "freezer", "memory", "cpu"]

@@ -83,10 +83,6 @@ impl V2 {
         V2 { root: root.to_path_buf(), dir }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn create(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
         let mut dir = self.root.clone();
         for component in self.dir.strip_prefix(&self.root).unwrap_or(&self.dir).components() {
@@ -154,6 +150,10 @@ impl V2 {
 
     pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
         file::write(&self.dir.join("cgroup.procs"), &pid.to_string())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
