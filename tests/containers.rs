@@ -291,7 +291,8 @@ fn pids_limit_contains_a_fork_bomb() {
         let current: u32 = cgroup_file("pids", id, "pids.current").parse().unwrap();
         assert!(current <= 20, "pids.current {current}");
     }
-    assert!(e.ps_status(&e.inspect(id)["Name"].as_str().unwrap()[1..]).starts_with("Up"));
+    let status = e.ps_status(&e.inspect(id)["Name"].as_str().unwrap()[1..]);
+    assert!(status.starts_with("Up"), "status {status:?}, logs: {}", e.run(&["logs", id]).stderr);
     let o = e.run(&["rm", "-f", id]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     e.assert_no_trace(id);

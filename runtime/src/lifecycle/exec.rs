@@ -107,17 +107,29 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
         }
     }
     spec.set_process(Some(process));
-    let mut joined = join::spawn(JoinConfig {
-        spec,
-        namespaces: joins,
-        chroot,
-        program,
-        seccomp,
-        console,
-        wasm_cache,
-        preserve_fds: opts.preserve_fds,
-    })
+    // Into the container's cgroup the fast way: cloned there (v2), or it moves itself (v1).
+    let cgroup = rt.cgroup(&state)?;
+    let cgroup_fd = match cgroup.open_for_clone() {
+        Some(fd) => Some(fd.map_err(|e| LifecycleError::Cgroup(e.to_string()))?),
+        None => None,
+    };
+    let self_attach = cgroup.self_attach_files();
+    let mut joined = join::spawn(
+        JoinConfig {
+            spec,
+            namespaces: joins,
+            chroot,
+            program,
+            seccomp,
+            console,
+            wasm_cache,
+            preserve_fds: opts.preserve_fds,
+            cgroup_self_attach: self_attach.clone().unwrap_or_default(),
+        },
+        cgroup_fd.as_ref(),
+    )
     .map_err(LifecycleError::Setup)?;
+    drop(cgroup_fd);
     let child = joined.pid;
     let fail = |e: LifecycleError| {
         // SAFETY: our own child: kill and reap it.
@@ -127,9 +139,9 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
         }
         e
     };
-    rt.cgroup(&state)
-        .and_then(|cg| cg.add_process(child).map_err(|e| LifecycleError::Cgroup(e.to_string())))
-        .map_err(fail)?;
+    if self_attach.is_none() && !joined.in_cgroup {
+        cgroup.add_process(child).map_err(|e| fail(LifecycleError::Cgroup(e.to_string())))?;
+    }
     joined.chan.send(sync::CONTINUE).map_err(|e| fail(LifecycleError::Setup(format!("sync: {e}"))))?;
     joined.chan.expect(sync::READY).map_err(|e| fail(LifecycleError::Setup(e)))?;
     if let Some(pid_file) = &opts.pid_file {

@@ -27,30 +27,36 @@ pub struct JoinConfig {
     pub console: Option<OwnedFd>,
     pub wasm_cache: Option<ArtifactCache>,
     pub preserve_fds: i32,
+    /// v1 `tasks` files the child writes `0` to, moving itself into the container's cgroup
+    /// before it joins any namespace (see `Cgroup::self_attach_files`). Empty: the runtime
+    /// moves it, or it was cloned into the cgroup.
+    pub cgroup_self_attach: Vec<std::path::PathBuf>,
 }
 
 /// The runtime's handle on the process it cloned.
 pub struct Joined {
     pub pid: i32,
     pub chan: Channel,
+    /// Whether it was cloned straight into the v2 cgroup given to [`spawn`].
+    pub in_cgroup: bool,
 }
 
-/// Clone the process. The caller must be single-threaded and must already have joined the
-/// container's pid namespace (`setns` affects only children).
-pub fn spawn(cfg: JoinConfig) -> Result<Joined, String> {
+/// Clone the process, into the v2 cgroup `cgroup` when given (see `spawn::fork`). The
+/// caller must be single-threaded and must already have joined the container's pid
+/// namespace (`setns` affects only children).
+pub fn spawn(cfg: JoinConfig, cgroup: Option<&OwnedFd>) -> Result<Joined, String> {
     let (parent, child) = sync::pair().map_err(|e| format!("creating sync socket: {e}"))?;
-    // SAFETY: a fork-like clone from a single-threaded process; the child never returns
-    // into the caller (`main` diverges).
-    let pid = unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    // SAFETY: single-threaded (our contract); the child never returns into the caller
+    // (`main` diverges).
+    let (pid, in_cgroup) = unsafe { super::spawn::fork(0, cgroup)? };
     match pid {
-        -1 => Err(format!("clone: {}", std::io::Error::last_os_error())),
         0 => {
             drop(parent);
             main(cfg, child)
         }
         pid => {
             drop(child);
-            Ok(Joined { pid: pid as i32, chan: parent })
+            Ok(Joined { pid, chan: parent, in_cgroup })
         }
     }
 }
@@ -75,7 +81,11 @@ fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
 }
 
 fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
-    // The runtime puts us in the container's cgroup first.
+    // Still the runtime's user namespace and paths: moving our only thread moves the process.
+    for tasks in &cfg.cgroup_self_attach {
+        std::fs::write(tasks, "0").map_err(|e| format!("joining the cgroup ({}): {e}", tasks.display()))?;
+    }
+    // Otherwise the runtime puts us in the container's cgroup first.
     chan.expect(sync::CONTINUE)?;
     for (typ, fd) in &cfg.namespaces {
         // SAFETY: setns on an fd of the namespace type it names.

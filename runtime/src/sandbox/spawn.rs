@@ -32,9 +32,7 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// Clone the init, into the v2 cgroup `cgroup` when given (clone3 with CLONE_INTO_CGROUP:
-/// no grace period to wait, unlike moving it afterwards; kernels before 5.7 fall back to a
-/// plain clone and `in_cgroup: false`). User and pid namespaces given by path are joined here
+/// Clone the init, into the v2 cgroup `cgroup` when given (see [`fork`]). User and pid namespaces given by path are joined here
 /// first, by the runtime itself, because they only take effect for children.
 pub fn spawn(cfg: InitConfig, cgroup: Option<&OwnedFd>) -> Result<Spawned, String> {
     for (t, path) in &cfg.plan.joins {
@@ -47,34 +45,10 @@ pub fn spawn(cfg: InitConfig, cgroup: Option<&OwnedFd>) -> Result<Spawned, Strin
     // created, and the init joins the container's cgroup only after the clone; it unshares
     // its cgroup namespace then.
     let ns_flags = (cfg.plan.clone_flags & !libc::CLONE_NEWCGROUP) as u64;
-    let mut in_cgroup = false;
-    let mut pid = -1;
-    if let Some(fd) = cgroup {
-        let args = CloneArgs {
-            flags: ns_flags | CLONE_INTO_CGROUP,
-            exit_signal: libc::SIGCHLD as u64,
-            cgroup: fd.as_raw_fd() as u64,
-            ..Default::default()
-        };
-        // SAFETY: a fork-like clone3 (no CLONE_VM, no stack): as below.
-        pid = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
-        in_cgroup = pid >= 0;
-        if pid == -1 {
-            let e = std::io::Error::last_os_error();
-            // Only "this kernel has no clone3 / CLONE_INTO_CGROUP" falls back.
-            if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)) {
-                return Err(format!("clone3 into the cgroup: {e}"));
-            }
-        }
-    }
-    if pid == -1 {
-        // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child gets a copy of this
-        // single-threaded process and never returns into the caller (init::main diverges).
-        pid =
-            unsafe { libc::syscall(libc::SYS_clone, ns_flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
-    }
+    // SAFETY: this process is single-threaded and the child never returns into the caller
+    // (init::main diverges).
+    let (pid, in_cgroup) = unsafe { fork(ns_flags, cgroup)? };
     match pid {
-        -1 => Err(format!("clone: {}", std::io::Error::last_os_error())),
         0 => {
             drop(parent);
             // Die with the runtime while it sets us up (the init clears this when ready).
@@ -84,9 +58,46 @@ pub fn spawn(cfg: InitConfig, cgroup: Option<&OwnedFd>) -> Result<Spawned, Strin
         }
         pid => {
             drop(child);
-            Ok(Spawned { pid: pid as i32, chan: parent, in_cgroup })
+            Ok(Spawned { pid, chan: parent, in_cgroup })
         }
     }
+}
+
+/// A fork-like clone (no CLONE_VM, no new stack) with the namespace flags `ns_flags`, into
+/// the v2 cgroup `cgroup` when given: clone3 with CLONE_INTO_CGROUP, which starts the child
+/// there without the RCU grace period a later `cgroup.procs` write waits for; a kernel
+/// without it (before 5.7) gets a plain clone and `false`. Returns (pid, or 0 in the child;
+/// whether the child started in the cgroup).
+///
+/// # Safety
+/// The caller is single-threaded, and the child must not return into code that assumes it
+/// is the parent (it ends in execve or `_exit`).
+pub(crate) unsafe fn fork(ns_flags: u64, cgroup: Option<&OwnedFd>) -> Result<(i32, bool), String> {
+    if let Some(fd) = cgroup {
+        let args = CloneArgs {
+            flags: ns_flags | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: per this function's contract; `args` outlives the call.
+        let pid =
+            unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        if pid >= 0 {
+            return Ok((pid as i32, true));
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG | libc::EINVAL)) {
+            return Err(format!("clone3 into the cgroup: {e}"));
+        }
+    }
+    // SAFETY: per this function's contract.
+    let pid =
+        unsafe { libc::syscall(libc::SYS_clone, ns_flags | libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) };
+    if pid < 0 {
+        return Err(format!("clone: {}", std::io::Error::last_os_error()));
+    }
+    Ok((pid as i32, false))
 }
 
 /// linux/sched.h; not in every libc crate version.
