@@ -29,7 +29,13 @@ fn main() {
     if args.get(1).is_some_and(|a| a == reexec::WORKER_ARG) {
         reexec::worker_main(args.get(2).is_some_and(|a| a == "console"));
     }
-    let serving = containerd_shim::parse(&args[1..]).map(|f| f.action.is_empty() && !f.socket.is_empty());
+    let flags = containerd_shim::parse(&args[1..]);
+    // containerd-shim 0.11 parses -v/-version but does nothing with it: answer as runc's shim.
+    if flags.as_ref().is_ok_and(|f| f.version) {
+        println!("containerd-shim-strata-v1:\n  Version:  {}\n  Runtime:  {RUNTIME_ID}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    let serving = flags.map(|f| f.action.is_empty() && !f.socket.is_empty());
     if serving.unwrap_or(false) && std::env::var(SPAWN_ENV).as_deref() != Ok("reexec") {
         let spawner = match zygote::start() {
             Ok(client) => Spawner::Zygote(client),

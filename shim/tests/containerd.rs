@@ -12,6 +12,18 @@ use std::time::Duration;
 use support::*;
 
 #[test]
+fn version_flag_prints_the_version() {
+    for flag in ["-v", "-version"] {
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_containerd-shim-strata-v1")).arg(flag).output().unwrap();
+        assert!(out.status.success(), "{flag}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.starts_with("containerd-shim-strata-v1:\n  Version:  "), "{stdout}");
+        assert!(stdout.contains(env!("CARGO_PKG_VERSION")) && stdout.contains("io.containerd.strata.v1"), "{stdout}");
+    }
+}
+
+#[test]
 fn run_rm_wasm_and_native_with_output_and_exit_codes() {
     let c = Containerd::start("strata-t-run");
     c.import_images();
