@@ -802,6 +802,15 @@ fn seccomp_default_profile_confines_without_getting_in_the_way() {
     let o = e.sh(&["--cap-drop", "SYS_CHROOT"], "busybox chroot / true");
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains(NOT_PERMITTED), "{}", o.stderr);
+
+    // Each profile (default, +SYS_ADMIN, -SYS_CHROOT; unconfined has none) was compiled once
+    // and read back from ROOT/cache/seccomp afterwards: the runs above after the first were
+    // confined by cached programs, and say so.
+    let cached = std::fs::read_dir(e.s.root().join("cache/seccomp")).unwrap().count();
+    assert_eq!(cached, 3);
+    let o = e.s.run(&["--log-level", "debug", "run", "--rm", IMAGE, "true"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("seccomp cache hit") && !o.stderr.contains("seccomp cache miss"), "{}", o.stderr);
 }
 
 #[test]

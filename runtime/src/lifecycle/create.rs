@@ -7,7 +7,7 @@ use super::{now_rfc3339, LifecycleError, Runtime};
 use crate::sandbox::cgroups::Cgroup;
 use crate::sandbox::init::InitConfig;
 use crate::sandbox::namespaces::Plan;
-use crate::sandbox::{hooks, seccomp, spawn, sync};
+use crate::sandbox::{hooks, seccomp_cache, spawn, sync};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,13 @@ pub struct CreateOptions {
     pub console_stream: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The compiled-wasm cache; default `$STRATA_WASM_CACHE`, else the shared default.
     pub wasm_cache: Option<PathBuf>,
+}
+
+/// Compiled seccomp programs: next to the compiled-wasm cache (`ROOT/cache/seccomp` for
+/// `strata`, `/var/lib/strata/cache/seccomp` for `strata-oci` and the shim).
+pub(crate) fn seccomp_cache_dir(wasm_cache: &Option<PathBuf>) -> PathBuf {
+    let wasm = wasm_cache_dir(wasm_cache);
+    wasm.parent().unwrap_or(&wasm).join("seccomp")
 }
 
 pub(crate) fn wasm_cache_dir(configured: &Option<PathBuf>) -> PathBuf {
@@ -179,7 +186,10 @@ fn create_inner(
     let linux = spec.linux().clone().unwrap_or_default();
     let plan = Plan::from_spec(linux.namespaces().as_deref().unwrap_or_default());
     let seccomp = match linux.seccomp() {
-        Some(s) => Some(seccomp::compile(s).map_err(|e| LifecycleError::Setup(format!("seccomp: {e}")))?),
+        Some(s) => Some(
+            seccomp_cache::compile_cached(s, &seccomp_cache_dir(&opts.wasm_cache))
+                .map_err(|e| LifecycleError::Setup(format!("seccomp: {e}")))?,
+        ),
         None => None,
     };
 

@@ -7,13 +7,13 @@
 //! After `exec` returns, children the calling process forks land in the container's pid
 //! namespace: call it from a process that does nothing else (strata-oci, a monitor).
 
-use super::create::{console_for, wasm_cache_dir};
+use super::create::{console_for, seccomp_cache_dir, wasm_cache_dir};
 use super::state::Status;
 use super::{LifecycleError, Runtime};
 use crate::executor::wasm::ArtifactCache;
 use crate::sandbox::join::{self, JoinConfig};
 use crate::sandbox::program::{self, Executor};
-use crate::sandbox::{namespaces, seccomp, sync};
+use crate::sandbox::{namespaces, seccomp_cache, sync};
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 use rustix::fs::{Mode, OFlags};
 use std::os::fd::OwnedFd;
@@ -89,7 +89,10 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
         Executor::Native => None,
     };
     let seccomp = match linux.seccomp() {
-        Some(s) => Some(seccomp::compile(s).map_err(|e| LifecycleError::Setup(format!("seccomp: {e}")))?),
+        Some(s) => Some(
+            seccomp_cache::compile_cached(s, &seccomp_cache_dir(&opts.wasm_cache))
+                .map_err(|e| LifecycleError::Setup(format!("seccomp: {e}")))?,
+        ),
         None => None,
     };
     let console = console_for(process.terminal().unwrap_or(false), &opts.console_socket, &opts.console_stream)?;

@@ -13,5 +13,6 @@ pub mod mounts;
 pub mod namespaces;
 pub mod program;
 pub mod seccomp;
+pub mod seccomp_cache;
 pub mod spawn;
 pub mod sync;

@@ -156,6 +156,21 @@ impl Filter {
         Err(SeccompError::Load { cause })
     }
 
+    /// The program, its install flags and the skipped names (for the on-disk cache).
+    pub(crate) fn parts(&self) -> (&[libc::sock_filter], libc::c_ulong, &[String]) {
+        (&self.program, self.flags, &self.skipped)
+    }
+
+    /// A filter from parts `compile` once produced (the on-disk cache); `None` for a program
+    /// the kernel would refuse by length.
+    pub(crate) fn from_parts(
+        program: Box<[libc::sock_filter]>,
+        flags: libc::c_ulong,
+        skipped: Vec<String>,
+    ) -> Option<Filter> {
+        (!program.is_empty() && program.len() <= BPF_MAXINSNS).then_some(Filter { program, flags, skipped })
+    }
+
     /// Syscall names from the profile that the installed libseccomp does not know, which were left out.
     pub fn skipped_syscalls(&self) -> &[String] {
         &self.skipped
