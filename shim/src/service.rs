@@ -152,23 +152,27 @@ impl Service {
                 // Bounded: a process the container left behind may hold the pty open.
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(2), done).await;
             }
-            if let Some(tx) = p.lock().exit_tx.take() {
-                let _ = tx.send(Some(exit));
-            }
-            let _started = c.start_lock.lock().await;
-            if p.exec_id.is_empty() {
+            // Whether the OOM killer was involved, read before any waiter hears of the exit:
+            // `ctr run --rm` deletes the container (and its cgroup) as soon as Wait returns.
+            let oom = if p.exec_id.is_empty() {
                 let rt = c.rt.clone();
                 let id = c.id.clone();
-                let oom = tokio::task::spawn_blocking(move || {
+                tokio::task::spawn_blocking(move || {
                     rt.states.load(&id).ok().and_then(|s| rt.cgroup(&s).ok()).and_then(|cg| cg.oom_killed().ok())
                 })
                 .await
                 .ok()
                 .flatten()
-                .unwrap_or(false);
-                if oom {
-                    this.events.publish(TaskOOM { container_id: c.id.clone(), ..Default::default() }).await;
-                }
+                .unwrap_or(false)
+            } else {
+                false
+            };
+            if let Some(tx) = p.lock().exit_tx.take() {
+                let _ = tx.send(Some(exit));
+            }
+            let _started = c.start_lock.lock().await;
+            if oom {
+                this.events.publish(TaskOOM { container_id: c.id.clone(), ..Default::default() }).await;
             }
             let pid = p.pid();
             this.events
