@@ -29,14 +29,12 @@ fn main() {
     if args.get(1).is_some_and(|a| a == reexec::WORKER_ARG) {
         reexec::worker_main(args.get(2).is_some_and(|a| a == "console"));
     }
-    let flags = containerd_shim::parse(&args[1..]);
-    // containerd-shim 0.11 parses -v/-version but does nothing with it: answer as runc's shim.
-    if flags.as_ref().is_ok_and(|f| f.version) {
-        println!("containerd-shim-strata-v1:\n  Version:  {}\n  Runtime:  {RUNTIME_ID}", env!("CARGO_PKG_VERSION"));
-        return;
-    }
-    let serving = flags.map(|f| f.action.is_empty() && !f.socket.is_empty());
-    if serving.unwrap_or(false) && std::env::var(SPAWN_ENV).as_deref() != Ok("reexec") {
+    let flags = match front_door(&args[1..]) {
+        Ok(flags) => flags,
+        Err(code) => std::process::exit(code),
+    };
+    let serving = flags.action.is_empty() && !flags.socket.is_empty();
+    if serving && std::env::var(SPAWN_ENV).as_deref() != Ok("reexec") {
         let spawner = match zygote::start() {
             Ok(client) => Spawner::Zygote(client),
             Err(e) => {
@@ -55,4 +53,48 @@ fn main() {
     };
     let config = containerd_shim::Config { no_reaper: true, ..Default::default() };
     runtime.block_on(containerd_shim::asynchronous::run::<shim::StrataShim>(RUNTIME_ID, Some(config)));
+}
+
+const USAGE: &str = "\
+usage: containerd-shim-strata-v1 [flags] [start|delete]
+containerd's runtime v2 shim for io.containerd.strata.v1: containerd runs it (see the README's
+containerd section); it is not meant to be run by hand.
+  -namespace NAME        the containerd namespace that owns the shim
+  -id ID                 the task's id
+  -address PATH          containerd's gRPC socket
+  -publish-binary PATH   the binary that publishes events (containerd)
+  -socket PATH           the socket to serve on (serving mode)
+  -bundle PATH           the bundle, if not the working directory
+  -debug                 debug logging
+  -v, -version           print the version and exit";
+
+/// What containerd-shim 0.11 leaves to us at the front door: -v (parsed, then ignored), -h,
+/// and one-line errors for a bad flag, an unknown action, or a run outside containerd (the
+/// library reports those as `InvalidArgument(..)` / `Env(NotPresent)`). Err: the exit code.
+fn front_door(args: &[std::ffi::OsString]) -> Result<containerd_shim::Flags, i32> {
+    if args.iter().any(|a| matches!(a.to_str(), Some("-h" | "-help" | "--help"))) {
+        println!("{USAGE}");
+        return Err(0);
+    }
+    let flags = containerd_shim::parse(args).map_err(|e| {
+        let msg = match e {
+            containerd_shim::Error::InvalidArgument(m) => m,
+            other => other.to_string(),
+        };
+        eprintln!("containerd-shim-strata-v1: {msg}\n{USAGE}");
+        2
+    })?;
+    if flags.version {
+        println!("containerd-shim-strata-v1:\n  Version:  {}\n  Runtime:  {RUNTIME_ID}", env!("CARGO_PKG_VERSION"));
+        return Err(0);
+    }
+    if !matches!(flags.action.as_str(), "" | "start" | "delete") {
+        eprintln!("containerd-shim-strata-v1: unknown action {:?} (start, delete, or none to serve)", flags.action);
+        return Err(2);
+    }
+    if std::env::var_os("TTRPC_ADDRESS").is_none() {
+        eprintln!("containerd-shim-strata-v1: TTRPC_ADDRESS is not set: the shim is started by containerd");
+        return Err(1);
+    }
+    Ok(flags)
 }

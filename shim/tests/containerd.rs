@@ -24,6 +24,29 @@ fn version_flag_prints_the_version() {
 }
 
 #[test]
+fn run_by_hand_the_shim_says_what_is_wrong_in_one_line() {
+    let shim = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_containerd-shim-strata-v1"))
+            .args(args)
+            .env_remove("TTRPC_ADDRESS")
+            .output()
+            .unwrap()
+    };
+    let out = shim(&["-h"]);
+    assert!(out.status.success() && text(&out.stdout).starts_with("usage: containerd-shim-strata-v1"));
+    for (args, code, says) in [
+        (&["-bogus"][..], 2, "flag provided but not defined: -bogus"),
+        (&["frobnicate"][..], 2, "unknown action \"frobnicate\""),
+        (&["-namespace", "n", "-id", "x", "start"][..], 1, "TTRPC_ADDRESS is not set"),
+    ] {
+        let out = shim(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(&format!("containerd-shim-strata-v1: {says}")), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn run_rm_wasm_and_native_with_output_and_exit_codes() {
     let c = Containerd::start("strata-t-run");
     c.import_images();
