@@ -471,8 +471,9 @@ fn what_cannot_run_is_named_in_one_line() {
 fn wasm_and_native_containers_side_by_side() {
     let e = Env::new(&["wasm-examples", "busybox"]);
     let wasm = e.ok(&["run", "-d", "--name", "spinner", "--entrypoint", "/busy.wasm", EXAMPLES]).trim().to_string();
+    let guests = format!("{}:/guests:ro", guest("files").parent().unwrap().display());
     let native = e
-        .ok(&["run", "-d", "--name", "sleeper", BUSYBOX, "sh", "-c", "echo native up; exec sleep 100"])
+        .ok(&["run", "-d", "--name", "sleeper", "-v", &guests, BUSYBOX, "sh", "-c", "echo native up; exec sleep 100"])
         .trim()
         .to_string();
     let running = e.s.ps(false);
@@ -502,6 +503,11 @@ fn wasm_and_native_containers_side_by_side() {
     assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=via-exec\n"), "{}", o.stdout);
     assert_eq!(e.run(&["exec", "spinner", "/trap.wasm"]).code, 134);
     assert_eq!(e.ok(&["exec", "sleeper", "echo", "native exec"]), "native exec\n");
+    // A module exec'd into the native container (from a volume) gets its own view without
+    // the kernel's filesystems; the container keeps its /proc.
+    let o = e.run(&["exec", "sleeper", "/guests/files.wasm", "ls", "/proc", "ls", "/sys"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "ls /proc:\nls /sys:\n"), "{}", o.stderr);
+    assert_eq!(e.ok(&["exec", "sleeper", "cat", "/proc/1/comm"]), "sleep\n");
     e.ok(&["stop", "-t", "1", "spinner", "sleeper"]);
     assert!(e.s.ps(false).is_empty());
     e.ok(&["rm", "spinner", "sleeper"]);

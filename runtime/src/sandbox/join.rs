@@ -101,6 +101,9 @@ fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
             }
         }
     }
+    if cfg.program.executor == Executor::Wasm && cfg.namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
+        super::mounts::private_view_without_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default())?;
+    }
     if let Some(root) = &cfg.chroot {
         rustix::process::fchdir(root).map_err(|e| format!("entering the container's root: {e}"))?;
         rustix::process::chroot(".").map_err(|e| format!("chroot into the container's root: {e}"))?;

@@ -395,6 +395,65 @@ pub fn detach_kernel_filesystems(root: &OwnedFd, mounts: &[Mount]) -> Result<()>
     Ok(())
 }
 
+/// For a wasm process exec'd into a container whose mount namespace it joined (a native
+/// container keeps its /proc): a private copy of that namespace in which every kernel
+/// filesystem is detached, so the guest cannot reach /proc/PID/mem of the process running it.
+/// The container's own view is untouched (the copy is made a slave first, so nothing detached
+/// here propagates back). What to detach: the kernel filesystems /proc/self/mountinfo lists
+/// (when the container has a /proc) and those the spec mounted, deepest first.
+pub fn private_view_without_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
+    // SAFETY: the exec'd process is single-threaded; only its own mount namespace changes.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(|e| format!("a private mount namespace for the wasm process: {e}"))?;
+    mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE, None)?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut targets: Vec<String> = info
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let fstype = after.split_whitespace().next()?;
+            let target = before.split_whitespace().nth(4)?;
+            KERNEL_FILESYSTEMS.contains(&fstype).then(|| unescape_mountinfo(target))
+        })
+        .chain(
+            spec_mounts
+                .iter()
+                .filter(|m| KERNEL_FILESYSTEMS.contains(&m.typ().as_deref().unwrap_or("")))
+                .map(|m| m.destination().to_string_lossy().into_owned()),
+        )
+        .collect();
+    targets.sort_by(|a, b| b.matches('/').count().cmp(&a.matches('/').count()).then_with(|| a.cmp(b)));
+    targets.dedup();
+    for t in targets {
+        match rustix::mount::unmount(
+            t.as_str(),
+            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+        ) {
+            // Not mounted (any more): gone with a mount above it, or never there.
+            Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(format!("detaching {t} for a wasm process: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Masked paths (after pivot): files get /dev/null bound over them, directories an empty
 /// read-only tmpfs. Missing paths are skipped.
 pub fn mask_paths(paths: &[String]) -> Result<()> {
@@ -432,6 +491,13 @@ pub fn readonly_root(in_user_ns: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/proc"), "/proc");
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b\\011c\\134d"), "/mnt/a b\tc\\d");
+        assert_eq!(unescape_mountinfo("/x\\04"), "/x\\04", "a cut-off escape stays as it is");
+    }
 
     #[test]
     fn options_parse_like_mount8() {
