@@ -113,6 +113,24 @@ fn on_a_cgroup_v2_host_the_init_starts_in_its_cgroup() {
 }
 
 #[test]
+fn a_non_root_process_starts_under_a_strict_umask() {
+    // The init reaches the exec fifo by name once it is the container's user: the container's
+    // state directory must let it through whatever umask the caller (containerd, podman) has.
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["id", "-u"]);
+    b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
+    let o: Outcome = Command::new("sh")
+        .args(["-c", "umask 077; exec \"$0\" \"$@\""])
+        .arg(&rt.binary)
+        .args(["--root", rt.state.path().to_str().unwrap(), "run", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!((o.code, o.stdout.as_str()), (0, "1000\n"), "{o}");
+}
+
+#[test]
 fn create_start_state_kill_delete() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sleep", "1000"]);

@@ -136,11 +136,17 @@ impl StateDir {
         })
     }
 
-    /// Make the container's directory; fails if it exists.
+    /// Make the container's directory; fails if it exists. Mode 0711 whatever the umask (as
+    /// runc's): the init, by then the container's user, reaches the exec fifo in it by name.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf, StateError> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = self.dir(id);
         match fs::create_dir(&dir) {
-            Ok(()) => Ok(dir),
+            Ok(()) => {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o711))
+                    .map_err(|source| StateError::Io { context: format!("creating {}", dir.display()), source })?;
+                Ok(dir)
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(StateError::Exists(id.into())),
             Err(source) => Err(StateError::Io { context: format!("creating {}", dir.display()), source }),
         }

@@ -79,7 +79,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     for tasks in &cfg.cgroup_self_attach {
         std::fs::write(tasks, "0").map_err(|e| format!("joining the cgroup ({}): {e}", tasks.display()))?;
     }
-    // The runtime writes id maps and places us in the cgroup before we go on.
+    // The runtime writes id maps (and moves us into the cgroup, unless we did) before we go on.
     chan.expect(sync::CONTINUE)?;
     for (t, path) in &cfg.plan.joins {
         if !matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Pid) {
