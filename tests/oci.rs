@@ -131,6 +131,21 @@ fn a_non_root_process_starts_under_a_strict_umask() {
 }
 
 #[test]
+fn sysctls_apply_though_proc_sys_is_read_only() {
+    // runc's default config makes /proc/sys read-only; the container's own sysctls are written
+    // before that, and the container cannot change them afterwards.
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward; echo 0 > /proc/sys/net/ipv4/ip_forward || echo refused",
+    ]);
+    b.edit(|c| c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"}));
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "1\nrefused\n"), "{o}");
+}
+
+#[test]
 fn create_start_state_kill_delete() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sleep", "1000"]);

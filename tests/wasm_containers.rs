@@ -591,10 +591,17 @@ fn oci_bundles_run_every_example() {
     assert_eq!(std::fs::read_to_string(vol.path().join("v.txt")).unwrap(), "vol\n");
     assert_eq!(std::fs::read_to_string(b.rootfs().join("tmp/t.txt")).unwrap(), "tmp\n");
 
-    // The spec mounts /proc and /sys (runc's defaults); the guest sees neither.
-    b.edit(|c| c["process"]["args"] = serde_json::json!(["/files.wasm", "ls", "/proc", "ls", "/sys"]));
+    // The spec mounts /proc and /sys (runc's defaults); the guest sees neither, and the
+    // container's sysctls (written through /proc before it goes) still apply.
+    b.edit(|c| {
+        c["process"]["args"] = serde_json::json!(["/files.wasm", "ls", "/proc", "ls", "/sys"]);
+        c["linux"]["sysctl"] = serde_json::json!({"net.ipv4.ip_forward": "1"});
+    });
     let o = oci_run(&rt, &b, cache.path(), false);
     assert_eq!((o.code, o.stdout.as_str()), (0, "ls /proc:\nls /sys:\n"), "{o}");
+    b.edit(|c| {
+        c["linux"].as_object_mut().unwrap().remove("sysctl");
+    });
 
     // The spec's memory limit: the guest's allocation fails, no OOM kill.
     b.edit(|c| {

@@ -146,9 +146,6 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
             program::wasm_by_annotation(&cfg.spec),
         )?
     };
-    if let (Executor::Wasm, Some(root)) = (program.executor, &root) {
-        mounts::detach_kernel_filesystems(root, cfg.spec.mounts().as_deref().unwrap_or_default())?;
-    }
     // The cache is a host directory: open it now, while host paths still resolve. Without
     // it (unwritable, missing) the module is compiled in memory.
     let cache = match program.executor {
@@ -174,6 +171,10 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         } else {
             mounts::pivot_root(&cfg.rootfs)?;
         }
+        // Sysctls first, as runc does: /proc/sys is usually among the read-only paths.
+        if let Some(sysctl) = linux.sysctl() {
+            identity::set_sysctls(sysctl)?;
+        }
         mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
         mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default(), in_user_ns)?;
         if cfg.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
@@ -181,9 +182,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         }
     } else {
         rustix::process::chroot(&cfg.rootfs).map_err(|e| format!("chroot: {e}"))?;
-    }
-    if let Some(sysctl) = linux.sysctl() {
-        identity::set_sysctls(sysctl)?;
+        if let Some(sysctl) = linux.sysctl() {
+            identity::set_sysctls(sysctl)?;
+        }
     }
     if cfg.plan.has(LinuxNamespaceType::Uts) {
         if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -194,6 +195,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         }
     }
 
+    if new_mount_ns && program.executor == Executor::Wasm {
+        mounts::detach_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default())?;
+    }
     if let Some(socket) = &cfg.console {
         use std::os::fd::AsFd;
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;

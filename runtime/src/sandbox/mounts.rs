@@ -2,7 +2,7 @@
 //! the rootfs bind, each spec mount (its mountpoint created and resolved *inside* the rootfs,
 //! so a symlink in the image can never redirect a mount onto the host), devices, pivot_root,
 //! then masked and read-only paths. A wasm container's kernel filesystems are detached again
-//! once its program is known to be wasm.
+//! before it drops its capabilities.
 //!
 //! Runs in the container's init, single-threaded, before execve. It must never resolve a
 //! container-controlled path against the host root.
@@ -367,45 +367,14 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
 const KERNEL_FILESYSTEMS: [&str; 11] =
     ["proc", "sysfs", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "bpf", "configfs", "pstore", "efivarfs"];
 
-/// For a wasm container (before pivot): detach every kernel filesystem the spec mounted
-/// (docker's /proc, /sys, /sys/fs/cgroup). The wasm host process needs none of them, and a
-/// guest given the container's root as "/" could otherwise open /proc/1/mem — the memory of
-/// the very process running it — and write its way out of the wasm sandbox. Later mounts go
-/// first, so one nested in another is gone before its parent; a destination that no longer
-/// resolves (gone with its parent) is skipped, and nothing is created in the rootfs.
-pub fn detach_kernel_filesystems(root: &OwnedFd, mounts: &[Mount]) -> Result<()> {
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    for m in mounts.iter().rev() {
-        let fstype = m.typ().as_deref().unwrap_or("");
-        if !KERNEL_FILESYSTEMS.contains(&fstype) {
-            continue;
-        }
-        let dest = m.destination();
-        let fd = match openat2(root, dest, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => continue,
-            Err(e) => return Err(format!("resolving {} in the rootfs: {e}", dest.display())),
-        };
-        match rustix::mount::unmount(fd_path(&fd).as_str(), rustix::mount::UnmountFlags::DETACH) {
-            // EINVAL: not a mountpoint (any more): it went with a mount above it.
-            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-            Err(e) => return Err(format!("detaching {} ({fstype}) for a wasm container: {e}", dest.display())),
-        }
-    }
-    Ok(())
-}
-
-/// For a wasm process exec'd into a container whose mount namespace it joined (a native
-/// container keeps its /proc): a private copy of that namespace in which every kernel
-/// filesystem is detached, so the guest cannot reach /proc/PID/mem of the process running it.
-/// The container's own view is untouched (the copy is made a slave first, so nothing detached
-/// here propagates back). What to detach: the kernel filesystems /proc/self/mountinfo lists
-/// (when the container has a /proc) and those the spec mounted, deepest first.
-pub fn private_view_without_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
-    // SAFETY: the exec'd process is single-threaded; only its own mount namespace changes.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .map_err(|e| format!("a private mount namespace for the wasm process: {e}"))?;
-    mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE, None)?;
+/// For a wasm container (after pivot_root and sysctls, before the process drops its
+/// capabilities): detach every kernel filesystem in its mount namespace — docker's /proc,
+/// /sys, /sys/fs/cgroup. The wasm host process needs none of them, and a guest given the
+/// container's root as "/" could otherwise open /proc/1/mem, the memory of the very process
+/// running it, and write its way out of the wasm sandbox. What to detach: the kernel
+/// filesystems /proc/self/mountinfo lists (real mount points, whatever symlinks the image
+/// has) and those the spec mounted, deepest first.
+pub fn detach_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut targets: Vec<String> = info
         .lines()
@@ -431,10 +400,22 @@ pub fn private_view_without_kernel_filesystems(spec_mounts: &[Mount]) -> Result<
         ) {
             // Not mounted (any more): gone with a mount above it, or never there.
             Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(format!("detaching {t} for a wasm process: {e}")),
+            Err(e) => return Err(format!("detaching {t} for a wasm program: {e}")),
         }
     }
     Ok(())
+}
+
+/// For a wasm process exec'd into a container whose mount namespace it joined (a native
+/// container keeps its /proc): the same, in a private copy of that namespace. The container's
+/// own view is untouched (the copy is made a slave first, so nothing detached here propagates
+/// back).
+pub fn private_view_without_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
+    // SAFETY: the exec'd process is single-threaded; only its own mount namespace changes.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(|e| format!("a private mount namespace for the wasm process: {e}"))?;
+    mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE, None)?;
+    detach_kernel_filesystems(spec_mounts)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
