@@ -9,9 +9,9 @@ use serde_json::json;
 use std::io::Read;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
-use support::bundle::{cgroup_leftovers, wait_exit, Bundle, Outcome, Runtime};
+use support::bundle::{cgroup_leftovers, wait_exit, Bundle, Runtime};
 
 /// Everything a container leaves once deleted: none of its state, cgroup or processes.
 fn assert_gone(rt: &Runtime, b: &Bundle, pid: i32) {
@@ -88,23 +88,12 @@ fn on_a_cgroup_v2_host_the_init_starts_in_its_cgroup() {
     let b = Bundle::busybox(&["cat", "/proc/self/cgroup"]);
     // The v2 hierarchy of a hybrid host has no controllers to limit with: ask for none.
     b.edit(|c| c["linux"]["resources"] = json!({}));
-    let mount = if pure_v2 { "" } else { "mount --bind /sys/fs/cgroup/unified /sys/fs/cgroup && " };
-    let o: Outcome = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &format!("{mount}exec \"$0\" \"$@\"")])
-        .arg(&rt.binary)
-        .args([
-            "--debug",
-            "--root",
-            rt.state.path().to_str().unwrap(),
-            "run",
-            "--bundle",
-            b.path().to_str().unwrap(),
-            &b.id,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-        .into();
+    let mount = if pure_v2 { "" } else { "mount --bind /sys/fs/cgroup/unified /sys/fs/cgroup &&" };
+    let o = rt.run_after(
+        &["unshare", "-m", "--propagation", "private"],
+        mount,
+        &["--debug", "run", "--bundle", b.path().to_str().unwrap(), &b.id],
+    );
     assert_eq!(o.code, 0, "{o}");
     assert!(o.stdout.lines().any(|l| l == format!("0::{}", b.cgroup())), "{o}");
     assert!(o.stderr.contains("started in its cgroup (clone3 CLONE_INTO_CGROUP)"), "{o}");
@@ -119,14 +108,7 @@ fn a_non_root_process_starts_under_a_strict_umask() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["id", "-u"]);
     b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
-    let o: Outcome = Command::new("sh")
-        .args(["-c", "umask 077; exec \"$0\" \"$@\""])
-        .arg(&rt.binary)
-        .args(["--root", rt.state.path().to_str().unwrap(), "run", "--bundle", b.path().to_str().unwrap(), &b.id])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-        .into();
+    let o = rt.run_after(&[], "umask 077;", &["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "1000\n"), "{o}");
 }
 

@@ -185,6 +185,27 @@ impl Runtime {
         self.command(args).output().expect("spawn runtime").into()
     }
 
+    /// `run(args)` after the shell commands `prelude` (ending in `;` or `&&`), in the same
+    /// process, itself started through `wrapper` (e.g. `unshare -m`): a umask or a mount that
+    /// only this one command sees.
+    pub fn run_after(&self, wrapper: &[&str], prelude: &str, args: &[&str]) -> Outcome {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg("sh");
+                c
+            }
+            None => Command::new("sh"),
+        };
+        cmd.args(["-c", &format!("{prelude} exec \"$0\" \"$@\"")])
+            .arg(&self.binary)
+            .arg("--root")
+            .arg(self.state.path())
+            .args(args)
+            .stdin(Stdio::null());
+        cmd.output().expect("spawn runtime").into()
+    }
+
     /// Run a command that leaves a container behind (`create`, `run -d`, `exec -d`): the
     /// container inherits our stdio, so output goes to files, not pipes we would wait on.
     pub fn run_detached(&self, args: &[&str]) -> Outcome {

@@ -220,10 +220,8 @@ fn create_inner(
     };
     rt.states.save(&state)?;
 
-    // Unless the init is in a user namespace (it may not write host cgroup files), it moves
-    // itself into a v1 cgroup; the runtime moves it otherwise.
     let creates_userns = plan.creates(LinuxNamespaceType::User);
-    let self_attach = if creates_userns { None } else { cgroup.self_attach_files() };
+    let entry = cgroup.fast_entry(!creates_userns).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     let cfg = InitConfig {
         spec: spec.clone(),
         bundle: bundle.to_path_buf(),
@@ -233,23 +231,15 @@ fn create_inner(
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         cgroup_dirs: cgroup_dirs(&rt.cgroup_root, &cg_path),
-        cgroup_self_attach: self_attach.clone().unwrap_or_default(),
+        cgroup_self_attach: entry.self_attach.clone(),
         seccomp,
         state_json: state.oci_state(super::state::Status::Creating).to_string(),
         wasm_cache_dir: wasm_cache_dir(&opts.wasm_cache),
         console,
     };
-    // v2: the init starts inside its cgroup (see spawn).
-    let cgroup_fd = match cgroup.open_for_clone() {
-        Some(fd) => Some(fd.map_err(|e| LifecycleError::Cgroup(e.to_string()))?),
-        None => None,
-    };
-    let mut spawned = spawn::spawn(cfg, cgroup_fd.as_ref()).map_err(LifecycleError::Setup)?;
-    drop(cgroup_fd);
+    let mut spawned = spawn::spawn(cfg, entry.clone_into.as_ref()).map_err(LifecycleError::Setup)?;
     if spawned.in_cgroup {
         tracing::debug!("init {} started in its cgroup (clone3 CLONE_INTO_CGROUP)", spawned.pid);
-    } else if self_attach.is_some() {
-        tracing::debug!("init {} joins its cgroup itself (v1 tasks)", spawned.pid);
     }
     undo.pid = spawned.pid;
     let pid = spawned.pid;
@@ -271,7 +261,7 @@ fn create_inner(
     // The init builds its mounts meanwhile: moving another process into a cgroup can wait a
     // whole RCU grace period, and nothing the init does before HOOKS needs it there (it
     // unshares its cgroup namespace only after the next CONTINUE).
-    if self_attach.is_none() && !spawned.in_cgroup {
+    if entry.runtime_must_move(spawned.in_cgroup) {
         cgroup.add_process(pid).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     }
     if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {

@@ -110,13 +110,9 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
         }
     }
     spec.set_process(Some(process));
-    // Into the container's cgroup the fast way: cloned there (v2), or it moves itself (v1).
+    // The child moves itself (v1) before it joins the container's user namespace.
     let cgroup = rt.cgroup(&state)?;
-    let cgroup_fd = match cgroup.open_for_clone() {
-        Some(fd) => Some(fd.map_err(|e| LifecycleError::Cgroup(e.to_string()))?),
-        None => None,
-    };
-    let self_attach = cgroup.self_attach_files();
+    let entry = cgroup.fast_entry(true).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     let mut joined = join::spawn(
         JoinConfig {
             spec,
@@ -127,12 +123,11 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
             console,
             wasm_cache,
             preserve_fds: opts.preserve_fds,
-            cgroup_self_attach: self_attach.clone().unwrap_or_default(),
+            cgroup_self_attach: entry.self_attach.clone(),
         },
-        cgroup_fd.as_ref(),
+        entry.clone_into.as_ref(),
     )
     .map_err(LifecycleError::Setup)?;
-    drop(cgroup_fd);
     let child = joined.pid;
     let fail = |e: LifecycleError| {
         // SAFETY: our own child: kill and reap it.
@@ -142,7 +137,7 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
         }
         e
     };
-    if self_attach.is_none() && !joined.in_cgroup {
+    if entry.runtime_must_move(joined.in_cgroup) {
         cgroup.add_process(child).map_err(|e| fail(LifecycleError::Cgroup(e.to_string())))?;
     }
     joined.chan.send(sync::CONTINUE).map_err(|e| fail(LifecycleError::Setup(format!("sync: {e}"))))?;

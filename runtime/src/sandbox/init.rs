@@ -28,7 +28,7 @@ pub struct InitConfig {
     pub preserve_fds: i32,
     pub cgroup_dirs: Vec<(String, PathBuf)>,
     /// v1 `tasks` files the init writes `0` to, moving itself into the container's cgroup
-    /// (the fast way; see `Cgroup::self_attach_files`). Empty: the runtime moves it.
+    /// (the fast way; see `Cgroup::fast_entry`). Empty: the runtime moves it.
     pub cgroup_self_attach: Vec<PathBuf>,
     pub seccomp: Option<super::seccomp::Filter>,
     /// The container's state JSON for createContainer/startContainer hooks.

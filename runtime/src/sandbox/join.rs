@@ -28,7 +28,7 @@ pub struct JoinConfig {
     pub wasm_cache: Option<ArtifactCache>,
     pub preserve_fds: i32,
     /// v1 `tasks` files the child writes `0` to, moving itself into the container's cgroup
-    /// before it joins any namespace (see `Cgroup::self_attach_files`). Empty: the runtime
+    /// before it joins any namespace (see `Cgroup::fast_entry`). Empty: the runtime
     /// moves it, or it was cloned into the cgroup.
     pub cgroup_self_attach: Vec<std::path::PathBuf>,
 }

@@ -375,15 +375,10 @@ const KERNEL_FILESYSTEMS: [&str; 11] =
 /// filesystems /proc/self/mountinfo lists (real mount points, whatever symlinks the image
 /// has) and those the spec mounted, deepest first.
 pub fn detach_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut targets: Vec<String> = info
-        .lines()
-        .filter_map(|line| {
-            let (before, after) = line.split_once(" - ")?;
-            let fstype = after.split_whitespace().next()?;
-            let target = before.split_whitespace().nth(4)?;
-            KERNEL_FILESYSTEMS.contains(&fstype).then(|| unescape_mountinfo(target))
-        })
+    let mut targets: Vec<String> = mount_points()
+        .into_iter()
+        .filter(|m| KERNEL_FILESYSTEMS.contains(&m.fstype.as_str()))
+        .map(|m| m.target)
         .chain(
             spec_mounts
                 .iter()
@@ -416,6 +411,28 @@ pub fn private_view_without_kernel_filesystems(spec_mounts: &[Mount]) -> Result<
         .map_err(|e| format!("a private mount namespace for the wasm process: {e}"))?;
     mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE, None)?;
     detach_kernel_filesystems(spec_mounts)
+}
+
+/// A mount of this process's mount namespace, as /proc/self/mountinfo lists it.
+pub struct MountPoint {
+    /// Where it is mounted, relative to this process's root (escapes undone).
+    pub target: String,
+    pub fstype: String,
+}
+
+/// Every mount /proc/self/mountinfo lists, in its order (parents before children); empty
+/// without /proc.
+pub fn mount_points() -> Vec<MountPoint> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            Some(MountPoint {
+                target: unescape_mountinfo(before.split_whitespace().nth(4)?),
+                fstype: after.split_whitespace().next()?.to_string(),
+            })
+        })
+        .collect()
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).

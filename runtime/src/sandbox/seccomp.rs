@@ -378,12 +378,23 @@ fn export(ctx: &ScmpFilterContext) -> Result<Box<[libc::sock_filter]>, SeccompEr
     let mut bytes = Vec::new();
     file.rewind().and_then(|()| file.read_to_end(&mut bytes)).map_err(SeccompError::Export)?;
 
-    const INSN: usize = size_of::<libc::sock_filter>();
-    if bytes.len() % INSN != 0 {
-        return Err(SeccompError::Export(io::Error::other(format!(
-            "{} bytes is not a whole number of instructions",
-            bytes.len()
-        ))));
+    let program = program_from_bytes(&bytes).ok_or_else(|| {
+        SeccompError::Export(io::Error::other(format!("{} bytes is not a whole number of instructions", bytes.len())))
+    })?;
+    if program.len() > BPF_MAXINSNS {
+        return Err(SeccompError::TooLarge(program.len()));
+    }
+    Ok(program)
+}
+
+/// The size of one BPF instruction in the kernel's (and libseccomp's export) layout.
+pub(crate) const INSN: usize = size_of::<libc::sock_filter>();
+
+/// A program from its bytes in the kernel's layout (native byte order, as libseccomp exports
+/// it); `None` unless they are whole instructions.
+pub(crate) fn program_from_bytes(bytes: &[u8]) -> Option<Box<[libc::sock_filter]>> {
+    if !bytes.len().is_multiple_of(INSN) {
+        return None;
     }
     let program = bytes
         .chunks_exact(INSN)
@@ -393,11 +404,19 @@ fn export(ctx: &ScmpFilterContext) -> Result<Box<[libc::sock_filter]>, SeccompEr
             jf: insn[3],
             k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
         })
-        .collect::<Box<[_]>>();
-    if program.len() > BPF_MAXINSNS {
-        return Err(SeccompError::TooLarge(program.len()));
+        .collect();
+    Some(program)
+}
+
+/// The inverse of [`program_from_bytes`].
+pub(crate) fn program_to_bytes(program: &[libc::sock_filter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(program.len() * INSN);
+    for insn in program {
+        out.extend_from_slice(&insn.code.to_ne_bytes());
+        out.extend_from_slice(&[insn.jt, insn.jf]);
+        out.extend_from_slice(&insn.k.to_ne_bytes());
     }
-    Ok(program)
+    out
 }
 
 fn libseccomp_step(step: &'static str) -> impl Fn(LibseccompError) -> SeccompError {

@@ -12,14 +12,13 @@
 //! This module must never hand out a program `compile` did not produce for exactly this key,
 //! and never fail a container because of the cache (it falls back to compiling).
 
-use super::seccomp::{compile, Filter, SeccompError};
+use super::seccomp::{compile, program_from_bytes, program_to_bytes, Filter, SeccompError, INSN};
 use oci_spec::runtime::LinuxSeccomp;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 16] = b"STRATA-SECCOMP-1";
-const INSN: usize = size_of::<libc::sock_filter>();
 
 /// Where a profile's program is (or will be) cached in `dir`.
 fn entry(dir: &Path, spec: &LinuxSeccomp) -> Option<PathBuf> {
@@ -68,7 +67,7 @@ fn usable_dir(dir: &Path) -> bool {
 
 fn encode(filter: &Filter) -> Vec<u8> {
     let (program, flags, skipped) = filter.parts();
-    let mut out = Vec::with_capacity(64 + program.len() * INSN);
+    let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
     #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
     let flags = u64::from(flags);
@@ -79,12 +78,7 @@ fn encode(filter: &Filter) -> Vec<u8> {
         out.extend_from_slice(name.as_bytes());
     }
     out.extend_from_slice(&(program.len() as u32).to_le_bytes());
-    for insn in program {
-        out.extend_from_slice(&insn.code.to_le_bytes());
-        out.push(insn.jt);
-        out.push(insn.jf);
-        out.extend_from_slice(&insn.k.to_le_bytes());
-    }
+    out.extend_from_slice(&program_to_bytes(program));
     let sum = Sha256::digest(&out);
     out.extend_from_slice(&sum);
     out
@@ -104,16 +98,7 @@ fn decode(bytes: &[u8]) -> Option<Filter> {
         skipped.push(String::from_utf8(r.take(len)?.to_vec()).ok()?);
     }
     let count = r.u32()? as usize;
-    let program: Box<[libc::sock_filter]> = r
-        .take(count.checked_mul(INSN)?)?
-        .chunks_exact(INSN)
-        .map(|i| libc::sock_filter {
-            code: u16::from_le_bytes([i[0], i[1]]),
-            jt: i[2],
-            jf: i[3],
-            k: u32::from_le_bytes([i[4], i[5], i[6], i[7]]),
-        })
-        .collect();
+    let program = program_from_bytes(r.take(count.checked_mul(INSN)?)?)?;
     if !r.0.is_empty() {
         return None;
     }

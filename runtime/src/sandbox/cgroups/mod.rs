@@ -169,6 +169,22 @@ pub struct Cgroup {
     created: Mutex<Vec<PathBuf>>,
 }
 
+/// See [`Cgroup::fast_entry`].
+pub struct FastEntry {
+    /// v2: the cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.
+    pub clone_into: Option<std::os::fd::OwnedFd>,
+    /// v1: the `tasks` files the child writes `0` to (empty: it does not move itself).
+    pub self_attach: Vec<PathBuf>,
+}
+
+impl FastEntry {
+    /// Whether the runtime must still move the child (`add_process`): it neither moved itself
+    /// nor was cloned in (`cloned_in`: what the clone reported; old kernels fall back).
+    pub fn runtime_must_move(&self, cloned_in: bool) -> bool {
+        self.self_attach.is_empty() && !cloned_in
+    }
+}
+
 enum Backend {
     V1(v1::V1),
     V2(v2::V2),
@@ -289,28 +305,27 @@ impl Cgroup {
         }
     }
 
-    /// v1 only: the files a single-threaded process writes `0` to, to move *itself* into
-    /// the cgroup. Moving one thread (the caller) skips the global threadgroup lock that a
-    /// `cgroup.procs` write takes, and with it an RCU grace period: 5–12 ms per container on
-    /// an idle 2-core VM, against ~0.2 ms. v2 has no such file for a domain cgroup: `None`.
-    pub fn self_attach_files(&self) -> Option<Vec<PathBuf>> {
-        match &self.backend {
-            Backend::V1(v1) => Some(v1.tasks_files()),
-            Backend::V2(_) => None,
-        }
-    }
-
-    /// v2 only: the cgroup's directory, opened for `clone3(CLONE_INTO_CGROUP)`, which starts a
-    /// child in the cgroup without the grace period a later `cgroup.procs` write waits for.
-    pub fn open_for_clone(&self) -> Option<Result<std::os::fd::OwnedFd, CgroupError>> {
-        match &self.backend {
-            Backend::V1(_) => None,
-            Backend::V2(v2) => Some(
-                std::fs::File::open(v2.dir())
-                    .map(std::os::fd::OwnedFd::from)
-                    .map_err(|err| CgroupError::Read { file: v2.dir().to_path_buf(), err }),
-            ),
-        }
+    /// How a process about to be cloned enters this cgroup without the RCU grace period a
+    /// `cgroup.procs` write waits for (5–12 ms per container on an idle 2-core VM): v2 clones
+    /// it straight in (`clone3(CLONE_INTO_CGROUP)` on `clone_into`); on v1 the single-threaded
+    /// child moves *itself* by writing `0` to each `tasks` file (one thread: no global
+    /// threadgroup lock, ~0.2 ms) — unless `child_may_self_attach` is false (a child in a user
+    /// namespace may not write host cgroup files).
+    pub fn fast_entry(&self, child_may_self_attach: bool) -> Result<FastEntry, CgroupError> {
+        Ok(match &self.backend {
+            Backend::V1(v1) => FastEntry {
+                clone_into: None,
+                self_attach: if child_may_self_attach { v1.tasks_files() } else { Vec::new() },
+            },
+            Backend::V2(v2) => FastEntry {
+                clone_into: Some(
+                    std::fs::File::open(v2.dir())
+                        .map(std::os::fd::OwnedFd::from)
+                        .map_err(|err| CgroupError::Read { file: v2.dir().to_path_buf(), err })?,
+                ),
+                self_attach: Vec::new(),
+            },
+        })
     }
 
     /// The processes in the cgroup and its descendants (`cgroup.procs`).

@@ -233,7 +233,7 @@ impl V1 {
         Ok(())
     }
 
-    /// Each hierarchy's `tasks` file (see [`super::Cgroup::self_attach_files`]).
+    /// Each hierarchy's `tasks` file (see [`super::Cgroup::fast_entry`]).
     pub fn tasks_files(&self) -> Vec<PathBuf> {
         self.hierarchies.iter().map(|h| h.dir.join("tasks")).collect()
     }
