@@ -1,12 +1,13 @@
 //! `containerd-shim-strata-v1`: containerd's runtime v2 shim for strata (runtime type
 //! `io.containerd.strata.v1`). Runs OCI containers — native processes and WebAssembly modules
-//! side by side, one shim per Kubernetes pod — through strata's library.
+//! side by side, one shim per Kubernetes pod or shim group — through strata's library.
 //!
 //! `main` decides, while the process is still single-threaded, what this process is: a
 //! re-exec'd spawn worker (hidden mode), or the shim; a serving shim forks its zygote here,
 //! before the tokio runtime starts any thread.
 
 mod events;
+mod group;
 mod metrics;
 mod process;
 mod reaper;

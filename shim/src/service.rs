@@ -1,10 +1,12 @@
 //! The Task service (containerd's task API v2 over ttrpc): one per shim process, for every
-//! container of the pod (or the one container) the shim serves. Each call maps onto strata's
+//! container of the group (pod, `io.strata.shim.group`, or the one container) the shim serves,
+//! and the shim's decision to exit (see `group`). Each call maps onto strata's
 //! `lifecycle`; creating processes goes through a spawn worker (see `spawn`), everything else
 //! (start, kill, pause, stats, delete) is plain syscalls and file reads done here, off the
 //! async threads where they may block.
 
 use crate::events::Events;
+use crate::group::{self, Busy, Membership};
 use crate::process::{state_root, Container, Process};
 use crate::reaper::{ExitSender, ExitWatch, Reaper};
 use crate::spawn::job::{Job, RootfsMount};
@@ -28,7 +30,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use strata::lifecycle::{self, LifecycleError, Runtime};
 
 /// The task service; cheap to clone (what the ttrpc server and exit watchers hold).
@@ -48,6 +50,10 @@ pub struct Inner {
     reaper: Arc<Reaper>,
     events: Events,
     exit: Arc<ExitSignal>,
+    /// Places held for containers about to join, and whether the shim is closing.
+    membership: Mutex<Membership>,
+    /// The socket the shim serves on, unlinked when it decides to exit.
+    socket: PathBuf,
 }
 
 fn err(code: Code, msg: impl ToString) -> ttrpc::Error {
@@ -81,8 +87,103 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Service {
-    pub fn new(spawner: Arc<Spawner>, reaper: Arc<Reaper>, events: Events, exit: Arc<ExitSignal>) -> Service {
-        Service(Arc::new(Inner { containers: Mutex::default(), spawner, reaper, events, exit }))
+    pub fn new(
+        spawner: Arc<Spawner>,
+        reaper: Arc<Reaper>,
+        events: Events,
+        exit: Arc<ExitSignal>,
+        socket: PathBuf,
+    ) -> Service {
+        let membership = Mutex::default();
+        Service(Arc::new(Inner { containers: Mutex::default(), spawner, reaper, events, exit, membership, socket }))
+    }
+
+    /// Create: what containerd asked for, spawned through a worker (`create` wraps it).
+    async fn create_task(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> TtrpcResult<api::CreateTaskResponse> {
+        if !req.checkpoint.is_empty() {
+            return Err(err(Code::UNIMPLEMENTED, "checkpoint/restore is not supported by strata"));
+        }
+        let id = req.id.clone();
+        if self.containers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id) {
+            return Err(err(Code::ALREADY_EXISTS, format!("container {id} already exists")));
+        }
+        let bundle = PathBuf::from(&req.bundle);
+        let state_root = state_root(&bundle);
+        let rt = Runtime::new(&state_root).map_err(internal)?;
+        let mounts: Vec<RootfsMount> = req
+            .rootfs
+            .iter()
+            .map(|m| RootfsMount { fs_type: m.type_.clone(), source: m.source.clone(), options: m.options.clone() })
+            .collect();
+        let io = io_of(&req.stdin, &req.stdout, &req.stderr, req.terminal);
+        let job = Job::Create { id: id.clone(), bundle: bundle.clone(), state_root, rootfs: mounts.clone() };
+        let init = Arc::new(Process::new("", io.clone(), None));
+        let spawned = self.spawn(job, &io).await?;
+        let pid = spawned.pid;
+        {
+            let mut st = init.lock();
+            st.pid = pid;
+            st.master = spawned.master;
+            st.stdin_holder = spawned.stdin_holder;
+            st.output_done = spawned.output_done;
+        }
+        let c = Arc::new(Container {
+            id: id.clone(),
+            bundle,
+            rt,
+            mounted_rootfs: !mounts.is_empty(),
+            init: init.clone(),
+            execs: Mutex::default(),
+            start_lock: tokio::sync::Mutex::new(()),
+        });
+        self.containers.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), c.clone());
+        self.watch_exit(c, init, spawned.exit);
+        self.events
+            .publish(TaskCreate {
+                container_id: id,
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid: pid as u32,
+                ..Default::default()
+            })
+            .await;
+        Ok(api::CreateTaskResponse { pid: pid as u32, ..Default::default() })
+    }
+
+    /// Exit if the shim serves no container and holds no place; else, if only places are
+    /// held, check again when the oldest lapses. The socket is unlinked before the lock is
+    /// let go, so a later `start` of the group starts a new shim instead of joining this one.
+    fn exit_if_idle(&self) {
+        let mut membership = self.membership.lock().unwrap_or_else(|e| e.into_inner());
+        let has_containers = !self.containers.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+        match membership.close_if_idle(has_containers, Instant::now()) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&self.socket);
+                // containerd-shim removes the socket named by the cwd's `address` file after
+                // the exit signal: by then that path may be a new shim's of the same group.
+                let _ = std::env::set_current_dir("/");
+                self.exit.signal();
+            }
+            Err(Busy::HoldingUntil(at)) => {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    this.exit_if_idle();
+                });
+            }
+            Err(Busy::Serving) => {}
+        }
     }
 
     fn container(&self, id: &str) -> TtrpcResult<Arc<Container>> {
@@ -205,62 +306,12 @@ fn io_of(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Io {
 
 #[async_trait]
 impl Task for Service {
-    async fn create(&self, _ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
-        if !req.checkpoint.is_empty() {
-            return Err(err(Code::UNIMPLEMENTED, "checkpoint/restore is not supported by strata"));
-        }
+    async fn create(&self, ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
         let id = req.id.clone();
-        if self.containers.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id) {
-            return Err(err(Code::ALREADY_EXISTS, format!("container {id} already exists")));
-        }
-        let bundle = PathBuf::from(&req.bundle);
-        let state_root = state_root(&bundle);
-        let rt = Runtime::new(&state_root).map_err(internal)?;
-        let mounts: Vec<RootfsMount> = req
-            .rootfs
-            .iter()
-            .map(|m| RootfsMount { fs_type: m.type_.clone(), source: m.source.clone(), options: m.options.clone() })
-            .collect();
-        let io = io_of(&req.stdin, &req.stdout, &req.stderr, req.terminal);
-        let job = Job::Create { id: id.clone(), bundle: bundle.clone(), state_root, rootfs: mounts.clone() };
-        let init = Arc::new(Process::new("", io.clone(), None));
-        let spawned = self.spawn(job, &io).await?;
-        let pid = spawned.pid;
-        {
-            let mut st = init.lock();
-            st.pid = pid;
-            st.master = spawned.master;
-            st.stdin_holder = spawned.stdin_holder;
-            st.output_done = spawned.output_done;
-        }
-        let c = Arc::new(Container {
-            id: id.clone(),
-            bundle,
-            rt,
-            mounted_rootfs: !mounts.is_empty(),
-            init: init.clone(),
-            execs: Mutex::default(),
-            start_lock: tokio::sync::Mutex::new(()),
-        });
-        self.containers.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), c.clone());
-        self.watch_exit(c, init, spawned.exit);
-        self.events
-            .publish(TaskCreate {
-                container_id: id,
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                pid: pid as u32,
-                ..Default::default()
-            })
-            .await;
-        Ok(api::CreateTaskResponse { pid: pid as u32, ..Default::default() })
+        let created = self.create_task(ctx, req).await;
+        // Created (and so in `containers`) or failed: either way the place held is done with.
+        self.membership.lock().unwrap_or_else(|e| e.into_inner()).release(&id);
+        created
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
@@ -553,6 +604,18 @@ impl Task for Service {
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+        if let Some(id) = req.id.strip_prefix(group::JOIN_PREFIX) {
+            // A `start` of our group asks us to hold a place for container `id`.
+            if !self.membership.lock().unwrap_or_else(|e| e.into_inner()).hold(id, Instant::now()) {
+                return Err(err(Code::UNAVAILABLE, "the shim is shutting down"));
+            }
+            // Should containerd never create it, the place lapses and an idle shim exits.
+            let this = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(group::HOLD).await;
+                this.exit_if_idle();
+            });
+        }
         let task_pid = self.container(&req.id).map(|c| c.init.pid()).unwrap_or(0);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
@@ -563,10 +626,8 @@ impl Task for Service {
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
-        // A pod's shim serves its other containers until the last one is deleted.
-        if self.containers.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
-            self.exit.signal();
-        }
+        // A group's shim serves its other containers until the last one is deleted.
+        self.exit_if_idle();
         Ok(api::Empty::default())
     }
 }

@@ -1,7 +1,7 @@
 //! The shim binary's three lives (containerd's runtime v2 protocol):
-//! - `start`: find or start the shim process for this container — one per Kubernetes pod
-//!   (grouped by the `io.kubernetes.cri.sandbox-id` annotation), else one per container —
-//!   print only its address, and write the bundle's `address` file;
+//! - `start`: join the shim process of this container's group (see `group`: one per Kubernetes
+//!   pod or `io.strata.shim.group`, else one per container) or start it, print only its
+//!   address, and write the bundle's `address` file;
 //! - serve (no action): the task service on the socket until Shutdown;
 //! - `delete`: after the shim is gone, clean up what it would have (the container's
 //!   processes, cgroup, strata state, rootfs mounts).
@@ -10,7 +10,7 @@ use crate::process::state_root;
 use crate::reaper::Reaper;
 use crate::service::{timestamp, Service};
 use crate::spawn::Spawner;
-use crate::{events::Events, rootfs};
+use crate::{events::Events, group, rootfs};
 use async_trait::async_trait;
 use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
 use containerd_shim::protos::protobuf::MessageField;
@@ -20,9 +20,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 use strata::lifecycle::{self, Runtime};
-
-/// The annotation CRI puts on every container of a pod (the sandbox's id).
-pub const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 /// How containers are spawned, chosen in `main` before the runtime started.
 pub static SPAWNER: OnceLock<Arc<Spawner>> = OnceLock::new();
@@ -34,23 +31,14 @@ pub struct StrataShim {
     socket: String,
 }
 
-/// The pod this container belongs to, from the bundle's config.json.
-fn grouping(bundle: &Path, id: &str) -> String {
-    std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|spec| spec.get("annotations")?.get(SANDBOX_ID)?.as_str().map(str::to_string))
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| id.to_string())
-}
-
 fn socket_path(address: &str) -> &str {
     address.strip_prefix("unix://").unwrap_or(address)
 }
 
 fn write_address(address: &str) -> Result<(), Error> {
-    // containerd reads it to reconnect, and to remove the socket after the shim is gone.
-    strata::fsutil::write_atomic(Path::new("address"), address.as_bytes())
+    // containerd reads it to reconnect, and to remove the socket after the shim is gone. Like
+    // the rest of a task's state under /run it need not survive a reboot: no fsync.
+    strata::fsutil::write_atomic_unsynced(Path::new("address"), address.as_bytes())
         .map_err(|e| Error::Other(format!("writing the address file: {e}")))
 }
 
@@ -69,16 +57,30 @@ impl Shim for StrataShim {
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
         let bundle = std::env::current_dir().map_err(|e| Error::Other(format!("getcwd: {e}")))?;
-        let group = grouping(&bundle, &opts.id);
+        let group = group::of_bundle(&bundle, &opts.id);
         let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
-        // Another container of the pod already started the pod's shim: join it.
-        if std::os::unix::net::UnixStream::connect(socket_path(&address)).is_ok() {
-            write_address(&address)?;
-            return Ok(address);
+        // Join the group's shim; if there is none (or it is shutting down), start one and join
+        // that. Another `start` of the group may win the socket in between: join its shim then.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            match group::join(&address, &opts.id).await {
+                Ok(()) => {
+                    write_address(&address)?;
+                    return Ok(address);
+                }
+                Err(e) => last_error = e,
+            }
+            let opts = StartOpts {
+                id: opts.id.clone(),
+                publish_binary: opts.publish_binary.clone(),
+                address: opts.address.clone(),
+                ttrpc_address: opts.ttrpc_address.clone(),
+                namespace: opts.namespace.clone(),
+                debug: opts.debug,
+            };
+            spawn(opts, &group, Vec::new()).await?;
         }
-        let address = spawn(opts, &group, Vec::new()).await?;
-        write_address(&address)?;
-        Ok(address)
+        Err(Error::Other(format!("no shim of group {group} would take container {}: {last_error}", opts.id)))
     }
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {
@@ -97,10 +99,8 @@ impl Shim for StrataShim {
     }
 
     async fn wait(&mut self) {
+        // The socket was unlinked when the shim decided to exit (`Service::exit_if_idle`).
         self.exit.wait().await;
-        // The library removes the socket named in the cwd's address file, but a pod's shim
-        // may outlive the bundle it started in: remove it by name.
-        let _ = std::fs::remove_file(socket_path(&self.socket));
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
@@ -112,7 +112,8 @@ impl Shim for StrataShim {
                 std::process::exit(1);
             }
         };
-        Service::new(spawner, reaper, Events::new(publisher, &self.namespace), self.exit.clone())
+        let socket = PathBuf::from(socket_path(&self.socket));
+        Service::new(spawner, reaper, Events::new(publisher, &self.namespace), self.exit.clone(), socket)
     }
 }
 

@@ -309,3 +309,101 @@ fn oom_kill_is_exit_137_and_an_oom_event() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     c.assert_no_leftovers();
 }
+
+/// Serving shim processes of this instance (not their zygotes).
+fn serving_shims(c: &Containerd) -> Vec<i32> {
+    c.shim_pids().into_iter().filter(|p| c.shim_of_pid_is_serving(*p)).collect()
+}
+
+fn kill_and_remove(c: &Containerd, id: &str) {
+    c.ctr_ok(&["task", "kill", "-s", "SIGKILL", id]);
+    wait_for(&format!("{id} to stop"), Duration::from_secs(10), || {
+        c.ctr_ok(&["task", "ls"]).lines().any(|l| l.starts_with(id) && l.contains("STOPPED"))
+    });
+    c.ctr_ok(&["task", "delete", id]);
+    c.ctr_ok(&["container", "rm", id]);
+}
+
+#[test]
+fn one_shim_serves_a_shim_group() {
+    let c = Containerd::start("strata-t-group");
+    c.import_images();
+    c.ids.lock().unwrap().push("io.strata.shim.group=g1".into());
+    let group = ["-d", "--annotation", "io.strata.shim.group=g1"];
+    let out = c.ctr_run(&group, BUSYBOX, "g-native", &["sleep", "1000"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    let out = c.ctr_run(&group, WASM, "g-wasm", &["/busy-loop.wasm"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    let out = c.ctr_run(&["-d"], BUSYBOX, "solo", &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let running = |id: &str| c.ctr_ok(&["task", "ls"]).lines().any(|l| l.starts_with(id) && l.contains("RUNNING"));
+    assert!(running("g-native") && running("g-wasm") && running("solo"), "{}", c.ctr_ok(&["task", "ls"]));
+    // The group's two containers share one shim; `solo` has its own.
+    let shims = serving_shims(&c);
+    assert_eq!(shims.len(), 2, "serving shims: {shims:?}");
+    let group_shim = c.shim_of("g-native").expect("the group's shim started with g-native");
+
+    // One member goes: the shim keeps serving the other, and a newcomer joins it.
+    kill_and_remove(&c, "g-native");
+    assert!(running("g-wasm"));
+    let out = c.ctr_run(&["--rm", "--annotation", "io.strata.shim.group=g1"], BUSYBOX, "g-late", &["echo", "late"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    assert_eq!(text(&out.stdout), "late\n");
+    assert_eq!(serving_shims(&c).len(), 2, "g-late joined the group's shim");
+    assert!(alive(group_shim));
+
+    // The last member goes: so does the group's shim (and its socket).
+    kill_and_remove(&c, "g-wasm");
+    wait_for("the group's shim to exit", Duration::from_secs(10), || !alive(group_shim));
+    kill_and_remove(&c, "solo");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn a_shim_group_comes_and_goes_under_load() {
+    // Members start while others end, 4 at a time: a `start` must never join a shim that is
+    // exiting (its container would fail to be created).
+    let c = Containerd::start("strata-t-group-load");
+    c.import_images();
+    c.ids.lock().unwrap().push("io.strata.shim.group=busy".into());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let outputs: Vec<_> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let (c, next) = (&c, &next);
+                s.spawn(move || {
+                    let mut outs = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if i >= 24 {
+                            return outs;
+                        }
+                        let flags = ["--rm", "--annotation", "io.strata.shim.group=busy"];
+                        let id = format!("l{i}");
+                        let out = if i % 2 == 0 {
+                            c.ctr_run(&flags, BUSYBOX, &id, &["echo", &format!("task {i}")])
+                        } else {
+                            c.ctr_run(&flags, WASM, &id, &["/hello.wasm", &format!("task{i}")])
+                        };
+                        outs.push((i, out));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    for (i, out) in outputs {
+        assert!(out.status.success(), "task {i}: {}{}\n{}", text(&out.stdout), text(&out.stderr), c.log_tail());
+        let stdout = text(&out.stdout);
+        if i % 2 == 0 {
+            assert_eq!(stdout, format!("task {i}\n"));
+        } else {
+            assert!(stdout.contains(&format!("argv[1]=task{i}")), "{stdout}");
+        }
+    }
+    // Members joined running shims rather than each starting its own.
+    let started = c.log().matches("Shim successfully started").count();
+    eprintln!("{started} shims served 24 containers");
+    assert!(started < 24, "{started} shims for 24 containers of one group");
+    c.assert_no_leftovers();
+}
