@@ -93,8 +93,9 @@ impl Service {
         events: Events,
         exit: Arc<ExitSignal>,
         socket: PathBuf,
+        linger: std::time::Duration,
     ) -> Service {
-        let membership = Mutex::default();
+        let membership = Mutex::new(Membership::lingering(linger));
         Service(Arc::new(Inner { containers: Mutex::default(), spawner, reaper, events, exit, membership, socket }))
     }
 

@@ -57,7 +57,14 @@ impl Shim for StrataShim {
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
         let bundle = std::env::current_dir().map_err(|e| Error::Other(format!("getcwd: {e}")))?;
-        let group = group::of_bundle(&bundle, &opts.id);
+        let group = match group::of_bundle(&bundle, &opts.id) {
+            Ok(grouping) => grouping.key,
+            // containerd shows our stderr; containerd-shim would print the error's Debug form.
+            Err(e) => {
+                eprintln!("containerd-shim-strata-v1: {e}");
+                std::process::exit(1);
+            }
+        };
         let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
         // Join the group's shim; if there is none (or it is shutting down), start one and join
         // that. Another `start` of the group may win the socket in between: join its shim then.
@@ -113,7 +120,14 @@ impl Shim for StrataShim {
             }
         };
         let socket = PathBuf::from(socket_path(&self.socket));
-        Service::new(spawner, reaper, Events::new(publisher, &self.namespace), self.exit.clone(), socket)
+        // Started in its first container's bundle (whose grouping `start` checked): the
+        // group's linger is that container's.
+        let linger = std::env::current_dir()
+            .ok()
+            .and_then(|bundle| group::of_bundle(&bundle, &self.id).ok())
+            .map_or(std::time::Duration::ZERO, |g| g.linger);
+        let events = Events::new(publisher, &self.namespace);
+        Service::new(spawner, reaper, events, self.exit.clone(), socket, linger)
     }
 }
 
