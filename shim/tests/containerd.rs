@@ -201,6 +201,30 @@ fn terminal_through_a_pty() {
     c.assert_no_leftovers();
 }
 
+/// Task `i` of a crowd (`ctr run FLAGS`): even ones busybox, odd ones the wasm hello, each
+/// printing its number.
+fn run_numbered(c: &Containerd, flags: &[&str], i: usize) -> std::process::Output {
+    let id = format!("task{i}");
+    if i.is_multiple_of(2) {
+        c.ctr_run(flags, BUSYBOX, &id, &["sh", "-c", &format!("echo task {i}")])
+    } else {
+        c.ctr_run(flags, WASM, &id, &["/hello.wasm", &format!("task{i}")])
+    }
+}
+
+/// Every numbered task succeeded and printed its own number.
+fn assert_numbered(c: &Containerd, outputs: Vec<(usize, std::process::Output)>) {
+    for (i, out) in outputs {
+        assert!(out.status.success(), "task {i}: {}{}\n{}", text(&out.stdout), text(&out.stderr), c.log_tail());
+        let stdout = text(&out.stdout);
+        if i.is_multiple_of(2) {
+            assert_eq!(stdout, format!("task {i}\n"));
+        } else {
+            assert!(stdout.contains(&format!("argv[1]=task{i}")), "{stdout}");
+        }
+    }
+}
+
 #[test]
 fn twenty_tasks_at_once() {
     let c = Containerd::start("strata-t-many");
@@ -209,27 +233,12 @@ fn twenty_tasks_at_once() {
         let handles: Vec<_> = (0..20)
             .map(|i| {
                 let c = &c;
-                s.spawn(move || {
-                    let id = format!("m{i}");
-                    if i % 2 == 0 {
-                        (i, c.ctr_run(&["--rm"], BUSYBOX, &id, &["sh", "-c", &format!("echo task {i}")]))
-                    } else {
-                        (i, c.ctr_run(&["--rm"], WASM, &id, &["/hello.wasm", &format!("task{i}")]))
-                    }
-                })
+                s.spawn(move || (i, run_numbered(c, &["--rm"], i)))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (i, out) in outputs {
-        assert!(out.status.success(), "task {i}: {}{}\n{}", text(&out.stdout), text(&out.stderr), c.log_tail());
-        let stdout = text(&out.stdout);
-        if i % 2 == 0 {
-            assert_eq!(stdout, format!("task {i}\n"));
-        } else {
-            assert!(stdout.contains(&format!("argv[1]=task{i}")), "{stdout}");
-        }
-    }
+    assert_numbered(&c, outputs);
     c.assert_no_leftovers();
 }
 
@@ -394,28 +403,14 @@ fn a_shim_group_comes_and_goes_under_load() {
                             "--annotation",
                             "io.strata.shim.group.linger=0",
                         ];
-                        let id = format!("l{i}");
-                        let out = if i % 2 == 0 {
-                            c.ctr_run(&flags, BUSYBOX, &id, &["echo", &format!("task {i}")])
-                        } else {
-                            c.ctr_run(&flags, WASM, &id, &["/hello.wasm", &format!("task{i}")])
-                        };
-                        outs.push((i, out));
+                        outs.push((i, run_numbered(c, &flags, i)));
                     }
                 })
             })
             .collect();
         workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
     });
-    for (i, out) in outputs {
-        assert!(out.status.success(), "task {i}: {}{}\n{}", text(&out.stdout), text(&out.stderr), c.log_tail());
-        let stdout = text(&out.stdout);
-        if i % 2 == 0 {
-            assert_eq!(stdout, format!("task {i}\n"));
-        } else {
-            assert!(stdout.contains(&format!("argv[1]=task{i}")), "{stdout}");
-        }
-    }
+    assert_numbered(&c, outputs);
     // Members joined running shims rather than each starting its own, and shims came and went.
     let started = c.log().matches("Shim successfully started").count();
     eprintln!("{started} shims served 24 containers");
