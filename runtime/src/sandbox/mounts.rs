@@ -364,7 +364,7 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
 /// Filesystems that expose the kernel, and through /proc/PID/mem the container's own
 /// process: a wasm guest must not reach them through its "/" preopen (see
 /// [`detach_kernel_filesystems`]).
-const KERNEL_FILESYSTEMS: [&str; 11] =
+pub const KERNEL_FILESYSTEMS: [&str; 11] =
     ["proc", "sysfs", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "bpf", "configfs", "pstore", "efivarfs"];
 
 /// For a wasm container (after pivot_root and sysctls, before the process drops its

@@ -12,6 +12,7 @@ use super::run_options::{cpu_quota, NetworkMode, RunOptions};
 use super::user::{self, ExecUser, UserError};
 use crate::image::classify::Kind;
 use crate::image::manifest::RunConfig;
+use crate::sandbox::mounts::KERNEL_FILESYSTEMS;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory,
     LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType, Process,
@@ -170,6 +171,14 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     root.set_readonly(Some(opts.read_only));
 
     let mut mounts = default_mounts();
+    let (mut masked, mut readonly) = (MASKED_PATHS, READONLY_PATHS);
+    if target.kind == Kind::Wasm {
+        // The sandbox detaches kernel filesystems from a wasm container (a guest must not reach
+        // /proc/PID/mem of the process running it): not mounting them saves ~20 mounts, and
+        // the paths docker masks in them are not there to mask.
+        mounts.retain(|m| !KERNEL_FILESYSTEMS.contains(&m.typ().as_deref().unwrap_or("")));
+        (masked, readonly) = (&[], &[]);
+    }
     for (destination, source) in &target.etc_files {
         mounts.push(bind(source, destination, opts.read_only));
     }
@@ -182,8 +191,8 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     linux.set_namespaces(Some(namespaces(opts.network)));
     linux.set_resources(Some(resources(opts)));
     linux.set_cgroups_path(Some(PathBuf::from(format!("/strata/{}", target.id))));
-    linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| s.to_string()).collect()));
-    linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| s.to_string()).collect()));
+    linux.set_masked_paths(Some(masked.iter().map(|s| s.to_string()).collect()));
+    linux.set_readonly_paths(Some(readonly.iter().map(|s| s.to_string()).collect()));
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
     linux.set_sysctl(None);
@@ -556,6 +565,30 @@ mod tests {
         let ann = s.annotations().clone().unwrap();
         assert_eq!(ann.get(HANDLER_ANNOTATION).map(String::as_str), Some("wasm"));
         assert_eq!(ann.get(KIND_ANNOTATION).map(String::as_str), Some("wasm"));
+    }
+
+    #[test]
+    fn wasm_containers_get_no_kernel_filesystems_to_mask() {
+        let dir = rootfs();
+        let spec_of =
+            |kind| from_image(&image(), &RunOptions::default(), &Target { kind, ..target(dir.path()) }).unwrap();
+        let destinations = |s: &Spec| -> Vec<String> {
+            s.mounts().clone().unwrap().iter().map(|m| m.destination().display().to_string()).collect()
+        };
+        let native = spec_of(Kind::Native);
+        for d in ["/proc", "/sys", "/sys/fs/cgroup", "/dev", "/dev/pts"] {
+            assert!(destinations(&native).contains(&d.to_string()), "native lacks {d}");
+        }
+        let wasm = spec_of(Kind::Wasm);
+        let wasm_mounts = destinations(&wasm);
+        for d in ["/proc", "/sys", "/sys/fs/cgroup"] {
+            assert!(!wasm_mounts.contains(&d.to_string()), "wasm mounts {d}: {wasm_mounts:?}");
+        }
+        assert!(wasm_mounts.contains(&"/dev".to_string()) && wasm_mounts.contains(&"/dev/shm".to_string()));
+        let linux = wasm.linux().clone().unwrap();
+        assert_eq!(linux.masked_paths().as_deref(), Some(&[][..]));
+        assert_eq!(linux.readonly_paths().as_deref(), Some(&[][..]));
+        assert_eq!(native.linux().clone().unwrap().masked_paths().as_ref().map(Vec::len), Some(MASKED_PATHS.len()));
     }
 
     #[test]
