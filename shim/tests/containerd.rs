@@ -351,6 +351,10 @@ fn one_shim_serves_a_shim_group() {
     let shims = serving_shims(&c);
     assert_eq!(shims.len(), 2, "serving shims: {shims:?}");
     let group_shim = c.shim_of("g-native").expect("the group's shim started with g-native");
+    // Every verb reaches each member through the shared shim: an exec in the native one.
+    let fifo = c.fifo();
+    let out = c.ctr(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "e1", "g-native", "echo", "in group"]);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "in group\n"), "{}", text(&out.stderr));
 
     // One member goes: the shim keeps serving the other, and a newcomer joins it.
     kill_and_remove(&c, "g-native");
@@ -415,5 +419,40 @@ fn a_shim_group_comes_and_goes_under_load() {
     let started = c.log().matches("Shim successfully started").count();
     eprintln!("{started} shims served 24 containers");
     assert!((2..24).contains(&started), "{started} shims for 24 containers of one group");
+    c.assert_no_leftovers();
+}
+
+#[test]
+fn killing_a_group_shim_ends_every_member() {
+    // A shim group shares a fate, as a pod does: containerd reports each member exited.
+    let c = Containerd::start("strata-t-group-kill");
+    c.import_images();
+    c.ids.lock().unwrap().push("io.strata.shim.group=doomed".into());
+    let group = ["-d", "--annotation", "io.strata.shim.group=doomed"];
+    let mut pids = Vec::new();
+    for (image, id, cmd) in [(BUSYBOX, "k-native", &["sleep", "1000"][..]), (WASM, "k-wasm", &["/busy-loop.wasm"][..])]
+    {
+        let out = c.ctr_run(&group, image, id, cmd);
+        assert!(out.status.success(), "{id}: {}\n{}", text(&out.stderr), c.log_tail());
+        let ls = c.ctr_ok(&["task", "ls"]);
+        let line = ls.lines().find(|l| l.starts_with(id)).unwrap_or_else(|| panic!("{id} not in\n{ls}"));
+        pids.push(line.split_whitespace().nth(1).unwrap().parse::<i32>().unwrap());
+    }
+    assert_eq!(serving_shims(&c).len(), 1);
+    let shim = c.shim_of("k-native").expect("the group's shim");
+    // SAFETY: the shim of our own private containerd, by pid.
+    unsafe { libc::kill(shim, libc::SIGKILL) };
+    for id in ["k-native", "k-wasm"] {
+        wait_for(&format!("containerd to drop {id}"), Duration::from_secs(20), || {
+            !c.ctr_ok(&["task", "ls"]).lines().any(|l| l.starts_with(id) && l.contains("RUNNING"))
+        });
+    }
+    for pid in pids {
+        wait_for("the member's process to die", Duration::from_secs(10), || !alive(pid));
+    }
+    for id in ["k-native", "k-wasm"] {
+        let _ = c.ctr(&["task", "delete", id]);
+        c.ctr_ok(&["container", "rm", id]);
+    }
     c.assert_no_leftovers();
 }
