@@ -319,6 +319,15 @@ fn oom_kill_is_exit_137_and_an_oom_event() {
     c.assert_no_leftovers();
 }
 
+/// A private containerd with the images, for a test of shim group `group` (whose socket
+/// `assert_no_leftovers` then checks too).
+fn for_group(namespace: &str, group: &str) -> Containerd {
+    let c = Containerd::start(namespace);
+    c.import_images();
+    c.ids.lock().unwrap().push(format!("io.strata.shim.group={group}"));
+    c
+}
+
 /// Serving shim processes of this instance (not their zygotes).
 fn serving_shims(c: &Containerd) -> Vec<i32> {
     c.shim_pids().into_iter().filter(|p| c.shim_of_pid_is_serving(*p)).collect()
@@ -335,9 +344,7 @@ fn kill_and_remove(c: &Containerd, id: &str) {
 
 #[test]
 fn one_shim_serves_a_shim_group() {
-    let c = Containerd::start("strata-t-group");
-    c.import_images();
-    c.ids.lock().unwrap().push("io.strata.shim.group=g1".into());
+    let c = for_group("strata-t-group", "g1");
     let group = ["-d", "--annotation", "io.strata.shim.group=g1"];
     let out = c.ctr_run(&group, BUSYBOX, "g-native", &["sleep", "1000"]);
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
@@ -385,9 +392,7 @@ fn a_shim_group_comes_and_goes_under_load() {
     // Members start while others end, 4 at a time: a `start` must never join a shim that is
     // exiting (its container would fail to be created). No linger, so the group's shim does
     // exit whenever it runs out of members.
-    let c = Containerd::start("strata-t-group-load");
-    c.import_images();
-    c.ids.lock().unwrap().push("io.strata.shim.group=busy".into());
+    let c = for_group("strata-t-group-load", "busy");
     let next = std::sync::atomic::AtomicUsize::new(0);
     let outputs: Vec<_> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
@@ -425,9 +430,7 @@ fn a_shim_group_comes_and_goes_under_load() {
 #[test]
 fn killing_a_group_shim_ends_every_member() {
     // A shim group shares a fate, as a pod does: containerd reports each member exited.
-    let c = Containerd::start("strata-t-group-kill");
-    c.import_images();
-    c.ids.lock().unwrap().push("io.strata.shim.group=doomed".into());
+    let c = for_group("strata-t-group-kill", "doomed");
     let group = ["-d", "--annotation", "io.strata.shim.group=doomed"];
     let mut pids = Vec::new();
     for (image, id, cmd) in [(BUSYBOX, "k-native", &["sleep", "1000"][..]), (WASM, "k-wasm", &["/busy-loop.wasm"][..])]
