@@ -105,11 +105,13 @@ fn on_a_cgroup_v2_host_the_init_starts_in_its_cgroup() {
 fn a_non_root_process_starts_under_a_strict_umask() {
     // The init reaches the exec fifo by name once it is the container's user: the container's
     // state directory must let it through whatever umask the caller (containerd, podman) has.
+    // So must its cgroup directories (a process in a user namespace bind-mounts them, as a
+    // host uid that is not root): 0755 as the kernel makes them, not what the umask leaves.
     let rt = Runtime::strata();
-    let b = Bundle::busybox(&["id", "-u"]);
+    let b = Bundle::busybox(&["sh", "-c", "id -u; stat -c %a /sys/fs/cgroup/pids"]);
     b.edit(|c| c["process"]["user"] = json!({"uid": 1000, "gid": 1000}));
     let o = rt.run_after(&[], "umask 077;", &["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
-    assert_eq!((o.code, o.stdout.as_str()), (0, "1000\n"), "{o}");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "1000\n755\n"), "{o}");
 }
 
 #[test]

@@ -45,9 +45,13 @@ pub(crate) fn read_optional(file: &Path) -> Result<Option<String>, CgroupError> 
     }
 }
 
-/// `mkdir` of one cgroup directory (the kernel fills it with the controllers' files).
+/// `mkdir` of one cgroup directory (the kernel fills it with the controllers' files), 0755
+/// whatever the caller's umask: a container in a user namespace bind-mounts its cgroup as a
+/// host uid that is not root, which a 0700 parent (umask 077) would stop.
 pub(crate) fn mkdir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     fs::create_dir(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
     #[cfg(test)]
     super::fake::on_mkdir(dir);
     Ok(())
