@@ -366,11 +366,20 @@ fn one_shim_serves_a_shim_group() {
     // One member goes: the shim keeps serving the other, and a newcomer joins it.
     kill_and_remove(&c, "g-native");
     assert!(running("g-wasm"));
-    let out = c.ctr_run(&["--rm", "--annotation", "io.strata.shim.group=g1"], BUSYBOX, "g-late", &["echo", "late"]);
+    let joined = ["--rm", "--annotation", "io.strata.shim.group=g1"];
+    let out = c.ctr_run(&joined, BUSYBOX, "g-late", &["echo", "late"]);
     assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
     assert_eq!(text(&out.stdout), "late\n");
     assert_eq!(serving_shims(&c).len(), 2, "g-late joined the group's shim");
     assert!(alive(group_shim));
+    // A member that cannot be created fails alone: the shim goes on serving the group.
+    let out = c.ctr_run(&joined, BUSYBOX, "g-broken", &["/no/such/program"]);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("/no/such/program"), "{}", text(&out.stderr));
+    let _ = c.ctr(&["container", "rm", "g-broken"]);
+    assert!(alive(group_shim) && running("g-wasm"));
+    let out = c.ctr_run(&joined, BUSYBOX, "g-after", &["echo", "after"]);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "after\n"), "{}", text(&out.stderr));
 
     // The last member goes: so does the group's shim (and its socket), after its linger.
     kill_and_remove(&c, "g-wasm");
