@@ -76,9 +76,7 @@ pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
 
 fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     // Still single-threaded and on the host's paths: moving our only thread moves the process.
-    for tasks in &cfg.cgroup_self_attach {
-        std::fs::write(tasks, "0").map_err(|e| format!("joining the cgroup ({}): {e}", tasks.display()))?;
-    }
+    super::cgroups::attach_self(&cfg.cgroup_self_attach)?;
     // The runtime writes id maps (and moves us into the cgroup, unless we did) before we go on.
     chan.expect(sync::CONTINUE)?;
     for (t, path) in &cfg.plan.joins {

@@ -82,9 +82,7 @@ fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
 
 fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
     // Still the runtime's user namespace and paths: moving our only thread moves the process.
-    for tasks in &cfg.cgroup_self_attach {
-        std::fs::write(tasks, "0").map_err(|e| format!("joining the cgroup ({}): {e}", tasks.display()))?;
-    }
+    super::cgroups::attach_self(&cfg.cgroup_self_attach)?;
     // Otherwise the runtime puts us in the container's cgroup first.
     chan.expect(sync::CONTINUE)?;
     for (typ, fd) in &cfg.namespaces {

@@ -32,8 +32,9 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// Clone the init, into the v2 cgroup `cgroup` when given (see [`fork`]). User and pid namespaces given by path are joined here
-/// first, by the runtime itself, because they only take effect for children.
+/// Clone the init, into the v2 cgroup `cgroup` when given (see [`fork`]). User and pid
+/// namespaces given by path are joined here first, by the runtime itself, because they only
+/// take effect for children.
 pub fn spawn(cfg: InitConfig, cgroup: Option<&OwnedFd>) -> Result<Spawned, String> {
     for (t, path) in &cfg.plan.joins {
         if matches!(t, LinuxNamespaceType::User | LinuxNamespaceType::Pid) {

@@ -185,6 +185,15 @@ impl FastEntry {
     }
 }
 
+/// In the child [`Cgroup::fast_entry`] prepared for (single-threaded, still on the host's
+/// paths and user namespace): move itself into the cgroup through its `self_attach` files.
+pub fn attach_self(tasks_files: &[PathBuf]) -> Result<(), String> {
+    for tasks in tasks_files {
+        std::fs::write(tasks, "0").map_err(|e| format!("joining the cgroup ({}): {e}", tasks.display()))?;
+    }
+    Ok(())
+}
+
 enum Backend {
     V1(v1::V1),
     V2(v2::V2),
