@@ -16,7 +16,8 @@
 //! wasm is often run) is served by one warm shim instead of one each.
 
 use containerd_shim::api::ConnectRequest;
-use containerd_shim::protos::shim_async::{Client, TaskClient};
+use containerd_shim::protos::shim_sync::TaskClient;
+use containerd_shim::protos::ttrpc;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,11 +73,12 @@ pub fn of_bundle(bundle: &Path, id: &str) -> Result<Grouping, String> {
 }
 
 /// Ask the shim at `address` to hold a place for container `id`: Ok if it will serve it.
-pub async fn join(address: &str, id: &str) -> Result<(), String> {
-    let client = Client::connect(address).await.map_err(|e| e.to_string())?;
+/// (Blocking: the front door has no async runtime.)
+pub fn join(address: &str, id: &str) -> Result<(), String> {
+    let client = ttrpc::Client::connect(address).map_err(|e| e.to_string())?;
     let request = ConnectRequest { id: format!("{JOIN_PREFIX}{id}"), ..Default::default() };
-    let ctx = containerd_shim::protos::ttrpc::context::with_timeout(Duration::from_secs(5).as_nanos() as i64);
-    TaskClient::new(client).connect(ctx, &request).await.map(|_| ()).map_err(|e| e.to_string())
+    let ctx = ttrpc::context::with_timeout(Duration::from_secs(5).as_nanos() as i64);
+    TaskClient::new(client).connect(ctx, &request).map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// The places a serving shim holds, and whether it is shutting down.

@@ -1,4 +1,5 @@
-//! The shim binary's three lives (containerd's runtime v2 protocol):
+//! The daemon's three lives (containerd's runtime v2 protocol; the front door has already
+//! tried the cheap `start` and `delete` of `front_door`):
 //! - `start`: join the shim process of this container's group (see `group`: one per Kubernetes
 //!   pod or `io.strata.shim.group`, else one per container) or start it, print only its
 //!   address, and write the bundle's `address` file;
@@ -6,19 +7,18 @@
 //! - `delete`: after the shim is gone, clean up what it would have (the container's
 //!   processes, cgroup, strata state, rootfs mounts).
 
+use crate::front_door::{self, socket_path};
 use crate::process::state_root;
 use crate::reaper::Reaper;
-use crate::service::{timestamp, Service};
+use crate::service::Service;
 use crate::spawn::Spawner;
-use crate::{events::Events, group, rootfs};
+use crate::{events::Events, group};
 use async_trait::async_trait;
 use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
-use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api::DeleteResponse, Config, Error, Flags, StartOpts};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 use strata::lifecycle::{self, Runtime};
 
 /// How containers are spawned, chosen in `main` before the runtime started.
@@ -29,17 +29,6 @@ pub struct StrataShim {
     namespace: String,
     id: String,
     socket: String,
-}
-
-fn socket_path(address: &str) -> &str {
-    address.strip_prefix("unix://").unwrap_or(address)
-}
-
-fn write_address(address: &str) -> Result<(), Error> {
-    // containerd reads it to reconnect, and to remove the socket after the shim is gone. Like
-    // the rest of a task's state under /run it need not survive a reboot: no fsync.
-    strata::fsutil::write_atomic_unsynced(Path::new("address"), address.as_bytes())
-        .map_err(|e| Error::Other(format!("writing the address file: {e}")))
 }
 
 #[async_trait]
@@ -70,12 +59,14 @@ impl Shim for StrataShim {
         // that. Another `start` of the group may win the socket in between: join its shim then.
         let mut last_error = String::new();
         for _ in 0..5 {
-            match group::join(&address, &opts.id).await {
-                Ok(()) => {
-                    write_address(&address)?;
+            let (joining, id) = (address.clone(), opts.id.clone());
+            match tokio::task::spawn_blocking(move || group::join(&joining, &id)).await {
+                Ok(Ok(())) => {
+                    front_door::write_address(&bundle, &address).map_err(Error::Other)?;
                     return Ok(address);
                 }
-                Err(e) => last_error = e,
+                Ok(Err(e)) => last_error = e,
+                Err(e) => last_error = e.to_string(),
             }
             let opts = StartOpts {
                 id: opts.id.clone(),
@@ -96,13 +87,7 @@ impl Shim for StrataShim {
         let pid = tokio::task::spawn_blocking(move || cleanup(&bundle, &id))
             .await
             .map_err(|e| Error::Other(e.to_string()))?;
-        Ok(DeleteResponse {
-            pid: pid as u32,
-            // What runc's shim reports for a task whose shim died: killed.
-            exit_status: 128 + libc::SIGKILL as u32,
-            exited_at: MessageField::some(timestamp(SystemTime::now())),
-            ..Default::default()
-        })
+        Ok(front_door::killed(pid))
     }
 
     async fn wait(&mut self) {
@@ -144,16 +129,6 @@ fn cleanup(bundle: &Path, id: &str) -> i32 {
         }
         let _ = strata::fsutil::remove_tree(&root);
     }
-    if let Err(e) = rootfs::unmount_all(&bundle.join("rootfs")) {
-        log::warn!("{e}");
-    }
-    // A shim killed outright leaves its socket; one still serving a pod's other containers
-    // answers on it and keeps it.
-    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
-        let path = socket_path(address.trim());
-        if std::os::unix::net::UnixStream::connect(path).is_err() {
-            let _ = std::fs::remove_file(path);
-        }
-    }
+    front_door::release_bundle(bundle);
     pid
 }

@@ -46,6 +46,51 @@ fn run_by_hand_the_shim_says_what_is_wrong_in_one_line() {
     }
 }
 
+/// The front door alone (no daemon next to it): it does a `delete` after a container that left
+/// no state itself, answering as containerd expects, and for anything else it needs the daemon
+/// and says so in one line.
+#[test]
+fn the_front_door_deletes_a_stateless_container_and_leaves_the_rest_to_the_daemon() {
+    use containerd_shim::protos::protobuf::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    let front_door = bin.join("containerd-shim-strata-v1");
+    std::fs::copy(env!("CARGO_BIN_EXE_containerd-shim-strata-v1"), &front_door).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&front_door)
+            .args(args)
+            .current_dir(&bundle)
+            .env("TTRPC_ADDRESS", dir.path().join("no-containerd.sock"))
+            .output()
+            .unwrap()
+    };
+    let delete = ["-namespace", "n", "-id", "gone", "-address", "/nonexistent.sock", "delete"];
+
+    let out = run(&delete);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer = containerd_shim::api::DeleteResponse::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!((answer.pid, answer.exit_status), (0, 137));
+    assert!(answer.exited_at.seconds > 0, "{answer:?}");
+
+    std::fs::create_dir(bundle.join(".strata")).unwrap();
+    let daemon = bin.join("containerd-shim-strata-v1-daemon");
+    for args in [&delete[..], &["-v"][..]] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "containerd-shim-strata-v1: cannot run {}: No such file or directory (os error 2)\n",
+                daemon.display()
+            )
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
 #[test]
 fn run_rm_wasm_and_native_with_output_and_exit_codes() {
     let c = Containerd::start("strata-t-run");

@@ -1,27 +1,15 @@
-//! `containerd-shim-strata-v1`: containerd's runtime v2 shim for strata (runtime type
-//! `io.containerd.strata.v1`). Runs OCI containers — native processes and WebAssembly modules
-//! side by side, one shim per Kubernetes pod or shim group — through strata's library.
+//! `containerd-shim-strata-v1-daemon`: the shim itself (see the library's docs). The front
+//! door (`containerd-shim-strata-v1`) execs it with containerd's arguments for what it does
+//! not do itself: serving, and the `start` and `delete` actions' slow paths.
 //!
 //! `main` decides, while the process is still single-threaded, what this process is: a
 //! re-exec'd spawn worker (hidden mode), or the shim; a serving shim forks its zygote here,
 //! before the tokio runtime starts any thread.
 
-mod events;
-mod group;
-mod metrics;
-mod process;
-mod reaper;
-mod rootfs;
-mod service;
-mod shim;
-mod spawn;
-mod stdio;
-
-use spawn::{reexec, zygote, Spawner};
+use containerd_shim_strata::spawn::{reexec, zygote, Spawner};
+use containerd_shim_strata::{shim, RUNTIME_ID};
 use std::sync::Arc;
 
-/// The runtime type containerd knows us by.
-pub const RUNTIME_ID: &str = "io.containerd.strata.v1";
 /// `zygote` (default) or `reexec`: how containers are spawned (see `spawn`).
 pub const SPAWN_ENV: &str = "STRATA_SHIM_SPAWN";
 
