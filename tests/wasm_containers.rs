@@ -221,6 +221,17 @@ fn a_guest_cannot_reach_proc_or_sys() {
         assert_eq!(o.code, 1, "{path}: {}", o.stderr);
         assert!(o.stderr.contains(&format!("files: read {path}: No such file or directory")), "{}", o.stderr);
     }
+    // Nor through a volume that brings them along: a recursive bind of the host's root holds
+    // its /proc and /sys (the container has no /proc of its own to list its mounts with).
+    let host =
+        |path: &str| e.run(&["run", "--rm", "-v", "/:/host", "--entrypoint", "/files.wasm", EXAMPLES, "read", path]);
+    for path in ["/host/proc/self/status", "/host/proc/1/mem", "/host/sys/kernel/mm/transparent_hugepage/enabled"] {
+        let o = host(path);
+        assert_eq!(o.code, 1, "{path}: {}{}", o.stdout, o.stderr);
+        assert!(o.stderr.contains(&format!("files: read {path}: No such file or directory")), "{}", o.stderr);
+    }
+    let o = host("/host/etc/hostname");
+    assert_eq!((o.code, o.stdout), (0, std::fs::read_to_string("/etc/hostname").unwrap()), "{}", o.stderr);
     e.assert_empty();
 }
 

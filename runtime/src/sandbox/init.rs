@@ -150,6 +150,11 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         Executor::Wasm => ArtifactCache::open(&cfg.wasm_cache_dir).ok(),
         Executor::Native => None,
     };
+    // So is /proc, through which the mount table is read once the container's root is ours.
+    let host_proc = match program.executor {
+        Executor::Wasm if new_mount_ns => Some(mounts::open_proc()?),
+        _ => None,
+    };
     chan.send(sync::HOOKS).map_err(|e| format!("sync: {e}"))?;
     chan.expect(sync::CONTINUE)?;
     // Now in the container's cgroup: a new cgroup namespace is rooted there.
@@ -193,8 +198,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         }
     }
 
-    if new_mount_ns && program.executor == Executor::Wasm {
-        mounts::detach_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default())?;
+    if let Some(proc) = host_proc {
+        use std::os::fd::AsFd;
+        mounts::detach_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default(), proc.as_fd())?;
     }
     if let Some(socket) = &cfg.console {
         use std::os::fd::AsFd;

@@ -85,6 +85,10 @@ fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
     super::cgroups::attach_self(&cfg.cgroup_self_attach)?;
     // Otherwise the runtime puts us in the container's cgroup first.
     chan.expect(sync::CONTINUE)?;
+    let wasm_in_mount_ns =
+        cfg.program.executor == Executor::Wasm && cfg.namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
+    // The mount table is read through the runtime's /proc: the container may have none.
+    let host_proc = if wasm_in_mount_ns { Some(super::mounts::open_proc()?) } else { None };
     for (typ, fd) in &cfg.namespaces {
         // SAFETY: setns on an fd of the namespace type it names.
         if unsafe { libc::setns(fd.as_raw_fd(), namespaces::clone_flag(*typ)) } != 0 {
@@ -99,8 +103,12 @@ fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
             }
         }
     }
-    if cfg.program.executor == Executor::Wasm && cfg.namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount) {
-        super::mounts::private_view_without_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default())?;
+    if let Some(proc) = host_proc {
+        use std::os::fd::AsFd;
+        super::mounts::private_view_without_kernel_filesystems(
+            cfg.spec.mounts().as_deref().unwrap_or_default(),
+            proc.as_fd(),
+        )?;
     }
     if let Some(root) = &cfg.chroot {
         rustix::process::fchdir(root).map_err(|e| format!("entering the container's root: {e}"))?;

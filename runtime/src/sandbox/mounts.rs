@@ -10,7 +10,7 @@
 use oci_spec::runtime::Mount;
 use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 pub type Result<T> = std::result::Result<T, String>;
@@ -372,10 +372,13 @@ pub const KERNEL_FILESYSTEMS: [&str; 11] =
 /// /sys, /sys/fs/cgroup. The wasm host process needs none of them, and a guest given the
 /// container's root as "/" could otherwise open /proc/1/mem, the memory of the very process
 /// running it, and write its way out of the wasm sandbox. What to detach: the kernel
-/// filesystems /proc/self/mountinfo lists (real mount points, whatever symlinks the image
-/// has) and those the spec mounted, deepest first.
-pub fn detach_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
-    let mut targets: Vec<String> = mount_points()
+/// filesystems the namespace's mount table lists (real mount points, whatever symlinks the
+/// image has; read through `proc`, see [`open_proc`]) and those the spec mounted, deepest
+/// first. No mount table, no wasm: it fails rather than guess.
+pub fn detach_kernel_filesystems(spec_mounts: &[Mount], proc: BorrowedFd) -> Result<()> {
+    let table = mount_points_at(proc)
+        .map_err(|e| format!("reading the mount table to detach kernel filesystems for a wasm program: {e}"))?;
+    let mut targets: Vec<String> = table
         .into_iter()
         .filter(|m| KERNEL_FILESYSTEMS.contains(&m.fstype.as_str()))
         .map(|m| m.target)
@@ -405,12 +408,36 @@ pub fn detach_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
 /// container keeps its /proc): the same, in a private copy of that namespace. The container's
 /// own view is untouched (the copy is made a slave first, so nothing detached here propagates
 /// back).
-pub fn private_view_without_kernel_filesystems(spec_mounts: &[Mount]) -> Result<()> {
+pub fn private_view_without_kernel_filesystems(spec_mounts: &[Mount], proc: BorrowedFd) -> Result<()> {
     // SAFETY: the exec'd process is single-threaded; only its own mount namespace changes.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
         .map_err(|e| format!("a private mount namespace for the wasm process: {e}"))?;
     mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE, None)?;
-    detach_kernel_filesystems(spec_mounts)
+    detach_kernel_filesystems(spec_mounts, proc)
+}
+
+/// The runtime's /proc, held open (O_PATH) by a process about to enter a container's mount
+/// namespace, so that it can still read its own mount table there: a wasm container mounts
+/// no /proc (and detaches any it gets), yet kernel filesystems can reach it in other ways —
+/// a recursive bind of a host directory (`-v /:/host` brings /host/proc). Checked to be
+/// procfs, so a directory that only looks like it cannot hide mounts.
+pub fn open_proc() -> Result<OwnedFd> {
+    let fd = rustix::fs::open("/proc", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("opening /proc: {e}"))?;
+    let fs = rustix::fs::fstatfs(&fd).map_err(|e| format!("/proc: {e}"))?;
+    if fs.f_type != libc::PROC_SUPER_MAGIC {
+        return Err("/proc is not a procfs mount".into());
+    }
+    Ok(fd)
+}
+
+/// Every mount of this process's mount namespace, relative to its root, as self/mountinfo
+/// under `proc` (a procfs directory, see [`open_proc`]) lists them, parents before children.
+pub fn mount_points_at(proc: BorrowedFd) -> std::io::Result<Vec<MountPoint>> {
+    let fd = rustix::fs::openat(proc, "self/mountinfo", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut info = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut info)?;
+    Ok(parse_mountinfo(&info))
 }
 
 /// A mount of this process's mount namespace, as /proc/self/mountinfo lists it.
@@ -423,7 +450,10 @@ pub struct MountPoint {
 /// Every mount /proc/self/mountinfo lists, in its order (parents before children); empty
 /// without /proc.
 pub fn mount_points() -> Vec<MountPoint> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+}
+
+fn parse_mountinfo(info: &str) -> Vec<MountPoint> {
     info.lines()
         .filter_map(|line| {
             let (before, after) = line.split_once(" - ")?;
