@@ -625,6 +625,52 @@ fn oci_bundles_run_every_example() {
     assert!(cgroup_leftovers(&b.cgroup()).is_empty());
 }
 
+/// A wasm program never sees /proc, /sys or the cgroup hierarchies, so a wasm container does
+/// not mount them (here a /proc mount the kernel refuses does not stop it) — unless a mount
+/// puts a native program where the image had the module: then they are mounted after all.
+#[test]
+fn oci_wasm_mounts_no_kernel_filesystems_unless_a_mount_makes_it_native() {
+    let rt = Runtime::strata();
+    let cache = tempfile::tempdir().unwrap();
+    let b = Bundle::busybox(&["/app/prog", "one"]);
+    std::fs::create_dir(b.rootfs().join("app")).unwrap();
+    std::fs::copy(guest("hello"), b.rootfs().join("app/prog")).unwrap();
+    let proc_options = |options: serde_json::Value| {
+        b.edit(|c| {
+            for m in c["mounts"].as_array_mut().unwrap() {
+                if m["destination"] == "/proc" {
+                    m["options"] = options.clone();
+                }
+            }
+        });
+    };
+    proc_options(serde_json::json!(["nosuid", "no-such-proc-option=1"]));
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=one\n"), "{o}");
+
+    // A volume over /app holds a shell script by the module's name: the container is native.
+    let vol = tempfile::tempdir().unwrap();
+    std::fs::write(
+        vol.path().join("prog"),
+        "#!/bin/sh\nhead -1 /proc/self/status\nls /sys/fs/cgroup/pids >/dev/null && echo cgroups\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(vol.path().join("prog"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    b.edit(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/app", "type": "bind", "source": vol.path(), "options": ["rbind", "ro"]}
+        ));
+    });
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stderr.contains("mounting /proc"), "{o}");
+    proc_options(serde_json::json!(["nosuid"]));
+    let o = oci_run(&rt, &b, cache.path(), false);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "Name:\thead\ncgroups\n"), "{o}");
+    assert!(cgroup_leftovers(&b.cgroup()).is_empty());
+}
+
 #[test]
 fn oci_kill_ends_a_busy_wasm_container_promptly() {
     let rt = Runtime::strata();

@@ -206,10 +206,16 @@ pub fn mount_all(ctx: &MountContext, mounts: &[Mount], rootfs_propagation: Optio
     mount(Some(rootfs), rootfs, None, libc::MS_BIND | libc::MS_REC, None)?;
     let root = rustix::fs::open(ctx.rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| format!("opening rootfs {rootfs}: {e}"))?;
-    for m in mounts {
-        mount_one(ctx, &root, m).map_err(|e| format!("mounting {}: {e}", m.destination().display()))?;
-    }
+    mount_more(ctx, &root, mounts)?;
     Ok(root)
+}
+
+/// Perform spec mounts in `root` (after [`mount_all`]), in order.
+pub fn mount_more(ctx: &MountContext, root: &OwnedFd, mounts: &[Mount]) -> Result<()> {
+    for m in mounts {
+        mount_one(ctx, root, m).map_err(|e| format!("mounting {}: {e}", m.destination().display()))?;
+    }
+    Ok(())
 }
 
 fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
@@ -367,6 +373,12 @@ pub fn move_root(rootfs: &Path) -> Result<()> {
 pub const KERNEL_FILESYSTEMS: [&str; 11] =
     ["proc", "sysfs", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs", "bpf", "configfs", "pstore", "efivarfs"];
 
+/// Whether a spec mount is of a kernel filesystem (by its type; a bind of one is found in
+/// the mount table).
+pub fn is_kernel_filesystem(m: &Mount) -> bool {
+    KERNEL_FILESYSTEMS.contains(&m.typ().as_deref().unwrap_or(""))
+}
+
 /// For a wasm container (after pivot_root and sysctls, before the process drops its
 /// capabilities): detach every kernel filesystem in its mount namespace — docker's /proc,
 /// /sys, /sys/fs/cgroup. The wasm host process needs none of them, and a guest given the
@@ -385,7 +397,7 @@ pub fn detach_kernel_filesystems(spec_mounts: &[Mount], proc: BorrowedFd) -> Res
         .chain(
             spec_mounts
                 .iter()
-                .filter(|m| KERNEL_FILESYSTEMS.contains(&m.typ().as_deref().unwrap_or("")))
+                .filter(|m| is_kernel_filesystem(m))
                 .map(|m| m.destination().to_string_lossy().into_owned()),
         )
         .collect();

@@ -12,7 +12,7 @@ use super::run_options::{cpu_quota, NetworkMode, RunOptions};
 use super::user::{self, ExecUser, UserError};
 use crate::image::classify::Kind;
 use crate::image::manifest::RunConfig;
-use crate::sandbox::mounts::KERNEL_FILESYSTEMS;
+use crate::sandbox::mounts::is_kernel_filesystem;
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory,
     LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType, Process,
@@ -176,7 +176,7 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
         // The sandbox detaches kernel filesystems from a wasm container (a guest must not reach
         // /proc/PID/mem of the process running it): not mounting them saves ~20 mounts, and
         // the paths docker masks in them are not there to mask.
-        mounts.retain(|m| !KERNEL_FILESYSTEMS.contains(&m.typ().as_deref().unwrap_or("")));
+        mounts.retain(|m| !is_kernel_filesystem(m));
         (masked, readonly) = (&[], &[]);
     }
     for (destination, source) in &target.etc_files {
