@@ -7,14 +7,14 @@
 //! - `delete`: after the shim is gone, clean up what it would have (the container's
 //!   processes, cgroup, strata state, rootfs mounts).
 
-use crate::front_door::{self, socket_path};
+use crate::front_door::{self, socket_path, StartArgs};
 use crate::process::state_root;
 use crate::reaper::Reaper;
 use crate::service::Service;
 use crate::spawn::Spawner;
 use crate::{events::Events, group};
 use async_trait::async_trait;
-use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
+use containerd_shim::asynchronous::{ExitSignal, Shim};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api::DeleteResponse, Config, Error, Flags, StartOpts};
 use std::path::{Path, PathBuf};
@@ -45,40 +45,21 @@ impl Shim for StrataShim {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, Error> {
+        // The front door does this; the daemon only when run by hand.
         let bundle = std::env::current_dir().map_err(|e| Error::Other(format!("getcwd: {e}")))?;
-        let group = match group::of_bundle(&bundle, &opts.id) {
-            Ok(grouping) => grouping.key,
+        let daemon = std::env::current_exe().map_err(|e| Error::Other(format!("this binary's path: {e}")))?;
+        let started = tokio::task::spawn_blocking(move || {
+            let args =
+                StartArgs { id: &opts.id, namespace: &opts.namespace, containerd: &opts.address, debug: opts.debug };
+            front_door::start(&bundle, &args, &daemon)
+        })
+        .await
+        .map_err(|e| Error::Other(e.to_string()))?;
+        started.map_err(|e| {
             // containerd shows our stderr; containerd-shim would print the error's Debug form.
-            Err(e) => {
-                eprintln!("containerd-shim-strata-v1: {e}");
-                std::process::exit(1);
-            }
-        };
-        let address = containerd_shim::socket_address(&opts.address, &opts.namespace, &group);
-        // Join the group's shim; if there is none (or it is shutting down), start one and join
-        // that. Another `start` of the group may win the socket in between: join its shim then.
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            let (joining, id) = (address.clone(), opts.id.clone());
-            match tokio::task::spawn_blocking(move || group::join(&joining, &id)).await {
-                Ok(Ok(())) => {
-                    front_door::write_address(&bundle, &address).map_err(Error::Other)?;
-                    return Ok(address);
-                }
-                Ok(Err(e)) => last_error = e,
-                Err(e) => last_error = e.to_string(),
-            }
-            let opts = StartOpts {
-                id: opts.id.clone(),
-                publish_binary: opts.publish_binary.clone(),
-                address: opts.address.clone(),
-                ttrpc_address: opts.ttrpc_address.clone(),
-                namespace: opts.namespace.clone(),
-                debug: opts.debug,
-            };
-            spawn(opts, &group, Vec::new()).await?;
-        }
-        Err(Error::Other(format!("no shim of group {group} would take container {}: {last_error}", opts.id)))
+            eprintln!("containerd-shim-strata-v1: {e}");
+            std::process::exit(1)
+        })
     }
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, Error> {

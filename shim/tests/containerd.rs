@@ -47,8 +47,8 @@ fn run_by_hand_the_shim_says_what_is_wrong_in_one_line() {
 }
 
 /// The front door alone (no daemon next to it): it does a `delete` after a container that left
-/// no state itself, answering as containerd expects, and for anything else it needs the daemon
-/// and says so in one line.
+/// no state itself, answering as containerd expects; for anything else, and to start a shim,
+/// it needs the daemon and says so in one line.
 #[test]
 fn the_front_door_deletes_a_stateless_container_and_leaves_the_rest_to_the_daemon() {
     use containerd_shim::protos::protobuf::Message;
@@ -89,6 +89,13 @@ fn the_front_door_deletes_a_stateless_container_and_leaves_the_rest_to_the_daemo
         );
         assert!(out.stdout.is_empty());
     }
+    // `start` with no shim to join starts the daemon itself: without one, it says so.
+    let out = run(&["-namespace", "n", "-id", "new", "-address", "/nonexistent.sock", "start"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        format!("containerd-shim-strata-v1: starting {}: No such file or directory (os error 2)\n", daemon.display())
+    );
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! `containerd-shim-strata-v1`: what containerd executes, twice per container (`start`, then
-//! `delete`). It is small so that those executions are cheap: it joins a running shim, or
-//! cleans up after a container that left no state (`containerd_shim_strata::front_door`), and
-//! otherwise execs `containerd-shim-strata-v1-daemon` from its own directory with the same
-//! arguments (starting a shim, serving, a dead shim's cleanup, -v, -h and every error message).
+//! `delete`). It is small so that those executions are cheap: `start` joins a running shim or
+//! starts `containerd-shim-strata-v1-daemon` (next to this binary), `delete` cleans up after a
+//! container that left no state (`containerd_shim_strata::front_door`); anything else (a dead
+//! shim's cleanup, -v, -h and every error message) it execs the daemon for, with the same
+//! arguments.
 
 use containerd_shim::protos::protobuf::Message;
-use containerd_shim_strata::front_door;
+use containerd_shim_strata::front_door::{self, StartArgs};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -42,14 +43,21 @@ fn fast_path(args: &[OsString]) -> Option<i32> {
     let bundle = std::env::current_dir().ok()?;
     let mut stdout = std::io::stdout();
     match flags.action.as_str() {
-        "start" => match front_door::join_running(&bundle, &flags.id, &flags.address, &flags.namespace) {
-            Ok(Some(address)) => Some(reply(stdout.write_all(address.as_bytes()).and_then(|()| stdout.flush()))),
-            Ok(None) => None,
-            Err(e) => {
-                eprintln!("containerd-shim-strata-v1: {e}");
-                Some(1)
+        "start" => {
+            let args = StartArgs {
+                id: &flags.id,
+                namespace: &flags.namespace,
+                containerd: &flags.address,
+                debug: flags.debug,
+            };
+            match front_door::start(&bundle, &args, &daemon_path()) {
+                Ok(address) => Some(reply(stdout.write_all(address.as_bytes()).and_then(|()| stdout.flush()))),
+                Err(e) => {
+                    eprintln!("containerd-shim-strata-v1: {e}");
+                    Some(1)
+                }
             }
-        },
+        }
         "delete" if front_door::cleanup_stateless(&bundle) => {
             let response = front_door::killed(0).write_to_bytes().unwrap_or_default();
             Some(reply(stdout.write_all(&response)))
