@@ -16,6 +16,7 @@ pub mod reaper;
 pub mod rootfs;
 pub mod service;
 pub mod shim;
+pub mod shim_log;
 pub mod spawn;
 pub mod stdio;
 

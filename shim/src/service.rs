@@ -9,6 +9,7 @@ use crate::events::Events;
 use crate::group::{self, Busy, Membership};
 use crate::process::{state_root, Container, Process};
 use crate::reaper::{ExitSender, ExitWatch, Reaper};
+use crate::shim_log;
 use crate::spawn::job::{Job, RootfsMount};
 use crate::spawn::Spawner;
 use crate::stdio::{self, Io};
@@ -142,6 +143,7 @@ impl Service {
             start_lock: tokio::sync::Mutex::new(()),
         });
         self.containers.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), c.clone());
+        shim_log::created(&id, &c.bundle);
         self.watch_exit(c, init, spawned.exit);
         self.events
             .publish(TaskCreate {
@@ -500,7 +502,12 @@ impl Task for Service {
         // The init is gone now; its exit comes from the reaper.
         let mut rx = p.exit.clone();
         let exit = rx.wait_for(|e| e.is_some()).await.ok().and_then(|e| *e);
-        self.containers.lock().unwrap_or_else(|e| e.into_inner()).remove(&c.id);
+        let others: Vec<(String, PathBuf)> = {
+            let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
+            containers.remove(&c.id);
+            containers.values().map(|o| (o.id.clone(), o.bundle.clone())).collect()
+        };
+        shim_log::deleted(&c.id, others.iter().map(|(id, bundle)| (id.as_str(), bundle.as_path())));
         let pid = p.pid() as u32;
         let exit_status = exit.map(|e| e.status).unwrap_or(0);
         let exited_at = timestamp(exit.map(|e| e.at).unwrap_or_else(SystemTime::now));

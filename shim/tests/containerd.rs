@@ -424,6 +424,12 @@ fn one_shim_serves_a_shim_group() {
     assert_eq!(text(&out.stdout), "late\n");
     assert_eq!(serving_shims(&c).len(), 2, "g-late joined the group's shim");
     assert!(alive(group_shim));
+    // The shim's log reaches containerd's (it writes to a member's log FIFO, which containerd
+    // reads while that member exists): also once the member that started it is gone.
+    for id in ["g-native", "g-late"] {
+        let line = format!("msg=\"start {id} \"");
+        wait_for(&format!("the shim's log of {id}'s start"), Duration::from_secs(5), || c.log().contains(&line));
+    }
     // A member that cannot be created fails alone: the shim goes on serving the group.
     let out = c.ctr_run(&joined, BUSYBOX, "g-broken", &["/no/such/program"]);
     assert!(!out.status.success(), "{}", text(&out.stdout));

@@ -40,7 +40,13 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let config = containerd_shim::Config { no_reaper: true, ..Default::default() };
+    if serving {
+        // Our own logger: containerd-shim's would keep writing to the first container's FIFO.
+        if let Err(e) = containerd_shim_strata::shim_log::init(flags.debug, &flags.id) {
+            eprintln!("strata shim: logging: {e}");
+        }
+    }
+    let config = containerd_shim::Config { no_reaper: true, no_setup_logger: true, ..Default::default() };
     runtime.block_on(containerd_shim::asynchronous::run::<shim::StrataShim>(RUNTIME_ID, Some(config)));
 }
 
