@@ -65,7 +65,7 @@ fn open_fifo(bundle: &Path) -> std::io::Result<File> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
         bundle.join("log"),
-        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        OFlags::WRONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NOFOLLOW,
         Mode::empty(),
     )?;
     let flags = rustix::fs::fcntl_getfl(fd.as_fd())?;
