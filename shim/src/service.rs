@@ -502,12 +502,11 @@ impl Task for Service {
         // The init is gone now; its exit comes from the reaper.
         let mut rx = p.exit.clone();
         let exit = rx.wait_for(|e| e.is_some()).await.ok().and_then(|e| *e);
-        let others: Vec<(String, PathBuf)> = {
+        {
             let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
             containers.remove(&c.id);
-            containers.values().map(|o| (o.id.clone(), o.bundle.clone())).collect()
-        };
-        shim_log::deleted(&c.id, others.iter().map(|(id, bundle)| (id.as_str(), bundle.as_path())));
+            shim_log::deleted(&c.id, containers.values().map(|o| (o.id.as_str(), o.bundle.as_path())));
+        }
         let pid = p.pid() as u32;
         let exit_status = exit.map(|e| e.status).unwrap_or(0);
         let exited_at = timestamp(exit.map(|e| e.at).unwrap_or_else(SystemTime::now));

@@ -1,8 +1,5 @@
-//! The daemon's three lives (containerd's runtime v2 protocol; the front door has already
-//! tried the cheap `start` and `delete` of `front_door`):
-//! - `start`: join the shim process of this container's group (see `group`: one per Kubernetes
-//!   pod or `io.strata.shim.group`, else one per container) or start it, print only its
-//!   address, and write the bundle's `address` file;
+//! The daemon's three lives (containerd's runtime v2 protocol):
+//! - `start` (only when the daemon is run by hand: the front door does it): `front_door::start`;
 //! - serve (no action): the task service on the socket until Shutdown;
 //! - `delete`: after the shim is gone, clean up what it would have (the container's
 //!   processes, cgroup, strata state, rootfs mounts).

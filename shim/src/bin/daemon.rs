@@ -1,6 +1,6 @@
 //! `containerd-shim-strata-v1-daemon`: the shim itself (see the library's docs). The front
-//! door (`containerd-shim-strata-v1`) execs it with containerd's arguments for what it does
-//! not do itself: serving, and the `start` and `delete` actions' slow paths.
+//! door (`containerd-shim-strata-v1`) starts it to serve, and execs it with containerd's
+//! arguments for what it does not do itself: a dead shim's `delete`, -v, -h, bad arguments.
 //!
 //! `main` decides, while the process is still single-threaded, what this process is: a
 //! re-exec'd spawn worker (hidden mode), or the shim; a serving shim forks its zygote here,
@@ -18,7 +18,7 @@ fn main() {
     if args.get(1).is_some_and(|a| a == reexec::WORKER_ARG) {
         reexec::worker_main(args.get(2).is_some_and(|a| a == "console"));
     }
-    let flags = match front_door(&args[1..]) {
+    let flags = match check_args(&args[1..]) {
         Ok(flags) => flags,
         Err(code) => std::process::exit(code),
     };
@@ -63,10 +63,10 @@ containerd section); it is not meant to be run by hand.
   -debug                 debug logging
   -v, -version           print the version and exit";
 
-/// What containerd-shim 0.11 leaves to us at the front door: -v (parsed, then ignored), -h,
+/// What containerd-shim 0.11 leaves to us in its arguments: -v (parsed, then ignored), -h,
 /// and one-line errors for a bad flag, an unknown action, or a run outside containerd (the
 /// library reports those as `InvalidArgument(..)` / `Env(NotPresent)`). Err: the exit code.
-fn front_door(args: &[std::ffi::OsString]) -> Result<containerd_shim::Flags, i32> {
+fn check_args(args: &[std::ffi::OsString]) -> Result<containerd_shim::Flags, i32> {
     if args.iter().any(|a| matches!(a.to_str(), Some("-h" | "-help" | "--help"))) {
         println!("{USAGE}");
         return Err(0);
