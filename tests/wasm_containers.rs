@@ -508,6 +508,17 @@ fn wasm_and_native_containers_side_by_side() {
         }
         assert_eq!(logs, want, "{name}");
     }
+    // The guest's process: its own thread, the signal thread and one I/O worker for WASI's
+    // host calls (which printed the line above), however many CPUs the host has.
+    let pid = e.inspect("spinner")["State"]["Pid"].as_i64().unwrap();
+    let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap().trim().to_string())
+        .filter(|name| name.starts_with("strata-wasm") || name.starts_with("tokio"))
+        .collect();
+    threads.sort();
+    assert_eq!(threads, ["strata-wasm-io", "strata-wasm-sig"], "threads of the wasm container's process {pid}");
+    assert_eq!(std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count(), 3, "threads of {pid}");
     // exec runs a module inside the running wasm container (its namespaces and cgroup).
     let o = e.run(&["exec", "spinner", "/hello.wasm", "via-exec"]);
     assert_eq!(o.code, 0, "{}", o.stderr);

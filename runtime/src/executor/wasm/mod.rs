@@ -3,7 +3,7 @@
 //!
 //! The sandbox's init calls [`run`] where a native container would `execve`: after
 //! `pivot_root`, the user and capabilities are set, in the container's single-threaded PID 1.
-//! `run` may start threads (the signal thread, a CPU-quota ticker, wasmtime-wasi's tokio pool);
+//! `run` starts threads (the signal thread, one I/O worker for wasmtime-wasi, a CPU-quota ticker);
 //! the caller must not fork afterwards, only exit with the returned code.
 //!
 //! One path serves WASI p1 core modules (`_start`) and p2 components (`wasi:cli/run`), told

@@ -70,6 +70,11 @@ fn run_job(job: &WasmJob) -> i32 {
         return 128 + early;
     }
     let deadline = Deadline::new(watcher.received.clone(), job.cpu);
+    let io = match io_runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&WasmError::Engine(format!("wasi i/o thread: {e}"))),
+    };
+    let entered = io.enter();
     let outcome = match compiled {
         Compiled::Module(m) => run_module(&engine, job, &m, deadline, guest_memory),
         Compiled::Component(c) => run_component(&engine, job, &c, deadline, guest_memory),
@@ -79,6 +84,10 @@ fn run_job(job: &WasmJob) -> i32 {
         Err(Failure::Setup(e)) => fail(&e),
         Err(Failure::Guest(e)) => guest_error(&job.module, &e),
     };
+    drop(entered);
+    // Not waiting for the worker: a host call the guest left behind may still block in it, and
+    // the process ends right after us anyway.
+    io.shutdown_background();
     // A signal that came before the guest reached a deadline check still decides the code.
     let sig = watcher.received.load(Ordering::SeqCst);
     drop(watcher);
@@ -86,6 +95,20 @@ fn run_job(job: &WasmJob) -> i32 {
         return 128 + sig;
     }
     code
+}
+
+/// The tokio runtime wasmtime-wasi's host calls need (it implements WASI p1 on p2's async
+/// host): one worker thread drives its I/O and timers, while each call itself blocks on the
+/// guest's thread (`in_tokio` uses the runtime entered there). Left to itself, wasmtime-wasi
+/// builds an ambient runtime with a worker per CPU: 64 threads in every wasm container of a
+/// 64-CPU host, each one created and torn down for a `hello`.
+fn io_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("strata-wasm-io")
+        .enable_io()
+        .enable_time()
+        .build()
 }
 
 /// Open, identify and compile (or load from `cache`) the module at `path`: by file identity
