@@ -415,6 +415,46 @@ fn killed_container_shows_137() {
 }
 
 #[test]
+fn the_monitor_holds_only_its_own_files() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "watched", IMAGE, "sleep", "100"]);
+    let id = id.trim();
+    let monitor = e.record(id)["monitor"]["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap(), "strata-monitor\n");
+    let fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{monitor}/fd"))
+        .unwrap()
+        .map(|fd| {
+            let fd = fd.unwrap();
+            let target = std::fs::read_link(fd.path()).unwrap().to_string_lossy().into_owned();
+            (fd.file_name().to_string_lossy().into_owned(), target)
+        })
+        .collect();
+    let count = |want: &dyn Fn(&str) -> bool| fds.iter().filter(|(_, t)| want(t)).count();
+    // stdio: /dev/null in and out, monitor.log for its errors; the container's log; the
+    // container's pidfd; pipes. Nothing the CLI had open (the CLI's ends of the same pipes,
+    // the container's lock, its own stdio).
+    let fd = |n: &str| fds.iter().find(|(f, _)| f == n).map(|(_, t)| t.as_str()).unwrap_or_default();
+    assert_eq!((fd("0"), fd("1")), ("/dev/null", "/dev/null"), "{fds:?}");
+    assert!(fd("2").ends_with(&format!("{id}/monitor.log")), "{fds:?}");
+    assert_eq!(count(&|t| t == "/dev/null" || t.ends_with("/monitor.log")), 3, "{fds:?}");
+    let mut pipes: Vec<&str> = fds.iter().map(|(_, t)| t.as_str()).filter(|t| t.starts_with("pipe:")).collect();
+    let all = pipes.len();
+    pipes.sort_unstable();
+    pipes.dedup();
+    assert_eq!(pipes.len(), all, "a pipe held at both ends: {fds:?}");
+    let known = |t: &str| {
+        t == "/dev/null"
+            || t.starts_with("pipe:")
+            || t == "anon_inode:[pidfd]"
+            || t.ends_with("/monitor.log")
+            || t.ends_with(&format!("{id}-json.log"))
+    };
+    assert_eq!(count(&|t| !known(t)), 0, "{fds:?}");
+    e.ok(&["rm", "-f", "watched"]);
+    e.assert_no_trace(id);
+}
+
+#[test]
 fn ps_tells_the_truth_after_the_monitor_is_killed() {
     let e = Env::new();
     let id = e.ok(&["run", "-d", "--name", "orphan", IMAGE, "sleep", "100"]);

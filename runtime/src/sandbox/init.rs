@@ -335,8 +335,8 @@ fn reset_signals() {
     }
 }
 
-/// Close every fd from `first` up, except those in `keep`.
-pub(crate) fn close_fds_from(first: i32, keep: &[i32]) {
+/// Close every fd from `first` up, except those in `keep` (also used by the CLI's forked monitor).
+pub fn close_fds_from(first: i32, keep: &[i32]) {
     let mut keep: Vec<u32> = keep.iter().filter(|fd| **fd >= first).map(|fd| *fd as u32).collect();
     keep.sort_unstable();
     let mut lo = first as u32;
