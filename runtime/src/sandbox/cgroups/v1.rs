@@ -57,10 +57,20 @@ impl V1 {
             let name = entry.file_name().to_string_lossy().into_owned();
             let controllers: Vec<String> =
                 name.split(',').filter(|c| CONTROLLERS.contains(c)).map(str::to_string).collect();
-            if controllers.is_empty() || !entry.path().is_dir() {
+            if controllers.is_empty() {
                 continue;
             }
-            let target = std::fs::canonicalize(entry.path()).unwrap_or_else(|_| entry.path());
+            // A hierarchy is a directory; a link names one too ("cpu" -> "cpu,cpuacct", as
+            // systemd makes them). Only the link is read (no realpath, a readlink per path
+            // component: this runs several times per container).
+            let target = match entry.file_type() {
+                Ok(t) if t.is_dir() => entry.path(),
+                Ok(t) if t.is_symlink() => match std::fs::read_link(entry.path()) {
+                    Ok(link) if mount_root.join(&link).is_dir() => mount_root.join(link),
+                    _ => continue,
+                },
+                _ => continue,
+            };
             let hierarchy = by_target.entry(target).or_insert_with(|| {
                 let mount = entry.path();
                 let dir = components.iter().fold(mount.clone(), |dir, c| dir.join(c));
