@@ -455,6 +455,45 @@ fn the_monitor_holds_only_its_own_files() {
 }
 
 #[test]
+fn a_container_whose_record_is_corrupt_is_named_and_force_removed() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "damaged", IMAGE, "sleep", "100"]).trim().to_string();
+    let init = e.inspect("damaged")["State"]["Pid"].as_i64().unwrap() as i32;
+    let monitor = e.record(&id)["monitor"]["pid"].as_i64().unwrap() as i32;
+    // What a crash at the wrong moment, a full disk or a hand edit can leave.
+    std::fs::write(e.s.root().join("containers").join(&id).join("container.json"), b"{\"id\": ").unwrap();
+
+    let o = e.run(&["ps", "-a"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(!o.stdout.contains("damaged"), "{}", o.stdout);
+    assert!(
+        o.stderr.contains(&format!("skipping container {id}: the record of container {id} is corrupt")),
+        "{}",
+        o.stderr
+    );
+    // Named as corrupt (not as missing), by ID or prefix; only a forced removal removes it.
+    for (args, name) in [(vec!["inspect", &id[..12]], &id[..12]), (vec!["rm", id.as_str()], id.as_str())] {
+        let o = e.run(&args);
+        assert_eq!(o.code, 1, "{args:?}: {}", o.stderr);
+        assert_eq!(o.stderr.lines().count(), 1, "{args:?}: {}", o.stderr);
+        assert!(o.stderr.contains(&format!("the record of container {id} is corrupt")), "{name}: {}", o.stderr);
+    }
+    assert!(e.s.root().join("containers").join(&id).exists());
+    assert_eq!(e.ok(&["rm", "-f", &id[..12]]).trim(), &id[..12]);
+    // Its init was killed through the lifecycle state; its monitor found it gone and left.
+    wait_exit(init);
+    wait_exit(monitor);
+    for pid in [init, monitor] {
+        // Gone, or a zombie waiting for its parent to reap it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]).unwrap_or("gone");
+        assert!(["gone", "Z", "X"].contains(&state), "process {pid} still runs: {stat}");
+    }
+    e.assert_no_trace(&id);
+    assert_eq!(e.run(&["ps", "-a"]).stderr, "");
+}
+
+#[test]
 fn ps_tells_the_truth_after_the_monitor_is_killed() {
     let e = Env::new();
     let id = e.ok(&["run", "-d", "--name", "orphan", IMAGE, "sleep", "100"]);

@@ -24,10 +24,19 @@ fn each(
     names: &[String],
     f: impl Fn(&Containers, &ContainerRecord) -> Result<Option<String>>,
 ) -> Result<i32> {
+    each_resolved(ctx, names, |c, resolved| f(c, &resolved?))
+}
+
+/// `each`, with `f` also given the containers that do not resolve (`rm -f` removes corrupt ones).
+fn each_resolved(
+    ctx: &Ctx,
+    names: &[String],
+    f: impl Fn(&Containers, Result<ContainerRecord, ContainerError>) -> Result<Option<String>>,
+) -> Result<i32> {
     let containers = open(ctx)?;
     let mut failed = false;
     for name in names {
-        match containers.resolve(name).map_err(anyhow::Error::from).and_then(|r| f(&containers, &r)) {
+        match f(&containers, containers.resolve(name)) {
             Ok(output) => println!("{}", output.unwrap_or_else(|| name.clone())),
             Err(e) => {
                 eprintln!("Error: {e:#}");
@@ -59,8 +68,13 @@ pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
 
 pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
     let _ = args.volumes;
-    each(ctx, &args.containers, |c, r| {
-        ops::remove(c, r, args.force)?;
+    each_resolved(ctx, &args.containers, |c, resolved| {
+        match resolved {
+            Ok(record) => ops::remove(c, &record, args.force)?,
+            // All that is left of it is its directory and what the system shows of its run.
+            Err(ContainerError::Corrupt { id, .. }) if args.force => ops::remove_unreadable(c, &id)?,
+            Err(e) => return Err(e.into()),
+        }
         Ok(None)
     })
 }

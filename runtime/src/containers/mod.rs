@@ -63,7 +63,7 @@ pub enum ContainerError {
     RemoveRunning(String),
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
-    #[error("the record of container {id} is corrupt: {source}")]
+    #[error("the record of container {id} is corrupt (a forced removal deletes what is left of it)")]
     Corrupt { id: String, source: serde_json::Error },
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
@@ -201,8 +201,27 @@ impl Containers {
             .map_err(io_err(format!("saving the record of container {}", record.id)))
     }
 
+    /// The IDs of containers whose record is there but corrupt (a crash or a full disk at the
+    /// wrong moment, a hand edit): `list` leaves them out, `resolve` names them, and
+    /// `ops::remove_unreadable` removes them.
+    pub fn corrupt(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.root.containers()) else { return Vec::new() };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|id| matches!(self.load(id), Err(ContainerError::Corrupt { .. })))
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Every container with a readable record, oldest first.
     pub fn list(&self) -> Vec<ContainerRecord> {
+        self.records(true)
+    }
+
+    /// `list`, warning about each record that cannot be read (`warn`) or not.
+    fn records(&self, warn: bool) -> Vec<ContainerRecord> {
         let Ok(entries) = fs::read_dir(self.root.containers()) else { return Vec::new() };
         let mut records: Vec<ContainerRecord> = entries
             .flatten()
@@ -213,7 +232,9 @@ impl Containers {
                     Ok(r) => Some(r),
                     Err(ContainerError::NoSuchContainer(_)) => None,
                     Err(err) => {
-                        tracing::warn!("skipping container {id}: {err}");
+                        if warn {
+                            tracing::warn!("skipping container {id}: {err}");
+                        }
                         None
                     }
                 }
@@ -225,7 +246,8 @@ impl Containers {
 
     /// Find a container as docker does: full ID, then name, then a unique ID prefix.
     pub fn resolve(&self, input: &str) -> Result<ContainerRecord, ContainerError> {
-        let records = self.list();
+        // Quietly: a corrupt record that matches is named in the error below.
+        let records = self.records(false);
         if let Some(r) = records.iter().find(|r| r.id == input) {
             return Ok(r.clone());
         }
@@ -244,6 +266,14 @@ impl Containers {
                         candidates: matches.iter().map(|r| r.short_id()).collect::<Vec<_>>().join(", "),
                     })
                 }
+            }
+        }
+        // Not among the readable ones: a corrupt record, by ID or unique ID prefix, is named as
+        // such rather than as missing.
+        if !input.is_empty() && input.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let corrupt: Vec<String> = self.corrupt().into_iter().filter(|id| id.starts_with(input)).collect();
+            if let [id] = corrupt.as_slice() {
+                return Err(self.load(id).err().unwrap_or_else(|| ContainerError::NoSuchContainer(input.into())));
             }
         }
         Err(ContainerError::NoSuchContainer(input.into()))

@@ -131,7 +131,7 @@ fn register(c: &Containers, id: &str) -> Result<ContainerRecord, ContainerError>
         }
     }
     // Whatever an earlier, crashed run left (state, cgroup, mount) goes before this one.
-    release_run(c, &record)?;
+    release_run(c, &record.id)?;
     record.monitor = Some(me);
     record.started_at = Some(now_rfc3339());
     record.finished_at = None;
@@ -270,7 +270,7 @@ fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool)
     record.oom_killed = oom;
     record.finished_at = Some(now_rfc3339());
     c.save(&record)?;
-    release_run(c, &record)?;
+    release_run(c, &record.id)?;
     if record.auto_remove {
         super::ops::remove_files(c, id)?;
     }

@@ -120,7 +120,7 @@ fn finalize(c: &Containers, id: &str, reason: &str) -> Result<Option<Observed>, 
         let init = Some(ProcessRef { pid: state.pid, start_time: state.pid_start });
         return Ok(Some(Observed { record, state: State::Running, init }));
     }
-    release_run(c, &record)?;
+    release_run(c, &record.id)?;
     if record.exit_code.is_none() {
         record.exit_code = Some(UNKNOWN_EXIT);
         record.error = Some(reason.to_string());
@@ -136,11 +136,11 @@ fn finalize(c: &Containers, id: &str, reason: &str) -> Result<Option<Observed>, 
 
 /// Release what a run holds: its processes, cgroup and lifecycle state, and its rootfs
 /// mount (the upper dir stays). Idempotent; the caller holds the container's lock.
-pub fn release_run(c: &Containers, record: &ContainerRecord) -> Result<(), ContainerError> {
+pub fn release_run(c: &Containers, id: &str) -> Result<(), ContainerError> {
     let rt = c.runtime();
     // Only when there is a state: the lifecycle would otherwise leave a lock file behind.
-    if rt.states.dir(&record.id).exists() {
-        match crate::lifecycle::delete::delete(rt, &record.id, true) {
+    if rt.states.dir(id).exists() {
+        match crate::lifecycle::delete::delete(rt, id, true) {
             Ok(()) => {}
             Err(crate::lifecycle::LifecycleError::State(crate::lifecycle::state::StateError::NotFound(_))) => {}
             Err(e) => return Err(e.into()),
@@ -148,7 +148,7 @@ pub fn release_run(c: &Containers, record: &ContainerRecord) -> Result<(), Conta
     }
     // A create killed between making the cgroup and saving its state leaves the cgroup
     // without a state that names it; ours is always /strata/<id>.
-    if let Ok(cgroup) = crate::sandbox::cgroups::Cgroup::new(&rt.cgroup_root, &format!("/strata/{}", record.id)) {
+    if let Ok(cgroup) = crate::sandbox::cgroups::Cgroup::new(&rt.cgroup_root, &format!("/strata/{id}")) {
         if cgroup.dirs().iter().any(|d| d.exists()) {
             let _ = cgroup.kill_all(rustix::process::Signal::KILL);
             for pid in cgroup.pids().unwrap_or_default() {
@@ -157,7 +157,7 @@ pub fn release_run(c: &Containers, record: &ContainerRecord) -> Result<(), Conta
             cgroup.delete().map_err(|e| ContainerError::Monitor(format!("removing cgroup: {e}")))?;
         }
     }
-    rootfs::unmount(&c.paths(&record.id))
+    rootfs::unmount(&c.paths(id))
 }
 
 /// Wait until `fd` (a pidfd, a pipe) is readable; false on timeout.
