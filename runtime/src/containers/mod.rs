@@ -201,18 +201,20 @@ impl Containers {
             .map_err(io_err(format!("saving the record of container {}", record.id)))
     }
 
-    /// The IDs of containers whose record is there but corrupt (a crash or a full disk at the
-    /// wrong moment, a hand edit): `list` leaves them out, `resolve` names them, and
-    /// `ops::remove_unreadable` removes them.
-    pub fn corrupt(&self) -> Vec<String> {
+    /// The `Corrupt` errors of containers whose ID starts with `prefix` and whose record is
+    /// there but unparsable (a crash or a full disk at the wrong moment, a hand edit): `list`
+    /// leaves them out, `resolve` names them, and `ops::remove_unreadable` removes them.
+    fn corrupt(&self, prefix: &str) -> Vec<ContainerError> {
         let Ok(entries) = fs::read_dir(self.root.containers()) else { return Vec::new() };
-        let mut ids: Vec<String> = entries
+        entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|id| matches!(self.load(id), Err(ContainerError::Corrupt { .. })))
-            .collect();
-        ids.sort();
-        ids
+            .filter(|id| id.starts_with(prefix))
+            .filter_map(|id| match self.load(&id) {
+                Err(e @ ContainerError::Corrupt { .. }) => Some(e),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every container with a readable record, oldest first.
@@ -271,9 +273,9 @@ impl Containers {
         // Not among the readable ones: a corrupt record, by ID or unique ID prefix, is named as
         // such rather than as missing.
         if !input.is_empty() && input.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let corrupt: Vec<String> = self.corrupt().into_iter().filter(|id| id.starts_with(input)).collect();
-            if let [id] = corrupt.as_slice() {
-                return Err(self.load(id).err().unwrap_or_else(|| ContainerError::NoSuchContainer(input.into())));
+            let mut corrupt = self.corrupt(input);
+            if corrupt.len() == 1 {
+                return Err(corrupt.remove(0));
             }
         }
         Err(ContainerError::NoSuchContainer(input.into()))

@@ -1,7 +1,7 @@
 //! The monitor of one container run (what conmon is to podman): a fork of the CLI (or a
 //! re-exec of it as `strata container-monitor ID`; see the CLI's `monitor`), started by
-//! `run`/`start`, in its own session and process group, stdio on /dev/null and `monitor.log`, single-threaded so it may clone the
-//! container's init. In order, it
+//! `run`/`start`, in its own session and process group, stdio on /dev/null and
+//! `monitor.log`, single-threaded so it may clone the container's init. In order, it
 //!
 //! 1. registers itself in the record, so anyone can tell whether the run's monitor is alive;
 //! 2. assembles the rootfs, writes /etc/hostname, hosts and resolv.conf, and makes the spec

@@ -141,8 +141,7 @@ pub fn remove(c: &Containers, record: &ContainerRecord, force: bool) -> Result<(
     remove_files(c, &record.id)
 }
 
-/// Remove a container's directory; the caller holds its lock and has released its run.
-/// Force-remove a container whose record is corrupt ([`Containers::corrupt`]): without the
+/// Force-remove a container whose record is corrupt (`Containers::resolve` names it): without the
 /// record there is no monitor to ask, so its run is ended from what the system shows (the
 /// lifecycle state kills a live init; the cgroup `/strata/<id>` and the rootfs mount go), then
 /// its directory. A monitor still running finds the container gone and exits.
@@ -152,6 +151,7 @@ pub fn remove_unreadable(c: &Containers, id: &str) -> Result<(), ContainerError>
     remove_files(c, id)
 }
 
+/// Remove a container's directory; the caller holds its lock and has released its run.
 pub fn remove_files(c: &Containers, id: &str) -> Result<(), ContainerError> {
     let paths = c.paths(id);
     // Never delete through a mount: unmount first (a no-op when nothing is mounted).
