@@ -18,7 +18,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 }
 
 /// Replace `path` atomically (temp file + rename) without fsync: for runtime state on tmpfs
-/// (`/run`), which a power loss clears anyway; a reader still never sees a torn file.
+/// (`/run`), which a power loss clears anyway, and files that need not outlive a crash (a
+/// `--rm` container's record); a reader still never sees a torn file.
 pub fn write_atomic_unsynced(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
