@@ -30,10 +30,12 @@ struct Env {
 }
 
 impl Env {
+    /// Loaded without precompiling, so a first run compiles (what the cache tests look at);
+    /// `load_precompiles_a_wasm_image` covers the default.
     fn new(archives: &[&str]) -> Env {
         let s = Strata::new();
         for name in archives {
-            s.ok(&["load", "-q", "-i", archive(name).to_str().unwrap()]);
+            s.ok(&["load", "-q", "--no-precompile", "-i", archive(name).to_str().unwrap()]);
         }
         Env { s }
     }
@@ -355,6 +357,40 @@ fn pull_precompiles_so_the_first_run_is_warm() {
     assert!(second.stderr.contains("wasm cache hit"), "{}", second.stderr);
     assert!(!second.stderr.contains("wasm cache miss"), "{}", second.stderr);
     assert_eq!(stable(&first.stdout), stable(&second.stdout));
+}
+
+#[test]
+fn load_precompiles_a_wasm_image() {
+    // Like pull: every module of the image is compiled, and the first run only loads it.
+    let e = Env::new(&[]);
+    let o = e.run(&["load", "-i", archive("wasm-examples").to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, format!("Loaded image: {EXAMPLES}:latest\n"));
+    assert!(o.stderr.contains("Precompiled 7 wasm modules"), "{}", o.stderr);
+    assert_eq!(e.artifacts().len(), 7);
+    let o = e.run_debug(&["--entrypoint", "/hello.wasm", EXAMPLES]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING), "{}", o.stdout);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("wasm cache miss"), "{}", o.stderr);
+
+    // A native image has nothing to compile; -q keeps the count quiet; a module compiled
+    // before (hello-wasm holds the same hello.wasm) is not compiled again.
+    let o = e.run(&["load", "-q", "-i", archive("busybox").to_str().unwrap()]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{}", o.stderr);
+    let o = e.run(&["load", "-q", "-i", archive("hello-wasm").to_str().unwrap()]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{}", o.stderr);
+    assert_eq!(e.artifacts().len(), 7);
+
+    // A module that does not compile is a warning; the image is loaded.
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("not-wasm");
+    wasm_artifact_image_with(&layout, "latest", b"this is not wasm\n");
+    let bad = to_archive(&layout, "latest", "localhost/not-wasm:latest", tmp.path());
+    let o = e.run(&["load", "-i", bad.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("warning: not precompiling") && o.stderr.contains("not a WebAssembly"), "{}", o.stderr);
+    assert_eq!(o.stdout, "Loaded image: localhost/not-wasm:latest\n");
+    assert_eq!(e.artifacts().len(), 7);
 }
 
 #[test]

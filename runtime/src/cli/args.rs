@@ -246,6 +246,10 @@ pub struct LoadArgs {
     /// Platform to load from a multi-platform archive
     #[arg(long)]
     pub platform: Option<String>,
+    /// Don't compile a wasm image's modules into the compiled-code cache now (the first run
+    /// compiles them instead)
+    #[arg(long)]
+    pub no_precompile: bool,
 }
 
 #[derive(Args, Debug)]

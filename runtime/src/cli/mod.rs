@@ -10,6 +10,7 @@ pub mod format;
 pub mod images;
 pub mod logs;
 pub mod monitor;
+pub mod precompile;
 pub mod registry;
 pub mod run;
 

@@ -44,44 +44,10 @@ pub fn pull(ctx: &Ctx, args: PullArgs) -> Result<i32> {
     let rt = runtime()?;
     let image = rt.block_on(registry::pull(&ctx.store, &reference, &opts))?;
     if !args.no_precompile {
-        rt.block_on(precompile(ctx, &image, args.quiet));
+        super::precompile::image(ctx, &image, args.quiet);
     }
     println!("{reference}");
     Ok(0)
-}
-
-/// Compile the modules of a wasm image into `ROOT/cache/wasm`, so its first run is warm: on
-/// the blocking pool, a few at a time. A module that does not compile is a warning (the run
-/// will say the same, as its error); the pull itself has succeeded.
-async fn precompile(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
-    use futures_util::StreamExt;
-    let modules = strata::image::wasm_modules::of_image(&ctx.snapshots, image);
-    if modules.is_empty() {
-        return;
-    }
-    let cache_dir = ctx.root.wasm_cache();
-    let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let jobs = modules.into_iter().map(|m| {
-        let dir = cache_dir.clone();
-        async move {
-            let host = m.host_path.clone();
-            let result =
-                tokio::task::spawn_blocking(move || strata::executor::wasm::precompile_file(&dir, &host)).await;
-            (m.image_path, result)
-        }
-    });
-    let results: Vec<_> = futures_util::stream::iter(jobs).buffer_unordered(parallel).collect().await;
-    let mut compiled = 0;
-    for (path, result) in results {
-        match result {
-            Ok(Ok(_)) => compiled += 1,
-            Ok(Err(e)) => eprintln!("warning: not precompiling {path}: {e}"),
-            Err(e) => eprintln!("warning: not precompiling {path}: {e}"),
-        }
-    }
-    if !quiet && compiled > 0 {
-        eprintln!("Precompiled {compiled} wasm module{}", if compiled == 1 { "" } else { "s" });
-    }
 }
 
 /// Pull an image that `run`/`create` needs: progress on stderr, nothing on stdout.

@@ -1,7 +1,7 @@
 //! The WebAssembly modules a wasm image holds: every regular file in its snapshots that starts
 //! with the wasm magic (its entrypoint and any other module a container may run), as the
-//! merged root filesystem shows them. `pull` precompiles them into the compiled-code cache and
-//! `image prune` keeps the cache entries of exactly these (by content digest).
+//! merged root filesystem shows them. `pull` and `load` precompile them into the compiled-code
+//! cache and `image prune` keeps the cache entries of exactly these (by content digest).
 //!
 //! Native images are never searched: they may hold wasm files, but strata runs those only in
 //! a wasm image. This module reads snapshots; it never unpacks, compiles or writes.
