@@ -43,6 +43,8 @@ const MAX_LINGER_SECS: f64 = 3600.0;
 pub struct Grouping {
     pub key: String,
     pub linger: Duration,
+    /// Neither in a pod nor in a group: the shim will only ever serve this one container.
+    pub solo: bool,
 }
 
 /// The shim group of a container from its bundle's config.json: its pod, its
@@ -56,7 +58,7 @@ pub fn of_bundle(bundle: &Path, id: &str) -> Result<Grouping, String> {
         annotations.as_ref().and_then(|a| a.get(key)?.as_str().map(str::to_string)).filter(|s| !s.is_empty())
     };
     Ok(match (named(SANDBOX_ID), named(GROUP)) {
-        (Some(pod), _) => Grouping { key: pod, linger: Duration::ZERO },
+        (Some(pod), _) => Grouping { key: pod, linger: Duration::ZERO, solo: false },
         // Prefixed so that a group's name can never be some container's own grouping.
         (None, Some(group)) => Grouping {
             key: format!("{GROUP}={group}"),
@@ -67,8 +69,9 @@ pub fn of_bundle(bundle: &Path, id: &str) -> Result<Grouping, String> {
                     _ => return Err(format!("{GROUP_LINGER}: {secs:?} is not a number of seconds from 0 to 3600")),
                 },
             },
+            solo: false,
         },
-        (None, None) => Grouping { key: id.to_string(), linger: Duration::ZERO },
+        (None, None) => Grouping { key: id.to_string(), linger: Duration::ZERO, solo: true },
     })
 }
 
@@ -192,19 +195,22 @@ mod tests {
             std::fs::write(dir.path().join("config.json"), spec.to_string()).unwrap();
             of_bundle(dir.path(), "c1")
         };
-        let group = |key: &str, linger: Duration| Ok(Grouping { key: key.into(), linger });
-        assert_eq!(grouping(serde_json::json!({})), group("c1", Duration::ZERO));
+        let group = |key: &str, linger: Duration| Ok(Grouping { key: key.into(), linger, solo: false });
+        let solo = |key: &str| Ok(Grouping { key: key.into(), linger: Duration::ZERO, solo: true });
+        assert_eq!(grouping(serde_json::json!({})), solo("c1"));
+        // A pod's sandbox container is keyed by its own id, yet shares its shim.
+        assert_eq!(grouping(serde_json::json!({ SANDBOX_ID: "c1" })), group("c1", Duration::ZERO));
         assert_eq!(grouping(serde_json::json!({ GROUP: "wasm" })), group("io.strata.shim.group=wasm", LINGER));
         assert_eq!(
             grouping(serde_json::json!({ GROUP: "wasm", GROUP_LINGER: "0.5" })),
             group("io.strata.shim.group=wasm", Duration::from_millis(500))
         );
         assert_eq!(grouping(serde_json::json!({ GROUP: "wasm", SANDBOX_ID: "pod1" })), group("pod1", Duration::ZERO));
-        assert_eq!(grouping(serde_json::json!({ GROUP: "" })), group("c1", Duration::ZERO));
+        assert_eq!(grouping(serde_json::json!({ GROUP: "" })), solo("c1"));
         for bad in ["soon", "-1", "1e9", "NaN"] {
             let err = grouping(serde_json::json!({ GROUP: "g", GROUP_LINGER: bad })).unwrap_err();
             assert!(err.starts_with("io.strata.shim.group.linger: ") && err.contains(bad), "{err}");
         }
-        assert_eq!(of_bundle(&dir.path().join("missing"), "c2"), group("c2", Duration::ZERO));
+        assert_eq!(of_bundle(&dir.path().join("missing"), "c2"), solo("c2"));
     }
 }

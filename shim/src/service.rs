@@ -6,7 +6,7 @@
 //! async threads where they may block.
 
 use crate::events::Events;
-use crate::group::{self, Busy, Membership};
+use crate::group::{self, Busy, Grouping, Membership};
 use crate::process::{state_root, Container, Process};
 use crate::reaper::{ExitSender, ExitWatch, Reaper};
 use crate::shim_log;
@@ -55,6 +55,8 @@ pub struct Inner {
     membership: Mutex<Membership>,
     /// The socket the shim serves on, unlinked when it decides to exit.
     socket: PathBuf,
+    /// The shim serves one container only (no pod, no group): its zygote goes after Create.
+    solo: bool,
 }
 
 fn err(code: Code, msg: impl ToString) -> ttrpc::Error {
@@ -94,10 +96,20 @@ impl Service {
         events: Events,
         exit: Arc<ExitSignal>,
         socket: PathBuf,
-        linger: std::time::Duration,
+        grouping: &Grouping,
     ) -> Service {
-        let membership = Mutex::new(Membership::lingering(linger));
-        Service(Arc::new(Inner { containers: Mutex::default(), spawner, reaper, events, exit, membership, socket }))
+        let membership = Mutex::new(Membership::lingering(grouping.linger));
+        let solo = grouping.solo;
+        Service(Arc::new(Inner {
+            containers: Mutex::default(),
+            spawner,
+            reaper,
+            events,
+            exit,
+            membership,
+            socket,
+            solo,
+        }))
     }
 
     /// Create: what containerd asked for, spawned through a worker (`create` wraps it).
@@ -124,7 +136,12 @@ impl Service {
         let io = io_of(&req.stdin, &req.stdout, &req.stderr, req.terminal);
         let job = Job::Create { id: id.clone(), bundle: bundle.clone(), state_root, rootfs: mounts.clone() };
         let init = Arc::new(Process::new("", io.clone(), None));
-        let spawned = self.spawn(job, &io).await?;
+        let spawned = self.spawn(job, &io).await;
+        if self.solo {
+            // No other container will be created here; an exec is re-exec'd.
+            self.spawner.retire_zygote();
+        }
+        let spawned = spawned?;
         let pid = spawned.pid;
         {
             let mut st = init.lock();

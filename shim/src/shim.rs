@@ -84,13 +84,14 @@ impl Shim for StrataShim {
         };
         let socket = PathBuf::from(socket_path(&self.socket));
         // Started in its first container's bundle (whose grouping `start` checked): the
-        // group's linger is that container's.
-        let linger = std::env::current_dir()
+        // group's linger is that container's. Unreadable: no linger, and not solo (the zygote
+        // stays, in case other containers come).
+        let grouping = std::env::current_dir()
             .ok()
             .and_then(|bundle| group::of_bundle(&bundle, &self.id).ok())
-            .map_or(std::time::Duration::ZERO, |g| g.linger);
+            .unwrap_or(group::Grouping { key: self.id.clone(), linger: std::time::Duration::ZERO, solo: false });
         let events = Events::new(publisher, &self.namespace);
-        Service::new(spawner, reaper, events, self.exit.clone(), socket, linger)
+        Service::new(spawner, reaper, events, self.exit.clone(), socket, &grouping)
     }
 }
 

@@ -410,8 +410,22 @@ fn one_shim_serves_a_shim_group() {
     let shims = serving_shims(&c);
     assert_eq!(shims.len(), 2, "serving shims: {shims:?}");
     let group_shim = c.shim_of("g-native").expect("the group's shim started with g-native");
-    // Every verb reaches each member through the shared shim: an exec in the native one.
+    // A shim that serves one container lets its zygote go once that container is created
+    // (an exec is re-exec'd); a group's shim keeps its zygote for the members to come.
+    let init_of = |id: &str| -> i32 {
+        let ls = c.ctr_ok(&["task", "ls"]);
+        let line = ls.lines().find(|l| l.split_whitespace().next() == Some(id)).expect("in task ls");
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let solo_shim = c.shim_of("solo").expect("solo's shim");
+    wait_for("the solo shim's zygote to exit", Duration::from_secs(10), || children(solo_shim) == [init_of("solo")]);
+    let members = [init_of("g-native"), init_of("g-wasm")];
+    let others: Vec<i32> = children(group_shim).into_iter().filter(|p| !members.contains(p)).collect();
+    assert_eq!(others.len(), 1, "the group's shim has its zygote besides its members: {others:?}");
     let fifo = c.fifo();
+    let out = c.ctr(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "e0", "solo", "echo", "in solo"]);
+    assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "in solo\n"), "{}", text(&out.stderr));
+    // Every verb reaches each member through the shared shim: an exec in the native one.
     let out = c.ctr(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "e1", "g-native", "echo", "in group"]);
     assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "in group\n"), "{}", text(&out.stderr));
 

@@ -25,7 +25,7 @@ fn main() {
     let serving = flags.action.is_empty() && !flags.socket.is_empty();
     if serving && std::env::var(SPAWN_ENV).as_deref() != Ok("reexec") {
         let spawner = match zygote::start() {
-            Ok(client) => Spawner::Zygote(client),
+            Ok(client) => Spawner::zygote(client),
             Err(e) => {
                 eprintln!("strata shim: no zygote ({e}); containers will be spawned by re-exec");
                 Spawner::Reexec

@@ -6,7 +6,9 @@
 //!
 //! Two ways to get a worker, one protocol ([`job`]):
 //! - [`zygote`] (default): a single-threaded process forked from the shim's `main` before tokio
-//!   starts; it forks one worker per job (a fork of a small single-threaded process).
+//!   starts; it forks one worker per job (a fork of a small single-threaded process). A shim
+//!   that serves a single container (no pod, no group) lets it go after that container's
+//!   create: its execs are re-exec'd.
 //! - [`reexec`]: `posix_spawn` of the shim's own binary in a hidden mode, one per job. The
 //!   fallback when the zygote is gone, and what `STRATA_SHIM_SPAWN=reexec` selects.
 //!
@@ -23,6 +25,7 @@ pub mod zygote;
 use job::{Job, Reply};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::sync::Mutex;
 
 /// The container's stdio for a worker: what becomes its fds 0, 1 and 2.
 pub struct Stdio {
@@ -57,20 +60,40 @@ pub enum SpawnError {
 
 /// How the shim gets its workers.
 pub enum Spawner {
-    Zygote(zygote::Client),
+    /// The zygote while the shim has one (see [`Spawner::retire_zygote`]), else re-exec.
+    Zygote(Mutex<Option<zygote::Client>>),
     Reexec,
 }
 
 impl Spawner {
+    pub fn zygote(client: zygote::Client) -> Spawner {
+        Spawner::Zygote(Mutex::new(Some(client)))
+    }
+
+    /// Let the zygote exit (it does when its socket closes); later jobs are re-exec'd. For a
+    /// shim that will create no other container: an idle zygote is ~2 MB RSS per container
+    /// kept for execs, which a re-exec'd worker does ~2.5 ms slower.
+    pub fn retire_zygote(&self) {
+        if let Spawner::Zygote(zygote) = self {
+            zygote.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+
     /// Run `job` in a worker. Blocking: call from a blocking thread.
     pub fn run(&self, job: &Job, stdio: Stdio, console: Option<OwnedFd>) -> Result<Pending, SpawnError> {
         let (ours, theirs) = UnixStream::pair().map_err(SpawnError::Worker)?;
         match self {
-            Spawner::Zygote(client) => {
-                let sent = client.submit(job, &stdio, &theirs, console.as_ref());
-                if let Err(e) = sent {
-                    // The zygote died (it should not): a re-exec'd worker still does the job.
-                    log::warn!("zygote unavailable ({e}); re-executing instead");
+            Spawner::Zygote(zygote) => {
+                let sent = zygote
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|client| client.submit(job, &stdio, &theirs, console.as_ref()));
+                if !matches!(sent, Some(Ok(()))) {
+                    if let Some(Err(e)) = sent {
+                        // The zygote died (it should not): a re-exec'd worker still does the job.
+                        log::warn!("zygote unavailable ({e}); re-executing instead");
+                    }
                     reexec::spawn(stdio, theirs, console)?;
                     job::write_message(&ours, job).map_err(|e| SpawnError::Protocol(e.to_string()))?;
                 }

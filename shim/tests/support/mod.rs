@@ -249,6 +249,19 @@ impl Containerd {
     }
 }
 
+/// The processes whose parent is `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        if stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)) == Some(pid.to_string().as_str()) {
+            found.push(child);
+        }
+    }
+    found
+}
+
 fn parent_is_shim(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     let Some(ppid) = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)) else { return false };
