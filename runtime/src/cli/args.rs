@@ -80,16 +80,24 @@ pub enum ContainerCommand {
     /// List containers
     #[command(alias = "ps", alias = "list")]
     Ls(PsArgs),
+    /// Create and start a container from an image
     Run(RunArgs),
+    /// Create a container from an image without starting it
     Create(CreateArgs),
+    /// Start created or stopped containers
     Start(StartArgs),
+    /// Show a container's output
     Logs(LogsArgs),
+    /// Stop running containers (the stop signal, then SIGKILL after a timeout)
     Stop(StopArgs),
+    /// Send a signal to running containers
     Kill(KillArgs),
     /// Remove containers
     #[command(alias = "remove")]
     Rm(RmArgs),
+    /// Wait for containers to stop and print their exit codes
     Wait(ContainersArgs),
+    /// Run a command in a running container
     Exec(ExecArgs),
     /// Show containers' configuration and state (JSON)
     Inspect(InspectArgs),
@@ -102,17 +110,24 @@ pub enum ImageCommand {
     /// List images
     #[command(alias = "list")]
     Ls(ImagesArgs),
+    /// Download an image from a registry
     Pull(PullArgs),
+    /// Upload an image to a registry
     Push(PushArgs),
+    /// Show an image's manifest, config, layers and classification (JSON)
     Inspect(InspectArgs),
+    /// Give an image another name
     Tag(TagArgs),
     /// Remove images
     #[command(alias = "remove")]
     Rm(RmiArgs),
     /// Remove unused blobs, snapshots and leftovers of interrupted commands
     Prune(PruneArgs),
+    /// Load images from a tar archive (OCI or docker format)
     Load(LoadArgs),
+    /// Save images to an OCI tar archive
     Save(SaveArgs),
+    /// Create an image from a root filesystem tarball
     Import(ImportArgs),
     /// Assemble an image's root filesystem (overlay of its layers) and print its path
     Mount(MountArgs),
@@ -151,6 +166,7 @@ pub struct PullArgs {
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
+    /// Print only the image reference (no progress)
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
@@ -241,6 +257,7 @@ pub struct LoadArgs {
     /// Archive to read (default: stdin)
     #[arg(short, long)]
     pub input: Option<PathBuf>,
+    /// Print only the loaded images (no count of precompiled wasm modules)
     #[arg(short, long)]
     pub quiet: bool,
     /// Platform to load from a multi-platform archive
@@ -494,4 +511,38 @@ pub struct ExecArgs {
     /// Command and arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command `--help` lists says what it does, and `strata image X` / `strata
+    /// container X` say what the top-level `strata X` says (not an argument struct's doc).
+    #[test]
+    fn every_command_says_what_it_does() {
+        let cli = Cli::command();
+        let about = |c: &clap::Command| c.get_about().map(|a| a.to_string());
+        let mut missing = Vec::new();
+        for group in cli.get_subcommands().filter(|c| !c.is_hide_set()) {
+            if about(group).is_none() {
+                missing.push(group.get_name().to_string());
+            }
+            for sub in group.get_subcommands().filter(|c| !c.is_hide_set()) {
+                let name = format!("{} {}", group.get_name(), sub.get_name());
+                // `strata rm` and `strata inspect` are container rm and image inspect.
+                let not_twins = [("image", "rm"), ("image", "inspect"), ("container", "inspect")];
+                let twin = cli
+                    .find_subcommand(sub.get_name())
+                    .filter(|_| !not_twins.contains(&(group.get_name(), sub.get_name())));
+                match (about(sub), twin) {
+                    (None, _) => missing.push(name),
+                    (Some(text), Some(top)) => assert_eq!(Some(text), about(top), "{name}"),
+                    (Some(_), None) => {}
+                }
+            }
+        }
+        assert!(missing.is_empty(), "commands without a description: {missing:?}");
+    }
 }
