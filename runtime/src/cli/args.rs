@@ -179,8 +179,10 @@ pub struct PushArgs {
 
 #[derive(Args, Debug)]
 pub struct LoginArgs {
+    /// User name
     #[arg(short, long)]
     pub username: Option<String>,
+    /// Password (visible in the process list: prefer --password-stdin)
     #[arg(short, long)]
     pub password: Option<String>,
     /// Read the password from stdin
@@ -194,8 +196,10 @@ pub struct LoginArgs {
 
 #[derive(Args, Debug)]
 pub struct LogoutArgs {
+    /// Credentials file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json)
     #[arg(long)]
     pub authfile: Option<PathBuf>,
+    /// Registry host (default: docker.io)
     pub registry: Option<String>,
 }
 
@@ -544,5 +548,23 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "commands without a description: {missing:?}");
+    }
+
+    /// Every option of every command has a line of help.
+    #[test]
+    fn every_option_says_what_it_does() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments().filter(|a| !a.is_positional() && !a.is_hide_set()) {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{path} --{}", arg.get_long().unwrap_or(arg.get_id().as_str())));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "strata", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:?}");
     }
 }
