@@ -200,4 +200,12 @@ fn images_json_and_usage_errors() {
     let e = s.fails(&["inspect", "nothing"]);
     assert!(e.stderr.contains("No such object: nothing"), "{}", e.stderr);
     assert_eq!(e.stdout.trim(), "[]");
+    // A root that cannot be made: the path and the reason, the reason said once.
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("a-file");
+    std::fs::write(&bad, "").unwrap();
+    let e = s.fails(&["--root", bad.join("root").to_str().unwrap(), "images"]);
+    let line =
+        format!("Error: cannot create strata root {}: Not a directory (os error 20)", bad.join("root").display());
+    assert_eq!(e.stderr.trim(), line);
 }

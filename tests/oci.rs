@@ -295,6 +295,13 @@ fn an_invalid_config_is_an_error_naming_the_field() {
     let o = rt.run_detached(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]);
     assert!(o.stderr.contains("mounts[0].destination"), "{o}");
     assert_gone(&rt, &b, 0);
+    // No config.json at all: the file and the reason, the reason said once.
+    let missing = b.path().join("no-such-bundle");
+    let o = rt.run_detached(&["create", "--bundle", missing.to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 1, "{o}");
+    let line = format!("cannot read {}: No such file or directory (os error 2)", missing.join("config.json").display());
+    assert_eq!(o.stderr.trim(), line, "{o}");
+    assert_gone(&rt, &b, 0);
 }
 
 #[test]

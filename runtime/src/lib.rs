@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod image;
 pub mod lifecycle;
 pub mod lock;
+pub mod report;
 pub mod root;
 pub mod sandbox;
 pub mod snapshot;

@@ -54,7 +54,7 @@ fn main() {
     match oci::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            report(log.as_deref(), &format, &format!("{e:#}"));
+            report(log.as_deref(), &format, &strata::report::one_line(e.as_ref()));
             std::process::exit(1);
         }
     }

@@ -38,7 +38,7 @@ fn main() {
     match cli::run(parsed) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
             std::process::exit(cli::exit_code(&e));
         }
     }

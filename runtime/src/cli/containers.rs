@@ -39,7 +39,7 @@ fn each_resolved(
         match f(&containers, containers.resolve(name)) {
             Ok(output) => println!("{}", output.unwrap_or_else(|| name.clone())),
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
                 failed = true;
             }
         }
@@ -327,7 +327,7 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
         match inspect_one(ctx, &containers, name, kind) {
             Ok(v) => out.push(v),
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
                 failed = true;
             }
         }

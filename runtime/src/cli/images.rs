@@ -219,7 +219,7 @@ pub fn remove(ctx: &Ctx, args: RmiArgs) -> Result<i32> {
     let mut failed = false;
     for input in &args.images {
         if let Err(e) = remove_one(ctx, input, args.force) {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
             failed = true;
         }
     }

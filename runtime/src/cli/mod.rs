@@ -45,7 +45,7 @@ pub fn or_125<T>(result: Result<T>) -> Result<T> {
         if e.downcast_ref::<Failure>().is_some() {
             e
         } else {
-            anyhow::Error::new(Failure { code: 125, message: format!("{e:#}") })
+            anyhow::Error::new(Failure { code: 125, message: strata::report::one_line(e.as_ref()) })
         }
     })
 }

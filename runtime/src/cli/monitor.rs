@@ -119,7 +119,7 @@ fn forked_monitor(ctx: &Ctx, id: &str, ends: MonitorEnds, log: std::fs::File) ->
     match Containers::open(&ctx.root, ctx.driver) {
         Ok(containers) => monitor::run(&containers, id, session),
         Err(e) => {
-            eprintln!("Error: {e:#}");
+            eprintln!("Error: {}", strata::report::one_line(&e));
             1
         }
     }

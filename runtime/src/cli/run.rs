@@ -68,7 +68,7 @@ pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
         match result {
             Ok(()) => println!("{name}"),
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
                 failed = true;
             }
         }
