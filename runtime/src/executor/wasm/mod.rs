@@ -201,12 +201,5 @@ impl WasmError {
 
 /// A wasmtime error and its causes on one line ("a: b: c"), without the repeated parts.
 pub(crate) fn error_chain(e: &wasmtime::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let s = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-    }
-    parts.join(": ").replace('\n', " ")
+    crate::report::one_line(e.as_ref()).replace('\n', " ")
 }
