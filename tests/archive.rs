@@ -114,4 +114,13 @@ fn corrupt_archive_loads_nothing() {
     run(std::process::Command::new("tar").arg("-C").arg(tmp.path()).arg("-cf").arg(&junk).arg("layout/oci-layout"));
     let e = s.fails(&["load", "-i", junk.to_str().unwrap()]);
     assert!(e.stderr.contains("not an image archive"), "{}", e.stderr);
+    // Not a tar file at all (text whose lines would land in the tar crate's message): one
+    // line that says so.
+    let text = tmp.path().join("passwd");
+    std::fs::write(&text, "root:x:0:0:root:/root:/bin/bash\n".repeat(40)).unwrap();
+    let e = s.fails(&["load", "-i", text.to_str().unwrap()]);
+    assert_eq!(e.stderr.lines().count(), 1, "{}", e.stderr);
+    assert!(e.stderr.contains("not a tar archive, or a damaged one"), "{}", e.stderr);
+    assert!(s.images().is_empty());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
 }

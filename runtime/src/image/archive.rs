@@ -25,6 +25,10 @@ pub enum ArchiveError {
     Snapshot(#[from] SnapshotError),
     #[error("reading archive: {0}")]
     Read(io::Error),
+    /// A tar header that does not parse (the tar crate's message quotes the header's raw
+    /// bytes, which may be anything: only its first words are kept).
+    #[error("not a tar archive, or a damaged one ({0})")]
+    NotTar(String),
     #[error("writing archive {path}: {source}")]
     Write { path: PathBuf, source: io::Error },
     #[error("archive entry {path} does not match its digest (content hashes to {actual})")]
@@ -109,11 +113,19 @@ fn decompressed(reader: impl Read + 'static) -> io::Result<Box<dyn Read>> {
     })
 }
 
+/// A header error as one clean line: the message up to its first quoted detail, printable
+/// characters only.
+fn not_tar(e: io::Error) -> ArchiveError {
+    let message = e.to_string();
+    let words: String = message.split(": ").next().unwrap_or("").chars().filter(|c| !c.is_control()).take(80).collect();
+    ArchiveError::NotTar(words)
+}
+
 fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, ArchiveError> {
     let mut archive = tar::Archive::new(decompressed(reader).map_err(ArchiveError::Read)?);
     let mut contents = Contents::default();
-    for entry in archive.entries().map_err(ArchiveError::Read)? {
-        let mut entry = entry.map_err(ArchiveError::Read)?;
+    for entry in archive.entries().map_err(not_tar)? {
+        let mut entry = entry.map_err(not_tar)?;
         let raw_path = entry.path().map_err(ArchiveError::Read)?.to_string_lossy().into_owned();
         let Some(path) = clean(&raw_path) else { continue };
         match entry.header().entry_type() {
