@@ -319,20 +319,17 @@ pub fn load(ctx: &Ctx, args: LoadArgs) -> Result<i32> {
         Some(p) => format!("loading {}", p.display()),
         None => "loading from stdin".into(),
     })?;
-    for image in &loaded {
-        if image.names.is_empty() {
-            println!("Loaded image ID: {}", image.id);
+    for l in &loaded {
+        if l.names.is_empty() {
+            println!("Loaded image ID: {}", l.image.id());
         }
-        for name in &image.names {
+        for name in &l.names {
             println!("Loaded image: {name}");
         }
     }
     if !args.no_precompile {
-        for loaded in &loaded {
-            match ctx.store.resolve(&loaded.id.to_string()) {
-                Ok(image) => super::precompile::image(ctx, &image, args.quiet),
-                Err(e) => eprintln!("warning: not precompiling image {}: {e}", loaded.id.short()),
-            }
+        for l in &loaded {
+            super::precompile::image(ctx, &l.image, args.quiet);
         }
     }
     Ok(0)

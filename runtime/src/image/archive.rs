@@ -173,7 +173,7 @@ fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, Archi
 /// What `load` recorded: one entry per image, with the names it got.
 #[derive(Debug)]
 pub struct Loaded {
-    pub id: Digest,
+    pub image: Image,
     pub names: Vec<ImageRef>,
 }
 
@@ -205,7 +205,7 @@ pub fn load(store: &Store, reader: Box<dyn Read>, platform: &Platform) -> Result
         for name in &names {
             store.record(Some(name), &descriptor)?;
         }
-        loaded.push(Loaded { id: image.id().clone(), names });
+        loaded.push(Loaded { image, names });
     }
     Ok(loaded)
 }

@@ -89,11 +89,16 @@ impl Spawner {
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
                     .map(|client| client.submit(job, &stdio, &theirs, console.as_ref()));
-                if !matches!(sent, Some(Ok(()))) {
-                    if let Some(Err(e)) = sent {
-                        // The zygote died (it should not): a re-exec'd worker still does the job.
+                let submitted = match sent {
+                    Some(Ok(())) => true,
+                    // The zygote died (it should not): a re-exec'd worker still does the job.
+                    Some(Err(e)) => {
                         log::warn!("zygote unavailable ({e}); re-executing instead");
+                        false
                     }
+                    None => false, // retired
+                };
+                if !submitted {
                     reexec::spawn(stdio, theirs, console)?;
                     job::write_message(&ours, job).map_err(|e| SpawnError::Protocol(e.to_string()))?;
                 }
