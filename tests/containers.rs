@@ -336,6 +336,18 @@ fn detached_logs_stop_rm() {
     assert!(table.starts_with("CONTAINER ID   IMAGE"), "{table}");
     assert!(table.contains(&id[..12]) && table.contains("web"), "{table}");
     assert_eq!(e.ok(&["ps", "-q"]).trim(), &id[..12]);
+    // docker's Go templates over the same rows and documents.
+    assert_eq!(e.ok(&["ps", "--format", r"{{.Names}}\t{{.Kind}} {{.State}}"]), "web\tnative running\n");
+    let table = e.ok(&["ps", "--format", r"table {{.ID}}\t{{.Names}}"]);
+    assert_eq!(table, format!("CONTAINER ID   NAMES\n{}   web\n", &id[..12]));
+    let pid = e.ok(&["inspect", "-f", "{{.State.Pid}}", "web"]).trim().parse::<i32>().unwrap();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid}");
+    let inspected =
+        e.ok(&["container", "inspect", "--format", "{{.Name}} {{.State.Status}} {{json .Config.Cmd}}", &id]);
+    assert_eq!(
+        inspected.lines().next().unwrap(),
+        r#"/web running ["sh","-c","echo hello; echo oops >&2; while true; do sleep 1; done"]"#
+    );
 
     // The monitor logs while nobody watches; `logs` splits the streams again.
     let mut logs = e.run(&["logs", "web"]);

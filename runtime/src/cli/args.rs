@@ -205,7 +205,8 @@ pub struct LogoutArgs {
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
-    /// Output format: table (default) or json (one JSON object per line)
+    /// Output format: table (default), json (one JSON object per line), a Go template
+    /// ('{{.ID}}'), or `table` and a template (columns with titles)
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Only show image IDs
@@ -226,6 +227,9 @@ pub struct InspectArgs {
     /// Only look for this kind of object: container or image
     #[arg(long = "type")]
     pub kind: Option<String>,
+    /// Print this Go template over each object ('{{.State.Status}}') instead of the JSON
+    #[arg(short, long)]
+    pub format: Option<String>,
     /// Containers or images (by name or ID)
     #[arg(required = true)]
     pub names: Vec<String>,
@@ -411,7 +415,8 @@ pub struct PsArgs {
     /// Only show container IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table (default) or json (one JSON object per line)
+    /// Output format: table (default), json (one JSON object per line), a Go template
+    /// ('{{.ID}}'), or `table` and a template (columns with titles)
     #[arg(long, default_value = "table")]
     pub format: String,
     /// Don't truncate IDs and commands

@@ -4,6 +4,7 @@
 use super::args::{ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RmArgs, StopArgs};
 use super::format;
 use super::images::{self, Ctx};
+use super::template;
 use anyhow::{bail, Result};
 use serde_json::json;
 use std::io::Write;
@@ -135,6 +136,29 @@ fn command_text(record: &ContainerRecord, no_trunc: bool) -> String {
     }
 }
 
+/// docker's `ps` table.
+const PS_TABLE: &str = r"table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+
+/// The column title of each key of a `ps` row, as docker titles them.
+const PS_TITLES: &[(&str, &str)] = &[
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Labels", "LABELS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Mounts", "MOUNTS"),
+    ("Names", "NAMES"),
+    ("Networks", "NETWORKS"),
+    ("Ports", "PORTS"),
+    ("RunningFor", "CREATED"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("ExitCode", "EXIT CODE"),
+    ("Kind", "KIND"),
+    ("KindReason", "KIND REASON"),
+];
+
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let containers = open(ctx)?;
     let mut rows: Vec<Observed> =
@@ -149,63 +173,33 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    let listing = template::Listing::parse(&args.format, PS_TABLE)?;
     let created = |r: &ContainerRecord| format!("{} ago", format::human_duration(format::seconds_since(&r.created)));
-    match args.format.as_str() {
-        "json" => {
-            for o in &rows {
-                let r = &o.record;
-                let line = json!({
-                    "Command": command_text(r, args.no_trunc),
-                    "CreatedAt": r.created,
-                    "ID": id(r),
-                    "Image": r.image,
-                    "Labels": "",
-                    "LocalVolumes": "0",
-                    "Mounts": r.options.volumes.iter().map(|v| v.destination.clone()).collect::<Vec<_>>().join(","),
-                    "Names": r.name,
-                    "Networks": r.options.network.to_string(),
-                    "Ports": "",
-                    "RunningFor": created(r),
-                    "State": o.state,
-                    "Status": status_text(o),
-                    "ExitCode": r.exit_code,
-                    "Kind": r.kind,
-                    "KindReason": r.kind_reason,
-                });
-                writeln!(out, "{line}")?;
-            }
-        }
-        "table" => {
-            let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].map(String::from);
-            let table: Vec<[String; 7]> = rows
-                .iter()
-                .map(|o| {
-                    let r = &o.record;
-                    [
-                        id(r),
-                        r.image.clone(),
-                        command_text(r, args.no_trunc),
-                        created(r),
-                        status_text(o),
-                        String::new(),
-                        r.name.clone(),
-                    ]
-                })
-                .collect();
-            let mut widths = header.clone().map(|h| h.chars().count());
-            for row in &table {
-                for (w, c) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-            for row in std::iter::once(&header).chain(table.iter()) {
-                let cells: Vec<String> =
-                    row.iter().zip(widths).map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count()))).collect();
-                writeln!(out, "{}", cells.join("   ").trim_end())?;
-            }
-        }
-        other => bail!("unknown --format {other:?}: expected table or json"),
-    }
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|o| {
+            let r = &o.record;
+            json!({
+                "Command": command_text(r, args.no_trunc),
+                "CreatedAt": r.created,
+                "ID": id(r),
+                "Image": r.image,
+                "Labels": "",
+                "LocalVolumes": "0",
+                "Mounts": r.options.volumes.iter().map(|v| v.destination.clone()).collect::<Vec<_>>().join(","),
+                "Names": r.name,
+                "Networks": r.options.network.to_string(),
+                "Ports": "",
+                "RunningFor": created(r),
+                "State": o.state,
+                "Status": status_text(o),
+                "ExitCode": r.exit_code,
+                "Kind": r.kind,
+                "KindReason": r.kind_reason,
+            })
+        })
+        .collect();
+    listing.print(&rows, PS_TITLES, &mut out)?;
     Ok(0)
 }
 
@@ -332,7 +326,7 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    template::inspected(args.format.as_deref(), &out, &mut std::io::stdout().lock())?;
     Ok(if failed { 1 } else { 0 })
 }
 

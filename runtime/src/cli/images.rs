@@ -2,6 +2,7 @@
 
 use super::args::{ImagesArgs, ImportArgs, InspectArgs, LoadArgs, MountArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
 use super::format;
+use super::template;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
@@ -40,6 +41,22 @@ impl Ctx {
             .unwrap_or_default()
     }
 }
+
+/// docker's `images` table.
+const IMAGES_TABLE: &str = r"table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+
+/// The column title of each key of an `images` row, as docker titles them.
+const IMAGES_TITLES: &[(&str, &str)] = &[
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("ID", "IMAGE ID"),
+    ("Digest", "DIGEST"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Size", "SIZE"),
+    ("SizeBytes", "SIZE BYTES"),
+    ("Platform", "PLATFORM"),
+];
 
 pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     let filter = args.reference.as_deref().map(ImageRef::parse).transpose()?;
@@ -82,46 +99,25 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
         Some(n) => (n.name(), n.tag().map(str::to_string).unwrap_or_else(|| "<none>".into())),
         None => ("<none>".to_string(), "<none>".to_string()),
     };
-    match args.format.as_str() {
-        "json" => {
-            for (record, image) in &rows {
-                let (repo, tag) = columns(record);
-                let line = json!({
-                    "Repository": repo,
-                    "Tag": tag,
-                    "ID": id(image),
-                    "Digest": image.digest().to_string(),
-                    "CreatedAt": image.config.created,
-                    "CreatedSince": format::since(image.config.created.as_deref()),
-                    "Size": format::size(image.size()),
-                    "SizeBytes": image.size(),
-                    "Platform": image.descriptor.platform.clone().unwrap_or_else(|| image.config.platform()).to_string(),
-                });
-                writeln!(out, "{line}")?;
-            }
-        }
-        "table" => {
-            let table: Vec<[String; 5]> = rows
-                .iter()
-                .map(|(record, image)| {
-                    let (repo, tag) = columns(record);
-                    [repo, tag, id(image), format::since(image.config.created.as_deref()), format::size(image.size())]
-                })
-                .collect();
-            let header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"].map(String::from);
-            let mut widths = header.clone().map(|h| h.len());
-            for row in &table {
-                for (w, c) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(c.len());
-                }
-            }
-            for row in std::iter::once(&header).chain(table.iter()) {
-                let line: Vec<String> = row.iter().zip(widths).map(|(c, w)| format!("{c:w$}")).collect();
-                writeln!(out, "{}", line.join("   ").trim_end())?;
-            }
-        }
-        other => bail!("unknown --format {other:?}: expected table or json"),
-    }
+    let listing = template::Listing::parse(&args.format, IMAGES_TABLE)?;
+    let rows: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(record, image)| {
+            let (repo, tag) = columns(record);
+            json!({
+                "Repository": repo,
+                "Tag": tag,
+                "ID": id(image),
+                "Digest": image.digest().to_string(),
+                "CreatedAt": image.config.created,
+                "CreatedSince": format::since(image.config.created.as_deref()),
+                "Size": format::size(image.size()),
+                "SizeBytes": image.size(),
+                "Platform": image.descriptor.platform.clone().unwrap_or_else(|| image.config.platform()).to_string(),
+            })
+        })
+        .collect();
+    listing.print(&rows, IMAGES_TITLES, &mut out)?;
     Ok(0)
 }
 
@@ -132,12 +128,12 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
         match ctx.store.resolve(name) {
             Ok(image) => out.push(inspect_json(ctx, &image)),
             Err(e) => {
-                eprintln!("Error: {e}");
+                eprintln!("Error: {}", strata::report::one_line(&e));
                 failed = true;
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    template::inspected(args.format.as_deref(), &out, &mut std::io::stdout().lock())?;
     Ok(if failed { 1 } else { 0 })
 }
 

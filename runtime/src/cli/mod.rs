@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod precompile;
 pub mod registry;
 pub mod run;
+pub mod template;
 
 use anyhow::Result;
 use args::{Cli, Command, ContainerCommand, ImageCommand};
