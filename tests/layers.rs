@@ -104,6 +104,32 @@ fn hostile_layer_is_refused_through_load_and_leaves_nothing() {
     assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
 }
 
+/// Classifying an image reads its entrypoint's first bytes without mounting it. A lower
+/// layer's symlink `a -> /` under an upper layer's directory `a/` (overlayfs hides the
+/// symlink) must not let that read reach a host file: here a wasm file, which would make the
+/// image a wasm one.
+#[test]
+fn classifying_an_image_never_reads_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let probe = tmp.path().join("probe.wasm");
+    std::fs::write(&probe, b"\0asm\x01\0\0\0").unwrap();
+    let mut lower = LayerTar::new();
+    lower.symlink("a", "/");
+    let mut upper = LayerTar::new();
+    upper.dir("a", 0o755);
+    let entrypoint = format!("/a{}", probe.display());
+    let layout = tmp.path().join("layout");
+    ImageBuilder::new()
+        .layer(lower.into_bytes(), Compression::Gzip)
+        .layer(upper.into_bytes(), Compression::Gzip)
+        .entrypoint(&[&entrypoint])
+        .write(&layout, "latest");
+    let s = Strata::new();
+    load_layout(&s, &layout, "latest", "localhost/probe:latest");
+    let inspected = s.ok(&["image", "inspect", "-f", "{{.Kind}}: {{.KindReason}}", "localhost/probe"]);
+    assert_eq!(inspected.trim(), format!("native: entrypoint {entrypoint} not found in the image; native by default"));
+}
+
 #[test]
 fn diff_id_mismatch_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
