@@ -124,3 +124,49 @@ fn corrupt_archive_loads_nothing() {
     assert!(s.images().is_empty());
     assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
 }
+
+/// A gzipped tar of `(name, size)` entries of zeros, written to `path`: a few kB that
+/// unpack to many MB (gzip(1) compresses: the test build's own deflate is unoptimised).
+fn zeros_archive(path: &std::path::Path, entries: &[(&str, usize)]) {
+    use std::io::Read;
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, size) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(*size as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, std::io::repeat(0).take(*size as u64)).unwrap();
+    }
+    let raw = path.with_extension("raw");
+    std::fs::write(&raw, tar.into_inner().unwrap()).unwrap();
+    let gz = std::process::Command::new("gzip").arg("-1c").arg(&raw).output().unwrap();
+    assert!(gz.status.success());
+    std::fs::write(path, gz.stdout).unwrap();
+    std::fs::remove_file(raw).unwrap();
+}
+
+/// `load` reads only an archive's JSON documents into memory, and only so much of them: a
+/// small compressed archive cannot make it hold gigabytes (or store files no image uses).
+#[test]
+fn an_archive_cannot_make_load_hold_gigabytes() {
+    const MIB: usize = 1 << 20;
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Strata::new();
+    let load = |name: &str, entries: &[(&str, usize)]| {
+        let archive = tmp.path().join(name);
+        zeros_archive(&archive, entries);
+        s.fails(&["load", "-i", archive.to_str().unwrap()]).stderr
+    };
+    let many: Vec<(String, usize)> = (0..5).map(|i| (format!("doc{i}.json"), 16 * MIB)).collect();
+    let many: Vec<(&str, usize)> = many.iter().map(|(n, z)| (n.as_str(), *z)).collect();
+    let e = load("many.tgz", &many);
+    assert!(e.contains("doc4.json") && e.contains("more than 67108864 bytes"), "{e}");
+    let e = load("big.tgz", &[("index.json", 17 * MIB)]);
+    assert!(e.contains("index.json") && e.contains("at most 16777216"), "{e}");
+    // Files that are neither documents, blobs nor layer tars are skipped, not kept.
+    let e = load("junk.tgz", &[("junk-1", MIB), ("junk-2", 2 * MIB)]);
+    assert!(e.contains("not an image archive"), "{e}");
+    assert_eq!(s.blob_count(), 0);
+    assert!(s.images().is_empty());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+}

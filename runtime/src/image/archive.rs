@@ -57,7 +57,7 @@ struct DockerEntry {
 /// Where each archive path went.
 #[derive(Default)]
 struct Contents {
-    /// Small JSON-ish files, kept in memory.
+    /// The archive's JSON documents (index.json, manifest.json, docker configs), in memory.
     files: HashMap<String, Vec<u8>>,
     /// Larger files, streamed into the store: path -> (digest, size).
     blobs: HashMap<String, (Digest, u64)>,
@@ -99,7 +99,16 @@ fn clean(path: &str) -> Option<String> {
     Some(out.join("/"))
 }
 
+/// The largest document (a JSON file, a manifest or config blob) `load` reads into memory.
 const SMALL_FILE: u64 = 16 << 20;
+/// All the documents of one archive together: a few kB in real archives, and a small
+/// compressed archive must not make `load` hold gigabytes.
+const MAX_DOCUMENTS: u64 = 64 << 20;
+
+/// Whether an archive path (not a blob) is one of the documents `load` reads.
+fn is_document(path: &str) -> bool {
+    path.ends_with(".json") || path == "oci-layout" || path == "repositories"
+}
 
 fn decompressed(reader: impl Read + 'static) -> io::Result<Box<dyn Read>> {
     let mut reader = BufReader::with_capacity(1 << 20, reader);
@@ -124,6 +133,7 @@ fn not_tar(e: io::Error) -> ArchiveError {
 fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, ArchiveError> {
     let mut archive = tar::Archive::new(decompressed(reader).map_err(ArchiveError::Read)?);
     let mut contents = Contents::default();
+    let mut documents = 0;
     for entry in archive.entries().map_err(not_tar)? {
         let mut entry = entry.map_err(not_tar)?;
         let raw_path = entry.path().map_err(ArchiveError::Read)?.to_string_lossy().into_owned();
@@ -149,22 +159,27 @@ fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, Archi
         }
         let size = entry.header().size().map_err(ArchiveError::Read)?;
         let named_digest = path.strip_prefix("blobs/sha256/").and_then(|h| Digest::from_hex(h).ok());
-        if named_digest.is_none() && size <= SMALL_FILE && !path.ends_with(".tar") {
+        if named_digest.is_none() && is_document(&path) {
+            documents += size;
+            if size > SMALL_FILE || documents > MAX_DOCUMENTS {
+                return Err(ArchiveError::Invalid { file: path, detail: too_large(size, documents) });
+            }
             let mut buf = Vec::with_capacity(size as usize);
             entry.read_to_end(&mut buf).map_err(ArchiveError::Read)?;
             contents.files.insert(path, buf);
             continue;
         }
+        if named_digest.is_none() && !path.ends_with(".tar") {
+            continue; // not an image's (docker's legacy per-layer `json` and `VERSION` files)
+        }
+        // Blobs and docker's layer tars go to the store, where `image prune` finds what no
+        // image uses.
         let mut writer = store.blob_writer()?;
         io::copy(&mut entry, &mut writer).map_err(ArchiveError::Read)?;
         let digest = writer.commit(named_digest.as_ref(), None).map_err(|e| match e {
             StoreError::DigestMismatch { actual, .. } => ArchiveError::BlobMismatch { path: path.clone(), actual },
             other => other.into(),
         })?;
-        // Small named blobs (manifests, configs) are wanted in memory too.
-        if size <= SMALL_FILE && named_digest.is_some() {
-            contents.files.insert(path.clone(), store.read_blob(&digest)?);
-        }
         contents.blobs.insert(path, (digest, size));
     }
     Ok(contents)
@@ -210,17 +225,32 @@ pub fn load(store: &Store, reader: Box<dyn Read>, platform: &Platform) -> Result
     Ok(loaded)
 }
 
-fn blob_bytes(
-    store: &Store,
-    contents: &Contents,
-    digest: &Digest,
-    what: &'static str,
-) -> Result<Vec<u8>, ArchiveError> {
+/// A manifest or config blob of an OCI archive, by digest (the archive's blobs are in the
+/// store by now; it may also have been there before).
+fn blob_bytes(store: &Store, digest: &Digest, what: &'static str) -> Result<Vec<u8>, ArchiveError> {
     let path = format!("blobs/sha256/{}", digest.hex());
-    if let Some(bytes) = contents.file(&path) {
-        return Ok(bytes.clone());
+    let size = store
+        .blob_path(digest)
+        .metadata()
+        .map(|m| m.len())
+        .map_err(|_| ArchiveError::Missing { what, path: path.clone() })?;
+    document_blob(store, &path, digest, size)
+}
+
+/// A stored blob that is a document (a manifest, a config), read into memory if not too large.
+fn document_blob(store: &Store, path: &str, digest: &Digest, size: u64) -> Result<Vec<u8>, ArchiveError> {
+    if size > SMALL_FILE {
+        return Err(ArchiveError::Invalid { file: path.to_string(), detail: too_large(size, size) });
     }
-    store.read_blob(digest).map_err(|_| ArchiveError::Missing { what, path })
+    Ok(store.read_blob(digest)?)
+}
+
+fn too_large(size: u64, documents: u64) -> String {
+    if size > SMALL_FILE {
+        format!("{size} bytes; a manifest, config or index has at most {SMALL_FILE}")
+    } else {
+        format!("the archive's JSON documents come to more than {MAX_DOCUMENTS} bytes ({documents})")
+    }
 }
 
 fn load_oci(
@@ -241,14 +271,14 @@ fn load_oci(
         .collect();
     let mut out = Vec::new();
     for entry in &index.manifests {
-        let bytes = blob_bytes(store, contents, &entry.digest, "manifest")?;
+        let bytes = blob_bytes(store, &entry.digest, "manifest")?;
         let mut chosen = entry.clone();
         let mut doc = parse_document(&bytes, Some(&entry.media_type))
             .map_err(|e| ArchiveError::Invalid { file: format!("manifest {}", entry.digest), detail: e.to_string() })?;
         if let Document::Index(inner) = &doc {
             let pick = inner.select(platform, "archive").map_err(|_| ArchiveError::NoPlatform(platform.to_string()))?;
             chosen = Descriptor { annotations: entry.annotations.clone(), ..pick.clone() };
-            let bytes = blob_bytes(store, contents, &pick.digest, "manifest")?;
+            let bytes = blob_bytes(store, &pick.digest, "manifest")?;
             doc = parse_document(&bytes, Some(&pick.media_type)).map_err(|e| ArchiveError::Invalid {
                 file: format!("manifest {}", pick.digest),
                 detail: e.to_string(),
@@ -260,7 +290,7 @@ fn load_oci(
                 detail: "nested index".into(),
             });
         };
-        blob_bytes(store, contents, &manifest.config.digest, "config")?;
+        blob_bytes(store, &manifest.config.digest, "config")?;
         let mut names = Vec::new();
         let annotated = entry.annotations.get(CONTAINERD_NAME).or_else(|| entry.annotations.get(REF_NAME));
         // A bare tag ("latest") is no image name; a full reference is.
@@ -291,10 +321,10 @@ fn load_docker(store: &Store, contents: &Contents) -> Result<Vec<(Vec<ImageRef>,
         let config_bytes = match contents.file(&entry.config) {
             Some(b) => b.clone(),
             None => {
-                let (digest, _) = contents
+                let (digest, size) = contents
                     .blob(&entry.config)
                     .ok_or_else(|| ArchiveError::Missing { what: "config", path: entry.config.clone() })?;
-                store.read_blob(digest)?
+                document_blob(store, &entry.config, digest, *size)?
             }
         };
         let config_digest = store.write_blob(&config_bytes, None)?;
