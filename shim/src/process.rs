@@ -25,6 +25,10 @@ pub struct ProcState {
     pub stdin_holder: Option<OwnedFd>,
     /// The pty master of a process with a terminal.
     pub master: Option<OwnedFd>,
+    /// An exec's pidfd, opened while its worker still held it: a signal sent through it
+    /// reaches this process or none, never a later one that got its pid after the reaper
+    /// collected it (its exit is published only once its output is relayed).
+    pub pidfd: Option<OwnedFd>,
 }
 
 pub struct Process {
@@ -65,6 +69,10 @@ pub struct Container {
     pub rt: Runtime,
     /// Whether the shim mounted the rootfs (and must unmount it).
     pub mounted_rootfs: bool,
+    /// Whether the container has a pid namespace of its own. If not (it joined a pod's, or
+    /// the host's), its other processes do not die with its init: the shim kills them, as
+    /// runc's does, before it reports the exit.
+    pub own_pid_namespace: bool,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     /// Held while a process is started and its start event published, and by the exit
@@ -81,8 +89,41 @@ impl Container {
     }
 }
 
+/// Whether the bundle's config gives the container a new pid namespace (a `pid` namespace
+/// with no path). A config that cannot be read counts as yes: nothing extra is killed.
+pub fn own_pid_namespace(bundle: &std::path::Path) -> bool {
+    let Ok(bytes) = std::fs::read(bundle.join("config.json")) else { return true };
+    let Ok(config) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return true };
+    let Some(namespaces) = config.pointer("/linux/namespaces").and_then(|n| n.as_array()) else { return false };
+    namespaces.iter().any(|ns| ns["type"] == "pid" && ns["path"].as_str().unwrap_or("").is_empty())
+}
+
 /// Where strata keeps a container's state: inside its bundle, which containerd removes after
 /// delete, so a crashed shim leaves nothing elsewhere.
 pub fn state_root(bundle: &std::path::Path) -> PathBuf {
     bundle.join(".strata")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_namespace_of_its_own_is_one_without_a_path() {
+        let t = tempfile::tempdir().unwrap();
+        let with = |namespaces: serde_json::Value| {
+            std::fs::write(
+                t.path().join("config.json"),
+                serde_json::json!({"linux": {"namespaces": namespaces}}).to_string(),
+            )
+            .unwrap();
+            own_pid_namespace(t.path())
+        };
+        assert!(with(serde_json::json!([{"type": "mount"}, {"type": "pid"}])));
+        assert!(with(serde_json::json!([{"type": "pid", "path": ""}])));
+        assert!(!with(serde_json::json!([{"type": "pid", "path": "/proc/42/ns/pid"}])));
+        assert!(!with(serde_json::json!([{"type": "mount"}])), "the host's pid namespace");
+        std::fs::remove_file(t.path().join("config.json")).unwrap();
+        assert!(own_pid_namespace(t.path()), "unreadable: kill nothing extra");
+    }
 }

@@ -27,7 +27,7 @@ use containerd_shim::protos::shim_async::Task;
 use containerd_shim::protos::ttrpc::{self, r#async::TtrpcContext, Code};
 use containerd_shim::TtrpcResult;
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -141,7 +141,22 @@ impl Service {
             // No other container will be created here; an exec is re-exec'd.
             self.spawner.retire_zygote();
         }
-        let spawned = spawned?;
+        let spawned = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                // Whatever the worker made before the failure goes (its own failures it
+                // undoes itself; a failure after it, e.g. relaying the terminal, is ours).
+                let (rt, id, rootfs) = (rt.clone(), id.clone(), bundle.join("rootfs"));
+                let _ = blocking(move || {
+                    let _ = lifecycle::delete::delete(&rt, &id, true);
+                    if !mounts.is_empty() {
+                        let _ = rootfs::unmount_all(&rootfs);
+                    }
+                })
+                .await;
+                return Err(e);
+            }
+        };
         let pid = spawned.pid;
         {
             let mut st = init.lock();
@@ -150,11 +165,13 @@ impl Service {
             st.stdin_holder = spawned.stdin_holder;
             st.output_done = spawned.output_done;
         }
+        let own_pid_namespace = crate::process::own_pid_namespace(&bundle);
         let c = Arc::new(Container {
             id: id.clone(),
             bundle,
             rt,
             mounted_rootfs: !mounts.is_empty(),
+            own_pid_namespace,
             init: init.clone(),
             execs: Mutex::default(),
             start_lock: tokio::sync::Mutex::new(()),
@@ -232,7 +249,7 @@ impl Service {
             Job::Create { .. } => "create",
             Job::Exec { .. } => "exec",
         };
-        let (pid, console, holder) = blocking(move || -> Result<_, String> {
+        let (pid, console, holder, pidfd) = blocking(move || -> Result<_, String> {
             let started = std::time::Instant::now();
             let opened = stdio::open(&io2)?;
             let (ours, theirs) = if io2.terminal {
@@ -244,22 +261,32 @@ impl Service {
             let pending = spawner.run(&job, opened.stdio, theirs).map_err(|e| e.to_string())?;
             reaper.watch(pending.pid, exit_tx);
             let pid = pending.pid;
+            // Before the release: until then the worker holds the process (or its zombie),
+            // so the pid is still this process's.
+            let pidfd = rustix::process::Pid::from_raw(pid)
+                .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
             pending.release();
             log::debug!("spawned {what} in {:.2}ms", started.elapsed().as_secs_f64() * 1000.0);
             // The master was sent before the worker answered: it is waiting in the socket.
-            let master = match ours {
-                Some(sock) => Some(strata::sandbox::console::recv_master(std::os::fd::AsFd::as_fd(&sock))?),
-                None => None,
+            let master = match ours.map(|sock| strata::sandbox::console::recv_master(sock.as_fd())).transpose() {
+                Ok(master) => master,
+                Err(e) => {
+                    kill_spawned(pidfd.as_ref());
+                    return Err(e);
+                }
             };
-            Ok((pid, master, opened.stdin_holder))
+            Ok((pid, master, opened.stdin_holder, pidfd))
         })
         .await?
         .map_err(internal)?;
-        let output_done = match &console {
-            Some(master) => Some(stdio::relay_terminal(master, io).map_err(internal)?),
-            None => None,
+        let output_done = match console.as_ref().map(|master| stdio::relay_terminal(master, io)).transpose() {
+            Ok(done) => done,
+            Err(e) => {
+                kill_spawned(pidfd.as_ref());
+                return Err(internal(e));
+            }
         };
-        Ok(Spawned { pid, exit: exit_rx, master: console, stdin_holder: holder, output_done })
+        Ok(Spawned { pid, exit: exit_rx, master: console, stdin_holder: holder, output_done, pidfd })
     }
 
     /// Publish the process's exit once it happens (after its start event), with an OOM event
@@ -288,6 +315,10 @@ impl Service {
             } else {
                 false
             };
+            if p.exec_id.is_empty() && !c.own_pid_namespace {
+                let (rt, id) = (c.rt.clone(), c.id.clone());
+                let _ = tokio::task::spawn_blocking(move || lifecycle::kill::kill(&rt, &id, libc::SIGKILL, true)).await;
+            }
             if let Some(tx) = p.lock().exit_tx.take() {
                 let _ = tx.send(Some(exit));
             }
@@ -310,6 +341,14 @@ impl Service {
     }
 }
 
+/// SIGKILL for a process spawned for a Create or Exec that then failed (its terminal could
+/// not be relayed): it must not run on unseen.
+fn kill_spawned(pidfd: Option<&OwnedFd>) {
+    if let Some(fd) = pidfd {
+        let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+    }
+}
+
 /// A process a worker spawned: its pid and exit (from the reaper), and its terminal or
 /// stdin holder.
 struct Spawned {
@@ -318,6 +357,7 @@ struct Spawned {
     master: Option<OwnedFd>,
     stdin_holder: Option<OwnedFd>,
     output_done: Option<tokio::sync::oneshot::Receiver<()>>,
+    pidfd: Option<OwnedFd>,
 }
 
 fn io_of(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Io {
@@ -373,6 +413,7 @@ impl Task for Service {
             st.started = true;
             st.master = spawned.master;
             st.output_done = spawned.output_done;
+            st.pidfd = spawned.pidfd;
         }
         self.watch_exit(c.clone(), p.clone(), spawned.exit);
         self.events
@@ -440,7 +481,8 @@ impl Task for Service {
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
         let (c, p) = self.process(&req.id, &req.exec_id)?;
-        if p.exited().is_some() {
+        // `all` after the init's exit still reaches what is left in its cgroup, as runc's.
+        if p.exited().is_some() && !(req.all && p.exec_id.is_empty()) {
             return Err(err(Code::NOT_FOUND, "process already finished"));
         }
         let signal = req.signal as i32;
@@ -473,8 +515,21 @@ impl Task for Service {
         if pid <= 0 {
             return Err(err(Code::NOT_FOUND, "process not started"));
         }
-        // SAFETY: kill(2) of our own child (registered, not yet reaped: the pid is still ours).
-        if unsafe { libc::kill(pid, signal) } != 0 {
+        let st = p.lock();
+        let Some(pidfd) = &st.pidfd else {
+            return Err(internal(format!("exec {} has no pidfd", p.exec_id)));
+        };
+        // SAFETY: pidfd_send_signal(2) with a pidfd we own and no siginfo.
+        let sent = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if sent != 0 {
             return Err(err(Code::NOT_FOUND, format!("process already finished: {}", std::io::Error::last_os_error())));
         }
         Ok(api::Empty::default())

@@ -191,6 +191,47 @@ fn detached_task_verbs() {
     c.assert_no_leftovers();
 }
 
+/// A container that joins another's pid namespace (as Kubernetes' shareProcessNamespace
+/// does) leaves its other processes behind when its init exits: the shim kills what is left
+/// in its cgroup before it reports the exit, as runc's does, and `kill --all` still reaches
+/// its cgroup after the exit.
+#[test]
+fn a_container_in_a_shared_pid_namespace_takes_its_processes_along() {
+    let c = Containerd::start("strata-t-pidns");
+    c.import_images();
+    let task_pids = |id: &str| -> Vec<i32> {
+        c.ctr_ok(&["task", "ps", id])
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let out = c.ctr_run(&["-d"], BUSYBOX, "holder", &["sleep", "1000"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    let holder = task_pids("holder")[0];
+    let ns = format!("pid:/proc/{holder}/ns/pid");
+    let out = c.ctr_run(&["-d", "--with-ns", &ns], BUSYBOX, "joiner", &["sh", "-c", "sleep 77 & sleep 3"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    let mut left = Vec::new();
+    wait_for("the joiner's two processes", Duration::from_secs(10), || {
+        left = task_pids("joiner");
+        left.len() >= 2
+    });
+    let status = |id: &str| c.ctr_ok(&["task", "ls"]).lines().any(|l| l.starts_with(id) && l.ends_with("STOPPED"));
+    wait_for("the joiner's init to exit", Duration::from_secs(20), || status("joiner"));
+    assert_eq!(task_pids("joiner"), Vec::<i32>::new(), "processes left in the joiner's cgroup");
+    assert!(left.iter().all(|&pid| !alive(pid)), "{left:?}");
+    c.ctr_ok(&["task", "kill", "--all", "--signal", "SIGKILL", "joiner"]);
+    c.ctr_ok(&["task", "delete", "joiner"]);
+    c.ctr_ok(&["container", "rm", "joiner"]);
+    assert!(alive(holder), "the holder of the namespace lives on");
+    c.ctr_ok(&["task", "kill", "--signal", "SIGKILL", "holder"]);
+    wait_for("the holder to exit", Duration::from_secs(10), || status("holder"));
+    c.ctr_ok(&["task", "delete", "holder"]);
+    c.ctr_ok(&["container", "rm", "holder"]);
+    c.assert_no_leftovers();
+}
+
 #[test]
 fn stdin_is_delivered() {
     let c = Containerd::start("strata-t-stdin");

@@ -51,8 +51,12 @@ pub fn parse_signal(s: &str) -> Result<i32, LifecycleError> {
 
 pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<(), LifecycleError> {
     let state = rt.states.load(id)?;
-    if matches!(rt.status(&state), Status::Stopped | Status::Creating) {
-        return Err(LifecycleError::NotRunning);
+    // With `all`, a stopped container's cgroup may still hold processes (its init shared a
+    // pid namespace, so they did not die with it): runc signals them too.
+    match rt.status(&state) {
+        Status::Creating => return Err(LifecycleError::NotRunning),
+        Status::Stopped if !all => return Err(LifecycleError::NotRunning),
+        _ => {}
     }
     if all {
         let cgroup = rt.cgroup(&state)?;
