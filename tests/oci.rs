@@ -282,6 +282,31 @@ fn missing_or_unexecutable_programs_fail_create_with_runcs_words() {
     }
 }
 
+/// CVE-2024-21626: a cwd of `/proc/self/fd/N` would start the process in a directory the
+/// runtime holds open outside the root, and `..` from there walks the host's filesystem. An
+/// image sets the cwd (WorkingDir), so this must fail, naming the cwd, for every N.
+#[test]
+fn a_cwd_through_proc_self_fd_never_reaches_the_host() {
+    let rt = Runtime::strata();
+    let canary = tempfile::Builder::new().prefix("strata-cwd-canary").tempfile_in("/tmp").unwrap();
+    let name = canary.path().file_name().unwrap().to_str().unwrap().to_string();
+    let script = format!("cd ../../../../../../../../../..; test -e tmp/{name} && echo ESCAPED || echo inside");
+    let mut refused = 0;
+    for n in 3..12 {
+        let b = Bundle::busybox(&["sh", "-c", &script]);
+        b.edit(|c| c["process"]["cwd"] = json!(format!("/proc/self/fd/{n}")));
+        let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+        assert!(!o.stdout.contains("ESCAPED"), "cwd /proc/self/fd/{n} reached the host: {o}");
+        if o.code != 0 {
+            assert!(o.stderr.contains(&format!("cwd /proc/self/fd/{n}")), "{o}");
+            refused += o.stderr.contains("outside the container's root filesystem") as usize;
+        }
+        assert_gone(&rt, &b, 0);
+    }
+    // The init holds the exec fifo's directory open while it sets up: that one is caught.
+    assert!(refused >= 1, "no cwd was found outside the root");
+}
+
 #[test]
 fn an_invalid_config_is_an_error_naming_the_field() {
     let rt = Runtime::strata();

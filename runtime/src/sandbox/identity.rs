@@ -47,11 +47,24 @@ pub fn become_process(process: &Process, seccomp: Option<&super::seccomp::Filter
     set_capabilities(process.capabilities().as_ref())?;
     let cwd = process.cwd();
     rustix::process::chdir(cwd).map_err(|e| format!("cwd {}: {e}", cwd.display()))?;
+    ensure_cwd_inside_root(cwd)?;
     if no_new_privs {
         set_no_new_privs()?;
         seccomp.map(load).transpose()?;
     }
     Ok(())
+}
+
+/// CVE-2024-21626: a cwd such as `/proc/self/fd/3` names, through the container's own /proc,
+/// a directory the runtime still holds open outside the root (the exec fifo's, a cgroup's),
+/// and the process would start there, on the host's filesystem. Whatever path led to the
+/// working directory, it must be reachable from the container's root: the kernel's getcwd
+/// says `(unreachable)/...` (or fails) when it is not.
+fn ensure_cwd_inside_root(cwd: &std::path::Path) -> Result<()> {
+    match rustix::process::getcwd(Vec::new()) {
+        Ok(path) if path.as_bytes().starts_with(b"/") => Ok(()),
+        _ => Err(format!("cwd {} is outside the container's root filesystem", cwd.display())),
+    }
 }
 
 pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
