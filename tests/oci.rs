@@ -307,6 +307,21 @@ fn a_cwd_through_proc_self_fd_never_reaches_the_host() {
     assert!(refused >= 1, "no cwd was found outside the root");
 }
 
+/// An image that ships `/proc -> /` must not get procfs mounted over its whole root (the
+/// masked paths would then name nothing and go unprotected): the mount is refused.
+#[test]
+fn a_mount_over_the_whole_root_through_a_symlink_is_refused() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["true"]);
+    let proc = b.rootfs().join("proc");
+    let _ = std::fs::remove_dir(&proc);
+    std::os::unix::fs::symlink("/", &proc).unwrap();
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_ne!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("mounting /proc: the destination resolves to the container's root"), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
 #[test]
 fn an_invalid_config_is_an_error_naming_the_field() {
     let rt = Runtime::strata();

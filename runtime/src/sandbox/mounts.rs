@@ -177,6 +177,18 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd> 
     open(&current).map_err(|e| format!("resolving {} in the rootfs: {e}", path.display()))
 }
 
+/// A spec mount's destination, resolved in the root, which it must not be: an image that
+/// ships `/proc -> /` would have procfs mounted over the whole root, and the masked and
+/// read-only paths (`/proc/kcore`, `/proc/sys`) then name nothing and go unprotected.
+fn open_mount_target(root: &OwnedFd, destination: &Path, file: bool) -> Result<OwnedFd> {
+    let target = open_in_root(root, destination, file)?;
+    let inode = |fd: &OwnedFd| rustix::fs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
+    if destination.components().any(|c| matches!(c, Component::Normal(_))) && inode(&target).ok() == inode(root).ok() {
+        return Err("the destination resolves to the container's root (through a symlink in the rootfs)".into());
+    }
+    Ok(target)
+}
+
 /// The mount target for an O_PATH fd: its magic link, which mount(2) follows to exactly
 /// the inode we resolved.
 pub fn fd_path(fd: &impl AsFd) -> String {
@@ -228,7 +240,7 @@ fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
     }
     let source_is_file =
         is_bind && source.as_ref().is_some_and(|s| s.metadata().map(|md| !md.is_dir()).unwrap_or(false));
-    let target_fd = open_in_root(root, m.destination(), source_is_file)?;
+    let target_fd = open_mount_target(root, m.destination(), source_is_file)?;
     let target = fd_path(&target_fd);
     let data = options.data.join(",");
     let data = (!data.is_empty()).then_some(data.as_str());
@@ -307,7 +319,7 @@ pub fn remount(target: &str, flags: libc::c_ulong, in_user_ns: bool) -> Result<(
 fn mount_cgroups(ctx: &MountContext, root: &OwnedFd, m: &Mount, options: &Options) -> Result<()> {
     let ro = options.flags & libc::MS_RDONLY != 0;
     let base_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-    let target_fd = open_in_root(root, m.destination(), false)?;
+    let target_fd = open_mount_target(root, m.destination(), false)?;
     let unified_only = ctx.cgroup_dirs.len() == 1 && ctx.cgroup_dirs[0].0.is_empty();
     if unified_only {
         let (_, dir) = &ctx.cgroup_dirs[0];
