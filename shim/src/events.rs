@@ -15,6 +15,11 @@ impl Events {
         Events { publisher, namespace: namespace.to_string() }
     }
 
+    /// containerd's namespace the shim serves.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     /// Queue `event`; failures are logged (containerd falls back on State/Wait).
     pub async fn publish<E: Event + 'static>(&self, event: E) {
         let topic = event.topic();

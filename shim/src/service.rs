@@ -133,7 +133,7 @@ impl Service {
             .iter()
             .map(|m| RootfsMount { fs_type: m.type_.clone(), source: m.source.clone(), options: m.options.clone() })
             .collect();
-        let io = io_of(&req.stdin, &req.stdout, &req.stderr, req.terminal);
+        let io = self.io(&req.id, &req.stdin, &req.stdout, &req.stderr, req.terminal);
         let job = Job::Create { id: id.clone(), bundle: bundle.clone(), state_root, rootfs: mounts.clone() };
         let init = Arc::new(Process::new("", io.clone(), None));
         let spawned = self.spawn(job, &io).await;
@@ -360,8 +360,18 @@ struct Spawned {
     pidfd: Option<OwnedFd>,
 }
 
-fn io_of(stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Io {
-    Io { stdin: stdin.into(), stdout: stdout.into(), stderr: stderr.into(), terminal }
+impl Service {
+    /// A process's stdio; `id` is whose it is (the container's or the exec's id).
+    fn io(&self, id: &str, stdin: &str, stdout: &str, stderr: &str, terminal: bool) -> Io {
+        Io {
+            stdin: stdin.into(),
+            stdout: stdout.into(),
+            stderr: stderr.into(),
+            terminal,
+            id: id.into(),
+            namespace: self.events.namespace().to_string(),
+        }
+    }
 }
 
 #[async_trait]
@@ -602,7 +612,7 @@ impl Task for Service {
         }
         let spec: serde_json::Value = serde_json::from_slice(&req.spec.value)
             .map_err(|e| err(Code::INVALID_ARGUMENT, format!("exec process spec: {e}")))?;
-        let io = io_of(&req.stdin, &req.stdout, &req.stderr, req.terminal);
+        let io = self.io(&req.exec_id, &req.stdin, &req.stdout, &req.stderr, req.terminal);
         {
             let mut execs = c.execs.lock().unwrap_or_else(|e| e.into_inner());
             if execs.contains_key(&req.exec_id) {

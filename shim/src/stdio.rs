@@ -1,5 +1,5 @@
-//! A process's stdio as containerd hands it over: FIFO paths (ctr, CRI), `file://` URIs, or
-//! nothing. Without a terminal the FIFOs themselves become the process's fds 0/1/2 — no copy
+//! A process's stdio as containerd hands it over: FIFO paths (ctr, CRI), `file://` URIs, a
+//! logging binary (`binary://`, nerdctl's `run -d`), or nothing. Without a terminal the FIFOs themselves become the process's fds 0/1/2 — no copy
 //! loop in the shim, no extra wakeups per write. With a terminal the shim holds the pty
 //! master and relays between it and the FIFOs on two plain threads (terminals are rare and
 //! interactive; blocking reads are the simplest correct thing there).
@@ -26,6 +26,10 @@ pub struct Io {
     pub stdout: String,
     pub stderr: String,
     pub terminal: bool,
+    /// Who a logging binary is told it logs for: the container's (or the exec's) id, and
+    /// containerd's namespace.
+    pub id: String,
+    pub namespace: String,
 }
 
 pub struct Opened {
@@ -60,6 +64,82 @@ fn open_output(uri: &str) -> Result<OwnedFd, String> {
     rustix::fs::open(path, OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(|e| format!("opening {path}: {e}"))
 }
 
+/// Where a process's stdout and stderr go: two destinations, or one logging binary for both.
+fn open_outputs(io: &Io) -> Result<(OwnedFd, OwnedFd), String> {
+    if io.stdout.starts_with("binary://") || io.stderr.starts_with("binary://") {
+        if io.stdout != io.stderr && !io.stderr.is_empty() {
+            return Err(format!(
+                "a logging binary takes stdout and stderr both: got {:?} and {:?}",
+                io.stdout, io.stderr
+            ));
+        }
+        return start_logging_binary(&io.stdout, &io.id, &io.namespace);
+    }
+    Ok((open_output(&io.stdout)?, open_output(&io.stderr)?))
+}
+
+/// How long a logging binary may take to say it is ready.
+const LOGGER_READY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// containerd's logging binary, as its runc shim starts one: `binary:///path?key=value` runs
+/// `/path key value` with only `CONTAINER_ID` and `CONTAINER_NAMESPACE` in its environment,
+/// the read ends of the process's stdout and stderr pipes as fds 3 and 4, and the write end of
+/// a ready pipe as fd 5, which it closes (or writes to) once it is ready; the process is
+/// spawned only then. It ends when the process's output does; the reaper collects it.
+fn start_logging_binary(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let url = url::Url::parse(uri).map_err(|e| format!("logging binary URI {uri:?}: {e}"))?;
+    let path = url.path().to_string();
+    if path.is_empty() || !Path::new(&path).is_absolute() {
+        return Err(format!("logging binary URI {uri:?}: no absolute path"));
+    }
+    let mut args: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    args.sort();
+    let pipe = || rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("pipe: {e}"));
+    let ((out_r, out_w), (err_r, err_w), (ready_r, ready_w)) = (pipe()?, pipe()?, pipe()?);
+    let mut cmd = std::process::Command::new(&path);
+    for (k, v) in &args {
+        cmd.arg(k);
+        if !v.is_empty() {
+            cmd.arg(v);
+        }
+    }
+    cmd.env_clear().env("CONTAINER_ID", id).env("CONTAINER_NAMESPACE", namespace);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    // SAFETY: between fork and exec only fcntl and dup2 (async-signal-safe). Each fd is first
+    // copied above 5 so that none is overwritten before it is moved to 3, 4 or 5 (dup2
+    // clears close-on-exec on its copy).
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut high = [0; 3];
+            for (h, fd) in high.iter_mut().zip(fds) {
+                *h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10);
+                if *h < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (target, h) in (3..).zip(high) {
+                if libc::dup2(h, target) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| format!("starting logging binary {path}: {e}"))?;
+    drop((out_r, err_r, ready_w));
+    // Ready when it writes a byte or closes its end (or dies).
+    let timeout = rustix::event::Timespec::try_from(LOGGER_READY).map_err(|e| e.to_string())?;
+    let mut poll = [rustix::event::PollFd::new(&ready_r, rustix::event::PollFlags::IN)];
+    match rustix::event::poll(&mut poll, Some(&timeout)) {
+        Ok(0) => Err(format!("logging binary {path} was not ready within {}s", LOGGER_READY.as_secs())),
+        Ok(_) => Ok((out_w, err_w)),
+        Err(e) => Err(format!("waiting for logging binary {path}: {e}")),
+    }
+}
+
 /// The fds a process without a terminal gets.
 pub fn open(io: &Io) -> Result<Opened, String> {
     if io.terminal {
@@ -78,10 +158,8 @@ pub fn open(io: &Io) -> Result<Opened, String> {
             .map_err(|e| format!("opening {path}: {e}"))?;
         (r, Some(w))
     };
-    Ok(Opened {
-        stdio: Stdio { stdin, stdout: open_output(&io.stdout)?, stderr: open_output(&io.stderr)? },
-        stdin_holder,
-    })
+    let (stdout, stderr) = open_outputs(io)?;
+    Ok(Opened { stdio: Stdio { stdin, stdout, stderr }, stdin_holder })
 }
 
 /// Relay a terminal: stdin FIFO -> master, master -> stdout FIFO, until the process's side
@@ -89,7 +167,7 @@ pub fn open(io: &Io) -> Result<Opened, String> {
 /// The receiver fires when the output is through: the exit is reported only after that, or a
 /// client that stops reading at the exit would lose the last lines.
 pub fn relay_terminal(master: &OwnedFd, io: &Io) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
-    let out = open_output(&io.stdout)?;
+    let (out, _stderr) = open_outputs(io)?;
     let from_master = File::from(master.try_clone().map_err(|e| format!("dup of the pty: {e}"))?);
     let (done, output_done) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -149,8 +227,45 @@ mod tests {
         let fd = open_output(&format!("file://{}", log.display())).unwrap();
         rustix::io::write(&fd, b"x").unwrap();
         assert_eq!(std::fs::read(&log).unwrap(), b"x");
-        let e = open_output("binary:///usr/bin/logger").unwrap_err();
+        let e = open_output("syslog:///dev/log").unwrap_err();
         assert!(e.contains("not supported"), "{e}");
+    }
+
+    /// A logging binary gets the output on fds 3 and 4, containerd's environment and the
+    /// URI's query as arguments, and the process is spawned only once it is ready.
+    #[test]
+    fn a_logging_binary_gets_the_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let logger = dir.path().join("logger");
+        let out = dir.path().join("out");
+        std::fs::write(
+            &logger,
+            format!(
+                "#!/bin/sh\necho \"$CONTAINER_NAMESPACE/$CONTAINER_ID $* ${{HOME-unset}}\" > {out}.env\nexec 5>&-\n\
+                 cat <&3 > {out}.1 & cat <&4 > {out}.2; wait; mv {out}.1 {out}",
+                out = out.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let uri = format!("binary://{}?tag=web&verbose", logger.display());
+        let io =
+            Io { stdout: uri.clone(), stderr: uri, id: "c1".into(), namespace: "k8s.io".into(), ..Default::default() };
+        let opened = open(&io).unwrap();
+        rustix::io::write(&opened.stdio.stdout, b"to stdout\n").unwrap();
+        rustix::io::write(&opened.stdio.stderr, b"to stderr\n").unwrap();
+        drop(opened);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !out.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "to stdout\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("out.2")).unwrap(), "to stderr\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("out.env")).unwrap(), "k8s.io/c1 tag web verbose unset\n");
+        let Err(e) = open(&Io { stdout: "binary:///nonexistent/logger".into(), ..Default::default() }) else {
+            panic!("a missing logging binary was started")
+        };
+        assert!(e.contains("starting logging binary /nonexistent/logger"), "{e}");
     }
 
     #[test]

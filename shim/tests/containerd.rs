@@ -232,6 +232,36 @@ fn a_container_in_a_shared_pid_namespace_takes_its_processes_along() {
     c.assert_no_leftovers();
 }
 
+/// `--log-uri binary://...` (nerdctl's `run -d` logs this way): the shim starts the logging
+/// binary with the container's stdout and stderr on fds 3 and 4, as containerd's runc shim.
+#[test]
+fn a_logging_binary_gets_a_detached_containers_output() {
+    let c = Containerd::start("strata-t-binlog");
+    c.import_images();
+    let dir = tempfile::tempdir().unwrap();
+    let (logger, out) = (dir.path().join("logger"), dir.path().join("log"));
+    let script = format!(
+        "#!/bin/sh\nexec 5>&-\ncat <&3 > {out}.1 & cat <&4 > {out}.2; wait\n\
+         echo \"$CONTAINER_NAMESPACE/$CONTAINER_ID $*\" >> {out}.2; mv {out}.2 {out}\n",
+        out = out.display()
+    );
+    std::fs::write(&logger, script).unwrap();
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let uri = format!("binary://{}?tag=t1", logger.display());
+    let out_cmd =
+        c.ctr_run(&["-d", "--log-uri", &uri], BUSYBOX, "logged", &["sh", "-c", "echo to out; echo to err >&2"]);
+    assert!(out_cmd.status.success(), "{}\n{}", text(&out_cmd.stderr), c.log_tail());
+    wait_for("the logging binary to finish", Duration::from_secs(20), || out.exists());
+    assert_eq!(std::fs::read_to_string(dir.path().join("log.1")).unwrap(), "to out\n");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "to err\nstrata-t-binlog/logged tag t1\n");
+    wait_for("the container to stop", Duration::from_secs(10), || {
+        c.ctr_ok(&["task", "ls"]).lines().any(|l| l.starts_with("logged") && l.ends_with("STOPPED"))
+    });
+    c.ctr_ok(&["task", "delete", "logged"]);
+    c.ctr_ok(&["container", "rm", "logged"]);
+    c.assert_no_leftovers();
+}
+
 #[test]
 fn stdin_is_delivered() {
     let c = Containerd::start("strata-t-stdin");
