@@ -744,3 +744,45 @@ fn oci_kill_ends_a_busy_wasm_container_promptly() {
     assert!(o.stderr.contains("does not exist"), "run deletes the container: {o}");
     assert!(cgroup_leftovers(&b.cgroup()).is_empty());
 }
+
+/// In a user namespace, a kernel filesystem that comes in with a recursive bind is locked to
+/// that bind: it cannot be detached, so it is covered, and the guest cannot read the host's
+/// /proc through it. The rest of the bind stays readable.
+#[test]
+fn oci_a_locked_proc_under_a_recursive_bind_is_covered() {
+    let rt = Runtime::strata();
+    let cache = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir(host.path().join("proc")).unwrap();
+    std::fs::write(host.path().join("visible.txt"), "seen\n").unwrap();
+    let run = |path: &str| {
+        let b = wasm_bundle(&["/files.wasm", "read", path]);
+        b.edit(|c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"}));
+            c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            c["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+                {"destination": "/host", "type": "bind", "source": host.path(), "options": ["rbind"]}));
+        });
+        // The mapped root must be able to use its rootfs.
+        support::run(std::process::Command::new("chown").args(["-R", "100000:100000"]).arg(b.rootfs()));
+        // procfs under the bound directory, in a mount namespace of this run's own.
+        let prelude = format!(
+            "mount -t proc proc {}/proc && export STRATA_WASM_CACHE={};",
+            host.path().display(),
+            cache.path().display()
+        );
+        let o = rt.run_after(
+            &["unshare", "-m", "--propagation", "private"],
+            &prelude,
+            &["run", "--bundle", b.path().to_str().unwrap(), &b.id],
+        );
+        assert!(cgroup_leftovers(&b.cgroup()).is_empty());
+        o
+    };
+    let o = run("/host/proc/self/status");
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stderr.contains("files: read /host/proc/self/status: No such file or directory"), "{o}");
+    let o = run("/host/visible.txt");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "seen\n"), "{o}");
+}

@@ -425,6 +425,15 @@ pub fn detach_kernel_filesystems(spec_mounts: &[Mount], proc: BorrowedFd) -> Res
             Err(e) => return Err(format!("detaching {t} for a wasm program: {e}")),
         }
     }
+    // In a user namespace, mounts that came in with a recursive bind are locked to it: they
+    // cannot be detached (umount says EINVAL, as for no mount at all), only covered, here with
+    // an empty read-only tmpfs.
+    let locked = mount_points_at(proc).map_err(|e| format!("reading the mount table again: {e}"))?;
+    for m in locked.iter().rev().filter(|m| KERNEL_FILESYSTEMS.contains(&m.fstype.as_str())) {
+        let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        mount(Some("tmpfs"), &m.target, Some("tmpfs"), flags, Some("size=4k,mode=555"))
+            .map_err(|e| format!("covering {} ({}) for a wasm program: {e}", m.target, m.fstype))?;
+    }
     Ok(())
 }
 
