@@ -322,6 +322,34 @@ fn a_mount_over_the_whole_root_through_a_symlink_is_refused() {
     assert_gone(&rt, &b, 0);
 }
 
+/// A `ro` bind keeps its source's nosuid, nodev and noexec: the remount that makes it
+/// read-only must not give the container more than the host mount allows.
+#[test]
+fn a_read_only_bind_keeps_its_sources_restrictions() {
+    let rt = Runtime::strata();
+    let src = tempfile::tempdir().unwrap();
+    let b = Bundle::busybox(&["sh", "-c", "grep ' /rov ' /proc/self/mountinfo"]);
+    b.edit(|c| {
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/rov", "type": "bind", "source": src.path(), "options": ["rbind", "ro"]}))
+    });
+    // The source: a nosuid,nodev,noexec tmpfs, in a mount namespace of this run's own.
+    let prelude = format!("mount -t tmpfs -o nosuid,nodev,noexec tmpfs {} &&", src.path().display());
+    let o = rt.run_after(
+        &["unshare", "-m", "--propagation", "private"],
+        &prelude,
+        &["run", "--bundle", b.path().to_str().unwrap(), &b.id],
+    );
+    assert_eq!(o.code, 0, "{o}");
+    let options: Vec<&str> = o.stdout.split_whitespace().nth(5).unwrap_or("").split(',').collect();
+    for flag in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(options.contains(&flag), "{flag} missing: {o}");
+    }
+    assert_gone(&rt, &b, 0);
+}
+
 #[test]
 fn an_invalid_config_is_an_error_naming_the_field() {
     let rt = Runtime::strata();

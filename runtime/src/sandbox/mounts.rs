@@ -286,32 +286,39 @@ fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
     Ok(())
 }
 
-/// Remount with `flags`; in a user namespace, keep the flags the kernel locked on the
-/// original mount (it refuses to clear them).
+/// Remount with `flags`. A bind keeps the restrictions its source has (nosuid, nodev,
+/// noexec, ro): a container must not get more through a bind than the source allows — a
+/// `:ro` volume of a `nosuid,noexec` host mount stays nosuid and noexec (the kernel insists
+/// on that in a user namespace; elsewhere a plain remount would quietly drop them). Another
+/// remount in a user namespace keeps what the kernel locked, when it refuses to clear it.
 pub fn remount(target: &str, flags: libc::c_ulong, in_user_ns: bool) -> Result<()> {
+    if flags & libc::MS_BIND != 0 {
+        return mount(None, target, None, libc::MS_REMOUNT | flags | restrictions_of(target), None);
+    }
     let first = mount(None, target, None, libc::MS_REMOUNT | flags, None);
     if first.is_ok() || !in_user_ns {
         return first;
     }
+    mount(None, target, None, libc::MS_REMOUNT | flags | restrictions_of(target), None)
+}
+
+/// The nosuid, nodev, noexec and ro flags of the mount `target` is on, as mount flags.
+fn restrictions_of(target: &str) -> libc::c_ulong {
     let path = cstr(target);
     // SAFETY: statvfs into a zeroed struct with a valid path.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-        return first;
+        return 0;
     }
-    let locked = st.f_flag & (libc::ST_NOSUID | libc::ST_NODEV | libc::ST_NOEXEC | libc::ST_RDONLY);
-    let mut keep: libc::c_ulong = 0;
-    for (st_flag, ms) in [
+    [
         (libc::ST_NOSUID, libc::MS_NOSUID),
         (libc::ST_NODEV, libc::MS_NODEV),
         (libc::ST_NOEXEC, libc::MS_NOEXEC),
         (libc::ST_RDONLY, libc::MS_RDONLY),
-    ] {
-        if locked & st_flag != 0 {
-            keep |= ms;
-        }
-    }
-    mount(None, target, None, libc::MS_REMOUNT | flags | keep, None)
+    ]
+    .into_iter()
+    .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+    .fold(0, |keep, (_, ms)| keep | ms)
 }
 
 /// A `cgroup` mount: a tmpfs at the destination (v1) with the container's own cgroup dir of
