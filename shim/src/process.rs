@@ -40,6 +40,9 @@ pub struct Process {
     /// The exit, once it happened and its output is delivered. Exists from the start: Wait
     /// may come before Start.
     pub exit: ExitWatch,
+    /// True once the exit's event is published: a Delete that follows a Wait must not publish
+    /// /tasks/delete ahead of /tasks/exit.
+    pub exit_published: tokio::sync::watch::Sender<bool>,
     state: Mutex<ProcState>,
 }
 
@@ -47,7 +50,8 @@ impl Process {
     pub fn new(exec_id: &str, io: Io, spec: Option<serde_json::Value>) -> Process {
         let (tx, rx) = tokio::sync::watch::channel(None);
         let state = ProcState { exit_tx: Some(tx), ..Default::default() };
-        Process { exec_id: exec_id.to_string(), io, spec, exit: rx, state: Mutex::new(state) }
+        let exit_published = tokio::sync::watch::Sender::new(false);
+        Process { exec_id: exec_id.to_string(), io, spec, exit: rx, exit_published, state: Mutex::new(state) }
     }
 
     pub fn lock(&self) -> MutexGuard<'_, ProcState> {

@@ -337,7 +337,26 @@ impl Service {
                     ..Default::default()
                 })
                 .await;
+            p.exit_published.send_replace(true);
         });
+    }
+}
+
+/// runc's `ProcessDetails { exec_id }` (containerd.runc.v1), which `ctr task ps` shows for
+/// an exec's pid; one string field, encoded by hand (the protos crate does not carry it).
+fn process_details(exec_id: &str) -> containerd_shim::protos::protobuf::well_known_types::any::Any {
+    let mut value = vec![0x0a]; // field 1, length-delimited
+    let mut len = exec_id.len();
+    while len >= 0x80 {
+        value.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    value.push(len as u8);
+    value.extend_from_slice(exec_id.as_bytes());
+    containerd_shim::protos::protobuf::well_known_types::any::Any {
+        type_url: "containerd.runc.v1.ProcessDetails".into(),
+        value,
+        ..Default::default()
     }
 }
 
@@ -523,7 +542,7 @@ impl Task for Service {
             pid = p.pid();
         }
         if pid <= 0 {
-            return Err(err(Code::NOT_FOUND, "process not started"));
+            return Err(err(Code::FAILED_PRECONDITION, "process not created"));
         }
         let st = p.lock();
         let Some(pidfd) = &st.pidfd else {
@@ -584,6 +603,9 @@ impl Task for Service {
         // The init is gone now; its exit comes from the reaper.
         let mut rx = p.exit.clone();
         let exit = rx.wait_for(|e| e.is_some()).await.ok().and_then(|e| *e);
+        // /tasks/exit first (its publisher may wait for an exec's Start or an OOM event).
+        let mut published = p.exit_published.subscribe();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), published.wait_for(|done| *done)).await;
         {
             let mut containers = self.containers.lock().unwrap_or_else(|e| e.into_inner());
             containers.remove(&c.id);
@@ -630,9 +652,21 @@ impl Task for Service {
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let pids = blocking(move || lifecycle::ops::pids(&rt, &id)).await?.map_err(lifecycle_err)?;
+        let execs: HashMap<i32, String> = c
+            .execs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|p| (p.pid(), p.exec_id.clone()))
+            .filter(|(pid, _)| *pid > 0)
+            .collect();
         let processes = pids
             .into_iter()
-            .map(|pid| containerd_shim::protos::types::task::ProcessInfo { pid: pid as u32, ..Default::default() })
+            .map(|pid| containerd_shim::protos::types::task::ProcessInfo {
+                pid: pid as u32,
+                info: execs.get(&pid).map(|exec_id| process_details(exec_id)).into(),
+                ..Default::default()
+            })
             .collect();
         Ok(api::PidsResponse { processes, ..Default::default() })
     }
@@ -640,7 +674,15 @@ impl Task for Service {
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
-        blocking(move || lifecycle::ops::pause(&rt, &id)).await?.map_err(lifecycle_err)?;
+        let paused = blocking(move || lifecycle::ops::pause(&rt, &id)).await?;
+        // As runc's shim words it: only a task that has finished is NotFound.
+        paused.map_err(|e| match e {
+            LifecycleError::NotRunningId { .. } if c.init.exited().is_none() => {
+                let state = if c.init.lock().started { "a paused container" } else { "a task in created state" };
+                err(Code::FAILED_PRECONDITION, format!("cannot pause {state}"))
+            }
+            e => lifecycle_err(e),
+        })?;
         self.events.publish(TaskPaused { container_id: c.id.clone(), ..Default::default() }).await;
         Ok(api::Empty::default())
     }

@@ -152,12 +152,17 @@ fn detached_task_verbs() {
         .spawn()
         .unwrap();
     wait_for("the exec in ps", Duration::from_secs(10), || c.ctr_ok(&["task", "ps", "d1"]).lines().count() >= 3);
+    // As with runc's shim, ps names the exec a pid belongs to.
+    let ps = c.ctr_ok(&["task", "ps", "d1"]);
+    assert!(ps.lines().any(|l| l.contains("ExecID:e2")), "{ps}");
     c.ctr_ok(&["task", "kill", "--exec-id", "e2", "d1"]);
     let status_e2 = bg.wait().unwrap();
     assert_eq!(status_e2.code(), Some(143), "exec killed with SIGTERM");
 
     c.ctr_ok(&["task", "pause", "d1"]);
     assert_eq!(status("d1").as_deref(), Some("PAUSED"));
+    let again = c.ctr(&["task", "pause", "d1"]);
+    assert!(!again.status.success() && text(&again.stderr).contains("cannot pause a paused container"), "{again:?}");
     c.ctr_ok(&["task", "resume", "d1"]);
     assert_eq!(status("d1").as_deref(), Some("RUNNING"));
 
