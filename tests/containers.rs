@@ -392,6 +392,60 @@ fn logs_follow_ends_with_the_container() {
 }
 
 #[test]
+fn restart_stops_and_starts_again() {
+    let e = Env::new();
+    e.ok(&["run", "-d", "--name", "again", IMAGE, "sh", "-c", "echo started; sleep 1000"]);
+    let pid = |e: &Env| e.ok(&["inspect", "-f", "{{.State.Pid}}", "again"]).trim().parse::<i32>().unwrap();
+    let first = pid(&e);
+    // sh as pid 1 ignores SIGTERM: the -t timeout passes and SIGKILL follows.
+    assert_eq!(e.ok(&["restart", "-t", "1", "again"]), "again\n");
+    let second = pid(&e);
+    assert!(second > 0 && second != first, "{first} -> {second}");
+    assert!(e.ps_status("again").starts_with("Up "), "{}", e.ps_status("again"));
+    assert_eq!(e.ok(&["logs", "again"]), "started\nstarted\n");
+    // A stopped container is started.
+    e.ok(&["stop", "-t", "0", "again"]);
+    assert!(e.ps_status("again").starts_with("Exited (137)"), "{}", e.ps_status("again"));
+    assert_eq!(e.ok(&["container", "restart", "again"]), "again\n");
+    assert!(e.ps_status("again").starts_with("Up "), "{}", e.ps_status("again"));
+    let o = e.run(&["restart", "nosuch"]);
+    assert_eq!((o.code, o.stderr.trim()), (1, "Error: No such container: nosuch"));
+    e.ok(&["rm", "-f", "again"]);
+}
+
+#[test]
+fn rename_gives_another_name() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "first", IMAGE, "sleep", "1000"]).trim().to_string();
+    e.ok(&["create", "--name", "taken", IMAGE, "true"]);
+    assert_eq!(e.ok(&["rename", "first", "second"]), "");
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.Id}} {{.Name}} {{.State.Status}}", "second"]),
+        format!("{id} /second running\n")
+    );
+    assert_eq!(e.run(&["inspect", "first"]).code, 1);
+    let fails = |args: &[&str], line: &str| {
+        let o = e.run(args);
+        assert_eq!((o.code, o.stderr.trim()), (1, line), "{args:?}");
+    };
+    fails(&["rename", "second", "second"], "Error: Renaming a container with the same name as its current name");
+    fails(
+        &["container", "rename", "second", "taken"],
+        &format!(
+            "Error: Conflict. The container name \"/taken\" is already in use by container \"{}\". You have to \
+             remove (or rename) that container to be able to reuse that name.",
+            e.id("taken")
+        ),
+    );
+    assert!(e.run(&["rename", "second", "no/slashes"]).stderr.contains("Invalid container name"));
+    fails(&["rename", "nosuch", "xy"], "Error: No such container: nosuch");
+    // The running container's monitor records its end under the new name.
+    e.ok(&["stop", "-t", "0", "second"]);
+    assert!(e.ps_status("second").starts_with("Exited (137)"), "{}", e.ps_status("second"));
+    e.ok(&["rm", "second", "taken"]);
+}
+
+#[test]
 fn rm_flag_leaves_nothing() {
     let e = Env::new();
     let o =

@@ -59,6 +59,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stop running containers (the stop signal, then SIGKILL after a timeout)
     Stop(StopArgs),
+    /// Stop containers (if running) and start them again
+    Restart(StopArgs),
+    /// Give a container another name
+    Rename(RenameArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
     /// Remove containers
@@ -90,6 +94,10 @@ pub enum ContainerCommand {
     Logs(LogsArgs),
     /// Stop running containers (the stop signal, then SIGKILL after a timeout)
     Stop(StopArgs),
+    /// Stop containers (if running) and start them again
+    Restart(StopArgs),
+    /// Give a container another name
+    Rename(RenameArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
     /// Remove containers
@@ -445,6 +453,14 @@ pub struct StopArgs {
     pub time: u64,
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RenameArgs {
+    /// The container (name or ID)
+    pub container: String,
+    /// Its new name
+    pub new_name: String,
 }
 
 #[derive(Args, Debug)]

@@ -1,7 +1,7 @@
 //! `ps`, `stop`, `kill`, `rm`, `wait`, `container prune`, and `inspect` (containers, then
 //! images), printed the way docker prints them.
 
-use super::args::{ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RmArgs, StopArgs};
+use super::args::{ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RenameArgs, RmArgs, StopArgs};
 use super::format;
 use super::images::{self, Ctx};
 use super::template;
@@ -54,6 +54,12 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
         ops::stop(c, r, timeout)?;
         Ok(None)
     })
+}
+
+/// `rename`: prints nothing, as docker.
+pub fn rename(ctx: &Ctx, args: RenameArgs) -> Result<i32> {
+    open(ctx)?.rename(&args.container, &args.new_name)?;
+    Ok(0)
 }
 
 pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {

@@ -2,7 +2,7 @@
 //! start it through its monitor, either detached (print the ID once it runs) or attached
 //! (copy its output, feed it our stdin, forward our signals, exit with its exit code).
 
-use super::args::{ContainerSpecArgs, CreateArgs, RunArgs, StartArgs};
+use super::args::{ContainerSpecArgs, CreateArgs, RunArgs, StartArgs, StopArgs};
 use super::images::Ctx;
 use super::{or_125, registry, Failure};
 use anyhow::{bail, Context, Result};
@@ -64,6 +64,29 @@ pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
                 start_detached(ctx, &record, log_level)?;
             }
             Ok(())
+        });
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { 1 } else { 0 })
+}
+
+/// docker's `restart`: stop each container (the stop signal, then SIGKILL after `-t`) if it
+/// runs, and start it again, detached.
+pub fn restart(ctx: &Ctx, args: StopArgs, log_level: &str) -> Result<i32> {
+    let containers = Containers::open(&ctx.root, ctx.driver)?;
+    let timeout = std::time::Duration::from_secs(args.time);
+    let mut failed = false;
+    for name in &args.containers {
+        let result = containers.resolve(name).map_err(anyhow::Error::from).and_then(|record| {
+            strata::containers::ops::stop(&containers, &record, timeout)?;
+            // Read again: the stop recorded the end of the run (an `--rm` one is gone now).
+            start_detached(ctx, &containers.resolve(&record.id)?, log_level)
         });
         match result {
             Ok(()) => println!("{name}"),

@@ -57,6 +57,8 @@ pub enum ContainerError {
     NameInUse { name: String, id: String },
     #[error("{0}")]
     InvalidName(String),
+    #[error("Renaming a container with the same name as its current name")]
+    SameName,
     #[error("container {0} is not running")]
     NotRunning(String),
     #[error("cannot remove container {0}: container is running: stop the container before removing or force remove")]
@@ -343,6 +345,26 @@ impl Containers {
             let _ = crate::fsutil::remove_tree(&paths.dir);
             return Err(e);
         }
+        Ok(record)
+    }
+
+    /// docker's `rename`: a new name, checked and claimed as `create` claims one. The record
+    /// is read again under the container's lock, so no concurrent update is lost.
+    pub fn rename(&self, input: &str, new_name: &str) -> Result<ContainerRecord, ContainerError> {
+        let name = names::validate(new_name).map_err(ContainerError::InvalidName)?;
+        let _names =
+            Lock::exclusive(&self.root.containers().join("names.lock")).map_err(io_err("locking container names"))?;
+        let found = self.resolve(input)?;
+        if found.name == name {
+            return Err(ContainerError::SameName);
+        }
+        if let Some(other) = self.list().into_iter().find(|r| r.name == name) {
+            return Err(ContainerError::NameInUse { name, id: other.id });
+        }
+        let _lock = self.lock(&found.id)?;
+        let mut record = self.load(&found.id)?;
+        record.name = name;
+        self.save(&record)?;
         Ok(record)
     }
 
