@@ -397,18 +397,35 @@ fn restart_stops_and_starts_again() {
     e.ok(&["run", "-d", "--name", "again", IMAGE, "sh", "-c", "echo started; sleep 1000"]);
     let pid = |e: &Env| e.ok(&["inspect", "-f", "{{.State.Pid}}", "again"]).trim().parse::<i32>().unwrap();
     let first = pid(&e);
-    // sh as pid 1 ignores SIGTERM: the -t timeout passes and SIGKILL follows.
+    // Its init (sleep, exec'd by sh) ignores SIGTERM as pid 1: -t passes, SIGKILL follows.
     assert_eq!(e.ok(&["restart", "-t", "1", "again"]), "again\n");
     let second = pid(&e);
     assert!(second > 0 && second != first, "{first} -> {second}");
     assert!(e.ps_status("again").starts_with("Up "), "{}", e.ps_status("again"));
     assert_eq!(e.ok(&["logs", "again"]), "started\nstarted\n");
+    // top: the host's ps, the container's processes only.
+    let top = e.ok(&["top", "again"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(lines[0].starts_with("UID") && lines[0].contains("PID") && lines[0].ends_with("CMD"), "{top}");
+    assert_eq!(lines.len(), 2, "only the container's one process (sh exec'd sleep): {top}");
+    assert!(lines.iter().any(|l| l.split_whitespace().nth(1) == Some(&second.to_string())), "{top}");
+    assert!(lines.iter().any(|l| l.ends_with("sleep 1000")), "{top}");
+    let top = e.ok(&["container", "top", "again", "-o", "pid,comm"]);
+    assert_eq!(
+        top.lines().next().map(str::split_whitespace).map(Iterator::collect::<Vec<_>>),
+        Some(vec!["PID", "COMMAND"])
+    );
+    assert_eq!(top.lines().count(), 2, "{top}");
     // A stopped container is started.
     e.ok(&["stop", "-t", "0", "again"]);
     assert!(e.ps_status("again").starts_with("Exited (137)"), "{}", e.ps_status("again"));
     assert_eq!(e.ok(&["container", "restart", "again"]), "again\n");
     assert!(e.ps_status("again").starts_with("Up "), "{}", e.ps_status("again"));
+    e.ok(&["stop", "-t", "0", "again"]);
+    let o = e.run(&["top", "again"]);
+    assert_eq!((o.code, o.stderr.trim()), (1, "Error: container again is not running"));
     let o = e.run(&["restart", "nosuch"]);
+
     assert_eq!((o.code, o.stderr.trim()), (1, "Error: No such container: nosuch"));
     e.ok(&["rm", "-f", "again"]);
 }

@@ -63,6 +63,8 @@ pub enum Command {
     Restart(StopArgs),
     /// Give a container another name
     Rename(RenameArgs),
+    /// Show a container's processes (the host's ps, default -ef)
+    Top(TopArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
     /// Remove containers
@@ -98,6 +100,8 @@ pub enum ContainerCommand {
     Restart(StopArgs),
     /// Give a container another name
     Rename(RenameArgs),
+    /// Show a container's processes (the host's ps, default -ef)
+    Top(TopArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
     /// Remove containers
@@ -453,6 +457,15 @@ pub struct StopArgs {
     pub time: u64,
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    /// The container (name or ID)
+    pub container: String,
+    /// Options for ps (default: -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_options: Vec<String>,
 }
 
 #[derive(Args, Debug)]

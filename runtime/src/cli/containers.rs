@@ -1,11 +1,13 @@
-//! `ps`, `stop`, `kill`, `rm`, `wait`, `container prune`, and `inspect` (containers, then
-//! images), printed the way docker prints them.
+//! `ps`, `stop`, `kill`, `rm`, `wait`, `top`, `rename`, `container prune`, and `inspect`
+//! (containers, then images), printed the way docker prints them.
 
-use super::args::{ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RenameArgs, RmArgs, StopArgs};
+use super::args::{
+    ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RenameArgs, RmArgs, StopArgs, TopArgs,
+};
 use super::format;
 use super::images::{self, Ctx};
 use super::template;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -54,6 +56,37 @@ pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
         ops::stop(c, r, timeout)?;
         Ok(None)
     })
+}
+
+/// docker's `top`: the host's `ps` (with `-ef`, or the options given), only the lines of
+/// the container's processes (those in its cgroup).
+pub fn top(ctx: &Ctx, args: TopArgs) -> Result<i32> {
+    let containers = open(ctx)?;
+    let record = containers.resolve(&args.container)?;
+    if !observe(&containers, record.clone())?.is_some_and(|o| o.is_running()) {
+        bail!("container {} is not running", args.container);
+    }
+    let pids = strata::lifecycle::ops::pids(containers.runtime(), &record.id)?;
+    let options = if args.ps_options.is_empty() { vec!["-ef".to_string()] } else { args.ps_options };
+    let ps = std::process::Command::new("ps").args(&options).output().context("running ps")?;
+    if !ps.status.success() {
+        bail!("ps {}: {}", options.join(" "), String::from_utf8_lossy(&ps.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&ps.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(column) = header.split_whitespace().position(|h| h == "PID") else {
+        bail!("Couldn't find PID field in ps output");
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{header}")?;
+    for line in lines {
+        let pid = line.split_whitespace().nth(column).and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(0)
 }
 
 /// `rename`: prints nothing, as docker.
