@@ -124,6 +124,7 @@ pub struct Stats {
     pub memory: MemoryStats,
     pub cpu: CpuStats,
     pub pids: PidsStats,
+    pub io: IoStats,
     /// Processes killed by the OOM killer inside this cgroup.
     pub oom_kill_count: u64,
 }
@@ -151,6 +152,46 @@ pub struct CpuStats {
     pub periods: u64,
     pub throttled_periods: u64,
     pub throttled_ns: u64,
+}
+
+/// Bytes read from and written to block devices, over all devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct IoStats {
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}
+
+impl IoStats {
+    /// v1 `blkio.throttle.io_service_bytes_recursive`: `MAJ:MIN Read N` lines (and a `Total`).
+    pub fn from_v1(text: &str) -> IoStats {
+        let mut io = IoStats::default();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if let [_device, op, n] = fields[..] {
+                let n: u64 = n.parse().unwrap_or(0);
+                match op {
+                    "Read" => io.read_bytes += n,
+                    "Write" => io.write_bytes += n,
+                    _ => {}
+                }
+            }
+        }
+        io
+    }
+
+    /// v2 `io.stat`: `MAJ:MIN rbytes=N wbytes=N ...` lines.
+    pub fn from_v2(text: &str) -> IoStats {
+        let mut io = IoStats::default();
+        for (key, value) in text.split_whitespace().filter_map(|kv| kv.split_once('=')) {
+            let n: u64 = value.parse().unwrap_or(0);
+            match key {
+                "rbytes" => io.read_bytes += n,
+                "wbytes" => io.write_bytes += n,
+                _ => {}
+            }
+        }
+        io
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -516,6 +557,15 @@ fn make_dir(dir: &Path) -> Result<bool, CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn io_bytes_are_summed_over_devices() {
+        let v1 = "8:0 Read 4096\n8:0 Write 512\n8:0 Sync 0\n8:16 Read 1000\n8:16 Write 24\nTotal 5632\n";
+        assert_eq!(IoStats::from_v1(v1), IoStats { read_bytes: 5096, write_bytes: 536 });
+        let v2 = "8:0 rbytes=4096 wbytes=512 rios=1 wios=1 dbytes=0 dios=0\n8:16 rbytes=1000 wbytes=24\n";
+        assert_eq!(IoStats::from_v2(v2), IoStats { read_bytes: 5096, write_bytes: 536 });
+        assert_eq!(IoStats::from_v1(""), IoStats::default());
+    }
+
 
     #[test]
     fn paths_resolve_from_the_hierarchy_root() {

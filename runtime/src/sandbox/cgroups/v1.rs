@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxNetwork, LinuxResources};
 
-use super::{devices, file, make_dir, CgroupError, CpuStats, MemoryStats, PidsStats, Stats, FREEZE_TIMEOUT};
+use super::{devices, file, make_dir, CgroupError, CpuStats, IoStats, MemoryStats, PidsStats, Stats, FREEZE_TIMEOUT};
 
 /// The controllers whose hierarchies a container joins. Named hierarchies (`name=systemd`) and the
 /// hybrid host's `unified` cgroup2 mount are not among them.
@@ -336,6 +336,11 @@ impl V1 {
                 current: file::read_u64(&dir.join("pids.current"))?,
                 limit: file::read_u64_optional(&dir.join("pids.max"))?,
             };
+        }
+        if let Some(dir) = self.dir("blkio") {
+            if let Some(text) = file::read_optional(&dir.join("blkio.throttle.io_service_bytes_recursive"))? {
+                stats.io = IoStats::from_v1(&text);
+            }
         }
         Ok(stats)
     }

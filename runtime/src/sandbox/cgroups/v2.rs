@@ -10,7 +10,7 @@ use std::time::Instant;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use super::{devices, file, make_dir, CgroupError, CpuStats, MemoryStats, PidsStats, Stats, FREEZE_TIMEOUT};
+use super::{devices, file, make_dir, CgroupError, CpuStats, IoStats, MemoryStats, PidsStats, Stats, FREEZE_TIMEOUT};
 
 /// Controllers enabled for the container's subtree when the parent offers them.
 const CONTROLLERS: &[&str] = &["cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"];
@@ -231,6 +231,9 @@ impl V2 {
         }
         if let Some(current) = file::read_u64_optional(&dir.join("pids.current"))? {
             stats.pids = PidsStats { current, limit: file::read_u64_optional(&dir.join("pids.max"))? };
+        }
+        if let Some(text) = file::read_optional(&dir.join("io.stat"))? {
+            stats.io = IoStats::from_v2(&text);
         }
         Ok(stats)
     }
