@@ -566,7 +566,6 @@ mod tests {
         assert_eq!(IoStats::from_v1(""), IoStats::default());
     }
 
-
     #[test]
     fn paths_resolve_from_the_hierarchy_root() {
         assert_eq!(resolve_path("/strata/abc").unwrap(), ["strata", "abc"]);
