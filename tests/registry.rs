@@ -210,6 +210,12 @@ fn basic_auth_login_logout() {
         wrong.stderr
     );
     assert!(!s.authfile().exists(), "a failed login stores nothing");
+    // A registry that is no `host[:port]`: refused before anything is sent. As a URL,
+    // `[::1]@host` would send the credentials over plain http to `host`, not to loopback.
+    for bad in [format!("[::1]@{}", reg.addr()), format!("localhost@{}", reg.addr())] {
+        let o = s.run_stdin(&["login", "-u", "alice", "--password-stdin", &bad], b"s3cret\n");
+        assert_eq!((o.code, o.stderr.trim()), (1, format!("Error: invalid registry {bad:?}").as_str()));
+    }
 
     let ok = s.run_stdin(&["login", "-u", "alice", "--password-stdin", reg.addr()], b"s3cret\n");
     assert_eq!(ok.code, 0, "{}", ok.stderr);

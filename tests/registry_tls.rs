@@ -156,11 +156,16 @@ fn insecure_registries_in_root_config_skip_verification_for_that_registry_only()
     // Listing the plain-http registry makes strata fall back to http for it.
     let http_listed = strata_with_insecure(&[&http_reg.addr]);
     t.ns.step("listed-http", &http_listed.command(&["pull", &http_ref]));
+    // ... unless --tls-verify=true says otherwise, as podman's does.
+    let forced = strata_with_insecure(&[&http_reg.addr]);
+    t.ns.step("listed-http-verify-true", &forced.command(&["pull", "--tls-verify=true", &http_ref]));
     let out = t.ns.run();
 
     assert_pulled(&out, "listed-tls", &listed, &tls_ref, t.img.manifest_digest());
     assert_one_line_error(&out, "unlisted-http", &http_reg.addr);
     assert_pulled(&out, "listed-http", &http_listed, &http_ref, t.img.manifest_digest());
+    assert_one_line_error(&out, "listed-http-verify-true", &http_reg.addr);
+    assert!(forced.images().is_empty());
 }
 
 #[test]

@@ -98,7 +98,9 @@ fn registry_arg(registry: Option<&str>) -> Result<String> {
     let r = registry.unwrap_or("docker.io");
     let r = r.strip_prefix("https://").or_else(|| r.strip_prefix("http://")).unwrap_or(r);
     let r = r.trim_end_matches('/').split('/').next().unwrap_or(r);
-    if r.is_empty() || r.contains(char::is_whitespace) {
+    // Checked as a reference's registry is: a URL made of anything else (`[::1]@host`) could
+    // reach another host than the one the http-or-https decision was made for.
+    if !strata::image::reference::is_registry_host(r) {
         bail!("invalid registry {r:?}");
     }
     Ok(r.to_string())

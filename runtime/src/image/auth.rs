@@ -91,8 +91,11 @@ impl AuthFile {
             fs::create_dir_all(dir).map_err(err)?;
         }
         let bytes = serde_json::to_vec_pretty(&Value::Object(map)).expect("json serialises");
-        write_atomic(&self.path, &bytes).map_err(err)?;
-        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o600)).map_err(err)
+        // Through a symlink to the file it names, as docker's CLI writes: replacing the link
+        // would leave the credentials a logout removes in the real file.
+        let target = fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        write_atomic(&target, &bytes).map_err(err)?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).map_err(err)
     }
 
     /// Credentials for a registry host (as in a reference: `docker.io`, `host:port`).
@@ -169,6 +172,20 @@ mod tests {
         assert!(file.remove("127.0.0.1:5000").unwrap());
         assert!(!file.remove("127.0.0.1:5000").unwrap());
         assert!(file.get("docker.io").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_symlinked_file_is_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("secrets/real.json");
+        fs::create_dir_all(real.parent().unwrap()).unwrap();
+        fs::write(&real, r#"{"auths":{"127.0.0.1:5000":{"auth":"dTpw"}}}"#).unwrap();
+        let link = dir.path().join("docker/config.json");
+        fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(AuthFile::locate(Some(&link)).remove("127.0.0.1:5000").unwrap());
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link stays");
+        assert!(!fs::read_to_string(&real).unwrap().contains("dTpw"), "the credentials are gone from the real file");
     }
 
     #[test]

