@@ -67,6 +67,9 @@ pub struct PullOptions {
     pub max_parallel: usize,
 }
 
+/// The largest image config `pull` reads (real ones are a few kB).
+const MAX_CONFIG: u64 = 16 << 20;
+
 /// Text a registry sent, fit for one line of a terminal: control characters (escape
 /// sequences that could rewrite the screen, newlines) out, at most 200 characters.
 fn from_server(text: &str) -> String {
@@ -304,12 +307,21 @@ impl Remote {
         Ok(())
     }
 
+    /// A config blob, read into memory: refused before the download when its descriptor
+    /// declares more than a config can sensibly be (the download itself stops at the size
+    /// the descriptor declares).
     async fn small_blob(
         &self,
         store: &Store,
         reference: &ImageRef,
         desc: &Descriptor,
     ) -> Result<Vec<u8>, RegistryError> {
+        if desc.size > MAX_CONFIG {
+            return Err(RegistryError::Protocol {
+                registry: self.registry.clone(),
+                detail: format!("config {} is {} bytes; at most {MAX_CONFIG} are read", desc.digest, desc.size),
+            });
+        }
         if store.has_blob(&desc.digest) {
             if let Ok(bytes) = store.read_blob(&desc.digest) {
                 return Ok(bytes);
