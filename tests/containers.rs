@@ -9,6 +9,7 @@ use cli::{Outcome, Strata};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 use support::*;
 
 const IMAGE: &str = "localhost/busybox:latest";
@@ -460,6 +461,34 @@ fn rename_gives_another_name() {
     e.ok(&["stop", "-t", "0", "second"]);
     assert!(e.ps_status("second").starts_with("Exited (137)"), "{}", e.ps_status("second"));
     e.ok(&["rm", "second", "taken"]);
+}
+
+/// `--rm` containers are removed as they end: `wait` still gets the exit code (from their
+/// monitor), and `stop` succeeds.
+#[test]
+fn wait_and_stop_on_rm_containers() {
+    let e = Env::new();
+    let sync = tempfile::tempdir().unwrap();
+    let volume = format!("{}:/sync", sync.path().display());
+    let script = "while [ ! -e /sync/go ]; do sleep 0.05; done; exit 5";
+    let id = e.ok(&["run", "-d", "--rm", "-v", &volume, "--name", "k4", IMAGE, "sh", "-c", script]).trim().to_string();
+    let waiter = e.s.command(&["wait", "k4"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Let the container end once the wait is registered.
+    let waiters = e.s.root().join("containers").join(&id).join("waiters");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&waiters).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "wait never registered");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(sync.path().join("go"), "").unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).trim()), (Some(0), "5"), "{out:?}");
+    e.assert_no_trace(&id);
+
+    let id = e.ok(&["run", "-d", "--rm", "--name", "rmc", IMAGE, "sleep", "1000"]).trim().to_string();
+    assert_eq!(e.ok(&["stop", "-t", "1", "rmc"]), "rmc\n");
+    e.assert_no_trace(&id);
+    assert!(e.ps(true).is_empty());
 }
 
 #[test]

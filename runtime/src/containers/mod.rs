@@ -29,6 +29,7 @@ pub mod record;
 pub mod relay;
 pub mod rootfs;
 pub mod status;
+pub mod waiters;
 
 use crate::fsutil::{write_atomic, write_atomic_unsynced};
 use crate::image::classify::Kind;
@@ -124,6 +125,10 @@ impl Paths {
     }
     pub fn monitor_log(&self) -> PathBuf {
         self.dir.join("monitor.log")
+    }
+    /// FIFOs of `wait`s for an `--rm` container's exit code (see `waiters`).
+    pub fn waiters(&self) -> PathBuf {
+        self.dir.join("waiters")
     }
     pub fn etc_file(&self, name: &str) -> PathBuf {
         self.dir.join(name)

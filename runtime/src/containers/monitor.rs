@@ -272,6 +272,7 @@ fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool)
     c.save(&record)?;
     release_run(c, &record.id)?;
     if record.auto_remove {
+        super::waiters::notify(c, id, code);
         super::ops::remove_files(c, id)?;
     }
     Ok(())

@@ -52,8 +52,12 @@ pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Duration) -> Resu
     }
     wait_for_monitor(c, &record.id);
     // Settles a run whose monitor was already gone.
-    observe(c, c.load(&record.id)?)?;
-    Ok(())
+    match c.load(&record.id) {
+        Ok(now) => observe(c, now).map(drop),
+        // An `--rm` container's monitor removed it: stopped, as asked.
+        Err(ContainerError::NoSuchContainer(_)) if record.auto_remove => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Wait until the run's monitor (if alive) has exited, having recorded the end.
@@ -70,8 +74,19 @@ pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerEr
     // Each round either waits on a pidfd or finds the state changed; a process that is alive
     // yet can't be watched must not make this spin.
     let mut unwatchable = 0;
+    // An `--rm` container is removed as it ends: its monitor hands the code to waiters.
+    let waiter = if record.auto_remove { Some(super::waiters::Waiter::register(c, &record.id)?) } else { None };
     loop {
-        let obs = observed(c, &c.load(&record.id)?)?;
+        let now = match c.load(&record.id) {
+            Err(ContainerError::NoSuchContainer(id)) => {
+                return waiter.and_then(|w| w.code()).ok_or(ContainerError::NoSuchContainer(id))
+            }
+            other => other?,
+        };
+        let obs = match observe(c, now)? {
+            Some(obs) => obs,
+            None => return waiter.and_then(|w| w.code()).ok_or(ContainerError::NoSuchContainer(record.id.clone())),
+        };
         let monitor = obs.record.monitor.and_then(|m| m.pidfd());
         match (obs.state, monitor) {
             (State::Exited, monitor) => {
