@@ -442,7 +442,7 @@ pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
     /// Only the last N lines ("all" for everything)
-    #[arg(short = 'n', long, default_value = "all")]
+    #[arg(short = 'n', long, default_value = "all", allow_hyphen_values = true)]
     pub tail: String,
     /// Prefix each line with its timestamp
     #[arg(short, long)]

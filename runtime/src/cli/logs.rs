@@ -46,11 +46,11 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let mut entries = follower.read_new()?;
     if let Some(n) = tail {
-        entries.drain(..entries.len().saturating_sub(n));
+        follower.seek_to_last(n)?;
     }
-    print(&entries, args.timestamps)?;
+    follower
+        .read_new_each(|entry| print(std::slice::from_ref(&entry), args.timestamps).map_err(std::io::Error::other))?;
     if !args.follow {
         return Ok(0);
     }

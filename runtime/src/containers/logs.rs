@@ -108,20 +108,95 @@ impl Follower {
         Ok(())
     }
 
+    /// Start at the last `n` complete entries, found by reading the file backwards from its
+    /// end: `logs --tail N` of a large log reads only what it prints.
+    pub fn seek_to_last(&mut self, n: usize) -> io::Result<()> {
+        let mut pos = self.file.seek(SeekFrom::End(0))?;
+        let mut newlines = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        let start = 'search: loop {
+            if pos == 0 {
+                break 0;
+            }
+            let len = (buf.len() as u64).min(pos) as usize;
+            pos -= len as u64;
+            self.file.seek(SeekFrom::Start(pos))?;
+            self.file.read_exact(&mut buf[..len])?;
+            // The last newline ends the last complete entry; the (n+1)th from the end ends the
+            // entry before the last n.
+            for i in (0..len).rev() {
+                if buf[i] == b'\n' {
+                    newlines += 1;
+                    if newlines == n + 1 {
+                        break 'search pos + i as u64 + 1;
+                    }
+                }
+            }
+        };
+        self.file.seek(SeekFrom::Start(start))?;
+        self.partial.clear();
+        Ok(())
+    }
+
+    /// Entries completed since the last call, handed to `each` a chunk of the file at a time
+    /// (a large log is never all in memory).
+    pub fn read_new_each(&mut self, mut each: impl FnMut(Entry) -> io::Result<()>) -> io::Result<()> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = self.file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.partial.extend_from_slice(&buf[..n]);
+            let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else { continue };
+            let complete: Vec<u8> = self.partial.drain(..=last_nl).collect();
+            for line in complete.split(|b| *b == b'\n') {
+                if let Ok(entry) = serde_json::from_slice(line) {
+                    each(entry)?;
+                }
+            }
+        }
+    }
+
     /// Entries completed since the last call.
     pub fn read_new(&mut self) -> io::Result<Vec<Entry>> {
-        let mut buf = Vec::new();
-        self.file.read_to_end(&mut buf)?;
-        self.partial.extend_from_slice(&buf);
-        let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else { return Ok(Vec::new()) };
-        let complete: Vec<u8> = self.partial.drain(..=last_nl).collect();
-        Ok(complete.split(|b| *b == b'\n').filter_map(|line| serde_json::from_slice(line).ok()).collect())
+        let mut entries = Vec::new();
+        self.read_new_each(|e| {
+            entries.push(e);
+            Ok(())
+        })?;
+        Ok(entries)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_is_found_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut w = LogWriter::open(&path).unwrap();
+        // Long enough that the search crosses its 64 KiB blocks.
+        for i in 0..5000 {
+            w.write(Stream::Stdout, format!("line {i:04} {}\n", "x".repeat(40)).as_bytes()).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        // The monitor in the middle of writing an entry: not one yet.
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"log":"half"#).unwrap();
+        let tail = |n| {
+            let mut f = Follower::open(&path).unwrap();
+            f.seek_to_last(n).unwrap();
+            f.read_new().unwrap().iter().map(|e| e.log[..9].to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(tail(3), ["line 4997", "line 4998", "line 4999"]);
+        assert_eq!(tail(0), Vec::<String>::new());
+        assert_eq!(tail(4999).first().map(String::as_str), Some("line 0001"));
+        assert_eq!(tail(9999).len(), 5000);
+    }
 
     #[test]
     fn lines_become_entries() {
