@@ -555,6 +555,15 @@ fn wasm_and_native_containers_side_by_side() {
     threads.sort();
     assert_eq!(threads, ["strata-wasm-io", "strata-wasm-sig"], "threads of the wasm container's process {pid}");
     assert_eq!(std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count(), 3, "threads of {pid}");
+    // No directory of strata's root stays open while the guest runs (its preopens, the
+    // container's own directories, do): the compiled-code cache's would lead a process of
+    // the container that may ptrace this one to the host's filesystem via /proc/PID/fd/N/..
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        let is_dir = std::fs::metadata(fd.path()).map(|m| m.is_dir()).unwrap_or(false);
+        let host = is_dir && target.starts_with(e.s.root());
+        assert!(!host, "fd {:?} of the guest's process: {}", fd.file_name(), target.display());
+    }
     // exec runs a module inside the running wasm container (its namespaces and cgroup).
     let o = e.run(&["exec", "spinner", "/hello.wasm", "via-exec"]);
     assert_eq!(o.code, 0, "{}", o.stderr);

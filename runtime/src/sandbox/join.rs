@@ -131,6 +131,9 @@ fn launch(cfg: JoinConfig) -> ! {
             super::init::execve(&cfg.program.path, process, cfg.preserve_fds)
         }
         Executor::Wasm => {
+            // Nothing of the runtime's stays open while the guest runs (no execve closes it).
+            drop(cfg.namespaces);
+            drop(cfg.chroot);
             let mut job = WasmJob::from_spec(&cfg.spec, cfg.program.path.clone());
             // As in the init: file mounts are no preopens (they are reached through "/").
             job.preopens.retain(|p| p.host.is_dir());

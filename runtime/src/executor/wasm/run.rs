@@ -25,8 +25,10 @@ pub const EXIT_TRAP: i32 = 134;
 
 /// Run `job`'s module to completion and return its exit code. Never panics, never exits (but
 /// see the module docs: a signalled guest stuck in a host call is ended by `_exit`).
-pub fn run(job: WasmJob) -> i32 {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| run_job(&job))) {
+pub fn run(mut job: WasmJob) -> i32 {
+    let cache = job.cache.take();
+    let job = &job;
+    match std::panic::catch_unwind(AssertUnwindSafe(move || run_job(job, cache))) {
         Ok(code) => code,
         Err(_) => {
             eprintln!("strata: {}: internal error in the wasm executor", job.module.display());
@@ -35,7 +37,7 @@ pub fn run(job: WasmJob) -> i32 {
     }
 }
 
-fn run_job(job: &WasmJob) -> i32 {
+fn run_job(job: &WasmJob, cache: Option<ArtifactCache>) -> i32 {
     let engine = match engine::new_engine() {
         Ok(e) => e,
         Err(e) => return fail(&WasmError::Engine(error_chain(&e))),
@@ -45,10 +47,14 @@ fn run_job(job: &WasmJob) -> i32 {
         Ok(w) => w,
         Err(e) => return fail(&WasmError::Engine(format!("signal thread: {e}"))),
     };
-    let compiled = match load_module(&engine, job.cache.as_ref(), &job.module) {
+    let compiled = match load_module(&engine, cache.as_ref(), &job.module) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    // The cache is a host directory, open in this process: closed before any guest code
+    // runs, or a process of the container allowed to ptrace this one could reach the
+    // host's filesystem through /proc/PID/fd/N/.. (the module is loaded; it is not needed).
+    drop(cache);
     let _ticker = match job.cpu.filter(|c| c.quota > 0 && c.period > 0) {
         Some(_) => match Ticker::start(&engine) {
             Ok(t) => Some(t),
