@@ -350,6 +350,12 @@ fn detached_logs_stop_rm() {
         r#"/web running ["sh","-c","echo hello; echo oops >&2; while true; do sleep 1; done"]"#
     );
 
+    // A container's spec and log hold its environment and output: for root only, also in
+    // a root directory that other users may enter.
+    let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    let dir = e.s.root().join("containers");
+    assert_eq!((mode(&dir), mode(&dir.join(&id))), (0o700, 0o700));
+    assert_eq!(mode(&dir.join(&id).join("config.json")), 0o600);
     // The monitor logs while nobody watches; `logs` splits the streams again.
     let mut logs = e.run(&["logs", "web"]);
     for _ in 0..50 {
@@ -365,6 +371,7 @@ fn detached_logs_stop_rm() {
     let raw = std::fs::read_to_string(e.s.root().join("containers").join(&id).join(format!("{id}-json.log"))).unwrap();
     let line: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
     assert_eq!(line["log"], "hello\n");
+    assert_eq!(mode(&dir.join(&id).join(format!("{id}-json.log"))), 0o600);
     assert_eq!(line["stream"], "stdout");
 
     // sh as PID 1 ignores SIGTERM: stop waits, then kills.

@@ -39,7 +39,8 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     let path = containers.paths(&record.id).log();
     // The monitor of a run that has not written anything yet may not have made the file.
     if args.follow && !path.exists() {
-        std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600)
+            .open(&path)?;
     }
     let mut follower = match Follower::open(&path) {
         Ok(f) => f,

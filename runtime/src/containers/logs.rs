@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Longest line kept whole; longer ones are split, as docker's 16 KiB buffer splits them.
@@ -37,7 +38,8 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn open(path: &Path) -> io::Result<LogWriter> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // 0600: a container's output is for its owner (and `logs`) only.
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
         Ok(LogWriter { file, pending: [Vec::new(), Vec::new()] })
     }
 

@@ -43,6 +43,7 @@ use crate::spec::run_options::RunOptions;
 use record::ContainerRecord;
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +160,19 @@ pub struct Containers {
 
 impl Containers {
     pub fn open(root: &Root, driver: Driver) -> Result<Containers, ContainerError> {
+        // 0700, also when an older strata made it 0755: containers' specs and logs hold their
+        // environment and output (passwords among them), for no other host user to read.
         let dir = root.containers();
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        let meta = fs::metadata(&dir).map_err(io_err(format!("reading {}", dir.display())))?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_err(format!("restricting {}", dir.display())))?;
+        }
         let runtime = Runtime::new(&root.path().join("run"))?;
         Ok(Containers { root: root.clone(), runtime, driver })
     }
@@ -321,7 +333,10 @@ impl Containers {
         };
         let id = names::new_id();
         let paths = self.paths(&id);
-        fs::create_dir(&paths.dir).map_err(io_err(format!("creating {}", paths.dir.display())))?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&paths.dir)
+            .map_err(io_err(format!("creating {}", paths.dir.display())))?;
         let record = ContainerRecord {
             id: id.clone(),
             name,

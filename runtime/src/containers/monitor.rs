@@ -30,6 +30,7 @@ use crate::lifecycle::{now_rfc3339, start::start, LifecycleError};
 use crate::spec::from_image::{self, Target};
 use crate::spec::run_options::NetworkMode;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 /// docker's default RLIMIT_NOFILE; lowered to what the host allows (see ENVIRONMENT.md).
@@ -168,7 +169,15 @@ fn start_run(
     // Plain writes, no fsync: this file and the /etc ones are made anew at every start and
     // read only by it.
     let bytes = serde_json::to_vec_pretty(&spec).expect("spec serialises");
-    std::fs::write(paths.config(), bytes).map_err(io_err("writing config.json"))?;
+    // 0600: it holds the container's environment.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(paths.config())
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes))
+        .map_err(io_err("writing config.json"))?;
 
     let mut opts =
         CreateOptions { bundle: paths.dir.clone(), wasm_cache: Some(c.root().wasm_cache()), ..Default::default() };
