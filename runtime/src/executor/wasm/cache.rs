@@ -176,7 +176,10 @@ impl ArtifactCache {
 
     fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let tmp = format!("{name}.tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        // The pid alone is no name: every wasm container's process is pid 1 in its namespace,
+        // and a leftover of one that was killed mid-write would block the entry for good.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let tmp = format!("{name}.tmp-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
         let fd = rustix::fs::openat(
             &self.dir,
             tmp.as_str(),
