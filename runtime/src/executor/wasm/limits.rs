@@ -1,5 +1,6 @@
-//! Resource limits inside the engine: memory through `StoreLimits`, CPU quota and signal
-//! interruption through epoch deadlines.
+//! Resource limits inside the engine: memory through a `ResourceLimiter` with one budget for
+//! all of a guest's memories and tables, CPU quota and signal interruption through epoch
+//! deadlines.
 //!
 //! The epoch deadline is always one tick away; the epoch only moves when the CPU ticker runs
 //! (a CPU limit is set) or a signal arrives, so a guest without a CPU limit pays nothing until
@@ -9,7 +10,7 @@ use super::CpuLimit;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{Engine, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, ResourceLimiter, UpdateDeadline};
 
 /// How often the CPU ticker advances the epoch: the granularity of CPU throttling.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -42,15 +43,42 @@ fn host_memory_in_use() -> u64 {
     })
 }
 
-/// `StoreLimits` for a memory limit in bytes: each linear memory may grow to it, each table
-/// to one element per 8 bytes of it. Growth past the limit fails in the guest, it never traps.
-pub(crate) fn store_limits(memory_limit: Option<u64>) -> StoreLimits {
-    let mut b = StoreLimitsBuilder::new().trap_on_grow_failure(false);
-    if let Some(limit) = memory_limit.filter(|l| *l > 0) {
-        let bytes = usize::try_from(limit).unwrap_or(usize::MAX);
-        b = b.memory_size(bytes).table_elements(bytes / 8);
+/// The guest's memory budget, in bytes, over all its linear memories and tables (a table
+/// element counted as 8 bytes): growth that would take the total past it fails inside the
+/// guest (`memory.grow` returns -1), it never traps. wasmtime's `StoreLimits` caps each
+/// memory on its own: two memories could each take the whole budget, and the cgroup's OOM
+/// killer would end the process instead of the guest seeing the failure.
+pub(crate) struct GuestLimits {
+    budget: Option<usize>,
+    used: usize,
+}
+
+impl GuestLimits {
+    fn take(&mut self, bytes: usize) -> bool {
+        match self.budget {
+            Some(budget) if self.used.saturating_add(bytes) > budget => false,
+            _ => {
+                self.used = self.used.saturating_add(bytes);
+                true
+            }
+        }
     }
-    b.build()
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max) && self.take(desired.saturating_sub(current)))
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max) && self.take(desired.saturating_sub(current).saturating_mul(8)))
+    }
+}
+
+/// The limiter for a memory limit in bytes (none: no cap).
+pub(crate) fn store_limits(memory_limit: Option<u64>) -> GuestLimits {
+    let budget = memory_limit.filter(|l| *l > 0).map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    GuestLimits { budget, used: 0 }
 }
 
 /// The guest was stopped by a signal (SIGTERM, SIGINT, SIGHUP).
@@ -173,7 +201,7 @@ mod tests {
     const GROWER: &str = r#"(module (memory (export "m") 1)
         (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))"#;
 
-    fn grower(limit: Option<u64>) -> (wasmtime::Store<StoreLimits>, wasmtime::TypedFunc<i32, i32>) {
+    fn grower(limit: Option<u64>) -> (wasmtime::Store<GuestLimits>, wasmtime::TypedFunc<i32, i32>) {
         let engine = super::super::engine::new_engine().unwrap();
         let module = wasmtime::Module::new(&engine, wat::parse_str(GROWER).unwrap()).unwrap();
         let mut store = wasmtime::Store::new(&engine, store_limits(limit));
@@ -190,6 +218,25 @@ mod tests {
         assert_eq!(grow.call(&mut store, 2).unwrap(), 1); // 1 -> 3 pages
         assert_eq!(grow.call(&mut store, 2).unwrap(), -1); // 5 pages > 4: refused
         assert_eq!(grow.call(&mut store, 1).unwrap(), 3); // exactly 4 is fine
+    }
+
+    #[test]
+    fn the_limit_is_one_budget_for_all_memories() {
+        let engine = super::super::engine::new_engine().unwrap();
+        let two = r#"(module (memory $a (export "a") 1) (memory $b (export "b") 1)
+            (func (export "grow_a") (param i32) (result i32) local.get 0 memory.grow $a)
+            (func (export "grow_b") (param i32) (result i32) local.get 0 memory.grow $b))"#;
+        let module = wasmtime::Module::new(&engine, wat::parse_str(two).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, store_limits(Some(6 * 65536)));
+        store.limiter(|l| l);
+        store.set_epoch_deadline(1);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let grow_a = instance.get_typed_func::<i32, i32>(&mut store, "grow_a").unwrap();
+        let grow_b = instance.get_typed_func::<i32, i32>(&mut store, "grow_b").unwrap();
+        assert_eq!(grow_a.call(&mut store, 3).unwrap(), 1); // 4 + 1 pages of 6
+        assert_eq!(grow_b.call(&mut store, 2).unwrap(), -1); // 4 + 3 > 6: refused
+        assert_eq!(grow_b.call(&mut store, 1).unwrap(), 1); // 4 + 2 = 6
+        assert_eq!(grow_a.call(&mut store, 1).unwrap(), -1);
     }
 
     #[test]

@@ -27,11 +27,10 @@
 //!
 //! * memory: `memory_limit` is the container's limit, which its cgroup enforces on the whole
 //!   process; the guest gets that minus what the executor itself uses once the module is
-//!   loaded (its anonymous RSS) and an 8 MiB reserve for host-side buffers. That share caps
-//!   each linear memory (bytes) and each table (elements, at one per 8 bytes of it) through
-//!   wasmtime's `StoreLimits`; growth past it fails inside the guest (`memory.grow` returns -1,
-//!   malloc returns NULL), as it does natively, before the cgroup's OOM killer would end the
-//!   process. A module whose *initial* memory is over its share cannot be instantiated (126).
+//!   loaded (its anonymous RSS) and an 8 MiB reserve for host-side buffers. That share is one
+//!   budget for all its linear memories and tables (a table element counted as 8 bytes);
+//!   growth past it fails inside the guest (`memory.grow` returns -1, malloc returns NULL),
+//!   as it does natively, before the cgroup's OOM killer would end the process. A module whose *initial* memory is over its share cannot be instantiated (126).
 //! * CPU: `cpu` (quota/period, as in `linux.resources.cpu`) is honoured with epoch deadlines:
 //!   a ticker thread advances the epoch every 10 ms; at each tick the guest's thread CPU time
 //!   in the current period is compared with the quota, and once over, the guest sleeps until

@@ -15,7 +15,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use wasmtime::component::{Component, ResourceTable};
-use wasmtime::{Engine, Linker, Module, Store, StoreLimits, Trap, WasmBacktrace};
+use wasmtime::{Engine, Linker, Module, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::bindings::sync::CommandPre;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxView, WasiView};
@@ -151,13 +151,13 @@ enum Failure {
 
 struct P1Host {
     wasi: WasiP1Ctx,
-    limits: StoreLimits,
+    limits: limits::GuestLimits,
 }
 
 struct P2Host {
     ctx: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: limits::GuestLimits,
 }
 
 impl WasiView for P2Host {
