@@ -498,6 +498,32 @@ fn wait_and_stop_on_rm_containers() {
     assert!(e.ps(true).is_empty());
 }
 
+/// An attached CLI that stops reading holds back the container's output (as with docker),
+/// never its monitor: a stop is acted on and the container's own exit code recorded.
+#[test]
+fn a_cli_that_does_not_read_holds_up_only_the_output() {
+    let e = Env::new();
+    let script = "trap 'exit 3' TERM; while :; do echo 0123456789012345678901234567890123456789; done";
+    let mut cli = e.s.command(&["run", "--name", "stall", IMAGE, "sh", "-c", script]);
+    let mut cli = cli.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.ps_status("stall").starts_with("Up ") {
+        assert!(Instant::now() < deadline, "never started: {}", e.ps_status("stall"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Until the log holds more than the CLI's pipe takes (the rest waits in the backlog).
+    let log = e.s.root().join("containers").join(e.id("stall")).join(format!("{}-json.log", e.id("stall")));
+    while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) < 1 << 20 {
+        assert!(Instant::now() < deadline + Duration::from_secs(20), "the monitor stalled with the CLI's pipe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    e.ok(&["stop", "-t", "30", "stall"]);
+    assert!(e.ps_status("stall").starts_with("Exited (3)"), "{}", e.ps_status("stall"));
+    drop(cli.stdout.take());
+    assert_eq!(cli.wait().unwrap().code(), Some(3));
+    e.ok(&["rm", "stall"]);
+}
+
 #[test]
 fn rm_flag_leaves_nothing() {
     let e = Env::new();

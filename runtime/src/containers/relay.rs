@@ -38,35 +38,63 @@ pub struct Attached {
     pub control: Option<OwnedFd>,
 }
 
+/// Output waiting for an attached CLI that does not keep up. While the init runs, a full
+/// backlog stops the reading of the container's output (it waits, as with docker) but never
+/// the monitor itself: exits, stops and input are still handled. Once the init has exited,
+/// a CLI whose backlog is full loses its copy; the log keeps everything.
+const CLI_BACKLOG: usize = 1 << 20;
+
 impl Attached {
-    fn forward(&mut self, stream: Stream, data: &[u8]) {
-        let slot = match stream {
+    fn slot(&mut self, stream: Stream) -> &mut Option<OwnedFd> {
+        match stream {
             Stream::Stdout => &mut self.stdout,
             Stream::Stderr => &mut self.stderr,
-        };
-        if let Some(fd) = slot {
-            if write_all(fd, data).is_err() {
-                // The CLI is gone: stop copying, keep logging.
-                *slot = None;
+        }
+    }
+
+    /// Our ends of the CLI's output pipes never block the monitor.
+    fn make_nonblocking(&self) {
+        for fd in [&self.stdout, &self.stderr].into_iter().flatten() {
+            let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
+        }
+    }
+
+    /// Copy `data` to the CLI: as much as its pipe takes now, the rest into `backlog`.
+    fn forward(&mut self, stream: Stream, data: &[u8], backlog: &mut Vec<u8>) {
+        if !backlog.is_empty() {
+            backlog.extend_from_slice(data);
+            return;
+        }
+        self.send(stream, data, backlog);
+    }
+
+    /// Write `data` (what `backlog` held, or new output) as far as the pipe takes it, keeping
+    /// the rest in `backlog`. A CLI that is gone is dropped: copying stops, logging goes on.
+    fn send(&mut self, stream: Stream, data: &[u8], backlog: &mut Vec<u8>) {
+        let slot = self.slot(stream);
+        let Some(fd) = slot else { return backlog.clear() };
+        let mut written = 0;
+        while written < data.len() {
+            match rustix::io::write(&*fd, &data[written..]) {
+                Ok(n) => written += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => {
+                    *slot = None;
+                    return backlog.clear();
+                }
             }
         }
+        let rest = data[written..].to_vec();
+        backlog.clear();
+        backlog.extend_from_slice(&rest);
     }
-}
-
-fn write_all(fd: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
-    while !data.is_empty() {
-        match rustix::io::write(fd, data) {
-            Ok(n) => data = &data[n..],
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Role {
     Out(Stream, usize),
+    CliWritable(Stream),
     Exit,
     Input,
     PtyWritable,
@@ -98,17 +126,40 @@ pub fn copy_until_exit(
     let mut reap = Some(reap);
     let mut exit: Option<i32> = None;
     let mut pending: Vec<u8> = Vec::new();
+    attached.make_nonblocking();
+    // Per stream (stdout, stderr): output the attached CLI has not taken yet.
+    let mut backlog: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        if exit.is_some() && outputs.iter().all(|(fd, _)| fd.is_none()) {
-            break;
+        if exit.is_some() {
+            // The init is gone: a CLI that does not keep up no longer holds anything back.
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if backlog[stream as usize].len() > CLI_BACKLOG {
+                    *attached.slot(stream) = None;
+                    backlog[stream as usize].clear();
+                }
+            }
+            if outputs.iter().all(|(fd, _)| fd.is_none()) && backlog.iter().all(Vec::is_empty) {
+                break;
+            }
         }
-        let mut fds: Vec<PollFd> = Vec::with_capacity(6);
-        let mut roles: Vec<Role> = Vec::with_capacity(6);
+        let mut fds: Vec<PollFd> = Vec::with_capacity(8);
+        let mut roles: Vec<Role> = Vec::with_capacity(8);
+        let backed_up = exit.is_none() && backlog.iter().any(|b| b.len() >= CLI_BACKLOG);
         for (i, (fd, stream)) in outputs.iter().enumerate() {
-            if let Some(fd) = fd {
+            if let Some(fd) = fd.as_ref().filter(|_| !backed_up) {
                 fds.push(PollFd::new(fd, PollFlags::IN));
                 roles.push(Role::Out(*stream, i));
+            }
+        }
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let fd = match stream {
+                Stream::Stdout => &attached.stdout,
+                Stream::Stderr => &attached.stderr,
+            };
+            if let Some(fd) = fd.as_ref().filter(|_| !backlog[stream as usize].is_empty()) {
+                fds.push(PollFd::new(fd, PollFlags::OUT));
+                roles.push(Role::CliWritable(stream));
             }
         }
         if exit.is_none() {
@@ -153,12 +204,16 @@ pub fn copy_until_exit(
                                     tracing::error!("writing the log: {e}");
                                 }
                             }
-                            attached.forward(stream, &buf[..n]);
+                            attached.forward(stream, &buf[..n], &mut backlog[stream as usize]);
                         }
                         Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => {}
                         // EOF, or EIO from a pty whose last slave holder is gone.
                         _ => outputs[i].0 = None,
                     }
+                }
+                Role::CliWritable(stream) => {
+                    let queued = std::mem::take(&mut backlog[stream as usize]);
+                    attached.send(stream, &queued, &mut backlog[stream as usize]);
                 }
                 Role::Input => {
                     let Some(input) = &attached.input else { continue };
