@@ -75,7 +75,7 @@ pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
     // Out of the CLI's session and process group (the CLI already did this at spawn; this is
     // for anyone starting a monitor otherwise): its terminal's signals are not ours.
     let _ = rustix::process::setsid();
-    let record = match register(c, id) {
+    let (record, lock) = match register(c, id) {
         Ok(r) => r,
         Err(e) => {
             // Not ours to record: another monitor runs, or the container is gone.
@@ -84,7 +84,11 @@ pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
         }
     };
     let paths = c.paths(id);
-    let running = match start_run(c, &record, &paths, session.stdin.take()) {
+    // The container's lock is held until it runs (or failed to start): a `stop` or `rm -f`
+    // meanwhile waits for that, then finds a container to stop.
+    let started = start_run(c, &record, &paths, session.stdin.take());
+    drop(lock);
+    let running = match started {
         Ok(r) => r,
         Err(e) => {
             let code = start_failure_code(&e);
@@ -116,9 +120,9 @@ pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
     0
 }
 
-/// Claim the run in the record, under the container's lock.
-fn register(c: &Containers, id: &str) -> Result<ContainerRecord, ContainerError> {
-    let _lock = c.lock(id)?;
+/// Claim the run in the record, under the container's lock (returned: held through the start).
+fn register(c: &Containers, id: &str) -> Result<(ContainerRecord, crate::lock::Lock), ContainerError> {
+    let lock = c.lock(id)?;
     let mut record = c.load(id)?;
     let me = ProcessRef::current().ok_or_else(|| ContainerError::Monitor("cannot read our own start time".into()))?;
     // A monitor that recorded an exit has finished (`finish` holds this lock until the run is
@@ -140,7 +144,7 @@ fn register(c: &Containers, id: &str) -> Result<ContainerRecord, ContainerError>
     record.error = None;
     record.oom_killed = false;
     c.save(&record)?;
-    Ok(record)
+    Ok((record, lock))
 }
 
 fn start_run(

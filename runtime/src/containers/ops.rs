@@ -14,6 +14,24 @@ fn observed(c: &Containers, record: &ContainerRecord) -> Result<Observed, Contai
     observe(c, record.clone())?.ok_or_else(|| ContainerError::NoSuchContainer(record.id.clone()))
 }
 
+/// `obs`, or, if its monitor is starting it (Created, monitor alive), what it is once the
+/// start is over: the monitor holds the container's lock until then. None: it is gone.
+fn after_start(c: &Containers, obs: Observed) -> Result<Option<Observed>, ContainerError> {
+    if obs.state != State::Created || !obs.record.monitor.is_some_and(|m| m.alive()) {
+        return Ok(Some(obs));
+    }
+    match c.lock(&obs.record.id) {
+        Ok(lock) => drop(lock),
+        Err(ContainerError::NoSuchContainer(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    match c.load(&obs.record.id) {
+        Ok(now) => observe(c, now),
+        Err(ContainerError::NoSuchContainer(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Send `signal` to the container's init.
 pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(), ContainerError> {
     let obs = observed(c, record)?;
@@ -35,7 +53,7 @@ pub fn stop_signal(record: &ContainerRecord) -> i32 {
 /// docker's stop: the stop signal, then SIGKILL after `timeout`; returns once the run's end
 /// is recorded. A container that is not running is left as it is.
 pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Duration) -> Result<(), ContainerError> {
-    let obs = observed(c, record)?;
+    let Some(obs) = after_start(c, observed(c, record)?)? else { return Ok(()) };
     if !obs.is_running() {
         return Ok(());
     }
@@ -119,6 +137,7 @@ pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerEr
 /// leftovers, writable layer, logs and record go.
 pub fn remove(c: &Containers, record: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
     let Some(obs) = observe(c, record.clone())? else { return Ok(()) };
+    let Some(obs) = (if force { after_start(c, obs)? } else { Some(obs) }) else { return Ok(()) };
     let monitor_alive = obs.record.monitor.is_some_and(|m| m.alive());
     if obs.state == State::Exited && monitor_alive {
         // Ended; its monitor is releasing the run. Not running: no force needed.
