@@ -525,6 +525,32 @@ fn a_cli_that_does_not_read_holds_up_only_the_output() {
 }
 
 #[test]
+fn stats_reads_each_containers_cgroup() {
+    let e = Env::new();
+    e.ok(&["run", "-d", "--name", "spin", "--memory", "64m", IMAGE, "sh", "-c", "while :; do :; done"]);
+    e.ok(&["run", "-d", "--name", "rest", IMAGE, "sleep", "1000"]);
+    e.ok(&["create", "--name", "never", IMAGE, "true"]);
+    let rows: Vec<serde_json::Value> =
+        e.ok(&["stats", "--no-stream", "--format", "json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["Name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "the running ones: {names:?}");
+    let of = |name: &str| rows.iter().find(|r| r["Name"] == name).unwrap().clone();
+    let percent = |v: &serde_json::Value| v.as_str().unwrap().trim_end_matches('%').parse::<f64>().unwrap();
+    let spin = of("spin");
+    assert!(percent(&spin["CPUPerc"]) > 1.0, "a busy loop: {spin}");
+    assert!(spin["MemUsage"].as_str().unwrap().ends_with(" / 64MiB"), "its limit: {spin}");
+    assert_eq!(spin["PIDs"], "1");
+    let rest = of("rest");
+    assert!(percent(&rest["CPUPerc"]) < 1.0, "asleep: {rest}");
+    // Named, a container that does not run has no numbers; the table has docker's titles.
+    let table = e.ok(&["stats", "--no-stream", "never"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   NAME") && lines[0].ends_with("PIDS"), "{table}");
+    assert!(lines[1].contains("never") && lines[1].ends_with("--"), "{table}");
+    e.ok(&["rm", "-f", "spin", "rest", "never"]);
+}
+
+#[test]
 fn rm_flag_leaves_nothing() {
     let e = Env::new();
     let o =

@@ -65,6 +65,8 @@ pub enum Command {
     Rename(RenameArgs),
     /// Show a container's processes (the host's ps, default -ef)
     Top(TopArgs),
+    /// Show containers' resource use (CPU, memory, block I/O, pids), live
+    Stats(StatsArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
     /// Remove containers
@@ -102,6 +104,8 @@ pub enum ContainerCommand {
     Rename(RenameArgs),
     /// Show a container's processes (the host's ps, default -ef)
     Top(TopArgs),
+    /// Show containers' resource use (CPU, memory, block I/O, pids), live
+    Stats(StatsArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
     /// Remove containers
@@ -456,6 +460,24 @@ pub struct StopArgs {
     #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
     pub time: u64,
     #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// All containers (default: the running ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Print one sample and exit (default: refresh every second)
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Output format: table (default), json (one JSON object per line) or a Go template
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Don't truncate IDs
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Containers (name or ID; default: the running ones)
     pub containers: Vec<String>,
 }
 

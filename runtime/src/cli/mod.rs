@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod precompile;
 pub mod registry;
 pub mod run;
+pub mod stats;
 pub mod template;
 
 use anyhow::Result;
@@ -91,6 +92,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Restart(a) => run::restart(&ctx, a, &log_level),
         Command::Rename(a) => containers::rename(&ctx, a),
         Command::Top(a) => containers::top(&ctx, a),
+        Command::Stats(a) => stats::stats(&ctx, a),
         Command::Kill(a) => containers::kill(&ctx, a),
         Command::Rm(a) => containers::rm(&ctx, a),
         Command::Wait(a) => containers::wait(&ctx, a),
@@ -105,6 +107,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             ContainerCommand::Restart(a) => run::restart(&ctx, a, &log_level),
             ContainerCommand::Rename(a) => containers::rename(&ctx, a),
             ContainerCommand::Top(a) => containers::top(&ctx, a),
+            ContainerCommand::Stats(a) => stats::stats(&ctx, a),
             ContainerCommand::Kill(a) => containers::kill(&ctx, a),
             ContainerCommand::Rm(a) => containers::rm(&ctx, a),
             ContainerCommand::Wait(a) => containers::wait(&ctx, a),
