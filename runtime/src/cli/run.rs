@@ -184,7 +184,12 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         network: a.network.parse().map_err(anyhow::Error::msg)?,
-        volumes: a.volumes.iter().map(|v| v.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        volumes: {
+            let volumes: Vec<run_options::Volume> =
+                a.volumes.iter().map(|v| v.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
+            run_options::check_volumes(&volumes).map_err(anyhow::Error::msg)?;
+            volumes
+        },
         tty: a.tty,
         interactive: a.interactive,
         security_opt: a.security_opt.clone(),

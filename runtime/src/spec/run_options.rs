@@ -15,6 +15,8 @@ pub enum OptionError {
     InvalidCpus(String),
     #[error("invalid environment variable {0:?}")]
     InvalidEnv(String),
+    #[error("poorly formatted environment: variable '{0}' contains whitespaces")]
+    EnvWhitespace(String),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,13 +74,46 @@ impl std::str::FromStr for Volume {
         if !destination.starts_with('/') {
             return Err(format!("invalid volume specification {s:?}: the destination must be an absolute path"));
         }
-        let read_only = match mode {
-            "" | "rw" => false,
-            "ro" => true,
-            other => return Err(format!("invalid volume specification {s:?}: unknown mode {other:?} (ro or rw)")),
-        };
-        Ok(Volume { source: source.into(), destination: destination.into(), read_only })
+        let destination = clean_destination(destination);
+        if destination == "/" {
+            return Err(format!("invalid volume specification {s:?}: destination can't be '/'"));
+        }
+        // runc's rule: /proc is procfs, and what is under it the kernel's.
+        if destination == "/proc" || destination.starts_with("/proc/") {
+            return Err(format!("invalid volume specification {s:?}: {destination} cannot be a volume's destination"));
+        }
+        let mut read_only = false;
+        for option in mode.split(',').filter(|o| !o.is_empty()) {
+            match option {
+                "rw" => read_only = false,
+                "ro" => read_only = true,
+                // SELinux relabelling: nothing to relabel without SELinux, as docker on such hosts.
+                "z" | "Z" => {}
+                other => {
+                    return Err(format!("invalid volume specification {s:?}: unknown mode {other:?} (ro, rw, z or Z)"))
+                }
+            }
+        }
+        Ok(Volume { source: source.into(), destination, read_only })
     }
+}
+
+/// An absolute container path without `.`, empty components or a trailing `/` (`..` stays:
+/// it is resolved inside the root, at mount time).
+fn clean_destination(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// docker's check across all `-v`: two volumes cannot have one destination.
+pub fn check_volumes(volumes: &[Volume]) -> Result<(), String> {
+    let mut seen = std::collections::HashSet::new();
+    for v in volumes {
+        if !seen.insert(v.destination.as_str()) {
+            return Err(format!("Duplicate mount point: {}", v.destination));
+        }
+    }
+    Ok(())
 }
 
 /// What `strata run`/`create` asked for on top of the image. Persisted with the container,
@@ -124,13 +159,18 @@ pub fn resolve_env_arg(arg: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Re
     Ok(lookup(arg).map(|v| format!("{arg}={v}")))
 }
 
-/// An `--env-file`: one variable a line, `#` comments and blank lines skipped.
+/// An `--env-file`: one variable a line, `#` comments and blank lines skipped, as docker reads
+/// it (a UTF-8 byte order mark is no part of the first name; a name has no whitespace).
 pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<String>, OptionError> {
     let mut out = Vec::new();
-    for line in text.lines() {
+    for line in text.strip_prefix('\u{feff}').unwrap_or(text).lines() {
         let line = line.trim_start();
         if line.is_empty() || line.starts_with('#') {
             continue;
+        }
+        let name = line.split_once('=').map_or(line, |(name, _)| name);
+        if name.contains(char::is_whitespace) {
+            return Err(OptionError::EnvWhitespace(name.to_string()));
         }
         if let Some(v) = resolve_env_arg(line, lookup)? {
             out.push(v);
@@ -193,8 +233,16 @@ mod tests {
         assert_eq!(resolve_env_arg("FROM_HOST", &lookup).unwrap(), Some("FROM_HOST=yes".into()));
         assert_eq!(resolve_env_arg("UNSET", &lookup).unwrap(), None);
         assert!(resolve_env_arg("=x", &lookup).is_err());
-        let file = "# comment\n\nA=1\n  B=two words\nFROM_HOST\nUNSET\n";
+        let file = "\u{feff}# comment\n\nA=1\n  B=two words\nFROM_HOST\nUNSET\n";
         assert_eq!(parse_env_file(file, &lookup).unwrap(), ["A=1", "B=two words", "FROM_HOST=yes"]);
+        assert_eq!(parse_env_file("\u{feff}C=3\n", &lookup).unwrap(), ["C=3"], "the BOM is no part of the name");
+        for bad in ["A B=2\n", "export C=3\n", "SPACED NAME\n"] {
+            let e = parse_env_file(bad, &lookup).unwrap_err().to_string();
+            assert!(
+                e.starts_with("poorly formatted environment: variable '") && e.ends_with("' contains whitespaces"),
+                "{e}"
+            );
+        }
     }
 
     #[test]
@@ -222,5 +270,21 @@ mod tests {
         assert!("/a:rel".parse::<Volume>().is_err());
         assert!("/a:/b:xx".parse::<Volume>().is_err());
         assert!("/a".parse::<Volume>().is_err());
+        // docker's SELinux modes mean nothing here; combined with ro they still make it ro.
+        let v: Volume = "/host:/ctr/./data/:ro,Z".parse().unwrap();
+        assert_eq!((v.destination.as_str(), v.read_only), ("/ctr/data", true));
+        assert!(!"/host:/ctr:z".parse::<Volume>().unwrap().read_only);
+        for (bad, says) in [
+            ("/a:/", "destination can't be '/'"),
+            ("/a://", "destination can't be '/'"),
+            ("/a:/proc", "/proc cannot"),
+            ("/a:/proc/sys", "/proc/sys cannot"),
+        ] {
+            let e = bad.parse::<Volume>().unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let two = |a: &str, b: &str| check_volumes(&[a.parse().unwrap(), b.parse().unwrap()]);
+        assert_eq!(two("/a:/data", "/b:/data/"), Err("Duplicate mount point: /data".to_string()));
+        assert_eq!(two("/a:/data", "/b:/other"), Ok(()));
     }
 }
