@@ -34,7 +34,14 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(log_directives(&parsed.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("strata=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only for a terminal: a log file or a pipe gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
     match cli::run(parsed) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
