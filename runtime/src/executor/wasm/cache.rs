@@ -68,8 +68,13 @@ pub struct ArtifactCache {
 impl ArtifactCache {
     /// Open (creating it, mode 0700, if needed) the cache directory `dir`. Call this before
     /// `pivot_root`; the fd is close-on-exec.
+    ///
+    /// An artifact is run as native code, so a directory another user could write to (not
+    /// ours, or group- or world-writable: `STRATA_WASM_CACHE` pointed somewhere shared) is
+    /// refused, and the module is compiled in memory instead.
     pub fn open(dir: &Path) -> Result<ArtifactCache, WasmError> {
-        if let Err(e) = std::fs::create_dir_all(dir) {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(e) = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
             // Unwritable parents are fine as long as the directory itself exists.
             if !dir.is_dir() {
                 return Err(WasmError::Cache { path: dir.to_path_buf(), op: "create", source: e });
@@ -77,6 +82,18 @@ impl ArtifactCache {
         }
         let fd = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| WasmError::Cache { path: dir.to_path_buf(), op: "open", source: e.into() })?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| WasmError::Cache {
+            path: dir.to_path_buf(),
+            op: "stat",
+            source: e.into(),
+        })?;
+        if st.st_uid != rustix::process::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
+            let source = io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "others may write to it (not ours, or group- or world-writable)",
+            );
+            return Err(WasmError::Cache { path: dir.to_path_buf(), op: "trust", source });
+        }
         Ok(ArtifactCache { dir: fd, path: dir.to_path_buf() })
     }
 
@@ -496,6 +513,20 @@ mod tests {
     use crate::executor::wasm::engine::new_engine;
 
     const HELLO: &str = r#"(module (func (export "_start")) (memory (export "memory") 1))"#;
+
+    #[test]
+    fn a_cache_others_may_write_to_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let made = t.path().join("made/here");
+        ArtifactCache::open(&made).unwrap();
+        assert_eq!(std::fs::metadata(&made).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let Err(e) = ArtifactCache::open(&made) else { panic!("a world-writable cache was used") };
+        assert!(e.to_string().contains("others may write to it"), "{e}");
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ArtifactCache::open(&made).unwrap();
+    }
 
     fn files(dir: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
