@@ -22,7 +22,7 @@ fn open(ctx: &Ctx) -> Result<Containers> {
 
 /// Run `f` on each named container, printing the name on success and one `Error:` line per
 /// failure, as docker's multi-container verbs do. Exit 1 if any failed.
-fn each(
+pub(super) fn each(
     ctx: &Ctx,
     names: &[String],
     f: impl Fn(&Containers, &ContainerRecord) -> Result<Option<String>>,

@@ -44,8 +44,8 @@ pub fn create(ctx: &Ctx, args: CreateArgs) -> Result<i32> {
 }
 
 pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
-    let containers = Containers::open(&ctx.root, ctx.driver)?;
     if args.attach || args.interactive {
+        let containers = Containers::open(&ctx.root, ctx.driver)?;
         if args.containers.len() > 1 {
             bail!("you cannot start and attach multiple containers at once");
         }
@@ -57,46 +57,24 @@ pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
             start_attached(ctx, &containers, &record, args.interactive, log_level)
         })());
     }
-    let mut failed = false;
-    for name in &args.containers {
-        let result = containers.resolve(name).map_err(anyhow::Error::from).and_then(|record| {
-            if !is_running(&containers, &record)? {
-                start_detached(ctx, &record, log_level)?;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
-                failed = true;
-            }
+    super::containers::each(ctx, &args.containers, |containers, record| {
+        if !is_running(containers, record)? {
+            start_detached(ctx, record, log_level)?;
         }
-    }
-    Ok(if failed { 1 } else { 0 })
+        Ok(None)
+    })
 }
 
 /// docker's `restart`: stop each container (the stop signal, then SIGKILL after `-t`) if it
 /// runs, and start it again, detached.
 pub fn restart(ctx: &Ctx, args: StopArgs, log_level: &str) -> Result<i32> {
-    let containers = Containers::open(&ctx.root, ctx.driver)?;
     let timeout = std::time::Duration::from_secs(args.time);
-    let mut failed = false;
-    for name in &args.containers {
-        let result = containers.resolve(name).map_err(anyhow::Error::from).and_then(|record| {
-            strata::containers::ops::stop(&containers, &record, timeout)?;
-            // Read again: the stop recorded the end of the run (an `--rm` one is gone now).
-            start_detached(ctx, &containers.resolve(&record.id)?, log_level)
-        });
-        match result {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { 1 } else { 0 })
+    super::containers::each(ctx, &args.containers, |containers, record| {
+        strata::containers::ops::stop(containers, record, timeout)?;
+        // Read again: the stop recorded the end of the run (an `--rm` one is gone now).
+        start_detached(ctx, &containers.resolve(&record.id)?, log_level)?;
+        Ok(None)
+    })
 }
 
 fn is_running(containers: &Containers, record: &ContainerRecord) -> Result<bool> {
