@@ -1,4 +1,4 @@
-//! Human-readable sizes and ages, as docker prints them.
+//! Human-readable sizes (decimal, and binary for memory) and ages, as docker prints them.
 
 use strata::clock::parse_rfc3339;
 
@@ -76,9 +76,34 @@ pub fn seconds_since(timestamp: &str) -> i64 {
     parse_rfc3339(timestamp).map(|t| now - t).unwrap_or(0)
 }
 
+/// docker's `BytesSize`: binary units, four significant digits ("1.527MiB", "23.42GiB").
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let digits = 4usize.saturating_sub(format!("{}", value.trunc() as u64).len());
+    let text = format!("{value:.digits$}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    format!("{text}{}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_sizes_as_docker_stats_prints_them() {
+        assert_eq!(binary_size(0), "0B");
+        assert_eq!(binary_size(512), "512B");
+        assert_eq!(binary_size(1536), "1.5KiB");
+        assert_eq!(binary_size(1_601_234), "1.527MiB");
+        assert_eq!(binary_size(25_146_310_656), "23.42GiB");
+        assert_eq!(binary_size(64 << 20), "64MiB");
+    }
 
     #[test]
     fn sizes_like_docker() {

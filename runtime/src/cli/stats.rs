@@ -125,7 +125,7 @@ fn row(record: &ContainerRecord, now: Option<&Sample>, before: Option<&Sample>, 
         "ID": id,
         "Name": record.name,
         "CPUPerc": format!("{cpu:.2}%"),
-        "MemUsage": format!("{} / {}", binary_size(memory.usage), binary_size(limit)),
+        "MemUsage": format!("{} / {}", format::binary_size(memory.usage), format::binary_size(limit)),
         "MemPerc": format!("{percent:.2}%"),
         "NetIO": "0B / 0B",
         "BlockIO": format!("{} / {}", format::size(now.stats.io.read_bytes), format::size(now.stats.io.write_bytes)),
@@ -137,34 +137,4 @@ fn row(record: &ContainerRecord, now: Option<&Sample>, before: Option<&Sample>, 
 fn host_memory() -> u64 {
     let info = rustix::system::sysinfo();
     info.totalram.saturating_mul(u64::from(info.mem_unit))
-}
-
-/// docker's `BytesSize`: binary units, four significant digits ("1.527MiB", "23.42GiB").
-fn binary_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    let digits = 4usize.saturating_sub(format!("{}", value.trunc() as u64).len());
-    let text = format!("{value:.digits$}");
-    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
-    format!("{text}{}", UNITS[unit])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_as_docker_prints_them() {
-        assert_eq!(binary_size(0), "0B");
-        assert_eq!(binary_size(512), "512B");
-        assert_eq!(binary_size(1536), "1.5KiB");
-        assert_eq!(binary_size(1_601_234), "1.527MiB");
-        assert_eq!(binary_size(25_146_310_656), "23.42GiB");
-        assert_eq!(binary_size(64 << 20), "64MiB");
-    }
 }
