@@ -989,6 +989,12 @@ fn exec_into_a_running_container() {
     assert_eq!(o.code, 127, "{}", o.stderr);
     assert!(o.stderr.contains("executable file not found"), "{}", o.stderr);
     assert_eq!(e.run(&["exec", "box", "/etc/passwd"]).code, 126);
+    let o = e.run(&["exec", "-u", "nosuch", "box", "true"]);
+    assert_eq!(
+        (o.code, o.stderr.trim()),
+        (126, "Error: unable to find user nosuch: no matching entries in passwd file"),
+        "docker's code for a user the container lacks"
+    );
 
     // -it through a pty.
     let (mut master, slave_path) = open_pty();

@@ -21,6 +21,8 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         let code = match &e {
             // docker's code for exec into a container that is not running.
             ContainerError::NotRunning(_) | ContainerError::NoSuchContainer(_) => 1,
+            // docker's for a user the container does not have: its process cannot run.
+            ContainerError::Spec(strata::spec::from_image::FromImageError::User(_)) => 126,
             e => start_failure_code(e),
         };
         Failure { code, message: e.to_string() }.into()
