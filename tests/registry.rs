@@ -518,3 +518,62 @@ fn docker_schema2_manifests_and_manifest_lists() {
     s.ok(&["push", &reference, &back]);
     assert_eq!(sha256_digest(&skopeo_inspect_raw(&format!("docker://{back}"), None)), amd64);
 }
+
+/// A registry that answers `/v2/` with a Bearer challenge pointing at its own `/token`, and
+/// streams `endless` (a path prefix) without end: a manifest, a token or an error body.
+fn endless_registry(endless: &'static str, status: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                while let Some(head) = read_head(&mut client) {
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let authorized = text.to_ascii_lowercase().contains("authorization: bearer t0k3n");
+                    if path.starts_with(endless) {
+                        let head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\r\n{{\"x\":\"");
+                        if client.write_all(head.as_bytes()).is_err() {
+                            return;
+                        }
+                        // Until the client hangs up.
+                        while client.write_all(&[b' '; 64 * 1024]).is_ok() {}
+                        return;
+                    }
+                    let reply = if path.starts_with("/token") {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n{\"token\":\"t0k3n\"}\n".to_string()
+                    } else if !authorized {
+                        format!(
+                            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",\
+                             service=\"hostile\"\r\nContent-Length: 0\r\n\r\n"
+                        )
+                    } else {
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_string()
+                    };
+                    if client.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A registry is untrusted input: a manifest, a token or an error body that never ends is
+/// refused at a few MiB, never read into memory whole.
+#[test]
+fn a_hostile_registry_cannot_make_pull_hold_its_answers() {
+    let s = Strata::new();
+    for (endless, status, says) in [
+        ("/v2/x/manifests/", "200 OK", "the manifest is larger than 4194304 bytes"),
+        ("/token", "200 OK", "the token response is larger than 1048576 bytes"),
+        ("/v2/x/manifests/", "400 Bad Request", "HTTP 400: {\"x\":\""),
+    ] {
+        let port = endless_registry(endless, status);
+        let o = s.fails(&["pull", "-q", &format!("127.0.0.1:{port}/x:1")]);
+        assert!(o.stderr.contains(says) && o.stderr.lines().count() == 1, "{endless} {status}: {}", o.stderr);
+    }
+    assert!(s.images().is_empty());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+}

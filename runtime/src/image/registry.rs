@@ -1,21 +1,22 @@
-//! Talking to registries (OCI distribution spec) through oci-client: pull (manifest or index,
-//! platform choice, parallel streamed layer downloads verified against their digests, unpack
-//! into snapshots), push (only missing blobs; manifest bytes as stored, so the digest is
-//! kept), and login checks.
+//! Talking to registries (OCI distribution spec): pull (manifest or index, platform choice,
+//! parallel streamed layer downloads verified against their digests, unpack into snapshots)
+//! through our own size-limited client (`distribution`), push (only missing blobs; manifest
+//! bytes as stored, so the digest is kept) through oci-client, and login checks.
 //!
 //! Transport: like docker, loopback registries (localhost, 127.0.0.0/8, ::1) speak plain
 //! http; others https, unless `--tls-verify=false` or listed in ROOT/config.json's
 //! `insecure-registries` (then https without verification, falling back to http).
 
 use super::auth::Credentials;
-use super::manifest::{media, parse_document, Descriptor, Document, ImageConfig, Manifest, ManifestError, Platform};
+use super::distribution::Puller;
+use super::manifest::{parse_document, Descriptor, Document, ImageConfig, Manifest, ManifestError, Platform};
 use super::progress::{LayerProgress, Progress};
 use super::reference::{is_loopback_registry, ImageRef};
 use super::store::{Image, Store, StoreError};
 use crate::digest::Digest;
 use crate::snapshot::apply::ApplyLimits;
 use crate::snapshot::{SnapshotError, Snapshots};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -72,7 +73,7 @@ const MAX_CONFIG: u64 = 16 << 20;
 
 /// Text a registry sent, fit for one line of a terminal: control characters (escape
 /// sequences that could rewrite the screen, newlines) out, at most 200 characters.
-fn from_server(text: &str) -> String {
+pub(crate) fn from_server(text: &str) -> String {
     let clean: String = text.trim().chars().filter(|c| !c.is_control()).take(200).collect();
     clean
 }
@@ -210,133 +211,97 @@ impl Remote {
             other => RegistryError::Protocol { registry, detail: from_server(&other.to_string()) },
         }
     }
+}
 
-    async fn manifest(&self, reference: &ImageRef) -> Result<(Vec<u8>, Digest), RegistryError> {
-        let (bytes, _) = self
-            .client
-            .pull_manifest_raw(reference.oci(), &self.auth, media::ACCEPTED_MANIFESTS)
-            .await
-            .map_err(|e| self.error(e, reference))?;
-        let actual = Digest::of_bytes(&bytes);
-        if let Some(expected) = reference.digest() {
-            if expected != actual {
-                return Err(RegistryError::DigestMismatch {
-                    registry: self.registry.clone(),
-                    expected: expected.to_string(),
-                    actual: actual.to_string(),
-                });
+/// Stream one blob into the store, verifying digest and size.
+async fn download(
+    puller: &Puller,
+    store: &Store,
+    reference: &ImageRef,
+    desc: &Descriptor,
+    bar: &LayerProgress,
+) -> Result<(), RegistryError> {
+    let mut response = puller.blob(&desc.digest, reference).await?;
+    let mut writer = store.blob_writer()?;
+    bar.downloading(desc.size);
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(RegistryError::Interrupted {
+                    registry: puller.registry.clone(),
+                    digest: desc.digest.clone(),
+                    received: writer.written(),
+                    expected: desc.size,
+                    detail: from_server(&e.to_string()),
+                })
             }
-        }
-        Ok((bytes.to_vec(), actual))
-    }
-
-    /// Stream one blob into the store, verifying digest and size.
-    async fn download(
-        &self,
-        store: &Store,
-        reference: &ImageRef,
-        desc: &Descriptor,
-        bar: &LayerProgress,
-    ) -> Result<(), RegistryError> {
-        let digest_str = desc.digest.to_string();
-        let mut stream = self
-            .client
-            .pull_blob_stream(reference.oci(), digest_str.as_str())
-            .await
-            .map_err(|e| self.error(e, reference))?;
-        let mut writer = store.blob_writer()?;
-        bar.downloading(desc.size);
-        loop {
-            let chunk = match stream.try_next().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => break,
-                // oci-client checks the digest itself at the end of the stream; report that
-                // as what it is, with the digest we computed.
-                Err(_) if writer.written() == desc.size => {
-                    return Err(RegistryError::DigestMismatch {
-                        registry: self.registry.clone(),
-                        expected: desc.digest.to_string(),
-                        actual: writer.digest_so_far().to_string(),
-                    })
-                }
-                Err(e) => {
-                    return Err(RegistryError::Interrupted {
-                        registry: self.registry.clone(),
-                        digest: desc.digest.clone(),
-                        received: writer.written(),
-                        expected: desc.size,
-                        detail: e.to_string(),
-                    })
-                }
-            };
-            writer.write_all(&chunk).map_err(|e| StoreError::Io { context: "writing blob".into(), source: e })?;
-            bar.advance(chunk.len() as u64);
-            if writer.written() > desc.size {
-                return Err(RegistryError::Protocol {
-                    registry: self.registry.clone(),
-                    detail: format!(
-                        "blob {} is larger than the {} bytes its descriptor declares",
-                        desc.digest, desc.size
-                    ),
-                });
-            }
-        }
-        if writer.written() < desc.size {
-            return Err(RegistryError::Interrupted {
-                registry: self.registry.clone(),
-                digest: desc.digest.clone(),
-                received: writer.written(),
-                expected: desc.size,
-                detail: "connection closed early".into(),
-            });
-        }
-        let registry = self.registry.clone();
-        let expected = desc.digest.clone();
-        let size = desc.size;
-        tokio::task::spawn_blocking(move || writer.commit(Some(&expected), Some(size)))
-            .await
-            .expect("blob commit task")
-            .map_err(|e| match e {
-                StoreError::DigestMismatch { expected, actual } => RegistryError::DigestMismatch {
-                    registry,
-                    expected: expected.to_string(),
-                    actual: actual.to_string(),
-                },
-                other => other.into(),
-            })?;
-        Ok(())
-    }
-
-    /// A config blob, read into memory: refused before the download when its descriptor
-    /// declares more than a config can sensibly be (the download itself stops at the size
-    /// the descriptor declares).
-    async fn small_blob(
-        &self,
-        store: &Store,
-        reference: &ImageRef,
-        desc: &Descriptor,
-    ) -> Result<Vec<u8>, RegistryError> {
-        if desc.size > MAX_CONFIG {
+        };
+        writer.write_all(&chunk).map_err(|e| StoreError::Io { context: "writing blob".into(), source: e })?;
+        bar.advance(chunk.len() as u64);
+        if writer.written() > desc.size {
             return Err(RegistryError::Protocol {
-                registry: self.registry.clone(),
-                detail: format!("config {} is {} bytes; at most {MAX_CONFIG} are read", desc.digest, desc.size),
+                registry: puller.registry.clone(),
+                detail: format!("blob {} is larger than the {} bytes its descriptor declares", desc.digest, desc.size),
             });
         }
-        if store.has_blob(&desc.digest) {
-            if let Ok(bytes) = store.read_blob(&desc.digest) {
-                return Ok(bytes);
-            }
-        }
-        self.download(store, reference, desc, &LayerProgress::hidden()).await?;
-        Ok(store.read_blob(&desc.digest)?)
     }
+    if writer.written() < desc.size {
+        return Err(RegistryError::Interrupted {
+            registry: puller.registry.clone(),
+            digest: desc.digest.clone(),
+            received: writer.written(),
+            expected: desc.size,
+            detail: "connection closed early".into(),
+        });
+    }
+    let registry = puller.registry.clone();
+    let expected = desc.digest.clone();
+    let size = desc.size;
+    tokio::task::spawn_blocking(move || writer.commit(Some(&expected), Some(size)))
+        .await
+        .expect("blob commit task")
+        .map_err(|e| match e {
+            StoreError::DigestMismatch { expected, actual } => {
+                RegistryError::DigestMismatch { registry, expected: expected.to_string(), actual: actual.to_string() }
+            }
+            other => other.into(),
+        })?;
+    Ok(())
+}
+
+/// A config blob, read into memory: refused before the download when its descriptor declares
+/// more than a config can sensibly be (the download itself stops at the declared size).
+async fn small_blob(
+    puller: &Puller,
+    store: &Store,
+    reference: &ImageRef,
+    desc: &Descriptor,
+) -> Result<Vec<u8>, RegistryError> {
+    if desc.size > MAX_CONFIG {
+        return Err(RegistryError::Protocol {
+            registry: puller.registry.clone(),
+            detail: format!("config {} is {} bytes; at most {MAX_CONFIG} are read", desc.digest, desc.size),
+        });
+    }
+    if store.has_blob(&desc.digest) {
+        if let Ok(bytes) = store.read_blob(&desc.digest) {
+            return Ok(bytes);
+        }
+    }
+    download(puller, store, reference, desc, &LayerProgress::hidden()).await?;
+    Ok(store.read_blob(&desc.digest)?)
 }
 
 /// Pull `reference` into the store, unpack its layers, and record it under its name.
 pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Result<Image, RegistryError> {
     let _content = store.root().lock_content().map_err(StoreError::from)?;
-    let remote =
-        Remote::connect(reference, opts.credentials.as_ref(), &opts.transport, RegistryOperation::Pull).await?;
+    let (scheme, accept_invalid) = match choose_scheme(reference.registry_host(), &opts.transport).await {
+        Scheme::Http => ("http", false),
+        Scheme::Https { verify } => ("https", !verify),
+    };
+    let remote = Puller::connect(reference, opts.credentials.as_ref(), scheme, accept_invalid).await?;
     opts.progress.line(&format!("{}: Pulling from {}", reference.tag().unwrap_or("digest"), reference.repository()));
 
     let (bytes, digest) = remote.manifest(reference).await?;
@@ -366,7 +331,7 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
     };
     // Refuse layers we could not unpack before downloading anything.
     manifest.layer_kinds()?;
-    let config_bytes = remote.small_blob(store, reference, &manifest.config).await?;
+    let config_bytes = small_blob(&remote, store, reference, &manifest.config).await?;
     let mut config: ImageConfig = serde_json::from_slice(&config_bytes).map_err(|e| RegistryError::Protocol {
         registry: remote.registry.clone(),
         detail: format!("image config {} is invalid: {e}", manifest.config.digest),
@@ -413,7 +378,7 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
                 return Ok(());
             }
             if !have_blob {
-                remote.download(&store, reference, desc, &bar).await?;
+                download(&remote, &store, reference, desc, &bar).await?;
             }
             if let Some(p) = layer_plan {
                 bar.extracting();

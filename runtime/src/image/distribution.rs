@@ -1,0 +1,304 @@
+//! The pull side of the OCI distribution API, on reqwest, with a limit on everything read
+//! into memory: authentication (a Basic challenge answered with the credentials, or a Bearer
+//! token fetched from the challenge's realm), manifests by tag or digest, and blobs as
+//! streams. A registry is untrusted input: a manifest, a token or an error body that does
+//! not end must not make `pull` hold more than a few MiB (oci-client, which `push` still
+//! uses, reads them whole).
+
+use super::auth::Credentials;
+use super::manifest::media;
+use super::reference::ImageRef;
+use super::registry::RegistryError;
+use crate::digest::Digest;
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Response, StatusCode};
+use std::time::Duration;
+
+/// The largest manifest or index read (the distribution spec asks registries to take 4 MiB).
+pub const MAX_MANIFEST: usize = 4 << 20;
+/// The largest token response read.
+const MAX_TOKEN: usize = 1 << 20;
+/// How much of an error body is read (for its message).
+const MAX_ERROR_BODY: usize = 16 << 10;
+
+/// One registry, authenticated for pulling one repository.
+pub struct Puller {
+    http: reqwest::Client,
+    /// `scheme://host`.
+    base: String,
+    repository: String,
+    /// The registry as the user named it, for messages.
+    pub registry: String,
+    user: Option<String>,
+    authorization: Option<HeaderValue>,
+}
+
+impl Puller {
+    /// Connect to `reference`'s registry over `scheme` (`http` or `https`, verifying
+    /// certificates unless `accept_invalid`) and authenticate as the registry asks.
+    pub async fn connect(
+        reference: &ImageRef,
+        credentials: Option<&Credentials>,
+        scheme: &str,
+        accept_invalid: bool,
+    ) -> Result<Puller, RegistryError> {
+        let registry = reference.registry().to_string();
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(accept_invalid)
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(120))
+            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| request_error(&registry, &e))?;
+        let mut puller = Puller {
+            http,
+            base: format!("{scheme}://{}", reference.registry_host()),
+            repository: reference.repository().to_string(),
+            registry,
+            user: credentials.map(|c| c.username.clone()),
+            authorization: None,
+        };
+        let ping = puller.send(&format!("{}/v2/", puller.base), None).await?;
+        if ping.status() == StatusCode::UNAUTHORIZED {
+            let challenge =
+                ping.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+            puller.authorization = Some(puller.answer(&challenge, credentials).await?);
+        }
+        Ok(puller)
+    }
+
+    /// The Authorization header that answers a `WWW-Authenticate` challenge.
+    async fn answer(&self, challenge: &str, credentials: Option<&Credentials>) -> Result<HeaderValue, RegistryError> {
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        let params = challenge_params(params);
+        if scheme.eq_ignore_ascii_case("basic") {
+            let c = credentials.ok_or_else(|| self.auth_error())?;
+            return Ok(basic(c));
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(self.protocol(format!(
+                "unsupported authentication scheme {:?}",
+                crate::image::registry::from_server(scheme)
+            )));
+        }
+        let realm = params.iter().find(|(k, _)| k == "realm").map(|(_, v)| v.clone());
+        let realm = realm.ok_or_else(|| self.protocol("Bearer challenge without a realm".into()))?;
+        let mut query = vec![("scope".to_string(), format!("repository:{}:pull", self.repository))];
+        if let Some((_, service)) = params.iter().find(|(k, _)| k == "service") {
+            query.push(("service".to_string(), service.clone()));
+        }
+        let mut request = self.http.get(&realm).query(&query);
+        if let Some(c) = credentials {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let res = request.send().await.map_err(|e| request_error(&self.registry, &e))?;
+        match res.status() {
+            s if s.is_success() => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(self.auth_error()),
+            s => return Err(self.protocol(format!("token server answered {s}"))),
+        }
+        let body = read_capped(res, MAX_TOKEN).await.map_err(|e| self.too_large_or(e, "token response"))?;
+        #[derive(serde::Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let token: Token =
+            serde_json::from_slice(&body).map_err(|e| self.protocol(format!("token response is invalid: {e}")))?;
+        let token =
+            token.token.or(token.access_token).ok_or_else(|| self.protocol("token response has no token".into()))?;
+        HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| self.protocol("token is not a header value".into()))
+    }
+
+    async fn send(&self, url: &str, accept: Option<&str>) -> Result<Response, RegistryError> {
+        let mut request = self.http.get(url);
+        if let Some(a) = accept {
+            request = request.header(ACCEPT, a);
+        }
+        if let Some(auth) = &self.authorization {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        request.send().await.map_err(|e| request_error(&self.registry, &e))
+    }
+
+    /// The manifest or index `reference` names, verified against its digest when it has one.
+    pub async fn manifest(&self, reference: &ImageRef) -> Result<(Vec<u8>, Digest), RegistryError> {
+        let tag_or_digest = match reference.digest() {
+            Some(d) => d.to_string(),
+            None => reference.tag().unwrap_or("latest").to_string(),
+        };
+        let url = format!("{}/v2/{}/manifests/{tag_or_digest}", self.base, self.repository);
+        let res = self.send(&url, Some(&media::ACCEPTED_MANIFESTS.join(", "))).await?;
+        if !res.status().is_success() {
+            return Err(self.status_error(res, &reference.to_string()).await);
+        }
+        let bytes = read_capped(res, MAX_MANIFEST).await.map_err(|e| self.too_large_or(e, "manifest"))?;
+        let actual = Digest::of_bytes(&bytes);
+        if let Some(expected) = reference.digest() {
+            if expected != actual {
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+        }
+        Ok((bytes, actual))
+    }
+
+    /// A blob's response, to be read as a stream (its size and digest are the caller's to check).
+    pub async fn blob(&self, digest: &Digest, reference: &ImageRef) -> Result<Response, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
+        let res = self.send(&url, None).await?;
+        if !res.status().is_success() {
+            return Err(self.status_error(res, &reference.to_string()).await);
+        }
+        Ok(res)
+    }
+
+    fn auth_error(&self) -> RegistryError {
+        match &self.user {
+            Some(user) => RegistryError::BadCredentials { registry: self.registry.clone(), user: user.clone() },
+            None => RegistryError::AuthRequired { registry: self.registry.clone() },
+        }
+    }
+
+    fn protocol(&self, detail: String) -> RegistryError {
+        RegistryError::Protocol { registry: self.registry.clone(), detail }
+    }
+
+    fn too_large_or(&self, e: ReadError, what: &str) -> RegistryError {
+        match e {
+            ReadError::TooLarge(limit) => self.protocol(format!("the {what} is larger than {limit} bytes")),
+            ReadError::Request(e) => request_error(&self.registry, &e),
+        }
+    }
+
+    /// What a failed request means, from its status and the (first bytes of the) error body
+    /// the distribution spec describes.
+    async fn status_error(&self, res: Response, reference: &str) -> RegistryError {
+        let status = res.status();
+        let body = read_prefix(res, MAX_ERROR_BODY).await;
+        let codes: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["errors"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e["code"].as_str().map(str::to_string))
+            .collect();
+        let has = |c: &str| codes.iter().any(|code| code == c);
+        let (registry, reference) = (self.registry.clone(), reference.to_string());
+        if status == StatusCode::UNAUTHORIZED || has("UNAUTHORIZED") {
+            self.auth_error()
+        } else if status == StatusCode::FORBIDDEN || has("DENIED") {
+            RegistryError::Denied { registry, reference }
+        } else if status == StatusCode::NOT_FOUND || has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") {
+            RegistryError::NotFound { registry, reference }
+        } else {
+            let text = String::from_utf8_lossy(&body);
+            self.protocol(format!("HTTP {}: {}", status.as_u16(), crate::image::registry::from_server(&text)))
+        }
+    }
+}
+
+fn basic(c: &Credentials) -> HeaderValue {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", c.username, c.password));
+    HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or_else(|_| HeaderValue::from_static("Basic"))
+}
+
+/// `key="value", key=value` pairs of a challenge (values may hold commas inside quotes).
+fn challenge_params(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let key = key.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remaining) = match after.strip_prefix('"') {
+            Some(quoted) => match quoted.find('"') {
+                Some(end) => (&quoted[..end], &quoted[end + 1..]),
+                None => (quoted, ""),
+            },
+            None => match after.find(',') {
+                Some(end) => (&after[..end], &after[end..]),
+                None => (after, ""),
+            },
+        };
+        out.push((key, value.to_string()));
+        rest = remaining.trim_start().trim_start_matches(',');
+    }
+    out
+}
+
+enum ReadError {
+    TooLarge(usize),
+    Request(reqwest::Error),
+}
+
+/// A response's body, read to its end unless it goes past `limit` bytes.
+async fn read_capped(mut res: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    if res.content_length().is_some_and(|len| len > limit as u64) {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(ReadError::Request)? {
+        if body.len() + chunk.len() > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The first `limit` bytes of a response's body (all of it when shorter), for a message.
+async fn read_prefix(mut res: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = res.chunk().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+        if body.len() == limit {
+            break;
+        }
+    }
+    body
+}
+
+/// A request that did not get an answer: the registry is unreachable (connect, timeout, TLS),
+/// or the exchange broke; named by its root cause.
+pub fn request_error(registry: &str, e: &reqwest::Error) -> RegistryError {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    let registry = registry.to_string();
+    if e.is_connect() || e.is_timeout() {
+        RegistryError::Unreachable { registry, detail }
+    } else {
+        RegistryError::Protocol { registry, detail }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_are_parsed_as_registries_send_them() {
+        let p = challenge_params(
+            r#"realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(
+            p,
+            [
+                ("realm".to_string(), "https://auth.example/token".to_string()),
+                ("service".to_string(), "registry.example".to_string()),
+                ("scope".to_string(), "repository:a/b:pull,push".to_string()),
+            ]
+        );
+        let p = challenge_params(r#"Realm=unquoted, service="s""#);
+        assert_eq!(p, [("realm".to_string(), "unquoted".to_string()), ("service".to_string(), "s".to_string())]);
+        assert!(challenge_params("").is_empty());
+    }
+}
