@@ -70,6 +70,10 @@ impl Puller {
     /// The Authorization header that answers a `WWW-Authenticate` challenge.
     async fn answer(&self, challenge: &str, credentials: Option<&Credentials>) -> Result<HeaderValue, RegistryError> {
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        if scheme.is_empty() {
+            // A 401 with no challenge: nothing to answer it with.
+            return Err(self.auth_error());
+        }
         let params = challenge_params(params);
         if scheme.eq_ignore_ascii_case("basic") {
             let c = credentials.ok_or_else(|| self.auth_error())?;
