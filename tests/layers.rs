@@ -220,6 +220,26 @@ fn rmi_refuses_an_image_a_container_uses() {
 }
 
 #[test]
+fn version_and_info() {
+    let s = Strata::new();
+    let version = s.ok(&["version"]);
+    assert!(version.starts_with("strata version ") && version.contains("OS/Arch:     linux/"), "{version}");
+    let arch = s.ok(&["version", "--format", "{{.Os}}/{{.Arch}}"]);
+    assert!(["linux/amd64\n", "linux/arm64\n"].contains(&arch.as_str()), "{arch}");
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    busybox_image(&layout, "latest");
+    load_layout(&s, &layout, "latest", "localhost/busybox:latest");
+    let info: serde_json::Value = serde_json::from_str(&s.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!((info["Images"].as_u64(), info["Containers"].as_u64()), (Some(1), Some(0)), "{info}");
+    assert_eq!(info["StrataRootDir"], s.root().to_str().unwrap());
+    assert_eq!(info["NCPU"].as_u64(), std::thread::available_parallelism().ok().map(|n| n.get() as u64));
+    let text = s.ok(&["info"]);
+    assert!(text.starts_with("Containers: 0\n Running: 0\n") && text.contains("\nImages: 1\n"), "{text}");
+    assert_eq!(s.ok(&["info", "-f", "{{.Driver}}"]), "overlay\n");
+}
+
+#[test]
 fn images_json_and_usage_errors() {
     let s = Strata::new();
     let e = s.run(&["images", "--bogus"]);

@@ -78,6 +78,10 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Show strata's version
+    Version(VersionArgs),
+    /// Show what strata holds and runs on (containers, images, storage, cgroups, host)
+    Info(InfoArgs),
     /// The per-container monitor (started by run/start; not for people)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(MonitorArgs),
@@ -461,6 +465,20 @@ pub struct StopArgs {
     pub time: u64,
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// Print as json or through a Go template
+    #[arg(short, long)]
+    pub format: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// Print as json or through a Go template ('{{.CgroupVersion}}')
+    #[arg(short, long)]
+    pub format: Option<String>,
 }
 
 #[derive(Args, Debug)]

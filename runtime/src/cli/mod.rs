@@ -14,6 +14,7 @@ pub mod precompile;
 pub mod registry;
 pub mod run;
 pub mod stats;
+pub mod system;
 pub mod template;
 
 use anyhow::Result;
@@ -53,6 +54,10 @@ pub fn or_125<T>(result: Result<T>) -> Result<T> {
 }
 
 pub fn run(cli: Cli) -> Result<i32> {
+    // Needs no root (and must work where none can be made).
+    if let Command::Version(a) = cli.command {
+        return system::version(a);
+    }
     let root = Root::open(&cli.root)?;
     let ctx = images::Ctx::new(root, cli.storage_driver)?;
     let log_level = cli.log_level.clone();
@@ -93,6 +98,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rename(a) => containers::rename(&ctx, a),
         Command::Top(a) => containers::top(&ctx, a),
         Command::Stats(a) => stats::stats(&ctx, a),
+        Command::Version(_) => unreachable!("handled before the root is opened"),
+        Command::Info(a) => system::info(&ctx, a),
         Command::Kill(a) => containers::kill(&ctx, a),
         Command::Rm(a) => containers::rm(&ctx, a),
         Command::Wait(a) => containers::wait(&ctx, a),
