@@ -213,7 +213,7 @@ fn basic(c: &Credentials) -> HeaderValue {
 }
 
 /// `key="value", key=value` pairs of a challenge (values may hold commas inside quotes).
-fn challenge_params(text: &str) -> Vec<(String, String)> {
+pub(crate) fn challenge_params(text: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = text.trim();
     while let Some((key, after)) = rest.split_once('=') {

@@ -493,12 +493,8 @@ pub async fn check_login(registry: &str, creds: &Credentials, transport: &Transp
     let challenge =
         res.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
     let res = if let Some(params) = challenge.strip_prefix("Bearer ") {
-        let field = |name: &str| {
-            params.split(',').find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then(|| v.trim_matches('"').to_string())
-            })
-        };
+        let params = super::distribution::challenge_params(params);
+        let field = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         let realm = field("realm").ok_or_else(|| RegistryError::Protocol {
             registry: registry.into(),
             detail: "Bearer challenge without a realm".into(),
