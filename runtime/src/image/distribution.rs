@@ -270,18 +270,21 @@ async fn read_prefix(mut res: Response, limit: usize) -> Vec<u8> {
 /// A request that did not get an answer: the registry is unreachable (connect, timeout, TLS),
 /// or the exchange broke; named by its root cause.
 pub fn request_error(registry: &str, e: &reqwest::Error) -> RegistryError {
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    let registry = registry.to_string();
+    let (registry, detail) = (registry.to_string(), root_cause(e));
     if e.is_connect() || e.is_timeout() {
         RegistryError::Unreachable { registry, detail }
     } else {
         RegistryError::Protocol { registry, detail }
     }
+}
+
+/// The innermost cause of an error (what went wrong on the wire, not the layers above it).
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 #[cfg(test)]

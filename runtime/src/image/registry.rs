@@ -8,7 +8,7 @@
 //! `insecure-registries` (then https without verification, falling back to http).
 
 use super::auth::Credentials;
-use super::distribution::Puller;
+use super::distribution::{request_error, root_cause, Puller};
 use super::manifest::{parse_document, Descriptor, Document, ImageConfig, Manifest, ManifestError, Platform};
 use super::progress::{LayerProgress, Progress};
 use super::reference::{is_loopback_registry, ImageRef};
@@ -161,19 +161,7 @@ impl Remote {
             None => RegistryError::AuthRequired { registry: registry.clone() },
         };
         match e {
-            OciDistributionError::RequestError(err) => {
-                let mut detail = err.to_string();
-                let mut source = std::error::Error::source(&err);
-                while let Some(s) = source {
-                    detail = s.to_string();
-                    source = s.source();
-                }
-                if err.is_connect() || err.is_timeout() {
-                    RegistryError::Unreachable { registry, detail }
-                } else {
-                    RegistryError::Protocol { registry, detail }
-                }
-            }
+            OciDistributionError::RequestError(err) => request_error(&registry, &err),
             OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
                 auth_error()
             }
@@ -518,14 +506,6 @@ pub async fn check_login(registry: &str, creds: &Credentials, transport: &Transp
     } else {
         Err(bad())
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur: &dyn std::error::Error = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[cfg(test)]
