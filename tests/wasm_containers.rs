@@ -372,6 +372,12 @@ fn load_precompiles_a_wasm_image() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.starts_with(GREETING), "{}", o.stdout);
     assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("wasm cache miss"), "{}", o.stderr);
+    // As another user too: the cache is root's alone (0700), so the artifact is loaded while
+    // the container's process is still root, before it becomes user 1000.
+    let o = e.run_debug(&["--user", "1000:1000", "--entrypoint", "/hello.wasm", EXAMPLES]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING), "{}", o.stdout);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("compiled"), "{}", o.stderr);
 
     // A native image has nothing to compile; -q keeps the count quiet; a module compiled
     // before (hello-wasm holds the same hello.wasm) is not compiled again.
@@ -569,6 +575,10 @@ fn wasm_and_native_containers_side_by_side() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=via-exec\n"), "{}", o.stdout);
     assert_eq!(e.run(&["exec", "spinner", "/trap.wasm"]).code, 134);
+    // exec'd as another user, the module still comes from the cache.
+    let o = e.run(&["--log-level", "debug", "exec", "-u", "1000", "spinner", "/hello.wasm"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("compiled"), "{}", o.stderr);
     assert_eq!(e.ok(&["exec", "sleeper", "echo", "native exec"]), "native exec\n");
     // A module exec'd into the native container (from a volume) gets its own view without
     // the kernel's filesystems; the container keeps its /proc.

@@ -43,6 +43,7 @@ pub struct InitConfig {
 struct Launch {
     program: Program,
     cache: Option<ArtifactCache>,
+    preloaded: Option<wasm::Preloaded>,
 }
 
 /// Whether the rootfs, before anything is mounted on it, shows a wasm program (see `run`).
@@ -247,6 +248,8 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         use std::os::fd::AsFd;
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
+    // While still privileged: the cache is root's alone, and the user may be another.
+    let preloaded = cache.as_ref().and_then(|c| wasm::preload(c, &program.path));
     identity::become_process(process, cfg.seccomp.as_ref())?;
 
     // From here the container outlives the command that created it.
@@ -265,7 +268,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     drop(w);
     drop(fifo_dir);
     hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
-    Ok(Launch { program, cache })
+    Ok(Launch { program, cache, preloaded })
 }
 
 /// Run the container's module in wasmtime, in this process (PID 1 of the container), and
@@ -276,6 +279,7 @@ fn run_wasm(cfg: &InitConfig, launch: Launch) -> ! {
     // /etc/hostname, /etc/resolv.conf, /dev/termination-log) is reached through "/".
     job.preopens.retain(|p| p.host.is_dir());
     job.cache = launch.cache;
+    job.preloaded = launch.preloaded;
     let code = wasm::run(job);
     // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.
     unsafe { libc::_exit(code) }

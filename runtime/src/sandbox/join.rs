@@ -10,7 +10,7 @@
 use super::program::{Executor, Program};
 use super::sync::{self, Channel};
 use super::{console, identity, namespaces, seccomp};
-use crate::executor::wasm::{self, ArtifactCache, WasmJob};
+use crate::executor::wasm::{self, ArtifactCache, Preloaded, WasmJob};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -71,7 +71,7 @@ fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
     keep.extend(cfg.wasm_cache.as_ref().map(|c| c.as_raw_fd()));
     super::init::close_fds_from(3 + cfg.preserve_fds.max(0), &keep);
     match setup(&cfg, &mut chan) {
-        Ok(()) => launch(cfg),
+        Ok(preloaded) => launch(cfg, preloaded),
         Err(e) => {
             let _ = chan.send_error(&e);
             // SAFETY: leave without running the runtime's destructors.
@@ -80,7 +80,9 @@ fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
     }
 }
 
-fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
+/// Join and become the process; a wasm program is loaded from the cache on the way, while
+/// still privileged (see `wasm::preload`).
+fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, String> {
     // Still the runtime's user namespace and paths: moving our only thread moves the process.
     super::cgroups::attach_self(&cfg.cgroup_self_attach)?;
     // Otherwise the runtime puts us in the container's cgroup first.
@@ -120,11 +122,16 @@ fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<(), String> {
     if let Some(socket) = &cfg.console {
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
+    let preloaded = match cfg.program.executor {
+        Executor::Wasm => cfg.wasm_cache.as_ref().and_then(|c| wasm::preload(c, &cfg.program.path)),
+        Executor::Native => None,
+    };
     identity::become_process(process, cfg.seccomp.as_ref())?;
-    chan.send(sync::READY).map_err(|e| format!("sync: {e}"))
+    chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
+    Ok(preloaded)
 }
 
-fn launch(cfg: JoinConfig) -> ! {
+fn launch(cfg: JoinConfig, preloaded: Option<Preloaded>) -> ! {
     match cfg.program.executor {
         Executor::Native => {
             let process = cfg.spec.process().as_ref().expect("checked in setup");
@@ -138,6 +145,7 @@ fn launch(cfg: JoinConfig) -> ! {
             // As in the init: file mounts are no preopens (they are reached through "/").
             job.preopens.retain(|p| p.host.is_dir());
             job.cache = cfg.wasm_cache;
+            job.preloaded = preloaded;
             let code = wasm::run(job);
             // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.
             unsafe { libc::_exit(code) }

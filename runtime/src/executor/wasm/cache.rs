@@ -369,17 +369,10 @@ pub(crate) fn load_or_compile(
     identity: Option<&FileIdentity>,
 ) -> Result<(Compiled, CacheOutcome), wasmtime::Error> {
     let digest = Digest::of_bytes(bytes);
-    let compat = compat_key(engine);
-    if let Some(cache) = cache {
-        let t = Instant::now();
-        if let Some(compiled) = cache.load(engine, &compat, &digest, kind) {
-            tracing::debug!("wasm cache hit {digest} ({kind}) loaded in {} us", t.elapsed().as_micros());
-            if let Some(id) = identity {
-                let _ = cache.index_store(id, &digest, kind);
-            }
-            return Ok((compiled, CacheOutcome::Hit));
-        }
+    if let Some(compiled) = cache.and_then(|c| load_by_digest(engine, c, &digest, kind, identity)) {
+        return Ok((compiled, CacheOutcome::Hit));
     }
+    let compat = compat_key(engine);
     let t = Instant::now();
     let compiled = compile(engine, bytes, kind)?;
     let ms = t.elapsed().as_millis();
@@ -404,6 +397,24 @@ pub(crate) fn load_or_compile(
         ),
     }
     Ok((compiled, CacheOutcome::Compiled))
+}
+
+/// The artifact of module `digest`, if the cache holds a valid one (never compiles); `identity`,
+/// when given, is then recorded in the stat index.
+pub(crate) fn load_by_digest(
+    engine: &Engine,
+    cache: &ArtifactCache,
+    digest: &Digest,
+    kind: WasmKind,
+    identity: Option<&FileIdentity>,
+) -> Option<Compiled> {
+    let t = Instant::now();
+    let compiled = cache.load(engine, &compat_key(engine), digest, kind)?;
+    tracing::debug!("wasm cache hit {digest} ({kind}) loaded in {} us", t.elapsed().as_micros());
+    if let Some(id) = identity {
+        let _ = cache.index_store(id, digest, kind);
+    }
+    Some(compiled)
 }
 
 /// The fast path: a module file whose identity is in the stat index and whose artifact is

@@ -47,10 +47,13 @@
 //! ```text
 //! // in the runtime, before the clone or in the init before pivot_root (host paths still resolve):
 //! let cache = ArtifactCache::open(&cache_dir).ok();   // ROOT/cache/wasm, $STRATA_WASM_CACHE, or DEFAULT_CACHE_DIR
-//! // in the init, where a native container would execve (after pivot_root, chdir, user, caps,
-//! // seccomp, the exec-fifo handshake and the startContainer hooks):
+//! // in the init after pivot_root, still privileged (the cache is root's alone):
+//! let preloaded = cache.as_ref().and_then(|c| preload(c, &resolved_args0));
+//! // where a native container would execve (after user, caps, seccomp, the exec-fifo
+//! // handshake and the startContainer hooks):
 //! let mut job = WasmJob::from_spec(&spec, resolved_args0);
 //! job.cache = cache;
+//! job.preloaded = preloaded;
 //! let code = run(job);
 //! unsafe { libc::_exit(code) }                         // nothing is buffered
 //! ```
@@ -74,7 +77,7 @@ mod wasi;
 pub use cache::{precompile, precompile_file, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity};
 pub use engine::new_engine;
 pub use kind::WasmKind;
-pub use run::{load_module, run, EXIT_TRAP};
+pub use run::{load_module, preload, run, Preloaded, EXIT_TRAP};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -117,6 +120,10 @@ pub struct WasmJob {
     /// The compiled-code cache, opened before `pivot_root`; `None` compiles in memory.
     #[serde(skip)]
     pub cache: Option<ArtifactCache>,
+    /// The module, already loaded from the cache while the process was privileged
+    /// ([`preload`]); `None` loads it (cache or compile) in [`run`].
+    #[serde(skip)]
+    pub preloaded: Option<Preloaded>,
 }
 
 fn root_dir() -> PathBuf {
@@ -136,6 +143,7 @@ impl Default for WasmJob {
             cpu: None,
             network: false,
             cache: None,
+            preloaded: None,
         }
     }
 }

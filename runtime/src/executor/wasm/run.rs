@@ -10,7 +10,10 @@ use super::kind::{describe_magic, WasmKind};
 use super::limits::{self, Deadline, Interrupted, Ticker};
 use super::signals::Watcher;
 use super::{engine, error_chain, wasi, WasmError, WasmJob};
+use crate::digest::Digest;
+use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -27,8 +30,9 @@ pub const EXIT_TRAP: i32 = 134;
 /// see the module docs: a signalled guest stuck in a host call is ended by `_exit`).
 pub fn run(mut job: WasmJob) -> i32 {
     let cache = job.cache.take();
+    let preloaded = job.preloaded.take();
     let job = &job;
-    match std::panic::catch_unwind(AssertUnwindSafe(move || run_job(job, cache))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(move || run_job(job, cache, preloaded))) {
         Ok(code) => code,
         Err(_) => {
             eprintln!("strata: {}: internal error in the wasm executor", job.module.display());
@@ -37,17 +41,20 @@ pub fn run(mut job: WasmJob) -> i32 {
     }
 }
 
-fn run_job(job: &WasmJob, cache: Option<ArtifactCache>) -> i32 {
-    let engine = match engine::new_engine() {
-        Ok(e) => e,
-        Err(e) => return fail(&WasmError::Engine(error_chain(&e))),
+fn run_job(job: &WasmJob, cache: Option<ArtifactCache>, preloaded: Option<Preloaded>) -> i32 {
+    let (engine, compiled) = match preloaded {
+        Some(p) => (p.engine, Some(p.compiled)),
+        None => match engine::new_engine() {
+            Ok(e) => (e, None),
+            Err(e) => return fail(&WasmError::Engine(error_chain(&e))),
+        },
     };
     // First, before anything else can start a thread: they must all inherit the blocked mask.
     let watcher = match Watcher::start(&engine) {
         Ok(w) => w,
         Err(e) => return fail(&WasmError::Engine(format!("signal thread: {e}"))),
     };
-    let compiled = match load_module(&engine, cache.as_ref(), &job.module) {
+    let compiled = match compiled.map_or_else(|| load_module(&engine, cache.as_ref(), &job.module), Ok) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
@@ -120,26 +127,75 @@ fn io_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Open, identify and compile (or load from `cache`) the module at `path`: by file identity
 /// without reading it when the stat index knows it, else by content digest, else compiled.
 pub fn load_module(engine: &Engine, cache: Option<&ArtifactCache>, path: &Path) -> Result<Compiled, WasmError> {
-    let path = &path.to_path_buf();
-    let open_err = |source| WasmError::Open { path: path.clone(), source };
-    let file = std::fs::File::open(path).map_err(open_err)?;
-    let md = file.metadata().map_err(open_err)?;
-    if !md.is_file() {
-        return Err(WasmError::NotWasm { path: path.clone(), what: "not a regular file".into() });
-    }
-    let identity = FileIdentity::of(&md);
+    let (file, identity) = open_module(path)?;
     if let Some(c) = cache {
         if let Some((compiled, _)) = cache::load_by_identity(engine, c, &identity) {
             return Ok(compiled);
         }
     }
-    let mut bytes = Vec::with_capacity(md.len() as usize);
-    (&file).read_to_end(&mut bytes).map_err(open_err)?;
-    let kind = WasmKind::of(&bytes)
-        .ok_or_else(|| WasmError::NotWasm { path: path.clone(), what: describe_magic(&bytes[..bytes.len().min(8)]) })?;
+    let (bytes, kind) = read_module(&file, path)?;
     cache::load_or_compile(engine, cache, &bytes, kind, Some(&identity))
         .map(|(c, _)| c)
-        .map_err(|e| WasmError::Compile { path: path.clone(), message: error_chain(&e) })
+        .map_err(|e| WasmError::Compile { path: path.to_path_buf(), message: error_chain(&e) })
+}
+
+/// A module loaded from the cache ahead of [`run`], with the engine that loaded it.
+pub struct Preloaded {
+    engine: Engine,
+    compiled: Compiled,
+}
+
+impl std::fmt::Debug for Preloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preloaded")
+    }
+}
+
+/// Load the module at `path` from `cache` only (by file identity, else by content digest),
+/// never compiling. The sandbox calls this before the container's process takes its user and
+/// capabilities: the cache directory is root's alone (mode 0700), so a guest run as another
+/// user (`--user 1000`) could not read it later and would compile on every run. A miss, or
+/// anything going wrong, is `None`: [`run`] then loads or compiles as usual, as the guest's
+/// user. Starts no threads.
+pub fn preload(cache: &ArtifactCache, path: &Path) -> Option<Preloaded> {
+    let engine = engine::new_engine().ok()?;
+    let (file, identity) = open_module(path).ok()?;
+    let compiled = match cache::load_by_identity(&engine, cache, &identity) {
+        Some((compiled, _)) => compiled,
+        None => {
+            let (bytes, kind) = read_module(&file, path).ok()?;
+            cache::load_by_digest(&engine, cache, &Digest::of_bytes(&bytes), kind, Some(&identity))?
+        }
+    };
+    Some(Preloaded { engine, compiled })
+}
+
+/// Open the module file at `path` (a fifo or device there neither blocks nor is read) and
+/// identify it.
+fn open_module(path: &Path) -> Result<(File, FileIdentity), WasmError> {
+    let open_err = |source| WasmError::Open { path: path.to_path_buf(), source };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(open_err)?;
+    let md = file.metadata().map_err(open_err)?;
+    if !md.is_file() {
+        return Err(WasmError::NotWasm { path: path.to_path_buf(), what: "not a regular file".into() });
+    }
+    Ok((file, FileIdentity::of(&md)))
+}
+
+/// The whole module and its kind; bytes that are not wasm are an error naming what they are.
+fn read_module(file: &File, path: &Path) -> Result<(Vec<u8>, WasmKind), WasmError> {
+    let mut bytes = Vec::with_capacity(file.metadata().map(|m| m.len() as usize).unwrap_or(0));
+    let mut reader = file;
+    reader.read_to_end(&mut bytes).map_err(|source| WasmError::Open { path: path.to_path_buf(), source })?;
+    let kind = WasmKind::of(&bytes).ok_or_else(|| WasmError::NotWasm {
+        path: path.to_path_buf(),
+        what: describe_magic(&bytes[..bytes.len().min(8)]),
+    })?;
+    Ok((bytes, kind))
 }
 
 enum Failure {

@@ -52,7 +52,18 @@ impl WasmJob {
             .flatten()
             .any(|ns| ns.typ() == LinuxNamespaceType::Network && ns.path().is_none());
 
-        WasmJob { module, args, env, cwd, preopens, memory_limit, cpu, network: !isolated_net, cache: None }
+        WasmJob {
+            module,
+            args,
+            env,
+            cwd,
+            preopens,
+            memory_limit,
+            cpu,
+            network: !isolated_net,
+            cache: None,
+            preloaded: None,
+        }
     }
 }
 
