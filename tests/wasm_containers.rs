@@ -414,6 +414,81 @@ fn a_precompile_failure_is_a_warning_not_a_failed_pull() {
     assert!(e.artifacts().is_empty());
 }
 
+/// A valid module whose one function nests `depth` blocks: ~3 bytes of module per level, but
+/// ~1.1 kB of compiler memory per level.
+fn nested_blocks_module(depth: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(body.len(), out);
+        out.extend_from_slice(body);
+    }
+    let mut body = vec![0u8]; // no locals
+    for _ in 0..depth {
+        body.extend_from_slice(&[0x02, 0x40]); // block (no result)
+    }
+    body.extend(std::iter::repeat_n(0x0b, depth + 1)); // the ends, and the function's
+    let mut code = vec![1u8];
+    leb(body.len(), &mut code);
+    code.extend_from_slice(&body);
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut m); // type 0: () -> ()
+    section(3, &[1, 0], &mut m); // function 0 has type 0
+    section(7, &[1, 6, b'_', b's', b't', b'a', b'r', b't', 0, 0], &mut m); // export "_start"
+    section(10, &code, &mut m);
+    m
+}
+
+#[test]
+fn a_module_that_would_take_the_compiler_a_gigabyte_is_not_precompiled() {
+    // A few hundred kB (a few kB gzipped) that the compiler would need gigabytes and minutes
+    // for, as root on the host: load compiles each module in a child process under a memory
+    // and CPU limit (256 MiB + 100x the module's size, 60 s + 10 s per MiB; set lower here
+    // through the operator's variables, since the test build compiles ~50x slower), says
+    // which limit it hit, and still loads the image. The unit test of the limits shows the
+    // defaults refuse a 1.1 GB compile of 3 MB.
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("bomb");
+    wasm_artifact_image_with(&layout, "latest", &nested_blocks_module(300_000));
+    let bomb = to_archive(&layout, "latest", "localhost/bomb:latest", tmp.path());
+    let e = Env::new(&[]);
+    let load = |env: (&str, &str)| {
+        let out = e.s.command(&["load", "-i", bomb.to_str().unwrap()]).env(env.0, env.1).output().unwrap();
+        Outcome::from(out)
+    };
+    let o = load(("STRATA_PRECOMPILE_CPU_SECS", "1"));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "Loaded image: localhost/bomb:latest\n");
+    assert!(
+        o.stderr.contains("warning: not precompiling") && o.stderr.contains("compiling took more than 1 s of CPU"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("Precompiled"), "{}", o.stderr);
+    let o = load(("STRATA_PRECOMPILE_MEMORY_MIB", "48"));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("compiling needs more than 48 MiB of memory"), "{}", o.stderr);
+    assert!(e.artifacts().is_empty());
+    // A small module of the same shape compiles within the default limits.
+    let layout = tmp.path().join("nested");
+    wasm_artifact_image_with(&layout, "latest", &nested_blocks_module(1000));
+    let nested = to_archive(&layout, "latest", "localhost/nested:latest", tmp.path());
+    let o = e.run(&["load", "-i", nested.to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("Precompiled 1 wasm module"), "{}", o.stderr);
+    assert_eq!(e.artifacts().len(), 1);
+}
+
 #[test]
 fn a_corrupted_cache_file_is_rebuilt() {
     let e = Env::new(&["hello-wasm"]);

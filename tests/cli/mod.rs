@@ -17,7 +17,7 @@ pub struct Outcome {
     pub stderr: String,
 }
 
-impl Outcome {
+impl From<Output> for Outcome {
     fn from(out: Output) -> Outcome {
         Outcome {
             code: out.status.code().unwrap_or(-1),

@@ -85,6 +85,9 @@ pub enum Command {
     /// The per-container monitor (started by run/start; not for people)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(MonitorArgs),
+    /// Compile one wasm module into the cache, under limits (started by pull/load; not for people)
+    #[command(name = "wasm-precompile", hide = true)]
+    WasmPrecompile(WasmPrecompileArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -548,6 +551,15 @@ pub struct ContainerPruneArgs {
     /// Don't ask (strata never asks; accepted for docker compatibility)
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WasmPrecompileArgs {
+    /// The compiled-code cache directory
+    #[arg(long)]
+    pub cache: std::path::PathBuf,
+    /// The module file
+    pub module: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]

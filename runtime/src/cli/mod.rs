@@ -55,8 +55,10 @@ pub fn or_125<T>(result: Result<T>) -> Result<T> {
 
 pub fn run(cli: Cli) -> Result<i32> {
     // Needs no root (and must work where none can be made).
-    if let Command::Version(a) = cli.command {
-        return system::version(a);
+    match cli.command {
+        Command::Version(a) => return system::version(a),
+        Command::WasmPrecompile(a) => return precompile::one(a),
+        _ => {}
     }
     let root = Root::open(&cli.root)?;
     let ctx = images::Ctx::new(root, cli.storage_driver)?;
@@ -98,7 +100,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rename(a) => containers::rename(&ctx, a),
         Command::Top(a) => containers::top(&ctx, a),
         Command::Stats(a) => stats::stats(&ctx, a),
-        Command::Version(_) => unreachable!("handled before the root is opened"),
+        Command::Version(_) | Command::WasmPrecompile(_) => unreachable!("handled before the root is opened"),
         Command::Info(a) => system::info(&ctx, a),
         Command::Kill(a) => containers::kill(&ctx, a),
         Command::Rm(a) => containers::rm(&ctx, a),

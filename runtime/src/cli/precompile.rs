@@ -2,11 +2,34 @@
 //! and `load` (both unless `--no-precompile`): one module per CPU at a time. A module that does
 //! not compile is a warning (its run will say the same, as its error); the pull or load itself
 //! has succeeded.
+//!
+//! Each module is compiled in a child process (this binary's hidden `wasm-precompile`) with
+//! limits on its memory and CPU time: the module comes from an image, and a small one can make
+//! the compiler use gigabytes (3.5 kB gzipped of nested blocks: ~1.1 GB) or minutes, here as
+//! root on the host. Legitimate modules need ~35× their size in memory; a child gets
+//! 256 MiB plus 100× the module's size. (At `run` the compile happens inside the container's
+//! own cgroup, under its limits.)
 
+use super::args::WasmPrecompileArgs;
 use super::images::Ctx;
+use anyhow::Result;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 use strata::image::wasm_modules;
+
+/// Memory a compile may always use, and how much more per byte of module.
+const MEMORY_BASE: u64 = 256 << 20;
+const MEMORY_PER_BYTE: u64 = 100;
+/// CPU seconds a compile may always use, and how many more per MiB of module.
+const CPU_BASE_SECS: u64 = 60;
+const CPU_SECS_PER_MIB: u64 = 10;
+/// Fixed limits instead (an operator whose modules need more, or a test that wants less).
+pub const MEMORY_ENV: &str = "STRATA_PRECOMPILE_MEMORY_MIB";
+pub const CPU_ENV: &str = "STRATA_PRECOMPILE_CPU_SECS";
 
 /// Compile `image`'s modules (none for a native image); "Precompiled N wasm modules" on
 /// stderr unless `quiet`, a warning per module that failed.
@@ -16,6 +39,9 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
         return;
     }
     let cache_dir = ctx.root.wasm_cache();
+    // The children log at our level (`--log-level debug` shows their cache messages).
+    let log_level = tracing::level_filters::LevelFilter::current().to_string().to_lowercase();
+    let log_level = log_level.as_str();
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(modules.len());
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
@@ -23,7 +49,11 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
         for _ in 0..parallel {
             s.spawn(|| {
                 while let Some(m) = modules.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Err(e) = strata::executor::wasm::precompile_file(&cache_dir, &m.host_path) {
+                    let limits = std::fs::metadata(&m.host_path).map(|md| limits_for(md.len()));
+                    let result = limits
+                        .map_err(|e| e.to_string())
+                        .and_then(|limits| in_child(&cache_dir, &m.host_path, log_level, limits));
+                    if let Err(e) = result {
                         failures.lock().unwrap_or_else(|e| e.into_inner()).push((m.image_path.clone(), e));
                     }
                 }
@@ -37,5 +67,98 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
     let compiled = modules.len() - failures.len();
     if !quiet && compiled > 0 {
         eprintln!("Precompiled {compiled} wasm module{}", if compiled == 1 { "" } else { "s" });
+    }
+}
+
+/// The limits a compile of a module of `size` bytes runs under: (memory bytes, CPU seconds),
+/// from [`MEMORY_ENV`] and [`CPU_ENV`] when set.
+fn limits_for(size: u64) -> (u64, u64) {
+    let from_env = |name| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0);
+    (
+        from_env(MEMORY_ENV).map_or_else(
+            || MEMORY_BASE.saturating_add(size.saturating_mul(MEMORY_PER_BYTE)),
+            |mib| mib.saturating_mul(1 << 20),
+        ),
+        from_env(CPU_ENV).unwrap_or_else(|| CPU_BASE_SECS.saturating_add(size / (1 << 20) * CPU_SECS_PER_MIB)),
+    )
+}
+
+/// Compile `module` into `cache_dir` in a child process under `limits` (memory bytes, CPU
+/// seconds); the error is one line saying why it failed (the compiler's message, or the limit it hit).
+fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: (u64, u64)) -> Result<(), String> {
+    let (memory, cpu_secs) = limits;
+    let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("finding the strata binary: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--log-level").arg(log_level).arg("wasm-precompile").arg("--cache").arg(cache_dir).arg(module);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            // Private writable memory (heap and anonymous maps): what the compiler allocates.
+            let data = libc::rlimit { rlim_cur: memory, rlim_max: memory };
+            // SIGXCPU at the soft limit, SIGKILL a second later.
+            let cpu = libc::rlimit { rlim_cur: cpu_secs, rlim_max: cpu_secs + 1 };
+            if libc::setrlimit(libc::RLIMIT_DATA, &data) != 0 || libc::setrlimit(libc::RLIMIT_CPU, &cpu) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // No backtraces: resolving one allocates, and under the memory limit that deadlocks the
+    // allocation-failure report (std holds its backtrace lock).
+    cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
+    let mut child = cmd.spawn().map_err(|e| format!("starting the compiler process: {e}"))?;
+    // CPU time does not pass while a child sleeps: a wall-clock bound too.
+    let wall = Duration::from_secs(cpu_secs.saturating_mul(2).saturating_add(10));
+    if !strata::lifecycle::wait_for_exit(child.id() as i32, Some(wall)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("compiling took more than {} s (the limit)", wall.as_secs()));
+    }
+    let out = child.wait_with_output().map_err(|e| format!("waiting for the compiler process: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    if out.status.success() {
+        // Whatever it logged (`--log-level debug`), passed on.
+        eprint!("{stderr}");
+        return Ok(());
+    }
+    // std's "memory allocation of N bytes failed", cranelift's "unhandled out-of-memory error:
+    // out of memory", a failed mmap's ENOMEM.
+    let out_of_memory =
+        ["memory allocation of", "out of memory", "Cannot allocate memory"].iter().any(|m| stderr.contains(m));
+    // A panic's message is the line after "panicked at".
+    let panic = stderr.lines().skip_while(|l| !l.contains("panicked at")).nth(1);
+    Err(match (out.status.signal(), panic) {
+        (Some(libc::SIGXCPU | libc::SIGKILL), _) => format!("compiling took more than {cpu_secs} s of CPU (the limit)"),
+        _ if out_of_memory => format!("compiling needs more than {} MiB of memory (the limit)", memory >> 20),
+        (_, Some(message)) => format!("the compiler failed: {}", message.trim()),
+        (Some(sig), None) => format!("the compiler process died of signal {sig}"),
+        (None, None) => last_line.strip_prefix("Error: ").unwrap_or(last_line).to_string(),
+    })
+}
+
+/// The hidden `strata wasm-precompile --cache DIR MODULE`: what [`in_child`] runs.
+pub fn one(args: WasmPrecompileArgs) -> Result<i32> {
+    strata::executor::wasm::precompile_file(&args.cache, &args.module)?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The only test here that reads the environment: the variables are not set in `cargo test`.
+    #[test]
+    fn limits_grow_with_the_module() {
+        assert_eq!(limits_for(0), (256 << 20, 60));
+        // A 3 MB module of nested blocks needs ~1.1 GB to compile: over its limit.
+        let (memory, _) = limits_for(3_000_000);
+        assert!(memory < 600 << 20, "{memory}");
+        // A 25 MB interpreter (~35x its size in practice) fits.
+        let (memory, cpu) = limits_for(25 << 20);
+        assert!(memory > 35 * (25 << 20), "{memory}");
+        assert_eq!(cpu, 60 + 250);
+        assert_eq!(limits_for(u64::MAX).0, u64::MAX);
     }
 }

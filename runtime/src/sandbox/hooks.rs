@@ -33,16 +33,8 @@ pub fn run(kind: &str, hook: &Hook, state_json: &str) -> Result<(), String> {
         let _ = stdin.write_all(state_json.as_bytes());
     }
     if let Some(secs) = hook.timeout() {
-        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("child pid");
-        let exited = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
-            Ok(fd) => {
-                let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-                let timeout = rustix::event::Timespec { tv_sec: secs.max(0), tv_nsec: 0 };
-                matches!(rustix::event::poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
-            }
-            Err(_) => true,
-        };
-        if !exited {
+        let timeout = std::time::Duration::from_secs(secs.max(0) as u64);
+        if !crate::lifecycle::wait_for_exit(child.id() as i32, Some(timeout)) {
             let _ = child.kill();
             let _ = child.wait();
             return Err(format!("{kind} hook {} timed out after {secs}s", path.display()));
