@@ -577,3 +577,30 @@ fn a_hostile_registry_cannot_make_pull_hold_its_answers() {
     assert!(s.images().is_empty());
     assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
 }
+
+/// Push reads a registry's answers with the same limits (it went through oci-client, which
+/// read them whole).
+#[test]
+fn a_hostile_registry_cannot_make_push_hold_its_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("motd"), "hi\n").unwrap();
+    let tarball = tmp.path().join("rootfs.tar");
+    run(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    let s = Strata::new();
+    s.ok(&["import", tarball.to_str().unwrap(), "local/x:1"]);
+    // The stub says every blob exists (HEAD answers 200), so the manifest is what gets put.
+    for (endless, status, says) in [
+        ("/token", "200 OK", "the token response is larger than 1048576 bytes"),
+        ("/v2/x/manifests/", "400 Bad Request", "HTTP 400: {\"x\":\""),
+    ] {
+        let port = endless_registry(endless, status);
+        let o = s.fails(&["push", "local/x:1", &format!("127.0.0.1:{port}/x:1")]);
+        assert!(
+            o.stderr.contains(says) && o.stderr.lines().filter(|l| l.contains("Error")).count() == 1,
+            "{endless} {status}: {}",
+            o.stderr
+        );
+    }
+}

@@ -6,9 +6,9 @@ mod cli;
 use clap::Parser;
 
 /// A plain level up to `info` applies to strata's own messages only: the libraries under us
-/// (rustls, reqwest, oci-client) log their own view of failures we already report as one
+/// (rustls, reqwest, hyper) log their own view of failures we already report as one
 /// `Error:` line. `debug` shows everything but the wasm compiler's per-function chatter
-/// (thousands of lines per module); `trace`, or explicit directives (`oci_client=debug`),
+/// (thousands of lines per module); `trace`, or explicit directives (`reqwest=debug`),
 /// show exactly what they say.
 fn log_directives(level: &str) -> String {
     const COMPILER: [&str; 5] =

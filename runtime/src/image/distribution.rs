@@ -1,17 +1,18 @@
-//! The pull side of the OCI distribution API, on reqwest, with a limit on everything read
-//! into memory: authentication (a Basic challenge answered with the credentials, or a Bearer
-//! token fetched from the challenge's realm), manifests by tag or digest, and blobs as
-//! streams. A registry is untrusted input: a manifest, a token or an error body that does
-//! not end must not make `pull` hold more than a few MiB (oci-client, which `push` still
-//! uses, reads them whole).
+//! The OCI distribution API, on reqwest, with a limit on everything read into memory:
+//! authentication (a Basic challenge answered with the credentials, or a Bearer token fetched
+//! from the challenge's realm), manifests by tag or digest and blobs as streams for pull, and
+//! for push: blob checks, monolithic blob uploads streamed from the store, manifests. A
+//! registry is untrusted input: a manifest, a token or an error body that does not end must
+//! not make strata hold more than a few MiB (oci-client, which pushed before, read whole
+//! answers).
 
 use super::auth::Credentials;
 use super::manifest::media;
 use super::reference::ImageRef;
 use super::registry::RegistryError;
 use crate::digest::Digest;
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
-use reqwest::{Response, StatusCode};
+use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use std::time::Duration;
 
 /// The largest manifest or index read (the distribution spec asks registries to take 4 MiB).
@@ -21,8 +22,15 @@ const MAX_TOKEN: usize = 1 << 20;
 /// How much of an error body is read (for its message).
 const MAX_ERROR_BODY: usize = 16 << 10;
 
-/// One registry, authenticated for pulling one repository.
-pub struct Puller {
+/// What a session may do to its repository (the scope a Bearer token is asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Pull,
+    Push,
+}
+
+/// One registry, authenticated for one repository.
+pub struct Session {
     http: reqwest::Client,
     /// `scheme://host`.
     base: String,
@@ -30,10 +38,11 @@ pub struct Puller {
     /// The registry as the user named it, for messages.
     pub registry: String,
     user: Option<String>,
+    access: Access,
     authorization: Option<HeaderValue>,
 }
 
-impl Puller {
+impl Session {
     /// Connect to `reference`'s registry over `scheme` (`http` or `https`, verifying
     /// certificates unless `accept_invalid`) and authenticate as the registry asks.
     pub async fn connect(
@@ -41,7 +50,8 @@ impl Puller {
         credentials: Option<&Credentials>,
         scheme: &str,
         accept_invalid: bool,
-    ) -> Result<Puller, RegistryError> {
+        access: Access,
+    ) -> Result<Session, RegistryError> {
         let registry = reference.registry().to_string();
         let http = reqwest::Client::builder()
             .danger_accept_invalid_certs(accept_invalid)
@@ -50,21 +60,22 @@ impl Puller {
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| request_error(&registry, &e))?;
-        let mut puller = Puller {
+        let mut session = Session {
             http,
             base: format!("{scheme}://{}", reference.registry_host()),
             repository: reference.repository().to_string(),
             registry,
             user: credentials.map(|c| c.username.clone()),
+            access,
             authorization: None,
         };
-        let ping = puller.send(&format!("{}/v2/", puller.base), None).await?;
+        let ping = session.send(session.request(Method::GET, &format!("{}/v2/", session.base))).await?;
         if ping.status() == StatusCode::UNAUTHORIZED {
             let challenge =
                 ping.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-            puller.authorization = Some(puller.answer(&challenge, credentials).await?);
+            session.authorization = Some(session.answer(&challenge, credentials).await?);
         }
-        Ok(puller)
+        Ok(session)
     }
 
     /// The Authorization header that answers a `WWW-Authenticate` challenge.
@@ -87,7 +98,11 @@ impl Puller {
         }
         let realm = params.iter().find(|(k, _)| k == "realm").map(|(_, v)| v.clone());
         let realm = realm.ok_or_else(|| self.protocol("Bearer challenge without a realm".into()))?;
-        let mut query = vec![("scope".to_string(), format!("repository:{}:pull", self.repository))];
+        let actions = match self.access {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+        };
+        let mut query = vec![("scope".to_string(), format!("repository:{}:{actions}", self.repository))];
         if let Some((_, service)) = params.iter().find(|(k, _)| k == "service") {
             query.push(("service".to_string(), service.clone()));
         }
@@ -115,15 +130,21 @@ impl Puller {
             .map_err(|_| self.protocol("token is not a header value".into()))
     }
 
-    async fn send(&self, url: &str, accept: Option<&str>) -> Result<Response, RegistryError> {
-        let mut request = self.http.get(url);
-        if let Some(a) = accept {
-            request = request.header(ACCEPT, a);
+    /// A request to `url` carrying the session's authorization.
+    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.authorization {
+            Some(auth) => request.header(AUTHORIZATION, auth.clone()),
+            None => request,
         }
-        if let Some(auth) = &self.authorization {
-            request = request.header(AUTHORIZATION, auth.clone());
-        }
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<Response, RegistryError> {
         request.send().await.map_err(|e| request_error(&self.registry, &e))
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base, self.repository)
     }
 
     /// The manifest or index `reference` names, verified against its digest when it has one.
@@ -132,8 +153,10 @@ impl Puller {
             Some(d) => d.to_string(),
             None => reference.tag().unwrap_or("latest").to_string(),
         };
-        let url = format!("{}/v2/{}/manifests/{tag_or_digest}", self.base, self.repository);
-        let res = self.send(&url, Some(&media::ACCEPTED_MANIFESTS.join(", "))).await?;
+        let request = self
+            .request(Method::GET, &self.url(&format!("manifests/{tag_or_digest}")))
+            .header(ACCEPT, media::ACCEPTED_MANIFESTS.join(", "));
+        let res = self.send(request).await?;
         if !res.status().is_success() {
             return Err(self.status_error(res, &reference.to_string()).await);
         }
@@ -153,12 +176,89 @@ impl Puller {
 
     /// A blob's response, to be read as a stream (its size and digest are the caller's to check).
     pub async fn blob(&self, digest: &Digest, reference: &ImageRef) -> Result<Response, RegistryError> {
-        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
-        let res = self.send(&url, None).await?;
+        let res = self.send(self.request(Method::GET, &self.url(&format!("blobs/{digest}")))).await?;
         if !res.status().is_success() {
             return Err(self.status_error(res, &reference.to_string()).await);
         }
         Ok(res)
+    }
+
+    /// Whether the repository already holds blob `digest` (HEAD: no body to read).
+    pub async fn has_blob(&self, digest: &Digest, reference: &ImageRef) -> Result<bool, RegistryError> {
+        let res = self.send(self.request(Method::HEAD, &self.url(&format!("blobs/{digest}")))).await?;
+        match res.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.status_error(res, &reference.to_string()).await),
+        }
+    }
+
+    /// Upload blob `digest` of `size` bytes, streamed from `file`, in one PUT (the spec's
+    /// monolithic upload: POST for an upload URL, then PUT the content to it with the digest).
+    pub async fn push_blob(
+        &self,
+        digest: &Digest,
+        size: u64,
+        file: tokio::fs::File,
+        reference: &ImageRef,
+    ) -> Result<(), RegistryError> {
+        let res = self.send(self.request(Method::POST, &self.url("blobs/uploads/"))).await?;
+        if res.status() != StatusCode::ACCEPTED {
+            return Err(self.status_error(res, &reference.to_string()).await);
+        }
+        let location = res.headers().get(LOCATION).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+        drop(res);
+        // Relative (`/v2/...`) or absolute; it may carry the registry's own query already.
+        let base = reqwest::Url::parse(&format!("{}/", self.base)).map_err(|_| self.protocol("bad base URL".into()))?;
+        let mut url = match base.join(&location) {
+            Ok(url) if !location.is_empty() => url,
+            _ => {
+                return Err(self
+                    .protocol(format!("upload location {:?} is not a URL", super::registry::from_server(&location))))
+            }
+        };
+        url.query_pairs_mut().append_pair("digest", &digest.to_string());
+        // Our credentials go to the registry only, not to wherever it sends the upload.
+        let same_origin = url.origin() == base.origin();
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 1 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        let body = reqwest::Body::wrap_stream(chunks);
+        let request = if same_origin { self.request(Method::PUT, url.as_str()) } else { self.http.put(url) };
+        let request = request.header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size).body(body);
+        let res = self.send(request).await?;
+        if !res.status().is_success() {
+            return Err(self.status_error(res, &reference.to_string()).await);
+        }
+        Ok(())
+    }
+
+    /// Put `bytes` (of `media_type`) as the manifest `tag_or_digest` names.
+    pub async fn push_manifest(
+        &self,
+        tag_or_digest: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+        reference: &ImageRef,
+    ) -> Result<(), RegistryError> {
+        let request = self
+            .request(Method::PUT, &self.url(&format!("manifests/{tag_or_digest}")))
+            .header(CONTENT_TYPE, media_type)
+            .body(bytes);
+        let res = self.send(request).await?;
+        if !res.status().is_success() {
+            return Err(self.status_error(res, &reference.to_string()).await);
+        }
+        Ok(())
     }
 
     fn auth_error(&self) -> RegistryError {

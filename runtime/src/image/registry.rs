@@ -1,14 +1,14 @@
 //! Talking to registries (OCI distribution spec): pull (manifest or index, platform choice,
 //! parallel streamed layer downloads verified against their digests, unpack into snapshots)
-//! through our own size-limited client (`distribution`), push (only missing blobs; manifest
-//! bytes as stored, so the digest is kept) through oci-client, and login checks.
+//! and push (only missing blobs; manifest bytes as stored, so the digest is kept) through our
+//! own size-limited client (`distribution`), and login checks.
 //!
 //! Transport: like docker, loopback registries (localhost, 127.0.0.0/8, ::1) speak plain
 //! http; others https, unless `--tls-verify=false` or listed in ROOT/config.json's
 //! `insecure-registries` (then https without verification, falling back to http).
 
 use super::auth::Credentials;
-use super::distribution::{request_error, root_cause, Puller};
+use super::distribution::{root_cause, Access, Session};
 use super::manifest::{parse_document, Descriptor, Document, ImageConfig, Manifest, ManifestError, Platform};
 use super::progress::{LayerProgress, Progress};
 use super::reference::{is_loopback_registry, ImageRef};
@@ -17,10 +17,6 @@ use crate::digest::Digest;
 use crate::snapshot::apply::ApplyLimits;
 use crate::snapshot::{SnapshotError, Snapshots};
 use futures_util::StreamExt;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, RegistryOperation};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -78,14 +74,6 @@ pub(crate) fn from_server(text: &str) -> String {
     clean
 }
 
-/// A connection to one registry, authenticated for one repository and operation.
-struct Remote {
-    client: Client,
-    auth: RegistryAuth,
-    registry: String,
-    user: Option<String>,
-}
-
 enum Scheme {
     Http,
     Https { verify: bool },
@@ -117,93 +105,23 @@ async fn choose_scheme(host: &str, transport: &Transport) -> Scheme {
     }
 }
 
-impl Remote {
-    async fn connect(
-        reference: &ImageRef,
-        credentials: Option<&Credentials>,
-        transport: &Transport,
-        op: RegistryOperation,
-    ) -> Result<Remote, RegistryError> {
-        let host = reference.registry_host().to_string();
-        let (protocol, accept_invalid) = match choose_scheme(&host, transport).await {
-            Scheme::Http => (ClientProtocol::Http, false),
-            Scheme::Https { verify } => (ClientProtocol::Https, !verify),
-        };
-        let config = ClientConfig {
-            protocol,
-            accept_invalid_certificates: accept_invalid,
-            platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(30)),
-            read_timeout: Some(std::time::Duration::from_secs(120)),
-            user_agent: concat!("strata/", env!("CARGO_PKG_VERSION")),
-            ..Default::default()
-        };
-        let client = Client::new(config);
-        let auth = match credentials {
-            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
-            None => RegistryAuth::Anonymous,
-        };
-        let remote = Remote {
-            client,
-            auth,
-            registry: reference.registry().to_string(),
-            user: credentials.map(|c| c.username.clone()),
-        };
-        remote.client.auth(reference.oci(), &remote.auth, op).await.map_err(|e| remote.error(e, reference))?;
-        Ok(remote)
-    }
-
-    /// Turn an oci-client error into one line that names the registry and what went wrong.
-    fn error(&self, e: OciDistributionError, reference: &ImageRef) -> RegistryError {
-        let registry = self.registry.clone();
-        let auth_error = || match &self.user {
-            Some(user) => RegistryError::BadCredentials { registry: registry.clone(), user: user.clone() },
-            None => RegistryError::AuthRequired { registry: registry.clone() },
-        };
-        match e {
-            OciDistributionError::RequestError(err) => request_error(&registry, &err),
-            OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
-                auth_error()
-            }
-            OciDistributionError::ImageManifestNotFoundError(_) => {
-                RegistryError::NotFound { registry, reference: reference.to_string() }
-            }
-            OciDistributionError::RegistryError { envelope, .. } => {
-                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-                if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
-                    auth_error()
-                } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
-                    RegistryError::Denied { registry, reference: reference.to_string() }
-                } else if codes.iter().any(|c| {
-                    matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
-                }) {
-                    RegistryError::NotFound { registry, reference: reference.to_string() }
-                } else {
-                    RegistryError::Protocol { registry, detail: from_server(&envelope.to_string()) }
-                }
-            }
-            OciDistributionError::ServerError { code: 401, .. } => auth_error(),
-            OciDistributionError::ServerError { code: 403, .. } => {
-                RegistryError::Denied { registry, reference: reference.to_string() }
-            }
-            OciDistributionError::ServerError { code: 404, .. } => {
-                RegistryError::NotFound { registry, reference: reference.to_string() }
-            }
-            OciDistributionError::ServerError { code, message, .. } => {
-                RegistryError::Protocol { registry, detail: format!("HTTP {code}: {}", from_server(&message)) }
-            }
-            OciDistributionError::DigestError(d) => RegistryError::Protocol {
-                registry,
-                detail: format!("content does not match its digest: {}", from_server(&d.to_string())),
-            },
-            other => RegistryError::Protocol { registry, detail: from_server(&other.to_string()) },
-        }
-    }
+/// A session with `reference`'s registry over the scheme `transport` gives it.
+async fn connect(
+    reference: &ImageRef,
+    credentials: Option<&Credentials>,
+    transport: &Transport,
+    access: Access,
+) -> Result<Session, RegistryError> {
+    let (scheme, accept_invalid) = match choose_scheme(reference.registry_host(), transport).await {
+        Scheme::Http => ("http", false),
+        Scheme::Https { verify } => ("https", !verify),
+    };
+    Session::connect(reference, credentials, scheme, accept_invalid, access).await
 }
 
 /// Stream one blob into the store, verifying digest and size.
 async fn download(
-    puller: &Puller,
+    puller: &Session,
     store: &Store,
     reference: &ImageRef,
     desc: &Descriptor,
@@ -262,7 +180,7 @@ async fn download(
 /// A config blob, read into memory: refused before the download when its descriptor declares
 /// more than a config can sensibly be (the download itself stops at the declared size).
 async fn small_blob(
-    puller: &Puller,
+    puller: &Session,
     store: &Store,
     reference: &ImageRef,
     desc: &Descriptor,
@@ -285,11 +203,7 @@ async fn small_blob(
 /// Pull `reference` into the store, unpack its layers, and record it under its name.
 pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Result<Image, RegistryError> {
     let _content = store.root().lock_content().map_err(StoreError::from)?;
-    let (scheme, accept_invalid) = match choose_scheme(reference.registry_host(), &opts.transport).await {
-        Scheme::Http => ("http", false),
-        Scheme::Https { verify } => ("https", !verify),
-    };
-    let remote = Puller::connect(reference, opts.credentials.as_ref(), scheme, accept_invalid).await?;
+    let remote = connect(reference, opts.credentials.as_ref(), &opts.transport, Access::Pull).await?;
     opts.progress.line(&format!("{}: Pulling from {}", reference.tag().unwrap_or("digest"), reference.repository()));
 
     let (bytes, digest) = remote.manifest(reference).await?;
@@ -404,45 +318,24 @@ pub struct PushOptions {
 
 /// Push a stored image to `dest`: blobs the registry lacks, then the manifest bytes as stored.
 pub async fn push(store: &Store, image: &Image, dest: &ImageRef, opts: &PushOptions) -> Result<Digest, RegistryError> {
-    let remote = Remote::connect(dest, opts.credentials.as_ref(), &opts.transport, RegistryOperation::Push).await?;
+    let session = connect(dest, opts.credentials.as_ref(), &opts.transport, Access::Push).await?;
     opts.progress.line(&format!("The push refers to repository [{}]", dest.name()));
     let blobs: Vec<&Descriptor> = image.manifest.layers.iter().chain(std::iter::once(&image.manifest.config)).collect();
     for desc in blobs {
-        let digest_str = desc.digest.to_string();
-        let exists = remote.client.blob_exists(dest.oci(), &digest_str).await.map_err(|e| remote.error(e, dest))?;
-        if exists {
+        if session.has_blob(&desc.digest, dest).await? {
             opts.progress.line(&format!("{}: Layer already exists", desc.digest.short()));
             continue;
         }
         let path = store.blob_path(&desc.digest);
         let file = tokio::fs::File::open(&path).await.map_err(|_| StoreError::MissingBlob(desc.digest.clone()))?;
-        let stream = futures_util::stream::unfold(file, |mut file| async move {
-            use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 4 << 20];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(bytes::Bytes::from(buf)), file))
-                }
-                Err(e) => Some((Err(OciDistributionError::IoError(e)), file)),
-            }
-        });
-        remote
-            .client
-            .push_blob_stream(dest.oci(), stream, &digest_str, Some(desc.size))
-            .await
-            .map_err(|e| remote.error(e, dest))?;
+        session.push_blob(&desc.digest, desc.size, file, dest).await?;
         opts.progress.line(&format!("{}: Pushed", desc.digest.short()));
     }
-    let content_type = reqwest::header::HeaderValue::from_str(&image.descriptor.media_type).map_err(|_| {
-        RegistryError::Protocol { registry: remote.registry.clone(), detail: "invalid manifest media type".into() }
-    })?;
-    remote
-        .client
-        .push_manifest_raw(dest.oci(), image.manifest_bytes.clone(), content_type)
-        .await
-        .map_err(|e| remote.error(e, dest))?;
+    let tag_or_digest = match dest.tag() {
+        Some(tag) => tag.to_string(),
+        None => image.digest().to_string(),
+    };
+    session.push_manifest(&tag_or_digest, &image.descriptor.media_type, image.manifest_bytes.clone(), dest).await?;
     let digest = image.digest().clone();
     opts.progress.line(&format!(
         "{}: digest: {digest} size: {}",
