@@ -87,8 +87,9 @@ fn limits_for(size: u64) -> (u64, u64) {
 /// seconds); the error is one line saying why it failed (the compiler's message, or the limit it hit).
 fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: (u64, u64)) -> Result<(), String> {
     let (memory, cpu_secs) = limits;
-    let exe = std::fs::read_link("/proc/self/exe").map_err(|e| format!("finding the strata binary: {e}"))?;
-    let mut cmd = Command::new(exe);
+    // This very binary, even if a newer one replaced it on disk during the pull.
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("strata");
     cmd.arg("--log-level").arg(log_level).arg("wasm-precompile").arg("--cache").arg(cache_dir).arg(module);
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     // SAFETY: setrlimit is async-signal-safe and the closure touches nothing else.
