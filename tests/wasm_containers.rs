@@ -479,14 +479,74 @@ fn a_module_that_would_take_the_compiler_a_gigabyte_is_not_precompiled() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("compiling needs more than 48 MiB of memory"), "{}", o.stderr);
     assert!(e.artifacts().is_empty());
-    // A small module of the same shape compiles within the default limits.
+    // A small module of the same shape compiles within the default limits; the child's log
+    // (even at trace, megabytes of compiler chatter) never stalls it.
     let layout = tmp.path().join("nested");
     wasm_artifact_image_with(&layout, "latest", &nested_blocks_module(1000));
     let nested = to_archive(&layout, "latest", "localhost/nested:latest", tmp.path());
-    let o = e.run(&["load", "-i", nested.to_str().unwrap()]);
+    let o = e.run(&["--log-level", "trace", "load", "-i", nested.to_str().unwrap()]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("Precompiled 1 wasm module"), "{}", o.stderr);
     assert_eq!(e.artifacts().len(), 1);
+}
+
+#[test]
+fn a_module_loaded_while_root_runs_only_if_its_user_may_read_it() {
+    // The sandbox loads the artifact before it becomes the container's user (the cache is
+    // root's alone), but the user opens the module itself at start: one it may not read is
+    // refused with or without a warm cache.
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new(&["hello-wasm"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mods = tmp.path().join("mods");
+    std::fs::create_dir(&mods).unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let app = mods.join("app.wasm");
+    std::fs::copy(guest("hello"), &app).unwrap();
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let vol = format!("{}:/mods", mods.display());
+    let run = |user: &str| e.run_debug(&["--user", user, "-v", &vol, "--entrypoint", "/mods/app.wasm", HELLO]);
+    // Root compiles it and records the file in the cache's index.
+    let o = run("0");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = run("1000:1000");
+    assert_eq!(o.code, 126, "{}", o.stderr);
+    assert!(o.stderr.contains("cannot open wasm module /mods/app.wasm: Permission denied"), "{}", o.stderr);
+    // Readable (a chmod is a new file identity: root's run records it again): a cache hit.
+    std::fs::set_permissions(&app, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(run("0").code, 0);
+    let o = run("1000:1000");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("compiled"), "{}", o.stderr);
+}
+
+#[test]
+fn a_module_replaced_between_create_and_start_is_the_one_that_runs() {
+    // The artifact is loaded at create (while root); start runs whatever file is there then,
+    // as runc runs the binary it finds at start.
+    let rt = Runtime::strata();
+    let cache = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(&["/app.wasm"]);
+    let app = b.rootfs().join("app.wasm");
+    std::fs::copy(guest("hello"), &app).unwrap();
+    assert_eq!(oci_run(&rt, &b, cache.path(), false).code, 0);
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let status = rt
+        .command(&["create", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .env("STRATA_WASM_CACHE", cache.path())
+        .stdout(out.reopen().unwrap())
+        .stderr(out.reopen().unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid = rt.state(&b.id)["pid"].as_i64().unwrap() as i32;
+    std::fs::copy(guest("trap"), b.rootfs().join("app.wasm.new")).unwrap();
+    std::fs::rename(b.rootfs().join("app.wasm.new"), &app).unwrap();
+    rt.ok(&["start", &b.id]);
+    assert!(support::bundle::wait_exit(pid, Duration::from_secs(10)));
+    let output = std::fs::read_to_string(out.path()).unwrap();
+    assert!(output.contains("wasm trap") && !output.contains(GREETING), "{output}");
+    rt.ok(&["delete", &b.id]);
 }
 
 #[test]

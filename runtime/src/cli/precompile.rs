@@ -40,7 +40,11 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
     }
     let cache_dir = ctx.root.wasm_cache();
     // The children log at our level (`--log-level debug` shows their cache messages).
-    let log_level = tracing::level_filters::LevelFilter::current().to_string().to_lowercase();
+    // (Not `trace`: the compiler's own chatter would be megabytes per module.)
+    let log_level = match tracing::level_filters::LevelFilter::current().to_string().to_lowercase().as_str() {
+        "trace" => "debug".to_string(),
+        other => other.to_string(),
+    };
     let log_level = log_level.as_str();
     let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(modules.len());
     let next = AtomicUsize::new(0);
@@ -109,29 +113,51 @@ fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: (u64, u64)
     // allocation-failure report (std holds its backtrace lock).
     cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
     let mut child = cmd.spawn().map_err(|e| format!("starting the compiler process: {e}"))?;
+    // Drained while it runs (a full pipe would stop the child), keeping the last 64 KiB.
+    let drain = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            use std::io::Read;
+            const KEEP: usize = 64 << 10;
+            let (mut kept, mut chunk) = (Vec::new(), [0u8; 8192]);
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > KEEP {
+                    kept.drain(..kept.len() - KEEP);
+                }
+            }
+            kept
+        })
+    });
     // CPU time does not pass while a child sleeps: a wall-clock bound too.
     let wall = Duration::from_secs(cpu_secs.saturating_mul(2).saturating_add(10));
-    if !strata::lifecycle::wait_for_exit(child.id() as i32, Some(wall)) {
+    let exited = strata::lifecycle::wait_for_exit(child.id() as i32, Some(wall));
+    if !exited {
         let _ = child.kill();
-        let _ = child.wait();
+    }
+    let status = child.wait().map_err(|e| format!("waiting for the compiler process: {e}"))?;
+    let stderr = drain.and_then(|t| t.join().ok()).unwrap_or_default();
+    let stderr = String::from_utf8_lossy(&stderr);
+    if !exited {
         return Err(format!("compiling took more than {} s (the limit)", wall.as_secs()));
     }
-    let out = child.wait_with_output().map_err(|e| format!("waiting for the compiler process: {e}"))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
     let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-    if out.status.success() {
+    if status.success() {
         // Whatever it logged (`--log-level debug`), passed on.
         eprint!("{stderr}");
         return Ok(());
     }
     // std's "memory allocation of N bytes failed", cranelift's "unhandled out-of-memory error:
-    // out of memory", a failed mmap's ENOMEM.
+    // ...", a failed mmap's ENOMEM (os error 12).
     let out_of_memory =
-        ["memory allocation of", "out of memory", "Cannot allocate memory"].iter().any(|m| stderr.contains(m));
+        stderr.lines().any(|l| l.starts_with("memory allocation of") || l.starts_with("unhandled out-of-memory error"))
+            || last_line.ends_with("(os error 12)");
     // A panic's message is the line after "panicked at".
     let panic = stderr.lines().skip_while(|l| !l.contains("panicked at")).nth(1);
-    Err(match (out.status.signal(), panic) {
-        (Some(libc::SIGXCPU | libc::SIGKILL), _) => format!("compiling took more than {cpu_secs} s of CPU (the limit)"),
+    Err(match (status.signal(), panic) {
+        (Some(libc::SIGXCPU), _) => format!("compiling took more than {cpu_secs} s of CPU (the limit)"),
+        (Some(libc::SIGKILL), _) => {
+            format!("the compiler process was killed: over its {cpu_secs} s CPU limit, or by the OOM killer")
+        }
         _ if out_of_memory => format!("compiling needs more than {} MiB of memory (the limit)", memory >> 20),
         (_, Some(message)) => format!("the compiler failed: {}", message.trim()),
         (Some(sig), None) => format!("the compiler process died of signal {sig}"),

@@ -10,7 +10,6 @@ use super::kind::{describe_magic, WasmKind};
 use super::limits::{self, Deadline, Interrupted, Ticker};
 use super::signals::Watcher;
 use super::{engine, error_chain, wasi, WasmError, WasmJob};
-use crate::digest::Digest;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,8 +41,8 @@ pub fn run(mut job: WasmJob) -> i32 {
 }
 
 fn run_job(job: &WasmJob, cache: Option<ArtifactCache>, preloaded: Option<Preloaded>) -> i32 {
-    let (engine, compiled) = match preloaded {
-        Some(p) => (p.engine, Some(p.compiled)),
+    let (engine, preloaded) = match preloaded {
+        Some(p) => (p.engine, Some((p.identity, p.compiled))),
         None => match engine::new_engine() {
             Ok(e) => (e, None),
             Err(e) => return fail(&WasmError::Engine(error_chain(&e))),
@@ -54,7 +53,7 @@ fn run_job(job: &WasmJob, cache: Option<ArtifactCache>, preloaded: Option<Preloa
         Ok(w) => w,
         Err(e) => return fail(&WasmError::Engine(format!("signal thread: {e}"))),
     };
-    let compiled = match compiled.map_or_else(|| load_module(&engine, cache.as_ref(), &job.module), Ok) {
+    let compiled = match load(&engine, cache.as_ref(), &job.module, preloaded) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
@@ -127,7 +126,23 @@ fn io_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Open, identify and compile (or load from `cache`) the module at `path`: by file identity
 /// without reading it when the stat index knows it, else by content digest, else compiled.
 pub fn load_module(engine: &Engine, cache: Option<&ArtifactCache>, path: &Path) -> Result<Compiled, WasmError> {
+    load(engine, cache, path, None)
+}
+
+/// [`load_module`], taking `preloaded` when it was loaded for the very file now at `path`.
+fn load(
+    engine: &Engine,
+    cache: Option<&ArtifactCache>,
+    path: &Path,
+    preloaded: Option<(FileIdentity, Compiled)>,
+) -> Result<Compiled, WasmError> {
+    // Opened by the guest's own user, now: a module it may not read does not run, and a file
+    // replaced since the preload (between create and start) is a new identity.
     let (file, identity) = open_module(path)?;
+    if let Some((_, compiled)) = preloaded.filter(|(id, _)| *id == identity) {
+        tracing::debug!("wasm cache hit (loaded before the user was set)");
+        return Ok(compiled);
+    }
     if let Some(c) = cache {
         if let Some((compiled, _)) = cache::load_by_identity(engine, c, &identity) {
             return Ok(compiled);
@@ -139,8 +154,10 @@ pub fn load_module(engine: &Engine, cache: Option<&ArtifactCache>, path: &Path) 
         .map_err(|e| WasmError::Compile { path: path.to_path_buf(), message: error_chain(&e) })
 }
 
-/// A module loaded from the cache ahead of [`run`], with the engine that loaded it.
+/// An artifact loaded from the cache ahead of [`run`], for the module file `identity` names,
+/// with the engine that loaded it.
 pub struct Preloaded {
+    identity: FileIdentity,
     engine: Engine,
     compiled: Compiled,
 }
@@ -151,23 +168,19 @@ impl std::fmt::Debug for Preloaded {
     }
 }
 
-/// Load the module at `path` from `cache` only (by file identity, else by content digest),
-/// never compiling. The sandbox calls this before the container's process takes its user and
-/// capabilities: the cache directory is root's alone (mode 0700), so a guest run as another
-/// user (`--user 1000`) could not read it later and would compile on every run. A miss, or
-/// anything going wrong, is `None`: [`run`] then loads or compiles as usual, as the guest's
-/// user. Starts no threads.
+/// Load from `cache` the artifact the stat index records for the file at `path`, without
+/// opening or reading that file (a stat only) and never compiling. The sandbox calls this
+/// before the container's process takes its user and capabilities: the cache directory is
+/// root's alone (mode 0700), so a guest run as another user (`--user 1000`) could not read
+/// it later and would compile on every run. [`run`] uses the artifact only if the file the
+/// guest's user then opens at `path` is still that file; otherwise (and on a miss) it loads
+/// or compiles as usual, as the guest's user. Starts no threads.
 pub fn preload(cache: &ArtifactCache, path: &Path) -> Option<Preloaded> {
+    let md = std::fs::metadata(path).ok().filter(|md| md.is_file())?;
+    let identity = FileIdentity::of(&md);
     let engine = engine::new_engine().ok()?;
-    let (file, identity) = open_module(path).ok()?;
-    let compiled = match cache::load_by_identity(&engine, cache, &identity) {
-        Some((compiled, _)) => compiled,
-        None => {
-            let (bytes, kind) = read_module(&file, path).ok()?;
-            cache::load_by_digest(&engine, cache, &Digest::of_bytes(&bytes), kind, Some(&identity))?
-        }
-    };
-    Some(Preloaded { engine, compiled })
+    let (compiled, _) = cache::load_by_identity(&engine, cache, &identity)?;
+    Some(Preloaded { identity, engine, compiled })
 }
 
 /// Open the module file at `path` (a fifo or device there neither blocks nor is read) and
