@@ -111,6 +111,32 @@ fn import_push_then_skopeo_reads_it() {
 }
 
 #[test]
+fn push_to_a_digest_reference_needs_the_image_digest() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("motd"), "pinned\n").unwrap();
+    let tarball = tmp.path().join("rootfs.tar");
+    run(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    let s = Strata::new();
+    s.ok(&["import", tarball.to_str().unwrap(), "local/pinned:1"]);
+    let pushed = s.ok(&["push", "local/pinned:1", &reg.reference("pinned", "v1")]);
+    let digest = pushed.trim().rsplit_once('@').unwrap().1.to_string();
+    // The same manifest by its digest: accepted, and the registry serves it under that digest.
+    let by_digest = format!("{}/pinned-copy@{digest}", reg.addr());
+    let o = s.run(&["push", "local/pinned:1", &by_digest]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.trim(), format!("{}/pinned-copy@{digest}", reg.addr()));
+    skopeo_copy(&format!("docker://{by_digest}"), &format!("oci:{}:x", tmp.path().join("copy").display()));
+    // Another digest: refused before anything is sent.
+    let other = format!("{}/pinned-other@sha256:{}", reg.addr(), "0".repeat(64));
+    let o = s.fails(&["push", "local/pinned:1", &other]);
+    assert!(o.stderr.contains("that reference names another digest"), "{}", o.stderr);
+    assert!(!o.stderr.contains("Pushed"), "{}", o.stderr);
+}
+
+#[test]
 fn multiplatform_index_picks_the_platform_or_says_what_it_offers() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();

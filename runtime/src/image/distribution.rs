@@ -242,14 +242,15 @@ impl Session {
         Ok(())
     }
 
-    /// Put `bytes` (of `media_type`) as the manifest `tag_or_digest` names.
+    /// Put `bytes` (of `media_type`) as the manifest `tag_or_digest` names; returns the digest
+    /// the registry says it stored them under (`Docker-Content-Digest`), when it says.
     pub async fn push_manifest(
         &self,
         tag_or_digest: &str,
         media_type: &str,
         bytes: Vec<u8>,
         reference: &ImageRef,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Option<String>, RegistryError> {
         let request = self
             .request(Method::PUT, &self.url(&format!("manifests/{tag_or_digest}")))
             .header(CONTENT_TYPE, media_type)
@@ -258,7 +259,7 @@ impl Session {
         if !res.status().is_success() {
             return Err(self.status_error(res, &reference.to_string()).await);
         }
-        Ok(())
+        Ok(res.headers().get("docker-content-digest").and_then(|h| h.to_str().ok()).map(str::to_string))
     }
 
     fn auth_error(&self) -> RegistryError {

@@ -38,6 +38,8 @@ pub enum RegistryError {
     Interrupted { registry: String, digest: Digest, received: u64, expected: u64, detail: String },
     #[error("registry {registry}: {detail}")]
     Protocol { registry: String, detail: String },
+    #[error("cannot push image {actual} as {reference}: that reference names another digest")]
+    PushDigest { reference: String, actual: String },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error(transparent)]
@@ -318,6 +320,10 @@ pub struct PushOptions {
 
 /// Push a stored image to `dest`: blobs the registry lacks, then the manifest bytes as stored.
 pub async fn push(store: &Store, image: &Image, dest: &ImageRef, opts: &PushOptions) -> Result<Digest, RegistryError> {
+    // A digest in the destination must be the image's own (the manifest is pushed as stored).
+    if dest.digest().is_some_and(|d| d != *image.digest()) {
+        return Err(RegistryError::PushDigest { reference: dest.to_string(), actual: image.digest().to_string() });
+    }
     let session = connect(dest, opts.credentials.as_ref(), &opts.transport, Access::Push).await?;
     opts.progress.line(&format!("The push refers to repository [{}]", dest.name()));
     let blobs: Vec<&Descriptor> = image.manifest.layers.iter().chain(std::iter::once(&image.manifest.config)).collect();
@@ -335,7 +341,14 @@ pub async fn push(store: &Store, image: &Image, dest: &ImageRef, opts: &PushOpti
         Some(tag) => tag.to_string(),
         None => image.digest().to_string(),
     };
-    session.push_manifest(&tag_or_digest, &image.descriptor.media_type, image.manifest_bytes.clone(), dest).await?;
+    let stored_as =
+        session.push_manifest(&tag_or_digest, &image.descriptor.media_type, image.manifest_bytes.clone(), dest).await?;
+    if let Some(stored) = stored_as.filter(|d| d != &image.digest().to_string()) {
+        return Err(RegistryError::Protocol {
+            registry: session.registry.clone(),
+            detail: format!("stored the manifest as {}, not {}", from_server(&stored), image.digest()),
+        });
+    }
     let digest = image.digest().clone();
     opts.progress.line(&format!(
         "{}: digest: {digest} size: {}",
