@@ -176,11 +176,15 @@ impl std::fmt::Debug for Preloaded {
 /// guest's user then opens at `path` is still that file; otherwise (and on a miss) it loads
 /// or compiles as usual, as the guest's user. Starts no threads.
 pub fn preload(cache: &ArtifactCache, path: &Path) -> Option<Preloaded> {
-    let md = std::fs::metadata(path).ok().filter(|md| md.is_file())?;
-    let identity = FileIdentity::of(&md);
-    let engine = engine::new_engine().ok()?;
-    let (compiled, _) = cache::load_by_identity(&engine, cache, &identity)?;
-    Some(Preloaded { identity, engine, compiled })
+    // Never a panic out of here: the caller is a container's init, mid-setup.
+    let attempt = || {
+        let md = std::fs::metadata(path).ok().filter(|md| md.is_file())?;
+        let identity = FileIdentity::of(&md);
+        let engine = engine::new_engine().ok()?;
+        let (compiled, _) = cache::load_by_identity(&engine, cache, &identity)?;
+        Some(Preloaded { identity, engine, compiled })
+    };
+    std::panic::catch_unwind(AssertUnwindSafe(attempt)).ok().flatten()
 }
 
 /// Open the module file at `path` (a fifo or device there neither blocks nor is read) and
