@@ -110,17 +110,22 @@ fn import_push_then_skopeo_reads_it() {
     assert_eq!(std::fs::read_to_string(bundle.join("rootfs/etc/motd")).unwrap(), "imported\n");
 }
 
+/// `strata import` of a rootfs holding only /motd (made under `dir`) as `name`.
+fn import_one_file_image(s: &Strata, dir: &std::path::Path, name: &str) {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("motd"), format!("{name}\n")).unwrap();
+    let tarball = dir.join("rootfs.tar");
+    run(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    s.ok(&["import", tarball.to_str().unwrap(), name]);
+}
+
 #[test]
 fn push_to_a_digest_reference_needs_the_image_digest() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let rootfs = tmp.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::write(rootfs.join("motd"), "pinned\n").unwrap();
-    let tarball = tmp.path().join("rootfs.tar");
-    run(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
     let s = Strata::new();
-    s.ok(&["import", tarball.to_str().unwrap(), "local/pinned:1"]);
+    import_one_file_image(&s, tmp.path(), "local/pinned:1");
     let pushed = s.ok(&["push", "local/pinned:1", &reg.reference("pinned", "v1")]);
     let digest = pushed.trim().rsplit_once('@').unwrap().1.to_string();
     // The same manifest by its digest: accepted, and the registry serves it under that digest.
@@ -609,13 +614,8 @@ fn a_hostile_registry_cannot_make_pull_hold_its_answers() {
 #[test]
 fn a_hostile_registry_cannot_make_push_hold_its_answers() {
     let tmp = tempfile::tempdir().unwrap();
-    let rootfs = tmp.path().join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    std::fs::write(rootfs.join("motd"), "hi\n").unwrap();
-    let tarball = tmp.path().join("rootfs.tar");
-    run(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
     let s = Strata::new();
-    s.ok(&["import", tarball.to_str().unwrap(), "local/x:1"]);
+    import_one_file_image(&s, tmp.path(), "local/x:1");
     // The stub says every blob exists (HEAD answers 200), so the manifest is what gets put.
     for (endless, status, says) in [
         ("/token", "200 OK", "the token response is larger than 1048576 bytes"),
