@@ -74,23 +74,31 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
     }
 }
 
-/// The limits a compile of a module of `size` bytes runs under: (memory bytes, CPU seconds),
-/// from [`MEMORY_ENV`] and [`CPU_ENV`] when set.
-fn limits_for(size: u64) -> (u64, u64) {
+/// What one compile may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    memory: u64,
+    cpu_secs: u64,
+}
+
+/// The limits a compile of a module of `size` bytes runs under, from [`MEMORY_ENV`] and
+/// [`CPU_ENV`] when set.
+fn limits_for(size: u64) -> Limits {
     let from_env = |name| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0);
-    (
-        from_env(MEMORY_ENV).map_or_else(
+    Limits {
+        memory: from_env(MEMORY_ENV).map_or_else(
             || MEMORY_BASE.saturating_add(size.saturating_mul(MEMORY_PER_BYTE)),
             |mib| mib.saturating_mul(1 << 20),
         ),
-        from_env(CPU_ENV).unwrap_or_else(|| CPU_BASE_SECS.saturating_add(size / (1 << 20) * CPU_SECS_PER_MIB)),
-    )
+        cpu_secs: from_env(CPU_ENV)
+            .unwrap_or_else(|| CPU_BASE_SECS.saturating_add(size / (1 << 20) * CPU_SECS_PER_MIB)),
+    }
 }
 
-/// Compile `module` into `cache_dir` in a child process under `limits` (memory bytes, CPU
-/// seconds); the error is one line saying why it failed (the compiler's message, or the limit it hit).
-fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: (u64, u64)) -> Result<(), String> {
-    let (memory, cpu_secs) = limits;
+/// Compile `module` into `cache_dir` in a child process under `limits`; the error is one line
+/// saying why it failed (the compiler's message, or the limit it hit).
+fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: Limits) -> Result<(), String> {
+    let Limits { memory, cpu_secs } = limits;
     // This very binary, even if a newer one replaced it on disk during the pull.
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("strata");
@@ -140,12 +148,18 @@ fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: (u64, u64)
     if !exited {
         return Err(format!("compiling took more than {} s (the limit)", wall.as_secs()));
     }
-    let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     if status.success() {
         // Whatever it logged (`--log-level debug`), passed on.
         eprint!("{stderr}");
         return Ok(());
     }
+    Err(why_it_failed(status.signal(), &stderr, limits))
+}
+
+/// One line on why a compiler child that ended by `signal` (or exited non-zero) after writing
+/// `stderr` failed: the limit it hit, its panic, or its own error.
+fn why_it_failed(signal: Option<i32>, stderr: &str, limits: Limits) -> String {
+    let last_line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     // std's "memory allocation of N bytes failed", cranelift's "unhandled out-of-memory error:
     // ...", a failed mmap's ENOMEM (os error 12).
     let out_of_memory =
@@ -153,16 +167,17 @@ fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: (u64, u64)
             || last_line.ends_with("(os error 12)");
     // A panic's message is the line after "panicked at".
     let panic = stderr.lines().skip_while(|l| !l.contains("panicked at")).nth(1);
-    Err(match (status.signal(), panic) {
+    let cpu_secs = limits.cpu_secs;
+    match (signal, panic) {
         (Some(libc::SIGXCPU), _) => format!("compiling took more than {cpu_secs} s of CPU (the limit)"),
         (Some(libc::SIGKILL), _) => {
             format!("the compiler process was killed: over its {cpu_secs} s CPU limit, or by the OOM killer")
         }
-        _ if out_of_memory => format!("compiling needs more than {} MiB of memory (the limit)", memory >> 20),
+        _ if out_of_memory => format!("compiling needs more than {} MiB of memory (the limit)", limits.memory >> 20),
         (_, Some(message)) => format!("the compiler failed: {}", message.trim()),
         (Some(sig), None) => format!("the compiler process died of signal {sig}"),
         (None, None) => last_line.strip_prefix("Error: ").unwrap_or(last_line).to_string(),
-    })
+    }
 }
 
 /// The hidden `strata wasm-precompile --cache DIR MODULE`: what [`in_child`] runs.
@@ -178,14 +193,33 @@ mod tests {
     // The only test here that reads the environment: the variables are not set in `cargo test`.
     #[test]
     fn limits_grow_with_the_module() {
-        assert_eq!(limits_for(0), (256 << 20, 60));
+        assert_eq!(limits_for(0), Limits { memory: 256 << 20, cpu_secs: 60 });
         // A 3 MB module of nested blocks needs ~1.1 GB to compile: over its limit.
-        let (memory, _) = limits_for(3_000_000);
+        let memory = limits_for(3_000_000).memory;
         assert!(memory < 600 << 20, "{memory}");
         // A 25 MB interpreter (~35x its size in practice) fits.
-        let (memory, cpu) = limits_for(25 << 20);
+        let Limits { memory, cpu_secs } = limits_for(25 << 20);
         assert!(memory > 35 * (25 << 20), "{memory}");
-        assert_eq!(cpu, 60 + 250);
-        assert_eq!(limits_for(u64::MAX).0, u64::MAX);
+        assert_eq!(cpu_secs, 60 + 250);
+        assert_eq!(limits_for(u64::MAX).memory, u64::MAX);
+    }
+
+    #[test]
+    fn a_failed_compile_says_which_limit_or_error() {
+        let limits = Limits { memory: 48 << 20, cpu_secs: 5 };
+        let cranelift = "\nthread 'main' panicked at cranelift-entity/src/map.rs:116:31:\n\
+                         unhandled out-of-memory error: out of memory (failed to allocate 8388640 bytes)\n\
+                         note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(why_it_failed(None, cranelift, limits), "compiling needs more than 48 MiB of memory (the limit)");
+        let std_oom = "memory allocation of 1048576 bytes failed\n";
+        assert_eq!(
+            why_it_failed(Some(libc::SIGABRT), std_oom, limits),
+            "compiling needs more than 48 MiB of memory (the limit)"
+        );
+        assert_eq!(why_it_failed(Some(libc::SIGXCPU), "", limits), "compiling took more than 5 s of CPU (the limit)");
+        let panic = "thread 'main' panicked at src/x.rs:1:1:\nindex out of bounds\nnote: ...\n";
+        assert_eq!(why_it_failed(None, panic, limits), "the compiler failed: index out of bounds");
+        let error = "Error: /m.wasm: invalid WebAssembly: bad magic\n";
+        assert_eq!(why_it_failed(None, error, limits), "/m.wasm: invalid WebAssembly: bad magic");
     }
 }
