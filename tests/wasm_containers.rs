@@ -491,6 +491,77 @@ fn a_module_that_would_take_the_compiler_a_gigabyte_is_not_precompiled() {
 }
 
 #[test]
+fn a_guest_run_as_another_user_compiles_its_module_once() {
+    // The cache is root's alone (0700): a guest run as user 1000 could not store what it
+    // compiled, so it compiled its module at every start. The module is now compiled before
+    // the container's process takes its user (in a child that becomes that user) and stored.
+    let e = Env::new(&["wasm-examples"]);
+    let run = || e.run_debug(&["--user", "1000:1000", "--entrypoint", "/hello.wasm", EXAMPLES]);
+    let o = run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING), "{}", o.stdout);
+    assert!(
+        o.stderr.contains("wasm cache miss") && o.stderr.contains("as the container's user), stored"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(e.artifacts().len(), 1);
+    let o = run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("compiled"), "{}", o.stderr);
+
+    // A module that does not compile: the child fails, nothing is stored, and the guest's own
+    // load says what is wrong, as before.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("bad.wasm"), b"\0asm\x01\0\0\0\x0bnot a section").unwrap();
+    let vol = format!("{}:/mods:ro", tmp.path().display());
+    let o = e.run_debug(&["--user", "1000:1000", "-v", &vol, "--entrypoint", "/mods/bad.wasm", EXAMPLES]);
+    assert_eq!(o.code, 126, "{}", o.stderr);
+    assert!(o.stderr.contains("/mods/bad.wasm: invalid WebAssembly"), "{}", o.stderr);
+    assert_eq!(e.artifacts().len(), 1);
+}
+
+#[test]
+fn a_module_over_the_compilers_limits_at_create_is_compiled_by_the_guest() {
+    // The compile at create runs under the same limits as at load (here 1 MiB of memory, set
+    // through the operator's variable): over them, nothing is stored and the guest compiles
+    // the module in memory, inside its own cgroup, as it would without a cache.
+    let e = Env::new(&["hello-wasm"]);
+    let out =
+        e.s.command(&["--log-level", "debug", "run", "--rm", HELLO])
+            .env("STRATA_PRECOMPILE_MEMORY_MIB", "1")
+            .output()
+            .unwrap();
+    let o = Outcome::from(out);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with(GREETING), "{}", o.stdout);
+    assert!(o.stderr.contains("ahead of the guest: the compiler was killed"), "{}", o.stderr);
+    assert!(e.artifacts().is_empty());
+    let o = e.run_debug(&[HELLO]);
+    assert!(o.stderr.contains("as the container's user), stored"), "{}", o.stderr);
+    assert_eq!(e.artifacts().len(), 1);
+}
+
+#[test]
+fn oci_a_bundle_run_as_another_user_compiles_its_module_once() {
+    // The same through strata-oci (the runtime podman and containerd's runc shim drive): a
+    // bundle whose process.user is not root fills the cache at its first run.
+    let rt = Runtime::strata();
+    let cache = tempfile::tempdir().unwrap();
+    let b = wasm_bundle(&["/hello-component.wasm", "p2"]);
+    b.edit(|c| c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000}));
+    let o = oci_run(&rt, &b, cache.path(), true);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=p2\n"), "{o}");
+    assert!(o.stderr.contains("wasm cache miss") && o.stderr.contains("stored"), "{o}");
+    assert_eq!(files_with_extension(cache.path(), "cwasm").len(), 1);
+    let o = oci_run(&rt, &b, cache.path(), true);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("compiled"), "{o}");
+    assert!(cgroup_leftovers(&b.cgroup()).is_empty());
+}
+
+#[test]
 fn a_module_loaded_while_root_runs_only_if_its_user_may_read_it() {
     // The sandbox loads the artifact before it becomes the container's user (the cache is
     // root's alone), but the user opens the module itself at start: one it may not read is

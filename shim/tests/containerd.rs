@@ -8,6 +8,7 @@ mod support;
 
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::*;
 
@@ -118,6 +119,57 @@ fn run_rm_wasm_and_native_with_output_and_exit_codes() {
     assert!(c.ctr_ok(&["task", "ls", "-q"]).trim().is_empty());
     c.ctr_ok(&["image", "ls"]);
     c.assert_no_leftovers();
+}
+
+#[test]
+fn a_wasm_container_run_as_another_user_compiles_its_module_once() {
+    // Kubernetes' restricted pods (runAsNonRoot, capabilities dropped): the compiled-code cache
+    // is root's alone, so a guest running as user 1000 without CAP_DAC_OVERRIDE could not store
+    // what it compiled and compiled at every start. The module is
+    // compiled before the container's process takes its user, and stored; the next container
+    // only loads it.
+    let cache = tempfile::tempdir().unwrap();
+    let c = Containerd::start_with_env("strata-t-nonroot", &[("STRATA_WASM_CACHE", cache.path().as_os_str())]);
+    c.import_images();
+    let artifacts = || -> Vec<(PathBuf, std::time::SystemTime)> {
+        walk(cache.path())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .map(|p| {
+                let modified = std::fs::metadata(&p).unwrap().modified().unwrap();
+                (p, modified)
+            })
+            .collect()
+    };
+    let mut stored = Vec::new();
+    for id in ["nonroot-1", "nonroot-2"] {
+        let no_override =
+            ["--cap-drop", "CAP_DAC_OVERRIDE", "--cap-drop", "CAP_DAC_READ_SEARCH", "--cap-drop", "CAP_FOWNER"];
+        let out = c.ctr_run(&[&["--rm"][..], &no_override].concat(), WASM_AS_USER, id, &["/hello.wasm"]);
+        assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+        assert!(text(&out.stdout).starts_with("hello from a wasm container\n"), "{}", text(&out.stdout));
+        let now = artifacts();
+        assert_eq!(now.len(), 1, "{now:?}");
+        if stored.is_empty() {
+            stored = now;
+        } else {
+            assert_eq!(now, stored, "the second container loaded the artifact, not compiled it again");
+        }
+    }
+    c.assert_no_leftovers();
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 #[test]

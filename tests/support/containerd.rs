@@ -31,6 +31,17 @@ impl Containerd {
     /// With `extra` at the top of the config (plugins, CRI settings) and `path_first` (a
     /// directory with shim binaries) first on the daemon's PATH.
     pub fn start_with(namespace: &str, extra: &str, path_first: Option<&Path>) -> Containerd {
+        Self::start_with_env(namespace, extra, path_first, &[])
+    }
+
+    /// [`Containerd::start_with`], with `env` added to the daemon's environment (and so its
+    /// shims').
+    pub fn start_with_env(
+        namespace: &str,
+        extra: &str,
+        path_first: Option<&Path>,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Containerd {
         let dir = tempfile::Builder::new().prefix("strata-ctd-").tempdir().expect("tempdir");
         let d = dir.path();
         let config = format!(
@@ -50,6 +61,7 @@ impl Containerd {
             .args(["--log-level", "debug", "--config"])
             .arg(d.join("config.toml"))
             .env("PATH", path)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -10,7 +10,7 @@ use super::mounts::{self, MountContext};
 use super::namespaces::{self, Plan};
 use super::program::{self, Executor, Program};
 use super::sync::{self, Channel};
-use super::{console, devices, hooks};
+use super::{console, devices, hooks, wasm_compile};
 use crate::executor::wasm::{self, ArtifactCache, WasmJob};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::ffi::CString;
@@ -39,10 +39,10 @@ pub struct InitConfig {
     pub console: Option<std::os::fd::OwnedFd>,
 }
 
-/// What setup ends in: the program to run, and for wasm the compiled-code cache.
+/// What setup ends in: the program to run, and for wasm its compiled code if the cache had
+/// it (or it was compiled into the cache at create).
 struct Launch {
     program: Program,
-    cache: Option<ArtifactCache>,
     preloaded: Option<wasm::Preloaded>,
 }
 
@@ -249,7 +249,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
     // While still privileged: the cache is root's alone, and the user may be another.
-    let preloaded = cache.as_ref().and_then(|c| wasm::preload(c, &program.path));
+    let preloaded = cache.as_ref().and_then(|c| wasm_compile::preload(c, &program.path, process, cfg.seccomp.as_ref()));
+    // The guest has no business with the host's cache directory: closed before it runs.
+    drop(cache);
     identity::become_process(process, cfg.seccomp.as_ref())?;
 
     // From here the container outlives the command that created it.
@@ -268,7 +270,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     drop(w);
     drop(fifo_dir);
     hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
-    Ok(Launch { program, cache, preloaded })
+    Ok(Launch { program, preloaded })
 }
 
 /// Run the container's module in wasmtime, in this process (PID 1 of the container), and
@@ -278,7 +280,6 @@ fn run_wasm(cfg: &InitConfig, launch: Launch) -> ! {
     // A WASI preopen is a directory. A file mounted on its own (CRI's /etc/hosts,
     // /etc/hostname, /etc/resolv.conf, /dev/termination-log) is reached through "/".
     job.preopens.retain(|p| p.host.is_dir());
-    job.cache = launch.cache;
     job.preloaded = launch.preloaded;
     let code = wasm::run(job);
     // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.

@@ -61,7 +61,7 @@ pub fn spawn(cfg: JoinConfig, cgroup: Option<&OwnedFd>) -> Result<Joined, String
     }
 }
 
-fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
+fn main(mut cfg: JoinConfig, mut chan: Channel) -> ! {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let mut keep = vec![chan.raw_fd()];
@@ -70,7 +70,7 @@ fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
     keep.extend(cfg.console.as_ref().map(|fd| fd.as_raw_fd()));
     keep.extend(cfg.wasm_cache.as_ref().map(|c| c.as_raw_fd()));
     super::init::close_fds_from(3 + cfg.preserve_fds.max(0), &keep);
-    match setup(&cfg, &mut chan) {
+    match setup(&mut cfg, &mut chan) {
         Ok(preloaded) => launch(cfg, preloaded),
         Err(e) => {
             let _ = chan.send_error(&e);
@@ -80,9 +80,9 @@ fn main(cfg: JoinConfig, mut chan: Channel) -> ! {
     }
 }
 
-/// Join and become the process; a wasm program is loaded from the cache on the way, while
-/// still privileged (see `wasm::preload`).
-fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, String> {
+/// Join and become the process; a wasm program is loaded from the cache (or compiled into it)
+/// on the way, while still privileged (see `wasm_compile`), and the cache closed.
+fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, String> {
     // Still the runtime's user namespace and paths: moving our only thread moves the process.
     super::cgroups::attach_self(&cfg.cgroup_self_attach)?;
     // Otherwise the runtime puts us in the container's cgroup first.
@@ -123,7 +123,10 @@ fn setup(cfg: &JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, Stri
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
     let preloaded = match cfg.program.executor {
-        Executor::Wasm => cfg.wasm_cache.as_ref().and_then(|c| wasm::preload(c, &cfg.program.path)),
+        Executor::Wasm => cfg
+            .wasm_cache
+            .take()
+            .and_then(|c| super::wasm_compile::preload(&c, &cfg.program.path, process, cfg.seccomp.as_ref())),
         Executor::Native => None,
     };
     identity::become_process(process, cfg.seccomp.as_ref())?;
@@ -144,7 +147,6 @@ fn launch(cfg: JoinConfig, preloaded: Option<Preloaded>) -> ! {
             let mut job = WasmJob::from_spec(&cfg.spec, cfg.program.path.clone());
             // As in the init: file mounts are no preopens (they are reached through "/").
             job.preopens.retain(|p| p.host.is_dir());
-            job.cache = cfg.wasm_cache;
             job.preloaded = preloaded;
             let code = wasm::run(job);
             // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.

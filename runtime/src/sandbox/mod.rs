@@ -16,3 +16,4 @@ pub mod seccomp;
 pub mod seccomp_cache;
 pub mod spawn;
 pub mod sync;
+pub mod wasm_compile;

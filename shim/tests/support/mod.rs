@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 pub const RUNTIME: &str = "io.containerd.strata.v1";
 pub const BUSYBOX: &str = "localhost/strata-examples/busybox:latest";
 pub const WASM: &str = "localhost/strata-examples/wasm-examples:latest";
+/// The same modules, run as user 1000:1000 (the image's `USER`; ctr 1.6 has no `--user`).
+pub const WASM_AS_USER: &str = "localhost/strata-examples/wasm-examples:user-1000";
 /// busybox sleeping forever: the pod sandbox ("pause") image for CRI.
 pub const PAUSE: &str = "localhost/strata-examples/pause:latest";
 
@@ -51,8 +53,9 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 /// The example images as OCI archives (built once per test binary): the wasm guests in an
 /// ordinary tar layer (containerd 1.6 cannot unpack raw wasm layers) and busybox, made the way
 /// wasm-examples/build.sh makes them, through strata's own import and save.
-pub fn images() -> &'static (PathBuf, PathBuf, PathBuf) {
-    static IMAGES: OnceLock<(PathBuf, PathBuf, PathBuf)> = OnceLock::new();
+/// The image archives the tests import: wasm, busybox, pause, and wasm run as user 1000.
+pub fn images() -> &'static [PathBuf; 4] {
+    static IMAGES: OnceLock<[PathBuf; 4]> = OnceLock::new();
     IMAGES.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("strata-shim-images-").tempdir().unwrap().keep();
         let guests = dir.join("guests");
@@ -82,7 +85,9 @@ pub fn images() -> &'static (PathBuf, PathBuf, PathBuf) {
         let pause = dir.join("pause.tar");
         let entry = r#"ENTRYPOINT ["/bin/sleep", "2147483647"]"#;
         import_and_save(&dir.join("store"), &busybox_root, "linux/amd64", entry, PAUSE, &pause);
-        (wasm, busybox, pause)
+        let as_user = dir.join("wasm-as-user.tar");
+        import_and_save(&dir.join("store"), &wasm_root, "wasi/wasm", "USER 1000:1000", WASM_AS_USER, &as_user);
+        [wasm, busybox, pause, as_user]
     })
 }
 
@@ -141,6 +146,15 @@ impl Containerd {
         }
     }
 
+    /// CRI off, with `env` in the environment of containerd and its shims.
+    pub fn start_with_env(namespace: &str, env: &[(&str, &std::ffi::OsStr)]) -> Containerd {
+        Containerd {
+            base: private_containerd::Containerd::start_with_env(namespace, CRI_OFF, Some(&bin_dir()), env),
+            ids: Default::default(),
+            cgroup_parents: Default::default(),
+        }
+    }
+
     pub fn ctr(&self, args: &[&str]) -> Output {
         run(&mut self.ctr_cmd(args))
     }
@@ -157,8 +171,9 @@ impl Containerd {
     }
 
     pub fn import_images(&self) {
-        let (wasm, busybox, pause) = images();
+        let [wasm, busybox, pause, as_user] = images();
         self.ctr_ok(&["image", "import", "--all-platforms", &wasm.display().to_string()]);
+        self.ctr_ok(&["image", "import", "--all-platforms", &as_user.display().to_string()]);
         self.ctr_ok(&["image", "import", &busybox.display().to_string()]);
         self.ctr_ok(&["image", "import", &pause.display().to_string()]);
     }

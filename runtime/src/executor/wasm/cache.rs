@@ -102,6 +102,13 @@ impl ArtifactCache {
         &self.path
     }
 
+    /// Whether this process may add entries (not in a user namespace that maps us to another
+    /// user, not on a read-only mount).
+    pub fn writable(&self) -> bool {
+        use rustix::fs::Access;
+        rustix::fs::accessat(&self.dir, ".", Access::WRITE_OK | Access::EXEC_OK, AtFlags::EACCESS).is_ok()
+    }
+
     /// The raw directory fd, e.g. to keep it out of an fd-closing sweep before exec.
     pub fn as_raw_fd(&self) -> i32 {
         self.dir.as_raw_fd()

@@ -8,7 +8,8 @@
 //!
 //! One path serves WASI p1 core modules (`_start`) and p2 components (`wasi:cli/run`), told
 //! apart by their header ([`WasmKind::of`]). Compiled code comes from the [`ArtifactCache`]
-//! (mmapped); a miss compiles once and stores the artifact.
+//! (mmapped); a miss compiles once, before the container's process starts, and stores the
+//! artifact ([`preload`]).
 //!
 //! # Exit codes
 //!
@@ -48,17 +49,23 @@
 //! // in the runtime, before the clone or in the init before pivot_root (host paths still resolve):
 //! let cache = ArtifactCache::open(&cache_dir).ok();   // ROOT/cache/wasm, $STRATA_WASM_CACHE, or DEFAULT_CACHE_DIR
 //! // in the init after pivot_root, still privileged (the cache is root's alone):
-//! let preloaded = cache.as_ref().and_then(|c| preload(c, &resolved_args0));
+//! let preloaded = match preload(&cache, &resolved_args0) {
+//!     Preload::Loaded(p) => Some(p),
+//!     Preload::Compile(pending) => /* a child compiles (pending.compile_into), then */ pending.finish(..),
+//!     Preload::Nothing => None,
+//! };                                                   // (sandbox::wasm_compile does this)
+//! drop(cache);
 //! // where a native container would execve (after user, caps, seccomp, the exec-fifo
 //! // handshake and the startContainer hooks):
 //! let mut job = WasmJob::from_spec(&spec, resolved_args0);
-//! job.cache = cache;
-//! job.preloaded = preloaded;
+//! job.preloaded = preloaded;                           // None: run compiles in memory
 //! let code = run(job);
 //! unsafe { libc::_exit(code) }                         // nothing is buffered
 //! ```
 //!
-//! The cache fd is close-on-exec and never reachable by the guest (it only sees preopens).
+//! The guest's process never holds the cache: it is closed before the guest's user is set.
+//! (`job.cache`, which makes [`run`] load from and store to a cache itself, is for running
+//! the executor outside any sandbox: `strata-wasm-run`.)
 //! The seccomp profile must let wasmtime work: `mmap`/`mprotect` with `PROT_EXEC`,
 //! `madvise`, `rt_sigaction`, `sigaltstack`, `rt_sigprocmask`, `rt_sigtimedwait` (sigwait),
 //! thread creation (`clone`/`clone3`), `futex`; docker's default profile allows all of them.
@@ -66,6 +73,7 @@
 //! This module must never call `exit`, panic on bad input, or fork.
 
 mod cache;
+mod compiler_limits;
 mod engine;
 mod kind;
 mod limits;
@@ -75,9 +83,10 @@ mod spec;
 mod wasi;
 
 pub use cache::{precompile, precompile_file, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity};
+pub use compiler_limits::CompilerLimits;
 pub use engine::new_engine;
 pub use kind::WasmKind;
-pub use run::{load_module, preload, run, Preloaded, EXIT_TRAP};
+pub use run::{load_module, preload, run, PendingCompile, Preload, Preloaded, EXIT_TRAP};
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -117,7 +126,9 @@ pub struct WasmJob {
     /// Whether the guest may use sockets (false for `--network none`).
     #[serde(default)]
     pub network: bool,
-    /// The compiled-code cache, opened before `pivot_root`; `None` compiles in memory.
+    /// A compiled-code cache [`run`] loads from and stores to itself (outside a sandbox; a
+    /// container's process gets its module through `preloaded` instead); `None` compiles in
+    /// memory.
     #[serde(skip)]
     pub cache: Option<ArtifactCache>,
     /// The module, already loaded from the cache while the process was privileged

@@ -10,6 +10,7 @@ use super::kind::{describe_magic, WasmKind};
 use super::limits::{self, Deadline, Interrupted, Ticker};
 use super::signals::Watcher;
 use super::{engine, error_chain, wasi, WasmError, WasmJob};
+use crate::digest::Digest;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -168,23 +169,108 @@ impl std::fmt::Debug for Preloaded {
     }
 }
 
-/// Load from `cache` the artifact the stat index records for the file at `path`, without
-/// opening or reading that file (a stat only) and never compiling. The sandbox calls this
-/// before the container's process takes its user and capabilities: the cache directory is
-/// root's alone (mode 0700), so a guest run as another user (`--user 1000`) could not read
-/// it later and would compile on every run. [`run`] uses the artifact only if the file the
-/// guest's user then opens at `path` is still that file; otherwise (and on a miss) it loads
-/// or compiles as usual, as the guest's user. Starts no threads.
-pub fn preload(cache: &ArtifactCache, path: &Path) -> Option<Preloaded> {
-    // Never a panic out of here: the caller is a container's init, mid-setup.
+/// What [`preload`] found for a container's module.
+pub enum Preload {
+    /// Its artifact, loaded from the cache.
+    Loaded(Preloaded),
+    /// Not in the cache: the module, read for a compile ([`PendingCompile`]).
+    Compile(PendingCompile),
+    /// Nothing to do ahead (no such file, not wasm, a cache we may not write): [`run`] loads
+    /// or compiles it, and says what is wrong with it.
+    Nothing,
+}
+
+/// Modules larger than this are not read ahead of [`run`] (which reads them anyway).
+const MAX_PRELOAD_MODULE: u64 = 512 << 20;
+
+/// Find the artifact of the module at `path` in `cache`, while the container's process is
+/// still root: the cache directory is root's alone (mode 0700), so a guest run as another user
+/// (`--user 1000`) could neither read nor fill it later.
+///
+/// A file the stat index knows is loaded without being opened (a stat only). Otherwise the
+/// module is read and hashed, and its artifact looked up by digest; on a miss the module comes
+/// back as a [`PendingCompile`] for the sandbox to compile in a child process (this module
+/// never forks). [`run`] uses a preloaded artifact only if the file the guest's user then
+/// opens at `path` is still that file. Starts no threads; never panics.
+pub fn preload(cache: &ArtifactCache, path: &Path) -> Preload {
     let attempt = || {
-        let md = std::fs::metadata(path).ok().filter(|md| md.is_file())?;
+        let Some(md) = std::fs::metadata(path).ok().filter(|md| md.is_file()) else { return Preload::Nothing };
         let identity = FileIdentity::of(&md);
-        let engine = engine::new_engine().ok()?;
-        let (compiled, _) = cache::load_by_identity(&engine, cache, &identity)?;
-        Some(Preloaded { identity, engine, compiled })
+        let Ok(engine) = engine::new_engine() else { return Preload::Nothing };
+        if let Some((compiled, _)) = cache::load_by_identity(&engine, cache, &identity) {
+            return Preload::Loaded(Preloaded { identity, engine, compiled });
+        }
+        if md.len() > MAX_PRELOAD_MODULE || !cache.writable() {
+            return Preload::Nothing;
+        }
+        let Ok((file, opened)) = open_module(path) else { return Preload::Nothing };
+        let Ok((bytes, kind)) = read_module(&file, path) else { return Preload::Nothing };
+        if opened != identity {
+            return Preload::Nothing;
+        }
+        let digest = Digest::of_bytes(&bytes);
+        if let Some(compiled) = cache::load_by_digest(&engine, cache, &digest, kind, Some(&identity)) {
+            return Preload::Loaded(Preloaded { identity, engine, compiled });
+        }
+        Preload::Compile(PendingCompile { identity, engine, digest, kind, bytes, path: path.to_path_buf() })
     };
-    std::panic::catch_unwind(AssertUnwindSafe(attempt)).ok().flatten()
+    std::panic::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or(Preload::Nothing)
+}
+
+/// A module read by [`preload`] that is not in the cache yet. The sandbox compiles it in a
+/// child process ([`PendingCompile::compile_into`]) and hands what the child wrote to
+/// [`PendingCompile::finish`], which stores it under the digest computed here, in the parent,
+/// of the very bytes the child compiled.
+pub struct PendingCompile {
+    identity: FileIdentity,
+    engine: Engine,
+    digest: Digest,
+    kind: WasmKind,
+    bytes: Vec<u8>,
+    path: std::path::PathBuf,
+}
+
+impl PendingCompile {
+    /// The module's size in bytes (what the compiler's limits are sized by).
+    pub fn module_size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// The module's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Compile the module and write the serialized artifact to `out`. For the compiler child;
+    /// never panics (an error is a line for the log).
+    pub fn compile_into(&self, out: &File) -> Result<(), String> {
+        let attempt = || -> Result<(), String> {
+            let compiled = cache::compile(&self.engine, &self.bytes, self.kind).map_err(|e| error_chain(&e))?;
+            let serialized = match &compiled {
+                Compiled::Module(m) => m.serialize(),
+                Compiled::Component(c) => c.serialize(),
+            };
+            let serialized = serialized.map_err(|e| error_chain(&e))?;
+            std::io::Write::write_all(&mut &*out, &serialized).map_err(|e| e.to_string())
+        };
+        std::panic::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or_else(|_| Err("the compiler panicked".into()))
+    }
+
+    /// Store `serialized` (what the child wrote) in `cache` and load it from there; `elapsed`
+    /// is how long the child took, for the log.
+    pub fn finish(self, cache: &ArtifactCache, serialized: &[u8], elapsed: std::time::Duration) -> Option<Preloaded> {
+        let PendingCompile { identity, engine, digest, kind, .. } = self;
+        let ms = elapsed.as_millis();
+        if let Err(e) = cache.store(&engine::compat_key(&engine), &digest, kind, serialized) {
+            tracing::debug!("wasm cache miss {digest} ({kind}) compiled in {ms} ms; cache not writable ({e})");
+            return None;
+        }
+        tracing::debug!(
+            "wasm cache miss {digest} ({kind}) compiled in {ms} ms (in a child, as the container's user), stored"
+        );
+        let compiled = cache::load_by_digest(&engine, cache, &digest, kind, Some(&identity))?;
+        Some(Preloaded { identity, engine, compiled })
+    }
 }
 
 /// Open the module file at `path` (a fifo or device there neither blocks nor is read) and
