@@ -94,18 +94,28 @@ pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerEr
     let mut unwatchable = 0;
     // An `--rm` container is removed as it ends: its monitor hands the code to waiters.
     let waiter = if record.auto_remove { Some(super::waiters::Waiter::register(c, &record.id)?) } else { None };
+    // Removed as it ended (`--rm`): the record goes first, the rest of its files after, so
+    // done means its monitor (the remover) has exited too.
+    let mut last_monitor = record.monitor.and_then(|m| m.pidfd());
+    let removed = |monitor: Option<std::os::fd::OwnedFd>| {
+        if let Some(fd) = monitor {
+            wait_readable(&fd, Some(KILL_GRACE));
+        }
+        waiter.as_ref().and_then(|w| w.code()).ok_or(ContainerError::NoSuchContainer(record.id.clone()))
+    };
     loop {
         let now = match c.load(&record.id) {
-            Err(ContainerError::NoSuchContainer(id)) => {
-                return waiter.and_then(|w| w.code()).ok_or(ContainerError::NoSuchContainer(id))
-            }
+            Err(ContainerError::NoSuchContainer(_)) => return removed(last_monitor),
             other => other?,
         };
         let obs = match observe(c, now)? {
             Some(obs) => obs,
-            None => return waiter.and_then(|w| w.code()).ok_or(ContainerError::NoSuchContainer(record.id.clone())),
+            None => return removed(last_monitor),
         };
         let monitor = obs.record.monitor.and_then(|m| m.pidfd());
+        if obs.record.monitor.is_some() {
+            last_monitor = obs.record.monitor.and_then(|m| m.pidfd());
+        }
         match (obs.state, monitor) {
             (State::Exited, monitor) => {
                 // Its monitor may still be releasing the run: done means done with that too.
