@@ -781,7 +781,14 @@ fn wasm_and_native_containers_side_by_side() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stdout.starts_with(GREETING) && o.stdout.contains("argv[1]=via-exec\n"), "{}", o.stdout);
     assert_eq!(e.run(&["exec", "spinner", "/trap.wasm"]).code, 134);
-    // exec'd as another user, the module still comes from the cache.
+    // A module not in the cache is compiled by the exec'd process itself, in memory, and not
+    // stored: a compiler child in a running container could be reached by its processes.
+    let o = e.run(&["--log-level", "debug", "exec", "-u", "1000", "spinner", "/hello.wasm"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("compiled in memory") && !o.stderr.contains("stored"), "{}", o.stderr);
+    // Once a container of the image has run it, exec'd as another user, it comes from the
+    // cache (the sandbox finds it while still root; the cache is root's alone).
+    assert_eq!(e.run(&["run", "--rm", "--entrypoint", "/hello.wasm", EXAMPLES]).code, 0);
     let o = e.run(&["--log-level", "debug", "exec", "-u", "1000", "spinner", "/hello.wasm"]);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("compiled"), "{}", o.stderr);
@@ -941,6 +948,53 @@ fn oci_wasm_mounts_no_kernel_filesystems_unless_a_mount_makes_it_native() {
     let o = oci_run(&rt, &b, cache.path(), false);
     assert_eq!((o.code, o.stdout.as_str()), (0, "Name:\thead\ncgroups\n"), "{o}");
     assert!(cgroup_leftovers(&b.cgroup()).is_empty());
+}
+
+#[test]
+fn oci_a_wasm_container_in_a_shared_pid_namespace_stores_nothing_it_compiled() {
+    // The processes of a pid namespace it joins (a pod's) could reach a compiler child and
+    // rewrite what it compiles, which every container running the module would then load: so
+    // a miss is compiled by the guest itself, in memory, and nothing is stored.
+    let rt = Runtime::strata();
+    let cache = tempfile::tempdir().unwrap();
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    let children = format!("/proc/{0}/task/{0}/children", holder.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&children).map_or(true, |c| c.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "unshare started no process");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ns = format!("/proc/{}/ns/pid_for_children", holder.id());
+    let b = wasm_bundle(&["/hello.wasm"]);
+    b.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "pid" {
+                n["path"] = serde_json::json!(ns);
+            }
+        }
+    });
+    let o = oci_run(&rt, &b, cache.path(), true);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.starts_with(GREETING), "{o}");
+    assert!(o.stderr.contains("compiled in memory") && !o.stderr.contains("stored"), "{o}");
+    assert!(files_with_extension(cache.path(), "cwasm").is_empty());
+    // Its own pid namespace again: compiled ahead and stored.
+    b.edit(|c| {
+        for n in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if n["type"] == "pid" {
+                n.as_object_mut().unwrap().remove("path");
+            }
+        }
+    });
+    let o = oci_run(&rt, &b, cache.path(), true);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("stored"), "{o}");
+    assert_eq!(files_with_extension(cache.path(), "cwasm").len(), 1);
 }
 
 #[test]

@@ -85,7 +85,10 @@ pub fn wait_for_exit(pid: i32, timeout: Option<std::time::Duration>) -> bool {
     let Some(p) = rustix::process::Pid::from_raw(pid) else { return true };
     let Ok(fd) = rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) else { return true };
     let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-    let ts = timeout.map(|d| rustix::event::Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as i64 });
+    // (A bound of more than ~68 years is none.)
+    let ts = timeout
+        .filter(|d| d.as_secs() < i32::MAX as u64)
+        .map(|d| rustix::event::Timespec { tv_sec: d.as_secs() as i64, tv_nsec: d.subsec_nanos() as i64 });
     loop {
         match rustix::event::poll(&mut fds, ts.as_ref()) {
             Ok(0) => return false,
@@ -101,10 +104,19 @@ pub use crate::clock::now_rfc3339;
 /// Reap our child `pid` and report its end as a shell does: the exit code, or 128+N when
 /// killed by signal N; None if it cannot be waited for (not our child).
 pub fn reap(pid: i32) -> Option<i32> {
+    wait_status(pid, 0)
+}
+
+/// [`reap`] if our child `pid` has ended; None while it runs (or if it is not our child).
+pub fn try_reap(pid: i32) -> Option<i32> {
+    wait_status(pid, libc::WNOHANG)
+}
+
+fn wait_status(pid: i32, flags: i32) -> Option<i32> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid on a pid we name; it fails harmlessly if it is not our child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        let rc = unsafe { libc::waitpid(pid, &mut status, flags) };
         if rc == pid {
             break;
         }

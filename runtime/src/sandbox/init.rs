@@ -249,7 +249,12 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
     // While still privileged: the cache is root's alone, and the user may be another.
-    let preloaded = cache.as_ref().and_then(|c| wasm_compile::preload(c, &program.path, process, cfg.seccomp.as_ref()));
+    // A miss is compiled now only where nothing of the container's can reach the compiler
+    // (a pid namespace of its own, so far empty): see `wasm_compile`.
+    let compile_on_miss = cfg.plan.creates(LinuxNamespaceType::Pid);
+    let preloaded = cache
+        .as_ref()
+        .and_then(|c| wasm_compile::preload(c, &program.path, compile_on_miss, process, cfg.seccomp.as_ref()));
     // The guest has no business with the host's cache directory: closed before it runs.
     drop(cache);
     identity::become_process(process, cfg.seccomp.as_ref())?;

@@ -126,7 +126,9 @@ fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, 
         Executor::Wasm => cfg
             .wasm_cache
             .take()
-            .and_then(|c| super::wasm_compile::preload(&c, &cfg.program.path, process, cfg.seccomp.as_ref())),
+            // Into a running container: no compile on a miss (its processes could reach the
+            // compiler; see `wasm_compile`), the guest compiles in memory.
+            .and_then(|c| super::wasm_compile::preload(&c, &cfg.program.path, false, process, cfg.seccomp.as_ref())),
         Executor::Native => None,
     };
     identity::become_process(process, cfg.seccomp.as_ref())?;

@@ -1,18 +1,26 @@
-//! A container's wasm module, loaded or compiled before the container's process takes its
-//! user: by the init (or an exec's joining process), which is still root and holds the host's
-//! compiled-code cache directory (root's alone, mode 0700).
+//! A container's wasm module, found in the compiled-code cache or compiled into it before the
+//! container's process takes its user: by the init (or an exec's joining process), which is
+//! still root and holds the host's cache directory (root's alone, mode 0700).
 //!
-//! On a cache miss the module is compiled here, and not later in the guest's own process: a
-//! guest run as another user (`--user 1000`, Kubernetes' `runAsNonRoot`) could not store the
+//! The privileged side only does file I/O: it looks the module up (by file identity, else by
+//! digest), opens the artifact and checks its trailer; wasmtime parses it later, in the guest's
+//! own process, as the guest's user (`executor::wasm::run`).
+//!
+//! On a miss at create the module is compiled here, not later in the guest's process: a guest
+//! run as another user (`--user 1000`, Kubernetes' `runAsNonRoot`) could not store the
 //! artifact, and compiled its module again at every start. The compiler does not run in the
-//! privileged process either: the module is untrusted input, and a compiler bug that handed it
-//! control there would have root and an fd on the host's filesystem. It runs in a child that
-//! first becomes the container's process (user, capabilities, seccomp: what the guest itself
-//! would compile as), then drops every capability, holds no fd but a memfd for its output, is
-//! not dumpable (the container's other processes cannot ptrace it), and runs under
-//! [`CompilerLimits`]. The parent stores what the child wrote under the digest it computed
-//! itself, of the bytes the child compiled: the child decides nothing about where its output
-//! goes.
+//! privileged process either: the module is untrusted input. It runs in a child that first
+//! becomes the container's process (user, capabilities, seccomp: what the guest itself would
+//! compile as), then drops every capability, holds no fd but a memfd for its output, is not
+//! dumpable, and runs under [`CompilerLimits`]. The parent stores what the child wrote,
+//! unparsed, under the digest it computed itself of the bytes the child compiled.
+//!
+//! What the child writes is native code every container running that module will load, so
+//! only a child nothing else can reach may write it: one in a pid namespace the container
+//! creates (at create it holds only the init and the child). Joining a running container
+//! (exec), or a pid namespace shared with other containers (a pod's), a process with
+//! CAP_SYS_PTRACE there could rewrite the child's output; there a miss is compiled by the
+//! guest, in memory, and nothing is stored.
 
 use super::identity;
 use super::seccomp::Filter;
@@ -28,10 +36,11 @@ use std::time::Instant;
 pub(crate) fn preload(
     cache: &ArtifactCache,
     path: &Path,
+    compile_on_miss: bool,
     process: &Process,
     seccomp: Option<&Filter>,
 ) -> Option<Preloaded> {
-    match wasm::preload(cache, path) {
+    match wasm::preload(cache, path, compile_on_miss) {
         Preload::Loaded(preloaded) => Some(preloaded),
         Preload::Nothing => None,
         Preload::Compile(pending) => compile_in_child(cache, pending, process, seccomp),
@@ -47,37 +56,37 @@ fn compile_in_child(
     let limits = CompilerLimits::for_module(pending.module_size());
     let out: OwnedFd = rustix::fs::memfd_create("strata-wasm-artifact", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
     let started = Instant::now();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
     // SAFETY: the caller is single-threaded; the child ends in `_exit`.
     let pid = match unsafe { libc::fork() } {
         -1 => return None,
-        0 => compiler_child(&pending, out, process, seccomp, limits),
+        0 => compiler_child(&pending, out, parent, process, seccomp, limits),
         pid => pid,
     };
     let exited = crate::lifecycle::wait_for_exit(pid, Some(limits.wall_clock()));
-    if !exited {
-        // SAFETY: kill of our own child, not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let status = crate::lifecycle::reap(pid);
+    // Whatever the wait said (it also says "exited" when it cannot watch): a child still
+    // there now is ended, so the reap below never blocks.
+    let status = match crate::lifecycle::try_reap(pid) {
+        Some(status) => Some(status),
+        None => {
+            // SAFETY: kill of our own child, not reaped yet (its pid is still ours).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            crate::lifecycle::reap(pid)
+        }
+    };
     let path = pending.path().display().to_string();
     if !exited || status != Some(0) {
         let why = match status {
             _ if !exited => format!("took more than {} s", limits.wall_clock().as_secs()),
-            Some(code) if code > 128 => format!("the compiler was killed by signal {} (a limit)", code - 128),
+            Some(code) if code > 128 => format!("the compiler was killed by signal {}", code - 128),
             Some(code) => format!("the compiler failed (exit {code})"),
             None => "the compiler could not be waited for".to_string(),
         };
         tracing::debug!("wasm: compiling {path} ahead of the guest: {why}; the guest compiles it in memory");
         return None;
     }
-    let size = rustix::fs::fstat(&out).ok()?.st_size as u64;
-    if size > limits.memory {
-        return None;
-    }
-    let mut serialized = vec![0u8; size as usize];
-    let file = std::fs::File::from(out);
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut serialized, 0).ok()?;
-    pending.finish(cache, &serialized, started.elapsed())
+    pending.finish(cache, &std::fs::File::from(out), started.elapsed())
 }
 
 /// The compiler child: becomes the container's process, gives up what it does not need to
@@ -85,6 +94,7 @@ fn compile_in_child(
 fn compiler_child(
     pending: &PendingCompile,
     out: OwnedFd,
+    parent: libc::pid_t,
     process: &Process,
     seccomp: Option<&Filter>,
     limits: CompilerLimits,
@@ -93,8 +103,11 @@ fn compiler_child(
         // No backtraces: resolving one allocates, and at the memory limit that deadlocks std's
         // allocation-failure report. (Single-threaded: setting the environment is safe.)
         std::env::set_var("RUST_BACKTRACE", "0");
+        die_with(parent)?;
         close_all_but(out.as_raw_fd());
         identity::become_process(process, seccomp)?;
+        // Again: a change of uid or gid clears the parent-death signal.
+        die_with(parent)?;
         for set in [caps::CapSet::Effective, caps::CapSet::Permitted, caps::CapSet::Inheritable, caps::CapSet::Ambient]
         {
             caps::clear(None, set).map_err(|e| format!("dropping capabilities: {e}"))?;
@@ -111,6 +124,16 @@ fn compiler_child(
     };
     // SAFETY: leave without running the runtime's destructors.
     unsafe { libc::_exit(code) }
+}
+
+/// Be killed when `parent` dies (an exec's joining process is not its namespace's PID 1:
+/// nothing else would end us), or leave now if it already has.
+fn die_with(parent: libc::pid_t) -> Result<(), String> {
+    // SAFETY: prctl with constant arguments, getppid.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 || libc::getppid() != parent } {
+        return Err("the parent is gone".into());
+    }
+    Ok(())
 }
 
 /// Close every fd of this process except `keep` (stdio too: the container's, not ours).

@@ -117,6 +117,22 @@ impl ArtifactCache {
     /// Load the artifact of module `digest` for `engine`, if a valid one is stored. A bad entry
     /// (torn, corrupt, another kind, not loadable) is removed and reported as a miss.
     pub(crate) fn load(&self, engine: &Engine, compat: &str, digest: &Digest, kind: WasmKind) -> Option<Compiled> {
+        let file = self.open_verified(compat, digest, kind)?;
+        match deserialize_verified(engine, &file, kind) {
+            Ok(compiled) => Some(compiled),
+            Err(e) => {
+                tracing::debug!("wasm cache entry {digest} does not load ({e}); rebuilding");
+                self.remove(&artifact_name(compat, digest));
+                None
+            }
+        }
+    }
+
+    /// The artifact file of module `digest`, open for reading, if the entry is whole and its
+    /// trailer (labels, length, CRC) checks out; a bad entry is removed. Only file I/O: nothing
+    /// of the artifact is parsed, so a privileged process may call this and leave
+    /// [`deserialize_verified`] to the less privileged one that runs the code.
+    pub(crate) fn open_verified(&self, compat: &str, digest: &Digest, kind: WasmKind) -> Option<File> {
         let name = artifact_name(compat, digest);
         let file = match self.open_file(&name) {
             Ok(f) => f,
@@ -131,33 +147,41 @@ impl ArtifactCache {
             self.remove(&name);
             return None;
         }
-        let mmap_err = match deserialize(engine, &file, kind) {
-            Ok(compiled) => return Some(compiled),
-            Err(e) => e,
-        };
-        // A verified entry that does not map may sit on a noexec mount: load a copy instead of
-        // recompiling on every start. Only if that fails too is the entry itself bad.
-        match deserialize_copy(engine, &file, kind) {
-            Ok(compiled) => {
-                tracing::debug!("wasm cache entry {digest} loaded as a copy (mmap failed: {mmap_err})");
-                Some(compiled)
-            }
-            Err(e) => {
-                tracing::debug!("wasm cache entry {digest} does not load ({e}); rebuilding");
-                self.remove(&name);
-                None
-            }
-        }
+        Some(file)
     }
 
     /// Store `serialized` (wasmtime's artifact for module `digest`) atomically. Failures are
     /// returned for logging; the caller goes on with the in-memory copy.
     pub(crate) fn store(&self, compat: &str, digest: &Digest, kind: WasmKind, serialized: &[u8]) -> io::Result<()> {
+        self.store_from(compat, digest, kind, &mut &serialized[..])
+    }
+
+    /// [`ArtifactCache::store`] of what `serialized` reads to its end, streamed (the artifact
+    /// is never held in memory whole).
+    pub(crate) fn store_from(
+        &self,
+        compat: &str,
+        digest: &Digest,
+        kind: WasmKind,
+        serialized: &mut dyn io::Read,
+    ) -> io::Result<()> {
         self.mkdirs(&[VERSION_DIR, &format!("{VERSION_DIR}/{compat}")])?;
-        let mut data = Vec::with_capacity(serialized.len() + TRAILER_LEN);
-        data.extend_from_slice(serialized);
-        data.extend_from_slice(&trailer(compat, digest, kind, serialized));
-        self.write_atomic(&artifact_name(compat, digest), &data)
+        self.write_atomic(&artifact_name(compat, digest), |out| {
+            let mut crc = crc32fast::Hasher::new();
+            let (mut buf, mut len) = (vec![0u8; 256 * 1024], 0u64);
+            loop {
+                let n = match serialized.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                crc.update(&buf[..n]);
+                out.write_all_at(&buf[..n], len)?;
+                len += n as u64;
+            }
+            out.write_all_at(&trailer_for(compat, digest, kind, crc.finalize(), len), len)
+        })
     }
 
     /// The module digest and kind recorded for a module file with this identity, if any.
@@ -176,7 +200,7 @@ impl ArtifactCache {
         self.mkdirs(&[VERSION_DIR, INDEX_DIR])?;
         let mut data = hex::decode(digest.hex()).map_err(io::Error::other)?;
         data.push(kind.as_byte());
-        self.write_atomic(&id.index_name(), &data)
+        self.write_atomic(&id.index_name(), |out| out.write_all_at(&data, 0))
     }
 
     fn open_file(&self, name: &str) -> io::Result<File> {
@@ -198,7 +222,8 @@ impl ArtifactCache {
         Ok(())
     }
 
-    fn write_atomic(&self, name: &str, data: &[u8]) -> io::Result<()> {
+    /// Create `name` whole or not at all: `write` fills a temp file, which is then renamed.
+    fn write_atomic(&self, name: &str, write: impl FnOnce(&File) -> io::Result<()>) -> io::Result<()> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         // The pid alone is no name: every wasm container's process is pid 1 in its namespace,
         // and a leftover of one that was killed mid-write would block the entry for good.
@@ -210,8 +235,7 @@ impl ArtifactCache {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
-        let result = File::from(fd)
-            .write_all_at(data, 0)
+        let result = write(&File::from(fd))
             .and_then(|()| rustix::fs::renameat(&self.dir, tmp.as_str(), &self.dir, name).map_err(io::Error::from));
         if result.is_err() {
             self.remove(&tmp);
@@ -256,12 +280,16 @@ fn artifact_name(compat: &str, digest: &Digest) -> String {
 
 /// magic(8) version(1) kind(1) reserved(2) crc32(4) payload_len(8) digest(32) compat(8)
 fn trailer(compat: &str, digest: &Digest, kind: WasmKind, payload: &[u8]) -> [u8; TRAILER_LEN] {
+    trailer_for(compat, digest, kind, crc32fast::hash(payload), payload.len() as u64)
+}
+
+fn trailer_for(compat: &str, digest: &Digest, kind: WasmKind, crc: u32, len: u64) -> [u8; TRAILER_LEN] {
     let mut t = [0u8; TRAILER_LEN];
     t[..8].copy_from_slice(TRAILER_MAGIC);
     t[8] = TRAILER_VERSION;
     t[9] = kind.as_byte();
-    t[12..16].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    t[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    t[12..16].copy_from_slice(&crc.to_le_bytes());
+    t[16..24].copy_from_slice(&len.to_le_bytes());
     if let Ok(d) = hex::decode(digest.hex()) {
         t[24..56].copy_from_slice(&d);
     }
@@ -304,6 +332,22 @@ fn verify(file: &File, compat: &str, digest: &Digest, kind: WasmKind) -> Result<
         return Err("checksum mismatch".into());
     }
     Ok(())
+}
+
+/// Load an artifact [`ArtifactCache::open_verified`] returned: by mmap, or from a copy when
+/// mapping fails (a verified entry on a noexec mount).
+pub(crate) fn deserialize_verified(engine: &Engine, file: &File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
+    match deserialize(engine, file, kind) {
+        Ok(compiled) => Ok(compiled),
+        Err(mmap_err) => {
+            let compiled =
+                deserialize_copy(engine, file, kind).map_err(|e| e.context(format!("mmap failed: {mmap_err}")));
+            if compiled.is_ok() {
+                tracing::debug!("wasm cache entry loaded as a copy (mmap failed: {mmap_err})");
+            }
+            compiled
+        }
+    }
 }
 
 /// Load a verified artifact by mmap. Modules map the open file. wasmtime 48 has no

@@ -43,7 +43,7 @@ pub fn run(mut job: WasmJob) -> i32 {
 
 fn run_job(job: &WasmJob, cache: Option<ArtifactCache>, preloaded: Option<Preloaded>) -> i32 {
     let (engine, preloaded) = match preloaded {
-        Some(p) => (p.engine, Some((p.identity, p.compiled))),
+        Some(p) => (p.engine.clone(), Some(p)),
         None => match engine::new_engine() {
             Ok(e) => (e, None),
             Err(e) => return fail(&WasmError::Engine(error_chain(&e))),
@@ -130,19 +130,35 @@ pub fn load_module(engine: &Engine, cache: Option<&ArtifactCache>, path: &Path) 
     load(engine, cache, path, None)
 }
 
-/// [`load_module`], taking `preloaded` when it was loaded for the very file now at `path`.
+/// [`load_module`], taking `preloaded` when it was found for the very file now at `path`.
 fn load(
     engine: &Engine,
     cache: Option<&ArtifactCache>,
     path: &Path,
-    preloaded: Option<(FileIdentity, Compiled)>,
+    preloaded: Option<Preloaded>,
 ) -> Result<Compiled, WasmError> {
     // Opened by the guest's own user, now: a module it may not read does not run, and a file
     // replaced since the preload (between create and start) is a new identity.
     let (file, identity) = open_module(path)?;
-    if let Some((_, compiled)) = preloaded.filter(|(id, _)| *id == identity) {
-        tracing::debug!("wasm cache hit (loaded before the user was set)");
-        return Ok(compiled);
+    if let Some(p) = preloaded.filter(|p| p.identity == identity) {
+        // Parsed here, as the guest's user: the privileged side only opened and checked it.
+        let t = std::time::Instant::now();
+        match cache::deserialize_verified(engine, &p.artifact, p.kind) {
+            Ok(compiled) => {
+                let us = t.elapsed().as_micros();
+                match p.found {
+                    Found::ByIdentity => {
+                        tracing::debug!("wasm cache hit {} ({}, by file identity) loaded in {us} us", p.digest, p.kind)
+                    }
+                    Found::ByDigest => tracing::debug!("wasm cache hit {} ({}) loaded in {us} us", p.digest, p.kind),
+                    Found::Compiled => {
+                        tracing::debug!("wasm artifact {} ({}, compiled at create) loaded in {us} us", p.digest, p.kind)
+                    }
+                }
+                return Ok(compiled);
+            }
+            Err(e) => tracing::debug!("wasm cache entry {} does not load ({}); compiling", p.digest, error_chain(&e)),
+        }
     }
     if let Some(c) = cache {
         if let Some((compiled, _)) = cache::load_by_identity(engine, c, &identity) {
@@ -155,28 +171,39 @@ fn load(
         .map_err(|e| WasmError::Compile { path: path.to_path_buf(), message: error_chain(&e) })
 }
 
-/// An artifact loaded from the cache ahead of [`run`], for the module file `identity` names,
-/// with the engine that loaded it.
+/// An artifact found in the cache ahead of [`run`] for the module file `identity` names: open
+/// and checked (trailer, CRC), not parsed. [`run`] loads it as the guest's user.
 pub struct Preloaded {
     identity: FileIdentity,
+    digest: Digest,
+    kind: WasmKind,
+    artifact: File,
     engine: Engine,
-    compiled: Compiled,
+    found: Found,
+}
+
+/// How [`preload`] came by an artifact (for the log).
+#[derive(Debug, Clone, Copy)]
+enum Found {
+    ByIdentity,
+    ByDigest,
+    Compiled,
 }
 
 impl std::fmt::Debug for Preloaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Preloaded")
+        write!(f, "Preloaded({})", self.digest)
     }
 }
 
 /// What [`preload`] found for a container's module.
 pub enum Preload {
-    /// Its artifact, loaded from the cache.
+    /// Its artifact, in the cache.
     Loaded(Preloaded),
     /// Not in the cache: the module, read for a compile ([`PendingCompile`]).
     Compile(PendingCompile),
-    /// Nothing to do ahead (no such file, not wasm, a cache we may not write): [`run`] loads
-    /// or compiles it, and says what is wrong with it.
+    /// Nothing to do ahead (no such file, not wasm, a miss where no compile was asked for, a
+    /// cache we may not write): [`run`] loads or compiles it, and says what is wrong with it.
     Nothing,
 }
 
@@ -185,32 +212,53 @@ const MAX_PRELOAD_MODULE: u64 = 512 << 20;
 
 /// Find the artifact of the module at `path` in `cache`, while the container's process is
 /// still root: the cache directory is root's alone (mode 0700), so a guest run as another user
-/// (`--user 1000`) could neither read nor fill it later.
+/// (`--user 1000`) could neither read nor fill it later. Only file I/O happens here (nothing
+/// of an artifact is parsed as root): [`run`] loads the artifact as the guest's user, and only
+/// if the file that user then opens at `path` is still the one found here.
 ///
-/// A file the stat index knows is loaded without being opened (a stat only). Otherwise the
-/// module is read and hashed, and its artifact looked up by digest; on a miss the module comes
-/// back as a [`PendingCompile`] for the sandbox to compile in a child process (this module
-/// never forks). [`run`] uses a preloaded artifact only if the file the guest's user then
-/// opens at `path` is still that file. Starts no threads; never panics.
-pub fn preload(cache: &ArtifactCache, path: &Path) -> Preload {
+/// A file the stat index knows is found without being opened (a stat only). Otherwise, with
+/// `compile_on_miss`, the module is read and hashed and its artifact looked up by digest; on a
+/// miss it comes back as a [`PendingCompile`] for the sandbox to compile in a child process
+/// (this module never forks). Starts no threads; never panics.
+pub fn preload(cache: &ArtifactCache, path: &Path, compile_on_miss: bool) -> Preload {
     let attempt = || {
         let Some(md) = std::fs::metadata(path).ok().filter(|md| md.is_file()) else { return Preload::Nothing };
         let identity = FileIdentity::of(&md);
         let Ok(engine) = engine::new_engine() else { return Preload::Nothing };
-        if let Some((compiled, _)) = cache::load_by_identity(&engine, cache, &identity) {
-            return Preload::Loaded(Preloaded { identity, engine, compiled });
+        let compat = engine::compat_key(&engine);
+        if let Some((digest, kind)) = cache.index_lookup(&identity) {
+            if let Some(artifact) = cache.open_verified(&compat, &digest, kind) {
+                return Preload::Loaded(Preloaded {
+                    identity,
+                    digest,
+                    kind,
+                    artifact,
+                    engine,
+                    found: Found::ByIdentity,
+                });
+            }
         }
-        if md.len() > MAX_PRELOAD_MODULE || !cache.writable() {
+        if !compile_on_miss || md.len() > MAX_PRELOAD_MODULE || !cache.writable() {
             return Preload::Nothing;
         }
         let Ok((file, opened)) = open_module(path) else { return Preload::Nothing };
-        let Ok((bytes, kind)) = read_module(&file, path) else { return Preload::Nothing };
         if opened != identity {
             return Preload::Nothing;
         }
+        // Bounded, and the same file after as before: one that grows or changes while it is
+        // read is left to the guest.
+        let mut bytes = Vec::with_capacity(md.len() as usize);
+        if std::io::Read::read_to_end(&mut std::io::Read::take(&file, MAX_PRELOAD_MODULE + 1), &mut bytes).is_err()
+            || bytes.len() as u64 != md.len()
+            || file.metadata().map(|m| FileIdentity::of(&m)).ok() != Some(identity.clone())
+        {
+            return Preload::Nothing;
+        }
+        let Some(kind) = WasmKind::of(&bytes) else { return Preload::Nothing };
         let digest = Digest::of_bytes(&bytes);
-        if let Some(compiled) = cache::load_by_digest(&engine, cache, &digest, kind, Some(&identity)) {
-            return Preload::Loaded(Preloaded { identity, engine, compiled });
+        if let Some(artifact) = cache.open_verified(&compat, &digest, kind) {
+            let _ = cache.index_store(&identity, &digest, kind);
+            return Preload::Loaded(Preloaded { identity, digest, kind, artifact, engine, found: Found::ByDigest });
         }
         Preload::Compile(PendingCompile { identity, engine, digest, kind, bytes, path: path.to_path_buf() })
     };
@@ -256,20 +304,37 @@ impl PendingCompile {
         std::panic::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or_else(|_| Err("the compiler panicked".into()))
     }
 
-    /// Store `serialized` (what the child wrote) in `cache` and load it from there; `elapsed`
-    /// is how long the child took, for the log.
-    pub fn finish(self, cache: &ArtifactCache, serialized: &[u8], elapsed: std::time::Duration) -> Option<Preloaded> {
+    /// Store what the child wrote to `serialized` (read from its start) in `cache`, streamed,
+    /// without parsing it, and return it as found; `elapsed` is how long the child took.
+    pub fn finish(self, cache: &ArtifactCache, serialized: &File, elapsed: std::time::Duration) -> Option<Preloaded> {
         let PendingCompile { identity, engine, digest, kind, .. } = self;
         let ms = elapsed.as_millis();
-        if let Err(e) = cache.store(&engine::compat_key(&engine), &digest, kind, serialized) {
+        let compat = engine::compat_key(&engine);
+        let mut from_start = std::io::BufReader::new(ReadFromStart { file: serialized, offset: 0 });
+        if let Err(e) = cache.store_from(&compat, &digest, kind, &mut from_start) {
             tracing::debug!("wasm cache miss {digest} ({kind}) compiled in {ms} ms; cache not writable ({e})");
             return None;
         }
         tracing::debug!(
             "wasm cache miss {digest} ({kind}) compiled in {ms} ms (in a child, as the container's user), stored"
         );
-        let compiled = cache::load_by_digest(&engine, cache, &digest, kind, Some(&identity))?;
-        Some(Preloaded { identity, engine, compiled })
+        let _ = cache.index_store(&identity, &digest, kind);
+        let artifact = cache.open_verified(&compat, &digest, kind)?;
+        Some(Preloaded { identity, digest, kind, artifact, engine, found: Found::Compiled })
+    }
+}
+
+/// Reads a file from offset 0 whatever its position (the child's writes moved it).
+struct ReadFromStart<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl std::io::Read for ReadFromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
