@@ -400,6 +400,24 @@ fn load_precompiles_a_wasm_image() {
 }
 
 #[test]
+fn the_precompile_child_compiles_as_nobody_without_capabilities() {
+    // The module comes from an image: the compiler never runs as root on the host. Its child
+    // gives up root before it reads the module (from its stdin); strata stores its output.
+    let e = Env::new(&[]);
+    let o = e.run(&["--log-level", "debug", "load", "-i", archive("hello-wasm").to_str().unwrap()]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("wasm-precompile: compiling as uid 65534 gid 65534, 0 effective capabilities"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("compiled (in a child, without privileges), stored"), "{}", o.stderr);
+    assert_eq!(e.artifacts().len(), 1);
+    let o = e.run_debug(&[HELLO]);
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("compiled"), "{}", o.stderr);
+}
+
+#[test]
 fn a_precompile_failure_is_a_warning_not_a_failed_pull() {
     let reg = Registry::start();
     let tmp = tempfile::tempdir().unwrap();

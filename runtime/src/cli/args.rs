@@ -85,7 +85,7 @@ pub enum Command {
     /// The per-container monitor (started by run/start; not for people)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(MonitorArgs),
-    /// Compile one wasm module into the cache, under limits (started by pull/load; not for people)
+    /// Compile one wasm module, stdin to stdout, as nobody (started by pull/load; not for people)
     #[command(name = "wasm-precompile", hide = true)]
     WasmPrecompile(WasmPrecompileArgs),
 }
@@ -554,13 +554,7 @@ pub struct ContainerPruneArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct WasmPrecompileArgs {
-    /// The compiled-code cache directory
-    #[arg(long)]
-    pub cache: std::path::PathBuf,
-    /// The module file
-    pub module: std::path::PathBuf,
-}
+pub struct WasmPrecompileArgs {}
 
 #[derive(Args, Debug)]
 pub struct MonitorArgs {

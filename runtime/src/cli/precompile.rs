@@ -3,20 +3,25 @@
 //! not compile is a warning (its run will say the same, as its error); the pull or load itself
 //! has succeeded.
 //!
-//! Each module is compiled in a child process (this binary's hidden `wasm-precompile`) under
-//! [`CompilerLimits`]: the module comes from an image, and here the compiler runs as root on
-//! the host. (A module compiled at a container's create runs under the same limits, inside the
+//! The module comes from an image: the compiler is not run here, as root on the host. Each
+//! module is compiled in a child process (this binary's hidden `wasm-precompile`) that becomes
+//! `nobody` without capabilities before it reads a byte, reads the module from its stdin and
+//! writes the artifact to its stdout (a memfd), under [`CompilerLimits`]. This process stores
+//! what the child wrote, unparsed, under the digest it computed itself of the module file.
+//! (A module compiled at a container's create runs under the same limits, inside the
 //! container's sandbox: `sandbox::wasm_compile`.)
 
 use super::args::WasmPrecompileArgs;
 use super::images::Ctx;
 use anyhow::Result;
+use std::io::Seek;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use strata::executor::wasm::CompilerLimits;
+use strata::executor::wasm::{precompile_check, CompilerLimits, ModuleToCompile};
 use strata::image::wasm_modules;
 
 /// Compile `image`'s modules (none for a native image); "Precompiled N wasm modules" on
@@ -41,10 +46,11 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
         for _ in 0..parallel {
             s.spawn(|| {
                 while let Some(m) = modules.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let limits = std::fs::metadata(&m.host_path).map(|md| CompilerLimits::for_module(md.len()));
-                    let result = limits
-                        .map_err(|e| e.to_string())
-                        .and_then(|limits| in_child(&cache_dir, &m.host_path, log_level, limits));
+                    let result = match precompile_check(&cache_dir, &m.host_path) {
+                        Ok(None) => Ok(()),
+                        Ok(Some(pending)) => in_child(&pending, &m.host_path, log_level),
+                        Err(e) => Err(e.to_string()),
+                    };
                     if let Err(e) = result {
                         failures.lock().unwrap_or_else(|e| e.into_inner()).push((m.image_path.clone(), e));
                     }
@@ -62,14 +68,19 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
     }
 }
 
-/// Compile `module` into `cache_dir` in a child process under `limits`; the error is one line
-/// saying why it failed (the compiler's message, or the limit it hit).
-fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: CompilerLimits) -> Result<(), String> {
+/// Compile `module` in a child process under its limits and store what it wrote; the error is
+/// one line saying why it failed (the compiler's message, or the limit it hit).
+fn in_child(pending: &ModuleToCompile, module: &Path, log_level: &str) -> Result<(), String> {
+    let limits = CompilerLimits::for_module(pending.size());
+    let input = std::fs::File::open(module).map_err(|e| format!("{}: {e}", module.display()))?;
+    let output: OwnedFd = rustix::fs::memfd_create("strata-wasm-artifact", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| format!("memfd: {e}"))?;
+    let mut artifact = std::fs::File::from(output.try_clone().map_err(|e| format!("memfd: {e}"))?);
     // This very binary, even if a newer one replaced it on disk during the pull.
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("strata");
-    cmd.arg("--log-level").arg(log_level).arg("wasm-precompile").arg("--cache").arg(cache_dir).arg(module);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.arg("--log-level").arg(log_level).arg("wasm-precompile");
+    cmd.stdin(Stdio::from(input)).stdout(Stdio::from(output)).stderr(Stdio::piped());
     // SAFETY: `apply` only calls getrlimit/setrlimit, async-signal-safe.
     unsafe {
         cmd.pre_exec(move || limits.apply());
@@ -105,12 +116,13 @@ fn in_child(cache_dir: &Path, module: &Path, log_level: &str, limits: CompilerLi
     if !exited {
         return Err(format!("compiling took more than {} s (the limit)", wall.as_secs()));
     }
-    if status.success() {
-        // Whatever it logged (`--log-level debug`), passed on.
-        eprint!("{stderr}");
-        return Ok(());
+    if !status.success() {
+        return Err(why_it_failed(status.signal(), &stderr, limits));
     }
-    Err(why_it_failed(status.signal(), &stderr, limits))
+    // Whatever it logged (`--log-level debug`), passed on.
+    eprint!("{stderr}");
+    artifact.seek(std::io::SeekFrom::Start(0)).map_err(|e| format!("reading the artifact: {e}"))?;
+    pending.store(&mut std::io::BufReader::new(artifact)).map_err(|e| e.to_string())
 }
 
 /// One line on why a compiler child that ended by `signal` (or exited non-zero) after writing
@@ -137,9 +149,15 @@ fn why_it_failed(signal: Option<i32>, stderr: &str, limits: CompilerLimits) -> S
     }
 }
 
-/// The hidden `strata wasm-precompile --cache DIR MODULE`: what [`in_child`] runs.
-pub fn one(args: WasmPrecompileArgs) -> Result<i32> {
-    strata::executor::wasm::precompile_file(&args.cache, &args.module)?;
+/// The hidden `strata wasm-precompile`: what [`in_child`] runs. Gives up root before it reads
+/// the module from stdin, then writes the artifact to stdout.
+pub fn one(_args: WasmPrecompileArgs) -> Result<i32> {
+    strata::sandbox::identity::become_nobody().map_err(anyhow::Error::msg)?;
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let caps = caps::read(None, caps::CapSet::Effective).map(|c| c.len()).unwrap_or(usize::MAX);
+    tracing::debug!("wasm-precompile: compiling as uid {uid} gid {gid}, {caps} effective capabilities");
+    strata::executor::wasm::compile_stream(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())?;
     Ok(0)
 }
 

@@ -155,6 +155,29 @@ pub fn set_no_new_privs() -> Result<()> {
     Ok(())
 }
 
+/// Become `nobody` (65534:65534), with no supplementary groups, no capabilities (a change of
+/// uid away from root clears them), no_new_privs, and not dumpable (no other `nobody` process
+/// may ptrace it): for a process that handles untrusted input and needs no file of its own.
+pub fn become_nobody() -> Result<()> {
+    const NOBODY: u32 = 65534;
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
+            || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
+        {
+            return Err(format!("becoming nobody: {}", std::io::Error::last_os_error()));
+        }
+    }
+    for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
+        caps::clear(None, set).map_err(|e| format!("dropping capabilities: {e}"))?;
+    }
+    set_no_new_privs()?;
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    Ok(())
+}
+
 /// Write `linux.sysctl` values through /proc/sys (inside the container, after pivot_root).
 pub fn set_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
     for (key, value) in sysctl {

@@ -482,10 +482,11 @@ pub(crate) fn load_by_identity(
     Some((compiled, digest))
 }
 
-/// Compile `module_bytes` into the cache at `cache_dir` unless a valid artifact is there (for
-/// `strata pull`). Safe in a multi-threaded process: compiles on the calling thread and starts
-/// no threads, so a later fork is not affected.
-pub fn precompile(cache_dir: &Path, module_bytes: &[u8]) -> Result<CacheOutcome, WasmError> {
+/// Compile `module_bytes` into the cache at `cache_dir` unless a valid artifact is there, in
+/// this process (the tests' shortcut; strata compiles modules from images in a child without
+/// privileges: [`precompile_check`], [`compile_stream`]).
+#[cfg(test)]
+fn precompile(cache_dir: &Path, module_bytes: &[u8]) -> Result<CacheOutcome, WasmError> {
     let kind = WasmKind::of(module_bytes).ok_or_else(|| WasmError::NotWasm {
         path: PathBuf::from("(module bytes)"),
         what: super::kind::describe_magic(module_bytes),
@@ -497,10 +498,47 @@ pub fn precompile(cache_dir: &Path, module_bytes: &[u8]) -> Result<CacheOutcome,
         .map_err(|e| WasmError::Compile { path: PathBuf::from("(module bytes)"), message: super::error_chain(&e) })
 }
 
-/// [`precompile`] the module file at `path`, also recording its file identity in the stat
-/// index, so a container that runs this very file (a snapshot's, seen through overlayfs with
-/// the same inode) loads the artifact without reading or hashing the module.
-pub fn precompile_file(cache_dir: &Path, path: &Path) -> Result<CacheOutcome, WasmError> {
+/// A module file `strata pull`/`load` wants in the cache that is not there yet: what storing
+/// an artifact for it needs. The compile itself happens elsewhere ([`compile_stream`], in a
+/// child process with no privileges), and [`ModuleToCompile::store`] files what it wrote under
+/// the digest computed here, of the file itself.
+pub struct ModuleToCompile {
+    cache: ArtifactCache,
+    compat: String,
+    digest: Digest,
+    kind: WasmKind,
+    identity: FileIdentity,
+    size: u64,
+}
+
+impl ModuleToCompile {
+    /// The module's size in bytes (what the compiler's limits are sized by).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Store the artifact a compiler wrote to `serialized` (read to its end, streamed, not
+    /// parsed) and record the module file's identity in the stat index.
+    pub fn store(&self, serialized: &mut dyn io::Read) -> Result<(), WasmError> {
+        let path = self.cache.path().to_path_buf();
+        self.cache
+            .store_from(&self.compat, &self.digest, self.kind, serialized)
+            .map_err(|source| WasmError::Cache { path, op: "store", source })?;
+        tracing::debug!(
+            "wasm cache miss {} ({}) compiled (in a child, without privileges), stored",
+            self.digest,
+            self.kind
+        );
+        let _ = self.cache.index_store(&self.identity, &self.digest, self.kind);
+        Ok(())
+    }
+}
+
+/// The module file at `path` against the cache at `cache_dir`: `None` when a valid artifact is
+/// there (its identity is then recorded in the stat index, so a container that runs this very
+/// file, a snapshot's seen through overlayfs with the same inode, finds it by a stat), else
+/// what [`ModuleToCompile::store`] needs. A file that is not wasm is an error naming it.
+pub fn precompile_check(cache_dir: &Path, path: &Path) -> Result<Option<ModuleToCompile>, WasmError> {
     let open_err = |source| WasmError::Open { path: path.to_path_buf(), source };
     let file = File::open(path).map_err(open_err)?;
     let md = file.metadata().map_err(open_err)?;
@@ -512,9 +550,36 @@ pub fn precompile_file(cache_dir: &Path, path: &Path) -> Result<CacheOutcome, Wa
     })?;
     let cache = ArtifactCache::open(cache_dir)?;
     let engine = super::engine::new_engine().map_err(|e| WasmError::Engine(e.to_string()))?;
-    load_or_compile(&engine, Some(&cache), &bytes, kind, Some(&FileIdentity::of(&md)))
-        .map(|(_, outcome)| outcome)
-        .map_err(|e| WasmError::Compile { path: path.to_path_buf(), message: super::error_chain(&e) })
+    let compat = compat_key(&engine);
+    let digest = Digest::of_bytes(&bytes);
+    let identity = FileIdentity::of(&md);
+    if cache.open_verified(&compat, &digest, kind).is_some() {
+        let _ = cache.index_store(&identity, &digest, kind);
+        return Ok(None);
+    }
+    Ok(Some(ModuleToCompile { cache, compat, digest, kind, identity, size: md.len() }))
+}
+
+/// Compile the module read from `input` (to its end) and write its serialized artifact to
+/// `out`: all a compiler child does; it opens no file.
+pub fn compile_stream(input: &mut dyn io::Read, out: &mut dyn io::Write) -> Result<(), WasmError> {
+    let what = PathBuf::from("(module)");
+    let mut bytes = Vec::new();
+    input.read_to_end(&mut bytes).map_err(|source| WasmError::Open { path: what.clone(), source })?;
+    let kind = WasmKind::of(&bytes).ok_or_else(|| WasmError::NotWasm {
+        path: what.clone(),
+        what: super::kind::describe_magic(&bytes[..bytes.len().min(8)]),
+    })?;
+    let engine = super::engine::new_engine().map_err(|e| WasmError::Engine(e.to_string()))?;
+    let t = Instant::now();
+    let compile_err = |e: wasmtime::Error| WasmError::Compile { path: what.clone(), message: super::error_chain(&e) };
+    let serialized = match compile(&engine, &bytes, kind).map_err(compile_err)? {
+        Compiled::Module(m) => m.serialize(),
+        Compiled::Component(c) => c.serialize(),
+    }
+    .map_err(compile_err)?;
+    tracing::debug!("wasm: {kind} compiled in {} ms", t.elapsed().as_millis());
+    out.write_all(&serialized).map_err(|source| WasmError::Open { path: PathBuf::from("(output)"), source })
 }
 
 /// Remove every artifact and index entry whose module digest is not in `keep`, and leftover temp
@@ -793,17 +858,23 @@ mod tests {
     }
 
     #[test]
-    fn precompile_file_records_the_identity() {
+    fn precompile_in_two_steps_records_the_identity() {
         let tmp = tempfile::tempdir().unwrap();
         let module = tmp.path().join("m.wasm");
         std::fs::write(&module, wat::parse_str(HELLO).unwrap()).unwrap();
         let dir = tmp.path().join("cache");
-        assert_eq!(precompile_file(&dir, &module).unwrap(), CacheOutcome::Compiled);
-        assert_eq!(precompile_file(&dir, &module).unwrap(), CacheOutcome::Hit);
+        let pending = precompile_check(&dir, &module).unwrap().expect("a miss");
+        let mut serialized = Vec::new();
+        compile_stream(&mut &std::fs::read(&module).unwrap()[..], &mut serialized).unwrap();
+        pending.store(&mut &serialized[..]).unwrap();
+        assert!(precompile_check(&dir, &module).unwrap().is_none(), "a hit now");
         let cache = ArtifactCache::open(&dir).unwrap();
         let id = FileIdentity::of(&std::fs::metadata(&module).unwrap());
         assert!(load_by_identity(&new_engine().unwrap(), &cache, &id).is_some());
         std::fs::write(&module, b"not wasm").unwrap();
-        assert!(matches!(precompile_file(&dir, &module), Err(WasmError::NotWasm { .. })));
+        assert!(matches!(precompile_check(&dir, &module), Err(WasmError::NotWasm { .. })));
+        assert!(matches!(compile_stream(&mut &b"not wasm"[..], &mut Vec::new()), Err(WasmError::NotWasm { .. })));
+        let invalid = b"\0asm\x01\0\0\0\x0bnot a section";
+        assert!(matches!(compile_stream(&mut &invalid[..], &mut Vec::new()), Err(WasmError::Compile { .. })));
     }
 }

@@ -82,7 +82,9 @@ mod signals;
 mod spec;
 mod wasi;
 
-pub use cache::{precompile, precompile_file, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity};
+pub use cache::{
+    compile_stream, precompile_check, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity, ModuleToCompile,
+};
 pub use compiler_limits::CompilerLimits;
 pub use engine::new_engine;
 pub use kind::WasmKind;
