@@ -4,9 +4,12 @@
 //! has succeeded.
 //!
 //! The module comes from an image: the compiler is not run here, as root on the host. Each
-//! module is compiled in a child process (this binary's hidden `wasm-precompile`) that becomes
-//! `nobody` without capabilities before it reads a byte, reads the module from its stdin and
-//! writes the artifact to its stdout (a memfd), under [`CompilerLimits`]. This process stores
+//! module is compiled in a child process (this binary's hidden `wasm-precompile`) that, before
+//! it reads a byte, becomes a user of its own without capabilities and loads a seccomp filter
+//! that refuses new processes, exec, opening files, sockets and signals to others
+//! (`spec::seccomp::compiler`); it reads the module from its stdin and writes the artifact to
+//! its stdout (a memfd, sealed before it is read), under [`CompilerLimits`]. Nothing of
+//! strata's environment or fds reaches it. This process stores
 //! what the child wrote, unparsed, under the digest it computed itself of the module file.
 //! (A module compiled at a container's create runs under the same limits, inside the
 //! container's sandbox: `sandbox::wasm_compile`.)
@@ -17,11 +20,10 @@ use anyhow::Result;
 use std::io::Seek;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use strata::executor::wasm::{precompile_check, CompilerLimits, ModuleToCompile};
+use strata::executor::wasm::{precompile_check, sealed_output, CompilerLimits, ModuleToCompile};
 use strata::image::wasm_modules;
 
 /// Compile `image`'s modules (none for a native image); "Precompiled N wasm modules" on
@@ -48,7 +50,7 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
                 while let Some(m) = modules.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let result = match precompile_check(&cache_dir, &m.host_path) {
                         Ok(None) => Ok(()),
-                        Ok(Some(pending)) => in_child(&pending, &m.host_path, log_level),
+                        Ok(Some(pending)) => in_child(&pending, log_level),
                         Err(e) => Err(e.to_string()),
                     };
                     if let Err(e) = result {
@@ -70,24 +72,34 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
 
 /// Compile `module` in a child process under its limits and store what it wrote; the error is
 /// one line saying why it failed (the compiler's message, or the limit it hit).
-fn in_child(pending: &ModuleToCompile, module: &Path, log_level: &str) -> Result<(), String> {
+fn in_child(pending: &ModuleToCompile, log_level: &str) -> Result<(), String> {
     let limits = CompilerLimits::for_module(pending.size());
-    let input = std::fs::File::open(module).map_err(|e| format!("{}: {e}", module.display()))?;
-    let output: OwnedFd = rustix::fs::memfd_create("strata-wasm-artifact", rustix::fs::MemfdFlags::CLOEXEC)
-        .map_err(|e| format!("memfd: {e}"))?;
-    let mut artifact = std::fs::File::from(output.try_clone().map_err(|e| format!("memfd: {e}"))?);
+    let input = pending.input().map_err(|e| format!("the module: {e}"))?;
+    let sealable = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+    let output: OwnedFd =
+        rustix::fs::memfd_create("strata-wasm-artifact", sealable).map_err(|e| format!("memfd: {e}"))?;
+    let artifact = std::fs::File::from(output.try_clone().map_err(|e| format!("memfd: {e}"))?);
     // This very binary, even if a newer one replaced it on disk during the pull.
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("strata");
     cmd.arg("--log-level").arg(log_level).arg("wasm-precompile");
     cmd.stdin(Stdio::from(input)).stdout(Stdio::from(output)).stderr(Stdio::piped());
-    // SAFETY: `apply` only calls getrlimit/setrlimit, async-signal-safe.
+    // SAFETY: `apply` only calls getrlimit/setrlimit, and close_range is a plain syscall: all
+    // async-signal-safe.
     unsafe {
-        cmd.pre_exec(move || limits.apply());
+        cmd.pre_exec(move || {
+            limits.apply()?;
+            // Nothing strata inherited without close-on-exec reaches the child (only its stdio).
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
-    // No backtraces: resolving one allocates, and under the memory limit that deadlocks the
-    // allocation-failure report (std holds its backtrace lock).
-    cmd.env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
+    // Nothing of strata's environment either. No backtraces: resolving one allocates, and
+    // under the memory limit that deadlocks the allocation-failure report (std holds its
+    // backtrace lock).
+    cmd.env_clear().env("RUST_BACKTRACE", "0").env("RUST_LIB_BACKTRACE", "0");
     let mut child = cmd.spawn().map_err(|e| format!("starting the compiler process: {e}"))?;
     // Drained while it runs (a full pipe would stop the child), keeping the last 64 KiB.
     let drain = child.stderr.take().map(|mut pipe| {
@@ -119,10 +131,14 @@ fn in_child(pending: &ModuleToCompile, module: &Path, log_level: &str) -> Result
     if !status.success() {
         return Err(why_it_failed(status.signal(), &stderr, limits));
     }
-    // Whatever it logged (`--log-level debug`), passed on.
-    eprint!("{stderr}");
+    // Whatever it logged (`--log-level debug`), passed on, without control characters.
+    let printable: String =
+        stderr.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '?' } else { c }).collect();
+    eprint!("{printable}");
+    let len = sealed_output(&artifact, &limits)?;
+    let mut artifact = artifact;
     artifact.seek(std::io::SeekFrom::Start(0)).map_err(|e| format!("reading the artifact: {e}"))?;
-    pending.store(&mut std::io::BufReader::new(artifact)).map_err(|e| e.to_string())
+    pending.store(&mut std::io::Read::take(std::io::BufReader::new(artifact), len)).map_err(|e| e.to_string())
 }
 
 /// One line on why a compiler child that ended by `signal` (or exited non-zero) after writing
@@ -149,16 +165,33 @@ fn why_it_failed(signal: Option<i32>, stderr: &str, limits: CompilerLimits) -> S
     }
 }
 
-/// The hidden `strata wasm-precompile`: what [`in_child`] runs. Gives up root before it reads
-/// the module from stdin, then writes the artifact to stdout.
+/// The hidden `strata wasm-precompile`: what [`in_child`] runs. Gives up root, capabilities and
+/// most system calls before it reads the module from stdin, then writes the artifact to stdout.
 pub fn one(_args: WasmPrecompileArgs) -> Result<i32> {
-    strata::sandbox::identity::become_nobody().map_err(anyhow::Error::msg)?;
-    // SAFETY: getuid/getgid have no preconditions.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let caps = caps::read(None, caps::CapSet::Effective).map(|c| c.len()).unwrap_or(usize::MAX);
-    tracing::debug!("wasm-precompile: compiling as uid {uid} gid {gid}, {caps} effective capabilities");
+    use strata::sandbox::identity;
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    identity::become_compiler().map_err(anyhow::Error::msg)?;
+    // Again: the change of user cleared it.
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    let fds = open_fds();
+    identity::confine_compiler().map_err(anyhow::Error::msg)?;
+    tracing::debug!("wasm-precompile: compiling as {}, open fds {fds}", identity::describe_self());
     strata::executor::wasm::compile_stream(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())?;
     Ok(0)
+}
+
+/// This process's open fds, e.g. "0 1 2" (the listing's own left out).
+fn open_fds() -> String {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return "unknown".into() };
+    let mut fds: Vec<i32> = dir
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).map_or(true, |t| !t.starts_with("/proc")))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    fds.iter().map(|fd| fd.to_string()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

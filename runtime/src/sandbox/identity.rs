@@ -155,18 +155,22 @@ pub fn set_no_new_privs() -> Result<()> {
     Ok(())
 }
 
-/// Become `nobody` (65534:65534), with no supplementary groups, no capabilities (a change of
-/// uid away from root clears them), no_new_privs, and not dumpable (no other `nobody` process
-/// may ptrace it): for a process that handles untrusted input and needs no file of its own.
-pub fn become_nobody() -> Result<()> {
-    const NOBODY: u32 = 65534;
+/// The user and group a wasm compiler child of `strata pull`/`load` runs as: one no account
+/// and no other process uses (not `nobody`, whose other processes it could signal or read).
+pub const COMPILER_ID: u32 = 0x7fff_fffe;
+
+/// Become [`COMPILER_ID`], with no supplementary groups, no capabilities (a change of uid away
+/// from root clears them; the ambient and inheritable sets are cleared too), no_new_privs, and
+/// not dumpable (no process of the same user may ptrace it): for a process that handles
+/// untrusted input and needs no file of its own.
+pub fn become_compiler() -> Result<()> {
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
         if libc::setgroups(0, std::ptr::null()) != 0
-            || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
-            || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
+            || libc::setresgid(COMPILER_ID, COMPILER_ID, COMPILER_ID) != 0
+            || libc::setresuid(COMPILER_ID, COMPILER_ID, COMPILER_ID) != 0
         {
-            return Err(format!("becoming nobody: {}", std::io::Error::last_os_error()));
+            return Err(format!("becoming the compiler's user: {}", std::io::Error::last_os_error()));
         }
     }
     for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
@@ -176,6 +180,38 @@ pub fn become_nobody() -> Result<()> {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     Ok(())
+}
+
+/// Load the seccomp profile of a compiler child into the calling process (no_new_privs must be
+/// set): see `spec::seccomp::compiler`.
+pub fn confine_compiler() -> Result<()> {
+    let profile = crate::spec::seccomp::compiler::profile(std::process::id());
+    let filter = super::seccomp::compile(&profile).map_err(|e| format!("the compiler's seccomp filter: {e}"))?;
+    filter.load().map_err(|e| format!("loading the compiler's seccomp filter: {e}"))
+}
+
+/// One line on what the calling process may do: its ids, capability sets, no_new_privs,
+/// dumpable and seccomp mode (for a compiler child's debug log; read without opening a file).
+pub fn describe_self() -> String {
+    let count = |set| caps::read(None, set).map(|c| c.len().to_string()).unwrap_or_else(|_| "?".into());
+    // SAFETY: getters with no preconditions.
+    let (uid, gid, nnp, dumpable, seccomp) = unsafe {
+        (
+            libc::getuid(),
+            libc::getgid(),
+            libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
+            libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0),
+            libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0),
+        )
+    };
+    format!(
+        "uid {uid} gid {gid}, capabilities effective {} permitted {} inheritable {} ambient {}, \
+         no_new_privs {nnp}, dumpable {dumpable}, seccomp {seccomp}",
+        count(CapSet::Effective),
+        count(CapSet::Permitted),
+        count(CapSet::Inheritable),
+        count(CapSet::Ambient),
+    )
 }
 
 /// Write `linux.sysctl` values through /proc/sys (inside the container, after pivot_root).

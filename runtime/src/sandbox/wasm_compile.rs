@@ -12,8 +12,10 @@
 //! privileged process either: the module is untrusted input. It runs in a child that first
 //! becomes the container's process (user, capabilities, seccomp: what the guest itself would
 //! compile as), then drops every capability, holds no fd but a memfd for its output, is not
-//! dumpable, and runs under [`CompilerLimits`]. The parent stores what the child wrote,
-//! unparsed, under the digest it computed itself of the bytes the child compiled.
+//! dumpable, runs under [`CompilerLimits`] and the compiler's seccomp filter (no new process,
+//! exec, file or socket: `spec::seccomp::compiler`). The parent ends whatever else runs in the
+//! namespace, seals the memfd, and stores what the child wrote, unparsed, under the digest it
+//! computed itself of the bytes the child compiled.
 //!
 //! What the child writes is native code every container running that module will load, so
 //! only a child nothing else can reach may write it: one in a pid namespace the container
@@ -54,7 +56,8 @@ fn compile_in_child(
     seccomp: Option<&Filter>,
 ) -> Option<Preloaded> {
     let limits = CompilerLimits::for_module(pending.module_size());
-    let out: OwnedFd = rustix::fs::memfd_create("strata-wasm-artifact", rustix::fs::MemfdFlags::CLOEXEC).ok()?;
+    let sealable = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
+    let out: OwnedFd = rustix::fs::memfd_create("strata-wasm-artifact", sealable).ok()?;
     let started = Instant::now();
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
@@ -86,7 +89,24 @@ fn compile_in_child(
         tracing::debug!("wasm: compiling {path} ahead of the guest: {why}; the guest compiles it in memory");
         return None;
     }
-    pending.finish(cache, &std::fs::File::from(out), started.elapsed())
+    // At create this process is PID 1 of a pid namespace of the container's own that so far
+    // holds only the compile: whatever the child may have left running goes with it.
+    // SAFETY: getpid/kill/waitpid; kill(-1) only ever as PID 1 of that namespace.
+    unsafe {
+        if libc::getpid() == 1 {
+            libc::kill(-1, libc::SIGKILL);
+            while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
+        }
+    }
+    let out = std::fs::File::from(out);
+    let len = match wasm::sealed_output(&out, &limits) {
+        Ok(len) => len,
+        Err(e) => {
+            tracing::debug!("wasm: compiling {path} ahead of the guest: {e}; the guest compiles it in memory");
+            return None;
+        }
+    };
+    pending.finish(cache, &out, len, started.elapsed())
 }
 
 /// The compiler child: becomes the container's process, gives up what it does not need to
@@ -116,6 +136,8 @@ fn compiler_child(
         // SAFETY: prctl with constant arguments.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         limits.apply().map_err(|e| format!("compiler limits: {e}"))?;
+        // On top of the container's own filter: no new process, exec, file or socket.
+        identity::confine_compiler()?;
         pending.compile_into(&std::fs::File::from(out))
     };
     let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)) {

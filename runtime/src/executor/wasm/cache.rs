@@ -509,12 +509,21 @@ pub struct ModuleToCompile {
     kind: WasmKind,
     identity: FileIdentity,
     size: u64,
+    file: File,
 }
 
 impl ModuleToCompile {
     /// The module's size in bytes (what the compiler's limits are sized by).
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// The module file, the very one its digest was computed from, for the compiler's input
+    /// (its offset moved back to the start).
+    pub fn input(&self) -> io::Result<File> {
+        let mut file = self.file.try_clone()?;
+        io::Seek::seek(&mut file, io::SeekFrom::Start(0))?;
+        Ok(file)
     }
 
     /// Store the artifact a compiler wrote to `serialized` (read to its end, streamed, not
@@ -557,7 +566,7 @@ pub fn precompile_check(cache_dir: &Path, path: &Path) -> Result<Option<ModuleTo
         let _ = cache.index_store(&identity, &digest, kind);
         return Ok(None);
     }
-    Ok(Some(ModuleToCompile { cache, compat, digest, kind, identity, size: md.len() }))
+    Ok(Some(ModuleToCompile { cache, compat, digest, kind, identity, size: md.len(), file }))
 }
 
 /// Compile the module read from `input` (to its end) and write its serialized artifact to

@@ -49,9 +49,35 @@ impl CompilerLimits {
     pub fn apply(&self) -> std::io::Result<()> {
         // Private writable memory (heap and anonymous maps): what the compiler allocates.
         lower_rlimit(libc::RLIMIT_DATA, self.memory, self.memory)?;
+        // Its output (a memfd) cannot be larger than what it could hold in memory.
+        lower_rlimit(libc::RLIMIT_FSIZE, self.memory, self.memory)?;
         // SIGXCPU at the soft limit, SIGKILL a second later.
         lower_rlimit(libc::RLIMIT_CPU, self.cpu_secs, self.cpu_secs.saturating_add(1))
     }
+}
+
+/// What a compiler child wrote to `output` (a memfd made with `MFD_ALLOW_SEALING`), made
+/// immutable before anyone reads it: sealed against writes and size changes (a process it
+/// passed the memfd to cannot change or grow it while it is stored), no larger than `limits`
+/// allow, and an ELF file, as wasmtime's artifacts are. Returns its length; nothing of it is
+/// parsed.
+pub fn sealed_output(output: &std::fs::File, limits: &CompilerLimits) -> Result<u64, String> {
+    use std::os::fd::AsRawFd;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(output.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(format!("sealing the compiler's output: {}", std::io::Error::last_os_error()));
+    }
+    let len = output.metadata().map_err(|e| format!("the compiler's output: {e}"))?.len();
+    if len > limits.memory {
+        return Err(format!("the compiler's output is {len} bytes, over its {} byte limit", limits.memory));
+    }
+    let mut magic = [0u8; 4];
+    let elf = std::os::unix::fs::FileExt::read_exact_at(output, &mut magic, 0).is_ok() && &magic == b"\x7fELF";
+    if !elf {
+        return Err("the compiler's output is not an artifact (no ELF header)".into());
+    }
+    Ok(len)
 }
 
 fn lower_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> std::io::Result<()> {

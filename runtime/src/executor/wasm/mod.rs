@@ -85,7 +85,7 @@ mod wasi;
 pub use cache::{
     compile_stream, precompile_check, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity, ModuleToCompile,
 };
-pub use compiler_limits::CompilerLimits;
+pub use compiler_limits::{sealed_output, CompilerLimits};
 pub use engine::new_engine;
 pub use kind::WasmKind;
 pub use run::{load_module, preload, run, PendingCompile, Preload, Preloaded, EXIT_TRAP};

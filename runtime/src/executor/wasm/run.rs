@@ -304,13 +304,21 @@ impl PendingCompile {
         std::panic::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or_else(|_| Err("the compiler panicked".into()))
     }
 
-    /// Store what the child wrote to `serialized` (read from its start) in `cache`, streamed,
-    /// without parsing it, and return it as found; `elapsed` is how long the child took.
-    pub fn finish(self, cache: &ArtifactCache, serialized: &File, elapsed: std::time::Duration) -> Option<Preloaded> {
+    /// Store the `len` bytes the child wrote to `serialized` (read from its start; sealed, see
+    /// `sealed_output`) in `cache`, streamed, without parsing them, and return the artifact as
+    /// found; `elapsed` is how long the child took.
+    pub fn finish(
+        self,
+        cache: &ArtifactCache,
+        serialized: &File,
+        len: u64,
+        elapsed: std::time::Duration,
+    ) -> Option<Preloaded> {
         let PendingCompile { identity, engine, digest, kind, .. } = self;
         let ms = elapsed.as_millis();
         let compat = engine::compat_key(&engine);
-        let mut from_start = std::io::BufReader::new(ReadFromStart { file: serialized, offset: 0 });
+        let mut from_start =
+            std::io::Read::take(std::io::BufReader::new(ReadFromStart { file: serialized, offset: 0 }), len);
         if let Err(e) = cache.store_from(&compat, &digest, kind, &mut from_start) {
             tracing::debug!("wasm cache miss {digest} ({kind}) compiled in {ms} ms; cache not writable ({e})");
             return None;

@@ -5,6 +5,7 @@
 //!
 //! This module picks policy only: `sandbox::seccomp` compiles and loads whatever it picks.
 
+pub mod compiler;
 pub mod default;
 pub mod docker;
 
