@@ -619,6 +619,35 @@ fn a_module_loaded_while_root_runs_only_if_its_user_may_read_it() {
 }
 
 #[test]
+fn a_module_on_a_filesystem_that_chooses_its_inodes_is_found_by_digest_only() {
+    // The stat index maps a file's identity (inode, size, times) to a module digest for every
+    // container of the host; a FUSE or network volume can show any identity, and could point
+    // another image's module at its own. Modules on filesystems other than the kernel's local
+    // ones (here ramfs) are cached but looked up by digest, never indexed.
+    let e = Env::new(&["hello-wasm"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mods = tmp.path().join("mods");
+    std::fs::create_dir(&mods).unwrap();
+    support::run(std::process::Command::new("mount").args(["-t", "ramfs", "ramfs"]).arg(&mods));
+    std::fs::copy(guest("hello"), mods.join("app.wasm")).unwrap();
+    let vol = format!("{}:/mods:ro", mods.display());
+    let index = e.cache_dir().join("v1/index");
+    let entries = || std::fs::read_dir(&index).map(|d| d.count()).unwrap_or(0);
+    let run = || e.run_debug(&["-v", &vol, "--entrypoint", "/mods/app.wasm", HELLO]);
+    let o = run();
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("stored"), "{}", o.stderr);
+    assert_eq!(entries(), 0);
+    let o = run();
+    assert!(o.stderr.contains("wasm cache hit") && !o.stderr.contains("by file identity"), "{}", o.stderr);
+    assert_eq!(entries(), 0);
+    support::run(std::process::Command::new("umount").arg(&mods));
+    // The image's own module (overlayfs over strata's snapshot) is indexed.
+    assert_eq!(e.run_debug(&[HELLO]).code, 0);
+    assert_eq!(entries(), 1);
+}
+
+#[test]
 fn a_module_replaced_between_create_and_start_is_the_one_that_runs() {
     // The artifact is loaded at create (while root); start runs whatever file is there then,
     // as runc runs the binary it finds at start.

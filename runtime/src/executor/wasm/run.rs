@@ -256,11 +256,14 @@ pub fn preload(cache: &ArtifactCache, path: &Path, compile_on_miss: bool) -> Pre
         }
         let Some(kind) = WasmKind::of(&bytes) else { return Preload::Nothing };
         let digest = Digest::of_bytes(&bytes);
+        let indexable = identity_is_the_kernels(&file);
         if let Some(artifact) = cache.open_verified(&compat, &digest, kind) {
-            let _ = cache.index_store(&identity, &digest, kind);
+            if indexable {
+                let _ = cache.index_store(&identity, &digest, kind);
+            }
             return Preload::Loaded(Preloaded { identity, digest, kind, artifact, engine, found: Found::ByDigest });
         }
-        Preload::Compile(PendingCompile { identity, engine, digest, kind, bytes, path: path.to_path_buf() })
+        Preload::Compile(PendingCompile { identity, indexable, engine, digest, kind, bytes, path: path.to_path_buf() })
     };
     std::panic::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or(Preload::Nothing)
 }
@@ -271,6 +274,8 @@ pub fn preload(cache: &ArtifactCache, path: &Path, compile_on_miss: bool) -> Pre
 /// of the very bytes the child compiled.
 pub struct PendingCompile {
     identity: FileIdentity,
+    /// Whether `identity` may go into the stat index (see [`identity_is_the_kernels`]).
+    indexable: bool,
     engine: Engine,
     digest: Digest,
     kind: WasmKind,
@@ -314,7 +319,7 @@ impl PendingCompile {
         len: u64,
         elapsed: std::time::Duration,
     ) -> Option<Preloaded> {
-        let PendingCompile { identity, engine, digest, kind, .. } = self;
+        let PendingCompile { identity, indexable, engine, digest, kind, .. } = self;
         let ms = elapsed.as_millis();
         let compat = engine::compat_key(&engine);
         let mut from_start =
@@ -326,7 +331,9 @@ impl PendingCompile {
         tracing::debug!(
             "wasm cache miss {digest} ({kind}) compiled in {ms} ms (in a child, as the container's user), stored"
         );
-        let _ = cache.index_store(&identity, &digest, kind);
+        if indexable {
+            let _ = cache.index_store(&identity, &digest, kind);
+        }
         let artifact = cache.open_verified(&compat, &digest, kind)?;
         Some(Preloaded { identity, digest, kind, artifact, engine, found: Found::Compiled })
     }
@@ -344,6 +351,22 @@ impl std::io::Read for ReadFromStart<'_> {
         self.offset += n as u64;
         Ok(n)
     }
+}
+
+/// Whether `file`'s identity (inode, size, times) was assigned by the kernel of a local
+/// filesystem, so no one can make another file show it. The stat index maps an identity to a
+/// module digest for every container on the host: a FUSE or network filesystem (a volume) can
+/// present any inode number and times, and could point another image's module file at its own
+/// module. Those files are found by digest only.
+fn identity_is_the_kernels(file: &File) -> bool {
+    const OVERLAYFS: i64 = 0x794c_7630;
+    const EXT4: i64 = 0xef53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683e;
+    const TMPFS: i64 = 0x0102_1994;
+    // (`f_type`'s width differs between targets.)
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::fstatfs(file).is_ok_and(|fs| [OVERLAYFS, EXT4, XFS, BTRFS, TMPFS].contains(&(fs.f_type as i64)))
 }
 
 /// Open the module file at `path` (a fifo or device there neither blocks nor is read) and
