@@ -503,7 +503,10 @@ fn wait_and_stop_on_rm_containers() {
 #[test]
 fn a_cli_that_does_not_read_holds_up_only_the_output() {
     let e = Env::new();
-    let script = "trap 'exit 3' TERM; while :; do echo 0123456789012345678901234567890123456789; done";
+    // The writer is a child of the container's PID 1, which itself never writes: a shell that
+    // had its own output pending when the stop came would block flushing it at exit (the pipe
+    // is full: nobody reads), and be killed after the timeout (137), whichever runtime.
+    let script = "trap 'exit 3' TERM; (while :; do echo 0123456789012345678901234567890123456789; done) & wait";
     let mut cli = e.s.command(&["run", "--name", "stall", IMAGE, "sh", "-c", script]);
     let mut cli = cli.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
