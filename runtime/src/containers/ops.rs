@@ -200,7 +200,12 @@ pub fn remove_files(c: &Containers, id: &str) -> Result<(), ContainerError> {
     let paths = c.paths(id);
     // Never delete through a mount: unmount first (a no-op when nothing is mounted).
     super::rootfs::unmount(&paths)?;
-    crate::fsutil::remove_tree(&paths.dir).map_err(io_err(format!("removing {}", paths.dir.display())))
+    // Out of `containers/` in one rename first, so that no one sees a container half removed
+    // (a record gone but its directory still there); the files go after. A leftover of a
+    // removal cut short is removed with ROOT/tmp's other leftovers (image prune).
+    let doomed = crate::fsutil::unique_name(&c.root().tmp(), &format!("removed-{id}-"));
+    let dir = if std::fs::rename(&paths.dir, &doomed).is_ok() { doomed } else { paths.dir.clone() };
+    crate::fsutil::remove_tree(&dir).map_err(io_err(format!("removing {}", dir.display())))
 }
 
 /// What `container prune` removed.
