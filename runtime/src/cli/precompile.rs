@@ -62,7 +62,7 @@ pub fn image(ctx: &Ctx, image: &strata::image::Image, quiet: bool) {
     });
     let failures = failures.into_inner().unwrap_or_else(|e| e.into_inner());
     for (path, e) in &failures {
-        eprintln!("warning: not precompiling {path}: {e}");
+        eprintln!("warning: not precompiling {}: {e}", printable(path));
     }
     let compiled = modules.len() - failures.len();
     if !quiet && compiled > 0 {
@@ -124,17 +124,17 @@ fn in_child(pending: &ModuleToCompile, log_level: &str) -> Result<(), String> {
     }
     let status = child.wait().map_err(|e| format!("waiting for the compiler process: {e}"))?;
     let stderr = drain.and_then(|t| t.join().ok()).unwrap_or_default();
-    let stderr = String::from_utf8_lossy(&stderr);
+    // What a compiler child says (even an error quoting the module) reaches a terminal only
+    // as text.
+    let stderr = printable(&String::from_utf8_lossy(&stderr));
     if !exited {
         return Err(format!("compiling took more than {} s (the limit)", wall.as_secs()));
     }
     if !status.success() {
         return Err(why_it_failed(status.signal(), &stderr, limits));
     }
-    // Whatever it logged (`--log-level debug`), passed on, without control characters.
-    let printable: String =
-        stderr.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '?' } else { c }).collect();
-    eprint!("{printable}");
+    // Whatever it logged (`--log-level debug`), passed on.
+    eprint!("{stderr}");
     let len = sealed_output(&artifact, &limits)?;
     let mut artifact = artifact;
     artifact.seek(std::io::SeekFrom::Start(0)).map_err(|e| format!("reading the artifact: {e}"))?;
@@ -155,6 +155,7 @@ fn why_it_failed(signal: Option<i32>, stderr: &str, limits: CompilerLimits) -> S
     let cpu_secs = limits.cpu_secs;
     match (signal, panic) {
         (Some(libc::SIGXCPU), _) => format!("compiling took more than {cpu_secs} s of CPU (the limit)"),
+        (Some(libc::SIGXFSZ), _) => format!("the compiled code is larger than {} MiB (the limit)", limits.memory >> 20),
         (Some(libc::SIGKILL), _) => {
             format!("the compiler process was killed: over its {cpu_secs} s CPU limit, or by the OOM killer")
         }
@@ -180,6 +181,15 @@ pub fn one(_args: WasmPrecompileArgs) -> Result<i32> {
     tracing::debug!("wasm-precompile: compiling as {}, open fds {fds}", identity::describe_self());
     strata::executor::wasm::compile_stream(&mut std::io::stdin().lock(), &mut std::io::stdout().lock())?;
     Ok(0)
+}
+
+/// `text` with control characters (but newlines and tabs) and bidirectional overrides shown as
+/// `?`: it came from an image or a compiler child, and goes to a terminal.
+fn printable(text: &str) -> String {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    text.chars().map(|c| if hidden(c) { '?' } else { c }).collect()
 }
 
 /// This process's open fds, e.g. "0 1 2" (the listing's own left out).
@@ -213,6 +223,11 @@ mod tests {
         assert_eq!(why_it_failed(Some(libc::SIGXCPU), "", limits), "compiling took more than 5 s of CPU (the limit)");
         let panic = "thread 'main' panicked at src/x.rs:1:1:\nindex out of bounds\nnote: ...\n";
         assert_eq!(why_it_failed(None, panic, limits), "the compiler failed: index out of bounds");
+        assert_eq!(
+            why_it_failed(Some(libc::SIGXFSZ), "", limits),
+            "the compiled code is larger than 48 MiB (the limit)"
+        );
+        assert_eq!(printable("a \x1b]0;x\x07 \u{202e}b\tc\n"), "a ?]0;x? ?b\tc\n");
         let error = "Error: /m.wasm: invalid WebAssembly: bad magic\n";
         assert_eq!(why_it_failed(None, error, limits), "/m.wasm: invalid WebAssembly: bad magic");
     }

@@ -32,6 +32,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
+/// The compiler child's exit code when it could not load its seccomp filter.
+const EXIT_NOT_CONFINED: i32 = 2;
+
 /// The artifact of the module at `path`, from `cache` or compiled into it; `None` leaves the
 /// loading (and any error message) to the guest's run. Call while still root, before
 /// `identity::become_process`, in a single-threaded process.
@@ -83,6 +86,13 @@ fn compile_in_child(
         let why = match status {
             _ if !exited => format!("took more than {} s", limits.wall_clock().as_secs()),
             Some(code) if code > 128 => format!("the compiler was killed by signal {}", code - 128),
+            Some(EXIT_NOT_CONFINED) => {
+                tracing::warn!(
+                    "wasm: the compiler child could not load its seccomp filter (does the container's profile refuse seccomp?); \
+                     {path} is compiled in memory at every start"
+                );
+                "the compiler could not be confined".to_string()
+            }
             Some(code) => format!("the compiler failed (exit {code})"),
             None => "the compiler could not be waited for".to_string(),
         };
@@ -95,7 +105,9 @@ fn compile_in_child(
     unsafe {
         if libc::getpid() == 1 {
             libc::kill(-1, libc::SIGKILL);
-            while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0 {}
+            while libc::waitpid(-1, std::ptr::null_mut(), 0) > 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
         }
     }
     let out = std::fs::File::from(out);
@@ -137,7 +149,10 @@ fn compiler_child(
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
         limits.apply().map_err(|e| format!("compiler limits: {e}"))?;
         // On top of the container's own filter: no new process, exec, file or socket.
-        identity::confine_compiler()?;
+        if identity::confine_compiler().is_err() {
+            // SAFETY: leave without running the runtime's destructors.
+            unsafe { libc::_exit(EXIT_NOT_CONFINED) }
+        }
         pending.compile_into(&std::fs::File::from(out))
     };
     let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(attempt)) {

@@ -334,6 +334,25 @@ fn verify(file: &File, compat: &str, digest: &Digest, kind: WasmKind) -> Result<
     Ok(())
 }
 
+/// Whether the identities (inode, size, times) of files on the filesystem `fs` describes were
+/// assigned by the kernel of a local filesystem, so no one can make another file show them.
+/// The stat index maps an identity to a module digest for every container on the host: a FUSE
+/// or network filesystem (a volume) can present any inode number and times, and could point
+/// another image's module file at its own module. Those files are found by digest only. (An
+/// overlay shows its lower layer's inodes: one whose lower layer is such a filesystem is not
+/// told apart.)
+pub(crate) fn identity_is_the_kernels(fs: &rustix::fs::StatFs) -> bool {
+    const OVERLAYFS: i64 = 0x794c_7630;
+    const EXT4: i64 = 0xef53;
+    const XFS: i64 = 0x5846_5342;
+    const BTRFS: i64 = 0x9123_683e;
+    const TMPFS: i64 = 0x0102_1994;
+    // (`f_type`'s width differs between targets.)
+    #[allow(clippy::unnecessary_cast)]
+    let kind = fs.f_type as i64;
+    [OVERLAYFS, EXT4, XFS, BTRFS, TMPFS].contains(&kind)
+}
+
 /// Load an artifact [`ArtifactCache::open_verified`] returned: by mmap, or from a copy when
 /// mapping fails (a verified entry on a noexec mount).
 pub(crate) fn deserialize_verified(engine: &Engine, file: &File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
@@ -400,6 +419,15 @@ fn read_full(file: &File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+/// Compile `bytes` (already classified as `kind`) into a serialized artifact, without loading
+/// the code: no executable memory is made (a compiler child's seccomp filter refuses it).
+pub(crate) fn precompile_bytes(engine: &Engine, bytes: &[u8], kind: WasmKind) -> Result<Vec<u8>, wasmtime::Error> {
+    match kind {
+        WasmKind::Module => engine.precompile_module(bytes),
+        WasmKind::Component => engine.precompile_component(bytes),
+    }
 }
 
 /// Compile `bytes` (already classified as `kind`) with `engine`.
@@ -508,6 +536,8 @@ pub struct ModuleToCompile {
     digest: Digest,
     kind: WasmKind,
     identity: FileIdentity,
+    /// Whether `identity` may go into the stat index ([`identity_is_the_kernels`]).
+    indexable: bool,
     size: u64,
     file: File,
 }
@@ -538,7 +568,9 @@ impl ModuleToCompile {
             self.digest,
             self.kind
         );
-        let _ = self.cache.index_store(&self.identity, &self.digest, self.kind);
+        if self.indexable {
+            let _ = self.cache.index_store(&self.identity, &self.digest, self.kind);
+        }
         Ok(())
     }
 }
@@ -562,11 +594,14 @@ pub fn precompile_check(cache_dir: &Path, path: &Path) -> Result<Option<ModuleTo
     let compat = compat_key(&engine);
     let digest = Digest::of_bytes(&bytes);
     let identity = FileIdentity::of(&md);
+    let indexable = rustix::fs::fstatfs(&file).is_ok_and(|fs| identity_is_the_kernels(&fs));
     if cache.open_verified(&compat, &digest, kind).is_some() {
-        let _ = cache.index_store(&identity, &digest, kind);
+        if indexable {
+            let _ = cache.index_store(&identity, &digest, kind);
+        }
         return Ok(None);
     }
-    Ok(Some(ModuleToCompile { cache, compat, digest, kind, identity, size: md.len(), file }))
+    Ok(Some(ModuleToCompile { cache, compat, digest, kind, identity, indexable, size: md.len(), file }))
 }
 
 /// Compile the module read from `input` (to its end) and write its serialized artifact to
@@ -582,11 +617,7 @@ pub fn compile_stream(input: &mut dyn io::Read, out: &mut dyn io::Write) -> Resu
     let engine = super::engine::new_engine().map_err(|e| WasmError::Engine(e.to_string()))?;
     let t = Instant::now();
     let compile_err = |e: wasmtime::Error| WasmError::Compile { path: what.clone(), message: super::error_chain(&e) };
-    let serialized = match compile(&engine, &bytes, kind).map_err(compile_err)? {
-        Compiled::Module(m) => m.serialize(),
-        Compiled::Component(c) => c.serialize(),
-    }
-    .map_err(compile_err)?;
+    let serialized = precompile_bytes(&engine, &bytes, kind).map_err(compile_err)?;
     tracing::debug!("wasm: {kind} compiled in {} ms", t.elapsed().as_millis());
     out.write_all(&serialized).map_err(|source| WasmError::Open { path: PathBuf::from("(output)"), source })
 }

@@ -226,7 +226,9 @@ pub fn preload(cache: &ArtifactCache, path: &Path, compile_on_miss: bool) -> Pre
         let identity = FileIdentity::of(&md);
         let Ok(engine) = engine::new_engine() else { return Preload::Nothing };
         let compat = engine::compat_key(&engine);
-        if let Some((digest, kind)) = cache.index_lookup(&identity) {
+        // A stat index entry is only ever believed for a file whose identity no one chose.
+        let indexed = rustix::fs::statfs(path).is_ok_and(|fs| cache::identity_is_the_kernels(&fs));
+        if let Some((digest, kind)) = cache.index_lookup(&identity).filter(|_| indexed) {
             if let Some(artifact) = cache.open_verified(&compat, &digest, kind) {
                 return Preload::Loaded(Preloaded {
                     identity,
@@ -256,7 +258,7 @@ pub fn preload(cache: &ArtifactCache, path: &Path, compile_on_miss: bool) -> Pre
         }
         let Some(kind) = WasmKind::of(&bytes) else { return Preload::Nothing };
         let digest = Digest::of_bytes(&bytes);
-        let indexable = identity_is_the_kernels(&file);
+        let indexable = rustix::fs::fstatfs(&file).is_ok_and(|fs| cache::identity_is_the_kernels(&fs));
         if let Some(artifact) = cache.open_verified(&compat, &digest, kind) {
             if indexable {
                 let _ = cache.index_store(&identity, &digest, kind);
@@ -274,7 +276,7 @@ pub fn preload(cache: &ArtifactCache, path: &Path, compile_on_miss: bool) -> Pre
 /// of the very bytes the child compiled.
 pub struct PendingCompile {
     identity: FileIdentity,
-    /// Whether `identity` may go into the stat index (see [`identity_is_the_kernels`]).
+    /// Whether `identity` may go into the stat index (see `cache::identity_is_the_kernels`).
     indexable: bool,
     engine: Engine,
     digest: Digest,
@@ -298,12 +300,8 @@ impl PendingCompile {
     /// never panics (an error is a line for the log).
     pub fn compile_into(&self, out: &File) -> Result<(), String> {
         let attempt = || -> Result<(), String> {
-            let compiled = cache::compile(&self.engine, &self.bytes, self.kind).map_err(|e| error_chain(&e))?;
-            let serialized = match &compiled {
-                Compiled::Module(m) => m.serialize(),
-                Compiled::Component(c) => c.serialize(),
-            };
-            let serialized = serialized.map_err(|e| error_chain(&e))?;
+            let serialized =
+                cache::precompile_bytes(&self.engine, &self.bytes, self.kind).map_err(|e| error_chain(&e))?;
             std::io::Write::write_all(&mut &*out, &serialized).map_err(|e| e.to_string())
         };
         std::panic::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or_else(|_| Err("the compiler panicked".into()))
@@ -351,22 +349,6 @@ impl std::io::Read for ReadFromStart<'_> {
         self.offset += n as u64;
         Ok(n)
     }
-}
-
-/// Whether `file`'s identity (inode, size, times) was assigned by the kernel of a local
-/// filesystem, so no one can make another file show it. The stat index maps an identity to a
-/// module digest for every container on the host: a FUSE or network filesystem (a volume) can
-/// present any inode number and times, and could point another image's module file at its own
-/// module. Those files are found by digest only.
-fn identity_is_the_kernels(file: &File) -> bool {
-    const OVERLAYFS: i64 = 0x794c_7630;
-    const EXT4: i64 = 0xef53;
-    const XFS: i64 = 0x5846_5342;
-    const BTRFS: i64 = 0x9123_683e;
-    const TMPFS: i64 = 0x0102_1994;
-    // (`f_type`'s width differs between targets.)
-    #[allow(clippy::unnecessary_cast)]
-    rustix::fs::fstatfs(file).is_ok_and(|fs| [OVERLAYFS, EXT4, XFS, BTRFS, TMPFS].contains(&(fs.f_type as i64)))
 }
 
 /// Open the module file at `path` (a fifo or device there neither blocks nor is read) and

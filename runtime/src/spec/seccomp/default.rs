@@ -181,7 +181,7 @@ fn arg(index: usize, op: LinuxSeccompOperator, value: u64) -> LinuxSeccompArg {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::sandbox::seccomp::{compile, Filter};
     use crate::spec::from_image::DEFAULT_CAPABILITIES;
@@ -331,7 +331,10 @@ mod tests {
 
     /// Forks; the child loads `filter` (after no_new_privs) and makes one system call; returns
     /// its result, or the negated errno. Only system calls in the child: the harness is threaded.
-    fn syscall_under(filter: &Filter, call: impl FnOnce() -> libc::c_long) -> libc::c_long {
+    pub(in crate::spec::seccomp) fn syscall_under(
+        filter: &Filter,
+        call: impl FnOnce() -> libc::c_long,
+    ) -> libc::c_long {
         let mut pipe = [0; 2];
         // SAFETY: plain system calls; the child leaves through _exit.
         unsafe {
