@@ -17,7 +17,6 @@
 use super::args::WasmPrecompileArgs;
 use super::images::Ctx;
 use anyhow::Result;
-use std::io::Seek;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
@@ -135,10 +134,8 @@ fn in_child(pending: &ModuleToCompile, log_level: &str) -> Result<(), String> {
     }
     // Whatever it logged (`--log-level debug`), passed on.
     eprint!("{stderr}");
-    let len = sealed_output(&artifact, &limits)?;
-    let mut artifact = artifact;
-    artifact.seek(std::io::SeekFrom::Start(0)).map_err(|e| format!("reading the artifact: {e}"))?;
-    pending.store(&mut std::io::Read::take(std::io::BufReader::new(artifact), len)).map_err(|e| e.to_string())
+    let mut sealed = sealed_output(&artifact, &limits)?;
+    pending.store(&mut sealed).map_err(|e| e.to_string())
 }
 
 /// One line on why a compiler child that ended by `signal` (or exited non-zero) after writing
@@ -170,12 +167,11 @@ fn why_it_failed(signal: Option<i32>, stderr: &str, limits: CompilerLimits) -> S
 /// most system calls before it reads the module from stdin, then writes the artifact to stdout.
 pub fn one(_args: WasmPrecompileArgs) -> Result<i32> {
     use strata::sandbox::identity;
-    // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    identity::die_with_parent(parent).map_err(anyhow::Error::msg)?;
     identity::become_compiler().map_err(anyhow::Error::msg)?;
-    // Again: the change of user cleared it.
-    // SAFETY: as above.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    identity::die_with_parent(parent).map_err(anyhow::Error::msg)?;
     let fds = open_fds();
     identity::confine_compiler().map_err(anyhow::Error::msg)?;
     tracing::debug!("wasm-precompile: compiling as {}, open fds {fds}", identity::describe_self());

@@ -159,10 +159,8 @@ pub fn set_no_new_privs() -> Result<()> {
 /// and no other process uses (not `nobody`, whose other processes it could signal or read).
 pub const COMPILER_ID: u32 = 0x7fff_fffe;
 
-/// Become [`COMPILER_ID`], with no supplementary groups, no capabilities (a change of uid away
-/// from root clears them; the ambient and inheritable sets are cleared too), no_new_privs, and
-/// not dumpable (no process of the same user may ptrace it): for a process that handles
-/// untrusted input and needs no file of its own.
+/// Become [`COMPILER_ID`], with no supplementary groups, and [`give_up_privileges`]: for a
+/// process that handles untrusted input and needs no file of its own.
 pub fn become_compiler() -> Result<()> {
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
@@ -173,12 +171,28 @@ pub fn become_compiler() -> Result<()> {
             return Err(format!("becoming the compiler's user: {}", std::io::Error::last_os_error()));
         }
     }
+    give_up_privileges()
+}
+
+/// Clear all four capability sets, set no_new_privs, and stop being dumpable (no process of
+/// the same user may ptrace this one): what a compiler child does, whatever its user.
+pub fn give_up_privileges() -> Result<()> {
     for set in [CapSet::Effective, CapSet::Permitted, CapSet::Inheritable, CapSet::Ambient] {
         caps::clear(None, set).map_err(|e| format!("dropping capabilities: {e}"))?;
     }
     set_no_new_privs()?;
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    Ok(())
+}
+
+/// Be killed when `parent` dies, or fail now if it already has. (A change of uid or gid clears
+/// the parent-death signal: set it again after one.)
+pub fn die_with_parent(parent: libc::pid_t) -> Result<()> {
+    // SAFETY: prctl with constant arguments, getppid.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 || libc::getppid() != parent } {
+        return Err("the parent is gone".into());
+    }
     Ok(())
 }
 

@@ -111,14 +111,14 @@ fn compile_in_child(
         }
     }
     let out = std::fs::File::from(out);
-    let len = match wasm::sealed_output(&out, &limits) {
-        Ok(len) => len,
+    let mut artifact = match wasm::sealed_output(&out, &limits) {
+        Ok(artifact) => artifact,
         Err(e) => {
             tracing::debug!("wasm: compiling {path} ahead of the guest: {e}; the guest compiles it in memory");
             return None;
         }
     };
-    pending.finish(cache, &out, len, started.elapsed())
+    pending.finish(cache, &mut artifact, started.elapsed())
 }
 
 /// The compiler child: becomes the container's process, gives up what it does not need to
@@ -135,18 +135,12 @@ fn compiler_child(
         // No backtraces: resolving one allocates, and at the memory limit that deadlocks std's
         // allocation-failure report. (Single-threaded: setting the environment is safe.)
         std::env::set_var("RUST_BACKTRACE", "0");
-        die_with(parent)?;
+        // An exec's joining process is not its namespace's PID 1: nothing else would end us.
+        identity::die_with_parent(parent)?;
         close_all_but(out.as_raw_fd());
         identity::become_process(process, seccomp)?;
-        // Again: a change of uid or gid clears the parent-death signal.
-        die_with(parent)?;
-        for set in [caps::CapSet::Effective, caps::CapSet::Permitted, caps::CapSet::Inheritable, caps::CapSet::Ambient]
-        {
-            caps::clear(None, set).map_err(|e| format!("dropping capabilities: {e}"))?;
-        }
-        identity::set_no_new_privs()?;
-        // SAFETY: prctl with constant arguments.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        identity::die_with_parent(parent)?;
+        identity::give_up_privileges()?;
         limits.apply().map_err(|e| format!("compiler limits: {e}"))?;
         // On top of the container's own filter: no new process, exec, file or socket.
         if identity::confine_compiler().is_err() {
@@ -161,16 +155,6 @@ fn compiler_child(
     };
     // SAFETY: leave without running the runtime's destructors.
     unsafe { libc::_exit(code) }
-}
-
-/// Be killed when `parent` dies (an exec's joining process is not its namespace's PID 1:
-/// nothing else would end us), or leave now if it already has.
-fn die_with(parent: libc::pid_t) -> Result<(), String> {
-    // SAFETY: prctl with constant arguments, getppid.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 || libc::getppid() != parent } {
-        return Err("the parent is gone".into());
-    }
-    Ok(())
 }
 
 /// Close every fd of this process except `keep` (stdio too: the container's, not ours).

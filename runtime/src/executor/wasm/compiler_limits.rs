@@ -59,9 +59,12 @@ impl CompilerLimits {
 /// What a compiler child wrote to `output` (a memfd made with `MFD_ALLOW_SEALING`), made
 /// immutable before anyone reads it: sealed against writes and size changes (a process it
 /// passed the memfd to cannot change or grow it while it is stored), no larger than `limits`
-/// allow, and an ELF file, as wasmtime's artifacts are. Returns its length; nothing of it is
-/// parsed.
-pub fn sealed_output(output: &std::fs::File, limits: &CompilerLimits) -> Result<u64, String> {
+/// allow, and an ELF file, as wasmtime's artifacts are. Returns a reader of exactly those
+/// bytes, from the start whatever the file's offset; nothing of them is parsed.
+pub fn sealed_output<'a>(
+    output: &'a std::fs::File,
+    limits: &CompilerLimits,
+) -> Result<impl std::io::Read + 'a, String> {
     use std::os::fd::AsRawFd;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl on an fd we own.
@@ -77,7 +80,21 @@ pub fn sealed_output(output: &std::fs::File, limits: &CompilerLimits) -> Result<
     if !elf {
         return Err("the compiler's output is not an artifact (no ELF header)".into());
     }
-    Ok(len)
+    Ok(std::io::Read::take(std::io::BufReader::new(ReadFromStart { file: output, offset: 0 }), len))
+}
+
+/// Reads a file from offset 0 whatever its position (the child's writes moved it).
+struct ReadFromStart<'a> {
+    file: &'a std::fs::File,
+    offset: u64,
+}
+
+impl std::io::Read for ReadFromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 fn lower_rlimit(resource: libc::__rlimit_resource_t, soft: u64, hard: u64) -> std::io::Result<()> {

@@ -307,22 +307,19 @@ impl PendingCompile {
         std::panic::catch_unwind(AssertUnwindSafe(attempt)).unwrap_or_else(|_| Err("the compiler panicked".into()))
     }
 
-    /// Store the `len` bytes the child wrote to `serialized` (read from its start; sealed, see
-    /// `sealed_output`) in `cache`, streamed, without parsing them, and return the artifact as
-    /// found; `elapsed` is how long the child took.
+    /// Store what the child wrote (`serialized`, read to its end: `sealed_output`) in
+    /// `cache`, streamed, without parsing it, and return the artifact as found; `elapsed` is
+    /// how long the child took.
     pub fn finish(
         self,
         cache: &ArtifactCache,
-        serialized: &File,
-        len: u64,
+        serialized: &mut dyn std::io::Read,
         elapsed: std::time::Duration,
     ) -> Option<Preloaded> {
         let PendingCompile { identity, indexable, engine, digest, kind, .. } = self;
         let ms = elapsed.as_millis();
         let compat = engine::compat_key(&engine);
-        let mut from_start =
-            std::io::Read::take(std::io::BufReader::new(ReadFromStart { file: serialized, offset: 0 }), len);
-        if let Err(e) = cache.store_from(&compat, &digest, kind, &mut from_start) {
+        if let Err(e) = cache.store_from(&compat, &digest, kind, serialized) {
             tracing::debug!("wasm cache miss {digest} ({kind}) compiled in {ms} ms; cache not writable ({e})");
             return None;
         }
@@ -334,20 +331,6 @@ impl PendingCompile {
         }
         let artifact = cache.open_verified(&compat, &digest, kind)?;
         Some(Preloaded { identity, digest, kind, artifact, engine, found: Found::Compiled })
-    }
-}
-
-/// Reads a file from offset 0 whatever its position (the child's writes moved it).
-struct ReadFromStart<'a> {
-    file: &'a File,
-    offset: u64,
-}
-
-impl std::io::Read for ReadFromStart<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
-        self.offset += n as u64;
-        Ok(n)
     }
 }
 
