@@ -317,7 +317,9 @@ impl Service {
             };
             if p.exec_id.is_empty() && !c.own_pid_namespace {
                 let (rt, id) = (c.rt.clone(), c.id.clone());
-                let _ = tokio::task::spawn_blocking(move || lifecycle::kill::kill(&rt, &id, libc::SIGKILL, true)).await;
+                // Killed, and gone from the cgroup, before anyone hears of the exit (`task ps`).
+                let limit = std::time::Duration::from_secs(2);
+                let _ = tokio::task::spawn_blocking(move || lifecycle::kill::kill_all_and_wait(&rt, &id, limit)).await;
             }
             if let Some(tx) = p.lock().exit_tx.take() {
                 let _ = tx.send(Some(exit));

@@ -76,3 +76,28 @@ pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<(), Lifecy
     }
     Ok(())
 }
+
+/// SIGKILL every process left in the container's cgroup and wait, up to `limit`, until none is
+/// (a killed process stays listed until it has exited): for a container whose init shared a
+/// pid namespace, so its other processes did not die with it. Its exit is reported only after
+/// this, as runc's shim does. Returns whether the cgroup is empty.
+pub fn kill_all_and_wait(rt: &Runtime, id: &str, limit: std::time::Duration) -> Result<bool, LifecycleError> {
+    let state = rt.states.load(id)?;
+    let cgroup = rt.cgroup(&state)?;
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let pids = cgroup.pids().map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
+        if pids.is_empty() {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        for pid in pids {
+            // SAFETY: signalling processes of the container's own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // A cgroup v1 has no event for "empty": look again shortly.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
