@@ -125,22 +125,35 @@ fn cgroup_dirs(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
 /// The resources to write: the spec's, with the device rules completed as runc's spec
 /// conversion does: after the spec's own rules, the devices every container needs, then an
 /// allow rule for each of `linux.devices` (a container may use the nodes it was given).
+/// A rule already in force is not repeated (docker's specs list the same defaults): each one
+/// is a write to the cgroup, and the result is the same.
 fn effective_resources(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::LinuxResources {
     use crate::sandbox::cgroups::default_allowed_devices;
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut rules = resources.devices().clone().unwrap_or_default();
-    rules.extend(default_allowed_devices());
-    for d in linux.devices().as_deref().unwrap_or_default() {
+    let given = linux.devices().as_deref().unwrap_or_default().iter().map(|d| {
         let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
         rule.set_allow(true);
         rule.set_typ(Some(d.typ()));
         rule.set_major(Some(d.major()));
         rule.set_minor(Some(d.minor()));
         rule.set_access(Some("rwm".into()));
-        rules.push(rule);
+        rule
+    });
+    for rule in default_allowed_devices().into_iter().chain(given) {
+        if !in_force(&rules, &rule) {
+            rules.push(rule);
+        }
     }
     resources.set_devices(Some(rules));
     resources
+}
+
+/// Whether appending the allow rule `rule` to `rules` would change nothing: the same rule is
+/// there with no deny rule after it (rules apply in order; a later allow only adds).
+fn in_force(rules: &[oci_spec::runtime::LinuxDeviceCgroup], rule: &oci_spec::runtime::LinuxDeviceCgroup) -> bool {
+    let after_last_deny = rules.iter().rposition(|r| !r.allow()).map_or(0, |i| i + 1);
+    rule.allow() && rules[after_last_deny..].contains(rule)
 }
 
 /// The socket the container sends its terminal over, when `process.terminal` asks for one
@@ -281,4 +294,45 @@ fn create_inner(
             .map_err(|e| LifecycleError::Setup(format!("writing pid file {}: {e}", pid_file.display())))?;
     }
     Ok(Created { state })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::cgroups::default_allowed_devices;
+    use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+
+    fn rules_written(spec_rules: Option<Vec<LinuxDeviceCgroup>>) -> Vec<LinuxDeviceCgroup> {
+        let mut linux = Linux::default();
+        linux.set_resources(spec_rules.map(|rules| {
+            let mut r = LinuxResources::default();
+            r.set_devices(Some(rules));
+            r
+        }));
+        linux.set_devices(None);
+        effective_resources(&linux).devices().clone().unwrap_or_default()
+    }
+
+    fn deny(typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>) -> LinuxDeviceCgroup {
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(false);
+        rule.set_typ(Some(typ));
+        rule.set_major(major);
+        rule.set_minor(minor);
+        rule.set_access(Some("rwm".into()));
+        rule
+    }
+
+    #[test]
+    fn device_rules_already_in_force_are_not_written_twice() {
+        let defaults = default_allowed_devices();
+        // A spec without rules gets the defaults.
+        assert_eq!(rules_written(None), defaults);
+        // docker's spec (deny all, then the defaults) already has them: nothing is added.
+        let docker = [vec![deny(LinuxDeviceType::A, None, None)], defaults.clone()].concat();
+        assert_eq!(rules_written(Some(docker.clone())), docker);
+        // A deny after them takes /dev/null away again: the defaults follow it, as runc writes them.
+        let denies_null = [docker.clone(), vec![deny(LinuxDeviceType::C, Some(1), Some(3))]].concat();
+        assert_eq!(rules_written(Some(denies_null.clone())), [denies_null, defaults].concat());
+    }
 }

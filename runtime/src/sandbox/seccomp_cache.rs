@@ -25,7 +25,8 @@ fn entry(dir: &Path, spec: &LinuxSeccomp) -> Option<PathBuf> {
     let profile = serde_json::to_vec(spec).ok()?;
     let version = libseccomp::ScmpVersion::current().ok()?;
     let mut h = Sha256::new();
-    h.update(b"strata-seccomp-cache-v1\0");
+    // v2: programs are search trees (seccomp::compile), no longer lists.
+    h.update(b"strata-seccomp-cache-v2\0");
     h.update(&profile);
     h.update(format!(
         "\0{}.{}.{}\0{}\0{}",

@@ -63,23 +63,6 @@ pub const MASKED_PATHS: &[&str] = &[
 
 pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// docker's device allow list (after denying everything): mknod of any node, and the
-/// usual character devices.
-const ALLOWED_DEVICES: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] = &[
-    (LinuxDeviceType::C, None, None, "m"),
-    (LinuxDeviceType::B, None, None, "m"),
-    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),
-    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),
-    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),
-    (LinuxDeviceType::C, Some(5), Some(1), "rwm"),
-    (LinuxDeviceType::C, Some(136), None, "rwm"),
-    (LinuxDeviceType::C, Some(5), Some(2), "rwm"),
-    (LinuxDeviceType::C, Some(10), Some(200), "rwm"),
-];
-
 /// Where and for what the spec is made.
 #[derive(Debug, Clone)]
 pub struct Target<'a> {
@@ -317,9 +300,14 @@ fn namespaces(network: NetworkMode) -> Vec<LinuxNamespace> {
 
 fn resources(opts: &RunOptions) -> LinuxResources {
     let mut r = LinuxResources::default();
-    let mut devices = vec![device_rule(false, LinuxDeviceType::A, None, None, "rwm")];
-    devices
-        .extend(ALLOWED_DEVICES.iter().map(|(t, major, minor, access)| device_rule(true, *t, *major, *minor, access)));
+    // docker's: deny everything, then allow mknod of any node and the usual character devices
+    // (the same list a runtime appends to any spec's rules).
+    let mut deny_all = LinuxDeviceCgroup::default();
+    deny_all.set_allow(false);
+    deny_all.set_typ(Some(LinuxDeviceType::A));
+    deny_all.set_access(Some("rwm".to_string()));
+    let mut devices = vec![deny_all];
+    devices.extend(crate::sandbox::cgroups::default_allowed_devices());
     r.set_devices(Some(devices));
     if let Some(limit) = opts.memory {
         let mut mem = LinuxMemory::default();
@@ -341,22 +329,6 @@ fn resources(opts: &RunOptions) -> LinuxResources {
         r.set_pids(Some(pids));
     }
     r
-}
-
-fn device_rule(
-    allow: bool,
-    typ: LinuxDeviceType,
-    major: Option<i64>,
-    minor: Option<i64>,
-    access: &str,
-) -> LinuxDeviceCgroup {
-    let mut rule = LinuxDeviceCgroup::default();
-    rule.set_allow(allow);
-    rule.set_typ(Some(typ));
-    rule.set_major(major);
-    rule.set_minor(minor);
-    rule.set_access(Some(access.to_string()));
-    rule
 }
 
 fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
