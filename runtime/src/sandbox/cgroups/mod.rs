@@ -290,21 +290,78 @@ fn resolve_path(path: &str) -> Result<Vec<String>, CgroupError> {
     Ok(components)
 }
 
+/// What is mounted under a mount root: the unified hierarchy, or v1's controller hierarchies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    V1(Vec<v1::Mount>),
+    V2,
+}
+
+/// The layout under `mount_root`, found once per process and reused while the mount root looks
+/// the same. A container's run looks its cgroup up several times (create, undo, state, stats,
+/// release), and on a v1 host each look is a directory scan with a readlink and a stat per
+/// linked controller (~14 system calls). Mounting or removing a hierarchy changes the mount
+/// root's link count or times; a hierarchy mounted over a directory that was already there is
+/// seen by the next process.
+fn layout(mount_root: &Path) -> Result<Layout, CgroupError> {
+    type Seen = Vec<(PathBuf, Stamp, Layout)>;
+    static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
+    let stamp = Stamp::of(mount_root);
+    let seen = |list: &Seen| list.iter().find(|(root, s, _)| root == mount_root && Some(s) == stamp.as_ref()).cloned();
+    if let Some((_, _, layout)) = seen(&SEEN.lock().unwrap_or_else(|e| e.into_inner())) {
+        return Ok(layout);
+    }
+    #[cfg(test)]
+    SCANNED.lock().unwrap().push(mount_root.to_path_buf());
+    let layout = match detect_version(mount_root)? {
+        Version::V1 => Layout::V1(v1::discover(mount_root)?),
+        Version::V2 => Layout::V2,
+    };
+    if let Some(stamp) = stamp {
+        let mut list = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|(root, _, _)| root != mount_root);
+        list.push((mount_root.to_path_buf(), stamp, layout.clone()));
+    }
+    Ok(layout)
+}
+
+/// The mount roots `layout` scanned, in order.
+#[cfg(test)]
+static SCANNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// What changes when a hierarchy appears under or leaves a mount root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    nlink: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(dir: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(dir).ok()?;
+        Some(Stamp {
+            dev: md.dev(),
+            ino: md.ino(),
+            nlink: md.nlink(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        })
+    }
+}
+
 impl Cgroup {
     /// Detects the hierarchy under `mount_root` (normally "/sys/fs/cgroup") and resolves `path`
     /// ("/strata/<id>"; a relative path is placed under "/strata"; ".." is refused).
     /// Touches nothing: `create` makes the directories.
     pub fn new(mount_root: &Path, path: &str) -> Result<Cgroup, CgroupError> {
-        let version = detect_version(mount_root)?;
-        Self::with_version(mount_root, path, version)
-    }
-
-    /// Like `new`, with the hierarchy version given rather than detected.
-    pub fn with_version(mount_root: &Path, path: &str, version: Version) -> Result<Cgroup, CgroupError> {
         let components = resolve_path(path)?;
-        let backend = match version {
-            Version::V1 => Backend::V1(v1::V1::new(mount_root, &components)?),
-            Version::V2 => Backend::V2(v2::V2::new(mount_root, &components)),
+        let backend = match layout(mount_root)? {
+            Layout::V1(mounts) => Backend::V1(v1::V1::new(&mounts, &components)),
+            Layout::V2 => Backend::V2(v2::V2::new(mount_root, &components)),
         };
         Ok(Cgroup { path: format!("/{}", components.join("/")), backend, created: Mutex::new(Vec::new()) })
     }
@@ -589,6 +646,28 @@ mod tests {
             err.to_string(),
             "cgroup: writing \"abc\" to /sys/fs/cgroup/memory/strata/x/memory.limit_in_bytes: Invalid argument"
         );
+    }
+
+    #[test]
+    fn a_mount_roots_layout_is_found_once_and_again_when_a_hierarchy_appears() {
+        let root = tempfile::tempdir().unwrap();
+        let scans = || SCANNED.lock().unwrap().iter().filter(|r| r.as_path() == root.path()).count();
+        let controllers = || match layout(root.path()).unwrap() {
+            Layout::V1(mounts) => mounts.into_iter().flat_map(|m| m.controllers).collect::<Vec<_>>(),
+            Layout::V2 => panic!("a v1 root"),
+        };
+        std::fs::create_dir(root.path().join("memory")).unwrap();
+        assert_eq!(controllers(), ["memory"]);
+        // A container's cgroup made inside a hierarchy leaves the root as it was.
+        std::fs::create_dir(root.path().join("memory/strata")).unwrap();
+        assert_eq!(controllers(), ["memory"]);
+        assert_eq!(scans(), 1, "the unchanged root was scanned again");
+
+        std::fs::create_dir(root.path().join("pids")).unwrap();
+        assert_eq!(controllers(), ["memory", "pids"], "a hierarchy mounted since is seen");
+        assert_eq!(scans(), 2);
+        let cgroup = Cgroup::new(root.path(), "/strata/x").unwrap();
+        assert_eq!(cgroup.dirs(), [root.path().join("memory/strata/x"), root.path().join("pids/strata/x")]);
     }
 
     #[test]

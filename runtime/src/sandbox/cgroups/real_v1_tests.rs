@@ -235,7 +235,7 @@ fn v2_device_program_enforces_rules_on_the_unified_mount() {
     if !usable() || detect_version(&unified).ok() != Some(Version::V2) {
         return;
     }
-    let cgroup = Cgroup::with_version(&unified, &unique("dev"), Version::V2).unwrap();
+    let cgroup = Cgroup::new(&unified, &unique("dev")).unwrap();
     let leaf = cgroup.dirs()[0].clone();
     let mut guard = Guard::new(cgroup);
     // mkdir by hand: `create` would enable controllers in the host's unified root.
@@ -281,7 +281,7 @@ fn v2_freeze_and_kill_on_the_unified_mount() {
     if !usable() || detect_version(&unified).ok() != Some(Version::V2) {
         return;
     }
-    let cgroup = Cgroup::with_version(&unified, &unique("freeze"), Version::V2).unwrap();
+    let cgroup = Cgroup::new(&unified, &unique("freeze")).unwrap();
     let leaf = cgroup.dirs()[0].clone();
     let mut guard = Guard::new(cgroup);
     // mkdir by hand: `create` would enable controllers in the host's unified root.

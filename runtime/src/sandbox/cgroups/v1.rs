@@ -46,48 +46,66 @@ pub(crate) struct V1 {
     hierarchies: Vec<Hierarchy>,
 }
 
-impl V1 {
-    /// Finds the controller hierarchies under `mount_root`: directories named after controllers,
-    /// or comma-joined co-mounts; symlinks (`cpu -> cpu,cpuacct`) collapse into their target.
-    pub fn new(mount_root: &Path, components: &[String]) -> Result<V1, CgroupError> {
-        let entries =
-            std::fs::read_dir(mount_root).map_err(|err| CgroupError::Read { file: mount_root.to_path_buf(), err })?;
-        let mut by_target: HashMap<PathBuf, Hierarchy> = HashMap::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let controllers: Vec<String> =
-                name.split(',').filter(|c| CONTROLLERS.contains(c)).map(str::to_string).collect();
-            if controllers.is_empty() {
-                continue;
-            }
-            // A hierarchy is a directory; a link names one too ("cpu" -> "cpu,cpuacct", as
-            // systemd makes them). Only the link is read (no realpath, a readlink per path
-            // component: this runs several times per container).
-            let target = match entry.file_type() {
-                Ok(t) if t.is_dir() => entry.path(),
-                Ok(t) if t.is_symlink() => match std::fs::read_link(entry.path()) {
-                    Ok(link) if mount_root.join(&link).is_dir() => mount_root.join(link),
-                    _ => continue,
-                },
+/// A controller hierarchy mounted under the mount root, before any container is placed in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mount {
+    /// Controllers mounted here ("cpu", "cpuacct" for a co-mount).
+    pub controllers: Vec<String>,
+    /// Where the container's path starts: the name under the mount root that read_dir met first.
+    pub mount: PathBuf,
+}
+
+/// Finds the controller hierarchies under `mount_root`: directories named after controllers,
+/// or comma-joined co-mounts; symlinks (`cpu -> cpu,cpuacct`) collapse into their target.
+pub(crate) fn discover(mount_root: &Path) -> Result<Vec<Mount>, CgroupError> {
+    let entries =
+        std::fs::read_dir(mount_root).map_err(|err| CgroupError::Read { file: mount_root.to_path_buf(), err })?;
+    let mut by_target: HashMap<PathBuf, Mount> = HashMap::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let controllers: Vec<String> =
+            name.split(',').filter(|c| CONTROLLERS.contains(c)).map(str::to_string).collect();
+        if controllers.is_empty() {
+            continue;
+        }
+        // A hierarchy is a directory; a link names one too ("cpu" -> "cpu,cpuacct", as
+        // systemd makes them). Only the link is read (no realpath, a readlink per path
+        // component).
+        let target = match entry.file_type() {
+            Ok(t) if t.is_dir() => entry.path(),
+            Ok(t) if t.is_symlink() => match std::fs::read_link(entry.path()) {
+                Ok(link) if mount_root.join(&link).is_dir() => mount_root.join(link),
                 _ => continue,
-            };
-            let hierarchy = by_target.entry(target).or_insert_with(|| {
-                let mount = entry.path();
-                let dir = components.iter().fold(mount.clone(), |dir, c| dir.join(c));
-                Hierarchy { controllers: Vec::new(), mount, dir }
-            });
-            for c in controllers {
-                if !hierarchy.controllers.contains(&c) {
-                    hierarchy.controllers.push(c);
-                }
+            },
+            _ => continue,
+        };
+        let found = by_target.entry(target).or_insert_with(|| Mount { controllers: Vec::new(), mount: entry.path() });
+        for c in controllers {
+            if !found.controllers.contains(&c) {
+                found.controllers.push(c);
             }
         }
-        if by_target.is_empty() {
-            return Err(CgroupError::NoHierarchy(mount_root.to_path_buf()));
-        }
-        let mut hierarchies: Vec<Hierarchy> = by_target.into_values().collect();
-        hierarchies.sort_by(|a, b| a.mount.cmp(&b.mount));
-        Ok(V1 { hierarchies })
+    }
+    if by_target.is_empty() {
+        return Err(CgroupError::NoHierarchy(mount_root.to_path_buf()));
+    }
+    let mut mounts: Vec<Mount> = by_target.into_values().collect();
+    mounts.sort_by(|a, b| a.mount.cmp(&b.mount));
+    Ok(mounts)
+}
+
+impl V1 {
+    /// The container at `components` below the root of each of `mounts` ([`discover`]).
+    pub fn new(mounts: &[Mount], components: &[String]) -> V1 {
+        let hierarchies = mounts
+            .iter()
+            .map(|m| Hierarchy {
+                controllers: m.controllers.clone(),
+                mount: m.mount.clone(),
+                dir: components.iter().fold(m.mount.clone(), |dir, c| dir.join(c)),
+            })
+            .collect();
+        V1 { hierarchies }
     }
 
     pub fn hierarchies(&self) -> &[Hierarchy] {
@@ -537,7 +555,7 @@ mod tests {
     #[test]
     fn hierarchies_collapse_co_mounts_and_skip_unified() {
         let root = FakeRoot::v1();
-        let v1 = V1::new(root.path(), &["strata".into(), "x".into()]).unwrap();
+        let v1 = V1::new(&discover(root.path()).unwrap(), &["strata".into(), "x".into()]);
         let mut controllers: Vec<Vec<String>> = v1.hierarchies().iter().map(|h| h.controllers.clone()).collect();
         controllers.iter_mut().for_each(|c| c.sort());
         controllers.sort();
