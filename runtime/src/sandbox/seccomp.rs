@@ -445,6 +445,92 @@ fn libseccomp_step(step: &'static str) -> impl Fn(LibseccompError) -> SeccompErr
     move |cause| SeccompError::Libseccomp { step, cause }
 }
 
+/// `spec`'s program at libseccomp optimisation `level` (1 list, 2 tree), for tests that
+/// compare the two.
+#[cfg(test)]
+pub(crate) fn program_at(spec: &LinuxSeccomp, level: u32) -> Result<Box<[libc::sock_filter]>, SeccompError> {
+    let default = action(spec.default_action(), spec.default_errno_ret(), || "defaultAction".to_owned())?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(libseccomp_step("create a filter"))?;
+    add_architectures(&mut ctx, spec.architectures().as_deref().unwrap_or_default())?;
+    for (index, syscall) in spec.syscalls().iter().flatten().enumerate() {
+        add_syscall(&mut ctx, default, index, syscall, &mut Vec::new())?;
+    }
+    ctx.set_ctl_optimize(level).map_err(libseccomp_step("set the optimisation level"))?;
+    export(&ctx)
+}
+
+/// What `program` answers for one system call (`struct seccomp_data`: number, audit
+/// architecture, arguments; the instruction pointer 0): a classic BPF interpreter for the
+/// instructions libseccomp writes. Panics on any other instruction, or a jump out of the program.
+#[cfg(test)]
+pub(crate) fn decide(program: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&nr.to_ne_bytes());
+    data[4..8].copy_from_slice(&arch.to_ne_bytes());
+    for (i, arg) in args.iter().enumerate() {
+        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_ne_bytes());
+    }
+    let (mut a, mut x, mut mem) = (0u32, 0u32, [0u32; 16]);
+    let mut pc = 0usize;
+    loop {
+        let insn = program[pc];
+        pc += 1;
+        let (code, k) = (u32::from(insn.code), insn.k);
+        let operand = if code & libc::BPF_X != 0 { x } else { k };
+        match code & 0x07 {
+            libc::BPF_LD => {
+                a = match code {
+                    c if c == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS => {
+                        u32::from_ne_bytes(data[k as usize..k as usize + 4].try_into().unwrap())
+                    }
+                    c if c == libc::BPF_LD | libc::BPF_MEM => mem[k as usize],
+                    c if c == libc::BPF_LD | libc::BPF_IMM => k,
+                    c => panic!("ld {c:#x}"),
+                }
+            }
+            libc::BPF_LDX => {
+                x = match code {
+                    c if c == libc::BPF_LDX | libc::BPF_MEM => mem[k as usize],
+                    c if c == libc::BPF_LDX | libc::BPF_IMM => k,
+                    c => panic!("ldx {c:#x}"),
+                }
+            }
+            libc::BPF_ST => mem[k as usize] = a,
+            libc::BPF_STX => mem[k as usize] = x,
+            libc::BPF_ALU => {
+                a = match code & 0xf0 {
+                    libc::BPF_AND => a & operand,
+                    libc::BPF_OR => a | operand,
+                    libc::BPF_ADD => a.wrapping_add(operand),
+                    libc::BPF_SUB => a.wrapping_sub(operand),
+                    op => panic!("alu {op:#x}"),
+                }
+            }
+            libc::BPF_JMP => {
+                let taken = match code & 0xf0 {
+                    libc::BPF_JA => {
+                        pc += k as usize;
+                        continue;
+                    }
+                    libc::BPF_JEQ => a == operand,
+                    libc::BPF_JGT => a > operand,
+                    libc::BPF_JGE => a >= operand,
+                    libc::BPF_JSET => a & operand != 0,
+                    op => panic!("jmp {op:#x}"),
+                };
+                pc += usize::from(if taken { insn.jt } else { insn.jf });
+            }
+            libc::BPF_RET => return if code & 0x18 == libc::BPF_A { a } else { k },
+            libc::BPF_MISC => match code & 0xf8 {
+                libc::BPF_TAX => x = a,
+                libc::BPF_TXA => a = x,
+                op => panic!("misc {op:#x}"),
+            },
+            class => panic!("class {class:#x}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -903,14 +989,7 @@ mod tests {
     /// The length of `spec`'s program at libseccomp optimisation `level` (1 list, 2 tree),
     /// also when it is over the kernel's limit.
     fn program_len(spec: &LinuxSeccomp, level: u32) -> usize {
-        let default = ScmpAction::Errno(1);
-        let mut ctx = ScmpFilterContext::new(default).unwrap();
-        add_architectures(&mut ctx, spec.architectures().as_deref().unwrap_or_default()).unwrap();
-        for (index, syscall) in spec.syscalls().iter().flatten().enumerate() {
-            add_syscall(&mut ctx, default, index, syscall, &mut Vec::new()).unwrap();
-        }
-        ctx.set_ctl_optimize(level).unwrap();
-        match export(&ctx) {
+        match program_at(spec, level) {
             Ok(program) => program.len(),
             Err(SeccompError::TooLarge(n)) => n,
             Err(e) => panic!("{e}"),

@@ -212,6 +212,54 @@ pub(super) mod tests {
         rules.iter().filter(|r| r.names().iter().any(|n| n == name)).collect()
     }
 
+    /// The programs are search trees (faster to install); a tree must decide every system call
+    /// as the list does. Both are run, for docker's capabilities and for all of them, on every
+    /// syscall number of each architecture in the filter (x86_64, i386, x32) and one outside it,
+    /// with the argument values the profile's rules test and their neighbours.
+    #[test]
+    fn the_search_tree_decides_every_syscall_as_the_list_does() {
+        use crate::sandbox::seccomp::{decide, program_at};
+        const X86_64: u32 = 0xC000_003E;
+        const I386: u32 = 0x4000_0003;
+        const AARCH64: u32 = 0xC000_00B7;
+        const X32_BIT: u32 = 0x4000_0000;
+        let all: Capabilities = WITH_CAPABILITY.iter().map(|(cap, _)| *cap).chain(docker_defaults()).collect();
+        for set in [docker_defaults(), all] {
+            let spec = profile(&set);
+            let (list, tree) = (program_at(&spec, 1).unwrap(), program_at(&spec, 2).unwrap());
+            // The interpreter reads the programs as the kernel does: read(2) is allowed, an
+            // architecture outside the filter kills, and reboot(2) fails unless CAP_SYS_BOOT.
+            assert_eq!(decide(&tree, X86_64, libc::SYS_read as u32, [0; 6]), libc::SECCOMP_RET_ALLOW);
+            assert_eq!(decide(&tree, AARCH64, libc::SYS_read as u32, [0; 6]), libc::SECCOMP_RET_KILL_THREAD);
+            let reboot = decide(&tree, X86_64, libc::SYS_reboot as u32, [0; 6]);
+            assert_eq!(reboot & libc::SECCOMP_RET_ACTION_FULL == libc::SECCOMP_RET_ERRNO, set == docker_defaults());
+            // The values the rules compare arguments with, and one either side of each.
+            let mut values: Vec<u64> = vec![0, 1, u64::MAX, 1 << 32, 0x7E02_0000, 0x0001_0000];
+            for rule in spec.syscalls().as_deref().unwrap_or_default() {
+                for arg in rule.args().as_deref().unwrap_or_default() {
+                    values.extend([arg.value(), arg.value().wrapping_add(1), arg.value().wrapping_sub(1)]);
+                    values.extend(arg.value_two());
+                }
+            }
+            values.sort_unstable();
+            values.dedup();
+            let mut checked = 0;
+            for (arch, numbers) in [(X86_64, 0..512), (I386, 0..512), (X86_64, X32_BIT..X32_BIT + 600), (AARCH64, 0..8)]
+            {
+                for nr in numbers {
+                    for &v in &values {
+                        for args in [[v, 0, 0, 0, 0, 0], [0, v, 0, 0, 0, 0], [0, 0, v, 0, 0, 0], [v; 6]] {
+                            let (l, t) = (decide(&list, arch, nr, args), decide(&tree, arch, nr, args));
+                            assert_eq!(l, t, "arch {arch:#x} nr {nr} args {args:?}: list {l:#x}, tree {t:#x}");
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+            assert!(checked > 100_000, "{checked}");
+        }
+    }
+
     #[test]
     fn compiles_for_any_capability_set() {
         let all: Capabilities = WITH_CAPABILITY.iter().map(|(cap, _)| *cap).chain(docker_defaults()).collect();
