@@ -165,7 +165,17 @@ fn containerd_runc_shim_runs_strata_oci_as_its_binary() {
     assert_eq!(run(&["task", "resume", "long"]).code, 0);
     let o = run(&["task", "kill", "-s", "KILL", "long"]);
     assert_eq!(o.code, 0, "{o}");
-    // `task delete` waits for the exit and reports it.
+    // The runc shim learns of the exit when it reaps the init, after `kill` returned, and
+    // `task delete` refuses a task it still sees running (a busy CI machine showed the gap).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let ls = run(&["task", "ls"]).stdout;
+        if ls.lines().any(|l| l.starts_with("long ") && l.contains("STOPPED")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the killed task never showed as stopped: {ls}");
+    }
+    // `task delete` reports the exit.
     let o = run(&["task", "delete", "long"]);
     assert_eq!(o.code, 0, "{o}");
     assert!(o.stderr.contains("137") || o.stdout.contains("137"), "{o}");

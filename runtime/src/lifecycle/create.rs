@@ -300,17 +300,39 @@ fn create_inner(
 mod tests {
     use super::*;
     use crate::sandbox::cgroups::default_allowed_devices;
-    use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+    use oci_spec::runtime::{Linux, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
     fn rules_written(spec_rules: Option<Vec<LinuxDeviceCgroup>>) -> Vec<LinuxDeviceCgroup> {
+        rules_written_with(spec_rules, Vec::new())
+    }
+
+    fn rules_written_with(
+        spec_rules: Option<Vec<LinuxDeviceCgroup>>,
+        nodes: Vec<LinuxDevice>,
+    ) -> Vec<LinuxDeviceCgroup> {
         let mut linux = Linux::default();
         linux.set_resources(spec_rules.map(|rules| {
             let mut r = LinuxResources::default();
             r.set_devices(Some(rules));
             r
         }));
-        linux.set_devices(None);
+        linux.set_devices(Some(nodes));
         effective_resources(&linux).devices().clone().unwrap_or_default()
+    }
+
+    fn fuse() -> (LinuxDevice, LinuxDeviceCgroup) {
+        let mut node = LinuxDevice::default();
+        node.set_path("/dev/fuse".into());
+        node.set_typ(LinuxDeviceType::C);
+        node.set_major(10);
+        node.set_minor(229);
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true);
+        rule.set_typ(Some(LinuxDeviceType::C));
+        rule.set_major(Some(10));
+        rule.set_minor(Some(229));
+        rule.set_access(Some("rwm".into()));
+        (node, rule)
     }
 
     fn deny(typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>) -> LinuxDeviceCgroup {
@@ -334,5 +356,10 @@ mod tests {
         // A deny after them takes /dev/null away again: the defaults follow it, as runc writes them.
         let denies_null = [docker.clone(), vec![deny(LinuxDeviceType::C, Some(1), Some(3))]].concat();
         assert_eq!(rules_written(Some(denies_null.clone())), [denies_null, defaults].concat());
+        // A node in linux.devices gets its allow rule, once even when the spec has it already.
+        let (node, allow_fuse) = fuse();
+        let with_fuse = [docker.clone(), vec![allow_fuse.clone()]].concat();
+        assert_eq!(rules_written_with(Some(docker.clone()), vec![node.clone()]), with_fuse);
+        assert_eq!(rules_written_with(Some(with_fuse.clone()), vec![node]), with_fuse);
     }
 }

@@ -300,9 +300,11 @@ enum Layout {
 /// The layout under `mount_root`, found once per process and reused while the mount root looks
 /// the same. A container's run looks its cgroup up several times (create, undo, state, stats,
 /// release), and on a v1 host each look is a directory scan with a readlink and a stat per
-/// linked controller (~14 system calls). Mounting or removing a hierarchy changes the mount
-/// root's link count or times; a hierarchy mounted over a directory that was already there is
-/// seen by the next process.
+/// linked controller (~14 system calls). The layout depends only on the root's entries (names,
+/// link targets), and adding or removing one changes the root's stamp: its size on tmpfs (where
+/// v1 hierarchies live), its link count for a directory, its times (kept by the kernel at a
+/// clock tick's resolution, so a link made within the same tick as the root's last change
+/// would be seen by the next process only).
 fn layout(mount_root: &Path) -> Result<Layout, CgroupError> {
     type Seen = Vec<(PathBuf, Stamp, Layout)>;
     static SEEN: Mutex<Seen> = Mutex::new(Vec::new());
@@ -329,12 +331,13 @@ fn layout(mount_root: &Path) -> Result<Layout, CgroupError> {
 #[cfg(test)]
 static SCANNED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// What changes when a hierarchy appears under or leaves a mount root.
+/// What changes when an entry appears under or leaves a mount root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
     dev: u64,
     ino: u64,
     nlink: u64,
+    size: u64,
     mtime: (i64, i64),
     ctime: (i64, i64),
 }
@@ -347,6 +350,7 @@ impl Stamp {
             dev: md.dev(),
             ino: md.ino(),
             nlink: md.nlink(),
+            size: md.size(),
             mtime: (md.mtime(), md.mtime_nsec()),
             ctime: (md.ctime(), md.ctime_nsec()),
         })
