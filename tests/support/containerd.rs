@@ -111,6 +111,19 @@ impl Containerd {
     }
 }
 
+/// The processes whose command line has `-address ADDRESS` (containerd's shims).
+fn shims_of(address: &Path) -> Vec<i32> {
+    let wanted = format!("-address\0{}\0", address.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&wanted))
+        })
+        .collect()
+}
+
 /// `/sys/fs/cgroup/*/NAME` that exist.
 pub fn cgroups_named(name: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else { return Vec::new() };
@@ -147,6 +160,12 @@ impl Drop for Containerd {
         // SAFETY: signalling the containerd we started, by its pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+        // A test that failed halfway leaves its tasks' shims (strata's or runc's) waiting for a
+        // containerd that is gone: each names this instance's address on its command line.
+        for pid in shims_of(&self.address()) {
+            // SAFETY: a shim of the containerd this test started, by its pid.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         let root = self.dir.path().display().to_string();
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut targets: Vec<&str> =
