@@ -98,22 +98,33 @@ impl std::fmt::Debug for Filter {
 /// Build (but do not load) the filter. Called in the runtime before the container process
 /// is cloned, so errors are reported before anything starts.
 pub fn compile(spec: &LinuxSeccomp) -> Result<Filter, SeccompError> {
-    let default = action(spec.default_action(), spec.default_errno_ret(), || "defaultAction".to_owned())?;
-    let mut ctx = ScmpFilterContext::new(default).map_err(libseccomp_step("create a filter"))?;
-    add_architectures(&mut ctx, spec.architectures().as_deref().unwrap_or_default())?;
     let flags = filter_flags(spec.flags().as_deref().unwrap_or_default())?;
-
-    let mut skipped = Vec::new();
-    let mut rules = 0;
-    for (index, syscall) in spec.syscalls().iter().flatten().enumerate() {
-        rules += add_syscall(&mut ctx, default, index, syscall, &mut skipped)?;
-    }
+    let Rules { mut ctx, count, skipped } = rules(spec)?;
     if !skipped.is_empty() {
         tracing::debug!(?skipped, "seccomp: skipped syscalls unknown to libseccomp");
     }
-
-    let program = if rules >= TREE_MIN_RULES && tree_is_sound() { export_as_tree(&mut ctx)? } else { export(&ctx)? };
+    let program = if count >= TREE_MIN_RULES && tree_is_sound() { export_as_tree(&mut ctx)? } else { export(&ctx)? };
     Ok(Filter { program, flags, skipped })
+}
+
+/// A profile's rules in a libseccomp context, before a program is written from them.
+struct Rules {
+    ctx: ScmpFilterContext,
+    /// How many rules were added (a profile's entry can make several, or none).
+    count: usize,
+    /// Syscall names the installed libseccomp does not know.
+    skipped: Vec<String>,
+}
+
+fn rules(spec: &LinuxSeccomp) -> Result<Rules, SeccompError> {
+    let default = action(spec.default_action(), spec.default_errno_ret(), || "defaultAction".to_owned())?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(libseccomp_step("create a filter"))?;
+    add_architectures(&mut ctx, spec.architectures().as_deref().unwrap_or_default())?;
+    let (mut count, mut skipped) = (0, Vec::new());
+    for (index, syscall) in spec.syscalls().iter().flatten().enumerate() {
+        count += add_syscall(&mut ctx, default, index, syscall, &mut skipped)?;
+    }
+    Ok(Rules { ctx, count, skipped })
 }
 
 /// Below this many rules a list is as quick to install and run as a tree (runc's threshold).
@@ -464,12 +475,7 @@ fn libseccomp_step(step: &'static str) -> impl Fn(LibseccompError) -> SeccompErr
 /// compare the two.
 #[cfg(test)]
 pub(crate) fn program_at(spec: &LinuxSeccomp, level: u32) -> Result<Box<[libc::sock_filter]>, SeccompError> {
-    let default = action(spec.default_action(), spec.default_errno_ret(), || "defaultAction".to_owned())?;
-    let mut ctx = ScmpFilterContext::new(default).map_err(libseccomp_step("create a filter"))?;
-    add_architectures(&mut ctx, spec.architectures().as_deref().unwrap_or_default())?;
-    for (index, syscall) in spec.syscalls().iter().flatten().enumerate() {
-        add_syscall(&mut ctx, default, index, syscall, &mut Vec::new())?;
-    }
+    let mut ctx = rules(spec)?.ctx;
     ctx.set_ctl_optimize(level).map_err(libseccomp_step("set the optimisation level"))?;
     export(&ctx)
 }
