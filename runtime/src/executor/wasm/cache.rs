@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! v1/<compat>/<sha256-hex>.cwasm   wasmtime's serialized artifact + a 64-byte trailer
+//! v1/<compat>/<sha256-hex>.checked-<boot>-<ino>-<size>-<mtime>-<ctime>   empty: that very
+//!                                  artifact file's CRC passed, since the host booted
 //! v1/index/<ino>-<size>-<mtime>-<ctime>   33 bytes: module sha256 + kind (skips re-hashing)
 //! ```
 //!
@@ -14,6 +16,15 @@
 //! rebuilt, never trusted. Files are written to a temp name and renamed into place, so readers
 //! see a whole old entry, a whole new one, or none; they are not fsynced: a crash can leave a
 //! torn entry, which the trailer check catches.
+//!
+//! The CRC covers every byte, so checking it reads the whole artifact (megabytes for a large
+//! module) at every start, where wasmtime itself only maps the pages it runs. So an artifact
+//! file whose CRC passed gets a `.checked-` mark naming its identity (inode, size, mtime,
+//! ctime) and the boot it was checked in, and is then only checked against its trailer while
+//! both hold. Any write to the file gives it a new ctime, which no one can set back; a mark is
+//! only made for a file last changed over a second before (a change within the same clock tick
+//! could keep the ctime) and unchanged while it was read; and a crash, the one way to lose
+//! unsynced bytes under an unchanged identity, is a new boot.
 //!
 //! After the container's `pivot_root` the host path is gone, so [`ArtifactCache`] keeps a
 //! directory fd opened before the pivot and does everything through `openat` on it. If the
@@ -63,6 +74,8 @@ pub enum CacheOutcome {
 pub struct ArtifactCache {
     dir: OwnedFd,
     path: PathBuf,
+    /// This boot's id, which `.checked-` marks name; `None` (no /proc): no marks are used.
+    boot: Option<String>,
 }
 
 impl ArtifactCache {
@@ -94,7 +107,7 @@ impl ArtifactCache {
             );
             return Err(WasmError::Cache { path: dir.to_path_buf(), op: "trust", source });
         }
-        Ok(ArtifactCache { dir: fd, path: dir.to_path_buf() })
+        Ok(ArtifactCache { dir: fd, path: dir.to_path_buf(), boot: boot_id() })
     }
 
     /// The host path the cache was opened at (for messages; it may not resolve after a pivot).
@@ -131,7 +144,8 @@ impl ArtifactCache {
     /// The artifact file of module `digest`, open for reading, if the entry is whole and its
     /// trailer (labels, length, CRC) checks out; a bad entry is removed. Only file I/O: nothing
     /// of the artifact is parsed, so a privileged process may call this and leave
-    /// [`deserialize_verified`] to the less privileged one that runs the code.
+    /// [`deserialize_verified`] to the less privileged one that runs the code. The CRC is
+    /// skipped for the very file it passed for before in this boot (its `.checked-` mark).
     pub(crate) fn open_verified(&self, compat: &str, digest: &Digest, kind: WasmKind) -> Option<File> {
         let name = artifact_name(compat, digest);
         let file = match self.open_file(&name) {
@@ -142,10 +156,26 @@ impl ArtifactCache {
                 return None;
             }
         };
-        if let Err(why) = verify(&file, compat, digest, kind) {
+        let before = match file.metadata() {
+            Ok(md) => md,
+            Err(e) => {
+                tracing::debug!("wasm cache: cannot stat {name}: {e}");
+                return None;
+            }
+        };
+        let mark = self.boot.as_deref().map(|boot| checked_mark(&name, boot, &FileIdentity::of(&before)));
+        let marked = mark.as_deref().is_some_and(|m| self.exists(m));
+        let check = if marked { Check::Trailer } else { Check::Whole };
+        if let Err(why) = verify(&file, before.len(), compat, digest, kind, check) {
             tracing::debug!("wasm cache entry {digest} is invalid ({why}); rebuilding");
             self.remove(&name);
             return None;
+        }
+        if let Some(mark) = mark.filter(|_| !marked) {
+            let unchanged = file.metadata().is_ok_and(|after| FileIdentity::of(&after) == FileIdentity::of(&before));
+            if unchanged && settled(&before) {
+                self.create_empty(&mark);
+            }
         }
         Some(file)
     }
@@ -210,6 +240,16 @@ impl ArtifactCache {
 
     fn remove(&self, name: &str) {
         let _ = rustix::fs::unlinkat(&self.dir, name, AtFlags::empty());
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// Best effort: a cache this process may not write just goes without the file.
+    fn create_empty(&self, name: &str) {
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let _ = rustix::fs::openat(&self.dir, name, flags, Mode::from_raw_mode(0o600));
     }
 
     fn mkdirs(&self, dirs: &[&str]) -> io::Result<()> {
@@ -300,9 +340,26 @@ fn trailer_for(compat: &str, digest: &Digest, kind: WasmKind, crc: u32, len: u64
     t
 }
 
-/// Check an artifact file against its trailer: length, labels, and the CRC of every byte.
-fn verify(file: &File, compat: &str, digest: &Digest, kind: WasmKind) -> Result<(), String> {
-    let len = file.metadata().map_err(|e| format!("stat: {e}"))?.len();
+/// How much of an artifact [`verify`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Length and labels only (the file's CRC passed before: its `.checked-` mark).
+    Trailer,
+    /// And the CRC of every byte.
+    Whole,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many whole-file CRC checks this thread ran (what the `.checked-` marks save).
+    static WHOLE_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// How far ahead of the real clock `settled` looks, so a test need not wait a second.
+    static CLOCK_AHEAD: std::cell::Cell<std::time::Duration> = const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
+/// Check an artifact file of `len` bytes against its trailer: length, labels, and (for
+/// [`Check::Whole`]) the CRC of every byte.
+fn verify(file: &File, len: u64, compat: &str, digest: &Digest, kind: WasmKind, check: Check) -> Result<(), String> {
     if len < TRAILER_LEN as u64 {
         return Err(format!("truncated: {len} bytes"));
     }
@@ -316,8 +373,13 @@ fn verify(file: &File, compat: &str, digest: &Digest, kind: WasmKind) -> Result<
     if u64::from_le_bytes(t[16..24].try_into().unwrap_or_default()) != payload_len {
         return Err("length does not match the trailer".into());
     }
+    if check == Check::Trailer {
+        return Ok(());
+    }
+    #[cfg(test)]
+    WHOLE_CHECKS.with(|n| n.set(n.get() + 1));
     let mut crc = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; (256 * 1024).min(payload_len as usize)];
     let mut off = 0u64;
     while off < payload_len {
         let want = buf.len().min((payload_len - off) as usize);
@@ -332,6 +394,35 @@ fn verify(file: &File, compat: &str, digest: &Digest, kind: WasmKind) -> Result<
         return Err("checksum mismatch".into());
     }
     Ok(())
+}
+
+/// The name of the mark that says the artifact `name`, with `identity`, passed its CRC in
+/// `boot`.
+fn checked_mark(name: &str, boot: &str, id: &FileIdentity) -> String {
+    let stem = name.strip_suffix(ARTIFACT_EXT).unwrap_or(name);
+    format!(
+        "{stem}{CHECKED}{boot}-{}-{}-{}.{:09}-{}.{:09}",
+        id.ino, id.size, id.mtime.0, id.mtime.1, id.ctime.0, id.ctime.1
+    )
+}
+
+const CHECKED: &str = ".checked-";
+
+/// Whether a file last changed (`md`'s ctime) over a second ago: a later write is then sure
+/// to give it another ctime, even on a filesystem that stamps times by the clock tick.
+fn settled(md: &std::fs::Metadata) -> bool {
+    let now = std::time::SystemTime::now();
+    #[cfg(test)]
+    let now = now + CLOCK_AHEAD.with(|a| a.get());
+    let changed = std::time::UNIX_EPOCH + std::time::Duration::new(md.ctime().max(0) as u64, md.ctime_nsec() as u32);
+    now.duration_since(changed).is_ok_and(|age| age > std::time::Duration::from_secs(1))
+}
+
+/// This boot's id (the kernel's random one), `None` if it cannot be read.
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then(|| id.to_string())
 }
 
 /// Whether the identities (inode, size, times) of files on the filesystem `fs` describes were
@@ -622,8 +713,8 @@ pub fn compile_stream(input: &mut dyn io::Read, out: &mut dyn io::Write) -> Resu
     out.write_all(&serialized).map_err(|source| WasmError::Open { path: PathBuf::from("(output)"), source })
 }
 
-/// Remove every artifact and index entry whose module digest is not in `keep`, and leftover temp
-/// files; returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
+/// Remove every artifact, `.checked-` mark and index entry whose module digest is not in `keep`,
+/// marks of earlier boots, and leftover temp files; returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
 /// like ours: another strata version sharing the directory keeps what is still in use.
 pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError> {
     let io_err = |path: &Path, op: &'static str| {
@@ -631,6 +722,7 @@ pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError>
         move |source| WasmError::Cache { path, op, source }
     };
     let root = cache_dir.join(VERSION_DIR);
+    let boot = boot_id();
     let mut freed = 0u64;
     let entries = match std::fs::read_dir(&root) {
         Ok(e) => e,
@@ -653,6 +745,11 @@ pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError>
                     .ok()
                     .filter(|b| b.len() == 33)
                     .and_then(|b| Digest::from_hex(&hex::encode(&b[..32])).ok())
+            } else if let Some((hex, mark)) = name.split_once(CHECKED) {
+                // A mark made in another boot is of no use any more.
+                let this_boot =
+                    boot.as_deref().is_some_and(|b| mark.strip_prefix(b).is_some_and(|r| r.starts_with('-')));
+                this_boot.then(|| Digest::from_hex(hex).ok()).flatten()
             } else {
                 name.strip_suffix(ARTIFACT_EXT).and_then(|h| Digest::from_hex(h).ok())
             };
@@ -750,7 +847,8 @@ mod tests {
             run_once(&engine, &cache, &bytes);
             let name = artifact_name(&compat_key(&engine), &Digest::of_bytes(&bytes));
             let file = cache.open_file(&name).unwrap();
-            verify(&file, &compat_key(&engine), &Digest::of_bytes(&bytes), kind).unwrap();
+            let len = file.metadata().unwrap().len();
+            verify(&file, len, &compat_key(&engine), &Digest::of_bytes(&bytes), kind, Check::Whole).unwrap();
             assert!(deserialize_copy(&engine, &file, kind).is_ok());
         }
     }
@@ -874,6 +972,85 @@ mod tests {
         let id2 = FileIdentity::of(&std::fs::metadata(&module).unwrap());
         assert_ne!(id, id2);
         assert!(load_by_identity(&engine, &cache, &id2).is_none());
+    }
+
+    fn marks(dir: &Path) -> Vec<PathBuf> {
+        walk(dir).into_iter().filter(|p| p.to_string_lossy().contains(CHECKED)).collect()
+    }
+
+    /// Wait until a file written now gets a later ctime than `than` has (filesystems stamp times
+    /// by the clock tick).
+    fn a_tick_after(than: &Path) {
+        let ctime = |p: &Path| {
+            let md = std::fs::metadata(p).unwrap();
+            (md.ctime(), md.ctime_nsec())
+        };
+        let probe = than.with_extension("probe");
+        loop {
+            std::fs::write(&probe, b"").unwrap();
+            if ctime(&probe) > ctime(than) {
+                break std::fs::remove_file(&probe).unwrap();
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn an_artifact_is_read_whole_once_until_it_changes() {
+        use std::os::unix::fs::FileExt as _;
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ArtifactCache::open(tmp.path()).unwrap();
+        let boot = cache.boot.clone().expect("this boot's id");
+        let engine = new_engine().unwrap();
+        let bytes = wat::parse_str(HELLO).unwrap();
+        let (compat, digest) = (compat_key(&engine), Digest::of_bytes(&bytes));
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        let artifact = files(tmp.path()).remove(0);
+        let whole = || WHOLE_CHECKS.with(|n| n.get());
+        let opens = |cache: &ArtifactCache| cache.open_verified(&compat, &digest, WasmKind::Module).is_some();
+
+        // Just written: read whole every time and not marked, since a write within the same
+        // clock tick could leave its ctime as it is.
+        let n = whole();
+        assert!(opens(&cache) && opens(&cache));
+        assert_eq!(whole(), n + 2);
+        assert!(marks(tmp.path()).is_empty());
+
+        // Over a second later: read whole once more and marked, then only its trailer is read.
+        CLOCK_AHEAD.with(|a| a.set(std::time::Duration::from_secs(2)));
+        assert!(opens(&cache));
+        assert_eq!(whole(), n + 3);
+        assert_eq!(marks(tmp.path()).len(), 1);
+        assert!(opens(&cache) && opens(&cache));
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Hit);
+        assert_eq!(whole(), n + 3);
+
+        // A mark is only believed in the boot that made it.
+        let other_boot = ArtifactCache { boot: Some("0".repeat(36)), ..ArtifactCache::open(tmp.path()).unwrap() };
+        assert!(opens(&other_boot));
+        assert_eq!(whole(), n + 4);
+        let mark = marks(tmp.path()).into_iter().find(|m| !m.to_string_lossy().contains(&boot)).unwrap();
+
+        // One flipped bit written in place (same inode, same size): a new ctime, so the file is
+        // read whole again, the flip caught and the artifact rebuilt.
+        a_tick_after(&artifact);
+        let good = std::fs::read(&artifact).unwrap();
+        let mut flipped = good.clone();
+        flipped[good.len() / 2] ^= 0x10;
+        std::fs::OpenOptions::new().write(true).open(&artifact).unwrap().write_all_at(&flipped, 0).unwrap();
+        assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        assert_eq!(std::fs::read(&artifact).unwrap(), good);
+        assert_eq!(whole(), n + 5);
+
+        // Prune keeps this boot's marks of the modules it keeps, and no other.
+        assert_eq!(marks(tmp.path()).len(), 2, "this boot's and the other boot's");
+        let kept: HashSet<Digest> = [digest.clone()].into();
+        prune(tmp.path(), &kept).unwrap();
+        let left = marks(tmp.path());
+        assert_eq!(left.len(), 1);
+        assert!(!left.contains(&mark) && left[0].to_string_lossy().contains(&boot));
+        prune(tmp.path(), &HashSet::new()).unwrap();
+        assert!(walk(tmp.path()).is_empty(), "{:?}", walk(tmp.path()));
     }
 
     #[test]
