@@ -35,17 +35,28 @@ pub fn load(bundle: &Path) -> Result<Spec, SpecError> {
 
 /// Parse and validate config.json bytes.
 pub fn parse(bytes: &[u8]) -> Result<Spec, SpecError> {
+    // Tracking the path of every field costs more than the parse itself, and only an error
+    // needs it: a spec that parses is parsed once, plainly; one that does not, again, tracked.
+    let plain = <Spec as serde::Deserialize>::deserialize(&mut serde_json::Deserializer::from_slice(bytes));
+    let spec = match plain {
+        Ok(spec) => spec,
+        Err(_) => parse_tracked(bytes)?,
+    };
+    validate(&spec)?;
+    Ok(spec)
+}
+
+/// [`parse`]'s error path: the parse again, tracking where in the document it failed.
+fn parse_tracked(bytes: &[u8]) -> Result<Spec, SpecError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let spec: Spec = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         SpecError::Parse {
             path: PathBuf::from("config.json"),
             field: if field == "." { "(document)".into() } else { field },
             message: e.into_inner().to_string(),
         }
-    })?;
-    validate(&spec)?;
-    Ok(spec)
+    })
 }
 
 fn validate(spec: &Spec) -> Result<(), SpecError> {
