@@ -74,9 +74,10 @@ pub fn collect(store: &Store, extra_snapshots_in_use: &InUse) -> Result<GcReport
     Ok(report)
 }
 
-/// Remove the compiled artifacts (and stat-index entries) in the wasm cache at `cache_dir` of
-/// every module no wasm image in `store` holds; returns the bytes freed. Run it after
-/// [`collect`], so the modules of removed images are gone from the snapshots.
+/// Remove the compiled artifacts (with their `.checked` records) and stat-index entries in the
+/// wasm cache at `cache_dir` of every module no wasm image in `store` holds; returns the bytes
+/// freed. Run it after [`collect`], so the modules of removed images are gone from the
+/// snapshots.
 pub fn collect_wasm_cache(store: &Store, cache_dir: &std::path::Path) -> Result<u64, GcError> {
     let _gc = store.root().lock_gc()?;
     let keep = super::wasm_modules::digests_in_store(store)?;

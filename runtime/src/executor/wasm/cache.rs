@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! v1/<compat>/<sha256-hex>.cwasm   wasmtime's serialized artifact + a 64-byte trailer
-//! v1/<compat>/<sha256-hex>.checked-<boot>-<ino>-<size>-<mtime>-<ctime>   empty: that very
-//!                                  artifact file's CRC passed, since the host booted
+//! v1/<compat>/<sha256-hex>.checked   "<boot> <ino> <size> <mtime> <ctime>": the artifact file
+//!                                  with that identity passed its CRC in that boot
 //! v1/index/<ino>-<size>-<mtime>-<ctime>   33 bytes: module sha256 + kind (skips re-hashing)
 //! ```
 //!
@@ -18,13 +18,16 @@
 //! torn entry, which the trailer check catches.
 //!
 //! The CRC covers every byte, so checking it reads the whole artifact (megabytes for a large
-//! module) at every start, where wasmtime itself only maps the pages it runs. So an artifact
-//! file whose CRC passed gets a `.checked-` mark naming its identity (inode, size, mtime,
-//! ctime) and the boot it was checked in, and is then only checked against its trailer while
-//! both hold. Any write to the file gives it a new ctime, which no one can set back; a mark is
-//! only made for a file last changed over a second before (a change within the same clock tick
-//! could keep the ctime) and unchanged while it was read; and a crash, the one way to lose
-//! unsynced bytes under an unchanged identity, is a new boot.
+//! module) at every start, where wasmtime itself only maps the pages it runs. So once an
+//! artifact file's CRC passed, its `.checked` file records the file's identity (inode, size,
+//! mtime, ctime) and the boot, and while both hold only the trailer is checked: after its
+//! first check in a boot, an artifact's bytes in the page cache and on disk are trusted until
+//! the next boot. The CRC guards against accidents (the cache is writable by its owner alone,
+//! who could as well write a valid CRC): a write through a file descriptor gives the file a new
+//! ctime; a record is only made for a file last changed over a second before (a change within
+//! the same clock tick could keep the ctime), unchanged while it was read, and synced to disk
+//! first (so a writeback error shows, and a crash, which could lose unsynced bytes, is a new
+//! boot anyway); and only on the kernel's local filesystems, whose times are the host's clock.
 //!
 //! After the container's `pivot_root` the host path is gone, so [`ArtifactCache`] keeps a
 //! directory fd opened before the pivot and does everything through `openat` on it. If the
@@ -53,6 +56,7 @@ const TRAILER_MAGIC: &[u8; 8] = b"STRATAWC";
 const TRAILER_VERSION: u8 = 1;
 const TRAILER_LEN: usize = 64;
 const ARTIFACT_EXT: &str = ".cwasm";
+const CHECKED_EXT: &str = ".checked";
 
 /// A compiled module or component, ready to instantiate.
 pub enum Compiled {
@@ -74,7 +78,8 @@ pub enum CacheOutcome {
 pub struct ArtifactCache {
     dir: OwnedFd,
     path: PathBuf,
-    /// This boot's id, which `.checked-` marks name; `None` (no /proc): no marks are used.
+    /// This boot's id, which `.checked` records name; `None` (no /proc, or a cache on a network
+    /// or FUSE filesystem, whose server sets the times): no records are used.
     boot: Option<String>,
 }
 
@@ -107,7 +112,8 @@ impl ArtifactCache {
             );
             return Err(WasmError::Cache { path: dir.to_path_buf(), op: "trust", source });
         }
-        Ok(ArtifactCache { dir: fd, path: dir.to_path_buf(), boot: boot_id() })
+        let local = rustix::fs::fstatfs(&fd).is_ok_and(|fs| identity_is_the_kernels(&fs));
+        Ok(ArtifactCache { dir: fd, path: dir.to_path_buf(), boot: boot_id().filter(|_| local) })
     }
 
     /// The host path the cache was opened at (for messages; it may not resolve after a pivot).
@@ -135,7 +141,7 @@ impl ArtifactCache {
             Ok(compiled) => Some(compiled),
             Err(e) => {
                 tracing::debug!("wasm cache entry {digest} does not load ({e}); rebuilding");
-                self.remove(&artifact_name(compat, digest));
+                self.remove_entry(compat, digest);
                 None
             }
         }
@@ -145,7 +151,7 @@ impl ArtifactCache {
     /// trailer (labels, length, CRC) checks out; a bad entry is removed. Only file I/O: nothing
     /// of the artifact is parsed, so a privileged process may call this and leave
     /// [`deserialize_verified`] to the less privileged one that runs the code. The CRC is
-    /// skipped for the very file it passed for before in this boot (its `.checked-` mark).
+    /// skipped for the very file it passed for before in this boot (its `.checked` record).
     pub(crate) fn open_verified(&self, compat: &str, digest: &Digest, kind: WasmKind) -> Option<File> {
         let name = artifact_name(compat, digest);
         let file = match self.open_file(&name) {
@@ -163,18 +169,19 @@ impl ArtifactCache {
                 return None;
             }
         };
-        let mark = self.boot.as_deref().map(|boot| checked_mark(&name, boot, &FileIdentity::of(&before)));
-        let marked = mark.as_deref().is_some_and(|m| self.exists(m));
-        let check = if marked { Check::Trailer } else { Check::Whole };
+        let record = self.boot.as_deref().map(|boot| checked_record(boot, &FileIdentity::of(&before)));
+        let checked_name = checked_name(compat, digest);
+        let checked = record.as_deref().is_some_and(|r| self.read_small(&checked_name).is_some_and(|c| c == r));
+        let check = if checked { Check::Trailer } else { Check::Whole };
         if let Err(why) = verify(&file, before.len(), compat, digest, kind, check) {
             tracing::debug!("wasm cache entry {digest} is invalid ({why}); rebuilding");
-            self.remove(&name);
+            self.remove_entry(compat, digest);
             return None;
         }
-        if let Some(mark) = mark.filter(|_| !marked) {
+        if let Some(record) = record.filter(|_| !checked) {
             let unchanged = file.metadata().is_ok_and(|after| FileIdentity::of(&after) == FileIdentity::of(&before));
-            if unchanged && settled(&before) {
-                self.create_empty(&mark);
+            if unchanged && settled(&before) && file.sync_data().is_ok() {
+                let _ = self.write_atomic(&checked_name, |out| out.write_all_at(record.as_bytes(), 0));
             }
         }
         Some(file)
@@ -242,14 +249,18 @@ impl ArtifactCache {
         let _ = rustix::fs::unlinkat(&self.dir, name, AtFlags::empty());
     }
 
-    fn exists(&self, name: &str) -> bool {
-        rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    /// An artifact and its `.checked` record.
+    fn remove_entry(&self, compat: &str, digest: &Digest) {
+        self.remove(&artifact_name(compat, digest));
+        self.remove(&checked_name(compat, digest));
     }
 
-    /// Best effort: a cache this process may not write just goes without the file.
-    fn create_empty(&self, name: &str) {
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let _ = rustix::fs::openat(&self.dir, name, flags, Mode::from_raw_mode(0o600));
+    /// The contents of a small file (up to 255 bytes; a longer one is `None`).
+    fn read_small(&self, name: &str) -> Option<String> {
+        let file = self.open_file(name).ok()?;
+        let mut buf = [0u8; 256];
+        let n = read_full(&file, &mut buf).ok()?;
+        (n < buf.len()).then(|| String::from_utf8(buf[..n].to_vec()).ok()).flatten()
     }
 
     fn mkdirs(&self, dirs: &[&str]) -> io::Result<()> {
@@ -318,6 +329,10 @@ fn artifact_name(compat: &str, digest: &Digest) -> String {
     format!("{VERSION_DIR}/{compat}/{}{ARTIFACT_EXT}", digest.hex())
 }
 
+fn checked_name(compat: &str, digest: &Digest) -> String {
+    format!("{VERSION_DIR}/{compat}/{}{CHECKED_EXT}", digest.hex())
+}
+
 /// magic(8) version(1) kind(1) reserved(2) crc32(4) payload_len(8) digest(32) compat(8)
 fn trailer(compat: &str, digest: &Digest, kind: WasmKind, payload: &[u8]) -> [u8; TRAILER_LEN] {
     trailer_for(compat, digest, kind, crc32fast::hash(payload), payload.len() as u64)
@@ -343,7 +358,7 @@ fn trailer_for(compat: &str, digest: &Digest, kind: WasmKind, crc: u32, len: u64
 /// How much of an artifact [`verify`] checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Check {
-    /// Length and labels only (the file's CRC passed before: its `.checked-` mark).
+    /// Length and labels only (the file's CRC passed before: its `.checked` record).
     Trailer,
     /// And the CRC of every byte.
     Whole,
@@ -351,10 +366,10 @@ enum Check {
 
 #[cfg(test)]
 thread_local! {
-    /// How many whole-file CRC checks this thread ran (what the `.checked-` marks save).
+    /// How many whole-file CRC checks this thread ran (what the `.checked` records save).
     static WHOLE_CHECKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// How far ahead of the real clock `settled` looks, so a test need not wait a second.
-    static CLOCK_AHEAD: std::cell::Cell<std::time::Duration> = const { std::cell::Cell::new(std::time::Duration::ZERO) };
+    /// Seconds added to the real clock where `settled` looks, so a test decides what is settled.
+    static CLOCK_OFFSET: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
 }
 
 /// Check an artifact file of `len` bytes against its trailer: length, labels, and (for
@@ -396,26 +411,22 @@ fn verify(file: &File, len: u64, compat: &str, digest: &Digest, kind: WasmKind, 
     Ok(())
 }
 
-/// The name of the mark that says the artifact `name`, with `identity`, passed its CRC in
-/// `boot`.
-fn checked_mark(name: &str, boot: &str, id: &FileIdentity) -> String {
-    let stem = name.strip_suffix(ARTIFACT_EXT).unwrap_or(name);
-    format!(
-        "{stem}{CHECKED}{boot}-{}-{}-{}.{:09}-{}.{:09}",
-        id.ino, id.size, id.mtime.0, id.mtime.1, id.ctime.0, id.ctime.1
-    )
+/// What an artifact's `.checked` record says: the boot and the identity of the file whose CRC
+/// passed.
+fn checked_record(boot: &str, id: &FileIdentity) -> String {
+    let (ino, size, m, c) = (id.ino, id.size, id.mtime, id.ctime);
+    format!("{boot} {ino} {size} {}.{:09} {}.{:09}\n", m.0, m.1, c.0, c.1)
 }
-
-const CHECKED: &str = ".checked-";
 
 /// Whether a file last changed (`md`'s ctime) over a second ago: a later write is then sure
 /// to give it another ctime, even on a filesystem that stamps times by the clock tick.
 fn settled(md: &std::fs::Metadata) -> bool {
-    let now = std::time::SystemTime::now();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now_ns = now.as_nanos() as i128;
     #[cfg(test)]
-    let now = now + CLOCK_AHEAD.with(|a| a.get());
-    let changed = std::time::UNIX_EPOCH + std::time::Duration::new(md.ctime().max(0) as u64, md.ctime_nsec() as u32);
-    now.duration_since(changed).is_ok_and(|age| age > std::time::Duration::from_secs(1))
+    let now_ns = now_ns + CLOCK_OFFSET.with(|o| o.get()) as i128 * 1_000_000_000;
+    let changed_ns = md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128;
+    now_ns - changed_ns > 1_000_000_000
 }
 
 /// This boot's id (the kernel's random one), `None` if it cannot be read.
@@ -464,9 +475,9 @@ pub(crate) fn deserialize_verified(engine: &Engine, file: &File, kind: WasmKind)
 /// `Component::deserialize_open_file`, so components go through `/proc/self/fd` (still an
 /// mmap), or are copied when /proc is not mounted.
 fn deserialize(engine: &Engine, file: &File, kind: WasmKind) -> Result<Compiled, wasmtime::Error> {
-    // SAFETY (both): the file is one we wrote (checked by trailer, CRC and digest), it is never
-    // modified in place (only replaced by rename), and wasmtime checks its own header and the
-    // engine compatibility again.
+    // SAFETY (both): the file is one we wrote (checked by trailer and digest, and by its CRC in
+    // this boot: `open_verified`), it is never modified in place (only replaced by rename), and
+    // wasmtime checks its own header and the engine compatibility again.
     match kind {
         WasmKind::Module => {
             let file = file.try_clone().map_err(wasmtime::Error::new)?;
@@ -713,8 +724,8 @@ pub fn compile_stream(input: &mut dyn io::Read, out: &mut dyn io::Write) -> Resu
     out.write_all(&serialized).map_err(|source| WasmError::Open { path: PathBuf::from("(output)"), source })
 }
 
-/// Remove every artifact, `.checked-` mark and index entry whose module digest is not in `keep`,
-/// marks of earlier boots, and leftover temp files; returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
+/// Remove every artifact (with its `.checked` record) and index entry whose module digest is not
+/// in `keep`, and leftover temp files; returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
 /// like ours: another strata version sharing the directory keeps what is still in use.
 pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError> {
     let io_err = |path: &Path, op: &'static str| {
@@ -722,7 +733,6 @@ pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError>
         move |source| WasmError::Cache { path, op, source }
     };
     let root = cache_dir.join(VERSION_DIR);
-    let boot = boot_id();
     let mut freed = 0u64;
     let entries = match std::fs::read_dir(&root) {
         Ok(e) => e,
@@ -745,13 +755,9 @@ pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError>
                     .ok()
                     .filter(|b| b.len() == 33)
                     .and_then(|b| Digest::from_hex(&hex::encode(&b[..32])).ok())
-            } else if let Some((hex, mark)) = name.split_once(CHECKED) {
-                // A mark made in another boot is of no use any more.
-                let this_boot =
-                    boot.as_deref().is_some_and(|b| mark.strip_prefix(b).is_some_and(|r| r.starts_with('-')));
-                this_boot.then(|| Digest::from_hex(hex).ok()).flatten()
             } else {
-                name.strip_suffix(ARTIFACT_EXT).and_then(|h| Digest::from_hex(h).ok())
+                let stem = name.strip_suffix(ARTIFACT_EXT).or_else(|| name.strip_suffix(CHECKED_EXT));
+                stem.and_then(|h| Digest::from_hex(h).ok())
             };
             if digest.is_some_and(|d| keep.contains(&d)) {
                 continue;
@@ -974,8 +980,8 @@ mod tests {
         assert!(load_by_identity(&engine, &cache, &id2).is_none());
     }
 
-    fn marks(dir: &Path) -> Vec<PathBuf> {
-        walk(dir).into_iter().filter(|p| p.to_string_lossy().contains(CHECKED)).collect()
+    fn records(dir: &Path) -> Vec<PathBuf> {
+        walk(dir).into_iter().filter(|p| p.extension().is_some_and(|x| x == "checked")).collect()
     }
 
     /// Wait until a file written now gets a later ctime than `than` has (filesystems stamp times
@@ -1000,7 +1006,7 @@ mod tests {
         use std::os::unix::fs::FileExt as _;
         let tmp = tempfile::tempdir().unwrap();
         let cache = ArtifactCache::open(tmp.path()).unwrap();
-        let boot = cache.boot.clone().expect("this boot's id");
+        let boot = cache.boot.clone().expect("this boot's id, on a local filesystem");
         let engine = new_engine().unwrap();
         let bytes = wat::parse_str(HELLO).unwrap();
         let (compat, digest) = (compat_key(&engine), Digest::of_bytes(&bytes));
@@ -1008,47 +1014,51 @@ mod tests {
         let artifact = files(tmp.path()).remove(0);
         let whole = || WHOLE_CHECKS.with(|n| n.get());
         let opens = |cache: &ArtifactCache| cache.open_verified(&compat, &digest, WasmKind::Module).is_some();
+        let record = || std::fs::read_to_string(&records(tmp.path())[0]).unwrap();
+        let clock = |secs: i64| CLOCK_OFFSET.with(|o| o.set(secs));
 
-        // Just written: read whole every time and not marked, since a write within the same
-        // clock tick could leave its ctime as it is.
+        // Just written (the clock as if in the same second): read whole every time, no record,
+        // since a write within the same clock tick could leave the file's ctime as it is.
+        clock(-3600);
         let n = whole();
         assert!(opens(&cache) && opens(&cache));
         assert_eq!(whole(), n + 2);
-        assert!(marks(tmp.path()).is_empty());
+        assert!(records(tmp.path()).is_empty());
 
-        // Over a second later: read whole once more and marked, then only its trailer is read.
-        CLOCK_AHEAD.with(|a| a.set(std::time::Duration::from_secs(2)));
+        // Over a second later: read whole once more and recorded, then only its trailer is read.
+        clock(2);
         assert!(opens(&cache));
         assert_eq!(whole(), n + 3);
-        assert_eq!(marks(tmp.path()).len(), 1);
+        assert!(record().starts_with(&format!("{boot} ")), "{}", record());
         assert!(opens(&cache) && opens(&cache));
         assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Hit);
         assert_eq!(whole(), n + 3);
 
-        // A mark is only believed in the boot that made it.
+        // A record is only believed in the boot that made it.
         let other_boot = ArtifactCache { boot: Some("0".repeat(36)), ..ArtifactCache::open(tmp.path()).unwrap() };
         assert!(opens(&other_boot));
         assert_eq!(whole(), n + 4);
-        let mark = marks(tmp.path()).into_iter().find(|m| !m.to_string_lossy().contains(&boot)).unwrap();
+        assert!(record().starts_with(&"0".repeat(36)));
+        assert!(opens(&cache));
+        assert_eq!(whole(), n + 5);
 
         // One flipped bit written in place (same inode, same size): a new ctime, so the file is
-        // read whole again, the flip caught and the artifact rebuilt.
+        // read whole again, the flip caught and the artifact rebuilt; its record went with it.
         a_tick_after(&artifact);
         let good = std::fs::read(&artifact).unwrap();
         let mut flipped = good.clone();
         flipped[good.len() / 2] ^= 0x10;
         std::fs::OpenOptions::new().write(true).open(&artifact).unwrap().write_all_at(&flipped, 0).unwrap();
         assert_eq!(run_once(&engine, &cache, &bytes), CacheOutcome::Compiled);
+        assert_eq!(whole(), n + 6);
         assert_eq!(std::fs::read(&artifact).unwrap(), good);
-        assert_eq!(whole(), n + 5);
+        assert!(records(tmp.path()).is_empty());
 
-        // Prune keeps this boot's marks of the modules it keeps, and no other.
-        assert_eq!(marks(tmp.path()).len(), 2, "this boot's and the other boot's");
-        let kept: HashSet<Digest> = [digest.clone()].into();
-        prune(tmp.path(), &kept).unwrap();
-        let left = marks(tmp.path());
-        assert_eq!(left.len(), 1);
-        assert!(!left.contains(&mark) && left[0].to_string_lossy().contains(&boot));
+        // Prune keeps the record with its artifact, and removes it with it.
+        assert!(opens(&cache));
+        assert_eq!(records(tmp.path()).len(), 1);
+        prune(tmp.path(), &[digest.clone()].into()).unwrap();
+        assert_eq!((files(tmp.path()).len(), records(tmp.path()).len()), (1, 1));
         prune(tmp.path(), &HashSet::new()).unwrap();
         assert!(walk(tmp.path()).is_empty(), "{:?}", walk(tmp.path()));
     }
