@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! v1/<compat>/<sha256-hex>.cwasm   wasmtime's serialized artifact + a 64-byte trailer
-//! v1/<compat>/<sha256-hex>.checked   "<boot> <ino> <size> <mtime> <ctime>": the artifact file
+//! v1/<compat>/<sha256-hex>.checked   "<boot> <ino>-<size>-<mtime>-<ctime>": the artifact file
 //!                                  with that identity passed its CRC in that boot
 //! v1/index/<ino>-<size>-<mtime>-<ctime>   33 bytes: module sha256 + kind (skips re-hashing)
 //! ```
@@ -171,7 +171,8 @@ impl ArtifactCache {
         };
         let record = self.boot.as_deref().map(|boot| checked_record(boot, &FileIdentity::of(&before)));
         let checked_name = checked_name(compat, digest);
-        let checked = record.as_deref().is_some_and(|r| self.read_small(&checked_name).is_some_and(|c| c == r));
+        let checked =
+            record.as_deref().is_some_and(|r| self.read_small(&checked_name).is_some_and(|c| c == r.as_bytes()));
         let check = if checked { Check::Trailer } else { Check::Whole };
         if let Err(why) = verify(&file, before.len(), compat, digest, kind, check) {
             tracing::debug!("wasm cache entry {digest} is invalid ({why}); rebuilding");
@@ -223,12 +224,7 @@ impl ArtifactCache {
 
     /// The module digest and kind recorded for a module file with this identity, if any.
     pub(crate) fn index_lookup(&self, id: &FileIdentity) -> Option<(Digest, WasmKind)> {
-        let file = self.open_file(&id.index_name()).ok()?;
-        let mut buf = [0u8; 34];
-        let n = read_full(&file, &mut buf).ok()?;
-        if n != 33 {
-            return None;
-        }
+        let buf = self.read_small(&id.index_name()).filter(|b| b.len() == 33)?;
         let digest = Digest::from_hex(&hex::encode(&buf[..32])).ok()?;
         Some((digest, WasmKind::from_byte(buf[32])?))
     }
@@ -255,12 +251,13 @@ impl ArtifactCache {
         self.remove(&checked_name(compat, digest));
     }
 
-    /// The contents of a small file (up to 255 bytes; a longer one is `None`).
-    fn read_small(&self, name: &str) -> Option<String> {
+    /// The contents of a small file (an index entry, a `.checked` record: up to 255 bytes; a
+    /// longer one is `None`).
+    fn read_small(&self, name: &str) -> Option<Vec<u8>> {
         let file = self.open_file(name).ok()?;
         let mut buf = [0u8; 256];
         let n = read_full(&file, &mut buf).ok()?;
-        (n < buf.len()).then(|| String::from_utf8(buf[..n].to_vec()).ok()).flatten()
+        (n < buf.len()).then(|| buf[..n].to_vec())
     }
 
     fn mkdirs(&self, dirs: &[&str]) -> io::Result<()> {
@@ -318,10 +315,13 @@ impl FileIdentity {
     }
 
     fn index_name(&self) -> String {
-        format!(
-            "{INDEX_DIR}/{}-{}-{}.{:09}-{}.{:09}",
-            self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
-        )
+        format!("{INDEX_DIR}/{}", self.stamp())
+    }
+
+    /// `<ino>-<size>-<mtime>-<ctime>`, times as seconds.nanoseconds.
+    fn stamp(&self) -> String {
+        let (m, c) = (self.mtime, self.ctime);
+        format!("{}-{}-{}.{:09}-{}.{:09}", self.ino, self.size, m.0, m.1, c.0, c.1)
     }
 }
 
@@ -414,8 +414,7 @@ fn verify(file: &File, len: u64, compat: &str, digest: &Digest, kind: WasmKind, 
 /// What an artifact's `.checked` record says: the boot and the identity of the file whose CRC
 /// passed.
 fn checked_record(boot: &str, id: &FileIdentity) -> String {
-    let (ino, size, m, c) = (id.ino, id.size, id.mtime, id.ctime);
-    format!("{boot} {ino} {size} {}.{:09} {}.{:09}\n", m.0, m.1, c.0, c.1)
+    format!("{boot} {}\n", id.stamp())
 }
 
 /// Whether a file last changed (`md`'s ctime) over a second ago: a later write is then sure
