@@ -123,6 +123,9 @@ fn output_and_exit_codes() {
     let o = e.sh(&[], "echo out; echo err >&2; exit 3");
     assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (3, "out\n", "err\n"));
     assert_eq!(e.sh(&[], "true").code, 0);
+    // Everything after the image is the container's, even what reads as a flag of ours.
+    let o = e.run(&["run", "--rm", "--entrypoint", "echo", IMAGE, "--help", "-t", "-v", "x"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "--help -t -v x\n"), "{}", o.stderr);
 
     let o = e.run(&["run", "--rm", IMAGE, "nosuchprogram"]);
     assert_eq!(o.code, 127, "{}", o.stderr);
@@ -141,6 +144,9 @@ fn output_and_exit_codes() {
         &["run", "--rm", "--cap-add", "NOPE", IMAGE, "true"],
         &["run", "--rm", "--network", "bridge", IMAGE, "true"],
         &["run", "--rm", "-u", "nosuchuser", IMAGE, "true"],
+        // (uid_t)-1, which setresuid reads as "unchanged": the container would stay root.
+        &["run", "--rm", "-u", "4294967295", IMAGE, "true"],
+        &["run", "--rm", "-u", "1000:4294967295", IMAGE, "true"],
         &["run", "--rm", "localhost:1/nothing:here", "true"],
     ] {
         let o = e.run(args);
@@ -149,6 +155,8 @@ fn output_and_exit_codes() {
     }
     let o = e.run(&["run", "--rm", "-u", "nosuchuser", IMAGE, "true"]);
     assert!(o.stderr.contains("unable to find user nosuchuser"), "{}", o.stderr);
+    let o = e.run(&["run", "--rm", "-u", "4294967295", IMAGE, "true"]);
+    assert_eq!(o.stderr.trim(), "Error: uids and gids must be in range 0-2147483647");
     assert!(e.ps(true).is_empty(), "failed runs with --rm leave no container: {:?}", e.ps(true));
 }
 
@@ -936,6 +944,18 @@ fn interactive_terminal() {
     assert!(o.stdout.starts_with("/dev/pts/0\r\n"), "{:?}", o.stdout);
     assert_eq!(e.ok(&["logs", "tty2"]), o.stdout);
     e.ok(&["rm", "tty2"]);
+
+    // -it from input that is not a terminal (here a pipe): docker's refusal, before anything
+    // is made. Relayed, it could never say "end of input", and the container would wait.
+    for args in [&["run", "-it", "--rm", IMAGE, "cat"][..], &["run", "-it", "--name", "tty3", IMAGE, "cat"]] {
+        let o = e.s.run_stdin(args, b"");
+        assert_eq!((o.code, o.stderr.trim()), (1, "Error: the input device is not a TTY"), "{args:?}");
+    }
+    assert!(e.ps(true).is_empty(), "nothing made: {:?}", e.ps(true));
+    e.ok(&["create", "-it", "--name", "tty4", IMAGE, "cat"]);
+    let o = e.s.run_stdin(&["start", "-ai", "tty4"], b"");
+    assert_eq!((o.code, o.stderr.trim()), (1, "Error: the input device is not a TTY"));
+    e.ok(&["rm", "tty4"]);
 }
 
 #[test]
@@ -988,6 +1008,9 @@ fn exec_into_a_running_container() {
     assert_eq!(o.stdout, "SHOUT\n");
     let o = e.s.run_stdin(&["exec", "box", "cat"], b"not read\n");
     assert_eq!((o.code, o.stdout.as_str()), (0, ""), "no input without -i");
+    // As with run: what follows the container is the command's, a first `--help` included.
+    let o = e.run(&["exec", "box", "--help"]);
+    assert_eq!(o.code, 127, "{}", o.stderr);
     let o = e.run(&["exec", "box", "nosuchprogram"]);
     assert_eq!(o.code, 127, "{}", o.stderr);
     assert!(o.stderr.contains("executable file not found"), "{}", o.stderr);
@@ -998,6 +1021,9 @@ fn exec_into_a_running_container() {
         (126, "Error: unable to find user nosuch: no matching entries in passwd file"),
         "docker's code for a user the container lacks"
     );
+    let o = e.run(&["exec", "-u", "4294967295", "box", "id", "-u"]);
+    assert_eq!((o.code, o.stdout.as_str()), (126, ""), "{}", o.stderr);
+    assert!(o.stderr.contains("uids and gids must be in range 0-2147483647"), "{}", o.stderr);
 
     // -it through a pty.
     let (mut master, slave_path) = open_pty();

@@ -129,6 +129,34 @@ fn sysctls_apply_though_proc_sys_is_read_only() {
     assert_eq!((o.code, o.stdout.as_str()), (0, "1\nrefused\n"), "{o}");
 }
 
+/// A sysctl no namespace of the container holds is the host's: refused (runc's rule), and the
+/// host's value is untouched. (The values written are the hosts' own, so a regression could
+/// not retune this machine either.)
+#[test]
+fn sysctls_outside_the_containers_namespaces_are_refused() {
+    let rt = Runtime::strata();
+    let host = |key: &str| std::fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/"))).unwrap();
+    for (key, drop_ns, words) in [
+        ("vm.swappiness", None, "is not in a separate kernel namespace"),
+        ("net.ipv4.tcp_fin_timeout", Some("network"), "is not allowed in the host's net namespace"),
+        ("kernel.shmmni", Some("ipc"), "is not allowed in the host's ipc namespace"),
+    ] {
+        let b = Bundle::busybox(&["true"]);
+        let before = host(key);
+        b.edit(|c| {
+            c["linux"]["sysctl"] = json!({key: before.trim()});
+            if let Some(ns) = drop_ns {
+                c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != ns);
+            }
+        });
+        let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+        assert_ne!(o.code, 0, "{key}: {o}");
+        assert!(o.stderr.contains(&format!("linux.sysctl[\"{key}\"]")) && o.stderr.contains(words), "{key}: {o}");
+        assert_eq!(host(key), before);
+        assert_gone(&rt, &b, 0);
+    }
+}
+
 #[test]
 fn create_start_state_kill_delete() {
     let rt = Runtime::strata();
@@ -181,6 +209,9 @@ fn create_start_state_kill_delete() {
     let ps: Vec<i32> = serde_json::from_str(&rt.ok(&["ps", "--format", "json", &b.id])).unwrap();
     assert_eq!(ps, vec![pid]);
 
+    // Signal 0: is it there? (runc's), and nothing is sent.
+    rt.ok(&["kill", &b.id, "0"]);
+    assert_eq!(rt.status(&b.id), "running");
     rt.ok(&["kill", &b.id, "SIGKILL"]);
     assert!(wait_exit(pid, Duration::from_secs(10)));
     assert_eq!(rt.status(&b.id), "stopped");
@@ -189,6 +220,9 @@ fn create_start_state_kill_delete() {
     assert!(o.stderr.contains("container not running"), "{o}");
     rt.ok(&["delete", &b.id]);
     assert_gone(&rt, &b, pid);
+    // runc's: with --force, deleting what is not there succeeds (cleanup paths rely on it).
+    let o = rt.run(&["delete", "--force", &b.id]);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{o}");
 }
 
 #[test]
@@ -259,6 +293,10 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     let o = rt.run(&["exec", &b.id, "/no/such/program"]);
     assert_ne!(o.code, 0, "{o}");
     assert!(o.stderr.contains("no such file or directory"), "{o}");
+    // (uid_t)-1 is "leave unchanged" to setresuid: refused, not run as root.
+    let o = rt.run(&["exec", "--user", "4294967295:0", &b.id, "id", "-u"]);
+    assert_ne!(o.code, 0, "{o}");
+    assert!(o.stdout.is_empty() && o.stderr.contains("user.uid: 4294967295 is not an id"), "{o}");
     rt.ok(&["delete", "--force", &b.id]);
     assert!(wait_exit(pid, Duration::from_secs(10)), "the exec'd process dies with the container");
     let o = rt.run(&["exec", &b.id, "true"]);
@@ -500,6 +538,51 @@ fn process_identity_limits_and_readonly_paths() {
         Some("0000000000000000"),
         "a non-root user keeps no effective caps: {o}"
     );
+    assert_gone(&rt, &b, 0);
+}
+
+/// A masked or read-only path that is a symlink: to nothing, skipped (runc's and crun's
+/// behaviour; images ship such links); to a file or directory of the container, what it names
+/// is masked or made read-only.
+#[test]
+fn masked_and_readonly_paths_through_symlinks() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "cat /secret-link; echo; ls /dir-link | wc -l; touch /ro-link/f 2>/dev/null && echo writable || echo readonly",
+    ]);
+    let root = b.rootfs();
+    std::fs::write(root.join("secret"), "SECRET").unwrap();
+    std::fs::create_dir(root.join("dir")).unwrap();
+    std::fs::write(root.join("dir/a"), "").unwrap();
+    std::fs::create_dir(root.join("ro")).unwrap();
+    for (link, target) in
+        [("dangling", "/nowhere"), ("secret-link", "/secret"), ("dir-link", "dir"), ("ro-link", "/ro")]
+    {
+        std::os::unix::fs::symlink(target, root.join(link)).unwrap();
+    }
+    b.edit(|c| {
+        c["linux"]["maskedPaths"] = json!(["/dangling", "/secret-link", "/dir-link"]);
+        c["linux"]["readonlyPaths"] = json!(["/dangling", "/ro-link"]);
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "\n0\nreadonly\n"), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
+/// runc's: a working directory the root lacks is made, as root, inside the root.
+#[test]
+fn a_missing_cwd_is_made() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "pwd; stat -c %a:%u /work/dir"]);
+    b.edit(|c| {
+        c["process"]["cwd"] = json!("/work/dir");
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "/work/dir\n755:0\n"), "{o}");
+    assert!(b.rootfs().join("work/dir").is_dir());
     assert_gone(&rt, &b, 0);
 }
 

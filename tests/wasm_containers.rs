@@ -247,6 +247,22 @@ fn memory_limit_makes_the_guests_allocation_fail() {
     // Without a limit the same growth succeeds.
     let o = e.run(&["run", "--rm", "--entrypoint", "/grow.wasm", EXAMPLES, "96"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "grow: allocated 96 MiB\n"), "{}", o.stderr);
+    // Limits down to docker's smallest: the guest's allocation fails, or (where the executor
+    // itself leaves the guest nothing) its start does, with a message; never an OOM kill.
+    for limit in ["6m", "10m", "16m"] {
+        let o = e.run(&["run", "--rm", "--memory", limit, "--entrypoint", "/grow.wasm", EXAMPLES]);
+        match o.code {
+            42 => assert!(o.stdout.starts_with("grow: allocation failed after "), "{limit}: {}", o.stdout),
+            _ => assert!(
+                o.code != 137 && o.stderr.contains("exceeds memory limits") && o.stderr.contains("memory limit"),
+                "{limit}: exit {}: {}{}",
+                o.code,
+                o.stdout,
+                o.stderr
+            ),
+        }
+    }
+    e.assert_empty();
 }
 
 #[test]

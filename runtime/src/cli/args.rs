@@ -396,11 +396,28 @@ pub struct ContainerSpecArgs {
     pub rm: bool,
     #[command(flatten)]
     pub transport: TransportArgs,
-    /// Image to run
-    pub image: String,
-    /// Command and arguments (default: the image's)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// Image to run, then the command and its arguments (default: the image's)
+    #[arg(
+        value_names = ["IMAGE", "COMMAND"],
+        num_args = 1..,
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+/// One positional for the image and the command, as docker's: everything after the image is
+/// the container's, even `--help` or a flag of ours (an image and a command as two positionals
+/// let clap take a first argument such as `-v` or `--help` for strata's).
+impl ContainerSpecArgs {
+    pub fn image(&self) -> &str {
+        &self.image_and_command[0]
+    }
+
+    pub fn command(&self) -> &[String] {
+        &self.image_and_command[1..]
+    }
 }
 
 #[derive(Args, Debug)]
@@ -591,10 +608,26 @@ pub struct ExecArgs {
     /// Working directory inside the container
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
-    pub container: String,
-    /// Command and arguments
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// The container, then the command and its arguments
+    #[arg(
+        value_names = ["CONTAINER", "COMMAND"],
+        num_args = 2..,
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub container_and_command: Vec<String>,
+}
+
+/// As [`ContainerSpecArgs`]: everything after the container is the command's.
+impl ExecArgs {
+    pub fn container(&self) -> &str {
+        &self.container_and_command[0]
+    }
+
+    pub fn command(&self) -> &[String] {
+        &self.container_and_command[1..]
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,10 @@ pub fn rename(ctx: &Ctx, args: RenameArgs) -> Result<i32> {
 
 pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
     let signal = parse_signal(&args.signal)?;
+    // docker's: 0 (runc's "is it there?") is no signal to send a container.
+    if signal == 0 {
+        anyhow::bail!("invalid signal: {}", args.signal);
+    }
     each(ctx, &args.containers, |c, r| {
         ops::kill(c, r, signal).map_err(|e| match e {
             ContainerError::NotRunning(_) => anyhow::anyhow!("cannot kill container {}: {e}", r.name),

@@ -16,6 +16,7 @@ use strata::containers::{ContainerError, Containers};
 use strata::spec::run_options::resolve_env_arg;
 
 pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
+    super::run::input_is_a_terminal(args.tty && args.interactive && !args.detach)?;
     let containers = Containers::open(&ctx.root, ctx.driver)?;
     let fail = |e: ContainerError| -> anyhow::Error {
         let code = match &e {
@@ -27,14 +28,14 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
         };
         Failure { code, message: e.to_string() }.into()
     };
-    let record = containers.resolve(&args.container).map_err(fail)?;
+    let record = containers.resolve(args.container()).map_err(fail)?;
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
     for arg in &args.env {
         env.extend(resolve_env_arg(arg, &lookup).map_err(|e| Failure { code: 125, message: e.to_string() })?);
     }
     let request = ExecRequest {
-        command: args.command.clone(),
+        command: args.command().to_vec(),
         env,
         user: args.user.clone(),
         workdir: args.workdir.clone(),

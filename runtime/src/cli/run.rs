@@ -21,6 +21,9 @@ use strata::spec::run_options::{self, RunOptions};
 use strata::spec::seccomp::SeccompMode;
 
 pub fn run(ctx: &Ctx, args: RunArgs, log_level: &str) -> Result<i32> {
+    if !args.detach {
+        input_is_a_terminal(args.spec.tty && args.spec.interactive)?;
+    }
     or_125((|| {
         let containers = Containers::open(&ctx.root, ctx.driver)?;
         let record = make_container(ctx, &containers, &args.spec)?;
@@ -51,6 +54,7 @@ pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
         }
         return or_125((|| {
             let record = containers.resolve(&args.containers[0])?;
+            input_is_a_terminal(record.options.tty && args.interactive)?;
             if is_running(&containers, &record)? {
                 bail!("container {} is already running", args.containers[0]);
             }
@@ -88,10 +92,10 @@ fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) 
     let image = ensure_image(ctx, spec)?;
     let layers = ctx.snapshots.prepare(&ctx.store, &image)?;
     let classification = classify(&image, &layers);
-    tracing::info!("image {} is {}: {}", spec.image, classification.kind, classification.reason);
+    tracing::info!("image {} is {}: {}", spec.image(), classification.kind, classification.reason);
     let record = containers.create(NewContainer {
         name: spec.name.clone(),
-        image: spec.image.clone(),
+        image: spec.image().to_string(),
         image_id: image.id().to_string(),
         image_config: image.config.config.clone().unwrap_or_default(),
         layers,
@@ -106,7 +110,7 @@ fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) 
 /// The image, pulled first if it is not here (or not for the platform asked for).
 fn ensure_image(ctx: &Ctx, spec: &ContainerSpecArgs) -> Result<Image> {
     let wanted = spec.platform.as_deref().map(Platform::parse).transpose().map_err(anyhow::Error::msg)?;
-    match ctx.store.resolve(&spec.image) {
+    match ctx.store.resolve(spec.image()) {
         Ok(image) => {
             let have = image.config.platform();
             match &wanted {
@@ -114,16 +118,16 @@ fn ensure_image(ctx: &Ctx, spec: &ContainerSpecArgs) -> Result<Image> {
                 _ => return Ok(image),
             }
         }
-        Err(StoreError::NoSuchImage(_)) => eprintln!("Unable to find image '{}' locally", spec.image),
+        Err(StoreError::NoSuchImage(_)) => eprintln!("Unable to find image '{}' locally", spec.image()),
         Err(e) => return Err(e.into()),
     }
-    let reference = ImageRef::parse(&spec.image)?;
+    let reference = ImageRef::parse(spec.image())?;
     registry::pull_missing(ctx, &reference, spec.platform.as_deref(), &spec.transport)?;
-    let image = ctx.store.resolve(&spec.image)?;
+    let image = ctx.store.resolve(spec.image())?;
     if let Some(w) = &wanted {
         let have = image.config.platform();
         if w.os != have.os || w.architecture != have.architecture {
-            bail!("image {} is for platform {have}, not the requested {w}", spec.image);
+            bail!("image {} is for platform {have}, not the requested {w}", spec.image());
         }
     }
     Ok(image)
@@ -150,12 +154,12 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
     }
     let options = RunOptions {
         entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
-        cmd: a.command.clone(),
+        cmd: a.command().to_vec(),
         env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
-        memory: a.memory.as_deref().map(run_options::parse_memory).transpose()?,
+        memory: a.memory.as_deref().map(run_options::parse_memory).transpose()?.flatten(),
         cpus,
         pids_limit: a.pids_limit,
         read_only: a.read_only,
@@ -245,6 +249,16 @@ extern "C" fn send_window_size(_signal: libc::c_int) {
         let record = attach::encode_window_size(size.ws_row, size.ws_col);
         libc::write(fd, record.as_ptr().cast(), record.len());
     }
+}
+
+/// docker's check before relaying our input to a container's terminal (`-it`): that input must
+/// be a terminal. Anything else (a file, a pipe, /dev/null) has no way to say "end of input" to
+/// a terminal, so the container would wait for input forever. Exit code 1, as docker's.
+pub(super) fn input_is_a_terminal(relayed_to_a_terminal: bool) -> Result<()> {
+    if relayed_to_a_terminal && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(Failure { code: 1, message: "the input device is not a TTY".into() }.into());
+    }
+    Ok(())
 }
 
 fn start_attached(

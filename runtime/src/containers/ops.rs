@@ -47,7 +47,13 @@ pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(),
 
 /// The image's stop signal, or SIGTERM.
 pub fn stop_signal(record: &ContainerRecord) -> i32 {
-    record.image_config.stop_signal.as_deref().and_then(|s| kill::parse_signal(s).ok()).unwrap_or(libc::SIGTERM)
+    record
+        .image_config
+        .stop_signal
+        .as_deref()
+        .and_then(|s| kill::parse_signal(s).ok())
+        .filter(|s| *s != 0)
+        .unwrap_or(libc::SIGTERM)
 }
 
 /// docker's stop: the stop signal, then SIGKILL after `timeout`; returns once the run's end

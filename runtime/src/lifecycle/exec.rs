@@ -44,6 +44,8 @@ fn ns_name(t: LinuxNamespaceType) -> &'static str {
 
 /// Start `process` in container `id`; returns its pid.
 pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Result<i32, LifecycleError> {
+    crate::spec::check_user(&process)
+        .map_err(|(field, message)| LifecycleError::Setup(format!("the process's {field}: {message}")))?;
     let state = rt.states.load(id)?;
     match rt.status(&state) {
         Status::Running | Status::Created => {}

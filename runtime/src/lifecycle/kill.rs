@@ -3,10 +3,11 @@
 use super::state::Status;
 use super::{LifecycleError, Runtime};
 
-/// Parse a signal as runc does: a number, `KILL`, or `SIGKILL`.
+/// Parse a signal as runc does: a number, `KILL`, or `SIGKILL`. 0 sends nothing: kill(2)'s
+/// check that the process is there.
 pub fn parse_signal(s: &str) -> Result<i32, LifecycleError> {
     if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        if (0..=64).contains(&n) {
             return Ok(n);
         }
     }

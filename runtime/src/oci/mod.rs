@@ -8,8 +8,8 @@ use args::{Cli, Command};
 use std::io::Write;
 use std::sync::atomic::{AtomicI32, Ordering};
 use strata::lifecycle::create::{create, CreateOptions};
-use strata::lifecycle::state::Status;
-use strata::lifecycle::{delete::delete, kill, ops, start::start, Runtime};
+use strata::lifecycle::state::{StateError, Status};
+use strata::lifecycle::{delete::delete, kill, ops, start::start, LifecycleError, Runtime};
 
 pub fn run(cli: Cli) -> Result<i32> {
     if cli.systemd_cgroup {
@@ -36,10 +36,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             kill::kill(&rt, &a.id, signal, a.all)?;
             Ok(0)
         }
-        Command::Delete(a) => {
-            delete(&rt, &a.id, a.force)?;
-            Ok(0)
-        }
+        Command::Delete(a) => match delete(&rt, &a.id, a.force) {
+            // runc's: with --force, a container that does not exist is already deleted.
+            Err(LifecycleError::State(StateError::NotFound(_))) if a.force => Ok(0),
+            other => other.map(|()| 0).map_err(Into::into),
+        },
         Command::Run(a) => run_container(&rt, a),
         Command::List(a) => list(&rt, a),
         Command::Ps(a) => ps(&rt, a),

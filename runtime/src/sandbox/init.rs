@@ -220,6 +220,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         if let Some(sysctl) = linux.sysctl() {
             identity::set_sysctls(sysctl)?;
         }
+        make_cwd(process)?;
         mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
         mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default(), in_user_ns)?;
         if cfg.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
@@ -230,6 +231,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         if let Some(sysctl) = linux.sysctl() {
             identity::set_sysctls(sysctl)?;
         }
+        make_cwd(process)?;
     }
     if cfg.plan.has(LinuxNamespaceType::Uts) {
         if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -382,4 +384,19 @@ fn close_inherited_fds(first: i32) {
 #[allow(dead_code)]
 fn raw(fd: &impl AsRawFd) -> i32 {
     fd.as_raw_fd()
+}
+
+/// runc's: a `process.cwd` the root lacks is made (0755, as root), inside the container's own
+/// root, before a read-only root is sealed. Images name a WORKDIR no layer creates.
+fn make_cwd(process: &oci_spec::runtime::Process) -> identity::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let cwd = process.cwd();
+    if cwd.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cwd)
+        .map_err(|e| format!("cwd {}: cannot make it: {e}", cwd.display()))
 }

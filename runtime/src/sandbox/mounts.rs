@@ -523,10 +523,11 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// Masked paths (after pivot): files get /dev/null bound over them, directories an empty
-/// read-only tmpfs. Missing paths are skipped.
+/// read-only tmpfs. Missing paths are skipped, and so is a symlink to nothing, as runc does
+/// (mount follows a symlink, here inside the container's root: what it names is masked).
 pub fn mask_paths(paths: &[String]) -> Result<()> {
     for p in paths {
-        match std::fs::symlink_metadata(p) {
+        match std::fs::metadata(p) {
             Ok(md) if md.is_dir() => mount(Some("tmpfs"), p, Some("tmpfs"), libc::MS_RDONLY, None)?,
             Ok(_) => mount(Some("/dev/null"), p, None, libc::MS_BIND, None)?,
             Err(_) => continue,
@@ -535,10 +536,11 @@ pub fn mask_paths(paths: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Read-only paths (after pivot): bind each onto itself and remount read-only.
+/// Read-only paths (after pivot): bind each onto itself and remount read-only. Missing ones
+/// (a symlink to nothing included) are skipped, as with masked paths.
 pub fn readonly_paths(paths: &[String], in_user_ns: bool) -> Result<()> {
     for p in paths {
-        if std::fs::symlink_metadata(p).is_err() {
+        if std::fs::metadata(p).is_err() {
             continue;
         }
         mount(Some(p), p, None, libc::MS_BIND | libc::MS_REC, None)?;

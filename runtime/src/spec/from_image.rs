@@ -589,7 +589,7 @@ mod tests {
     #[test]
     fn resources_and_read_only() {
         let opts = RunOptions {
-            memory: Some(parse_memory("64m").unwrap()),
+            memory: parse_memory("64m").unwrap(),
             cpus: Some(parse_cpus("1.5").unwrap()),
             pids_limit: Some(20),
             read_only: true,

@@ -4,9 +4,10 @@
 pub mod from_image;
 pub mod run_options;
 pub mod seccomp;
+pub mod sysctl;
 pub mod user;
 
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,26 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
                 return Err(invalid(&format!("process.env[{i}]"), format!("{env:?} is not KEY=VALUE")));
             }
         }
+        check_user(process).map_err(|(field, message)| invalid(&format!("process.{field}"), message))?;
+    }
+    if let Some(hooks) = spec.hooks() {
+        let kinds = [
+            ("prestart", hooks.prestart()),
+            ("createRuntime", hooks.create_runtime()),
+            ("createContainer", hooks.create_container()),
+            ("startContainer", hooks.start_container()),
+            ("poststart", hooks.poststart()),
+            ("poststop", hooks.poststop()),
+        ];
+        for (kind, list) in kinds {
+            for (i, hook) in list.as_deref().unwrap_or_default().iter().enumerate() {
+                // The spec's rule; a relative one would be looked up through PATH.
+                if !hook.path().is_absolute() {
+                    let message = format!("{:?} must be an absolute path", hook.path());
+                    return Err(invalid(&format!("hooks.{kind}[{i}].path"), message));
+                }
+            }
+        }
     }
     for (i, mount) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
         if !mount.destination().is_absolute() {
@@ -104,10 +125,34 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
                 return Err(invalid("linux.cgroupsPath", format!("{path:?} must not contain \"..\"")));
             }
         }
+        sysctl::check(linux).map_err(|(key, message)| invalid(&format!("linux.sysctl[{key:?}]"), message))?;
         if let Some(hostname) = spec.hostname() {
             if !hostname.is_empty() && !seen.contains(&LinuxNamespaceType::Uts) {
                 return Err(invalid("hostname", "set without a new uts namespace"));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The ids a process is to take, or the field that is wrong and why. `(uid_t)-1` is not an id:
+/// setresuid and setresgid read it as "leave this one unchanged", so a process asked to run as
+/// 4294967295 would stay root.
+pub fn check_user(process: &Process) -> Result<(), (String, String)> {
+    const UNCHANGED: u32 = u32::MAX;
+    let user = process.user();
+    let not_an_id = |field: String, id: u32| {
+        Err((field, format!("{id} is not an id (to the kernel, (uid_t)-1 means \"leave unchanged\")")))
+    };
+    if user.uid() == UNCHANGED {
+        return not_an_id("user.uid".into(), user.uid());
+    }
+    if user.gid() == UNCHANGED {
+        return not_an_id("user.gid".into(), user.gid());
+    }
+    for (i, gid) in user.additional_gids().as_deref().unwrap_or_default().iter().enumerate() {
+        if *gid == UNCHANGED {
+            return not_an_id(format!("user.additionalGids[{i}]"), *gid);
         }
     }
     Ok(())
@@ -167,6 +212,22 @@ mod tests {
         );
         check(&|v| v["linux"]["cgroupsPath"] = serde_json::json!("/a/../b"), "linux.cgroupsPath");
         check(&|v| v["hostname"] = serde_json::json!("x"), "hostname");
+        check(
+            &|v| v["hooks"] = serde_json::json!({"poststop": [{"path": "/bin/true"}, {"path": "true"}]}),
+            "hooks.poststop[1].path",
+        );
+        // A sysctl outside the container's own namespaces would be the host's.
+        check(
+            &|v| v["linux"]["sysctl"] = serde_json::json!({"vm.swappiness": "59"}),
+            "linux.sysctl[\"vm.swappiness\"]",
+        );
+        // (uid_t)-1 would leave the process root: it is refused wherever an id goes.
+        check(&|v| v["process"]["user"]["uid"] = serde_json::json!(4294967295u32), "process.user.uid");
+        check(&|v| v["process"]["user"]["gid"] = serde_json::json!(4294967295u32), "process.user.gid");
+        check(
+            &|v| v["process"]["user"]["additionalGids"] = serde_json::json!([5, 4294967295u32]),
+            "process.user.additionalGids[1]",
+        );
         check(&|v| v.as_object_mut().unwrap().remove("root").map(|_| ()).unwrap(), "root");
         assert!(parse(&serde_json::to_vec(&minimal()).unwrap()).is_ok());
     }

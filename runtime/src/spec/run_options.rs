@@ -180,8 +180,9 @@ pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Re
 }
 
 /// docker's memory sizes: a number with an optional b, k, m, g (t, p) unit, binary multiples,
-/// an optional trailing `b`/`ib` (`64m`, `64MB`, `1.5g`, `512MiB`).
-pub fn parse_memory(s: &str) -> Result<i64, OptionError> {
+/// an optional trailing `b`/`ib` (`64m`, `64MB`, `1.5g`, `512MiB`). Zero is docker's "no
+/// limit": `None`.
+pub fn parse_memory(s: &str) -> Result<Option<i64>, OptionError> {
     let invalid = || OptionError::InvalidMemory(s.into());
     let t = s.trim().to_ascii_lowercase();
     let digits_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
@@ -203,10 +204,13 @@ pub fn parse_memory(s: &str) -> Result<i64, OptionError> {
         return Err(invalid());
     }
     let bytes = bytes as i64;
+    if bytes == 0 {
+        return Ok(None);
+    }
     if bytes < 6 * 1024 * 1024 {
         return Err(OptionError::MemoryTooSmall);
     }
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
 pub fn parse_cpus(s: &str) -> Result<f64, OptionError> {
@@ -247,13 +251,15 @@ mod tests {
 
     #[test]
     fn memory_units() {
-        assert_eq!(parse_memory("64m").unwrap(), 64 << 20);
-        assert_eq!(parse_memory("64MB").unwrap(), 64 << 20);
-        assert_eq!(parse_memory("64MiB").unwrap(), 64 << 20);
-        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
-        assert_eq!(parse_memory("1.5G").unwrap(), 3 << 29);
-        assert_eq!(parse_memory("10485760").unwrap(), 10 << 20);
-        assert_eq!(parse_memory("8192k").unwrap(), 8 << 20);
+        assert_eq!(parse_memory("64m").unwrap(), Some(64 << 20));
+        assert_eq!(parse_memory("64MB").unwrap(), Some(64 << 20));
+        assert_eq!(parse_memory("64MiB").unwrap(), Some(64 << 20));
+        assert_eq!(parse_memory("1g").unwrap(), Some(1 << 30));
+        assert_eq!(parse_memory("1.5G").unwrap(), Some(3 << 29));
+        assert_eq!(parse_memory("10485760").unwrap(), Some(10 << 20));
+        assert_eq!(parse_memory("8192k").unwrap(), Some(8 << 20));
+        assert_eq!(parse_memory("0").unwrap(), None, "docker's \"no limit\"");
+        assert_eq!(parse_memory("0m").unwrap(), None);
         assert!(matches!(parse_memory("1k"), Err(OptionError::MemoryTooSmall)));
         for bad in ["", "m", "12x", "-5m", "1.2.3m"] {
             assert!(parse_memory(bad).is_err(), "{bad}");

@@ -28,9 +28,16 @@ pub enum UserError {
     NoSuchGroup(String),
     #[error("invalid user {0:?}")]
     Invalid(String),
+    /// docker's words and range (runc's user package): ids past 2^31-1 are refused, the
+    /// kernel's "leave unchanged" -1 among them.
+    #[error("uids and gids must be in range 0-{MAX_ID}")]
+    Range,
     #[error("reading {path} in the container's root filesystem: {detail}")]
     Read { path: String, detail: String },
 }
+
+/// The largest uid or gid a `--user` may name or resolve to (docker's limit).
+pub const MAX_ID: u32 = i32::MAX as u32;
 
 /// Files bigger than this are not a passwd file anyone means.
 const MAX_FILE: u64 = 4 << 20;
@@ -99,6 +106,9 @@ fn resolve_with(passwd: &[PasswdEntry], groups: &[GroupEntry], spec: &str) -> Re
             (gid, extra)
         }
     };
+    if uid > MAX_ID || gid > MAX_ID || additional_gids.iter().any(|g| *g > MAX_ID) {
+        return Err(UserError::Range);
+    }
     let home = entry.map(|e| e.home.clone()).filter(|h| !h.is_empty()).unwrap_or_else(|| "/".into());
     Ok(ExecUser { uid, gid, additional_gids, home })
 }
@@ -199,6 +209,22 @@ mod tests {
         assert_eq!(r("bob"), Err(UserError::NoSuchUser("bob".into())));
         assert_eq!(r("alice:nogroup"), Err(UserError::NoSuchGroup("nogroup".into())));
         assert!(matches!(r("alice:"), Err(UserError::Invalid(_))));
+    }
+
+    #[test]
+    fn ids_past_docker_range_are_refused() {
+        let dir = rootfs();
+        let passwd = dir.path().join("etc/passwd");
+        let mut content = std::fs::read_to_string(&passwd).unwrap();
+        content.push_str("huge:x:4294967295:4294967295::/:/bin/sh\n");
+        std::fs::write(&passwd, content).unwrap();
+        let r = |s: &str| resolve(dir.path(), s);
+        // (uid_t)-1 is "leave unchanged" to setresuid: root would stay root.
+        for spec in ["4294967295", "1000:4294967295", "2147483648", "huge", "alice:4294967295"] {
+            assert_eq!(r(spec), Err(UserError::Range), "{spec}");
+        }
+        assert_eq!(r("2147483647:2147483647").unwrap().uid, MAX_ID);
+        assert_eq!(UserError::Range.to_string(), "uids and gids must be in range 0-2147483647");
     }
 
     #[test]

@@ -16,16 +16,26 @@ use wasmtime::{Engine, ResourceLimiter, UpdateDeadline};
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// Memory kept back from the guest for what the host side allocates while it runs (WASI I/O
-/// buffers, thread stacks, the signal thread).
+/// buffers, thread stacks, the signal thread): a quarter of the limit, at least
+/// [`MIN_HOST_RESERVE`] and at most this. (A running hello's whole cgroup holds ~0.5 MiB, so a
+/// fixed 8 MiB would leave nothing to a guest under docker's smallest limit, 6 MiB.)
 pub(crate) const HOST_RESERVE: u64 = 8 << 20;
+pub(crate) const MIN_HOST_RESERVE: u64 = 1 << 20;
 
 /// How much of the container's memory limit (which its cgroup enforces on the whole process)
 /// the guest's linear memories may use: the limit minus what the executor already uses
-/// (anonymous RSS, after the engine and the module are loaded) and [`HOST_RESERVE`], so the
+/// (anonymous RSS, after the engine and the module are loaded) and the host's reserve, so the
 /// guest's allocation fails inside the guest before the cgroup's OOM killer ends the process.
+/// Zero when nothing is left: then even a guest's initial memory is refused, with a message.
 pub(crate) fn guest_memory_limit(container_limit: Option<u64>) -> Option<u64> {
     let limit = container_limit.filter(|l| *l > 0)?;
-    Some(limit.saturating_sub(host_memory_in_use() + HOST_RESERVE))
+    Some(guest_share(limit, host_memory_in_use()))
+}
+
+/// The guest's share of `limit` when the host already uses `in_use` bytes.
+fn guest_share(limit: u64, in_use: u64) -> u64 {
+    let reserve = (limit / 4).clamp(MIN_HOST_RESERVE, HOST_RESERVE);
+    limit.saturating_sub(in_use + reserve)
 }
 
 /// Anonymous resident memory of this process (what the memory cgroup cannot reclaim), from
@@ -75,9 +85,9 @@ impl ResourceLimiter for GuestLimits {
     }
 }
 
-/// The limiter for a memory limit in bytes (none: no cap).
+/// The limiter for a guest's budget in bytes (none: no cap; zero: no memory at all).
 pub(crate) fn store_limits(memory_limit: Option<u64>) -> GuestLimits {
-    let budget = memory_limit.filter(|l| *l > 0).map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    let budget = memory_limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
     GuestLimits { budget, used: 0 }
 }
 
@@ -248,8 +258,25 @@ mod tests {
         let limit = 1 << 30;
         let guest = guest_memory_limit(Some(limit)).unwrap();
         assert!(guest < limit - HOST_RESERVE && guest > limit / 2, "{guest}");
+        // A small limit keeps a quarter back, not 8 MiB: docker's smallest (6 MiB) leaves the
+        // guest what the host does not use.
+        assert_eq!(guest_share(6 << 20, 1 << 20), (6 << 20) - (1 << 20) - (6 << 20) / 4);
+        assert_eq!(guest_share(2 << 20, 0), 1 << 20, "at least 1 MiB kept back");
+        assert_eq!(guest_share(1 << 30, 0), (1 << 30) - HOST_RESERVE, "at most 8 MiB kept back");
         // A limit below what the host uses leaves the guest nothing, never an underflow.
         assert_eq!(guest_memory_limit(Some(1 << 20)), Some(0));
+    }
+
+    /// A container limit too small to leave the guest anything is a budget of zero, not "no
+    /// cap": the guest's initial memory is refused (a clear error at instantiation), where
+    /// before it grew until the cgroup's OOM killer ended the container with no word.
+    #[test]
+    fn a_zero_budget_is_no_memory_not_no_cap() {
+        let engine = super::super::engine::new_engine().unwrap();
+        let module = wasmtime::Module::new(&engine, wat::parse_str(GROWER).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, store_limits(Some(0)));
+        store.limiter(|l| l);
+        assert!(wasmtime::Instance::new(&mut store, &module, &[]).is_err());
     }
 
     #[test]
