@@ -760,6 +760,19 @@ fn run_forwards_signals_to_the_container() {
     assert_gone(&rt, &b, 0);
 }
 
+/// Output to a reader that went away ends strata-oci as SIGPIPE ends runc: quietly, not with
+/// a panic and a backtrace.
+#[test]
+fn a_closed_stdout_ends_it_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let rt = Runtime::strata();
+    let (read_end, write_end) = rustix::pipe::pipe().unwrap();
+    drop(read_end);
+    let out = rt.command(&["features"]).stdout(Stdio::from(write_end)).stderr(Stdio::piped()).output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
 #[test]
 fn features_and_spec() {
     let rt = Runtime::strata();

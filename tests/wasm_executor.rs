@@ -106,6 +106,25 @@ fn trap_reports_message_and_backtrace_and_exits_134() {
     assert!(explode < deeper, "{}", r.stderr);
 }
 
+/// A guest that fails other than by a trap (here WASI's proc_exit with a code it refuses): one
+/// line naming the cause, then the backtrace once.
+#[test]
+fn a_failed_guest_names_the_cause_then_the_backtrace_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = wat::parse_str(
+        r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1)
+            (func (export "_start") i32.const 200 call $exit))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("exit200.wasm"), module).unwrap();
+    let r = run_job(job(&dir.path().join("exit200.wasm").to_string_lossy(), &[]), None);
+    assert_eq!(r.code, 134, "{}", r.stderr);
+    let first = r.stderr.lines().find(|l| l.starts_with("strata: ")).expect("an error line");
+    assert!(first.ends_with("wasm guest failed: exit with invalid exit status outside of [0..126)"), "{}", r.stderr);
+    assert_eq!(r.stderr.matches("wasm backtrace").count(), 1, "{}", r.stderr);
+}
+
 #[test]
 fn files_through_preopens_and_read_only_volumes() {
     let image = tempfile::tempdir().unwrap();

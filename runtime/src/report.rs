@@ -20,6 +20,31 @@ pub fn one_line(e: &(dyn Error + 'static)) -> String {
     line
 }
 
+/// For the command lines: output to a reader that went away (`strata-oci list | head -1`)
+/// ends the process as SIGPIPE ends a C or Go tool, quietly, instead of Rust's panic with a
+/// backtrace. (Rust ignores SIGPIPE, so `println!` panics with EPIPE; SIGPIPE itself cannot
+/// be restored process-wide: a monitor writing to a CLI that was killed must live on.)
+pub fn end_quietly_when_stdout_closes() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            // SAFETY: restoring the default action and raising it; nothing runs after.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        default_hook(info);
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::one_line;

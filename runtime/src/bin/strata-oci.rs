@@ -38,6 +38,7 @@ fn init_debug_log(log: Option<&std::path::Path>) {
 }
 
 fn main() {
+    strata::report::end_quietly_when_stdout_closes();
     let cli = match oci::args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

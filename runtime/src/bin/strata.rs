@@ -24,6 +24,7 @@ fn log_directives(level: &str) -> String {
 }
 
 fn main() {
+    strata::report::end_quietly_when_stdout_closes();
     let parsed = match cli::args::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

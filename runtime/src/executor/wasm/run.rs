@@ -476,7 +476,9 @@ fn guest_error(path: &Path, e: &wasmtime::Error) -> i32 {
     let what = match find::<Trap>(e) {
         // A trap displays as "wasm trap: ...".
         Some(trap) => trap.to_string(),
-        None => format!("wasm guest failed: {}", error_chain(e)),
+        // The cause itself: the chain's other layer is the backtrace, which follows on lines
+        // of its own (in the chain it printed twice, the cause lost at the end of a line).
+        None => format!("wasm guest failed: {}", e.root_cause().to_string().replace('\n', " ")),
     };
     eprintln!("strata: {}: {what}", path.display());
     if let Some(bt) = find::<WasmBacktrace>(e) {
