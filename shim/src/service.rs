@@ -758,6 +758,11 @@ impl Task for Service {
         })
     }
 
+    /// As at create: the gRPC code for a method not implemented, not the generated NotFound.
+    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {
+        Err(err(Code::UNIMPLEMENTED, "checkpoint/restore is not supported by strata"))
+    }
+
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
         // A group's shim serves its other containers until the last one is deleted.
         self.exit_if_idle();

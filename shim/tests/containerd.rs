@@ -116,6 +116,9 @@ fn run_rm_wasm_and_native_with_output_and_exit_codes() {
     let out = c.ctr_run(&["--rm"], WASM, "wasm-default", &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("hello from a wasm container"));
+    // A working directory the image lacks is made, as runc's shim does (pods' workingDir).
+    let out = c.ctr_run(&["--rm", "--cwd", "/made/here"], BUSYBOX, "cwd", &["pwd"]);
+    assert_eq!((out.status.code(), text(&out.stdout)), (Some(0), "/made/here\n".to_string()), "{}", text(&out.stderr));
     assert!(c.ctr_ok(&["task", "ls", "-q"]).trim().is_empty());
     c.ctr_ok(&["image", "ls"]);
     c.assert_no_leftovers();
@@ -215,6 +218,11 @@ fn detached_task_verbs() {
     assert_eq!(status("d1").as_deref(), Some("PAUSED"));
     let again = c.ctr(&["task", "pause", "d1"]);
     assert!(!again.status.success() && text(&again.stderr).contains("cannot pause a paused container"), "{again:?}");
+    // gRPC's Unimplemented (containerd: "not implemented"), not the generated NotFound.
+    let checkpoint = c.ctr(&["task", "checkpoint", "d1"]);
+    let said = text(&checkpoint.stderr);
+    assert!(!checkpoint.status.success() && said.contains("not supported by strata"), "{checkpoint:?}");
+    assert!(said.contains("not implemented") && !said.contains("not found"), "{said}");
     c.ctr_ok(&["task", "resume", "d1"]);
     assert_eq!(status("d1").as_deref(), Some("RUNNING"));
 
