@@ -458,52 +458,54 @@ fn killed_shim_means_an_exited_task() {
 fn oom_kill_is_exit_137_and_an_oom_event() {
     let c = Containerd::start("strata-t-oom");
     c.import_images();
-    // containerd's event stream, read on a thread so the test can wait for a line with a limit.
-    let mut events = c
-        .ctr_cmd(&["events"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stream = events.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = Vec::new();
-    let mut wait_for_event = |wanted: &dyn Fn(&str) -> bool| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
-                Ok(line) if wanted(&line) => return true,
-                Ok(line) => seen.push(line),
-                Err(_) => return false,
-            }
-        }
-    };
+    let mut events = c.events();
     // The subscription is live once a first container's events come through.
     let out = c.ctr_run(&["--rm"], BUSYBOX, "probe", &["true"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let live = wait_for_event(&|l| l.contains("/tasks/exit") && l.contains("probe"));
+    let live = events.wait_for(Duration::from_secs(10), &|l| l.contains("/tasks/exit") && l.contains("probe"));
 
     let limit = (32u64 << 20).to_string();
     let hog = ["dd", "if=/dev/zero", "of=/dev/null", "bs=96M", "count=1"];
     let out = c.ctr_run(&["--rm", "--memory-limit", &limit], BUSYBOX, "hog", &hog);
     assert_eq!(out.status.code(), Some(137), "OOM-killed: {}\n{}", text(&out.stderr), c.log_tail());
-    let oom = wait_for_event(&|l| l.contains("/tasks/oom") && l.contains("hog"));
-    let _ = events.kill();
-    let _ = events.wait();
-    assert!(live && oom, "no /tasks/oom event for hog (stream live: {live}); events seen:\n{}", seen.join("\n"));
+    let oom = events.wait_for(Duration::from_secs(10), &|l| l.contains("/tasks/oom") && l.contains("hog"));
+    assert!(live && oom, "no /tasks/oom event for hog (stream live: {live}); events seen:\n{}", events.seen.join("\n"));
+    drop(events);
     // Within the limit the same program runs.
     let fits = ["dd", "if=/dev/zero", "of=/dev/null", "bs=4M", "count=1"];
     let out = c.ctr_run(&["--rm", "--memory-limit", &limit], BUSYBOX, "fits", &fits);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    c.assert_no_leftovers();
+}
+
+/// After containerd restarts, a running task's shim publishes its next events in order: the
+/// first one, whose connection was to the old containerd, is not sent after the ones behind
+/// it (the shim library's publisher requeued it for a second).
+#[test]
+fn events_stay_in_order_across_a_containerd_restart() {
+    let mut c = Containerd::start("strata-t-restart");
+    c.import_images();
+    let out = c.ctr_run(&["-d"], BUSYBOX, "lives-on", &["sleep", "1000"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    c.restart();
+    let mut events = c.events();
+    // The stream is live once an event of a new container comes through.
+    let out = c.ctr_run(&["--rm"], BUSYBOX, "probe", &["true"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(events.wait_for(Duration::from_secs(10), &|l| l.contains("/tasks/exit") && l.contains("probe")));
+    c.ctr_ok(&["task", "exec", "--exec-id", "x1", "lives-on", "true"]);
+    let exited = |l: &str| l.contains("/tasks/exit") && l.contains("\"x1\"");
+    assert!(events.wait_for(Duration::from_secs(10), &exited), "no exit of exec x1:\n{}", events.seen.join("\n"));
+    let order: Vec<&str> = events
+        .seen
+        .iter()
+        .filter(|l| l.contains("x1"))
+        .filter_map(|l| ["/tasks/exec-added", "/tasks/exec-started", "/tasks/exit"].into_iter().find(|t| l.contains(t)))
+        .collect();
+    assert_eq!(order, ["/tasks/exec-added", "/tasks/exec-started", "/tasks/exit"], "{}", events.seen.join("\n"));
+    drop(events);
+    c.ctr_ok(&["task", "delete", "--force", "lives-on"]);
+    c.ctr_ok(&["container", "rm", "lives-on"]);
     c.assert_no_leftovers();
 }
 

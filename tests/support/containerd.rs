@@ -20,6 +20,9 @@ pub struct Containerd {
     pub dir: tempfile::TempDir,
     pub namespace: String,
     child: Child,
+    /// The daemon's PATH and extra environment, for [`Containerd::restart`].
+    path: String,
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 impl Containerd {
@@ -56,25 +59,31 @@ impl Containerd {
         if let Some(first) = path_first {
             path = format!("{}:{path}", first.display());
         }
-        let log = std::fs::File::create(d.join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .args(["--log-level", "debug", "--config"])
-            .arg(d.join("config.toml"))
-            .env("PATH", path)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd (Debian's package: scripts/deps.sh)");
-        let c = Containerd { dir, namespace: namespace.to_string(), child };
-        // `ctr version` succeeds once the daemon serves; it fails fast before.
+        let env: Vec<(String, std::ffi::OsString)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_os_string())).collect();
+        let child = spawn_daemon(d, &path, &env);
+        let c = Containerd { dir, namespace: namespace.to_string(), child, path, env };
+        c.wait_serving();
+        c
+    }
+
+    /// Stop containerd (SIGTERM, by its pid; its shims and tasks go on) and start it again on
+    /// the same config and state, as a host's restart of the service does.
+    pub fn restart(&mut self) {
+        // SAFETY: signalling the containerd we started, by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        self.child = spawn_daemon(self.dir.path(), &self.path, &self.env);
+        self.wait_serving();
+    }
+
+    /// `ctr version` succeeds once the daemon serves; it fails fast before.
+    fn wait_serving(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !c.ctr_cmd(&["version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success() {
-            assert!(Instant::now() < deadline, "containerd did not come up:\n{}", c.log());
+        while !self.ctr_cmd(&["version"]).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap().success() {
+            assert!(Instant::now() < deadline, "containerd did not come up:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
-        c
     }
 
     pub fn address(&self) -> PathBuf {
@@ -148,6 +157,21 @@ pub fn remove_cgroup_tree(dir: &Path) {
     while std::fs::remove_dir(dir).is_err() && dir.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// containerd on the config in `dir`, its log appended to `dir/containerd.log`.
+fn spawn_daemon(dir: &Path, path: &str, env: &[(String, std::ffi::OsString)]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("containerd.log")).unwrap();
+    Command::new("containerd")
+        .args(["--log-level", "debug", "--config"])
+        .arg(dir.join("config.toml"))
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("containerd (Debian's package: scripts/deps.sh)")
 }
 
 impl Drop for Containerd {

@@ -159,6 +159,33 @@ impl Containerd {
         run(&mut self.ctr_cmd(args))
     }
 
+    /// Stop containerd and start it again; the shims and their tasks go on.
+    pub fn restart(&mut self) {
+        self.base.restart();
+    }
+
+    /// containerd's event stream (`ctr events`), from now on.
+    pub fn events(&self) -> EventStream {
+        let mut child = self
+            .ctr_cmd(&["events"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stream = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        EventStream { child, lines, seen: Vec::new() }
+    }
+
     /// `ctr` that must succeed; its stdout.
     pub fn ctr_ok(&self, args: &[&str]) -> String {
         let out = self.ctr(args);
@@ -335,4 +362,34 @@ pub fn read_all(mut r: impl Read) -> String {
         }
     }
     text(&out)
+}
+
+/// `ctr events`' lines, read on a thread so a test can wait for one with a limit.
+pub struct EventStream {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far, in order.
+    pub seen: Vec<String>,
+}
+
+impl EventStream {
+    /// Wait up to `limit` for a line `wanted` accepts (kept in `seen`, as all lines are).
+    pub fn wait_for(&mut self, limit: std::time::Duration, wanted: &dyn Fn(&str) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            let found = wanted(&line);
+            self.seen.push(line);
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
