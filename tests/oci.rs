@@ -345,6 +345,25 @@ fn a_cwd_through_proc_self_fd_never_reaches_the_host() {
     assert!(refused >= 1, "no cwd was found outside the root");
 }
 
+/// A missing cwd is made (runc's behaviour), but only inside the root: a cwd that reaches
+/// the host through a `/proc/self/fd` link must not have its missing part made on the host.
+#[test]
+fn a_missing_cwd_through_proc_self_fd_is_not_made_on_the_host() {
+    let rt = Runtime::strata();
+    let host_dir = tempfile::Builder::new().prefix("strata-cwd-made").tempdir_in("/tmp").unwrap();
+    let made = host_dir.path().join("made");
+    for n in 3..12 {
+        let b = Bundle::busybox(&["true"]);
+        let cwd = format!("/proc/self/fd/{n}/../../../../../../../..{}", made.display());
+        b.edit(|c| c["process"]["cwd"] = json!(cwd));
+        let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+        assert_ne!(o.code, 0, "{o}");
+        assert!(o.stderr.contains(&format!("cwd {cwd}")), "{o}");
+        assert!(!made.exists(), "cwd {cwd} was made on the host");
+        assert_gone(&rt, &b, 0);
+    }
+}
+
 /// An image that ships `/proc -> /` must not get procfs mounted over its whole root (the
 /// masked paths would then name nothing and go unprotected): the mount is refused.
 #[test]

@@ -164,28 +164,32 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         None
     };
     let process = cfg.spec.process().as_ref().ok_or("config.json has no process")?;
-    let program = {
-        let rootfs_fd;
-        let root_fd = match &root {
-            Some(fd) => fd,
-            None => {
-                use rustix::fs::{Mode, OFlags};
-                rootfs_fd =
-                    rustix::fs::open(&cfg.rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(|e| format!("opening rootfs {}: {e}", cfg.rootfs.display()))?;
-                &rootfs_fd
-            }
-        };
-        program::resolve(
-            root_fd,
-            process.args().as_deref().unwrap_or_default(),
-            process.env().as_deref().unwrap_or_default(),
-            program::wasm_by_annotation(&cfg.spec),
-        )?
+    let rootfs_fd;
+    let root_fd = match &root {
+        Some(fd) => fd,
+        None => {
+            use rustix::fs::{Mode, OFlags};
+            rootfs_fd =
+                rustix::fs::open(&cfg.rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| format!("opening rootfs {}: {e}", cfg.rootfs.display()))?;
+            &rootfs_fd
+        }
     };
+    let program = program::resolve(
+        root_fd,
+        process.args().as_deref().unwrap_or_default(),
+        process.env().as_deref().unwrap_or_default(),
+        program::wasm_by_annotation(&cfg.spec),
+    )?;
     if let (Some(root), Executor::Native, false) = (&root, program.executor, mounts_if_native.is_empty()) {
         mounts::mount_more(&ctx, root, &mounts_if_native)?;
     }
+    // runc's: a `process.cwd` the root lacks is made (0755, as root), after the mounts and
+    // before a read-only root is sealed: images name a WORKDIR no layer creates. It is made
+    // here, resolved inside the root, because after pivot_root the path would resolve through
+    // the container's /proc, whose fd links still reach the host.
+    mounts::make_missing_dir(root_fd, process.cwd())
+        .map_err(|e| format!("cwd {}: cannot make it: {e}", process.cwd().display()))?;
     // The cache is a host directory: open it now, while host paths still resolve. Without
     // it (unwritable, missing) the module is compiled in memory.
     let cache = match program.executor {
@@ -220,7 +224,6 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         if let Some(sysctl) = linux.sysctl() {
             identity::set_sysctls(sysctl)?;
         }
-        make_cwd(process)?;
         mounts::mask_paths(linux.masked_paths().as_deref().unwrap_or_default())?;
         mounts::readonly_paths(linux.readonly_paths().as_deref().unwrap_or_default(), in_user_ns)?;
         if cfg.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
@@ -231,7 +234,6 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         if let Some(sysctl) = linux.sysctl() {
             identity::set_sysctls(sysctl)?;
         }
-        make_cwd(process)?;
     }
     if cfg.plan.has(LinuxNamespaceType::Uts) {
         if let Some(h) = cfg.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
@@ -384,19 +386,4 @@ fn close_inherited_fds(first: i32) {
 #[allow(dead_code)]
 fn raw(fd: &impl AsRawFd) -> i32 {
     fd.as_raw_fd()
-}
-
-/// runc's: a `process.cwd` the root lacks is made (0755, as root), inside the container's own
-/// root, before a read-only root is sealed. Images name a WORKDIR no layer creates.
-fn make_cwd(process: &oci_spec::runtime::Process) -> identity::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let cwd = process.cwd();
-    if cwd.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(cwd)
-        .map_err(|e| format!("cwd {}: cannot make it: {e}", cwd.display()))
 }

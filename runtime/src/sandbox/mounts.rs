@@ -177,6 +177,30 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd> 
     open(&current).map_err(|e| format!("resolving {} in the rootfs: {e}", path.display()))
 }
 
+/// Make `path` (absolute inside the container) as a directory under `root` when nothing is
+/// there. Only a name that resolves, inside the root, to nothing is made: whatever else the
+/// kernel cannot resolve in the root (a magic link of /proc, a dangling symlink) is left for
+/// the caller's later use of the path to report. `..` is taken lexically, as the kernel
+/// would have where no symlink intervenes.
+pub fn make_missing_dir(root: &OwnedFd, path: &Path) -> Result<()> {
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    match openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve) {
+        Err(rustix::io::Errno::NOENT) => {}
+        _ => return Ok(()),
+    }
+    let mut clean = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => clean.push(n),
+            Component::ParentDir => {
+                clean.pop();
+            }
+            _ => {}
+        }
+    }
+    open_in_root(root, &clean, false).map(drop)
+}
+
 /// A spec mount's destination, resolved in the root, which it must not be: an image that
 /// ships `/proc -> /` would have procfs mounted over the whole root, and the masked and
 /// read-only paths (`/proc/kcore`, `/proc/sys`) then name nothing and go unprotected.
