@@ -13,6 +13,7 @@ use containerd_shim::event::Event;
 use containerd_shim::protos::shim::event::Envelope;
 use containerd_shim::protos::shim::events::ForwardRequest;
 use containerd_shim::protos::shim_async::{Client, EventsClient};
+use containerd_shim::protos::ttrpc;
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 use std::time::Duration;
@@ -37,7 +38,8 @@ pub struct Events {
 }
 
 impl Events {
-    /// Take over from the library's publisher: its address (dropping it ends its queue task).
+    /// Take over from the library's publisher: only its address is used. (Its own queue task
+    /// lives on, idle, for the shim's life: the library offers no way to end it.)
     pub fn new(publisher: RemotePublisher, namespace: &str) -> Events {
         let (queue, pending) = mpsc::channel(QUEUE);
         tokio::spawn(deliver(publisher.address.clone(), pending));
@@ -107,10 +109,16 @@ async fn deliver(address: String, mut pending: mpsc::Receiver<Envelope>) {
                     delivered = true;
                     break;
                 }
+                Ok(Err(e)) if is_refusal(&e) => {
+                    // containerd heard it and said no: saying it again changes nothing.
+                    log::warn!("publishing {topic}: containerd refused it: {e}; dropped");
+                    delivered = true;
+                    break;
+                }
                 Ok(Err(e)) => {
                     log::debug!("publishing {topic}: {e}");
-                    // A closed connection (containerd restarted) or any other failure: the
-                    // next attempt starts from a new one.
+                    // A closed connection (containerd restarted): the next attempt starts
+                    // from a new one.
                     client = None;
                 }
                 Err(_) => {
@@ -120,9 +128,15 @@ async fn deliver(address: String, mut pending: mpsc::Receiver<Envelope>) {
             }
         }
         if !delivered {
-            log::warn!("publishing {topic}: containerd did not take it after {ATTEMPTS} attempts; dropped");
+            log::warn!("publishing {topic}: containerd could not be reached in {ATTEMPTS} attempts; dropped");
         }
     }
+}
+
+/// An answer from containerd, as opposed to a failure to reach it (a closed or broken
+/// connection). UNAVAILABLE is the one answer that means "not now".
+fn is_refusal(e: &ttrpc::Error) -> bool {
+    matches!(e, ttrpc::Error::RpcStatus(status) if status.code() != ttrpc::Code::UNAVAILABLE)
 }
 
 async fn connect(address: &str) -> Result<EventsClient, String> {
@@ -144,5 +158,16 @@ mod tests {
     fn the_first_retry_is_at_once_then_the_pause_grows() {
         let pauses: Vec<u64> = (0..ATTEMPTS).map(|a| pause_before(a).as_millis() as u64).collect();
         assert_eq!(pauses, vec![0, 0, 100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
+
+    #[test]
+    fn only_an_answer_other_than_unavailable_ends_the_retries() {
+        let status = |code| ttrpc::Error::RpcStatus(ttrpc::get_status(code, "x"));
+        assert!(is_refusal(&status(ttrpc::Code::INVALID_ARGUMENT)));
+        assert!(is_refusal(&status(ttrpc::Code::NOT_FOUND)));
+        assert!(!is_refusal(&status(ttrpc::Code::UNAVAILABLE)));
+        assert!(!is_refusal(&ttrpc::Error::RemoteClosed));
+        assert!(!is_refusal(&ttrpc::Error::LocalClosed));
+        assert!(!is_refusal(&ttrpc::Error::Socket("broken pipe".into())));
     }
 }
