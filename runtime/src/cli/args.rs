@@ -401,8 +401,7 @@ pub struct ContainerSpecArgs {
         value_names = ["IMAGE", "COMMAND"],
         num_args = 1..,
         required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        trailing_var_arg = true
     )]
     pub image_and_command: Vec<String>,
 }
@@ -613,8 +612,7 @@ pub struct ExecArgs {
         value_names = ["CONTAINER", "COMMAND"],
         num_args = 2..,
         required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        trailing_var_arg = true
     )]
     pub container_and_command: Vec<String>,
 }
