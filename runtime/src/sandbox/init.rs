@@ -44,6 +44,8 @@ pub struct InitConfig {
 struct Launch {
     program: Program,
     preloaded: Option<wasm::Preloaded>,
+    /// For wasm in a mount namespace: this process's smaps_rollup, opened before /proc goes.
+    memory_gauge: Option<std::fs::File>,
 }
 
 /// Whether the rootfs, before anything is mounted on it, shows a wasm program (see `run`).
@@ -244,8 +246,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         }
     }
 
+    use std::os::fd::AsFd;
+    let memory_gauge = host_proc.as_ref().and_then(|proc| wasm::open_memory_gauge(proc.as_fd()));
     if let Some(proc) = host_proc {
-        use std::os::fd::AsFd;
         mounts::detach_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default(), proc.as_fd())?;
     }
     if let Some(socket) = &cfg.console {
@@ -279,7 +282,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     drop(w);
     drop(fifo_dir);
     hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
-    Ok(Launch { program, preloaded })
+    Ok(Launch { program, preloaded, memory_gauge })
 }
 
 /// Run the container's module in wasmtime, in this process (PID 1 of the container), and
@@ -290,6 +293,7 @@ fn run_wasm(cfg: &InitConfig, launch: Launch) -> ! {
     // /etc/hostname, /etc/resolv.conf, /dev/termination-log) is reached through "/".
     job.preopens.retain(|p| p.host.is_dir());
     job.preloaded = launch.preloaded;
+    job.memory_gauge = launch.memory_gauge;
     let code = wasm::run(job);
     // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.
     unsafe { libc::_exit(code) }

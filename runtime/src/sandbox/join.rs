@@ -71,7 +71,7 @@ fn main(mut cfg: JoinConfig, mut chan: Channel) -> ! {
     keep.extend(cfg.wasm_cache.as_ref().map(|c| c.as_raw_fd()));
     super::init::close_fds_from(3 + cfg.preserve_fds.max(0), &keep);
     match setup(&mut cfg, &mut chan) {
-        Ok(preloaded) => launch(cfg, preloaded),
+        Ok((preloaded, memory_gauge)) => launch(cfg, preloaded, memory_gauge),
         Err(e) => {
             let _ = chan.send_error(&e);
             // SAFETY: leave without running the runtime's destructors.
@@ -81,8 +81,9 @@ fn main(mut cfg: JoinConfig, mut chan: Channel) -> ! {
 }
 
 /// Join and become the process; a wasm program is loaded from the cache (or compiled into it)
-/// on the way, while still privileged (see `wasm_compile`), and the cache closed.
-fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, String> {
+/// on the way, while still privileged (see `wasm_compile`), and the cache closed; with it
+/// the process's memory gauge, opened before /proc goes (see `wasm::open_memory_gauge`).
+fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<(Option<Preloaded>, Option<std::fs::File>), String> {
     // Still the runtime's user namespace and paths: moving our only thread moves the process.
     super::cgroups::attach_self(&cfg.cgroup_self_attach)?;
     // Otherwise the runtime puts us in the container's cgroup first.
@@ -105,8 +106,8 @@ fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, 
             }
         }
     }
+    let memory_gauge = host_proc.as_ref().and_then(|proc| wasm::open_memory_gauge(proc.as_fd()));
     if let Some(proc) = host_proc {
-        use std::os::fd::AsFd;
         super::mounts::private_view_without_kernel_filesystems(
             cfg.spec.mounts().as_deref().unwrap_or_default(),
             proc.as_fd(),
@@ -133,10 +134,10 @@ fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<Option<Preloaded>, 
     };
     identity::become_process(process, cfg.seccomp.as_ref())?;
     chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
-    Ok(preloaded)
+    Ok((preloaded, memory_gauge))
 }
 
-fn launch(cfg: JoinConfig, preloaded: Option<Preloaded>) -> ! {
+fn launch(cfg: JoinConfig, preloaded: Option<Preloaded>, memory_gauge: Option<std::fs::File>) -> ! {
     match cfg.program.executor {
         Executor::Native => {
             let process = cfg.spec.process().as_ref().expect("checked in setup");
@@ -150,6 +151,7 @@ fn launch(cfg: JoinConfig, preloaded: Option<Preloaded>) -> ! {
             // As in the init: file mounts are no preopens (they are reached through "/").
             job.preopens.retain(|p| p.host.is_dir());
             job.preloaded = preloaded;
+            job.memory_gauge = memory_gauge;
             let code = wasm::run(job);
             // SAFETY: leave without running the runtime's destructors; wasm output is unbuffered.
             unsafe { libc::_exit(code) }

@@ -24,12 +24,15 @@ pub(crate) const MIN_HOST_RESERVE: u64 = 1 << 20;
 
 /// How much of the container's memory limit (which its cgroup enforces on the whole process)
 /// the guest's linear memories may use: the limit minus what the executor already uses
-/// (anonymous RSS, after the engine and the module are loaded) and the host's reserve, so the
-/// guest's allocation fails inside the guest before the cgroup's OOM killer ends the process.
-/// Zero when nothing is left: then even a guest's initial memory is refused, with a message.
-pub(crate) fn guest_memory_limit(container_limit: Option<u64>) -> Option<u64> {
+/// (after the engine and the module are loaded) and the host's reserve, so the guest's
+/// allocation fails inside the guest before the cgroup's OOM killer ends the process. Zero
+/// when nothing is left: then even a guest's initial memory is refused, with a message.
+/// `gauge` is this process's smaps_rollup opened while /proc was still there (a wasm
+/// container's kernel filesystems are detached before its guest runs); without it,
+/// /proc/self/smaps_rollup is read by name.
+pub(crate) fn guest_memory_limit(container_limit: Option<u64>, gauge: Option<&std::fs::File>) -> Option<u64> {
     let limit = container_limit.filter(|l| *l > 0)?;
-    Some(guest_share(limit, host_memory_in_use()))
+    Some(guest_share(limit, host_memory_in_use(gauge)))
 }
 
 /// The guest's share of `limit` when the host already uses `in_use` bytes.
@@ -39,19 +42,44 @@ fn guest_share(limit: u64, in_use: u64) -> u64 {
 }
 
 /// Memory this process holds for itself, as the memory cgroup charges it: its private dirty
-/// pages (heap, stacks, copied-on-write pages; not the pages it shares with the process it was
-/// forked from, which are charged where they were first written), from /proc/self/smaps_rollup.
-/// Without /proc (a wasm container's kernel filesystems are detached before its guest runs)
-/// 0: the container's whole cgroup holds ~0.4 MiB there while a guest runs, which the reserve
-/// covers. (Peak RSS, the fallback before, counted every page of the binary ever touched: it
-/// left a guest nothing under limits below ~18 MiB.)
-fn host_memory_in_use() -> u64 {
-    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+/// pages (heap, stacks, compiled code, copied-on-write pages; not the pages it shares with
+/// the process it was forked from, which are charged where they were first written), from
+/// smaps_rollup. 0 when it cannot be read (no /proc and no gauge): the reserve then has to
+/// cover it. (Peak RSS, used before, counted every page of the binary ever touched: it left a
+/// guest nothing under limits below ~18 MiB.)
+fn host_memory_in_use(gauge: Option<&std::fs::File>) -> u64 {
+    let rollup = match gauge {
+        Some(file) => read_from_start(file),
+        None => std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default(),
+    };
     let kb = rollup
         .lines()
         .find_map(|l| l.strip_prefix("Private_Dirty:"))
         .and_then(|v| v.trim().strip_suffix("kB").and_then(|n| n.trim().parse::<u64>().ok()));
     kb.unwrap_or(0) * 1024
+}
+
+/// A proc file's text as of now: read from offset 0, which makes the kernel generate it anew.
+fn read_from_start(file: &std::fs::File) -> String {
+    use std::os::unix::fs::FileExt;
+    let mut text = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    loop {
+        match file.read_at(&mut buf, text.len() as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// Open this process's smaps_rollup under `proc` (a procfs directory), for
+/// [`guest_memory_limit`] once /proc is gone.
+pub fn open_memory_gauge(proc: std::os::fd::BorrowedFd) -> Option<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::openat(proc, "self/smaps_rollup", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .ok()
+        .map(std::fs::File::from)
 }
 
 /// The guest's memory budget, in bytes, over all its linear memories and tables (a table
@@ -252,12 +280,12 @@ mod tests {
 
     #[test]
     fn the_guest_gets_the_limit_minus_the_host_share() {
-        assert_eq!(guest_memory_limit(None), None);
-        assert_eq!(guest_memory_limit(Some(0)), None);
-        let used = host_memory_in_use();
+        assert_eq!(guest_memory_limit(None, None), None);
+        assert_eq!(guest_memory_limit(Some(0), None), None);
+        let used = host_memory_in_use(None);
         assert!(used > 0);
         let limit = 1 << 30;
-        let guest = guest_memory_limit(Some(limit)).unwrap();
+        let guest = guest_memory_limit(Some(limit), None).unwrap();
         assert!(guest < limit - HOST_RESERVE && guest > limit / 2, "{guest}");
         // A small limit keeps a quarter back, not 8 MiB: docker's smallest (6 MiB) leaves the
         // guest what the host does not use.
@@ -265,7 +293,21 @@ mod tests {
         assert_eq!(guest_share(2 << 20, 0), 1 << 20, "at least 1 MiB kept back");
         assert_eq!(guest_share(1 << 30, 0), (1 << 30) - HOST_RESERVE, "at most 8 MiB kept back");
         // A limit below what the host uses leaves the guest nothing, never an underflow.
-        assert_eq!(guest_memory_limit(Some(1 << 20)), Some(0));
+        assert_eq!(guest_memory_limit(Some(1 << 20), None), Some(0));
+    }
+
+    /// The gauge is read anew each time (it does not keep the first reading): growing the
+    /// heap by 16 MiB of written pages shows.
+    #[test]
+    fn the_memory_gauge_reads_the_present() {
+        let proc = rustix::fs::open("/proc", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).unwrap();
+        let gauge = open_memory_gauge(std::os::fd::AsFd::as_fd(&proc)).unwrap();
+        let before = host_memory_in_use(Some(&gauge));
+        assert!(before > 0);
+        let held = vec![1u8; 16 << 20];
+        let after = host_memory_in_use(Some(&gauge));
+        assert!(after >= before + (12 << 20), "{before} -> {after}");
+        drop(held);
     }
 
     /// A container limit too small to leave the guest anything is a budget of zero, not "no

@@ -88,6 +88,7 @@ pub use cache::{
 pub use compiler_limits::{sealed_output, CompilerLimits};
 pub use engine::new_engine;
 pub use kind::WasmKind;
+pub use limits::open_memory_gauge;
 pub use run::{load_module, preload, run, PendingCompile, Preload, Preloaded, EXIT_TRAP};
 
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,10 @@ pub struct WasmJob {
     /// ([`preload`]); `None` loads it (cache or compile) in [`run`].
     #[serde(skip)]
     pub preloaded: Option<Preloaded>,
+    /// This process's smaps_rollup, opened while /proc was there ([`open_memory_gauge`]): how
+    /// much of the memory limit the executor itself uses, once a container's /proc is gone.
+    #[serde(skip)]
+    pub memory_gauge: Option<std::fs::File>,
 }
 
 fn root_dir() -> PathBuf {
@@ -157,6 +162,7 @@ impl Default for WasmJob {
             network: false,
             cache: None,
             preloaded: None,
+            memory_gauge: None,
         }
     }
 }

@@ -69,7 +69,7 @@ fn run_job(job: &WasmJob, cache: Option<ArtifactCache>, preloaded: Option<Preloa
         },
         None => None,
     };
-    let guest_memory = limits::guest_memory_limit(job.memory_limit);
+    let guest_memory = limits::guest_memory_limit(job.memory_limit, job.memory_gauge.as_ref());
     tracing::debug!(
         "wasm limits: memory {:?} bytes ({:?} for the guest), cpu {:?}, network {}",
         job.memory_limit,

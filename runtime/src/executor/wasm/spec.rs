@@ -63,6 +63,7 @@ impl WasmJob {
             network: !isolated_net,
             cache: None,
             preloaded: None,
+            memory_gauge: None,
         }
     }
 }
