@@ -473,18 +473,27 @@ fn guest_error(path: &Path, e: &wasmtime::Error) -> i32 {
     if let Some(Interrupted(sig)) = find::<Interrupted>(e) {
         return 128 + sig;
     }
+    let backtrace = find::<WasmBacktrace>(e).map(|bt| bt.to_string());
     let what = match find::<Trap>(e) {
         // A trap displays as "wasm trap: ...".
         Some(trap) => trap.to_string(),
-        // The cause itself: the chain's other layer is the backtrace, which follows on lines
-        // of its own (in the chain it printed twice, the cause lost at the end of a line).
-        None => format!("wasm guest failed: {}", e.root_cause().to_string().replace('\n', " ")),
+        // Every layer of the chain but the backtrace, which follows on lines of its own (in
+        // the chain it printed twice, the cause lost at the end of a line).
+        None => format!("wasm guest failed: {}", layers_but(e, backtrace.as_deref()).replace('\n', " ")),
     };
     eprintln!("strata: {}: {what}", path.display());
-    if let Some(bt) = find::<WasmBacktrace>(e) {
+    if let Some(bt) = backtrace {
         eprintln!("{bt}");
     }
     EXIT_TRAP
+}
+
+/// `e`'s chain of context and cause as one "a: b: c" text, without the layer that reads
+/// `skip` (a `WasmBacktrace` is context, not an error type the chain can be asked about).
+fn layers_but(e: &wasmtime::Error, skip: Option<&str>) -> String {
+    let layers: Vec<String> =
+        e.chain().map(|layer| layer.to_string()).filter(|text| Some(text.as_str()) != skip).collect();
+    layers.join(": ")
 }
 
 /// `e` or any error or context in its chain as a `T`.
