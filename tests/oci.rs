@@ -605,6 +605,36 @@ fn a_missing_cwd_is_made() {
     assert_gone(&rt, &b, 0);
 }
 
+/// The missing cwd is made where the kernel's chdir will look for it: after the
+/// createContainer hooks (one may mount over its parent, as runc allows) and with `..` taken
+/// after a symlink as the kernel takes it (`/link/../x` is `/a/x` when `/link -> /a/b`).
+#[test]
+fn a_missing_cwd_is_made_after_the_hooks_and_through_symlinks() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "pwd; grep -c ' /workspace tmpfs' /proc/mounts"]);
+    let rootfs = b.rootfs();
+    std::fs::create_dir(rootfs.join("workspace")).unwrap();
+    let mount = format!("mount -t tmpfs none {}/workspace", rootfs.display());
+    b.edit(|c| {
+        c["process"]["cwd"] = json!("/workspace/proj");
+        c["hooks"] = json!({"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", mount]}]});
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "/workspace/proj\n1\n"), "{o}");
+    assert!(!rootfs.join("workspace/proj").exists(), "made in the image's layer, under the hook's mount");
+    assert_gone(&rt, &b, 0);
+
+    let b = Bundle::busybox(&["pwd"]);
+    let rootfs = b.rootfs();
+    std::fs::create_dir_all(rootfs.join("a/b")).unwrap();
+    std::os::unix::fs::symlink("/a/b", rootfs.join("link")).unwrap();
+    b.edit(|c| c["process"]["cwd"] = json!("/link/../x/y"));
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "/a/x/y\n"), "{o}");
+    assert!(rootfs.join("a/x/y").is_dir() && !rootfs.join("x").exists());
+    assert_gone(&rt, &b, 0);
+}
+
 #[test]
 fn seccomp_blocks_a_syscall() {
     let rt = Runtime::strata();

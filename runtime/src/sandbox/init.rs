@@ -186,12 +186,6 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     if let (Some(root), Executor::Native, false) = (&root, program.executor, mounts_if_native.is_empty()) {
         mounts::mount_more(&ctx, root, &mounts_if_native)?;
     }
-    // runc's: a `process.cwd` the root lacks is made (0755, as root), after the mounts and
-    // before a read-only root is sealed: images name a WORKDIR no layer creates. It is made
-    // here, resolved inside the root, because after pivot_root the path would resolve through
-    // the container's /proc, whose fd links still reach the host.
-    mounts::make_missing_dir(root_fd, process.cwd())
-        .map_err(|e| format!("cwd {}: cannot make it: {e}", process.cwd().display()))?;
     // The cache is a host directory: open it now, while host paths still resolve. Without
     // it (unwritable, missing) the module is compiled in memory.
     let cache = match program.executor {
@@ -214,6 +208,13 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     }
     let hooks = cfg.spec.hooks().clone().unwrap_or_default();
     hooks::run_all("createContainer", hooks.create_container().as_ref(), &cfg.state_json)?;
+    // runc's: a `process.cwd` the root lacks is made (0755, as root), after the mounts and
+    // the hooks (which may mount over it) and before a read-only root is sealed: images name
+    // a WORKDIR no layer creates. It is made here, resolved inside the root, because after
+    // pivot_root the path would resolve through the container's /proc, whose fd links still
+    // reach the host.
+    mounts::make_missing_dir(root_fd, process.cwd())
+        .map_err(|e| format!("cwd {}: cannot make it: {e}", process.cwd().display()))?;
 
     if new_mount_ns {
         drop(root);

@@ -178,27 +178,44 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd> 
 }
 
 /// Make `path` (absolute inside the container) as a directory under `root` when nothing is
-/// there. Only a name that resolves, inside the root, to nothing is made: whatever else the
-/// kernel cannot resolve in the root (a magic link of /proc, a dangling symlink) is left for
-/// the caller's later use of the path to report. `..` is taken lexically, as the kernel
-/// would have where no symlink intervenes.
+/// there, each missing component 0755. Every prefix is resolved by the kernel inside the
+/// root (RESOLVE_IN_ROOT: symlinks and `..` as if `root` were `/`, so `..` after a symlink
+/// goes where a later chdir will) and never through a magic link of /proc; a directory is
+/// only ever made by name in a directory so resolved. A missing path whose prefix cannot be
+/// resolved so (a magic link, a file) is an error naming the prefix.
 pub fn make_missing_dir(root: &OwnedFd, path: &Path) -> Result<()> {
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    match openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve) {
+    let open = |p: &Path| openat2(root, p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve);
+    match open(path) {
         Err(rustix::io::Errno::NOENT) => {}
+        // There, or not to be resolved this way (a magic link): the chdir that follows
+        // pivot_root reports it, and refuses what lands outside the root.
         _ => return Ok(()),
     }
-    let mut clean = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::Normal(n) => clean.push(n),
-            Component::ParentDir => {
-                clean.pop();
+    let mut prefix = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => {
+                let next = prefix.join(name);
+                match open(&next) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::NOENT) => {
+                        let parent =
+                            open(&prefix).map_err(|e| format!("resolving {} in the rootfs: {e}", prefix.display()))?;
+                        match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
+                            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                            Err(e) => return Err(format!("creating {} in the rootfs: {e}", next.display())),
+                        }
+                    }
+                    Err(e) => return Err(format!("resolving {} in the rootfs: {e}", next.display())),
+                }
+                prefix = next;
             }
+            Component::ParentDir => prefix.push(".."),
             _ => {}
         }
     }
-    open_in_root(root, &clean, false).map(drop)
+    Ok(())
 }
 
 /// A spec mount's destination, resolved in the root, which it must not be: an image that

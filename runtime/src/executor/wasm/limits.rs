@@ -304,7 +304,7 @@ mod tests {
         let gauge = open_memory_gauge(std::os::fd::AsFd::as_fd(&proc)).unwrap();
         let before = host_memory_in_use(Some(&gauge));
         assert!(before > 0);
-        let held = vec![1u8; 16 << 20];
+        let held = std::hint::black_box(vec![1u8; 16 << 20]);
         let after = host_memory_in_use(Some(&gauge));
         assert!(after >= before + (12 << 20), "{before} -> {after}");
         drop(held);

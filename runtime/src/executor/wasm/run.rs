@@ -31,8 +31,9 @@ pub const EXIT_TRAP: i32 = 134;
 pub fn run(mut job: WasmJob) -> i32 {
     let cache = job.cache.take();
     let preloaded = job.preloaded.take();
+    let gauge = job.memory_gauge.take();
     let job = &job;
-    match std::panic::catch_unwind(AssertUnwindSafe(move || run_job(job, cache, preloaded))) {
+    match std::panic::catch_unwind(AssertUnwindSafe(move || run_job(job, cache, preloaded, gauge))) {
         Ok(code) => code,
         Err(_) => {
             eprintln!("strata: {}: internal error in the wasm executor", job.module.display());
@@ -41,7 +42,12 @@ pub fn run(mut job: WasmJob) -> i32 {
     }
 }
 
-fn run_job(job: &WasmJob, cache: Option<ArtifactCache>, preloaded: Option<Preloaded>) -> i32 {
+fn run_job(
+    job: &WasmJob,
+    cache: Option<ArtifactCache>,
+    preloaded: Option<Preloaded>,
+    gauge: Option<std::fs::File>,
+) -> i32 {
     let (engine, preloaded) = match preloaded {
         Some(p) => (p.engine.clone(), Some(p)),
         None => match engine::new_engine() {
@@ -69,7 +75,9 @@ fn run_job(job: &WasmJob, cache: Option<ArtifactCache>, preloaded: Option<Preloa
         },
         None => None,
     };
-    let guest_memory = limits::guest_memory_limit(job.memory_limit, job.memory_gauge.as_ref());
+    let guest_memory = limits::guest_memory_limit(job.memory_limit, gauge.as_ref());
+    // Read once, here: not kept open while the guest runs.
+    drop(gauge);
     tracing::debug!(
         "wasm limits: memory {:?} bytes ({:?} for the guest), cpu {:?}, network {}",
         job.memory_limit,
