@@ -132,38 +132,67 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
     })
 }
 
-/// Resolve `path` (absolute inside the container) under `root`, creating what is missing
-/// (directories, and the last component as a file when `file` is set), never leaving the
-/// root: symlinks resolve as if `root` were `/` (RESOLVE_IN_ROOT).
-pub fn open_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd> {
+/// `path` (absolute inside the container) resolved under `root` as an O_PATH fd: by the
+/// kernel, never leaving the root (symlinks and `..` as if `root` were `/`, RESOLVE_IN_ROOT)
+/// and never through a magic link of /proc.
+fn resolve_in_root(root: &OwnedFd, path: &Path) -> rustix::io::Result<OwnedFd> {
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    let open = |p: &Path| openat2(root, p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve);
-    let parts: Vec<&std::ffi::OsStr> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    let mut current = PathBuf::from("/");
-    for (i, part) in parts.iter().enumerate() {
-        let next = current.join(part);
-        match open(&next) {
+    openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve)
+}
+
+/// Resolve `path` under `root` ([`resolve_in_root`]), creating what is missing: directories
+/// (0755), and the last component as a file (0644) when `file` is set.
+pub fn open_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd> {
+    match resolve_in_root(root, path) {
+        Err(rustix::io::Errno::NOENT) => create_missing(root, path, file)?,
+        found => return found.map_err(|e| format!("resolving {} in the rootfs: {e}", path.display())),
+    }
+    resolve_in_root(root, path).map_err(|e| format!("resolving {} in the rootfs: {e}", path.display()))
+}
+
+/// Make `path` as a directory under `root` when nothing is there (runc's handling of a
+/// missing `process.cwd`). A path that is there, or that cannot be resolved this way (a
+/// magic link), is left for the caller's later use of it to report.
+pub fn make_missing_dir(root: &OwnedFd, path: &Path) -> Result<()> {
+    match resolve_in_root(root, path) {
+        Err(rustix::io::Errno::NOENT) => create_missing(root, path, false),
+        _ => Ok(()),
+    }
+}
+
+/// Create each missing component of `path` under `root`, by name in its parent, every
+/// prefix resolved by [`resolve_in_root`] (so `..` after a symlink goes where the kernel
+/// would take it). A prefix that cannot be resolved (a magic link, a file) is an error
+/// naming it.
+fn create_missing(root: &OwnedFd, path: &Path, file: bool) -> Result<()> {
+    let last_name =
+        path.components().enumerate().filter(|(_, c)| matches!(c, Component::Normal(_))).map(|(i, _)| i).last();
+    let mut prefix = PathBuf::from("/");
+    for (i, component) in path.components().enumerate() {
+        let name = match component {
+            Component::Normal(name) => name,
+            Component::ParentDir => {
+                prefix.push("..");
+                continue;
+            }
+            _ => continue,
+        };
+        let next = prefix.join(name);
+        match resolve_in_root(root, &next) {
             Ok(_) => {}
             Err(rustix::io::Errno::NOENT) => {
-                let parent =
-                    open(&current).map_err(|e| format!("resolving {} in the rootfs: {e}", current.display()))?;
-                let last = i + 1 == parts.len();
-                let created = if last && file {
+                let parent = resolve_in_root(root, &prefix)
+                    .map_err(|e| format!("resolving {} in the rootfs: {e}", prefix.display()))?;
+                let created = if file && Some(i) == last_name {
                     rustix::fs::openat(
                         &parent,
-                        *part,
+                        name,
                         OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
                         Mode::from_raw_mode(0o644),
                     )
                     .map(drop)
                 } else {
-                    rustix::fs::mkdirat(&parent, *part, Mode::from_raw_mode(0o755))
+                    rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755))
                 };
                 match created {
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
@@ -172,48 +201,7 @@ pub fn open_in_root(root: &OwnedFd, path: &Path, file: bool) -> Result<OwnedFd> 
             }
             Err(e) => return Err(format!("resolving {} in the rootfs: {e}", next.display())),
         }
-        current = next;
-    }
-    open(&current).map_err(|e| format!("resolving {} in the rootfs: {e}", path.display()))
-}
-
-/// Make `path` (absolute inside the container) as a directory under `root` when nothing is
-/// there, each missing component 0755. Every prefix is resolved by the kernel inside the
-/// root (RESOLVE_IN_ROOT: symlinks and `..` as if `root` were `/`, so `..` after a symlink
-/// goes where a later chdir will) and never through a magic link of /proc; a directory is
-/// only ever made by name in a directory so resolved. A missing path whose prefix cannot be
-/// resolved so (a magic link, a file) is an error naming the prefix.
-pub fn make_missing_dir(root: &OwnedFd, path: &Path) -> Result<()> {
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    let open = |p: &Path| openat2(root, p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve);
-    match open(path) {
-        Err(rustix::io::Errno::NOENT) => {}
-        // There, or not to be resolved this way (a magic link): the chdir that follows
-        // pivot_root reports it, and refuses what lands outside the root.
-        _ => return Ok(()),
-    }
-    let mut prefix = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            Component::Normal(name) => {
-                let next = prefix.join(name);
-                match open(&next) {
-                    Ok(_) => {}
-                    Err(rustix::io::Errno::NOENT) => {
-                        let parent =
-                            open(&prefix).map_err(|e| format!("resolving {} in the rootfs: {e}", prefix.display()))?;
-                        match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
-                            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                            Err(e) => return Err(format!("creating {} in the rootfs: {e}", next.display())),
-                        }
-                    }
-                    Err(e) => return Err(format!("resolving {} in the rootfs: {e}", next.display())),
-                }
-                prefix = next;
-            }
-            Component::ParentDir => prefix.push(".."),
-            _ => {}
-        }
+        prefix = next;
     }
     Ok(())
 }
