@@ -90,9 +90,7 @@ pub fn set_identity(process: &Process) -> Result<()> {
     let user = process.user();
     let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
     // Checked with the spec already; here too, since -1 would silently keep root's ids.
-    if user.uid() == libc::uid_t::MAX || user.gid() == libc::gid_t::MAX || groups.contains(&libc::gid_t::MAX) {
-        return Err(format!("user {}:{}: (uid_t)-1 is not an id", user.uid(), user.gid()));
-    }
+    crate::spec::check_user(process).map_err(|(field, message)| format!("process.{field}: {message}"))?;
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
         if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {

@@ -14,7 +14,7 @@ use super::{console, devices, hooks, wasm_compile};
 use crate::executor::wasm::{self, ArtifactCache, WasmJob};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::ffi::CString;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
 /// Everything the init needs, resolved by the runtime before the clone.
@@ -247,13 +247,11 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         }
     }
 
-    use std::os::fd::AsFd;
     let memory_gauge = host_proc.as_ref().and_then(|proc| wasm::open_memory_gauge(proc.as_fd()));
     if let Some(proc) = host_proc {
         mounts::detach_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default(), proc.as_fd())?;
     }
     if let Some(socket) = &cfg.console {
-        use std::os::fd::AsFd;
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
     }
     // While still privileged: the cache is root's alone, and the user may be another.
