@@ -226,10 +226,36 @@ fn detached_task_verbs() {
     c.ctr_ok(&["task", "resume", "d1"]);
     assert_eq!(status("d1").as_deref(), Some("RUNNING"));
 
+    // Metrics as runc's shim gives them: memory.stat passed on (kubelet's working set is the
+    // usage less the inactive file cache), and the CPU time per CPU.
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--fifo-dir",
+        &fifo,
+        "--exec-id",
+        "e3",
+        "d1",
+        "dd",
+        "if=/dev/zero",
+        "of=/cache-file",
+        "bs=1M",
+        "count=8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let metrics = c.ctr_ok(&["task", "metrics", "d1"]);
-    let usage = metrics.lines().find(|l| l.starts_with("memory.usage_in_bytes")).expect("memory usage in metrics");
-    assert!(usage.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() > 0, "{metrics}");
-    assert!(metrics.contains("pids.current"), "{metrics}");
+    let value = |key: &str| {
+        let line = metrics.lines().find(|l| l.split_whitespace().next() == Some(key));
+        line.unwrap_or_else(|| panic!("{key} in {metrics}")).split_once(char::is_whitespace).unwrap().1.trim()
+    };
+    let number = |key: &str| value(key).parse::<u64>().unwrap_or_else(|_| panic!("{key} in {metrics}"));
+    assert!(number("memory.usage_in_bytes") >= 8 << 20, "{metrics}");
+    assert!(number("memory.stat.cache") >= 8 << 20, "the file the exec wrote: {metrics}");
+    let per_cpu: Vec<u64> =
+        value("cpuacct.usage_percpu").trim_matches(['[', ']']).split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert!(!per_cpu.is_empty() && per_cpu.iter().sum::<u64>() > 0, "{metrics}");
+    assert!(per_cpu.iter().sum::<u64>() <= number("cpuacct.usage") + 1_000_000, "{metrics}");
+    assert_eq!(number("pids.current"), 1, "{metrics}");
 
     // kill --all with SIGKILL: the init dies of it, and delete reports 137.
     c.ctr_ok(&["task", "kill", "--all", "--signal", "SIGKILL", "d1"]);

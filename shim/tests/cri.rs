@@ -2,7 +2,8 @@
 //! (`runtime_type = "io.containerd.strata.v1"`), driven over the CRI gRPC API as kubelet does.
 //! One pod: the sandbox (pause) container, a wasm container and a native container side by
 //! side, all served by one shim process; both write to their CRI log files and report their
-//! exit codes; then the pod is stopped and removed and nothing is left.
+//! exit codes; a third container's stats are read as kubelet reads them; then the pod is
+//! stopped and removed and nothing is left.
 
 mod support;
 
@@ -145,6 +146,47 @@ async fn pod_with_a_wasm_and_a_native_container() {
     }
     let wasm_log = std::fs::read_to_string(logs.join("wasm.log")).unwrap();
     assert_eq!(exits, [0, 3], "wasm exits 0, native 3; wasm's log:\n{wasm_log}");
+
+    // Stats as kubelet reads them: the working set leaves out the file cache a container
+    // wrote (usage less inactive file pages, from the shim's memory.stat).
+    let writer = container(
+        "writer",
+        BUSYBOX,
+        &["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=32 2>/dev/null && touch /written && exec sleep 1000"],
+        "writer.log",
+    );
+    let writer = cri
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(writer),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .container_id;
+    cri.start_container(StartContainerRequest { container_id: writer.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", c.log_tail()));
+    let until_written = ["sh", "-c", "until [ -f /written ]; do sleep 0.01; done"].map(String::from).to_vec();
+    let waited = cri
+        .exec_sync(ExecSyncRequest { container_id: writer.clone(), cmd: until_written, timeout: 30 })
+        .await
+        .unwrap_or_else(|e| panic!("ExecSync: {e}\n{}", c.log_tail()))
+        .into_inner();
+    assert_eq!(waited.exit_code, 0, "{waited:?}");
+    let stats = cri
+        .container_stats(ContainerStatsRequest { container_id: writer.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("ContainerStats: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .stats
+        .unwrap();
+    let memory = stats.memory.unwrap();
+    let working_set = memory.working_set_bytes.unwrap().value;
+    assert!(working_set > 0 && working_set < 16 << 20, "not the 32 MiB of file cache: {memory:?}");
+    assert!(memory.page_faults.unwrap().value > 0, "{memory:?}");
+    assert!(stats.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
 
     assert!(wasm_log.contains(" stdout F hello from a wasm container"), "{wasm_log}");
     assert!(wasm_log.contains("argv[1]=from"), "{wasm_log}");

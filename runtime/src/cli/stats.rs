@@ -119,13 +119,16 @@ fn row(record: &ContainerRecord, now: Option<&Sample>, before: Option<&Sample>, 
         .unwrap_or(0.0);
     let memory = &now.stats.memory;
     let limit = memory.limit.unwrap_or_else(host_memory);
-    let percent = if limit > 0 { memory.usage as f64 / limit as f64 * 100.0 } else { 0.0 };
+    // docker's usage leaves out the inactive file cache (a file the container wrote is the
+    // kernel's to drop).
+    let usage = memory.working_set();
+    let percent = if limit > 0 { usage as f64 / limit as f64 * 100.0 } else { 0.0 };
     json!({
         "Container": record.name,
         "ID": id,
         "Name": record.name,
         "CPUPerc": format!("{cpu:.2}%"),
-        "MemUsage": format!("{} / {}", format::binary_size(memory.usage), format::binary_size(limit)),
+        "MemUsage": format!("{} / {}", format::binary_size(usage), format::binary_size(limit)),
         "MemPerc": format!("{percent:.2}%"),
         "NetIO": "0B / 0B",
         "BlockIO": format!("{} / {}", format::size(now.stats.io.read_bytes), format::size(now.stats.io.write_bytes)),

@@ -4,6 +4,7 @@
 //! feature, and on a fake test tree it must fail the same way) and hand the value to the kernel in
 //! one `write`, as cgroupfs expects.
 
+use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
@@ -96,6 +97,22 @@ pub(crate) fn keyed_value(text: &str, key: &str) -> Option<u64> {
             None
         }
     })
+}
+
+/// Every `key value` line of a flat-keyed file (`memory.stat`); lines that are not one are
+/// skipped.
+pub(crate) fn keyed_values(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let (k, v) = line.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The numbers of a space-separated list (`cpuacct.usage_percpu`).
+pub(crate) fn u64_list(text: &str) -> Vec<u64> {
+    text.split_whitespace().filter_map(|n| n.parse().ok()).collect()
 }
 
 /// Reads the pids listed in a `cgroup.procs` file.

@@ -31,6 +31,7 @@ mod fake;
 #[cfg(test)]
 mod real_v1_tests;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -141,6 +142,19 @@ pub struct MemoryStats {
     pub failcnt: u64,
     /// Swap in use, where swap accounting is on.
     pub swap_usage: Option<u64>,
+    /// `memory.stat` as the kernel keys it (v1: `cache`, `total_inactive_file`, ...; v2:
+    /// `anon`, `inactive_file`, ...), for those that pass it on: the shim's metrics.
+    pub stat: BTreeMap<String, u64>,
+}
+
+impl MemoryStats {
+    /// The memory a container holds as docker's `stats` and kubelet count it: usage less the
+    /// inactive file cache, which the kernel drops first, so a container that wrote a large
+    /// file does not read as holding it.
+    pub fn working_set(&self) -> u64 {
+        let inactive_file = self.stat.get("total_inactive_file").or_else(|| self.stat.get("inactive_file"));
+        self.usage.saturating_sub(inactive_file.copied().unwrap_or(0))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -152,6 +166,8 @@ pub struct CpuStats {
     pub periods: u64,
     pub throttled_periods: u64,
     pub throttled_ns: u64,
+    /// CPU time on each CPU (v1 `cpuacct.usage_percpu`; v2 has no such file).
+    pub per_cpu_ns: Vec<u64>,
 }
 
 /// Bytes read from and written to block devices, over all devices.
@@ -625,6 +641,18 @@ mod tests {
         let v2 = "8:0 rbytes=4096 wbytes=512 rios=1 wios=1 dbytes=0 dios=0\n8:16 rbytes=1000 wbytes=24\n";
         assert_eq!(IoStats::from_v2(v2), IoStats { read_bytes: 5096, write_bytes: 536 });
         assert_eq!(IoStats::from_v1(""), IoStats::default());
+    }
+
+    #[test]
+    fn the_working_set_leaves_out_inactive_file_cache() {
+        let mut memory = MemoryStats { usage: 10 << 20, ..Default::default() };
+        assert_eq!(memory.working_set(), 10 << 20, "nothing to take off");
+        memory.stat = file::keyed_values("cache 9437184\ninactive_file 1\ntotal_inactive_file 8388608\n");
+        assert_eq!(memory.working_set(), 2 << 20, "v1: the hierarchy's total");
+        memory.stat = file::keyed_values("anon 1048576\ninactive_file 4194304\n");
+        assert_eq!(memory.working_set(), 6 << 20, "v2");
+        memory.stat = file::keyed_values("inactive_file 20971520");
+        assert_eq!(memory.working_set(), 0, "never below nothing");
     }
 
     #[test]

@@ -166,6 +166,8 @@ fn v1_create_apply_add_freeze_stats_delete() {
     assert!(stats.memory.usage > 0, "{stats:?}");
     assert_eq!(stats.memory.limit, Some(268435456));
     assert_eq!(stats.pids, PidsStats { current: 1, limit: Some(20) });
+    assert!(stats.memory.stat.contains_key("total_inactive_file"), "memory.stat: {stats:?}");
+    assert!(!stats.cpu.per_cpu_ns.is_empty(), "cpuacct.usage_percpu: {stats:?}");
     assert!(!cgroup.oom_killed().unwrap());
     serde_json::to_string(&stats).unwrap();
 

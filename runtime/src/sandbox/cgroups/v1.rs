@@ -321,6 +321,9 @@ impl V1 {
                 max_usage: file::read_u64_optional(&dir.join("memory.max_usage_in_bytes"))?,
                 failcnt: file::read_u64_optional(&dir.join("memory.failcnt"))?.unwrap_or(0),
                 swap_usage: memsw_usage.map(|total| total.saturating_sub(usage)),
+                stat: file::read_optional(&dir.join("memory.stat"))?
+                    .map(|t| file::keyed_values(&t))
+                    .unwrap_or_default(),
             };
             if let Some(oom) = file::read_optional(&dir.join("memory.oom_control"))? {
                 stats.oom_kill_count = file::keyed_value(&oom, "oom_kill").unwrap_or(0);
@@ -328,6 +331,9 @@ impl V1 {
         }
         if let Some(dir) = self.dir("cpuacct") {
             stats.cpu.usage_ns = file::read_u64(&dir.join("cpuacct.usage"))?;
+            if let Some(per_cpu) = file::read_optional(&dir.join("cpuacct.usage_percpu"))? {
+                stats.cpu.per_cpu_ns = file::u64_list(&per_cpu);
+            }
             let user = file::read_u64_optional(&dir.join("cpuacct.usage_user"))?;
             let system = file::read_u64_optional(&dir.join("cpuacct.usage_sys"))?;
             if let (Some(user), Some(system)) = (user, system) {

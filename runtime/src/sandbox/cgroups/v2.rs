@@ -214,6 +214,9 @@ impl V2 {
                 max_usage: file::read_u64_optional(&dir.join("memory.peak"))?,
                 failcnt: file::keyed_value(&events, "max").unwrap_or(0),
                 swap_usage: file::read_u64_optional(&dir.join("memory.swap.current"))?,
+                stat: file::read_optional(&dir.join("memory.stat"))?
+                    .map(|t| file::keyed_values(&t))
+                    .unwrap_or_default(),
             };
             stats.oom_kill_count = file::keyed_value(&events, "oom_kill").unwrap_or(0);
         }
@@ -227,6 +230,7 @@ impl V2 {
                 periods: file::keyed_value(&stat, "nr_periods").unwrap_or(0),
                 throttled_periods: file::keyed_value(&stat, "nr_throttled").unwrap_or(0),
                 throttled_ns: us("throttled_usec"),
+                per_cpu_ns: Vec::new(),
             };
         }
         if let Some(current) = file::read_u64_optional(&dir.join("pids.current"))? {
