@@ -839,6 +839,13 @@ fn wasm_and_native_containers_side_by_side() {
     threads.sort();
     assert_eq!(threads, ["strata-wasm-io", "strata-wasm-sig"], "threads of the wasm container's process {pid}");
     assert_eq!(std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count(), 3, "threads of {pid}");
+    // ps shows the container's program, as for a native one, not the command line the
+    // process was forked from.
+    for (name, comm, args) in [("spinner", "busy.wasm", "/busy.wasm"), ("sleeper", "sleep", "sleep 100")] {
+        let top = e.ok(&["top", name, "-o", "pid,comm,args"]);
+        let row: Vec<&str> = top.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+        assert_eq!((row.get(1).copied(), row[2.min(row.len())..].join(" ")), (Some(comm), args.to_string()), "{top}");
+    }
     // No directory of strata's root stays open while the guest runs (its preopens, the
     // container's own directories, do): the compiled-code cache's would lead a process of
     // the container that may ptrace this one to the host's filesystem via /proc/PID/fd/N/..

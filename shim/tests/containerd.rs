@@ -269,6 +269,12 @@ fn detached_task_verbs() {
     // A long-running wasm container: exec runs another module in it.
     let out = c.ctr_run(&["-d"], WASM, "w1", &["/busy-loop.wasm"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Its process is named for its program, not for the shim daemon it was forked from.
+    let ls = c.ctr_ok(&["task", "ls"]);
+    let w1: i32 = ls.lines().find(|l| l.starts_with("w1")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(std::fs::read_to_string(format!("/proc/{w1}/comm")).unwrap(), "busy-loop.wasm\n");
+    let cmdline = std::fs::read_to_string(format!("/proc/{w1}/cmdline")).unwrap();
+    assert_eq!(cmdline.trim_end_matches('\0'), "/busy-loop.wasm", "{cmdline:?}");
     let out = c.ctr(&["task", "exec", "--fifo-dir", &fifo, "--exec-id", "we", "w1", "/hello.wasm", "exit", "2"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("hello from a wasm container"));

@@ -183,6 +183,10 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         process.env().as_deref().unwrap_or_default(),
         program::wasm_by_annotation(&cfg.spec),
     )?;
+    if matches!(program.executor, Executor::Wasm) {
+        // While /proc is still the runtime's (see `title`).
+        super::title::show_program(process.args().as_deref().unwrap_or_default());
+    }
     if let (Some(root), Executor::Native, false) = (&root, program.executor, mounts_if_native.is_empty()) {
         mounts::mount_more(&ctx, root, &mounts_if_native)?;
     }

@@ -88,6 +88,11 @@ fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<(Option<Preloaded>,
     super::cgroups::attach_self(&cfg.cgroup_self_attach)?;
     // Otherwise the runtime puts us in the container's cgroup first.
     chan.expect(sync::CONTINUE)?;
+    if cfg.program.executor == Executor::Wasm {
+        // While /proc is still the runtime's (see `title`).
+        let args = cfg.spec.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        super::title::show_program(&args);
+    }
     let wasm_in_mount_ns =
         cfg.program.executor == Executor::Wasm && cfg.namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::Mount);
     // The mount table is read through the runtime's /proc: the container may have none.

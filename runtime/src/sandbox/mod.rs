@@ -16,4 +16,5 @@ pub mod seccomp;
 pub mod seccomp_cache;
 pub mod spawn;
 pub mod sync;
+pub mod title;
 pub mod wasm_compile;
