@@ -677,10 +677,16 @@ impl Task for Service {
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let paused = blocking(move || lifecycle::ops::pause(&rt, &id)).await?;
-        // As runc's shim words it: only a task that has finished is NotFound.
+        // As runc's shim words it.
         paused.map_err(|e| match e {
-            LifecycleError::NotRunningId { .. } if c.init.exited().is_none() => {
-                let state = if c.init.lock().started { "a paused container" } else { "a task in created state" };
+            LifecycleError::NotRunningId { .. } => {
+                let state = if c.init.exited().is_some() {
+                    "a stopped container"
+                } else if c.init.lock().started {
+                    "a paused container"
+                } else {
+                    "a task in created state"
+                };
                 err(Code::FAILED_PRECONDITION, format!("cannot pause {state}"))
             }
             e => lifecycle_err(e),
@@ -692,7 +698,21 @@ impl Task for Service {
     async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
-        blocking(move || lifecycle::ops::resume(&rt, &id)).await?.map_err(lifecycle_err)?;
+        let resumed = blocking(move || lifecycle::ops::resume(&rt, &id)).await?;
+        // As runc's shim words it.
+        resumed.map_err(|e| match e {
+            LifecycleError::NotPaused { .. } => {
+                let state = if c.init.exited().is_some() {
+                    "a stopped container"
+                } else if c.init.lock().started {
+                    "a running container"
+                } else {
+                    "a task in created state"
+                };
+                err(Code::FAILED_PRECONDITION, format!("cannot resume {state}"))
+            }
+            e => lifecycle_err(e),
+        })?;
         self.events.publish(TaskResumed { container_id: c.id.clone(), ..Default::default() }).await;
         Ok(api::Empty::default())
     }

@@ -225,6 +225,8 @@ fn detached_task_verbs() {
     assert!(said.contains("not implemented") && !said.contains("not found"), "{said}");
     c.ctr_ok(&["task", "resume", "d1"]);
     assert_eq!(status("d1").as_deref(), Some("RUNNING"));
+    let again = c.ctr(&["task", "resume", "d1"]);
+    assert!(text(&again.stderr).contains("cannot resume a running container"), "{again:?}");
 
     // Metrics as runc's shim gives them: memory.stat passed on (kubelet's working set is the
     // usage less the inactive file cache), and the CPU time per CPU.
@@ -261,6 +263,11 @@ fn detached_task_verbs() {
     c.ctr_ok(&["task", "kill", "--all", "--signal", "SIGKILL", "d1"]);
     wait_for("d1 to stop", Duration::from_secs(10), || status("d1").as_deref() == Some("STOPPED"));
     assert!(!alive(pid));
+    for verb in ["pause", "resume"] {
+        let out = c.ctr(&["task", verb, "d1"]);
+        let said = text(&out.stderr);
+        assert!(!out.status.success() && said.contains(&format!("cannot {verb} a stopped container")), "{said}");
+    }
     let out = c.ctr(&["task", "delete", "d1"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("exit code 137"), "{}", text(&out.stderr));
