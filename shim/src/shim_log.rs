@@ -89,15 +89,17 @@ impl log::Log for ShimLog {
             return;
         }
         if let Some(target) = self.lock().as_mut() {
-            // A reader gone (containerd restarting) costs the line, never the shim: EPIPE,
-            // as SIGPIPE is ignored.
-            let _ = writeln!(
-                target.fifo,
-                "time=\"{}\" level={} msg=\"{}\"",
+            // One write per line: written piece by piece (as `writeln!` on a file does), a
+            // line could be cut by another writer's on the way into containerd's log.
+            let line = format!(
+                "time=\"{}\" level={} msg=\"{}\"\n",
                 strata::lifecycle::now_rfc3339(),
                 record.level().as_str().to_lowercase(),
                 record.args().to_string().replace('\\', "\\\\").replace('"', "\\\"")
             );
+            // A reader gone (containerd restarting) costs the line, never the shim: EPIPE,
+            // as SIGPIPE is ignored.
+            let _ = target.fifo.write_all(line.as_bytes());
         }
     }
 
