@@ -129,7 +129,9 @@ fn output_and_exit_codes() {
     // Before it, a flag we do not know is an error naming it, not taken for the image.
     let o = e.run(&["run", "--rm", "--memroy", "64m", IMAGE, "true"]);
     assert_eq!(o.code, 125, "{}", o.stderr);
-    assert!(o.stderr.contains("unexpected argument '--memroy'"), "{}", o.stderr);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert!(lines[0].starts_with("Error: unexpected argument '--memroy' found"), "{}", o.stderr);
+    assert_eq!(lines[1..], ["See 'strata run --help'."], "as docker says it: {}", o.stderr);
 
     let o = e.run(&["run", "--rm", IMAGE, "nosuchprogram"]);
     assert_eq!(o.code, 127, "{}", o.stderr);

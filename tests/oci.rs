@@ -233,6 +233,10 @@ fn unknown_containers_and_signals_are_errors_callers_recognise() {
         assert_eq!(o.code, 1, "{args:?}: {o}");
         assert!(o.stderr.contains("does not exist"), "{args:?}: {o}");
     }
+    // A flag we do not know: one line naming it (containerd and podman quote our stderr).
+    let o = rt.run(&["run", "--bogus", "x"]);
+    assert_eq!(o.code, 1, "{o}");
+    assert_eq!(o.stderr, "unexpected argument '--bogus' found (see 'strata-oci run --help')\n", "{o}");
     let b = Bundle::busybox(&["sleep", "1000"]);
     rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
     let o = rt.run(&["kill", &b.id, "SIGNOPE"]);

@@ -20,6 +20,53 @@ pub fn one_line(e: &(dyn Error + 'static)) -> String {
     line
 }
 
+/// A command-line usage error, as docker words one: what is wrong on one line (clap's
+/// message, its continuation lines joined, and its suggestion if it has one), and the command
+/// whose `--help` to see. clap's own rendering spans six lines or more, with the usage and tips.
+pub struct UsageError {
+    pub message: String,
+    /// The command as typed up to the subcommand (`strata run`).
+    pub command: String,
+}
+
+impl UsageError {
+    pub fn from_clap(e: &clap::Error) -> UsageError {
+        use clap::error::{ContextKind, ContextValue};
+        let rendered = e.render().to_string();
+        let mut lines = rendered.lines();
+        let mut message = lines.next().unwrap_or_default().trim_start_matches("error: ").to_string();
+        // Continuation lines (a missing argument's name, the possible values) are indented;
+        // a blank line ends the message.
+        for line in lines.take_while(|l| !l.trim().is_empty()) {
+            if !line.trim_start().starts_with("tip:") {
+                message.push(' ');
+                message.push_str(line.trim());
+            }
+        }
+        let suggested = [ContextKind::SuggestedSubcommand, ContextKind::SuggestedArg].into_iter().find_map(|kind| {
+            match e.get(kind) {
+                Some(ContextValue::String(s)) => Some(s.clone()),
+                Some(ContextValue::Strings(v)) => v.first().cloned(),
+                _ => None,
+            }
+        });
+        if let Some(s) = suggested {
+            message.push_str(&format!(" (did you mean '{s}'?)"));
+        }
+        let usage = match e.get(ContextKind::Usage) {
+            Some(ContextValue::StyledStr(u)) => u.to_string(),
+            _ => String::new(),
+        };
+        let command = usage
+            .trim_start_matches("Usage:")
+            .split_whitespace()
+            .take_while(|w| !w.starts_with(['-', '<', '[']))
+            .collect::<Vec<_>>()
+            .join(" ");
+        UsageError { message, command }
+    }
+}
+
 /// For the command lines: output to a reader that went away (`strata-oci list | head -1`)
 /// ends the process as SIGPIPE ends a C or Go tool, quietly, instead of Rust's panic with a
 /// backtrace. (Rust ignores SIGPIPE, so `println!` panics with EPIPE; SIGPIPE itself cannot
@@ -47,7 +94,7 @@ pub fn end_quietly_when_stdout_closes() {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use super::{one_line, UsageError};
     use std::io;
 
     #[derive(Debug, thiserror::Error)]
@@ -77,5 +124,29 @@ mod tests {
         assert_eq!(one_line(&e), "starting the container: cannot read /b/config.json: No such file or directory");
         let e = anyhow::Error::new(not_found()).context("loading x").context("run");
         assert_eq!(one_line(e.as_ref()), "run: loading x: No such file or directory");
+    }
+
+    #[test]
+    fn a_usage_error_is_one_line_and_the_command_to_ask() {
+        use clap::{Arg, Command};
+        let cli = || {
+            Command::new("strata").subcommand(
+                Command::new("run")
+                    .arg(Arg::new("memory").long("memory"))
+                    .arg(Arg::new("pull").long("pull").value_parser(["always", "never"]))
+                    .arg(Arg::new("image").required(true)),
+            )
+        };
+        let usage = |args: &[&str]| UsageError::from_clap(&cli().try_get_matches_from(args).unwrap_err());
+        let e = usage(&["strata", "run", "--memroy", "1m", "img"]);
+        assert_eq!(e.message, "unexpected argument '--memroy' found (did you mean '--memory'?)");
+        assert_eq!(e.command, "strata run");
+        let e = usage(&["strata", "runn"]);
+        assert_eq!(e.message, "unrecognized subcommand 'runn' (did you mean 'run'?)");
+        assert_eq!(e.command, "strata");
+        let e = usage(&["strata", "run"]);
+        assert_eq!(e.message, "the following required arguments were not provided: <image>");
+        let e = usage(&["strata", "run", "--pull", "sometimes", "img"]);
+        assert_eq!(e.message, "invalid value 'sometimes' for '--pull <pull>' [possible values: always, never]");
     }
 }

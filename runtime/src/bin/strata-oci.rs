@@ -41,9 +41,15 @@ fn main() {
     strata::report::end_quietly_when_stdout_closes();
     let cli = match oci::args::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 1 } else { 0 };
-            let _ = e.print();
+        Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // One line, as the callers (containerd's runc shim, podman) quote our stderr.
+            let usage = strata::report::UsageError::from_clap(&e);
+            eprintln!("{} (see '{} --help')", usage.message, usage.command);
+            std::process::exit(1);
+        }
+        Err(help_or_version) => {
+            let code = if help_or_version.use_stderr() { 1 } else { 0 };
+            let _ = help_or_version.print();
             std::process::exit(code);
         }
     };

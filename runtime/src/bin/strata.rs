@@ -27,9 +27,15 @@ fn main() {
     strata::report::end_quietly_when_stdout_closes();
     let parsed = match cli::args::Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 125 } else { 0 };
-            let _ = e.print();
+        Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // As docker and podman say it: the problem, and where to read more.
+            let usage = strata::report::UsageError::from_clap(&e);
+            eprintln!("Error: {}\nSee '{} --help'.", usage.message, usage.command);
+            std::process::exit(125);
+        }
+        Err(help_or_version) => {
+            let code = if help_or_version.use_stderr() { 125 } else { 0 };
+            let _ = help_or_version.print();
             std::process::exit(code);
         }
     };
