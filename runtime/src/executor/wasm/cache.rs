@@ -723,8 +723,13 @@ pub fn compile_stream(input: &mut dyn io::Read, out: &mut dyn io::Write) -> Resu
     out.write_all(&serialized).map_err(|source| WasmError::Open { path: PathBuf::from("(output)"), source })
 }
 
+/// A temp file younger than this may be a write in progress (a compile streaming its
+/// artifact, from the shim or another command): prune leaves it.
+const TEMP_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Remove every artifact (with its `.checked` record) and index entry whose module digest is not
-/// in `keep`, and leftover temp files; returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
+/// in `keep`, and temp files left by writes that did not finish (older than [`TEMP_GRACE`]);
+/// returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest
 /// like ours: another strata version sharing the directory keeps what is still in use.
 pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError> {
     let io_err = |path: &Path, op: &'static str| {
@@ -761,7 +766,12 @@ pub fn prune(cache_dir: &Path, keep: &HashSet<Digest>) -> Result<u64, WasmError>
             if digest.is_some_and(|d| keep.contains(&d)) {
                 continue;
             }
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let meta = entry.metadata().ok();
+            let age = meta.as_ref().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok());
+            if name.contains(".tmp-") && age.is_none_or(|a| a < TEMP_GRACE) {
+                continue;
+            }
+            let size = meta.map(|m| m.len()).unwrap_or(0);
             match std::fs::remove_file(&path) {
                 Ok(()) => freed += size,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -1072,8 +1082,17 @@ mod tests {
         assert_eq!(precompile(tmp.path(), &b).unwrap(), CacheOutcome::Compiled);
         assert!(matches!(precompile(tmp.path(), b"\x7fELF...."), Err(WasmError::NotWasm { .. })));
         let keep: HashSet<Digest> = [Digest::of_bytes(&a)].into();
+        // A write in progress stays; one left by a write long gone goes.
+        let artifact_dir = files(tmp.path())[0].parent().unwrap().to_path_buf();
+        let writing = artifact_dir.join(format!("{}.cwasm.tmp-1-2-3", Digest::of_bytes(&b).hex()));
+        let stale = artifact_dir.join(format!("{}.cwasm.tmp-4-5-6", Digest::of_bytes(&b).hex()));
+        std::fs::write(&writing, b"partial").unwrap();
+        let old = std::time::SystemTime::now() - TEMP_GRACE - std::time::Duration::from_secs(60);
+        std::fs::File::create(&stale).unwrap().set_modified(old).unwrap();
         let freed = prune(tmp.path(), &keep).unwrap();
         assert!(freed > 0);
+        assert!(writing.exists() && !stale.exists());
+        std::fs::remove_file(&writing).unwrap();
         let left = files(tmp.path());
         assert_eq!(left.len(), 1);
         assert!(left[0].to_string_lossy().contains(Digest::of_bytes(&a).hex()));
