@@ -15,6 +15,8 @@ use support::*;
 use tonic::transport::{Endpoint, Uri};
 
 const CGROUP_PARENT: &str = "strata-cri-test";
+/// A pod parent as kubelet's systemd cgroup driver names it (one part: no parent slices).
+const SYSTEMD_SLICE: &str = "stratacritest.slice";
 
 fn cri_config(dir: &std::path::Path) -> String {
     let cni = dir.join("cni");
@@ -201,5 +203,50 @@ async fn pod_with_a_wasm_and_a_native_container() {
         .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.log_tail()));
     let left = cri.list_containers(ListContainersRequest { filter: None }).await.unwrap().into_inner().containers;
     assert!(left.is_empty(), "{left:?}");
+
+    // kubelet's systemd cgroup driver: the pod's parent is a slice, and containerd passes
+    // `slice:cri-containerd:ID`; the container lands where systemd would put its scope.
+    c.cgroup_parents.lock().unwrap().push(SYSTEMD_SLICE.into());
+    let mut pod = pod;
+    pod.metadata.as_mut().unwrap().uid = "strata-pod-uid-2".into();
+    pod.linux.as_mut().unwrap().cgroup_parent = SYSTEMD_SLICE.into();
+    let sandbox = cri
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "strata".into() })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .pod_sandbox_id;
+    c.ids.lock().unwrap().push(sandbox.clone());
+    let config = container("cgroup", BUSYBOX, &["sh", "-c", "grep memory /proc/self/cgroup"], "cgroup.log");
+    let id = cri
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .container_id;
+    cri.start_container(StartContainerRequest { container_id: id.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", c.log_tail()));
+    let want = format!("/{SYSTEMD_SLICE}/cri-containerd-{id}.scope");
+    let log = logs.join("cgroup.log");
+    let mut said = String::new();
+    for _ in 0..500 {
+        said = std::fs::read_to_string(&log).unwrap_or_default();
+        if said.contains("memory") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(said.contains(&format!(":memory:{want}")), "want {want} in:\n{said}");
+    cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.log_tail()));
+    cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.log_tail()));
     c.assert_no_leftovers();
 }

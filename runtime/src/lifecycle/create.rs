@@ -97,12 +97,14 @@ impl Drop for Undo<'_> {
     }
 }
 
-fn cgroup_path(spec: &Spec, id: &str) -> String {
-    match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
-        Some(p) if p.is_absolute() => p.display().to_string(),
-        Some(p) if !p.as_os_str().is_empty() => format!("/strata/{}", p.display()),
-        _ => format!("/strata/{id}"),
-    }
+/// The container's cgroup: `linux.cgroupsPath` made absolute (see `cgroups::absolute_path`),
+/// else `/strata/<id>`.
+fn cgroup_path(spec: &Spec, id: &str) -> Result<String, LifecycleError> {
+    let path = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ => id.to_string(),
+    };
+    crate::sandbox::cgroups::absolute_path(&path).map_err(|e| LifecycleError::Cgroup(e.to_string()))
 }
 
 /// The container's cgroup dir in each mounted hierarchy, for `cgroup` mounts.
@@ -206,7 +208,7 @@ fn create_inner(
         None => None,
     };
 
-    let cg_path = cgroup_path(spec, id);
+    let cg_path = cgroup_path(spec, id)?;
     let cgroup = Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     cgroup.create().map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     undo.cgroup = Some(Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?);

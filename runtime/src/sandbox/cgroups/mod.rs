@@ -11,7 +11,8 @@
 //!   from its parent, as runc does), and v2 `cgroup.subtree_control` of the ancestors, which only
 //!   ever gains controllers;
 //! - resolve a path relative to the caller's own cgroup: paths always start at the hierarchy root
-//!   (a relative `cgroupsPath` is placed under `/strata`), and `..` is refused;
+//!   (a relative `cgroupsPath` is placed under `/strata`; systemd's `slice:prefix:name` where
+//!   systemd would put that unit), and `..` is refused;
 //! - remove a directory other than the leaf unless this value created it (a pod's parent cgroup
 //!   belongs to whoever made it).
 //!
@@ -285,9 +286,22 @@ pub fn detect_version(mount_root: &Path) -> Result<Version, CgroupError> {
     Err(CgroupError::NoHierarchy(mount_root.to_path_buf()))
 }
 
-/// Normalises a `cgroupsPath` into its components below the hierarchy root.
+/// A `cgroupsPath` as the absolute path it names below each hierarchy's root (see
+/// [`resolve_path`]): what the container's state records.
+pub fn absolute_path(path: &str) -> Result<String, CgroupError> {
+    Ok(format!("/{}", resolve_path(path)?.join("/")))
+}
+
+/// Normalises a `cgroupsPath` into its components below the hierarchy root. systemd's form,
+/// `slice:prefix:name` (what containerd's CRI passes when kubelet's cgroup driver is systemd,
+/// and podman's with systemd as its cgroup manager), names the cgroup systemd would make for
+/// it, `/<the slice's path>/<prefix>-<name>.scope`; strata makes that directory itself.
 fn resolve_path(path: &str) -> Result<Vec<String>, CgroupError> {
     let invalid = |reason| CgroupError::InvalidPath { path: path.to_string(), reason };
+    if !path.starts_with('/') && path.matches(':').count() == 2 {
+        let systemd = systemd_path(path).map_err(invalid)?;
+        return resolve_path(&systemd);
+    }
     let mut components = Vec::new();
     if !path.starts_with('/') {
         components.push(DEFAULT_PARENT.to_string());
@@ -304,6 +318,40 @@ fn resolve_path(path: &str) -> Result<Vec<String>, CgroupError> {
         return Err(invalid("names the root cgroup"));
     }
     Ok(components)
+}
+
+/// `slice:prefix:name` as the cgroupfs path of systemd's unit: the slice expanded into its
+/// parents (`a-b.slice` is `/a.slice/a-b.slice`; empty is `system.slice`, `-.slice` the root),
+/// then `prefix-name.scope` (a name that is itself a `.slice` is used as it is). runc's rules.
+fn systemd_path(path: &str) -> Result<String, &'static str> {
+    const SUFFIX: &str = ".slice";
+    let mut parts = path.splitn(3, ':');
+    let (slice, prefix, name) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let slice = if slice.is_empty() { "system.slice" } else { slice };
+    if name.is_empty() || name.contains('/') || prefix.contains('/') {
+        return Err("systemd's form slice:prefix:name needs a name, and no '/'");
+    }
+    let Some(stem) = slice.strip_suffix(SUFFIX).filter(|s| !s.is_empty() && !s.contains('/')) else {
+        return Err("systemd's form slice:prefix:name needs a slice named NAME.slice");
+    };
+    let mut expanded = String::new();
+    if stem != "-" {
+        let mut unit_prefix = String::new();
+        for component in stem.split('-') {
+            if component.is_empty() {
+                return Err("a slice name has no empty '-'-separated parts");
+            }
+            expanded.push_str(&format!("/{unit_prefix}{component}{SUFFIX}"));
+            unit_prefix.push_str(component);
+            unit_prefix.push('-');
+        }
+    }
+    let unit = match (name.ends_with(SUFFIX), prefix.is_empty()) {
+        (true, _) => name.to_string(),
+        (false, true) => format!("{name}.scope"),
+        (false, false) => format!("{prefix}-{name}.scope"),
+    };
+    Ok(format!("{expanded}/{unit}"))
 }
 
 /// What is mounted under a mount root: the unified hierarchy, or v1's controller hierarchies.
@@ -661,7 +709,27 @@ mod tests {
         assert_eq!(resolve_path("abc").unwrap(), ["strata", "abc"]);
         assert_eq!(resolve_path("pod/abc/").unwrap(), ["strata", "pod", "abc"]);
         assert_eq!(resolve_path("//a/./b").unwrap(), ["a", "b"]);
-        for bad in ["", "/", "//", "/a/../b", "..", "a/.."] {
+        // systemd's form, as CRI passes it under kubelet's systemd driver.
+        let pod = "kubepods-besteffort-pod12.slice:cri-containerd:abc";
+        let want = ["kubepods.slice", "kubepods-besteffort.slice", "kubepods-besteffort-pod12.slice"];
+        assert_eq!(resolve_path(pod).unwrap(), [&want[..], &["cri-containerd-abc.scope"]].concat());
+        assert_eq!(resolve_path("machine.slice:libpod:x").unwrap(), ["machine.slice", "libpod-x.scope"]);
+        assert_eq!(resolve_path(":p:x").unwrap(), ["system.slice", "p-x.scope"]);
+        assert_eq!(resolve_path("-.slice::x").unwrap(), ["x.scope"]);
+        assert_eq!(resolve_path("a.slice::b.slice").unwrap(), ["a.slice", "b.slice"]);
+        for bad in [
+            "",
+            "/",
+            "//",
+            "/a/../b",
+            "..",
+            "a/..",
+            "a:b:",
+            "noslice:p:x",
+            "a--b.slice:p:x",
+            ".slice:p:x",
+            "a.slice:p:../x",
+        ] {
             let err = resolve_path(bad).unwrap_err();
             assert!(matches!(err, CgroupError::InvalidPath { .. }), "{bad:?} gave {err}");
         }
