@@ -247,6 +247,31 @@ fn unknown_containers_and_signals_are_errors_callers_recognise() {
 }
 
 #[test]
+fn a_spec_without_device_rules_still_denies_what_is_not_allowed() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    b.edit(|c| {
+        c["linux"]["resources"]["devices"] = json!([]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set].as_array_mut().unwrap().push(json!("CAP_MKNOD"));
+        }
+    });
+    rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    let list = b.cgroup_file("devices", "devices.list");
+    if list.exists() {
+        // As runc: a deny-all under the spec's (no) rules, then the defaults every container needs.
+        let allowed = std::fs::read_to_string(&list).unwrap();
+        assert!(!allowed.contains("a *:* rwm"), "every device open:\n{allowed}");
+        assert!(allowed.lines().any(|l| l == "c 1:3 rwm"), "/dev/null:\n{allowed}");
+    }
+    // A disk's node made inside (CAP_MKNOD allows that much) cannot be opened.
+    let o = rt.run(&["exec", &b.id, "sh", "-c", "mknod /tmp/disk b 8 0 && head -c1 /tmp/disk"]);
+    assert_ne!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("Operation not permitted"), "{o}");
+    rt.ok(&["delete", "--force", &b.id]);
+}
+
+#[test]
 fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sleep", "1000"]);

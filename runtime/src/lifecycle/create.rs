@@ -132,7 +132,21 @@ fn cgroup_dirs(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
 fn effective_resources(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::LinuxResources {
     use crate::sandbox::cgroups::default_allowed_devices;
     let mut resources = linux.resources().clone().unwrap_or_default();
+    // As runc: the spec's rules apply to a cgroup that allows nothing to begin with (a spec
+    // with no rules, or `devices: []`, must not leave every host device open); its own
+    // "all devices" rule, if any, resets that.
     let mut rules = resources.devices().clone().unwrap_or_default();
+    let whole = |r: &oci_spec::runtime::LinuxDeviceCgroup| {
+        matches!(r.typ(), None | Some(oci_spec::runtime::LinuxDeviceType::A))
+            && r.major().unwrap_or(-1) == -1
+            && r.minor().unwrap_or(-1) == -1
+    };
+    if !rules.first().is_some_and(whole) {
+        let mut deny_all = oci_spec::runtime::LinuxDeviceCgroup::default();
+        deny_all.set_allow(false);
+        deny_all.set_access(Some("rwm".into()));
+        rules.insert(0, deny_all);
+    }
     let given = linux.devices().as_deref().unwrap_or_default().iter().map(|d| {
         let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
         rule.set_allow(true);
@@ -350,8 +364,16 @@ mod tests {
     #[test]
     fn device_rules_already_in_force_are_not_written_twice() {
         let defaults = default_allowed_devices();
-        // A spec without rules gets the defaults.
-        assert_eq!(rules_written(None), defaults);
+        // A spec without rules, or with none, gets a deny-all and the defaults (as runc), not
+        // every device the cgroup's parent allows.
+        let mut deny_all = deny(LinuxDeviceType::A, None, None);
+        deny_all.set_typ(None);
+        assert_eq!(rules_written(None), [vec![deny_all.clone()], defaults.clone()].concat());
+        assert_eq!(rules_written(Some(Vec::new())), [vec![deny_all], defaults.clone()].concat());
+        // A spec that starts from "all devices" (allowed or not) keeps its own start.
+        let mut allow_all = LinuxDeviceCgroup::default();
+        allow_all.set_allow(true);
+        assert_eq!(rules_written(Some(vec![allow_all.clone()])), [vec![allow_all], defaults.clone()].concat());
         // docker's spec (deny all, then the defaults) already has them: nothing is added.
         let docker = [vec![deny(LinuxDeviceType::A, None, None)], defaults.clone()].concat();
         assert_eq!(rules_written(Some(docker.clone())), docker);
