@@ -272,6 +272,34 @@ fn a_spec_without_device_rules_still_denies_what_is_not_allowed() {
 }
 
 #[test]
+fn systemd_cgroup_paths_land_where_systemd_puts_the_scope() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "grep memory /proc/self/cgroup"]);
+    let slice = format!("stratatest{}.slice", std::process::id());
+    // As podman passes it with systemd as its cgroup manager.
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("{slice}:libpod:{}", b.id)));
+    let bundle = b.path().to_str().unwrap();
+    let o = rt.run(&["--systemd-cgroup", "run", "--bundle", bundle, &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stdout.trim_end().ends_with(&format!(":memory:/{slice}/libpod-{}.scope", b.id)), "{o}");
+    // The container's scope goes with it; the slice stays, as a parent does (systemd's own
+    // slices outlive their scopes too).
+    assert!(cgroup_leftovers(&format!("/{slice}/libpod-{}.scope", b.id)).is_empty());
+    for dir in cgroup_leftovers(&format!("/{slice}")) {
+        std::fs::remove_dir(&dir).unwrap();
+    }
+    // The flag with a path not in that form: runc's error, nothing made.
+    b.edit(|c| c["linux"]["cgroupsPath"] = json!(format!("/{slice}/x")));
+    let o = rt.run(&["--systemd-cgroup", "run", "--bundle", bundle, &b.id]);
+    assert_ne!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("expected cgroupsPath to be of format \"slice:prefix:name\""), "{o}");
+    assert!(cgroup_leftovers(&format!("/{slice}")).is_empty(), "nothing made");
+    // The other commands take the flag too (podman passes it to every one).
+    let o = rt.run(&["--systemd-cgroup", "state", &b.id]);
+    assert!(o.stderr.contains("does not exist"), "{o}");
+}
+
+#[test]
 fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sleep", "1000"]);

@@ -23,6 +23,10 @@ pub struct CreateOptions {
     pub console_stream: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     /// The compiled-wasm cache; default `$STRATA_WASM_CACHE`, else the shared default.
     pub wasm_cache: Option<PathBuf>,
+    /// runc's `--systemd-cgroup`: `linux.cgroupsPath` must be systemd's `slice:prefix:name`
+    /// (empty means `system.slice:strata:<id>`). The cgroup is made where systemd would make
+    /// it, through cgroupfs; no unit is registered with systemd.
+    pub systemd_cgroup: bool,
 }
 
 /// Compiled seccomp programs: next to the compiled-wasm cache (`ROOT/cache/seccomp` for
@@ -99,11 +103,18 @@ impl Drop for Undo<'_> {
 
 /// The container's cgroup: `linux.cgroupsPath` made absolute (see `cgroups::absolute_path`),
 /// else `/strata/<id>`.
-fn cgroup_path(spec: &Spec, id: &str) -> Result<String, LifecycleError> {
+fn cgroup_path(spec: &Spec, id: &str, systemd: bool) -> Result<String, LifecycleError> {
     let path = match spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
         Some(p) if !p.as_os_str().is_empty() => p.display().to_string(),
+        _ if systemd => format!("system.slice:strata:{id}"),
         _ => id.to_string(),
     };
+    if systemd && (path.starts_with('/') || path.matches(':').count() != 2) {
+        // runc's words.
+        return Err(LifecycleError::Cgroup(format!(
+            "expected cgroupsPath to be of format \"slice:prefix:name\" for systemd cgroups, got {path:?} instead"
+        )));
+    }
     crate::sandbox::cgroups::absolute_path(&path).map_err(|e| LifecycleError::Cgroup(e.to_string()))
 }
 
@@ -222,7 +233,7 @@ fn create_inner(
         None => None,
     };
 
-    let cg_path = cgroup_path(spec, id)?;
+    let cg_path = cgroup_path(spec, id, opts.systemd_cgroup)?;
     let cgroup = Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     cgroup.create().map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     undo.cgroup = Some(Cgroup::new(&rt.cgroup_root, &cg_path).map_err(|e| LifecycleError::Cgroup(e.to_string()))?);

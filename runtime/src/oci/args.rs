@@ -22,7 +22,7 @@ pub struct Cli {
     /// Debug logging
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Use systemd to manage cgroups (not supported: strata manages cgroupfs directly)
+    /// cgroupsPath is systemd's slice:prefix:name (made where systemd would put the scope, through cgroupfs)
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Ignored (accepted for runc compatibility)

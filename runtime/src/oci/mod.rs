@@ -12,13 +12,10 @@ use strata::lifecycle::state::{StateError, Status};
 use strata::lifecycle::{delete::delete, kill, ops, start::start, LifecycleError, Runtime};
 
 pub fn run(cli: Cli) -> Result<i32> {
-    if cli.systemd_cgroup {
-        bail!("--systemd-cgroup is not supported: strata manages cgroups through cgroupfs (use a cgroupfs cgroup manager)");
-    }
     let rt = Runtime::new(&cli.root)?;
     match cli.command {
         Command::Create(a) => {
-            create(&rt, &a.id, &create_options(&a))?;
+            create(&rt, &a.id, &create_options(&a, cli.systemd_cgroup))?;
             Ok(0)
         }
         Command::Start(a) => {
@@ -41,7 +38,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             Err(LifecycleError::State(StateError::NotFound(_))) if a.force => Ok(0),
             other => other.map(|()| 0).map_err(Into::into),
         },
-        Command::Run(a) => run_container(&rt, a),
+        Command::Run(a) => run_container(&rt, a, cli.systemd_cgroup),
         Command::List(a) => list(&rt, a),
         Command::Ps(a) => ps(&rt, a),
         Command::Pause(a) => {
@@ -71,8 +68,9 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-fn create_options(a: &args::CreateArgs) -> CreateOptions {
+fn create_options(a: &args::CreateArgs, systemd_cgroup: bool) -> CreateOptions {
     CreateOptions {
+        systemd_cgroup,
         bundle: a.bundle.clone(),
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
@@ -121,8 +119,8 @@ fn forward_signals_to(pid: i32) {
 
 /// `run`: create, start, wait (forwarding signals to the container), delete; exit with the
 /// container's status (128+N when killed by signal N).
-fn run_container(rt: &Runtime, a: args::RunArgs) -> Result<i32> {
-    let mut opts = create_options(&a.create);
+fn run_container(rt: &Runtime, a: args::RunArgs, systemd_cgroup: bool) -> Result<i32> {
+    let mut opts = create_options(&a.create, systemd_cgroup);
     // A terminal without --console-socket: like runc, hold the terminal ourselves and relay
     // it to our stdio (only when we stay to wait; detached, the error comes from create).
     let relay = if !a.detach && opts.console_socket.is_none() && bundle_wants_terminal(&opts.bundle) {
@@ -425,7 +423,7 @@ fn features() -> serde_json::Value {
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false},
             "seccomp": {"enabled": true,
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
                     "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
