@@ -53,6 +53,9 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // runc's: an exec that fails in the runtime exits 255, so that callers tell it from the
+    // program's own exit status.
+    let failure_code = if matches!(cli.command, oci::args::Command::Exec(_)) { 255 } else { 1 };
     let log = cli.log.clone();
     let format = cli.log_format.clone();
     if cli.debug {
@@ -62,7 +65,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             report(log.as_deref(), &format, &strata::report::one_line(e.as_ref()));
-            std::process::exit(1);
+            std::process::exit(failure_code);
         }
     }
 }
