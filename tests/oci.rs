@@ -347,6 +347,16 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     let procs = std::fs::read_to_string(b.cgroup_file("pids", "cgroup.procs")).unwrap();
     assert!(procs.lines().any(|p| p == pid.to_string()), "exec'd {pid} not in cgroup: {procs}");
 
+    // --cap adds to the process's sets (by name with or without CAP_, in any case).
+    let cap_eff = |extra: &[&str]| {
+        let args = [&["exec"][..], extra, &[&b.id, "grep", "CapEff", "/proc/self/status"]].concat();
+        let out = rt.ok(&args);
+        u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    const NET_RAW: u64 = 1 << 13;
+    assert_eq!(cap_eff(&[]) & NET_RAW, 0);
+    assert_eq!(cap_eff(&["--cap", "CAP_NET_RAW"]) & NET_RAW, NET_RAW);
+    assert_eq!(cap_eff(&["--cap", "net_raw"]) & NET_RAW, NET_RAW);
     // A failure of the runtime's, not the program's: runc's 255.
     let o = rt.run(&["exec", &b.id, "/no/such/program"]);
     assert_eq!(o.code, 255, "{o}");

@@ -263,12 +263,7 @@ fn exec_process(rt: &Runtime, a: &args::ExecArgs) -> Result<oci_spec::runtime::P
         let add = |set: Option<oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
             let mut set = set.unwrap_or_default();
             for c in &a.cap {
-                let name = if c.to_ascii_uppercase().starts_with("CAP_") {
-                    c.to_ascii_uppercase()
-                } else {
-                    format!("CAP_{}", c.to_ascii_uppercase())
-                };
-                set.insert(name.parse().map_err(|_| anyhow!("unknown capability {c:?}"))?);
+                set.insert(strata::spec::from_image::capability(c)?);
             }
             Ok(set)
         };

@@ -236,7 +236,9 @@ pub fn replace_or_append(env: &mut Vec<String>, entry: &str) {
     }
 }
 
-fn capability(name: &str) -> Result<Capability, FromImageError> {
+/// A capability by name, with or without `CAP_`, in any case (docker's `--cap-add`, runc's
+/// `exec --cap`).
+pub fn capability(name: &str) -> Result<Capability, FromImageError> {
     let upper = name.trim().to_ascii_uppercase();
     let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
     serde_json::from_value(serde_json::Value::String(full.clone())).map_err(|_| FromImageError::UnknownCapability(full))
