@@ -558,6 +558,22 @@ fn pause_resume_and_update() {
     rt.ok(&["update", "--resources", resources.to_str().unwrap(), &b.id]);
     assert_eq!(std::fs::read_to_string(b.cgroup_file("memory", "memory.limit_in_bytes")).unwrap().trim(), "67108864");
     assert_eq!(std::fs::read_to_string(b.cgroup_file("pids", "pids.max")).unwrap().trim(), "42");
+    // As runc: 0 leaves a value as it is (containerd and podman send every field), -1 lifts
+    // a limit, and sizes take units.
+    let read = |controller: &str, file: &str| std::fs::read_to_string(b.cgroup_file(controller, file)).unwrap();
+    std::fs::write(
+        &resources,
+        r#"{"memory": {"limit": 0, "reservation": 0}, "pids": {"limit": 0}, "cpu": {"shares": 0}}"#,
+    )
+    .unwrap();
+    rt.ok(&["update", "--resources", resources.to_str().unwrap(), &b.id]);
+    rt.ok(&["update", "--memory", "0", "--pids-limit", "0", &b.id]);
+    assert_eq!((read("memory", "memory.limit_in_bytes").trim(), read("pids", "pids.max").trim()), ("67108864", "42"));
+    rt.ok(&["update", "--memory", "100m", "--pids-limit", "-1", "--cpu-share", "512", &b.id]);
+    assert_eq!((read("memory", "memory.limit_in_bytes").trim(), read("pids", "pids.max").trim()), ("104857600", "max"));
+    assert_eq!(read("cpu", "cpu.shares").trim(), "512");
+    rt.ok(&["update", "--memory", "-1", &b.id]);
+    assert!(read("memory", "memory.limit_in_bytes").trim().parse::<u64>().unwrap() > 1 << 60, "no limit");
     rt.ok(&["delete", "--force", &b.id]);
     assert_gone(&rt, &b, 0);
 }

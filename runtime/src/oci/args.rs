@@ -152,14 +152,20 @@ pub struct UpdateArgs {
     /// LinuxResources JSON file, or - for stdin
     #[arg(short, long)]
     pub resources: Option<String>,
-    /// Memory limit in bytes
-    #[arg(long)]
+    /// Memory limit (bytes, or with a unit: 100m; -1 for none; 0 leaves it)
+    #[arg(long, allow_negative_numbers = true, value_parser = bytes_or_unlimited)]
     pub memory: Option<i64>,
-    /// Maximum number of pids
-    #[arg(long)]
+    /// Memory plus swap limit (as --memory)
+    #[arg(long, allow_negative_numbers = true, value_parser = bytes_or_unlimited)]
+    pub memory_swap: Option<i64>,
+    /// Memory soft limit (as --memory)
+    #[arg(long, allow_negative_numbers = true, value_parser = bytes_or_unlimited)]
+    pub memory_reservation: Option<i64>,
+    /// Maximum number of pids (-1 for none; 0 leaves it)
+    #[arg(long, allow_negative_numbers = true)]
     pub pids_limit: Option<i64>,
-    /// CPU CFS quota (µs)
-    #[arg(long)]
+    /// CPU CFS quota (µs; -1 for none)
+    #[arg(long, allow_negative_numbers = true)]
     pub cpu_quota: Option<i64>,
     /// CPU CFS period (µs)
     #[arg(long)]
@@ -167,7 +173,30 @@ pub struct UpdateArgs {
     /// CPU shares
     #[arg(long)]
     pub cpu_share: Option<u64>,
+    /// CPUs the container may use (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Realtime period (µs)
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// Realtime runtime (µs)
+    #[arg(long, allow_negative_numbers = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// Block I/O weight (10-1000)
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
     pub id: String,
+}
+
+/// runc's memory values: `-1` (no limit), or a size in bytes with an optional unit.
+fn bytes_or_unlimited(s: &str) -> Result<i64, String> {
+    if s.trim() == "-1" {
+        return Ok(-1);
+    }
+    strata::spec::run_options::parse_bytes(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]

@@ -379,9 +379,18 @@ fn update(rt: &Runtime, a: args::UpdateArgs) -> Result<i32> {
             .with_context(|| format!("parsing {path}"))?,
         None => LinuxResources::default(),
     };
-    if let Some(m) = a.memory {
+    // The flags go over the file's values, as runc's do.
+    if a.memory.is_some() || a.memory_swap.is_some() || a.memory_reservation.is_some() {
         let mut mem = resources.memory().unwrap_or_default();
-        mem.set_limit(Some(m));
+        if let Some(m) = a.memory {
+            mem.set_limit(Some(m));
+        }
+        if let Some(s) = a.memory_swap {
+            mem.set_swap(Some(s));
+        }
+        if let Some(r) = a.memory_reservation {
+            mem.set_reservation(Some(r));
+        }
         resources.set_memory(Some(mem));
     }
     if let Some(p) = a.pids_limit {
@@ -389,7 +398,9 @@ fn update(rt: &Runtime, a: args::UpdateArgs) -> Result<i32> {
         pids.set_limit(p);
         resources.set_pids(Some(pids));
     }
-    if a.cpu_quota.is_some() || a.cpu_period.is_some() || a.cpu_share.is_some() {
+    let cpu_flags = [a.cpu_quota.is_some(), a.cpu_period.is_some(), a.cpu_share.is_some(), a.cpuset_cpus.is_some()];
+    let rt_flags = [a.cpuset_mems.is_some(), a.cpu_rt_period.is_some(), a.cpu_rt_runtime.is_some()];
+    if cpu_flags.into_iter().chain(rt_flags).any(|given| given) {
         let mut cpu = resources.cpu().clone().unwrap_or_default();
         if let Some(q) = a.cpu_quota {
             cpu.set_quota(Some(q));
@@ -400,7 +411,24 @@ fn update(rt: &Runtime, a: args::UpdateArgs) -> Result<i32> {
         if let Some(s) = a.cpu_share {
             cpu.set_shares(Some(s));
         }
+        if let Some(c) = &a.cpuset_cpus {
+            cpu.set_cpus(Some(c.clone()));
+        }
+        if let Some(m) = &a.cpuset_mems {
+            cpu.set_mems(Some(m.clone()));
+        }
+        if let Some(p) = a.cpu_rt_period {
+            cpu.set_realtime_period(Some(p));
+        }
+        if let Some(r) = a.cpu_rt_runtime {
+            cpu.set_realtime_runtime(Some(r));
+        }
         resources.set_cpu(Some(cpu));
+    }
+    if let Some(w) = a.blkio_weight {
+        let mut blkio = resources.block_io().clone().unwrap_or_default();
+        blkio.set_weight(Some(w));
+        resources.set_block_io(Some(blkio));
     }
     ops::update(rt, &a.id, &resources)?;
     Ok(0)

@@ -183,6 +183,18 @@ pub fn parse_env_file(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Re
 /// an optional trailing `b`/`ib` (`64m`, `64MB`, `1.5g`, `512MiB`). Zero is docker's "no
 /// limit": `None`.
 pub fn parse_memory(s: &str) -> Result<Option<i64>, OptionError> {
+    let bytes = parse_bytes(s)?;
+    if bytes == 0 {
+        return Ok(None);
+    }
+    if bytes < 6 * 1024 * 1024 {
+        return Err(OptionError::MemoryTooSmall);
+    }
+    Ok(Some(bytes))
+}
+
+/// A size in docker's (and runc's) units, without docker's rules on top: `64m` is 67108864.
+pub fn parse_bytes(s: &str) -> Result<i64, OptionError> {
     let invalid = || OptionError::InvalidMemory(s.into());
     let t = s.trim().to_ascii_lowercase();
     let digits_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
@@ -203,14 +215,7 @@ pub fn parse_memory(s: &str) -> Result<Option<i64>, OptionError> {
     if !bytes.is_finite() || bytes > i64::MAX as f64 {
         return Err(invalid());
     }
-    let bytes = bytes as i64;
-    if bytes == 0 {
-        return Ok(None);
-    }
-    if bytes < 6 * 1024 * 1024 {
-        return Err(OptionError::MemoryTooSmall);
-    }
-    Ok(Some(bytes))
+    Ok(bytes as i64)
 }
 
 pub fn parse_cpus(s: &str) -> Result<f64, OptionError> {

@@ -286,6 +286,16 @@ pub fn detect_version(mount_root: &Path) -> Result<Version, CgroupError> {
     Err(CgroupError::NoHierarchy(mount_root.to_path_buf()))
 }
 
+/// What `pids.max` gets for `linux.resources.pids.limit`: runc's reading, where 0 leaves the
+/// value as it is (an update carries every field) and a negative limit is none.
+fn pids_max(limit: i64) -> Option<String> {
+    match limit {
+        0 => None,
+        l if l < 0 => Some("max".to_string()),
+        l => Some(l.to_string()),
+    }
+}
+
 /// A `cgroupsPath` as the absolute path it names below each hierarchy's root (see
 /// [`resolve_path`]): what the container's state records.
 pub fn absolute_path(path: &str) -> Result<String, CgroupError> {

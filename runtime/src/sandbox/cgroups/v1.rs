@@ -147,9 +147,8 @@ impl V1 {
         if let Some(cpu) = r.cpu() {
             self.apply_cpu(cpu)?;
         }
-        if let Some(pids) = r.pids() {
+        if let Some(value) = r.pids().and_then(|p| super::pids_max(p.limit())) {
             let dir = self.require("pids", "linux.resources.pids")?;
-            let value = if pids.limit() > 0 { pids.limit().to_string() } else { "max".to_string() };
             file::write(&dir.join("pids.max"), &value)?;
         }
         if let Some(rules) = r.devices() {
@@ -409,7 +408,8 @@ fn apply_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
         swap = None;
     }
     // The kernel keeps limit <= memsw at every step: raise memsw before the limit, lower it after.
-    match (m.limit(), swap) {
+    // A limit of 0 is unset, as in runc (an update passes every field).
+    match (m.limit().filter(|&l| l != 0), swap) {
         (Some(limit), Some(swap)) => {
             let current_memsw = file::read_u64(&memsw_file)?;
             if unlimited_as_max(swap) >= current_memsw {
@@ -430,7 +430,7 @@ fn apply_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
         (None, Some(swap)) => file::write(&memsw_file, &swap.to_string())?,
         (None, None) => {}
     }
-    if let Some(reservation) = m.reservation() {
+    if let Some(reservation) = m.reservation().filter(|&r| r != 0) {
         file::write(&dir.join("memory.soft_limit_in_bytes"), &reservation.to_string())?;
     }
     if let Some(swappiness) = m.swappiness() {

@@ -103,8 +103,7 @@ impl V2 {
         if let Some(cpu) = r.cpu() {
             apply_cpu(dir, cpu)?;
         }
-        if let Some(pids) = r.pids() {
-            let value = if pids.limit() > 0 { pids.limit().to_string() } else { "max".to_string() };
+        if let Some(value) = r.pids().and_then(|p| super::pids_max(p.limit())) {
             file::write(&dir.join("pids.max"), &value)?;
         }
         if let Some(rules) = r.devices() {
@@ -283,10 +282,11 @@ fn apply_memory(dir: &Path, m: &LinuxMemory) -> Result<(), CgroupError> {
             tracing::warn!("cgroup: swap accounting is off (no memory.swap.max); ignoring memory.swap");
         }
     }
-    if let Some(limit) = m.limit() {
+    // 0 means unset, as in runc (an update passes every field; a limit of 0 would kill all).
+    if let Some(limit) = m.limit().filter(|&l| l != 0) {
         file::write(&dir.join("memory.max"), &max_or(limit))?;
     }
-    if let Some(reservation) = m.reservation() {
+    if let Some(reservation) = m.reservation().filter(|&r| r != 0) {
         file::write(&dir.join("memory.low"), &max_or(reservation))?;
     }
     if m.swappiness().is_some() {
@@ -517,7 +517,7 @@ mod tests {
         let dir = root.path().join("strata/ctr");
         cgroup
             .apply(&resources(
-                r#"{"blockIO": {"weight": 1000}, "pids": {"limit": 0}, "memory": {"limit": -1},
+                r#"{"blockIO": {"weight": 1000}, "pids": {"limit": -1}, "memory": {"limit": -1},
                     "cpu": {"quota": -1, "shares": 2}}"#,
             ))
             .unwrap();
@@ -527,6 +527,11 @@ mod tests {
         assert_eq!(get(&dir, "memory.swap.max"), "max");
         assert_eq!(get(&dir, "cpu.max"), "max");
         assert_eq!(get(&dir, "cpu.weight"), "1");
+        // 0 is "unchanged", as runc has it (containerd and podman send every field).
+        put(&dir, "pids.max", "70");
+        put(&dir, "memory.max", "67108864");
+        cgroup.apply(&resources(r#"{"pids": {"limit": 0}, "memory": {"limit": 0, "reservation": 0}}"#)).unwrap();
+        assert_eq!((get(&dir, "pids.max"), get(&dir, "memory.max")), ("70".into(), "67108864".into()));
         // Only the period: the quota in place stays.
         put(&dir, "cpu.max", "20000 100000");
         cgroup.apply(&resources(r#"{"cpu": {"period": 50000}}"#)).unwrap();
