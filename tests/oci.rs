@@ -574,7 +574,15 @@ fn pause_resume_and_update() {
     assert_eq!(read("cpu", "cpu.shares").trim(), "512");
     rt.ok(&["update", "--memory", "-1", &b.id]);
     assert!(read("memory", "memory.limit_in_bytes").trim().parse::<u64>().unwrap() > 1 << 60, "no limit");
-    rt.ok(&["delete", "--force", &b.id]);
+    // SIGKILL ends a paused container (runc thaws it for that signal); SIGTERM waits for resume.
+    let pid = rt.state(&b.id)["pid"].as_i64().unwrap() as i32;
+    rt.ok(&["pause", &b.id]);
+    rt.ok(&["kill", &b.id, "TERM"]);
+    assert_eq!(rt.status(&b.id), "paused");
+    rt.ok(&["kill", &b.id, "KILL"]);
+    assert!(wait_exit(pid, Duration::from_secs(10)), "the paused init dies of SIGKILL");
+    assert_eq!(rt.status(&b.id), "stopped");
+    rt.ok(&["delete", &b.id]);
     assert_gone(&rt, &b, 0);
 }
 

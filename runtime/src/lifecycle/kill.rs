@@ -54,7 +54,8 @@ pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<(), Lifecy
     let state = rt.states.load(id)?;
     // With `all`, a stopped container's cgroup may still hold processes (its init shared a
     // pid namespace, so they did not die with it): runc signals them too.
-    match rt.status(&state) {
+    let status = rt.status(&state);
+    match status {
         Status::Creating => return Err(LifecycleError::NotRunning),
         Status::Stopped if !all => return Err(LifecycleError::NotRunning),
         _ => {}
@@ -65,15 +66,20 @@ pub fn kill(rt: &Runtime, id: &str, signal: i32, all: bool) -> Result<(), Lifecy
             // SAFETY: signalling processes of the container's own cgroup.
             unsafe { libc::kill(pid, signal) };
         }
-        return Ok(());
-    }
-    // SAFETY: kill(2) on the init's pid, which init_alive() just checked is ours.
-    if unsafe { libc::kill(state.pid, signal) } != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ESRCH) {
-            return Err(LifecycleError::Signal("no such process".into()));
+    } else {
+        // SAFETY: kill(2) on the init's pid, which init_alive() just checked is ours.
+        if unsafe { libc::kill(state.pid, signal) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return Err(LifecycleError::Signal("no such process".into()));
+            }
+            return Err(LifecycleError::Signal(format!("kill {}: {e}", state.pid)));
         }
-        return Err(LifecycleError::Signal(format!("kill {}: {e}", state.pid)));
+    }
+    // A frozen process dies of SIGKILL only once thawed (on v1 at least): as runc, a paused
+    // container is thawed for SIGKILL, and only for it.
+    if status == Status::Paused && signal == libc::SIGKILL {
+        rt.cgroup(&state)?.thaw().map_err(|e| LifecycleError::Cgroup(e.to_string()))?;
     }
     Ok(())
 }
