@@ -878,6 +878,28 @@ fn killed_during_start_then_delete_force_leaves_nothing() {
 }
 
 #[test]
+fn a_created_container_dies_of_sigterm_as_runcs_does() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    rt.ok_detached(&["create", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    let init_pid = rt.state(&b.id)["pid"].as_i64().unwrap() as i32;
+    // The init waiting for `start` is its pid namespace's PID 1: without a handler the signal
+    // would be dropped, and a stop would wait out its timeout.
+    rt.ok(&["kill", &b.id, "TERM"]);
+    assert!(wait_exit(init_pid, Duration::from_secs(10)), "the created init ignored SIGTERM");
+    assert_eq!(rt.status(&b.id), "stopped");
+    rt.ok(&["delete", &b.id]);
+    assert_gone(&rt, &b, init_pid);
+    // Started, the program has its own dispositions again: this shell traps TERM.
+    let b = Bundle::busybox(&["sh", "-c", "trap 'echo trapped; exit 7' TERM; while true; do sleep 0.1; done"]);
+    rt.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    let pid = rt.state(&b.id)["pid"].as_i64().unwrap() as i32;
+    rt.ok(&["kill", &b.id, "TERM"]);
+    assert!(wait_exit(pid, Duration::from_secs(10)));
+    rt.ok(&["delete", &b.id]);
+}
+
+#[test]
 fn run_forwards_signals_to_the_container() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&[

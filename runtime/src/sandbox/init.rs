@@ -272,6 +272,10 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     // From here the container outlives the command that created it.
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    // Waiting for `start`, the init is PID 1 of its namespace, which drops any signal it has no
+    // handler for: a created container would ignore `kill ID TERM` (and a stop would wait out
+    // its timeout). runc's init dies of it; ours too, until the fifo opens.
+    let waiting = DieOnTermination::arm();
     chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
     // Block until `start` opens the fifo for reading.
     let w = rustix::fs::openat(
@@ -283,6 +287,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     .map_err(|e| format!("opening exec fifo: {e}"))?;
     rustix::io::write(&w, b"0").map_err(|e| format!("writing exec fifo: {e}"))?;
     drop(w);
+    drop(waiting);
     drop(fifo_dir);
     hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
     Ok(Launch { program, preloaded, memory_gauge })
@@ -343,6 +348,50 @@ pub(crate) fn execve(path: &Path, process: &oci_spec::runtime::Process, preserve
 /// Give the program default signal dispositions and an empty signal mask, as a fresh process
 /// has: the runtime ignores SIGPIPE (Rust's default) and may catch others, and an ignored
 /// signal would stay ignored across execve.
+/// The signals that end a process by default and that a user sends to stop one.
+const TERMINATION_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// While alive, [`TERMINATION_SIGNALS`] end this process (exit 128+N); dropped, they are back
+/// to their default action and the mask to what it was.
+struct DieOnTermination {
+    mask: libc::sigset_t,
+}
+
+extern "C" fn exit_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+impl DieOnTermination {
+    fn arm() -> DieOnTermination {
+        // SAFETY: dispositions and mask of this single-threaded process; the handler only
+        // calls _exit.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in TERMINATION_SIGNALS {
+                libc::signal(sig, exit_on_signal as *const () as libc::sighandler_t);
+                libc::sigaddset(&mut set, sig);
+            }
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_UNBLOCK, &set, &mut mask);
+            DieOnTermination { mask }
+        }
+    }
+}
+
+impl Drop for DieOnTermination {
+    fn drop(&mut self) {
+        // SAFETY: as in `arm`.
+        unsafe {
+            for sig in TERMINATION_SIGNALS {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            libc::sigprocmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut());
+        }
+    }
+}
+
 fn reset_signals() {
     // SAFETY: resetting dispositions and the mask of this single-threaded process right
     // before execve; SIGKILL/SIGSTOP (which cannot be changed) just fail.
