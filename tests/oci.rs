@@ -878,6 +878,18 @@ fn killed_during_start_then_delete_force_leaves_nothing() {
 }
 
 #[test]
+fn an_unknown_capability_is_a_warning_as_runcs() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "grep CapBnd /proc/self/status"]);
+    b.edit(|c| c["process"]["capabilities"]["bounding"].as_array_mut().unwrap().push(json!("CAP_FROM_THE_FUTURE")));
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(o.stderr.contains("ignoring unknown or unavailable capabilities: [CAP_FROM_THE_FUTURE]"), "{o}");
+    assert!(o.stdout.starts_with("CapBnd:"), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
 fn a_created_container_dies_of_sigterm_as_runcs_does() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sleep", "1000"]);

@@ -219,6 +219,12 @@ fn exec(rt: &Runtime, a: args::ExecArgs) -> Result<i32> {
 fn exec_process(rt: &Runtime, a: &args::ExecArgs) -> Result<oci_spec::runtime::Process> {
     if let Some(path) = &a.process {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        if let Ok(process) = strata::spec::parse_process(value) {
+            return Ok(process);
+        }
+        // Again, tracked, for an error that names the field.
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         return serde_path_to_error::deserialize(de)
             .map_err(|e| anyhow!("{}: {}: {}", path.display(), e.path(), e.inner()));

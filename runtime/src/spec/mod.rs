@@ -41,10 +41,62 @@ pub fn parse(bytes: &[u8]) -> Result<Spec, SpecError> {
     let plain = <Spec as serde::Deserialize>::deserialize(&mut serde_json::Deserializer::from_slice(bytes));
     let spec = match plain {
         Ok(spec) => spec,
-        Err(_) => parse_tracked(bytes)?,
+        Err(_) => match without_unknown_capabilities(bytes) {
+            Some(spec) => spec,
+            None => parse_tracked(bytes)?,
+        },
     };
     validate(&spec)?;
     Ok(spec)
+}
+
+/// A spec that failed to parse only for capabilities this runtime does not know (a newer
+/// kernel's, or a typo), parsed without them and with runc's warning on stderr.
+fn without_unknown_capabilities(bytes: &[u8]) -> Option<Spec> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let dropped = drop_unknown_capabilities(value.get_mut("process")?);
+    if dropped.is_empty() {
+        return None;
+    }
+    let spec = serde_json::from_value(value).ok()?;
+    warn_unknown_capabilities(&dropped);
+    Some(spec)
+}
+
+/// Parses a process (an exec's: `strata-oci exec --process`, the shim's Exec) as a spec's:
+/// capabilities this runtime does not know are dropped with runc's warning, not fatal.
+pub fn parse_process(mut value: serde_json::Value) -> Result<Process, serde_json::Error> {
+    let dropped = drop_unknown_capabilities(&mut value);
+    let process = serde_json::from_value(value)?;
+    warn_unknown_capabilities(&dropped);
+    Ok(process)
+}
+
+/// Removes from each of `process`'s capability sets the names oci-spec does not know;
+/// returns them.
+fn drop_unknown_capabilities(process: &mut serde_json::Value) -> Vec<String> {
+    let mut dropped = Vec::new();
+    let Some(sets) = process.get_mut("capabilities").and_then(|c| c.as_object_mut()) else { return dropped };
+    for set in sets.values_mut().filter_map(|s| s.as_array_mut()) {
+        // Anything but a string stays, for the parse to name.
+        set.retain(|name| match name.as_str() {
+            Some(text) if serde_json::from_value::<oci_spec::runtime::Capability>(name.clone()).is_err() => {
+                dropped.push(text.to_string());
+                false
+            }
+            _ => true,
+        });
+    }
+    dropped.sort();
+    dropped.dedup();
+    dropped
+}
+
+fn warn_unknown_capabilities(dropped: &[String]) {
+    if !dropped.is_empty() {
+        // runc's words (it warns and goes on).
+        eprintln!("warning: ignoring unknown or unavailable capabilities: [{}]", dropped.join(" "));
+    }
 }
 
 /// [`parse`]'s error path: the parse again, tracking where in the document it failed.
@@ -168,6 +220,31 @@ pub fn validate_id(id: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("invalid container id {id:?}: use letters, digits and _ + - . only"))
+    }
+}
+
+#[cfg(test)]
+mod capability_tests {
+    use super::*;
+
+    #[test]
+    fn unknown_capabilities_are_dropped_not_fatal() {
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+                "capabilities": {"bounding": ["CAP_CHOWN", "CAP_FOO"], "effective": ["CAP_FOO", "CAP_BAR"]}}
+        });
+        let spec = parse(&serde_json::to_vec(&config).unwrap()).unwrap();
+        let caps = spec.process().as_ref().unwrap().capabilities().clone().unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
+        assert!(caps.effective().as_ref().unwrap().is_empty());
+        let process = parse_process(config["process"].clone()).unwrap();
+        assert_eq!(process.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(), 1);
+        // Still an error: a capability that is not a string, named by the parse.
+        let mut bad = config.clone();
+        bad["process"]["capabilities"]["bounding"] = serde_json::json!([7]);
+        assert!(matches!(parse(&serde_json::to_vec(&bad).unwrap()), Err(SpecError::Parse { .. })));
     }
 }
 

@@ -61,8 +61,7 @@ fn run(job: Job, console: Option<OwnedFd>) -> Result<i32, String> {
             }
         }
         Job::Exec { id, state_root, process } => {
-            let process: oci_spec::runtime::Process =
-                serde_json::from_value(process).map_err(|e| format!("exec: the process spec: {e}"))?;
+            let process = strata::spec::parse_process(process).map_err(|e| format!("exec: the process spec: {e}"))?;
             let rt = Runtime::new(&state_root).map_err(|e| e.to_string())?;
             let opts = ExecOptions { console_stream, ..Default::default() };
             lifecycle::exec::exec(&rt, &id, process, &opts).map_err(|e| e.to_string())
