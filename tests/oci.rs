@@ -878,6 +878,27 @@ fn killed_during_start_then_delete_force_leaves_nothing() {
 }
 
 #[test]
+fn home_is_the_users_from_the_containers_passwd_unless_set() {
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "echo $HOME; sleep 1000"]);
+    std::fs::create_dir_all(b.rootfs().join("etc")).unwrap();
+    std::fs::write(b.rootfs().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nu:x:1000:1000::/home/u:/bin/sh\n")
+        .unwrap();
+    let bundle = b.path().to_str().unwrap().to_string();
+    let mut child = rt.command(&["run", "--bundle", &bundle, &b.id]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line, "/root\n", "runc's HOME for uid 0");
+    // An exec'd process too: its own user's, or / when passwd has none.
+    assert_eq!(rt.ok(&["exec", "-u", "1000", &b.id, "sh", "-c", "echo $HOME"]), "/home/u\n");
+    assert_eq!(rt.ok(&["exec", "-u", "4242", &b.id, "sh", "-c", "echo $HOME"]), "/\n");
+    assert_eq!(rt.ok(&["exec", "-e", "HOME=/x", &b.id, "sh", "-c", "echo $HOME"]), "/x\n");
+    rt.ok(&["kill", &b.id, "KILL"]);
+    child.wait().unwrap();
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
 fn an_unknown_capability_is_a_warning_as_runcs() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sh", "-c", "grep CapBnd /proc/self/status"]);

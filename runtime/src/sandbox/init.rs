@@ -43,6 +43,8 @@ pub struct InitConfig {
 /// it (or it was compiled into the cache at create).
 struct Launch {
     program: Program,
+    /// The process with `HOME` added, when its environment had none (runc's rule).
+    with_home: Option<oci_spec::runtime::Process>,
     preloaded: Option<wasm::Preloaded>,
     /// For wasm in a mount namespace: this process's smaps_rollup, opened before /proc goes.
     memory_gauge: Option<std::fs::File>,
@@ -80,7 +82,7 @@ fn wasm_before_mounts(cfg: &InitConfig, spec_mounts: &[oci_spec::runtime::Mount]
 }
 
 /// The init's entry point: set up, wait for start, exec. Never returns.
-pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
+pub fn main(mut cfg: InitConfig, mut chan: Channel) -> ! {
     // The clone copied every fd of the runtime, and some hold state a copy must not keep:
     // a flock on the container's lock file would stay held (by this copy) until the
     // container exits, blocking `start`. Keep stdio, the preserved fds and the channel.
@@ -93,12 +95,20 @@ pub fn main(cfg: InitConfig, mut chan: Channel) -> ! {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     match run(&cfg, &mut chan) {
-        Ok(launch) => match launch.program.executor {
+        Ok(mut launch) => match launch.program.executor {
             Executor::Native => {
+                if let Some(process) = launch.with_home.take() {
+                    cfg.spec.set_process(Some(process));
+                }
                 let process = cfg.spec.process().as_ref().expect("checked in run");
                 execve(&launch.program.path, process, cfg.preserve_fds)
             }
-            Executor::Wasm => run_wasm(&cfg, launch),
+            Executor::Wasm => {
+                if let Some(process) = launch.with_home.take() {
+                    cfg.spec.set_process(Some(process));
+                }
+                run_wasm(&cfg, launch)
+            }
         },
         Err(e) => {
             let _ = chan.send_error(&e);
@@ -267,6 +277,8 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         .and_then(|c| wasm_compile::preload(c, &program.path, compile_on_miss, process, cfg.seccomp.as_ref()));
     // The guest has no business with the host's cache directory: closed before it runs.
     drop(cache);
+    // Inside the root now, while still root: its /etc/passwd is readable whoever the user is.
+    let with_home = crate::spec::user::with_home(process, Path::new("/"));
     identity::become_process(process, cfg.seccomp.as_ref())?;
 
     // From here the container outlives the command that created it.
@@ -290,7 +302,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     drop(waiting);
     drop(fifo_dir);
     hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
-    Ok(Launch { program, preloaded, memory_gauge })
+    Ok(Launch { program, with_home, preloaded, memory_gauge })
 }
 
 /// Run the container's module in wasmtime, in this process (PID 1 of the container), and

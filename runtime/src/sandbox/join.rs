@@ -124,6 +124,12 @@ fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<(Option<Preloaded>,
     }
     // SAFETY: a new session, so the process can own a terminal.
     unsafe { libc::setsid() };
+    // In the container's root, still root: HOME from its /etc/passwd if the process has none.
+    if let Some(with) =
+        cfg.spec.process().as_ref().and_then(|p| crate::spec::user::with_home(p, std::path::Path::new("/")))
+    {
+        cfg.spec.set_process(Some(with));
+    }
     let process: &Process = cfg.spec.process().as_ref().ok_or("no process to run")?;
     if let Some(socket) = &cfg.console {
         console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;

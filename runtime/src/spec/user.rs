@@ -113,6 +113,25 @@ fn resolve_with(passwd: &[PasswdEntry], groups: &[GroupEntry], spec: &str) -> Re
     Ok(ExecUser { uid, gid, additional_gids, home })
 }
 
+/// runc's HOME for a process whose environment has none: its user's home in the container's
+/// /etc/passwd (read through `root`), else `/`.
+pub fn home_of(root: &Path, uid: u32) -> String {
+    let passwd = read_in_root(root, "etc/passwd").map(|c| parse_passwd(&c)).unwrap_or_default();
+    let entry = passwd.into_iter().find(|p| p.uid == uid);
+    entry.map(|p| p.home).filter(|h| !h.is_empty()).unwrap_or_else(|| "/".into())
+}
+
+/// `process` with `HOME` in its environment: as it is when it has one, else [`home_of`] its user.
+pub fn with_home(process: &oci_spec::runtime::Process, root: &Path) -> Option<oci_spec::runtime::Process> {
+    let env = process.env().clone().unwrap_or_default();
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return None;
+    }
+    let mut with = process.clone();
+    with.set_env(Some(env.into_iter().chain([format!("HOME={}", home_of(root, process.user().uid()))]).collect()));
+    Some(with)
+}
+
 /// The content of `path` (relative to the rootfs) read without leaving the rootfs; a missing
 /// file reads as empty, as runc treats a missing passwd file.
 pub fn read_in_root(rootfs: &Path, path: &str) -> Result<String, UserError> {
