@@ -357,6 +357,8 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     assert_eq!(cap_eff(&[]) & NET_RAW, 0);
     assert_eq!(cap_eff(&["--cap", "CAP_NET_RAW"]) & NET_RAW, NET_RAW);
     assert_eq!(cap_eff(&["--cap", "net_raw"]) & NET_RAW, NET_RAW);
+    let o = rt.run(&["exec", "--cwd", "relative", &b.id, "true"]);
+    assert!(o.code == 255 && o.stderr.contains("Cwd must be an absolute path"), "{o}");
     // A failure of the runtime's, not the program's: runc's 255.
     let o = rt.run(&["exec", &b.id, "/no/such/program"]);
     assert_eq!(o.code, 255, "{o}");

@@ -46,6 +46,10 @@ fn ns_name(t: LinuxNamespaceType) -> &'static str {
 pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Result<i32, LifecycleError> {
     crate::spec::check_user(&process)
         .map_err(|(field, message)| LifecycleError::Setup(format!("the process's {field}: {message}")))?;
+    if !process.cwd().is_absolute() {
+        // runc's words.
+        return Err(LifecycleError::Setup("Cwd must be an absolute path".into()));
+    }
     let state = rt.states.load(id)?;
     match rt.status(&state) {
         Status::Running | Status::Created => {}
