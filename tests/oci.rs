@@ -901,6 +901,21 @@ fn home_is_the_users_from_the_containers_passwd_unless_set() {
 }
 
 #[test]
+fn the_container_gets_a_session_keyring_of_its_own() {
+    let rt = Runtime::strata();
+    let keyrings = || std::fs::read_to_string("/proc/keys").unwrap_or_default();
+    for (flags, own) in [(&[][..], true), (&["--no-new-keyring"][..], false)] {
+        let b = Bundle::busybox(&["sleep", "1000"]);
+        let args = [&["run", "-d"][..], flags, &["--bundle", b.path().to_str().unwrap(), &b.id]].concat();
+        rt.ok_detached(&args);
+        // As runc: `_ses.<id>`, not the session keyring of whoever ran the runtime.
+        let name = format!("_ses.{}", b.id);
+        assert_eq!(keyrings().contains(&name), own, "{flags:?}:\n{}", keyrings());
+        rt.ok(&["delete", "--force", &b.id]);
+    }
+}
+
+#[test]
 fn an_unknown_capability_is_a_warning_as_runcs() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sh", "-c", "grep CapBnd /proc/self/status"]);

@@ -17,6 +17,8 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
+    /// runc's `--no-new-keyring`: the container keeps the caller's session keyring.
+    pub no_new_keyring: bool,
     pub preserve_fds: i32,
     /// An already connected console socket (what `strata-oci run` uses to relay a terminal
     /// itself); `console_socket` names one to connect to instead.
@@ -269,6 +271,7 @@ fn create_inner(
         plan,
         exec_fifo: fifo,
         no_pivot: opts.no_pivot,
+        session_keyring: (!opts.no_new_keyring).then(|| id.to_string()),
         preserve_fds: opts.preserve_fds,
         cgroup_dirs: cgroup_dirs(&rt.cgroup_root, &cg_path),
         cgroup_self_attach: entry.self_attach.clone(),

@@ -129,6 +129,7 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
             console,
             wasm_cache,
             preserve_fds: opts.preserve_fds,
+            session_keyring: Some(id.to_string()),
             cgroup_self_attach: entry.self_attach.clone(),
         },
         entry.clone_into.as_ref(),

@@ -87,7 +87,7 @@ pub struct CreateArgs {
     /// Use MS_MOVE + chroot instead of pivot_root
     #[arg(long)]
     pub no_pivot: bool,
-    /// Accepted for compatibility (strata creates no session keyring)
+    /// Keep the caller's session keyring (by default the container gets its own, _ses.ID)
     #[arg(long)]
     pub no_new_keyring: bool,
     /// Pass N extra fds (3..3+N) to the container

@@ -75,6 +75,7 @@ fn create_options(a: &args::CreateArgs, systemd_cgroup: bool) -> CreateOptions {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         console_stream: None,
         wasm_cache: None,

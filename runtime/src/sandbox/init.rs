@@ -25,6 +25,8 @@ pub struct InitConfig {
     pub plan: Plan,
     pub exec_fifo: PathBuf,
     pub no_pivot: bool,
+    /// The container's id, for its own session keyring (`keyring`); None keeps the caller's.
+    pub session_keyring: Option<String>,
     pub preserve_fds: i32,
     pub cgroup_dirs: Vec<(String, PathBuf)>,
     /// v1 `tasks` files the init writes `0` to, moving itself into the container's cgroup
@@ -279,6 +281,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     drop(cache);
     // Inside the root now, while still root: its /etc/passwd is readable whoever the user is.
     let with_home = crate::spec::user::with_home(process, Path::new("/"));
+    if let Some(id) = &cfg.session_keyring {
+        super::keyring::join_session(id, in_user_ns)?;
+    }
     identity::become_process(process, cfg.seccomp.as_ref())?;
 
     // From here the container outlives the command that created it.

@@ -27,6 +27,8 @@ pub struct JoinConfig {
     pub console: Option<OwnedFd>,
     pub wasm_cache: Option<ArtifactCache>,
     pub preserve_fds: i32,
+    /// The container's id: the process joins its session keyring (`keyring`).
+    pub session_keyring: Option<String>,
     /// v1 `tasks` files the child writes `0` to, moving itself into the container's cgroup
     /// before it joins any namespace (see `Cgroup::fast_entry`). Empty: the runtime
     /// moves it, or it was cloned into the cgroup.
@@ -143,6 +145,10 @@ fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<(Option<Preloaded>,
             .and_then(|c| super::wasm_compile::preload(&c, &cfg.program.path, false, process, cfg.seccomp.as_ref())),
         Executor::Native => None,
     };
+    if let Some(id) = &cfg.session_keyring {
+        let in_user_ns = cfg.namespaces.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+        super::keyring::join_session(id, in_user_ns)?;
+    }
     identity::become_process(process, cfg.seccomp.as_ref())?;
     chan.send(sync::READY).map_err(|e| format!("sync: {e}"))?;
     Ok((preloaded, memory_gauge))

@@ -9,6 +9,7 @@ pub mod hooks;
 pub mod identity;
 pub mod init;
 pub mod join;
+pub mod keyring;
 pub mod mounts;
 pub mod namespaces;
 pub mod program;
