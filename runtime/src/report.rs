@@ -30,6 +30,16 @@ pub struct UsageError {
 }
 
 impl UsageError {
+    /// The error of parsing `args` with `cli`: clap's usage names the command when it has one
+    /// (not for a bad value), else the subcommands are found in `args`.
+    pub fn of(e: &clap::Error, cli: &clap::Command, args: &[String]) -> UsageError {
+        let mut usage = UsageError::from_clap(e);
+        if usage.command.is_empty() {
+            usage.command = command_path(cli, args);
+        }
+        usage
+    }
+
     pub fn from_clap(e: &clap::Error) -> UsageError {
         use clap::error::{ContextKind, ContextValue};
         let rendered = e.render().to_string();
@@ -65,6 +75,19 @@ impl UsageError {
             .join(" ");
         UsageError { message, command }
     }
+}
+
+/// The command and the subcommands named in `args` (its first element is the program).
+fn command_path(cli: &clap::Command, args: &[String]) -> String {
+    let mut path = vec![cli.get_name().to_string()];
+    let mut current = cli;
+    for arg in args.iter().skip(1) {
+        if let Some(sub) = current.find_subcommand(arg) {
+            path.push(sub.get_name().to_string());
+            current = sub;
+        }
+    }
+    path.join(" ")
 }
 
 /// For the command lines: output to a reader that went away (`strata-oci list | head -1`)
@@ -148,5 +171,9 @@ mod tests {
         assert_eq!(e.message, "the following required arguments were not provided: <image>");
         let e = usage(&["strata", "run", "--pull", "sometimes", "img"]);
         assert_eq!(e.message, "invalid value 'sometimes' for '--pull <pull>' [possible values: always, never]");
+        // A bad value's error has no usage: the command is found in the arguments.
+        let args: Vec<String> = ["strata", "run", "--pull", "sometimes", "img"].map(String::from).into();
+        let e = UsageError::of(&cli().try_get_matches_from(&args).unwrap_err(), &cli(), &args);
+        assert_eq!(e.command, "strata run");
     }
 }

@@ -43,7 +43,8 @@ fn main() {
         Ok(c) => c,
         Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // One line, as the callers (containerd's runc shim, podman) quote our stderr.
-            let usage = strata::report::UsageError::from_clap(&e);
+            let args: Vec<String> = std::env::args().collect();
+            let usage = strata::report::UsageError::of(&e, &<oci::args::Cli as clap::CommandFactory>::command(), &args);
             eprintln!("{} (see '{} --help')", usage.message, usage.command);
             std::process::exit(1);
         }

@@ -29,7 +29,8 @@ fn main() {
         Ok(c) => c,
         Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // As docker and podman say it: the problem, and where to read more.
-            let usage = strata::report::UsageError::from_clap(&e);
+            let args: Vec<String> = std::env::args().collect();
+            let usage = strata::report::UsageError::of(&e, &<cli::args::Cli as clap::CommandFactory>::command(), &args);
             eprintln!("Error: {}\nSee '{} --help'.", usage.message, usage.command);
             std::process::exit(125);
         }
