@@ -449,7 +449,11 @@ fn restart_stops_and_starts_again() {
     let o = e.run(&["restart", "nosuch"]);
 
     assert_eq!((o.code, o.stderr.trim()), (1, "Error: No such container: nosuch"));
-    e.ok(&["rm", "-f", "again"]);
+    // rm -f: one not there is already gone (docker's and podman's), the others are removed.
+    let o = e.run(&["rm", "-f", "nosuch", "again"]);
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (0, "again\n", ""), "{}", o.stderr);
+    let o = e.run(&["rm", "nosuch"]);
+    assert_eq!((o.code, o.stderr.trim()), (1, "Error: No such container: nosuch"));
 }
 
 #[test]

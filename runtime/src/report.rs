@@ -95,24 +95,42 @@ fn command_path(cli: &clap::Command, args: &[String]) -> String {
 /// backtrace. (Rust ignores SIGPIPE, so `println!` panics with EPIPE; SIGPIPE itself cannot
 /// be restored process-wide: a monitor writing to a CLI that was killed must live on.)
 pub fn end_quietly_when_stdout_closes() {
-    let default_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or_default();
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            // SAFETY: restoring the default action and raising it; nothing runs after.
-            unsafe {
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-                libc::raise(libc::SIGPIPE);
+    std::panic::set_hook(Box::new({
+        let default_hook = std::panic::take_hook();
+        move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or_default();
+            if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+                die_of_sigpipe();
             }
-            std::process::exit(128 + libc::SIGPIPE);
+            default_hook(info);
         }
-        default_hook(info);
     }));
+}
+
+/// A command whose output went to a reader that left (`strata inspect IMG | head`) ends as
+/// SIGPIPE ends a C or Go tool, without an error line: for the errors written output returns.
+pub fn end_quietly_if_broken_pipe(e: &(dyn Error + 'static)) {
+    let mut cause: Option<&(dyn Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            die_of_sigpipe();
+        }
+        cause = c.source();
+    }
+}
+
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default action and raising it; nothing runs after.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ fn main() {
     match oci::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            strata::report::end_quietly_if_broken_pipe(e.as_ref());
             report(log.as_deref(), &format, &strata::report::one_line(e.as_ref()));
             std::process::exit(failure_code);
         }

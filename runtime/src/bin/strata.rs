@@ -53,6 +53,7 @@ fn main() {
     match cli::run(parsed) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            strata::report::end_quietly_if_broken_pipe(e.as_ref());
             eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
             std::process::exit(cli::exit_code(&e));
         }

@@ -112,7 +112,17 @@ pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
 
 pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
     let _ = args.volumes;
-    each_resolved(ctx, &args.containers, |c, resolved| {
+    // As docker's (20.10 on) and podman's: with --force, a container that is not there is
+    // already removed: nothing said, not a failure (`rm -f` in cleanup scripts under set -e).
+    let names: Vec<String> = match args.force {
+        true => {
+            let containers = open(ctx)?;
+            let exists = |n: &String| !matches!(containers.resolve(n), Err(ContainerError::NoSuchContainer(_)));
+            args.containers.iter().filter(|n| exists(n)).cloned().collect()
+        }
+        false => args.containers.clone(),
+    };
+    each_resolved(ctx, &names, |c, resolved| {
         match resolved {
             Ok(record) => ops::remove(c, &record, args.force)?,
             // All that is left of it is its directory and what the system shows of its run.
