@@ -981,6 +981,20 @@ fn interactive_terminal() {
 }
 
 #[test]
+fn exec_finds_users_in_the_containers_own_root() {
+    let e = Env::new();
+    let etc = tempfile::tempdir().unwrap();
+    let passwd = etc.path().join("passwd");
+    std::fs::write(&passwd, "root:x:0:0:root:/root:/bin/sh\nciuser:x:4242:4242::/home/ci:/bin/sh\n").unwrap();
+    let volume = format!("{}:/etc/passwd:ro", passwd.display());
+    e.ok(&["run", "-d", "--name", "ci", "-v", &volume, IMAGE, "sleep", "1000"]);
+    // The user is in the bind-mounted passwd, not the image's.
+    let o = e.run(&["exec", "-u", "ciuser", "ci", "sh", "-c", "id -u; echo $HOME"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "4242\n/home/ci\n"), "{}", o.stderr);
+    e.ok(&["rm", "-f", "ci"]);
+}
+
+#[test]
 fn exec_into_a_running_container() {
     let e = Env::new();
     let id = e.ok(&[

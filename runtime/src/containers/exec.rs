@@ -43,7 +43,15 @@ pub fn process(c: &Containers, record: &ContainerRecord, request: &ExecRequest) 
     }
     let mut env = process.env().clone().unwrap_or_default();
     if let Some(name) = &request.user {
-        let who = user::resolve(&c.paths(&record.id).merged(), name).map_err(from_image::FromImageError::from)?;
+        // The names are looked up in the container's root as its init sees it (its mounts: an
+        // /etc/passwd bind-mounted over the image's; a root mounted in another mount
+        // namespace than ours), falling back to the image's files.
+        let state = c.runtime().states.load(&record.id).ok();
+        let root = match state.filter(|s| s.pid > 0) {
+            Some(s) => std::path::PathBuf::from(format!("/proc/{}/root", s.pid)),
+            None => c.paths(&record.id).merged(),
+        };
+        let who = user::resolve(&root, name).map_err(from_image::FromImageError::from)?;
         let mut u = process.user().clone();
         u.set_uid(who.uid);
         u.set_gid(who.gid);
