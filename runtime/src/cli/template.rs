@@ -80,11 +80,44 @@ pub fn inspected(format: Option<&str>, objects: &[serde_json::Value], out: &mut 
         Some(format) => {
             let template = parse(&unescape(format), row_functions)?;
             for object in objects {
-                writeln!(out, "{}", render(&template, object)?)?;
+                writeln!(out, "{}", render(&template, &with_config_defaults(object))?)?;
             }
         }
     }
     Ok(())
+}
+
+/// The fields of docker's `Config` an image or container may lack (or hold null), with the
+/// empty value a Go template prints for them (`[]`, `map[]`, nothing), as docker's and
+/// podman's do over their structs: `{{.Config.User}}` of an image without one is no error.
+const CONFIG_DEFAULTS: &[(&str, &str)] = &[
+    ("Cmd", "[]"),
+    ("Entrypoint", "[]"),
+    ("Env", "[]"),
+    ("OnBuild", "[]"),
+    ("Labels", "{}"),
+    ("Volumes", "{}"),
+    ("ExposedPorts", "{}"),
+    ("User", "\"\""),
+    ("WorkingDir", "\"\""),
+    ("StopSignal", "\"\""),
+    ("Hostname", "\"\""),
+    ("Domainname", "\"\""),
+];
+
+fn with_config_defaults(object: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
+    let Some(config) = object.get("Config").and_then(|c| c.as_object()) else {
+        return std::borrow::Cow::Borrowed(object);
+    };
+    let mut filled = config.clone();
+    for (key, empty) in CONFIG_DEFAULTS {
+        if filled.get(*key).is_none_or(|v| v.is_null()) {
+            filled.insert(key.to_string(), serde_json::from_str(empty).expect("a JSON literal"));
+        }
+    }
+    let mut object = object.clone();
+    object["Config"] = serde_json::Value::Object(filled);
+    std::borrow::Cow::Owned(object)
 }
 
 fn parse(source: &str, functions: fn(Template) -> Template) -> Result<Template> {
@@ -263,5 +296,17 @@ mod tests {
         let mut out = Vec::new();
         inspected(None, &rows(), &mut out).unwrap();
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&out).unwrap(), serde_json::Value::Array(rows()));
+    }
+
+    #[test]
+    fn config_fields_an_image_lacks_print_empty_as_docker_s() {
+        let image = serde_json::json!({"Config": {"Cmd": ["sh"], "Entrypoint": null}});
+        let mut out = Vec::new();
+        let format = "{{.Config.Entrypoint}}|{{.Config.User}}|{{.Config.Labels}}|{{.Config.Cmd}}|";
+        inspected(Some(format), &[image], &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "[]||map[]|[sh]|\n");
+        // A key docker does not have is still an error naming it.
+        let e = inspected(Some("{{.Config.Nope}}"), &[serde_json::json!({"Config": {}})], &mut Vec::new()).unwrap_err();
+        assert!(e.to_string().contains("Nope"), "{e}");
     }
 }
