@@ -991,6 +991,14 @@ fn exec_finds_users_in_the_containers_own_root() {
     // The user is in the bind-mounted passwd, not the image's.
     let o = e.run(&["exec", "-u", "ciuser", "ci", "sh", "-c", "id -u; echo $HOME"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "4242\n/home/ci\n"), "{}", o.stderr);
+    // A working directory that is not there: runc's words, docker's code.
+    let o = e.run(&["exec", "-w", "/nonexistent", "ci", "true"]);
+    assert_eq!(o.code, 126, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("chdir to cwd (\"/nonexistent\") set in config.json failed: no such file"),
+        "{}",
+        o.stderr
+    );
     e.ok(&["rm", "-f", "ci"]);
 }
 

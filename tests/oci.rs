@@ -406,7 +406,7 @@ fn a_cwd_through_proc_self_fd_never_reaches_the_host() {
         let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
         assert!(!o.stdout.contains("ESCAPED"), "cwd /proc/self/fd/{n} reached the host: {o}");
         if o.code != 0 {
-            assert!(o.stderr.contains(&format!("cwd /proc/self/fd/{n}")), "{o}");
+            assert!(o.stderr.contains("cwd") && o.stderr.contains(&format!("/proc/self/fd/{n}")), "{o}");
             refused += o.stderr.contains("outside the container's root filesystem") as usize;
         }
         assert_gone(&rt, &b, 0);
@@ -428,7 +428,7 @@ fn a_missing_cwd_through_proc_self_fd_is_not_made_on_the_host() {
         b.edit(|c| c["process"]["cwd"] = json!(cwd));
         let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
         assert_ne!(o.code, 0, "{o}");
-        assert!(o.stderr.contains(&format!("cwd {cwd}")), "{o}");
+        assert!(o.stderr.contains("cwd") && o.stderr.contains(&cwd), "{o}");
         assert!(!made.exists(), "cwd {cwd} was made on the host");
         assert_gone(&rt, &b, 0);
     }

@@ -20,6 +20,18 @@ pub fn one_line(e: &(dyn Error + 'static)) -> String {
     line
 }
 
+/// An OS error as the kernel's words in Go's (and runc's) lower case, without Rust's
+/// " (os error N)": `no such file or directory`.
+pub fn os_words(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let words = text.rsplit_once(" (os error ").map_or(text.as_str(), |(words, _)| words);
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// A command-line usage error, as docker words one: what is wrong on one line (clap's
 /// message, its continuation lines joined, and its suggestion if it has one), and the command
 /// whose `--help` to see. clap's own rendering spans six lines or more, with the usage and tips.
@@ -165,6 +177,12 @@ mod tests {
         assert_eq!(one_line(&e), "starting the container: cannot read /b/config.json: No such file or directory");
         let e = anyhow::Error::new(not_found()).context("loading x").context("run");
         assert_eq!(one_line(e.as_ref()), "run: loading x: No such file or directory");
+    }
+
+    #[test]
+    fn os_errors_read_as_the_kernels_words() {
+        assert_eq!(super::os_words(&io::Error::from_raw_os_error(2)), "no such file or directory");
+        assert_eq!(super::os_words(&io::Error::other("Plain")), "plain");
     }
 
     #[test]

@@ -295,6 +295,11 @@ fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool)
 /// not there, 126 when it can't be executed, 125 for anything else (strata failed).
 pub fn start_failure_code(e: &ContainerError) -> i32 {
     let ContainerError::Lifecycle(LifecycleError::Setup(message)) = e else { return 125 };
+    // The process's working directory is not there: docker's code for a process that
+    // cannot start.
+    if message.contains("chdir to cwd") {
+        return 126;
+    }
     if !message.contains("exec: \"") {
         return 125;
     }

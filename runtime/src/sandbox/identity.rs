@@ -46,7 +46,11 @@ pub fn become_process(process: &Process, seccomp: Option<&super::seccomp::Filter
     set_identity(process)?;
     set_capabilities(process.capabilities().as_ref())?;
     let cwd = process.cwd();
-    rustix::process::chdir(cwd).map_err(|e| format!("cwd {}: {e}", cwd.display()))?;
+    rustix::process::chdir(cwd).map_err(|e| {
+        // runc's words, which callers match.
+        let words = crate::report::os_words(&std::io::Error::from(e));
+        format!("chdir to cwd ({:?}) set in config.json failed: {words}", cwd.display().to_string())
+    })?;
     ensure_cwd_inside_root(cwd)?;
     if no_new_privs {
         set_no_new_privs()?;
