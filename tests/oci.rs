@@ -997,8 +997,25 @@ fn features_and_spec() {
     let spec: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["root"]["path"], "rootfs", "{spec}");
+    assert_eq!(spec["hostname"], "strata", "{spec}");
     let o = rt.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
     assert_ne!(o.code, 0, "spec refuses to overwrite: {o}");
+}
+
+#[test]
+fn the_state_root_is_the_runtimes_alone() {
+    let rt = Runtime::strata();
+    let root = rt.state.path().join("fresh-root");
+    let b = Bundle::busybox(&["true"]);
+    let status = std::process::Command::new(&rt.binary)
+        .args(["--root", root.to_str().unwrap(), "run", "--bundle", b.path().to_str().unwrap(), &b.id])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // As runc's: the states name bundles, pids and configs.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&root).unwrap().permissions()) & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
 }
 
 #[test]

@@ -107,7 +107,13 @@ pub struct StateDir {
 
 impl StateDir {
     pub fn new(root: &Path) -> Result<StateDir, StateError> {
-        fs::create_dir_all(root)
+        use std::os::unix::fs::DirBuilderExt;
+        // 0700, as runc makes its root: the states name bundles, pids and configs. (An init
+        // running as another user reaches its exec fifo through a directory fd, not by path.)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
             .map_err(|source| StateError::Io { context: format!("creating {}", root.display()), source })?;
         Ok(StateDir { root: root.to_path_buf() })
     }

@@ -60,7 +60,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             if path.exists() {
                 bail!("File {} exists. Remove it first", path.display());
             }
-            let spec = oci_spec::runtime::Spec::default();
+            let mut spec = oci_spec::runtime::Spec::default();
+            // oci-spec's default names youki's host.
+            spec.set_hostname(Some("strata".into()));
             std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)
                 .with_context(|| format!("writing {}", path.display()))?;
             Ok(0)
