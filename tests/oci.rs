@@ -998,6 +998,9 @@ fn features_and_spec() {
         serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["root"]["path"], "rootfs", "{spec}");
     assert_eq!(spec["hostname"], "strata", "{spec}");
+    for flag in ["-v", "--version"] {
+        assert!(rt.ok(&[flag]).starts_with("strata-oci version "), "runc's shape");
+    }
     let o = rt.run(&["spec", "--bundle", dir.path().to_str().unwrap()]);
     assert_ne!(o.code, 0, "spec refuses to overwrite: {o}");
 }

@@ -6,10 +6,15 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     name = "strata-oci",
-    version,
+    // runc's shape: `runc version X` and the spec version on the next line.
+    version = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.0.2"),
+    disable_version_flag = true,
     about = "OCI runtime with runc's command line (for podman, containerd and scripts)"
 )]
 pub struct Cli {
+    /// Print the version (runc's -v and --version)
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    pub version: Option<bool>,
     /// Where container state lives
     #[arg(long, global = true, default_value = "/run/strata")]
     pub root: PathBuf,
