@@ -66,6 +66,10 @@ fn without_unknown_capabilities(bytes: &[u8]) -> Option<Spec> {
 /// Parses a process (an exec's: `strata-oci exec --process`, the shim's Exec) as a spec's:
 /// capabilities this runtime does not know are dropped with runc's warning, not fatal.
 pub fn parse_process(mut value: serde_json::Value) -> Result<Process, serde_json::Error> {
+    // runc's: a process without a user runs as root.
+    if let Some(process) = value.as_object_mut() {
+        process.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
     let dropped = drop_unknown_capabilities(&mut value);
     let process = serde_json::from_value(value)?;
     warn_unknown_capabilities(&dropped);
@@ -241,6 +245,9 @@ mod capability_tests {
         assert!(caps.effective().as_ref().unwrap().is_empty());
         let process = parse_process(config["process"].clone()).unwrap();
         assert_eq!(process.capabilities().as_ref().unwrap().bounding().as_ref().unwrap().len(), 1);
+        // An exec's process without a user is root's, as runc has it.
+        let process = parse_process(serde_json::json!({"args": ["sh"], "cwd": "/"})).unwrap();
+        assert_eq!((process.user().uid(), process.user().gid()), (0, 0));
         // Still an error: a capability that is not a string, named by the parse.
         let mut bad = config.clone();
         bad["process"]["capabilities"]["bounding"] = serde_json::json!([7]);
