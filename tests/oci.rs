@@ -502,8 +502,11 @@ fn an_invalid_config_is_an_error_naming_the_field() {
 #[test]
 fn console_socket_receives_the_terminal() {
     let rt = Runtime::strata();
-    let b = Bundle::busybox(&["sh", "-c", "tty; echo done"]);
-    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let b = Bundle::busybox(&["sh", "-c", "tty; stty size; echo done"]);
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["consoleSize"] = json!({"height": 30, "width": 100});
+    });
     let sock_path = b.path().join("console.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
     let create = rt
@@ -532,6 +535,7 @@ fn console_socket_receives_the_terminal() {
         out.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(out.contains("/dev/pts/0"), "{out:?}");
+    assert!(out.contains("30 100"), "process.consoleSize: {out:?}");
     assert!(out.contains("done"), "{out:?}");
     rt.ok(&["delete", "--force", &b.id]);
 

@@ -30,7 +30,8 @@ pub fn connect(path: &Path) -> Result<OwnedFd, String> {
 
 /// In the container: open a pty, send its master over `socket`, and make the slave the
 /// controlling terminal and fds 0, 1 and 2, owned by the process's user.
-pub fn attach_pty(socket: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), String> {
+pub fn attach_pty(socket: BorrowedFd<'_>, process: &oci_spec::runtime::Process) -> Result<(), String> {
+    let (uid, gid) = (process.user().uid(), process.user().gid());
     let master = rustix::fs::open("/dev/ptmx", OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| format!("opening /dev/ptmx: {e}"))?;
     rustix::pty::unlockpt(&master).map_err(|e| format!("unlockpt: {e}"))?;
@@ -38,6 +39,17 @@ pub fn attach_pty(socket: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(), Stri
         .map_err(|e| format!("opening the pty's slave: {e}"))?;
     rustix::fs::fchown(&slave, Some(rustix::fs::Uid::from_raw(uid)), Some(rustix::fs::Gid::from_raw(gid)))
         .map_err(|e| format!("chown of the pty's slave: {e}"))?;
+    // `process.consoleSize`, as runc sets it before the program starts.
+    if let Some(size) = process.console_size() {
+        let cells = |n: u64| u16::try_from(n).unwrap_or(u16::MAX);
+        let size = rustix::termios::Winsize {
+            ws_row: cells(size.height()),
+            ws_col: cells(size.width()),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&slave, size).map_err(|e| format!("setting the console size: {e}"))?;
+    }
     send_fd(socket, &master, b"/dev/ptmx")?;
     drop(master);
     // SAFETY: plain ioctl/dup2 on fds we own; setsid was called by the init before.

@@ -268,7 +268,7 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         mounts::detach_kernel_filesystems(cfg.spec.mounts().as_deref().unwrap_or_default(), proc.as_fd())?;
     }
     if let Some(socket) = &cfg.console {
-        console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
+        console::attach_pty(socket.as_fd(), process)?;
     }
     // While still privileged: the cache is root's alone, and the user may be another.
     // A miss is compiled now only where nothing of the container's can reach the compiler

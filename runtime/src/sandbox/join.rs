@@ -134,7 +134,7 @@ fn setup(cfg: &mut JoinConfig, chan: &mut Channel) -> Result<(Option<Preloaded>,
     }
     let process: &Process = cfg.spec.process().as_ref().ok_or("no process to run")?;
     if let Some(socket) = &cfg.console {
-        console::attach_pty(socket.as_fd(), process.user().uid(), process.user().gid())?;
+        console::attach_pty(socket.as_fd(), process)?;
     }
     let preloaded = match cfg.program.executor {
         Executor::Wasm => cfg
