@@ -802,6 +802,7 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     b.edit(|c| {
         c["hooks"] = json!({
             "createRuntime": [hook("createRuntime")],
+            "createContainer": [hook("createContainer")],
             "prestart": [hook("prestart")],
             "poststart": [hook("poststart")],
             "poststop": [hook("poststop")],
@@ -811,10 +812,15 @@ fn hooks_run_in_order_with_the_state_on_stdin() {
     assert_eq!(o.code, 0, "{o}");
     let text = std::fs::read_to_string(&log).unwrap();
     let names: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    assert_eq!(names, ["prestart", "createRuntime", "poststart", "poststop"], "{text}");
+    assert_eq!(names, ["prestart", "createRuntime", "createContainer", "poststart", "poststop"], "{text}");
     for line in text.lines() {
-        let state: serde_json::Value = serde_json::from_str(line.split_once(' ').unwrap().1).unwrap();
+        let (name, state) = line.split_once(' ').unwrap();
+        let state: serde_json::Value = serde_json::from_str(state).unwrap();
         assert_eq!(state["id"], json!(b.id), "{line}");
+        if name == "createContainer" {
+            // Run by the init, in the container's pid namespace: its own pid, as runc's.
+            assert_eq!(state["pid"], json!(1), "{line}");
+        }
     }
 
     // A failing prestart hook fails create and leaves nothing.

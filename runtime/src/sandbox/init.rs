@@ -223,7 +223,11 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
         }
     }
     let hooks = cfg.spec.hooks().clone().unwrap_or_default();
-    hooks::run_all("createContainer", hooks.create_container().as_ref(), &cfg.state_json)?;
+    // The hooks run in here see the init's own pid, as runc's do (1 in a pid namespace of its own).
+    let in_here_state = || with_own_pid(&cfg.state_json);
+    if hooks.create_container().as_ref().is_some_and(|h| !h.is_empty()) {
+        hooks::run_all("createContainer", hooks.create_container().as_ref(), &in_here_state())?;
+    }
     // runc's: a `process.cwd` the root lacks is made (0755, as root), after the mounts and
     // the hooks (which may mount over it) and before a read-only root is sealed: images name
     // a WORKDIR no layer creates. It is made here, resolved inside the root, because after
@@ -306,7 +310,9 @@ fn run(cfg: &InitConfig, chan: &mut Channel) -> Result<Launch, String> {
     drop(w);
     drop(waiting);
     drop(fifo_dir);
-    hooks::run_all("startContainer", hooks.start_container().as_ref(), &cfg.state_json)?;
+    if hooks.start_container().as_ref().is_some_and(|h| !h.is_empty()) {
+        hooks::run_all("startContainer", hooks.start_container().as_ref(), &in_here_state())?;
+    }
     Ok(Launch { program, with_home, preloaded, memory_gauge })
 }
 
@@ -365,6 +371,17 @@ pub(crate) fn execve(path: &Path, process: &oci_spec::runtime::Process, preserve
 /// Give the program default signal dispositions and an empty signal mask, as a fresh process
 /// has: the runtime ignores SIGPIPE (Rust's default) and may catch others, and an ignored
 /// signal would stay ignored across execve.
+/// `state_json` with `pid` set to this process's own pid.
+fn with_own_pid(state_json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state_json) {
+        Ok(mut state) => {
+            state["pid"] = serde_json::json!(std::process::id());
+            state.to_string()
+        }
+        Err(_) => state_json.to_string(),
+    }
+}
+
 /// The signals that end a process by default and that a user sends to stop one.
 const TERMINATION_SIGNALS: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
