@@ -154,6 +154,9 @@ fn output_and_exit_codes() {
         &["run", "--rm", "-u", "4294967295", IMAGE, "true"],
         &["run", "--rm", "-u", "1000:4294967295", IMAGE, "true"],
         &["run", "--rm", "localhost:1/nothing:here", "true"],
+        // Under docker's 0.01 CPUs (the quota would be below the kernel's 1 ms), or over the host's.
+        &["run", "--rm", "--cpus", "0.001", IMAGE, "true"],
+        &["run", "--rm", "--cpus", "1000", IMAGE, "true"],
     ] {
         let o = e.run(args);
         assert_eq!(o.code, 125, "{args:?}: {}", o.stderr);
@@ -164,6 +167,8 @@ fn output_and_exit_codes() {
     let o = e.run(&["run", "--rm", "-u", "4294967295", IMAGE, "true"]);
     assert_eq!(o.stderr.trim(), "Error: uids and gids must be in range 0-2147483647");
     assert!(e.ps(true).is_empty(), "failed runs with --rm leave no container: {:?}", e.ps(true));
+    // --cpus 0 is docker's "no limit".
+    assert_eq!(e.run(&["run", "--rm", "--cpus", "0", IMAGE, "true"]).code, 0);
 }
 
 #[test]

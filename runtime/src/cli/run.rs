@@ -145,10 +145,11 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
     for arg in &a.env {
         env.extend(run_options::resolve_env_arg(arg, &lookup)?);
     }
-    let cpus = a.cpus.as_deref().map(run_options::parse_cpus).transpose()?;
+    let cpus = a.cpus.as_deref().map(run_options::parse_cpus).transpose()?.flatten();
     if let Some(c) = cpus {
         let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-        if c > available {
+        // docker's bounds (its quota would be under the kernel's 1 ms otherwise).
+        if !(0.01..=available).contains(&c) {
             bail!("range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
         }
     }

@@ -592,7 +592,7 @@ mod tests {
     fn resources_and_read_only() {
         let opts = RunOptions {
             memory: parse_memory("64m").unwrap(),
-            cpus: Some(parse_cpus("1.5").unwrap()),
+            cpus: parse_cpus("1.5").unwrap(),
             pids_limit: Some(20),
             read_only: true,
             volumes: vec!["/data/sub:/mnt/a/b:ro".parse().unwrap(), "/data:/mnt/a".parse().unwrap()],

@@ -218,9 +218,11 @@ pub fn parse_bytes(s: &str) -> Result<i64, OptionError> {
     Ok(bytes as i64)
 }
 
-pub fn parse_cpus(s: &str) -> Result<f64, OptionError> {
+/// `--cpus`: a number of CPUs; 0 is docker's "no limit" (`None`).
+pub fn parse_cpus(s: &str) -> Result<Option<f64>, OptionError> {
     match s.trim().parse::<f64>() {
-        Ok(c) if c.is_finite() && c > 0.0 => Ok(c),
+        Ok(0.0) => Ok(None),
+        Ok(c) if c.is_finite() && c > 0.0 => Ok(Some(c)),
         _ => Err(OptionError::InvalidCpus(s.into())),
     }
 }
@@ -269,7 +271,8 @@ mod tests {
         for bad in ["", "m", "12x", "-5m", "1.2.3m"] {
             assert!(parse_memory(bad).is_err(), "{bad}");
         }
-        assert!(parse_cpus("0").is_err() && parse_cpus("abc").is_err() && parse_cpus("NaN").is_err());
+        assert_eq!(parse_cpus("0").unwrap(), None, "docker's no limit");
+        assert!(parse_cpus("-1").is_err() && parse_cpus("abc").is_err() && parse_cpus("NaN").is_err());
         assert_eq!(cpu_quota(0.5), (100_000, 50_000));
     }
 
