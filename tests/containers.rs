@@ -462,6 +462,32 @@ fn restart_stops_and_starts_again() {
 }
 
 #[test]
+fn ps_filters_as_docker_does() {
+    let e = Env::new();
+    e.ok(&["run", "--name", "ok", IMAGE, "true"]);
+    e.ok(&["create", "--name", "made", IMAGE, "true"]);
+    assert_eq!(e.run(&["run", "--name", "three", IMAGE, "sh", "-c", "exit 3"]).code, 3);
+    e.ok(&["run", "-d", "--name", "up", IMAGE, "sleep", "1000"]);
+    let names = |args: &[&str]| {
+        let out = e.ok(&[&["ps", "--format", "{{.Names}}"][..], args].concat());
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&[]), ["up"]);
+    // A status filter looks at every state (no -a needed), newest first.
+    assert_eq!(names(&["-f", "status=exited"]), ["three", "ok"]);
+    assert_eq!(names(&["-f", "exited=3"]), ["three"]);
+    assert_eq!(names(&["-f", "status=created", "-f", "status=running"]), ["up", "made"]);
+    assert_eq!(names(&["-a", "-f", "name=o", "-f", "status=exited"]), ["ok"]);
+    assert_eq!(names(&["-a", "--filter", "ancestor="]).len(), 0);
+    assert_eq!(names(&["-a", "--filter", &format!("ancestor={IMAGE}")]).len(), 4);
+    assert_eq!(names(&["-n", "2"]), ["up", "three"]);
+    assert_eq!(names(&["-l"]), ["up"]);
+    let o = e.run(&["ps", "-f", "color=blue"]);
+    assert_eq!((o.code, o.stderr.trim()), (1, "Error: invalid filter 'color'"));
+    e.ok(&["rm", "-f", "ok", "made", "three", "up"]);
+}
+
+#[test]
 fn rename_gives_another_name() {
     let e = Env::new();
     let id = e.ok(&["run", "-d", "--name", "first", IMAGE, "sleep", "1000"]).trim().to_string();

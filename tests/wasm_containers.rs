@@ -816,6 +816,9 @@ fn wasm_and_native_containers_side_by_side() {
         assert!(!c["KindReason"].as_str().unwrap_or_default().is_empty(), "{c}");
         assert_eq!(e.inspect(name)["Kind"], kind);
     }
+    for (kind, name) in [("wasm", "spinner\n"), ("native", "sleeper\n")] {
+        assert_eq!(e.ok(&["ps", "--filter", &format!("kind={kind}"), "--format", "{{.Names}}"]), name);
+    }
     let wasm_reason = running.iter().find(|c| c["Names"] == "spinner").unwrap()["KindReason"].clone();
     assert_eq!(wasm_reason, "image platform is wasi/wasm");
     // Both log through their monitors (poll briefly: a detached start returns at exec time).

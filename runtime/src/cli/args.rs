@@ -461,6 +461,16 @@ pub struct PsArgs {
     /// Don't truncate IDs and commands
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only containers that match KEY=VALUE: id, name, status, exited, ancestor, kind (wasm or
+    /// native); a key given twice matches either value
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
+    /// Only the N most recently created containers (of all states)
+    #[arg(short = 'n', long = "last")]
+    pub last: Option<usize>,
+    /// Only the most recently created container (of all states)
+    #[arg(short, long)]
+    pub latest: bool,
 }
 
 #[derive(Args, Debug)]

@@ -214,10 +214,17 @@ const PS_TITLES: &[(&str, &str)] = &[
 
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let containers = open(ctx)?;
-    let mut rows: Vec<Observed> =
-        observe_all(&containers)?.into_iter().filter(|o| args.all || o.is_running()).collect();
+    let filters = PsFilters::parse(&args.filter)?;
+    let last = if args.latest { Some(1) } else { args.last };
+    // As docker's: a status filter, -n and -l look at containers in every state.
+    let all = args.all || last.is_some() || filters.by_status();
+    let mut rows: Vec<Observed> = observe_all(&containers)?.into_iter().filter(|o| all || o.is_running()).collect();
     // Newest first, as docker lists them.
     rows.reverse();
+    if let Some(n) = last {
+        rows.truncate(n);
+    }
+    rows.retain(|o| filters.matches(o));
     let id = |r: &ContainerRecord| if args.no_trunc { r.id.clone() } else { r.short_id().to_string() };
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -254,6 +261,50 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
         .collect();
     listing.print(&rows, PS_TITLES, &mut out)?;
     Ok(0)
+}
+
+/// `ps --filter KEY=VALUE`: values of one key are alternatives, keys must all match.
+struct PsFilters(Vec<(String, Vec<String>)>);
+
+impl PsFilters {
+    const KEYS: [&'static str; 6] = ["id", "name", "status", "exited", "ancestor", "kind"];
+
+    fn parse(given: &[String]) -> Result<PsFilters> {
+        let mut filters: Vec<(String, Vec<String>)> = Vec::new();
+        for filter in given {
+            let Some((key, value)) = filter.split_once('=') else {
+                anyhow::bail!("bad format of filter (expected name=value): {filter}");
+            };
+            let key = key.trim().to_ascii_lowercase();
+            if !Self::KEYS.contains(&key.as_str()) {
+                anyhow::bail!("invalid filter '{key}'");
+            }
+            match filters.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, values)) => values.push(value.to_string()),
+                None => filters.push((key, vec![value.to_string()])),
+            }
+        }
+        Ok(PsFilters(filters))
+    }
+
+    fn by_status(&self) -> bool {
+        self.0.iter().any(|(k, _)| k == "status" || k == "exited")
+    }
+
+    fn matches(&self, o: &Observed) -> bool {
+        let r = &o.record;
+        self.0.iter().all(|(key, values)| {
+            values.iter().any(|v| match key.as_str() {
+                "id" => r.id.starts_with(v.as_str()),
+                "name" => r.name.contains(v.trim_start_matches('/')),
+                "status" => o.state.to_string() == *v,
+                "exited" => o.state == State::Exited && r.exit_code.is_some_and(|c| c.to_string() == *v),
+                "ancestor" => r.image == *v || r.image.rsplit_once(':').is_some_and(|(name, _)| name == v),
+                "kind" => serde_json::to_value(r.kind).is_ok_and(|k| k == v.as_str()),
+                _ => false,
+            })
+        })
+    }
 }
 
 /// docker's container inspect document (the parts strata has), plus Kind, KindReason and
