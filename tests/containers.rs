@@ -462,6 +462,34 @@ fn restart_stops_and_starts_again() {
 }
 
 #[test]
+fn tmpfs_mounts_and_the_stop_signal() {
+    let e = Env::new();
+    // docker's defaults (noexec,nosuid,nodev) and the options given; writable in a read-only root.
+    let script = "grep ' /scratch ' /proc/mounts; stat -c %a /scratch; touch /scratch/f && echo written";
+    let o = e.run(&["run", "--rm", "--read-only", "--tmpfs", "/scratch:size=1m,mode=1777", IMAGE, "sh", "-c", script]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert!(lines[0].starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"), "{}", o.stdout);
+    assert!(lines[0].contains("size=1024k"), "{}", o.stdout);
+    assert_eq!(lines[1..], ["1777", "written"], "{}", o.stdout);
+    let o = e.run(&["run", "--rm", "--tmpfs", "relative", IMAGE, "true"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    // --stop-signal is what stop sends first.
+    let trap = "trap 'echo got usr1; exit 9' USR1; echo ready; while :; do sleep 0.1; done";
+    e.ok(&["run", "-d", "--name", "sig", "--stop-signal", "SIGUSR1", IMAGE, "sh", "-c", trap]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !e.ok(&["logs", "sig"]).contains("ready") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Config.StopSignal}}", "sig"]), "SIGUSR1\n");
+    e.ok(&["stop", "-t", "30", "sig"]);
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "sig"]), "9\n");
+    assert!(e.ok(&["logs", "sig"]).contains("got usr1"));
+    assert_eq!(e.run(&["run", "--rm", "--stop-signal", "SIGNOPE", IMAGE, "true"]).code, 125);
+    e.ok(&["rm", "sig"]);
+}
+
+#[test]
 fn ps_filters_as_docker_does() {
     let e = Env::new();
     e.ok(&["run", "--name", "ok", IMAGE, "true"]);

@@ -376,6 +376,12 @@ pub struct ContainerSpecArgs {
     /// Security options: seccomp=unconfined, seccomp=builtin (docker's default profile) or seccomp=PROFILE.json
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Mount a tmpfs at PATH (options after a colon: size=64m,mode=1777,...)
+    #[arg(long, value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// The signal `stop` sends first (default: the image's, else SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
     /// Network: none (a new namespace with only lo, the default) or host
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,

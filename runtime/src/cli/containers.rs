@@ -381,7 +381,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "Labels": r.image_config.labels.clone().unwrap_or_default(),
             "Tty": opts.tty,
             "OpenStdin": opts.interactive,
-            "StopSignal": r.image_config.stop_signal,
+            "StopSignal": r.options.stop_signal.as_ref().or(r.image_config.stop_signal.as_ref()),
         },
         "Mounts": opts.volumes.iter().map(|v| json!({
             "Type": "bind", "Source": v.source, "Destination": v.destination, "RW": !v.read_only,

@@ -177,6 +177,14 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         interactive: a.interactive,
         security_opt: a.security_opt.clone(),
         seccomp: SeccompMode::from_security_opts(&a.security_opt)?,
+        tmpfs: a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        stop_signal: match &a.stop_signal {
+            Some(s) => {
+                strata::lifecycle::kill::parse_signal(s).map_err(|e| anyhow::anyhow!("--stop-signal: {e}"))?;
+                Some(s.clone())
+            }
+            None => None,
+        },
     };
     // Unknown capability names fail now rather than at start.
     let caps = from_image::capabilities(&options.cap_add, &options.cap_drop, 0)?;

@@ -45,12 +45,13 @@ pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(),
     }
 }
 
-/// The image's stop signal, or SIGTERM.
+/// `--stop-signal`, else the image's stop signal, else SIGTERM.
 pub fn stop_signal(record: &ContainerRecord) -> i32 {
     record
-        .image_config
+        .options
         .stop_signal
         .as_deref()
+        .or(record.image_config.stop_signal.as_deref())
         .and_then(|s| kill::parse_signal(s).ok())
         .filter(|s| *s != 0)
         .unwrap_or(libc::SIGTERM)

@@ -169,6 +169,10 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     // Parents before children, as docker mounts them.
     volumes.sort_by_key(|v| Path::new(&v.destination).components().count());
     mounts.extend(volumes.iter().map(|v| bind(&v.source, &v.destination, v.read_only)));
+    for t in &opts.tmpfs {
+        let options: Vec<&str> = t.options.iter().map(String::as_str).collect();
+        mounts.push(mount(&t.destination, "tmpfs", "tmpfs", &options));
+    }
 
     let mut linux = oci_spec::runtime::Linux::default();
     linux.set_namespaces(Some(namespaces(opts.network)));

@@ -145,6 +145,46 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     /// The seccomp profile `security_opt` chose (a profile file is kept here, read at create).
     pub seccomp: super::seccomp::SeccompMode,
+    /// `--tmpfs PATH[:OPTIONS]`, as given.
+    pub tmpfs: Vec<Tmpfs>,
+    /// `--stop-signal`, over the image's.
+    pub stop_signal: Option<String>,
+}
+
+/// A `--tmpfs PATH[:OPTIONS]`: docker mounts it `noexec,nosuid,nodev` unless the options say
+/// otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tmpfs {
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+impl std::str::FromStr for Tmpfs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Tmpfs, String> {
+        let (destination, options) = s.split_once(':').unwrap_or((s, ""));
+        if !destination.starts_with('/') || destination.split('/').any(|c| c == "..") {
+            return Err(format!("invalid mount path for --tmpfs {s:?}: must be absolute, without .."));
+        }
+        let mut all: Vec<String> = ["noexec", "nosuid", "nodev"].map(String::from).into();
+        for option in options.split(',').filter(|o| !o.is_empty()) {
+            // An option undoes its opposite among docker's defaults.
+            let opposite = match option {
+                "exec" => Some("noexec"),
+                "suid" => Some("nosuid"),
+                "dev" => Some("nodev"),
+                _ => None,
+            };
+            all.retain(|o| Some(o.as_str()) != opposite);
+            all.push(option.to_string());
+        }
+        let destination = match destination.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        Ok(Tmpfs { destination: destination.to_string(), options: all })
+    }
 }
 
 /// One `-e` argument: `KEY=VALUE` as is; a bare `KEY` takes the value from `lookup` (the
