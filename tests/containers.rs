@@ -490,6 +490,35 @@ fn tmpfs_mounts_and_the_stop_signal() {
 }
 
 #[test]
+fn ulimits_extra_hosts_and_dns() {
+    let e = Env::new();
+    let script = "ulimit -n; ulimit -Hn; ulimit -u; grep -w db /etc/hosts; grep nameserver /etc/resolv.conf";
+    let o = e.run(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=512:1024",
+        "--ulimit",
+        "nproc=100",
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "192.0.2.53",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "512\n1024\n100\n10.1.2.3\tdb\nnameserver 192.0.2.53\n");
+    for bad in [&["--ulimit", "nofile=2:1"][..], &["--ulimit", "colour=1"], &["--add-host", "db"], &["--dns", "x"]] {
+        let o = e.run(&[&["run", "--rm"][..], bad, &[IMAGE, "true"]].concat());
+        assert_eq!(o.code, 125, "{bad:?}: {}", o.stderr);
+        assert_eq!(o.stderr.lines().count(), 1, "{bad:?}: {}", o.stderr);
+    }
+}
+
+#[test]
 fn ps_filters_as_docker_does() {
     let e = Env::new();
     e.ok(&["run", "--name", "ok", IMAGE, "true"]);

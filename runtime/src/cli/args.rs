@@ -382,6 +382,15 @@ pub struct ContainerSpecArgs {
     /// The signal `stop` sends first (default: the image's, else SIGTERM)
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
+    /// A resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, ...)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Add a line to /etc/hosts: HOST:IP
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_host: Vec<String>,
+    /// A DNS server for /etc/resolv.conf (instead of the host's)
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
     /// Network: none (a new namespace with only lo, the default) or host
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,

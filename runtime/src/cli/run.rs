@@ -178,6 +178,18 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         security_opt: a.security_opt.clone(),
         seccomp: SeccompMode::from_security_opts(&a.security_opt)?,
         tmpfs: a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        add_hosts: a
+            .add_host
+            .iter()
+            .map(|h| run_options::parse_add_host(h))
+            .collect::<Result<_, String>>()
+            .map_err(anyhow::Error::msg)?,
+        dns: a
+            .dns
+            .iter()
+            .map(|d| d.parse().map_err(|_| anyhow::anyhow!("{d} is not an ip address")))
+            .collect::<Result<_>>()?,
         stop_signal: match &a.stop_signal {
             Some(s) => {
                 strata::lifecycle::kill::parse_signal(s).map_err(|e| anyhow::anyhow!("--stop-signal: {e}"))?;

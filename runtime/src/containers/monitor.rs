@@ -28,7 +28,7 @@ use crate::lifecycle::create::{create, CreateOptions};
 use crate::lifecycle::state::Status;
 use crate::lifecycle::{now_rfc3339, start::start, LifecycleError};
 use crate::spec::from_image::{self, Target};
-use crate::spec::run_options::NetworkMode;
+use crate::spec::run_options::{NetworkMode, RunOptions};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -157,7 +157,7 @@ fn start_run(
     let host = rustix::system::uname();
     let host_hostname = host.nodename().to_string_lossy().into_owned();
     let hostname = from_image::hostname(&record.options, &record.id, &host_hostname);
-    let etc_files = write_etc_files(paths, &hostname, record.options.network)?;
+    let etc_files = write_etc_files(paths, &hostname, &record.options)?;
     let target = Target {
         id: &record.id,
         rootfs: &merged,
@@ -323,16 +323,28 @@ fn nofile_limit() -> u64 {
 }
 
 /// The files docker bind-mounts over the image's: (destination, source).
-fn write_etc_files(
-    paths: &Paths,
-    hostname: &str,
-    network: NetworkMode,
-) -> Result<Vec<(String, PathBuf)>, ContainerError> {
-    let hosts = match network {
+fn write_etc_files(paths: &Paths, hostname: &str, opts: &RunOptions) -> Result<Vec<(String, PathBuf)>, ContainerError> {
+    let mut hosts = match opts.network {
         NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
         NetworkMode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
     };
-    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // --add-host lines after the base, as docker writes them.
+    for (host, ip) in &opts.add_hosts {
+        if !hosts.is_empty() && !hosts.ends_with('\n') {
+            hosts.push('\n');
+        }
+        hosts.push_str(&format!("{ip}\t{host}\n"));
+    }
+    let resolv = match opts.dns.is_empty() {
+        true => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        // --dns replaces the host's servers and keeps its search and options lines, as docker.
+        false => {
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let kept = host.lines().filter(|l| l.starts_with("search") || l.starts_with("options"));
+            let servers = opts.dns.iter().map(|ip| format!("nameserver {ip}"));
+            servers.chain(kept.map(str::to_string)).map(|l| l + "\n").collect()
+        }
+    };
     let files = [("hostname", format!("{hostname}\n")), ("hosts", hosts), ("resolv.conf", resolv)];
     let mut out = Vec::new();
     for (name, content) in files {

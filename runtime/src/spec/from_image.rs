@@ -146,7 +146,15 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
         .hard(target.nofile)
         .build()
         .expect("every field is set");
-    process.set_rlimits(Some(vec![nofile]));
+    let mut rlimits = vec![nofile];
+    for u in &opts.ulimits {
+        let Ok(typ) = serde_json::from_value::<PosixRlimitType>(serde_json::json!(u.name)) else { continue };
+        rlimits.retain(|r| r.typ() != typ);
+        let limit =
+            PosixRlimitBuilder::default().typ(typ).soft(u.soft).hard(u.hard).build().expect("every field is set");
+        rlimits.push(limit);
+    }
+    process.set_rlimits(Some(rlimits));
     process.set_no_new_privileges(Some(false));
 
     let mut root = Root::default();

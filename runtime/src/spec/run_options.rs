@@ -149,6 +149,74 @@ pub struct RunOptions {
     pub tmpfs: Vec<Tmpfs>,
     /// `--stop-signal`, over the image's.
     pub stop_signal: Option<String>,
+    /// `--ulimit`, checked.
+    pub ulimits: Vec<Ulimit>,
+    /// `--add-host HOST:IP`, as (host, ip).
+    pub add_hosts: Vec<(String, String)>,
+    /// `--dns`: the nameservers of the container's resolv.conf.
+    pub dns: Vec<std::net::IpAddr>,
+}
+
+/// A `--ulimit NAME=SOFT[:HARD]` (docker's names; -1 is unlimited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// The OCI name, `RLIMIT_NOFILE`.
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+const ULIMIT_NAMES: [&str; 15] = [
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+impl std::str::FromStr for Ulimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Ulimit, String> {
+        let (name, values) = s.split_once('=').ok_or_else(|| format!("invalid ulimit argument: {s}"))?;
+        if !ULIMIT_NAMES.contains(&name) {
+            return Err(format!("invalid ulimit type: {name}"));
+        }
+        let value = |v: &str| match v {
+            "-1" | "unlimited" => Ok(u64::MAX),
+            v => v.parse::<u64>().map_err(|_| format!("invalid ulimit argument: {s}")),
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((soft, hard)) => (value(soft)?, value(hard)?),
+            None => (value(values)?, value(values)?),
+        };
+        if soft > hard {
+            return Err(format!("ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"));
+        }
+        Ok(Ulimit { name: format!("RLIMIT_{}", name.to_ascii_uppercase()), soft, hard })
+    }
+}
+
+/// `--add-host HOST:IP` (docker also takes `HOST=IP`); the IP may be IPv6, so the host ends
+/// at the first separator.
+pub fn parse_add_host(s: &str) -> Result<(String, String), String> {
+    let invalid = || format!("invalid argument {s:?} for \"--add-host\" flag: bad format for add-host");
+    let (host, ip) = s.split_once([':', '=']).ok_or_else(invalid)?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(char::is_whitespace) || ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(invalid());
+    }
+    Ok((host.to_string(), ip.to_string()))
 }
 
 /// A `--tmpfs PATH[:OPTIONS]`: docker mounts it `noexec,nosuid,nodev` unless the options say
