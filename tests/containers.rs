@@ -524,7 +524,7 @@ fn ps_filters_as_docker_does() {
     e.ok(&["run", "--name", "ok", IMAGE, "true"]);
     e.ok(&["create", "--name", "made", IMAGE, "true"]);
     assert_eq!(e.run(&["run", "--name", "three", IMAGE, "sh", "-c", "exit 3"]).code, 3);
-    e.ok(&["run", "-d", "--name", "up", IMAGE, "sleep", "1000"]);
+    e.ok(&["run", "-d", "--name", "up", "--label", "tier=front", "-l", "solo", IMAGE, "sleep", "1000"]);
     let names = |args: &[&str]| {
         let out = e.ok(&[&["ps", "--format", "{{.Names}}"][..], args].concat());
         out.lines().map(str::to_string).collect::<Vec<_>>()
@@ -539,6 +539,11 @@ fn ps_filters_as_docker_does() {
     assert_eq!(names(&["-a", "--filter", &format!("ancestor={IMAGE}")]).len(), 4);
     assert_eq!(names(&["-n", "2"]), ["up", "three"]);
     assert_eq!(names(&["-l"]), ["up"]);
+    assert_eq!(names(&["-a", "-f", "label=tier"]), ["up"]);
+    assert_eq!(names(&["-a", "-f", "label=tier=front", "-f", "label=solo"]), ["up"]);
+    assert!(names(&["-a", "-f", "label=tier=back"]).is_empty());
+    assert_eq!(e.ok(&["inspect", "-f", "{{index .Config.Labels \"tier\"}}", "up"]), "front\n");
+    assert_eq!(e.ok(&["ps", "--format", "{{.Labels}}"]), "solo=,tier=front\n");
     let o = e.run(&["ps", "-f", "color=blue"]);
     assert_eq!((o.code, o.stderr.trim()), (1, "Error: invalid filter 'color'"));
     e.ok(&["rm", "-f", "ok", "made", "three", "up"]);

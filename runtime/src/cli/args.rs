@@ -391,6 +391,9 @@ pub struct ContainerSpecArgs {
     /// A DNS server for /etc/resolv.conf (instead of the host's)
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,
+    /// Set a label on the container: KEY=VALUE (or KEY, empty)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
     /// Network: none (a new namespace with only lo, the default) or host
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,

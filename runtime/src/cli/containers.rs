@@ -244,7 +244,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
                 "CreatedAt": r.created,
                 "ID": id(r),
                 "Image": r.image,
-                "Labels": "",
+                "Labels": labels(r).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "LocalVolumes": "0",
                 "Mounts": r.options.volumes.iter().map(|v| v.destination.clone()).collect::<Vec<_>>().join(","),
                 "Names": r.name,
@@ -263,11 +263,19 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The container's labels: the image's, then `--label`'s over them.
+fn labels(r: &ContainerRecord) -> std::collections::BTreeMap<String, String> {
+    let mut labels: std::collections::BTreeMap<String, String> =
+        r.image_config.labels.clone().unwrap_or_default().into_iter().collect();
+    labels.extend(r.options.labels.clone());
+    labels
+}
+
 /// `ps --filter KEY=VALUE`: values of one key are alternatives, keys must all match.
 struct PsFilters(Vec<(String, Vec<String>)>);
 
 impl PsFilters {
-    const KEYS: [&'static str; 6] = ["id", "name", "status", "exited", "ancestor", "kind"];
+    const KEYS: [&'static str; 7] = ["id", "name", "status", "exited", "ancestor", "kind", "label"];
 
     fn parse(given: &[String]) -> Result<PsFilters> {
         let mut filters: Vec<(String, Vec<String>)> = Vec::new();
@@ -301,6 +309,14 @@ impl PsFilters {
                 "exited" => o.state == State::Exited && r.exit_code.is_some_and(|c| c.to_string() == *v),
                 "ancestor" => r.image == *v || r.image.rsplit_once(':').is_some_and(|(name, _)| name == v),
                 "kind" => serde_json::to_value(r.kind).is_ok_and(|k| k == v.as_str()),
+                // label=KEY, or label=KEY=VALUE.
+                "label" => {
+                    let labels = labels(r);
+                    match v.split_once('=') {
+                        Some((key, value)) => labels.get(key).is_some_and(|l| l == value),
+                        None => labels.contains_key(v.as_str()),
+                    }
+                }
                 _ => false,
             })
         })
@@ -378,7 +394,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "Entrypoint": opts.entrypoint.clone().or_else(|| r.image_config.entrypoint.clone()),
             "WorkingDir": opts.workdir.clone().or_else(|| r.image_config.working_dir.clone()).unwrap_or_default(),
             "Image": r.image,
-            "Labels": r.image_config.labels.clone().unwrap_or_default(),
+            "Labels": labels(r),
             "Tty": opts.tty,
             "OpenStdin": opts.interactive,
             "StopSignal": r.options.stop_signal.as_ref().or(r.image_config.stop_signal.as_ref()),

@@ -185,6 +185,17 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
             .map(|h| run_options::parse_add_host(h))
             .collect::<Result<_, String>>()
             .map_err(anyhow::Error::msg)?,
+        labels: a
+            .label
+            .iter()
+            .map(|l| {
+                let (key, value) = l.split_once('=').unwrap_or((l, ""));
+                match key.is_empty() {
+                    true => Err(anyhow::anyhow!("invalid label {l:?}: empty name")),
+                    false => Ok((key.to_string(), value.to_string())),
+                }
+            })
+            .collect::<Result<_>>()?,
         dns: a
             .dns
             .iter()

@@ -155,6 +155,8 @@ pub struct RunOptions {
     pub add_hosts: Vec<(String, String)>,
     /// `--dns`: the nameservers of the container's resolv.conf.
     pub dns: Vec<std::net::IpAddr>,
+    /// `--label`: the container's labels (over the image's).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A `--ulimit NAME=SOFT[:HARD]` (docker's names; -1 is unlimited).
