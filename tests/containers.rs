@@ -410,6 +410,24 @@ fn detached_logs_stop_rm() {
 }
 
 #[test]
+fn logs_since_and_until() {
+    let e = Env::new();
+    e.ok(&["run", "--name", "two-lines", IMAGE, "sh", "-c", "echo one; echo two"]);
+    let stamped = e.ok(&["logs", "-t", "two-lines"]);
+    let second = stamped.lines().nth(1).unwrap().split(' ').next().unwrap().to_string();
+    assert_eq!(e.ok(&["logs", "--since", &second, "two-lines"]), "two\n");
+    assert_eq!(e.ok(&["logs", "--until", &second, "two-lines"]), "one\n");
+    assert_eq!(e.ok(&["logs", "--since", "1h", "two-lines"]), "one\ntwo\n");
+    assert_eq!(e.ok(&["logs", "--since", "2999-01-01T00:00:00Z", "two-lines"]), "");
+    let later = (std::time::SystemTime::now() + Duration::from_secs(3600)).duration_since(std::time::UNIX_EPOCH);
+    assert_eq!(e.ok(&["logs", "--since", &later.unwrap().as_secs().to_string(), "two-lines"]), "");
+    let o = e.run(&["logs", "--since", "yesterday", "two-lines"]);
+    assert_ne!(o.code, 0);
+    assert!(o.stderr.contains("invalid --since \"yesterday\""), "{}", o.stderr);
+    e.ok(&["rm", "two-lines"]);
+}
+
+#[test]
 fn logs_follow_ends_with_the_container() {
     let e = Env::new();
     let id = e.ok(&["run", "-d", IMAGE, "sh", "-c", "echo a; sleep 1; echo b"]);

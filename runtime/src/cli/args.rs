@@ -502,6 +502,12 @@ pub struct LogsArgs {
     /// Prefix each line with its timestamp
     #[arg(short, long)]
     pub timestamps: bool,
+    /// Only lines since a time: RFC 3339, Unix seconds, or a duration ago (10m, 1h30m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before a time (as --since)
+    #[arg(long)]
+    pub until: Option<String>,
     pub container: String,
 }
 

@@ -1,10 +1,11 @@
-//! `logs [-f] [--tail N] [--timestamps]`: print a container's json-file log, each line to
-//! the stream it came from. `-f` follows with inotify on the log file and ends when the
+//! `logs [-f] [--tail N] [--timestamps] [--since T] [--until T]`: print a container's
+//! json-file log, each line to the stream it came from. `-f` follows with inotify on the log file and ends when the
 //! run's monitor exits (it writes the last line before it does): no polling.
 
 use super::args::LogsArgs;
 use super::images::Ctx;
 use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::inotify;
 use std::io::Write;
@@ -12,21 +13,83 @@ use strata::containers::logs::{Entry, Follower, Stream};
 use strata::containers::status::observe;
 use strata::containers::Containers;
 
-fn print(entries: &[Entry], timestamps: bool) -> Result<()> {
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    for e in entries {
-        let sink: &mut dyn Write = match e.stream {
-            Stream::Stdout => &mut out,
-            Stream::Stderr => &mut err,
-        };
-        let written = if timestamps { write!(sink, "{} {}", e.time, e.log) } else { sink.write_all(e.log.as_bytes()) };
-        // A reader that went away (`logs | head`) ends the command quietly.
-        if written.is_err() {
-            std::process::exit(0);
+/// docker's `--since`/`--until`: an RFC 3339 time, Unix seconds (with a fraction), or a Go
+/// duration before now (`10m`, `1h30m`, `1.5s`).
+fn time_bound(flag: &str, s: &str) -> Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        if let Some(t) = DateTime::from_timestamp(secs.trunc() as i64, (secs.fract() * 1e9) as u32) {
+            return Ok(t);
         }
     }
-    let _ = out.flush();
+    let ago = go_duration(s)
+        .with_context(|| format!("invalid {flag} {s:?}: a time (RFC 3339), Unix seconds, or a duration (10m)"))?;
+    Ok(Utc::now() - ago)
+}
+
+/// A Go duration: numbers with units h, m, s, ms, us, ns, one after another.
+fn go_duration(s: &str) -> Option<chrono::Duration> {
+    let mut rest = s.trim();
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return None,
+        };
+        total += number * seconds;
+        rest = &rest[unit_end..];
+    }
+    chrono::Duration::try_milliseconds((total * 1000.0) as i64)
+}
+
+/// Whether `entry` falls within `since`..`until`.
+fn within(entry: &Entry, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) -> bool {
+    let Ok(time) = DateTime::parse_from_rfc3339(&entry.time) else { return true };
+    since.is_none_or(|s| time >= s) && until.is_none_or(|u| time < u)
+}
+
+/// Prints `entry` to the stream it came from if it falls within `since`..`until`.
+fn print_within(
+    entry: &Entry,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    timestamps: bool,
+) -> Result<()> {
+    if !within(entry, since, until) {
+        return Ok(());
+    }
+    let written = match entry.stream {
+        Stream::Stdout => write_entry(&mut std::io::stdout().lock(), entry, timestamps),
+        Stream::Stderr => write_entry(&mut std::io::stderr().lock(), entry, timestamps),
+    };
+    // A reader that went away (`logs | head`) ends the command quietly.
+    if written.is_err() {
+        std::process::exit(0);
+    }
     Ok(())
+}
+
+fn write_entry(sink: &mut impl Write, e: &Entry, timestamps: bool) -> std::io::Result<()> {
+    if timestamps {
+        write!(sink, "{} {}", e.time, e.log)?;
+    } else {
+        sink.write_all(e.log.as_bytes())?;
+    }
+    sink.flush()
 }
 
 pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
@@ -34,6 +97,8 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         "all" | "-1" => None,
         n => Some(n.parse().with_context(|| format!("invalid --tail {n:?}: expected a number or \"all\""))?),
     };
+    let since = args.since.as_deref().map(|s| time_bound("--since", s)).transpose()?;
+    let until = args.until.as_deref().map(|s| time_bound("--until", s)).transpose()?;
     let containers = Containers::open(&ctx.root, ctx.driver)?;
     let record = containers.resolve(&args.container)?;
     let path = containers.paths(&record.id).log();
@@ -51,7 +116,7 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         follower.seek_to_last(n)?;
     }
     follower
-        .read_new_each(|entry| print(std::slice::from_ref(&entry), args.timestamps).map_err(std::io::Error::other))?;
+        .read_new_each(|entry| print_within(&entry, since, until, args.timestamps).map_err(std::io::Error::other))?;
     if !args.follow {
         return Ok(0);
     }
@@ -60,7 +125,9 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
     inotify::add_watch(&watch, &path, inotify::WatchFlags::MODIFY)?;
     // Lines written between the first read and the watch.
-    print(&follower.read_new()?, args.timestamps)?;
+    for entry in follower.read_new()? {
+        print_within(&entry, since, until, args.timestamps)?;
+    }
     let mut events = [0u8; 4096];
     loop {
         let mut fds = [PollFd::new(&watch, PollFlags::IN), PollFd::new(&monitor, PollFlags::IN)];
@@ -73,7 +140,9 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         if changed {
             while rustix::io::read(&watch, &mut events).is_ok_and(|n| n > 0) {}
         }
-        print(&follower.read_new()?, args.timestamps)?;
+        for entry in follower.read_new()? {
+            print_within(&entry, since, until, args.timestamps)?;
+        }
         if ended {
             return Ok(0);
         }
