@@ -67,6 +67,19 @@ fn internal(msg: impl ToString) -> ttrpc::Error {
     err(Code::INTERNAL, msg)
 }
 
+/// A pause or resume the task's state does not allow, as runc's shim words it: `verb`
+/// refused for a stopped task, one never started, or (`started`) one already as asked.
+fn refusal(c: &Container, verb: &str, started: &str) -> ttrpc::Error {
+    let state = if c.init.exited().is_some() {
+        "a stopped container"
+    } else if c.init.lock().started {
+        started
+    } else {
+        "a task in created state"
+    };
+    err(Code::FAILED_PRECONDITION, format!("cannot {verb} {state}"))
+}
+
 /// containerd tells "already gone" from other failures by NotFound (errdefs).
 fn lifecycle_err(e: LifecycleError) -> ttrpc::Error {
     match e {
@@ -677,18 +690,8 @@ impl Task for Service {
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let paused = blocking(move || lifecycle::ops::pause(&rt, &id)).await?;
-        // As runc's shim words it.
         paused.map_err(|e| match e {
-            LifecycleError::NotRunningId { .. } => {
-                let state = if c.init.exited().is_some() {
-                    "a stopped container"
-                } else if c.init.lock().started {
-                    "a paused container"
-                } else {
-                    "a task in created state"
-                };
-                err(Code::FAILED_PRECONDITION, format!("cannot pause {state}"))
-            }
+            LifecycleError::NotRunningId { .. } => refusal(&c, "pause", "a paused container"),
             e => lifecycle_err(e),
         })?;
         self.events.publish(TaskPaused { container_id: c.id.clone(), ..Default::default() }).await;
@@ -699,18 +702,8 @@ impl Task for Service {
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let resumed = blocking(move || lifecycle::ops::resume(&rt, &id)).await?;
-        // As runc's shim words it.
         resumed.map_err(|e| match e {
-            LifecycleError::NotPaused { .. } => {
-                let state = if c.init.exited().is_some() {
-                    "a stopped container"
-                } else if c.init.lock().started {
-                    "a running container"
-                } else {
-                    "a task in created state"
-                };
-                err(Code::FAILED_PRECONDITION, format!("cannot resume {state}"))
-            }
+            LifecycleError::NotPaused { .. } => refusal(&c, "resume", "a running container"),
             e => lifecycle_err(e),
         })?;
         self.events.publish(TaskResumed { container_id: c.id.clone(), ..Default::default() }).await;

@@ -64,6 +64,52 @@ fn container(name: &str, image: &str, command: &[&str], log: &str) -> ContainerC
     }
 }
 
+type Cri = RuntimeServiceClient<tonic::transport::Channel>;
+
+async fn run_pod(cri: &mut Cri, c: &Containerd, pod: &PodSandboxConfig) -> String {
+    let sandbox = cri
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "strata".into() })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail()))
+        .into_inner()
+        .pod_sandbox_id;
+    c.ids.lock().unwrap().push(sandbox.clone());
+    sandbox
+}
+
+async fn create(
+    cri: &mut Cri,
+    c: &Containerd,
+    sandbox: &str,
+    pod: &PodSandboxConfig,
+    config: ContainerConfig,
+) -> String {
+    cri.create_container(CreateContainerRequest {
+        pod_sandbox_id: sandbox.to_string(),
+        config: Some(config),
+        sandbox_config: Some(pod.clone()),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log_tail()))
+    .into_inner()
+    .container_id
+}
+
+async fn start(cri: &mut Cri, c: &Containerd, id: &str) {
+    cri.start_container(StartContainerRequest { container_id: id.to_string() })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", c.log_tail()));
+}
+
+async fn stop_and_remove_pod(cri: &mut Cri, c: &Containerd, sandbox: &str) {
+    cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.to_string() })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.log_tail()));
+    cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.to_string() })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.log_tail()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_with_a_wasm_and_a_native_container() {
     // The config needs the temp dir's path: start once to get one, with CRI in it.
@@ -92,39 +138,21 @@ async fn pod_with_a_wasm_and_a_native_container() {
         }),
         ..Default::default()
     };
-    let sandbox = cri
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "strata".into() })
-        .await
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail()))
-        .into_inner()
-        .pod_sandbox_id;
-    c.ids.lock().unwrap().push(sandbox.clone());
+    let sandbox = run_pod(&mut cri, &c, &pod).await;
 
     let mut ids = Vec::new();
     for config in [
         container("wasm", WASM, &["/hello.wasm", "from", "cri", "exit", "0"], "wasm.log"),
         container("native", BUSYBOX, &["sh", "-c", "echo native from cri; exit 3"], "native.log"),
     ] {
-        let id = cri
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(config),
-                sandbox_config: Some(pod.clone()),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log_tail()))
-            .into_inner()
-            .container_id;
-        ids.push(id);
+        ids.push(create(&mut cri, &c, &sandbox, &pod, config).await);
     }
     // Sandbox, wasm and native container: one shim process serves the pod.
     let serving: Vec<i32> = c.shim_pids().into_iter().filter(|p| c.shim_of_pid_is_serving(*p)).collect();
     assert_eq!(serving.len(), 1, "one shim for the pod, got {serving:?}");
 
     for id in &ids {
-        cri.start_container(StartContainerRequest { container_id: id.clone() })
-            .await
-            .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", c.log_tail()));
+        start(&mut cri, &c, id).await;
     }
     let mut exits = Vec::new();
     for id in &ids {
@@ -157,19 +185,8 @@ async fn pod_with_a_wasm_and_a_native_container() {
         &["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=32 2>/dev/null && touch /written && exec sleep 1000"],
         "writer.log",
     );
-    let writer = cri
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(writer),
-            sandbox_config: Some(pod.clone()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log_tail()))
-        .into_inner()
-        .container_id;
-    cri.start_container(StartContainerRequest { container_id: writer.clone() })
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", c.log_tail()));
+    let writer = create(&mut cri, &c, &sandbox, &pod, writer).await;
+    start(&mut cri, &c, &writer).await;
     let until_written = ["sh", "-c", "until [ -f /written ]; do sleep 0.01; done"].map(String::from).to_vec();
     let waited = cri
         .exec_sync(ExecSyncRequest { container_id: writer.clone(), cmd: until_written, timeout: 30 })
@@ -195,12 +212,7 @@ async fn pod_with_a_wasm_and_a_native_container() {
     let native_log = std::fs::read_to_string(logs.join("native.log")).unwrap();
     assert!(native_log.contains(" stdout F native from cri"), "{native_log}");
 
-    cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })
-        .await
-        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.log_tail()));
-    cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() })
-        .await
-        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.log_tail()));
+    stop_and_remove_pod(&mut cri, &c, &sandbox).await;
     let left = cri.list_containers(ListContainersRequest { filter: None }).await.unwrap().into_inner().containers;
     assert!(left.is_empty(), "{left:?}");
 
@@ -210,27 +222,10 @@ async fn pod_with_a_wasm_and_a_native_container() {
     let mut pod = pod;
     pod.metadata.as_mut().unwrap().uid = "strata-pod-uid-2".into();
     pod.linux.as_mut().unwrap().cgroup_parent = SYSTEMD_SLICE.into();
-    let sandbox = cri
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pod.clone()), runtime_handler: "strata".into() })
-        .await
-        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", c.log_tail()))
-        .into_inner()
-        .pod_sandbox_id;
-    c.ids.lock().unwrap().push(sandbox.clone());
+    let sandbox = run_pod(&mut cri, &c, &pod).await;
     let config = container("cgroup", BUSYBOX, &["sh", "-c", "grep memory /proc/self/cgroup"], "cgroup.log");
-    let id = cri
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: sandbox.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.clone()),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", c.log_tail()))
-        .into_inner()
-        .container_id;
-    cri.start_container(StartContainerRequest { container_id: id.clone() })
-        .await
-        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", c.log_tail()));
+    let id = create(&mut cri, &c, &sandbox, &pod, config).await;
+    start(&mut cri, &c, &id).await;
     let want = format!("/{SYSTEMD_SLICE}/cri-containerd-{id}.scope");
     let log = logs.join("cgroup.log");
     let mut said = String::new();
@@ -242,11 +237,6 @@ async fn pod_with_a_wasm_and_a_native_container() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(said.contains(&format!(":memory:{want}")), "want {want} in:\n{said}");
-    cri.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: sandbox.clone() })
-        .await
-        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", c.log_tail()));
-    cri.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: sandbox.clone() })
-        .await
-        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}\n{}", c.log_tail()));
+    stop_and_remove_pod(&mut cri, &c, &sandbox).await;
     c.assert_no_leftovers();
 }
