@@ -214,7 +214,10 @@ fn rmi_refuses_an_image_a_container_uses() {
     let inspected = s.ok(&["image", "inspect", "-f", "{{.Id}} {{index .RepoTags 0}}", "localhost/busybox"]);
     assert_eq!(inspected, format!("{} localhost/busybox:latest\n", img.config_digest()));
     s.ok(&["rmi", "-f", "localhost/busybox"]);
-    assert_eq!(s.ok(&["images", "-q"]).trim(), "");
+    // Listed untagged, as docker lists a dangling image.
+    assert_eq!(s.ok(&["images", "-q"]).trim(), &img.config_digest()[7..19]);
+    let listed = s.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(listed, "<none>:<none>\n");
     assert_eq!(s.ok(&["images", "-a", "-q"]).trim(), &img.config_digest()[7..19]);
     assert_eq!(s.snapshot_count(), 1);
 }

@@ -235,7 +235,7 @@ pub struct ImagesArgs {
     /// Only show image IDs
     #[arg(short, long)]
     pub quiet: bool,
-    /// Show untagged images too
+    /// Show all images (as docker; untagged ones are always listed, strata has no intermediate images)
     #[arg(short, long)]
     pub all: bool,
     /// Don't truncate IDs

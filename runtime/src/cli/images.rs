@@ -70,9 +70,6 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
                 continue;
             }
         }
-        if record.name.is_none() && !args.all {
-            continue;
-        }
         let image = match ctx.store.load(&record.descriptor) {
             Ok(i) => i,
             Err(e) => {
