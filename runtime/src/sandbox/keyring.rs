@@ -14,14 +14,16 @@ const USER_SEARCH: u32 = 0x0008_0000;
 const OTHER_SEARCH: u32 = 0x0000_0008;
 
 /// Joins the keyring `_ses.<id>`, making it if it is not there. A kernel without keyrings
-/// (ENOSYS) is not an error, as in runc: the protection is best effort.
+/// (ENOSYS) is not an error, as in runc; nor is a runtime whose own seccomp filter forbids
+/// keyctl (EPERM: strata-oci inside a container), whose containers inherit that filter and
+/// cannot reach any keyring either.
 pub fn join_session(id: &str, in_user_namespace: bool) -> Result<(), String> {
     let name = CString::new(format!("_ses.{id}")).map_err(|_| "container id has a NUL byte".to_string())?;
     // SAFETY: keyctl with a NUL-terminated name that outlives the call.
     let serial = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     if serial < 0 {
         let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::ENOSYS) {
+        if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
             return Ok(());
         }
         return Err(format!("unable to join session keyring: {e}"));
