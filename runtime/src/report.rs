@@ -41,6 +41,23 @@ pub struct UsageError {
     pub command: String,
 }
 
+/// Parses this process's arguments as `P`, or exits: help and version as clap prints them (0);
+/// a usage error as `say` words it from [`UsageError`], with `code`.
+pub fn parse_args_or_exit<P: clap::Parser>(code: i32, say: impl FnOnce(&UsageError) -> String) -> P {
+    let e = match P::try_parse() {
+        Ok(parsed) => return parsed,
+        Err(e) => e,
+    };
+    if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let args: Vec<String> = std::env::args().collect();
+        eprintln!("{}", say(&UsageError::of(&e, &P::command(), &args)));
+        std::process::exit(code);
+    }
+    // Help and version, or the help for a missing subcommand (an error: `code`).
+    let _ = e.print();
+    std::process::exit(if e.use_stderr() { code } else { 0 })
+}
+
 impl UsageError {
     /// The error of parsing `args` with `cli`: clap's usage names the command when it has one
     /// (not for a bad value), else the subcommands are found in `args`.

@@ -4,7 +4,6 @@
 #[path = "../oci/mod.rs"]
 mod oci;
 
-use clap::Parser;
 use std::io::Write;
 
 /// Report an error the way runc does: a log line (text or JSON, to --log when given) that
@@ -39,21 +38,9 @@ fn init_debug_log(log: Option<&std::path::Path>) {
 
 fn main() {
     strata::report::end_quietly_when_stdout_closes();
-    let cli = match oci::args::Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            // One line, as the callers (containerd's runc shim, podman) quote our stderr.
-            let args: Vec<String> = std::env::args().collect();
-            let usage = strata::report::UsageError::of(&e, &<oci::args::Cli as clap::CommandFactory>::command(), &args);
-            eprintln!("{} (see '{} --help')", usage.message, usage.command);
-            std::process::exit(1);
-        }
-        Err(help_or_version) => {
-            let code = if help_or_version.use_stderr() { 1 } else { 0 };
-            let _ = help_or_version.print();
-            std::process::exit(code);
-        }
-    };
+    // One line, as the callers (containerd's runc shim, podman) quote our stderr.
+    let cli: oci::args::Cli =
+        strata::report::parse_args_or_exit(1, |u| format!("{} (see '{} --help')", u.message, u.command));
     // runc's: an exec that fails in the runtime exits 255, so that callers tell it from the
     // program's own exit status.
     let failure_code = if matches!(cli.command, oci::args::Command::Exec(_)) { 255 } else { 1 };

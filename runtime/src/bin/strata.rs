@@ -3,8 +3,6 @@
 #[path = "../cli/mod.rs"]
 mod cli;
 
-use clap::Parser;
-
 /// A plain level up to `info` applies to strata's own messages only: the libraries under us
 /// (rustls, reqwest, hyper) log their own view of failures we already report as one
 /// `Error:` line. `debug` shows everything but the wasm compiler's per-function chatter
@@ -25,21 +23,9 @@ fn log_directives(level: &str) -> String {
 
 fn main() {
     strata::report::end_quietly_when_stdout_closes();
-    let parsed = match cli::args::Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) if e.use_stderr() && e.kind() != clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            // As docker and podman say it: the problem, and where to read more.
-            let args: Vec<String> = std::env::args().collect();
-            let usage = strata::report::UsageError::of(&e, &<cli::args::Cli as clap::CommandFactory>::command(), &args);
-            eprintln!("Error: {}\nSee '{} --help'.", usage.message, usage.command);
-            std::process::exit(125);
-        }
-        Err(help_or_version) => {
-            let code = if help_or_version.use_stderr() { 125 } else { 0 };
-            let _ = help_or_version.print();
-            std::process::exit(code);
-        }
-    };
+    // As docker and podman say it: the problem, and where to read more.
+    let parsed: cli::args::Cli =
+        strata::report::parse_args_or_exit(125, |u| format!("Error: {}\nSee '{} --help'.", u.message, u.command));
     let filter = tracing_subscriber::EnvFilter::try_new(log_directives(&parsed.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("strata=warn"));
     // Colours only for a terminal: a log file or a pipe gets plain text.
