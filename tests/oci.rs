@@ -181,9 +181,20 @@ fn create_start_state_kill_delete() {
     assert_eq!(procs.trim(), pid.to_string());
     assert!(!std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().starts_with("sleep"));
 
+    // As runc: a created container pauses (frozen, "paused"), resumes to "created", and
+    // cannot be started while paused.
+    rt.ok(&["pause", &b.id]);
+    assert_eq!(rt.status(&b.id), "paused");
+    assert_eq!(std::fs::read_to_string(b.cgroup_file("freezer", "freezer.state")).unwrap().trim(), "FROZEN");
+    let o = rt.run(&["start", &b.id]);
+    assert!(o.code != 0 && o.stderr.contains("cannot start a container in the paused state"), "{o}");
+    rt.ok(&["resume", &b.id]);
+    assert_eq!(rt.status(&b.id), "created");
     let o = rt.run(&["delete", &b.id]);
     assert_eq!(o.code, 0, "a created container can be deleted without --force (runc does): {o}");
     assert_gone(&rt, &b, pid);
+    // An empty list prints as runc's does (Go's encoding of an empty slice).
+    assert_eq!(rt.ok(&["list", "--format", "json"]).trim(), "null");
 
     rt.ok_detached(&[
         "create",
@@ -359,6 +370,10 @@ fn exec_runs_in_the_containers_namespaces_and_cgroup() {
     assert_eq!(cap_eff(&["--cap", "net_raw"]) & NET_RAW, NET_RAW);
     let o = rt.run(&["exec", "--cwd", "relative", &b.id, "true"]);
     assert!(o.code == 255 && o.stderr.contains("Cwd must be an absolute path"), "{o}");
+    // runc refuses an environment entry that is not KEY=VALUE (it passed through as "FOO").
+    let o = rt.run(&["exec", "--env", "FOO", &b.id, "env"]);
+    assert_eq!(o.code, 255, "{o}");
+    assert!(o.stdout.is_empty() && o.stderr.contains(r#"invalid environment variable: "FOO""#), "{o}");
     // A failure of the runtime's, not the program's: runc's 255.
     let o = rt.run(&["exec", &b.id, "/no/such/program"]);
     assert_eq!(o.code, 255, "{o}");
@@ -588,6 +603,7 @@ fn pause_resume_and_update() {
     rt.ok(&["kill", &b.id, "KILL"]);
     assert!(wait_exit(pid, Duration::from_secs(10)), "the paused init dies of SIGKILL");
     assert_eq!(rt.status(&b.id), "stopped");
+    assert_eq!(rt.ok(&["ps", "--format", "json", &b.id]).trim(), "null", "no processes, as runc prints it");
     rt.ok(&["delete", &b.id]);
     assert_gone(&rt, &b, 0);
 }

@@ -688,6 +688,10 @@ impl Task for Service {
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
         let c = self.container(&req.id)?;
+        if !c.init.lock().started {
+            // runc's shim refuses a created task (runc itself would freeze it).
+            return Err(refusal(&c, "pause", "a paused container"));
+        }
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let paused = blocking(move || lifecycle::ops::pause(&rt, &id)).await?;
         paused.map_err(|e| match e {

@@ -50,6 +50,10 @@ pub fn exec(rt: &Runtime, id: &str, process: Process, opts: &ExecOptions) -> Res
         // runc's words.
         return Err(LifecycleError::Setup("Cwd must be an absolute path".into()));
     }
+    if let Some(bad) = process.env().as_deref().unwrap_or_default().iter().find(|e| !crate::spec::is_env_pair(e)) {
+        // runc's words (`exec --env FOO`); a spec's env is checked by `spec::validate`.
+        return Err(LifecycleError::Setup(format!("invalid environment variable: {bad:?}")));
+    }
     let state = rt.states.load(id)?;
     match rt.status(&state) {
         Status::Running | Status::Created => {}

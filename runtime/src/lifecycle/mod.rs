@@ -65,11 +65,12 @@ impl Runtime {
         if !state.init_alive() {
             return Status::Stopped;
         }
-        if self.states.exec_fifo(&state.id).exists() {
-            return Status::Created;
-        }
+        // Frozen first: a created container may be paused too, as runc reports it.
         if self.cgroup(state).ok().and_then(|c| c.is_frozen().ok()).unwrap_or(false) {
             return Status::Paused;
+        }
+        if self.states.exec_fifo(&state.id).exists() {
+            return Status::Created;
         }
         Status::Running
     }

@@ -6,7 +6,8 @@ use oci_spec::runtime::LinuxResources;
 
 pub fn pause(rt: &Runtime, id: &str) -> Result<(), LifecycleError> {
     let state = rt.states.load(id)?;
-    if rt.status(&state) != Status::Running {
+    // As runc: a created container may be paused too (it stays created once resumed).
+    if !matches!(rt.status(&state), Status::Running | Status::Created) {
         return Err(LifecycleError::NotRunningId { id: id.into() });
     }
     rt.cgroup(&state)?.freeze().map_err(|e| LifecycleError::Cgroup(e.to_string()))

@@ -14,7 +14,9 @@ pub fn start(rt: &Runtime, id: &str) -> Result<(), LifecycleError> {
         Status::Created => {}
         Status::Stopped => return Err(LifecycleError::StartStopped),
         Status::Creating => return Err(LifecycleError::Setup(format!("container {id} is still being created"))),
-        Status::Running | Status::Paused => return Err(LifecycleError::StartRunning),
+        Status::Running => return Err(LifecycleError::StartRunning),
+        // runc's words.
+        Status::Paused => return Err(LifecycleError::Setup("cannot start a container in the paused state".into())),
     }
     // The pidfd first: once the fifo is open the init runs, and a quick program may exit and
     // be reaped (by a subreaper such as containerd's shim) before we could open it.

@@ -322,7 +322,9 @@ fn list(rt: &Runtime, a: args::ListArgs) -> Result<i32> {
                     })
                 })
                 .collect();
-            writeln!(out, "{}", serde_json::to_string(&list)?)?;
+            // runc prints Go's encoding of an empty list: null.
+            let json = if list.is_empty() { "null".to_string() } else { serde_json::to_string(&list)? };
+            writeln!(out, "{json}")?;
         }
         "table" => {
             writeln!(out, "{:<12} {:<8} {:<10} {:<40} {:<30} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED")?;
@@ -349,7 +351,8 @@ fn ps(rt: &Runtime, a: args::PsArgs) -> Result<i32> {
     let pids = ops::pids(rt, &a.id)?;
     match a.format.as_str() {
         "json" => {
-            println!("{}", serde_json::to_string(&pids)?);
+            // runc prints Go's encoding of an empty list: null.
+            println!("{}", if pids.is_empty() { "null".to_string() } else { serde_json::to_string(&pids)? });
             Ok(0)
         }
         "table" => {

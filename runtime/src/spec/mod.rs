@@ -130,7 +130,7 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
             return Err(invalid("process.cwd", format!("{:?} must be an absolute path", process.cwd())));
         }
         for (i, env) in process.env().as_deref().unwrap_or_default().iter().enumerate() {
-            if !env.contains('=') || env.starts_with('=') {
+            if !is_env_pair(env) {
                 return Err(invalid(&format!("process.env[{i}]"), format!("{env:?} is not KEY=VALUE")));
             }
         }
@@ -189,6 +189,11 @@ fn validate(spec: &Spec) -> Result<(), SpecError> {
         }
     }
     Ok(())
+}
+
+/// Whether `env` is a `KEY=VALUE` pair with a key: what runc lets into a process's environment.
+pub fn is_env_pair(env: &str) -> bool {
+    env.split_once('=').is_some_and(|(key, _)| !key.is_empty())
 }
 
 /// The ids a process is to take, or the field that is wrong and why. `(uid_t)-1` is not an id:
