@@ -162,6 +162,49 @@ fn a_wasm_container_run_as_another_user_compiles_its_module_once() {
     c.assert_no_leftovers();
 }
 
+#[test]
+fn strata_load_warms_the_shims_cache() {
+    // A node warmed before its first pod: `strata pull` or `load` compiles a wasm image's
+    // modules into ROOT/cache/wasm, which is the shim's cache for strata's default root
+    // (/var/lib/strata). containerd's first container of the image then loads the artifact:
+    // the CLI and the shim key it alike (module digest, engine), so nothing is compiled again.
+    use std::os::unix::fs::MetadataExt;
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache/wasm");
+    let strata = bin_dir().join("strata");
+    assert!(strata.exists(), "{} is missing: cargo build -p strata --bin strata", strata.display());
+    let out = run(std::process::Command::new(&strata)
+        .arg("--root")
+        .arg(root.path())
+        .args(["load", "-q", "-i"])
+        .arg(&images()[0]));
+    assert!(out.status.success(), "strata load: {}", text(&out.stderr));
+    let artifacts = || -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+        let mut found: Vec<_> = walk(&cache)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+            .map(|p| {
+                let md = std::fs::metadata(&p).unwrap();
+                (p, md.ino(), md.modified().unwrap())
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let precompiled = artifacts();
+    assert_eq!(precompiled.len(), 2, "hello.wasm and busy-loop.wasm: {precompiled:?}");
+
+    let c = Containerd::start_with_env("strata-t-warm", &[("STRATA_WASM_CACHE", cache.as_os_str())]);
+    c.import_images();
+    let out = c.ctr_run(&["--rm"], WASM, "warm-1", &["/hello.wasm"]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    assert!(text(&out.stdout).starts_with("hello from a wasm container\n"), "{}", text(&out.stdout));
+    // The same files: no artifact added under another key, none rewritten (a compile stores
+    // through a rename: a new inode).
+    assert_eq!(artifacts(), precompiled, "the shim loaded what strata compiled");
+    c.assert_no_leftovers();
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
