@@ -732,11 +732,35 @@ fn image_prune_removes_artifacts_no_image_needs() {
     e.ok(&["image", "prune"]);
     assert_eq!(e.artifacts().len(), 2);
     e.ok(&["rmi", component]);
-    let out = e.ok(&["image", "prune"]);
+    // Without -a, what was read this week stays (strata-oci and the shim share the cache, and
+    // no image here tells of their modules); -a removes it at once.
+    e.ok(&["image", "prune"]);
+    assert_eq!(e.artifacts().len(), 2);
+    let out = e.ok(&["image", "prune", "-a"]);
     assert!(out.contains("of compiled wasm"), "{out}");
-    assert_eq!(names(&e), [hello_digest]);
+    assert_eq!(names(&e), std::slice::from_ref(&hello_digest));
     let o = e.run_debug(&[HELLO]);
     assert!(o.stderr.contains("wasm cache hit"), "{}", o.stderr);
+
+    // A module only strata-oci runs, from the same cache: kept while used, removed once it has
+    // not been read for more than a week.
+    let rt = Runtime::strata();
+    let b = wasm_bundle(&["/files.wasm", "read", "/etc/greeting.txt"]);
+    let o = oci_run(&rt, &b, &e.cache_dir(), false);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "greetings from the bundle\n"), "{o}");
+    let files_digest = sha256_file(&guest("files"));
+    e.ok(&["image", "prune"]);
+    let mut kept = names(&e);
+    kept.sort();
+    let mut both = vec![hello_digest.clone(), files_digest.clone()];
+    both.sort();
+    assert_eq!(kept, both, "in use by strata-oci");
+    let artifact = e.artifacts().into_iter().find(|p| p.to_string_lossy().contains(&files_digest)).unwrap();
+    let eight_days_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 24 * 3600);
+    let times = std::fs::FileTimes::new().set_accessed(eight_days_ago);
+    std::fs::File::open(&artifact).unwrap().set_times(times).unwrap();
+    e.ok(&["image", "prune"]);
+    assert_eq!(names(&e), [hello_digest]);
 }
 
 #[test]

@@ -275,7 +275,7 @@ pub struct RmiArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// Also remove untagged images
+    /// Also remove untagged images, and compiled wasm no image holds even if used this week
     #[arg(short, long)]
     pub all: bool,
     /// Don't ask (strata never asks; accepted for docker compatibility)

@@ -268,6 +268,10 @@ fn remove_one(ctx: &Ctx, input: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// How long `image prune` (without -a) keeps compiled wasm that no image holds after its last
+/// use (more than the day by which `relatime` may lag).
+const WASM_KEPT_WHILE_USED: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
     let _ = args.force;
     if args.all {
@@ -283,7 +287,10 @@ pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
         }
     }
     let report = gc::collect(&ctx.store, &Default::default())?;
-    let wasm_freed = gc::collect_wasm_cache(&ctx.store, &ctx.root.wasm_cache())?;
+    // Without -a, compiled wasm read in the last week stays: strata-oci's and the shim's
+    // containers use this cache too, and no image here tells of their modules.
+    let keep_used_within = (!args.all).then_some(WASM_KEPT_WHILE_USED);
+    let wasm_freed = gc::collect_wasm_cache(&ctx.store, &ctx.root.wasm_cache(), keep_used_within)?;
     println!(
         "Removed {} blobs, {} snapshots and {} of compiled wasm\nTotal reclaimed space: {}",
         report.blobs_removed,

@@ -75,12 +75,20 @@ pub fn collect(store: &Store, extra_snapshots_in_use: &InUse) -> Result<GcReport
 }
 
 /// Remove the compiled artifacts (with their `.checked` records) and stat-index entries in the
-/// wasm cache at `cache_dir` of every module no wasm image in `store` holds; returns the bytes
-/// freed. Run it after [`collect`], so the modules of removed images are gone from the
-/// snapshots.
-pub fn collect_wasm_cache(store: &Store, cache_dir: &std::path::Path) -> Result<u64, GcError> {
+/// wasm cache at `cache_dir` of every module no wasm image in `store` holds, unless, with
+/// `keep_used_within`, the artifact was read that recently (the cache is shared with strata-oci
+/// and the shim, whose containers' modules no image here holds); returns the bytes freed. Run
+/// it after [`collect`], so the modules of removed images are gone from the snapshots.
+pub fn collect_wasm_cache(
+    store: &Store,
+    cache_dir: &std::path::Path,
+    keep_used_within: Option<std::time::Duration>,
+) -> Result<u64, GcError> {
     let _gc = store.root().lock_gc()?;
-    let keep = super::wasm_modules::digests_in_store(store)?;
+    let mut keep = super::wasm_modules::digests_in_store(store)?;
+    if let Some(within) = keep_used_within {
+        keep.extend(crate::executor::wasm::recently_used(cache_dir, within));
+    }
     Ok(crate::executor::wasm::prune(cache_dir, &keep)?)
 }
 

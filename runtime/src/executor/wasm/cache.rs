@@ -727,6 +727,30 @@ pub fn compile_stream(input: &mut dyn io::Read, out: &mut dyn io::Write) -> Resu
 /// artifact, from the shim or another command): prune leaves it.
 const TEMP_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// The digests of the artifacts (of any engine) read within `within`, by their access time:
+/// what strata-oci and the shim, which have no image store to tell, still use. Loading an
+/// artifact reads it, and the kernel's `relatime` moves the access time at least once a day,
+/// so `within` should be longer than a day. (On a `noatime` mount none looks recent.)
+pub fn recently_used(cache_dir: &Path, within: std::time::Duration) -> HashSet<Digest> {
+    let mut used = HashSet::new();
+    let Ok(dirs) = std::fs::read_dir(cache_dir.join(VERSION_DIR)) else { return used };
+    for dir in dirs.flatten().filter(|d| d.file_name() != "index") {
+        for entry in std::fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let Some(digest) =
+                name.to_str().and_then(|n| n.strip_suffix(ARTIFACT_EXT)).and_then(|h| Digest::from_hex(h).ok())
+            else {
+                continue;
+            };
+            let idle = entry.metadata().ok().and_then(|m| m.accessed().ok()).and_then(|t| t.elapsed().ok());
+            if idle.is_some_and(|idle| idle < within) {
+                used.insert(digest);
+            }
+        }
+    }
+    used
+}
+
 /// Remove every artifact (with its `.checked` record) and index entry whose module digest is not
 /// in `keep`, and temp files left by writes that did not finish (older than [`TEMP_GRACE`]);
 /// returns the bytes freed. Artifacts of other engines (compat keys) are judged by digest

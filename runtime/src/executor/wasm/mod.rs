@@ -83,7 +83,8 @@ mod spec;
 mod wasi;
 
 pub use cache::{
-    compile_stream, precompile_check, prune, ArtifactCache, CacheOutcome, Compiled, FileIdentity, ModuleToCompile,
+    compile_stream, precompile_check, prune, recently_used, ArtifactCache, CacheOutcome, Compiled, FileIdentity,
+    ModuleToCompile,
 };
 pub use compiler_limits::{sealed_output, CompilerLimits};
 pub use engine::new_engine;
