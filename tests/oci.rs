@@ -283,6 +283,27 @@ fn a_spec_without_device_rules_still_denies_what_is_not_allowed() {
 }
 
 #[test]
+fn a_device_node_is_allowed_only_what_the_rules_say() {
+    // As runc: a node of linux.devices gets no allow rule of its own. Given with a read-only
+    // rule, it opens for reading only (strata used to allow it rwm).
+    let rt = Runtime::strata();
+    let b = Bundle::busybox(&["sh", "-c", "exec 3</dev/myfuse && echo read; exec 4>/dev/myfuse && echo written"]);
+    b.edit(|c| {
+        c["linux"]["devices"] =
+            json!([{"path": "/dev/myfuse", "type": "c", "major": 10, "minor": 229, "fileMode": 384, "uid": 0, "gid": 0}]);
+        c["linux"]["resources"]["devices"] = json!([
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "r"}
+        ]);
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_ne!(o.code, 0, "{o}");
+    assert_eq!(o.stdout, "read\n", "{o}");
+    assert!(o.stderr.contains("Operation not permitted"), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
+#[test]
 fn systemd_cgroup_paths_land_where_systemd_puts_the_scope() {
     let rt = Runtime::strata();
     let b = Bundle::busybox(&["sh", "-c", "grep memory /proc/self/cgroup"]);

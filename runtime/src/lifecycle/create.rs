@@ -138,8 +138,9 @@ fn cgroup_dirs(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
 }
 
 /// The resources to write: the spec's, with the device rules completed as runc's spec
-/// conversion does: after the spec's own rules, the devices every container needs, then an
-/// allow rule for each of `linux.devices` (a container may use the nodes it was given).
+/// conversion does: after the spec's own rules, the devices every container needs. A node of
+/// `linux.devices` gets no rule of its own: what the spec's rules allow of it is all the
+/// container may do with it (a node given read-only stays so, as under runc).
 /// A rule already in force is not repeated (docker's specs list the same defaults): each one
 /// is a write to the cgroup, and the result is the same.
 fn effective_resources(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::LinuxResources {
@@ -160,16 +161,7 @@ fn effective_resources(linux: &oci_spec::runtime::Linux) -> oci_spec::runtime::L
         deny_all.set_access(Some("rwm".into()));
         rules.insert(0, deny_all);
     }
-    let given = linux.devices().as_deref().unwrap_or_default().iter().map(|d| {
-        let mut rule = oci_spec::runtime::LinuxDeviceCgroup::default();
-        rule.set_allow(true);
-        rule.set_typ(Some(d.typ()));
-        rule.set_major(Some(d.major()));
-        rule.set_minor(Some(d.minor()));
-        rule.set_access(Some("rwm".into()));
-        rule
-    });
-    for rule in default_allowed_devices().into_iter().chain(given) {
+    for rule in default_allowed_devices() {
         if !in_force(&rules, &rule) {
             rules.push(rule);
         }
@@ -394,10 +386,12 @@ mod tests {
         // A deny after them takes /dev/null away again: the defaults follow it, as runc writes them.
         let denies_null = [docker.clone(), vec![deny(LinuxDeviceType::C, Some(1), Some(3))]].concat();
         assert_eq!(rules_written(Some(denies_null.clone())), [denies_null, defaults].concat());
-        // A node in linux.devices gets its allow rule, once even when the spec has it already.
-        let (node, allow_fuse) = fuse();
-        let with_fuse = [docker.clone(), vec![allow_fuse.clone()]].concat();
-        assert_eq!(rules_written_with(Some(docker.clone()), vec![node.clone()]), with_fuse);
+        // A node in linux.devices gets no rule of its own, as under runc: the spec's rules say
+        // what the container may do with it (read only stays read only).
+        let (node, mut read_fuse) = fuse();
+        read_fuse.set_access(Some("r".into()));
+        assert_eq!(rules_written_with(Some(docker.clone()), vec![node.clone()]), docker);
+        let with_fuse = [docker.clone(), vec![read_fuse]].concat();
         assert_eq!(rules_written_with(Some(with_fuse.clone()), vec![node]), with_fuse);
     }
 }
