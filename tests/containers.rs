@@ -257,6 +257,50 @@ fn read_only_root() {
 }
 
 #[test]
+fn devices_from_the_host() {
+    // docker's --device: the host's node at the container's path, allowed by the container's
+    // device cgroup with the permissions asked for. /dev/fuse (what it is most used for) is
+    // in no default rule.
+    let e = Env::new();
+    let fuse = "/dev/fuse";
+    assert!(std::path::Path::new(fuse).exists(), "this test needs {fuse} on the host");
+    assert_eq!(e.sh(&[], "test -e /dev/fuse || echo absent").stdout, "absent\n");
+    let o = e.sh(&["--device", fuse], "ls -ln /dev/fuse; exec 3<>/dev/fuse && echo opened");
+    assert_eq!(o.code, 0, "{} / {}", o.stdout, o.stderr);
+    let listing: Vec<&str> = o.stdout.lines().next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(listing[..6], ["crw-------", "1", "0", "0", "10,", "229"], "{} / {}", o.stdout, o.stderr);
+    assert!(o.stdout.ends_with("opened\n"), "{} / {}", o.stdout, o.stderr);
+    // Read only, at another path: opening it for writing is refused by the cgroup.
+    let o = e.sh(&["--device", "/dev/fuse:/dev/myfuse:r"], "exec 3</dev/myfuse && echo read; exec 4>/dev/myfuse");
+    assert_ne!(o.code, 0, "{} / {}", o.stdout, o.stderr);
+    assert_eq!(o.stdout, "read\n", "{} / {}", o.stdout, o.stderr);
+    assert!(o.stderr.contains("Operation not permitted"), "{} / {}", o.stdout, o.stderr);
+
+    let id = e.ok(&["create", "--device", "/dev/fuse:rw", IMAGE, "true"]).trim().to_string();
+    let devices = &e.inspect(&id)["HostConfig"]["Devices"];
+    let want = serde_json::json!([{"PathOnHost": fuse, "PathInContainer": fuse, "CgroupPermissions": "rw"}]);
+    assert_eq!(devices, &want);
+    e.ok(&["rm", &id]);
+
+    // Bad input: docker's words, exit 125, no container.
+    for (arg, said) in [
+        (
+            "/etc/passwd",
+            "error gathering device information while adding custom device \"/etc/passwd\": not a device node",
+        ),
+        ("/dev/no-such", "\"/dev/no-such\": no such file or directory"),
+        ("/dev/fuse:/dev/x:rwx", "invalid device mode: rwx"),
+        ("/dev/fuse:dev/x", "dev/x is not an absolute path"),
+        ("/dev/fuse:/a:r:w", "invalid device specification: /dev/fuse:/a:r:w"),
+    ] {
+        let o = e.run(&["run", "--rm", "--device", arg, IMAGE, "true"]);
+        assert_eq!(o.code, 125, "{arg}: {}", o.stderr);
+        assert!(o.stderr.contains(said) && o.stderr.lines().count() == 1, "{arg}: {}", o.stderr);
+    }
+    assert!(e.s.ps(true).is_empty());
+}
+
+#[test]
 fn capabilities() {
     let e = Env::new();
     let o = e.sh(&[], "hostname changed");

@@ -391,6 +391,9 @@ pub struct ContainerSpecArgs {
     /// A DNS server for /etc/resolv.conf (instead of the host's)
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,
+    /// Add a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of r, w, m; default rwm)
+    #[arg(long, value_name = "HOST[:CONTAINER][:PERMS]")]
+    pub device: Vec<String>,
     /// Set a label on the container: KEY=VALUE (or KEY, empty)
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,

@@ -376,6 +376,9 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "Binds": opts.volumes.iter().map(|v| format!(
                 "{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" }
             )).collect::<Vec<_>>(),
+            "Devices": opts.devices.iter().map(|d| serde_json::json!({
+                "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions,
+            })).collect::<Vec<_>>(),
         },
         "GraphDriver": {
             "Name": if copied { "vfs" } else { "overlay" },

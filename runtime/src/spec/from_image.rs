@@ -191,7 +191,7 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
     linux.set_sysctl(None);
-    linux.set_devices(None);
+    linux.set_devices(if opts.devices.is_empty() { None } else { Some(devices(&opts.devices)) });
     linux.set_seccomp(seccomp);
 
     let mut annotations = HashMap::new();
@@ -322,6 +322,15 @@ fn resources(opts: &RunOptions) -> LinuxResources {
     deny_all.set_access(Some("rwm".to_string()));
     let mut devices = vec![deny_all];
     devices.extend(crate::sandbox::cgroups::default_allowed_devices());
+    for d in &opts.devices {
+        let mut allow = LinuxDeviceCgroup::default();
+        allow.set_allow(true);
+        allow.set_typ(Some(device_type(d.kind)));
+        allow.set_major(Some(d.major));
+        allow.set_minor(Some(d.minor));
+        allow.set_access(Some(d.permissions.clone()));
+        devices.push(allow);
+    }
     r.set_devices(Some(devices));
     if let Some(limit) = opts.memory {
         let mut mem = LinuxMemory::default();
@@ -343,6 +352,32 @@ fn resources(opts: &RunOptions) -> LinuxResources {
         r.set_pids(Some(pids));
     }
     r
+}
+
+fn device_type(kind: char) -> LinuxDeviceType {
+    if kind == 'b' {
+        LinuxDeviceType::B
+    } else {
+        LinuxDeviceType::C
+    }
+}
+
+/// `--device` nodes: made at the container's path, root's, with the host node's mode.
+fn devices(requested: &[super::run_options::Device]) -> Vec<oci_spec::runtime::LinuxDevice> {
+    requested
+        .iter()
+        .map(|d| {
+            let mut node = oci_spec::runtime::LinuxDevice::default();
+            node.set_path(PathBuf::from(&d.container));
+            node.set_typ(device_type(d.kind));
+            node.set_major(d.major);
+            node.set_minor(d.minor);
+            node.set_file_mode(Some(d.mode));
+            node.set_uid(Some(0));
+            node.set_gid(Some(0));
+            node
+        })
+        .collect()
 }
 
 fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {

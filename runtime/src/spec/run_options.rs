@@ -157,6 +157,8 @@ pub struct RunOptions {
     pub dns: Vec<std::net::IpAddr>,
     /// `--label`: the container's labels (over the image's).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// `--device`, read from the host.
+    pub devices: Vec<Device>,
 }
 
 /// A `--ulimit NAME=SOFT[:HARD]` (docker's names; -1 is unlimited).
@@ -255,6 +257,78 @@ impl std::str::FromStr for Tmpfs {
         };
         Ok(Tmpfs { destination: destination.to_string(), options: all })
     }
+}
+
+/// A `--device HOST[:CONTAINER][:PERMISSIONS]`: a host device node made in the container and
+/// allowed by its device cgroup. The node's type and numbers are the host's when it was given
+/// (as docker reads them at create).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub host: String,
+    pub container: String,
+    /// The cgroup access: some of `r`, `w`, `m`.
+    pub permissions: String,
+    /// `c` or `b`.
+    pub kind: char,
+    pub major: i64,
+    pub minor: i64,
+    /// The node's permission bits on the host.
+    pub mode: u32,
+}
+
+/// docker's: one to three of r, w and m, each once.
+fn is_device_permissions(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 3 && s.chars().all(|c| "rwm".contains(c)) && {
+        let mut seen: Vec<char> = s.chars().collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.len() == s.len()
+    }
+}
+
+/// Parse `--device` as docker does (a second field that reads as permissions is one) and read
+/// the host node. Errors in docker's words.
+pub fn parse_device(arg: &str) -> Result<Device, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let fields: Vec<&str> = arg.split(':').collect();
+    let (host, container, permissions) = match fields[..] {
+        [host] => (host, host, "rwm"),
+        [host, second] if is_device_permissions(second) => (host, host, second),
+        [host, container] => (host, container, "rwm"),
+        [host, container, permissions] => {
+            if !is_device_permissions(permissions) {
+                return Err(format!("invalid device mode: {permissions}"));
+            }
+            (host, container, permissions)
+        }
+        _ => return Err(format!("invalid device specification: {arg}")),
+    };
+    if !container.starts_with('/') || container.split('/').any(|c| c == "..") {
+        return Err(format!("{container} is not an absolute path"));
+    }
+    let gathering =
+        |why: String| format!("error gathering device information while adding custom device {host:?}: {why}");
+    let md = std::fs::metadata(host).map_err(|e| {
+        gathering(match e.kind() {
+            std::io::ErrorKind::NotFound => "no such file or directory".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    let kind = match md.file_type() {
+        t if t.is_char_device() => 'c',
+        t if t.is_block_device() => 'b',
+        _ => return Err(gathering("not a device node".into())),
+    };
+    let rdev = md.rdev();
+    Ok(Device {
+        host: host.to_string(),
+        container: container.to_string(),
+        permissions: permissions.to_string(),
+        kind,
+        major: libc::major(rdev) as i64,
+        minor: libc::minor(rdev) as i64,
+        mode: md.permissions().mode() & 0o7777,
+    })
 }
 
 /// One `-e` argument: `KEY=VALUE` as is; a bare `KEY` takes the value from `lookup` (the
