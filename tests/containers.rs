@@ -301,6 +301,28 @@ fn devices_from_the_host() {
 }
 
 #[test]
+fn privileged() {
+    // docker's --privileged: every capability (whatever --cap-drop says), no seccomp, the
+    // host's devices, /sys writable, nothing masked.
+    let e = Env::new();
+    // Every capability strata may hand on: its own bounding set (this machine's lacks some).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let all = status.lines().find_map(|l| l.strip_prefix("CapBnd:\t")).unwrap().to_string();
+    let script = "grep CapEff /proc/self/status; mount -t tmpfs none /tmp && echo mounted; \
+                  test -c /dev/fuse && echo fuse; grep ' /sys sysfs' /proc/mounts | cut -d' ' -f4 | cut -d, -f1; \
+                  head -c1 /proc/timer_list | wc -c";
+    let o = e.sh(&["--privileged", "--cap-drop", "ALL"], script);
+    assert_eq!(o.code, 0, "{} / {}", o.stdout, o.stderr);
+    assert_eq!(o.stdout, format!("CapEff:\t{all}\nmounted\nfuse\nrw\n1\n"), "{}", o.stderr);
+    // The same without it: none of that.
+    let o = e.sh(&[], script);
+    assert_eq!(o.stdout, "CapEff:\t00000000a80425fb\nro\n0\n", "{}", o.stderr);
+    let id = e.ok(&["create", "--privileged", IMAGE, "true"]).trim().to_string();
+    assert_eq!(e.inspect(&id)["HostConfig"]["Privileged"], true);
+    e.ok(&["rm", &id]);
+}
+
+#[test]
 fn capabilities() {
     let e = Env::new();
     let o = e.sh(&[], "hostname changed");

@@ -391,6 +391,9 @@ pub struct ContainerSpecArgs {
     /// A DNS server for /etc/resolv.conf (instead of the host's)
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,
+    /// Every capability, no seccomp, every host device, nothing masked, /sys writable
+    #[arg(long)]
+    pub privileged: bool,
     /// Add a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of r, w, m; default rwm)
     #[arg(long, value_name = "HOST[:CONTAINER][:PERMS]")]
     pub device: Vec<String>,

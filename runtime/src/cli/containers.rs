@@ -370,6 +370,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "NanoCpus": opts.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
             "PidsLimit": opts.pids_limit,
             "ReadonlyRootfs": opts.read_only,
+            "Privileged": opts.privileged,
             "CapAdd": opts.cap_add,
             "CapDrop": opts.cap_drop,
             "SecurityOpt": (!opts.security_opt.is_empty()).then_some(&opts.security_opt),

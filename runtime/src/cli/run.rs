@@ -179,6 +179,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         seccomp: SeccompMode::from_security_opts(&a.security_opt)?,
         tmpfs: a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        privileged: a.privileged,
         devices: a
             .device
             .iter()

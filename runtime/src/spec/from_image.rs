@@ -136,9 +136,17 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     process.set_env(Some(env));
     process.set_cwd(cwd.into());
     process.set_user(process_user(&exec_user));
-    let caps = capabilities(&opts.cap_add, &opts.cap_drop, exec_user.uid)?;
+    // docker's --privileged: every capability whatever --cap-drop says, and no seccomp.
+    let caps = if opts.privileged {
+        privileged_capabilities(exec_user.uid)
+    } else {
+        capabilities(&opts.cap_add, &opts.cap_drop, exec_user.uid)?
+    };
     // docker's profile unlocks syscalls by the bounding set, whatever the user.
-    let seccomp = opts.seccomp.for_container(caps.bounding().as_ref().unwrap_or(&Capabilities::new()));
+    let seccomp = match opts.privileged {
+        true => None,
+        false => opts.seccomp.for_container(caps.bounding().as_ref().unwrap_or(&Capabilities::new())),
+    };
     process.set_capabilities(Some(caps));
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
@@ -163,6 +171,14 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
 
     let mut mounts = default_mounts();
     let (mut masked, mut readonly) = (MASKED_PATHS, READONLY_PATHS);
+    if opts.privileged {
+        // docker's: /sys and the cgroup hierarchies writable, nothing masked or read-only.
+        for m in mounts.iter_mut().filter(|m| is_kernel_filesystem(m)) {
+            let options = m.options().clone().unwrap_or_default().into_iter().filter(|o| o != "ro").collect();
+            m.set_options(Some(options));
+        }
+        (masked, readonly) = (&[], &[]);
+    }
     if target.kind == Kind::Wasm {
         // The sandbox detaches kernel filesystems from a wasm container (a guest must not reach
         // /proc/PID/mem of the process running it): not mounting them saves ~20 mounts, and
@@ -191,7 +207,9 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
     linux.set_sysctl(None);
-    linux.set_devices(if opts.devices.is_empty() { None } else { Some(devices(&opts.devices)) });
+    let mut nodes = if opts.privileged { host_devices(Path::new("/dev")) } else { Vec::new() };
+    nodes.extend(devices(&opts.devices));
+    linux.set_devices(if nodes.is_empty() { None } else { Some(nodes) });
     linux.set_seccomp(seccomp);
 
     let mut annotations = HashMap::new();
@@ -282,6 +300,18 @@ pub fn capabilities(add: &[String], drop: &[String], uid: u32) -> Result<LinuxCa
         set.remove(c);
     }
     set.extend(adds);
+    Ok(process_capabilities(set, uid))
+}
+
+/// `--privileged`'s: every capability this process may hand on (its bounding set, as podman
+/// takes it: a runtime without some cannot grant them, and asking would fail the container).
+fn privileged_capabilities(uid: u32) -> LinuxCapabilities {
+    let ours = caps::read(None, caps::CapSet::Bounding).unwrap_or_default();
+    process_capabilities(ours.iter().filter_map(|c| capability(&c.to_string()).ok()).collect(), uid)
+}
+
+/// `set` as a process's bounding set, and for root its effective and permitted ones too.
+fn process_capabilities(set: Capabilities, uid: u32) -> LinuxCapabilities {
     let mut caps = LinuxCapabilities::default();
     caps.set_bounding(Some(set.clone()));
     caps.set_inheritable(None);
@@ -293,7 +323,7 @@ pub fn capabilities(add: &[String], drop: &[String], uid: u32) -> Result<LinuxCa
         caps.set_effective(Some(Capabilities::new()));
         caps.set_permitted(Some(Capabilities::new()));
     }
-    Ok(caps)
+    caps
 }
 
 fn namespaces(network: NetworkMode) -> Vec<LinuxNamespace> {
@@ -320,6 +350,10 @@ fn resources(opts: &RunOptions) -> LinuxResources {
     deny_all.set_allow(false);
     deny_all.set_typ(Some(LinuxDeviceType::A));
     deny_all.set_access(Some("rwm".to_string()));
+    if opts.privileged {
+        // Every device, as docker's --privileged.
+        deny_all.set_allow(true);
+    }
     let mut devices = vec![deny_all];
     devices.extend(crate::sandbox::cgroups::default_allowed_devices());
     for d in &opts.devices {
@@ -360,6 +394,44 @@ fn device_type(kind: char) -> LinuxDeviceType {
     } else {
         LinuxDeviceType::C
     }
+}
+
+/// The host's device nodes under `dir` (`/dev`), for `--privileged`, as runc lists them: not
+/// those of the filesystems the container mounts itself (pts, shm, mqueue) nor the console
+/// (the container's is its terminal's), and no symlink.
+fn host_devices(dir: &Path) -> Vec<oci_spec::runtime::LinuxDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const SKIPPED: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
+        let kind = md.file_type();
+        if kind.is_dir() {
+            if !SKIPPED.iter().any(|s| entry.file_name() == *s) {
+                found.extend(host_devices(&path));
+            }
+            continue;
+        }
+        let typ = match kind {
+            k if k.is_char_device() => LinuxDeviceType::C,
+            k if k.is_block_device() => LinuxDeviceType::B,
+            _ => continue,
+        };
+        if path == Path::new("/dev/console") {
+            continue;
+        }
+        let mut node = oci_spec::runtime::LinuxDevice::default();
+        node.set_path(path);
+        node.set_typ(typ);
+        node.set_major(libc::major(md.rdev()) as i64);
+        node.set_minor(libc::minor(md.rdev()) as i64);
+        node.set_file_mode(Some(md.mode() & 0o7777));
+        node.set_uid(Some(md.uid()));
+        node.set_gid(Some(md.gid()));
+        found.push(node);
+    }
+    found
 }
 
 /// `--device` nodes: made at the container's path, root's, with the host node's mode.
@@ -658,5 +730,24 @@ mod tests {
             .map(|m| (m.destination().display().to_string(), m.options().clone().unwrap().contains(&"ro".into())))
             .collect();
         assert_eq!(tail, [("/mnt/a".to_string(), false), ("/mnt/a/b".to_string(), true)]);
+    }
+
+    #[test]
+    fn privileged_opens_what_the_defaults_close() {
+        let plain = spec(&RunOptions::default());
+        let s = spec(&RunOptions { privileged: true, cap_drop: vec!["ALL".into()], ..Default::default() });
+        let linux = s.linux().as_ref().unwrap();
+        assert!(plain.linux().as_ref().unwrap().seccomp().is_some());
+        assert!(linux.seccomp().is_none());
+        assert_eq!(linux.masked_paths().as_deref(), Some(&[][..]));
+        assert_eq!(linux.readonly_paths().as_deref(), Some(&[][..]));
+        let first_rule = &linux.resources().as_ref().unwrap().devices().as_ref().unwrap()[0];
+        assert!(first_rule.allow() && first_rule.typ() == Some(LinuxDeviceType::A), "{first_rule:?}");
+        let sys = s.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/sys")).unwrap();
+        assert!(!sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        // --cap-drop does not apply; the host's /dev nodes are listed (/dev/null at least).
+        let caps = s.process().as_ref().unwrap().capabilities().clone().unwrap();
+        assert!(caps.effective().as_ref().unwrap().len() > DEFAULT_CAPABILITIES.len());
+        assert!(linux.devices().as_ref().unwrap().iter().any(|d| d.path() == Path::new("/dev/null")));
     }
 }

@@ -159,6 +159,9 @@ pub struct RunOptions {
     pub labels: std::collections::BTreeMap<String, String>,
     /// `--device`, read from the host.
     pub devices: Vec<Device>,
+    /// `--privileged`: every capability, no seccomp, every host device, nothing masked, /sys
+    /// and the cgroup hierarchies writable.
+    pub privileged: bool,
 }
 
 /// A `--ulimit NAME=SOFT[:HARD]` (docker's names; -1 is unlimited).
