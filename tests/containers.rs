@@ -323,6 +323,43 @@ fn privileged() {
 }
 
 #[test]
+fn host_pid_ipc_and_uts_namespaces() {
+    // docker's --pid/--ipc/--uts host: the host's namespaces (each the test's own), and for
+    // IPC the host's /dev/shm; by default the container has its own of each.
+    let e = Env::new();
+    let ns = |n: &str| std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap().display().to_string();
+    let script = "for n in pid ipc uts; do readlink /proc/self/ns/$n; done; hostname";
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let o = e.sh(&["--pid", "host", "--ipc", "host", "--uts", "host"], script);
+    assert_eq!(o.stdout, format!("{}\n{}\n{}\n{host_name}", ns("pid"), ns("ipc"), ns("uts")), "{}", o.stderr);
+    let o = e.sh(&[], script);
+    let own: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(own.len(), 4, "{}", o.stderr);
+    assert!(own[0] != ns("pid") && own[1] != ns("ipc") && own[2] != ns("uts"), "{}", o.stdout);
+    // The host's /dev/shm: a file made there is seen by the container.
+    let marker = format!("/dev/shm/strata-test-{}", std::process::id());
+    std::fs::write(&marker, "shared\n").unwrap();
+    let o = e.sh(&["--ipc", "host"], &format!("cat {marker}"));
+    std::fs::remove_file(&marker).unwrap();
+    assert_eq!(o.stdout, "shared\n", "{}", o.stderr);
+
+    let id = e.ok(&["create", "--pid", "host", "--uts", "host", IMAGE, "true"]).trim().to_string();
+    let config = &e.inspect(&id)["HostConfig"];
+    assert_eq!(
+        (&config["PidMode"], &config["IpcMode"], &config["UTSMode"]),
+        (&"host".into(), &"private".into(), &"host".into())
+    );
+    e.ok(&["rm", &id]);
+    for (flags, said) in [
+        (&["--uts", "host", "--hostname", "x"][..], "Conflicting options: hostname and the UTS mode"),
+        (&["--pid", "container:other"][..], "--pid: mode \"container:other\" is not supported"),
+    ] {
+        let o = e.sh(flags, "true");
+        assert!(o.code == 125 && o.stderr.contains(said), "{flags:?}: {}", o.stderr);
+    }
+}
+
+#[test]
 fn capabilities() {
     let e = Env::new();
     let o = e.sh(&[], "hostname changed");

@@ -400,6 +400,15 @@ pub struct ContainerSpecArgs {
     /// Set a label on the container: KEY=VALUE (or KEY, empty)
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
+    /// PID namespace: host shares the host's (default: the container's own)
+    #[arg(long, value_name = "MODE", default_value = "")]
+    pub pid: String,
+    /// IPC namespace: host shares the host's, and its /dev/shm (default: the container's own)
+    #[arg(long, value_name = "MODE", default_value = "")]
+    pub ipc: String,
+    /// UTS (hostname) namespace: host shares the host's (default: the container's own)
+    #[arg(long, value_name = "MODE", default_value = "")]
+    pub uts: String,
     /// Network: none (a new namespace with only lo, the default) or host
     #[arg(long, alias = "net", default_value = "none")]
     pub network: String,

@@ -112,6 +112,7 @@ pub fn command(image: &RunConfig, opts: &RunOptions) -> Result<Vec<String>, From
 /// short id.
 pub fn hostname(opts: &RunOptions, id: &str, host_hostname: &str) -> String {
     match (&opts.hostname, opts.network) {
+        _ if opts.uts_host => host_hostname.to_string(),
         (Some(h), _) => h.clone(),
         (None, NetworkMode::Host) => host_hostname.to_string(),
         (None, NetworkMode::None) => id.chars().take(12).collect(),
@@ -186,6 +187,11 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
         mounts.retain(|m| !is_kernel_filesystem(m));
         (masked, readonly) = (&[], &[]);
     }
+    if opts.ipc_host {
+        // docker's: the host's /dev/shm, and no mqueue mount of the host's namespace.
+        mounts.retain(|m| m.destination() != Path::new("/dev/shm") && m.destination() != Path::new("/dev/mqueue"));
+        mounts.push(bind(Path::new("/dev/shm"), "/dev/shm", false));
+    }
     for (destination, source) in &target.etc_files {
         mounts.push(bind(source, destination, opts.read_only));
     }
@@ -199,7 +205,7 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     }
 
     let mut linux = oci_spec::runtime::Linux::default();
-    linux.set_namespaces(Some(namespaces(opts.network)));
+    linux.set_namespaces(Some(namespaces(opts)));
     linux.set_resources(Some(resources(opts)));
     linux.set_cgroups_path(Some(PathBuf::from(format!("/strata/{}", target.id))));
     linux.set_masked_paths(Some(masked.iter().map(|s| s.to_string()).collect()));
@@ -221,7 +227,8 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
 
     let mut spec = Spec::default();
     spec.set_version("1.0.2".into());
-    spec.set_hostname(Some(hostname));
+    // The host's own namespace is not ours to name.
+    spec.set_hostname((!opts.uts_host).then_some(hostname));
     spec.set_process(Some(process));
     spec.set_root(Some(root));
     spec.set_mounts(Some(mounts));
@@ -326,11 +333,17 @@ fn process_capabilities(set: Capabilities, uid: u32) -> LinuxCapabilities {
     caps
 }
 
-fn namespaces(network: NetworkMode) -> Vec<LinuxNamespace> {
-    let mut types =
-        vec![LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount];
-    if network == NetworkMode::None {
-        types.push(LinuxNamespaceType::Network);
+fn namespaces(opts: &RunOptions) -> Vec<LinuxNamespace> {
+    let mut types = vec![LinuxNamespaceType::Mount];
+    for (typ, host) in [
+        (LinuxNamespaceType::Pid, opts.pid_host),
+        (LinuxNamespaceType::Ipc, opts.ipc_host),
+        (LinuxNamespaceType::Uts, opts.uts_host),
+        (LinuxNamespaceType::Network, opts.network == NetworkMode::Host),
+    ] {
+        if !host {
+            types.push(typ);
+        }
     }
     types
         .into_iter()

@@ -159,6 +159,12 @@ pub struct RunOptions {
     pub labels: std::collections::BTreeMap<String, String>,
     /// `--device`, read from the host.
     pub devices: Vec<Device>,
+    /// `--pid host`: the host's pid namespace.
+    pub pid_host: bool,
+    /// `--ipc host`: the host's IPC namespace and /dev/shm.
+    pub ipc_host: bool,
+    /// `--uts host`: the host's hostname namespace.
+    pub uts_host: bool,
     /// `--privileged`: every capability, no seccomp, every host device, nothing masked, /sys
     /// and the cgroup hierarchies writable.
     pub privileged: bool,
@@ -332,6 +338,16 @@ pub fn parse_device(arg: &str) -> Result<Device, String> {
         minor: libc::minor(rdev) as i64,
         mode: md.permissions().mode() & 0o7777,
     })
+}
+
+/// `--pid`, `--ipc` or `--uts` (`flag`): whether `mode` asks for the host's namespace. docker's
+/// private modes are the default; sharing another container's is not supported.
+pub fn parse_namespace_mode(flag: &str, mode: &str) -> Result<bool, String> {
+    match (flag, mode) {
+        (_, "host") => Ok(true),
+        (_, "") | ("ipc", "private" | "shareable") => Ok(false),
+        (_, other) => Err(format!("--{flag}: mode {other:?} is not supported: use host (or leave it out)")),
+    }
 }
 
 /// One `-e` argument: `KEY=VALUE` as is; a bare `KEY` takes the value from `lookup` (the
