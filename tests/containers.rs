@@ -126,6 +126,11 @@ fn output_and_exit_codes() {
     // Everything after the image is the container's, even what reads as a flag of ours.
     let o = e.run(&["run", "--rm", "--entrypoint", "echo", IMAGE, "--help", "-t", "-v", "x"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "--help -t -v x\n"), "{}", o.stderr);
+    // docker's -h is the hostname; help is --help.
+    let o = e.run(&["run", "--rm", "-h", "named", IMAGE, "hostname"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "named\n"), "{}", o.stderr);
+    let o = e.run(&["create", "--help"]);
+    assert!(o.code == 0 && o.stdout.contains("-h, --hostname <HOSTNAME>"), "{}", o.stdout);
     // Before it, a flag we do not know is an error naming it, not taken for the image.
     let o = e.run(&["run", "--rm", "--memroy", "64m", IMAGE, "true"]);
     assert_eq!(o.code, 125, "{}", o.stderr);

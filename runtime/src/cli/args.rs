@@ -48,8 +48,12 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
     /// Create and start a container from an image
+    // docker's -h is --hostname here: --help only.
+    #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Create a container from an image without starting it
+    // docker's -h is --hostname here: --help only.
+    #[command(disable_help_flag = true)]
     Create(CreateArgs),
     /// Start created or stopped containers
     Start(StartArgs),
@@ -96,8 +100,12 @@ pub enum ContainerCommand {
     #[command(alias = "ps", alias = "list")]
     Ls(PsArgs),
     /// Create and start a container from an image
+    // docker's -h is --hostname here: --help only.
+    #[command(disable_help_flag = true)]
     Run(RunArgs),
     /// Create a container from an image without starting it
+    // docker's -h is --hostname here: --help only.
+    #[command(disable_help_flag = true)]
     Create(CreateArgs),
     /// Start created or stopped containers
     Start(StartArgs),
@@ -353,8 +361,11 @@ pub struct ContainerSpecArgs {
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     /// Container host name (default: the short container ID)
-    #[arg(long)]
+    #[arg(short = 'h', long)]
     pub hostname: Option<String>,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Memory limit (units b, k, m, g), e.g. 64m
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
