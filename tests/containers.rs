@@ -204,6 +204,11 @@ fn environment_cwd_user_and_hostname() {
     let o = e.sh(&["-u", "nobody"], "id -u; id -g; echo $HOME");
     assert_eq!(o.stdout, "65534\n65534\n/nonexistent\n", "{}", o.stderr);
     assert_eq!(e.sh(&["-u", "1234:5678"], "id -u; id -g").stdout, "1234\n5678\n");
+    // --group-add: a name from the image's /etc/group, or a gid.
+    let o = e.sh(&["-u", "1234:5678", "--group-add", "10", "--group-add", "root"], "id -G");
+    assert_eq!(o.stdout, "5678 0 10\n", "{}", o.stderr);
+    let o = e.sh(&["--group-add", "nosuch"], "true");
+    assert!(o.code == 125 && o.stderr.contains("unable to find group nosuch"), "{}", o.stderr);
 
     assert_eq!(e.sh(&["--hostname", "web1"], "hostname").stdout, "web1\n");
     let o = e.run(&["run", "--name", "named", IMAGE, "hostname"]);

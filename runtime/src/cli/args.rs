@@ -402,6 +402,9 @@ pub struct ContainerSpecArgs {
     /// A DNS server for /etc/resolv.conf (instead of the host's)
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,
+    /// Add a supplementary group (a name in the image's /etc/group, or a gid)
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// Every capability, no seccomp, every host device, nothing masked, /sys writable
     #[arg(long)]
     pub privileged: bool,

@@ -371,6 +371,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "PidsLimit": opts.pids_limit,
             "ReadonlyRootfs": opts.read_only,
             "Privileged": opts.privileged,
+            "GroupAdd": (!opts.group_add.is_empty()).then_some(&opts.group_add),
             "PidMode": if opts.pid_host { "host" } else { "" },
             "IpcMode": if opts.ipc_host { "host" } else { "private" },
             "UTSMode": if opts.uts_host { "host" } else { "" },

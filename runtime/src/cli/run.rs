@@ -180,6 +180,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         tmpfs: a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         privileged: a.privileged,
+        group_add: a.group_add.clone(),
         pid_host: run_options::parse_namespace_mode("pid", &a.pid).map_err(anyhow::Error::msg)?,
         ipc_host: run_options::parse_namespace_mode("ipc", &a.ipc).map_err(anyhow::Error::msg)?,
         uts_host: {

@@ -127,7 +127,12 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
         return Err(FromImageError::RelativeWorkdir(cwd));
     }
     let user_spec = opts.user.clone().or_else(|| image.user.clone()).unwrap_or_default();
-    let exec_user = user::resolve(target.rootfs, &user_spec)?;
+    let mut exec_user = user::resolve(target.rootfs, &user_spec)?;
+    for gid in user::resolve_groups(target.rootfs, &opts.group_add)? {
+        if !exec_user.additional_gids.contains(&gid) {
+            exec_user.additional_gids.push(gid);
+        }
+    }
     let hostname = hostname(opts, target.id, target.host_hostname);
     let env = environment(image.env.as_deref().unwrap_or_default(), &opts.env, &hostname, opts.tty, &exec_user.home);
 

@@ -159,6 +159,8 @@ pub struct RunOptions {
     pub labels: std::collections::BTreeMap<String, String>,
     /// `--device`, read from the host.
     pub devices: Vec<Device>,
+    /// `--group-add`: supplementary groups (names in the image's /etc/group, or gids).
+    pub group_add: Vec<String>,
     /// `--pid host`: the host's pid namespace.
     pub pid_host: bool,
     /// `--ipc host`: the host's IPC namespace and /dev/shm.

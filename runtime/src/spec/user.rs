@@ -62,6 +62,28 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ExecUser, UserError> {
     resolve_with(&passwd, &groups, spec)
 }
 
+/// docker's `--group-add`: each group (a name in the image's /etc/group, or a gid) as a gid.
+pub fn resolve_groups(rootfs: &Path, names: &[String]) -> Result<Vec<u32>, UserError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups = parse_group(&read_in_root(rootfs, "etc/group")?);
+    names.iter().map(|n| gid_of(&groups, n)).collect()
+}
+
+fn gid_of(groups: &[GroupEntry], name: &str) -> Result<u32, UserError> {
+    let gid = match name.parse::<u32>() {
+        Ok(gid) => gid,
+        Err(_) => {
+            groups.iter().find(|e| e.name == name).map(|e| e.gid).ok_or_else(|| UserError::NoSuchGroup(name.into()))?
+        }
+    };
+    if gid > MAX_ID {
+        return Err(UserError::Range);
+    }
+    Ok(gid)
+}
+
 fn resolve_with(passwd: &[PasswdEntry], groups: &[GroupEntry], spec: &str) -> Result<ExecUser, UserError> {
     let (user_part, group_part) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -83,17 +105,7 @@ fn resolve_with(passwd: &[PasswdEntry], groups: &[GroupEntry], spec: &str) -> Re
         None => user_part.parse::<u32>().map_err(|_| UserError::Invalid(spec.into()))?,
     };
     let (gid, additional_gids) = match group_part {
-        Some(g) => {
-            let gid = match g.parse::<u32>() {
-                Ok(gid) => gid,
-                Err(_) => groups
-                    .iter()
-                    .find(|e| e.name == g)
-                    .map(|e| e.gid)
-                    .ok_or_else(|| UserError::NoSuchGroup(g.into()))?,
-            };
-            (gid, Vec::new())
-        }
+        Some(g) => (gid_of(groups, g)?, Vec::new()),
         // Without an explicit group: the passwd group, plus every group listing the user.
         None => {
             let gid = entry.map(|e| e.gid).unwrap_or(0);
