@@ -1042,6 +1042,16 @@ fn names_ids_and_errors() {
     let o = e.run(&["rmi", IMAGE]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("image is in use by container"), "{}", o.stderr);
+    // ps shows the name a container was made from while it names that image; once the tag is
+    // gone, the short image ID, as docker does.
+    e.ok(&["tag", IMAGE, "strata-test/second:1"]);
+    let tagged = e.ok(&["create", "--name", "by-tag", "strata-test/second:1", "true"]);
+    let image_of = || e.ok(&["ps", "-a", "--filter", "name=by-tag", "--format", "{{.Image}}"]);
+    assert_eq!(image_of(), "strata-test/second:1\n");
+    e.ok(&["rmi", "strata-test/second:1"]);
+    let image_id = e.inspect(tagged.trim())["Image"].as_str().unwrap().to_string();
+    assert_eq!(image_of(), format!("{}\n", &image_id.trim_start_matches("sha256:")[..12]));
+    e.ok(&["rm", "by-tag"]);
     let pruned = e.ok(&["container", "prune", "-f"]);
     assert!(pruned.contains("Deleted Containers:") && pruned.contains(id), "{pruned}");
     assert!(e.ps(true).is_empty());

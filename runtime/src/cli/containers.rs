@@ -16,6 +16,23 @@ use strata::containers::status::{observe, Observed, State};
 use strata::containers::{ops, ContainerError, Containers};
 use strata::lifecycle::kill::parse_signal;
 
+/// docker's IMAGE column: the name the container was made from while that name still means
+/// its image; else (the tag removed, or moved to another image) the short image ID.
+/// `names_now`: what each name resolves to, looked up once per listing.
+fn image_shown(
+    store: &strata::image::store::Store,
+    r: &ContainerRecord,
+    names_now: &mut std::collections::HashMap<String, Option<String>>,
+) -> String {
+    let now =
+        names_now.entry(r.image.clone()).or_insert_with(|| store.resolve(&r.image).ok().map(|i| i.id().to_string()));
+    if now.as_deref() == Some(r.image_id.as_str()) {
+        return r.image.clone();
+    }
+    let hex = r.image_id.strip_prefix("sha256:").unwrap_or(&r.image_id);
+    hex.chars().take(12).collect()
+}
+
 fn open(ctx: &Ctx) -> Result<Containers> {
     Ok(Containers::open(&ctx.root, ctx.driver)?)
 }
@@ -235,6 +252,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     }
     let listing = template::Listing::parse(&args.format, PS_TABLE)?;
     let created = |r: &ContainerRecord| format!("{} ago", format::human_duration(format::seconds_since(&r.created)));
+    let mut names_now = std::collections::HashMap::new();
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|o| {
@@ -243,7 +261,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
                 "Command": command_text(r, args.no_trunc),
                 "CreatedAt": r.created,
                 "ID": id(r),
-                "Image": r.image,
+                "Image": image_shown(&ctx.store, r, &mut names_now),
                 "Labels": labels(r).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
                 "LocalVolumes": "0",
                 "Mounts": r.options.volumes.iter().map(|v| v.destination.clone()).collect::<Vec<_>>().join(","),
