@@ -213,6 +213,11 @@ fn rmi_refuses_an_image_a_container_uses() {
     assert_eq!(table, format!("TAG       IMAGE ID       REPOSITORY\nlatest    {short}   localhost/busybox\n"));
     let inspected = s.ok(&["image", "inspect", "-f", "{{.Id}} {{index .RepoTags 0}}", "localhost/busybox"]);
     assert_eq!(inspected, format!("{} localhost/busybox:latest\n", img.config_digest()));
+    // The size is the unpacked one (the layer's tar), as docker shows it, not the gzip blob's.
+    let unpacked = support::images::busybox_layer_tar().len() as u64;
+    assert!(unpacked > img.layers[0].size, "the fixture's layer is compressed");
+    assert_eq!(s.ok(&["images", "--format", "{{.SizeBytes}}"]).trim(), unpacked.to_string());
+    assert_eq!(s.ok(&["image", "inspect", "-f", "{{.Size}}", "localhost/busybox"]).trim(), unpacked.to_string());
     s.ok(&["rmi", "-f", "localhost/busybox"]);
     // Listed untagged, as docker lists a dangling image.
     assert_eq!(s.ok(&["images", "-q"]).trim(), &img.config_digest()[7..19]);

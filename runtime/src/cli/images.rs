@@ -108,8 +108,8 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
                 "Digest": image.digest().to_string(),
                 "CreatedAt": image.config.created,
                 "CreatedSince": format::since(image.config.created.as_deref()),
-                "Size": format::size(image.size()),
-                "SizeBytes": image.size(),
+                "Size": format::size(ctx.snapshots.image_size(image)),
+                "SizeBytes": ctx.snapshots.image_size(image),
                 "Platform": image.descriptor.platform.clone().unwrap_or_else(|| image.config.platform()).to_string(),
             })
         })
@@ -167,7 +167,7 @@ pub fn inspect_json(ctx: &Ctx, image: &Image) -> serde_json::Value {
         "Architecture": platform.architecture,
         "Variant": platform.variant,
         "Platform": platform.to_string(),
-        "Size": image.size(),
+        "Size": ctx.snapshots.image_size(image),
         "MediaType": image.descriptor.media_type,
         "Config": image.config.config,
         "RootFS": { "Type": "layers", "Layers": diff_ids },

@@ -32,6 +32,9 @@ pub enum SnapshotError {
     Io { context: String, source: io::Error },
 }
 
+/// In a snapshot's directory, next to `fs`: its unpacked size in bytes.
+const SIZE_FILE: &str = "size";
+
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> SnapshotError {
     let context = context.into();
     move |source| SnapshotError::Io { context, source }
@@ -71,6 +74,21 @@ impl Snapshots {
 
     pub fn exists(&self, chain_id: &Digest) -> bool {
         self.fs_dir(chain_id).is_dir()
+    }
+
+    /// The layer's unpacked size (its uncompressed tar stream, or its module), recorded when it
+    /// was unpacked; None for a snapshot not there, or unpacked before sizes were recorded.
+    pub fn unpacked_size(&self, chain_id: &Digest) -> Option<u64> {
+        fs::read_to_string(self.dir(chain_id).join(SIZE_FILE)).ok()?.trim().parse().ok()
+    }
+
+    /// An image's unpacked size, as docker's SIZE: the sum of its layers' (a layer without a
+    /// recorded size counts its compressed blob).
+    pub fn image_size(&self, image: &Image) -> u64 {
+        let Ok(plan) = Self::plan(image) else { return image.size() };
+        let compressed =
+            |l: &LayerPlan| image.manifest.layers.iter().find(|d| d.digest == l.blob).map(|d| d.size).unwrap_or(0);
+        plan.iter().map(|l| self.unpacked_size(&l.chain_id).unwrap_or_else(|| compressed(l))).sum()
     }
 
     /// The layers of an image, bottom first: tar layers paired with diff_ids and chain IDs,
@@ -127,7 +145,10 @@ impl Snapshots {
         let staging = unique_name(&self.root.snapshots(), ".staging-");
         let fs_dir = staging.join("fs");
         fs::create_dir_all(&fs_dir).map_err(io_err(format!("creating {}", fs_dir.display())))?;
-        let result = self.unpack_into(store, layer, &fs_dir, limits);
+        let result = self.unpack_into(store, layer, &fs_dir, limits).map(|size| {
+            // What `images` shows; a snapshot is complete without it.
+            let _ = fs::write(staging.join(SIZE_FILE), size.to_string());
+        });
         let result = result.and_then(|()| {
             match fs::rename(&staging, self.dir(&layer.chain_id)) {
                 Ok(()) => Ok(()),
@@ -148,7 +169,7 @@ impl Snapshots {
         layer: &LayerPlan,
         dest: &Path,
         limits: &ApplyLimits,
-    ) -> Result<(), SnapshotError> {
+    ) -> Result<u64, SnapshotError> {
         let blob = store.blob_path(&layer.blob);
         let compression = match layer.kind {
             LayerKind::Tar => Compression::None,
@@ -156,7 +177,8 @@ impl Snapshots {
             LayerKind::TarZstd => Compression::Zstd,
             LayerKind::Wasm => {
                 let name = layer.wasm_file.as_deref().unwrap_or("module.wasm");
-                return wasm::materialise(&blob, &layer.blob, name, dest);
+                wasm::materialise(&blob, &layer.blob, name, dest)?;
+                return Ok(fs::metadata(&blob).map(|m| m.len()).unwrap_or(0));
             }
         };
         let file = File::open(&blob).map_err(io_err(format!("opening layer {}", layer.blob)))?;
@@ -181,7 +203,7 @@ impl Snapshots {
                 actual,
             });
         }
-        Ok(())
+        Ok(outcome.unpacked_bytes)
     }
 
     /// The snapshot dirs of an image, bottom first (unpacking any that are missing).
