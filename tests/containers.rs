@@ -445,6 +445,53 @@ fn cpu_quota() {
 }
 
 #[test]
+fn memory_and_cpu_flags() {
+    // docker's --memory-swap, --memory-reservation, --cpu-shares, --cpuset-cpus/-mems: the
+    // cgroup's values, inspect's, and docker's refusals.
+    let e = Env::new();
+    let flags = ["run", "-m", "64m", "--memory-swap", "128m", "--memory-reservation", "32m", "-c", "512"];
+    let id = e.ok(&[&flags[..], &["--cpuset-cpus", "0", "--cpuset-mems", "0", "-d", IMAGE, "sleep", "30"]].concat());
+    let id = id.trim();
+    assert_eq!(cgroup_file("memory", id, "memory.limit_in_bytes"), "67108864");
+    if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+        assert_eq!(cgroup_file("memory", id, "memory.memsw.limit_in_bytes"), "134217728");
+    }
+    assert_eq!(cgroup_file("memory", id, "memory.soft_limit_in_bytes"), "33554432");
+    assert_eq!(cgroup_file("cpu", id, "cpu.shares"), "512");
+    assert_eq!(
+        (cgroup_file("cpuset", id, "cpuset.cpus"), cgroup_file("cpuset", id, "cpuset.mems")),
+        ("0".into(), "0".into())
+    );
+    let config = &e.inspect(id)["HostConfig"];
+    assert_eq!(
+        (&config["MemorySwap"], &config["CpuShares"], &config["CpusetCpus"]),
+        (&134217728.into(), &512.into(), &"0".into())
+    );
+    e.ok(&["rm", "-f", id]);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for (flags, said) in [
+        (
+            &["--memory-swap", "64m"][..],
+            "You should always set the Memory limit when using Memoryswap limit".to_string(),
+        ),
+        (
+            &["-m", "64m", "--memory-swap", "32m"][..],
+            "Minimum memoryswap limit should be larger than memory limit".into(),
+        ),
+        (&["-m", "32m", "--memory-reservation", "64m"][..], "can not be less than memory reservation limit".into()),
+        (
+            &["--cpuset-cpus", "64"][..],
+            format!("Requested CPUs are not available - requested 64, available: 0-{}", cpus - 1),
+        ),
+        (&["--cpuset-cpus", "x"][..], "Invalid value x for --cpuset-cpus".into()),
+    ] {
+        let o = e.sh(flags, "true");
+        assert!(o.code == 125 && o.stderr.contains(&said), "{flags:?}: {}", o.stderr);
+    }
+    assert!(e.s.ps(true).is_empty());
+}
+
+#[test]
 fn detached_logs_stop_rm() {
     let e = Env::new();
     let out = e.ok(&[

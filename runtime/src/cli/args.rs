@@ -369,9 +369,24 @@ pub struct ContainerSpecArgs {
     /// Memory limit (units b, k, m, g), e.g. 64m
     #[arg(short = 'm', long)]
     pub memory: Option<String>,
+    /// Memory plus swap (units b, k, m, g); -1 for unlimited swap (default: twice --memory)
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit (units b, k, m, g)
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
     /// Number of CPUs (e.g. 0.5)
     #[arg(long)]
     pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
     /// Maximum number of processes (-1: unlimited)
     #[arg(long = "pids-limit", allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,

@@ -153,6 +153,42 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
             bail!("range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
         }
     }
+    let memory = a.memory.as_deref().map(run_options::parse_memory).transpose()?.flatten();
+    // docker's rules and words.
+    let memory_swap = match a.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(s) => match run_options::parse_bytes(s)? {
+            0 => None,
+            swap => Some(swap),
+        },
+    };
+    if let Some(swap) = memory_swap {
+        match memory {
+            None => bail!("You should always set the Memory limit when using Memoryswap limit, see usage"),
+            Some(m) if swap != -1 && swap < m => {
+                bail!("Minimum memoryswap limit should be larger than memory limit, see usage")
+            }
+            _ => {}
+        }
+    }
+    let memory_reservation =
+        a.memory_reservation.as_deref().map(run_options::parse_bytes).transpose()?.filter(|r| *r > 0);
+    if let (Some(m), Some(r)) = (memory, memory_reservation) {
+        if r > m {
+            bail!("Minimum memory limit can not be less than memory reservation limit, see usage");
+        }
+    }
+    for (flag, what, list, online) in [
+        ("--cpuset-cpus", "CPUs", &a.cpuset_cpus, "/sys/devices/system/cpu/online"),
+        ("--cpuset-mems", "Mems", &a.cpuset_mems, "/sys/devices/system/node/online"),
+    ] {
+        if let Some(list) = list {
+            // A host without NUMA nodes listed has node 0.
+            let online = std::fs::read_to_string(online).unwrap_or_else(|_| "0".into());
+            run_options::check_cpuset(flag, what, list, &online).map_err(anyhow::Error::msg)?;
+        }
+    }
     let options = RunOptions {
         entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
         cmd: a.command().to_vec(),
@@ -160,8 +196,13 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
-        memory: a.memory.as_deref().map(run_options::parse_memory).transpose()?.flatten(),
+        memory,
+        memory_swap,
+        memory_reservation,
         cpus,
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        cpuset_mems: a.cpuset_mems.clone(),
         pids_limit: a.pids_limit,
         read_only: a.read_only,
         cap_add: a.cap_add.clone(),

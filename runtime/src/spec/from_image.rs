@@ -384,18 +384,26 @@ fn resources(opts: &RunOptions) -> LinuxResources {
         devices.push(allow);
     }
     r.set_devices(Some(devices));
-    if let Some(limit) = opts.memory {
+    if opts.memory.is_some() || opts.memory_reservation.is_some() {
         let mut mem = LinuxMemory::default();
-        mem.set_limit(Some(limit));
-        // docker's default: as much swap as memory (memory+swap = twice the limit).
-        mem.set_swap(Some(limit.saturating_mul(2)));
+        if let Some(limit) = opts.memory {
+            mem.set_limit(Some(limit));
+            // docker's default: as much swap as memory (memory+swap = twice the limit).
+            mem.set_swap(Some(opts.memory_swap.unwrap_or(limit.saturating_mul(2))));
+        }
+        mem.set_reservation(opts.memory_reservation);
         r.set_memory(Some(mem));
     }
-    if let Some(cpus) = opts.cpus {
-        let (period, quota) = cpu_quota(cpus);
+    if opts.cpus.is_some() || opts.cpu_shares.is_some() || opts.cpuset_cpus.is_some() || opts.cpuset_mems.is_some() {
         let mut cpu = LinuxCpu::default();
-        cpu.set_period(Some(period));
-        cpu.set_quota(Some(quota));
+        if let Some(cpus) = opts.cpus {
+            let (period, quota) = cpu_quota(cpus);
+            cpu.set_period(Some(period));
+            cpu.set_quota(Some(quota));
+        }
+        cpu.set_shares(opts.cpu_shares);
+        cpu.set_cpus(opts.cpuset_cpus.clone());
+        cpu.set_mems(opts.cpuset_mems.clone());
         r.set_cpu(Some(cpu));
     }
     if let Some(limit) = opts.pids_limit {

@@ -159,6 +159,16 @@ pub struct RunOptions {
     pub labels: std::collections::BTreeMap<String, String>,
     /// `--device`, read from the host.
     pub devices: Vec<Device>,
+    /// `--memory-swap`: memory plus swap, bytes; -1 is unlimited swap (default: twice the
+    /// memory limit).
+    pub memory_swap: Option<i64>,
+    /// `--memory-reservation`: the soft limit, bytes.
+    pub memory_reservation: Option<i64>,
+    /// `--cpu-shares`: the relative weight (cpu.shares).
+    pub cpu_shares: Option<u64>,
+    /// `--cpuset-cpus` / `--cpuset-mems`: the CPUs and memory nodes allowed (`0-2,4`).
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
     /// `--group-add`: supplementary groups (names in the image's /etc/group, or gids).
     pub group_add: Vec<String>,
     /// `--pid host`: the host's pid namespace.
@@ -342,6 +352,31 @@ pub fn parse_device(arg: &str) -> Result<Device, String> {
     })
 }
 
+/// A cpuset list (`0-2,4`) as a set of numbers, or None if it is not one.
+pub fn parse_cpuset(list: &str) -> Option<std::collections::BTreeSet<u32>> {
+    let mut set = std::collections::BTreeSet::new();
+    for part in list.split(',') {
+        let (low, high) = part.split_once('-').unwrap_or((part, part));
+        let (low, high): (u32, u32) = (low.parse().ok()?, high.parse().ok()?);
+        if low > high || high - low > 1 << 16 {
+            return None;
+        }
+        set.extend(low..=high);
+    }
+    Some(set)
+}
+
+/// `--cpuset-cpus`/`--cpuset-mems` checked as docker does: a list, of what `online` (the host's
+/// list, e.g. /sys/devices/system/cpu/online) has. `what` is "CPUs" or "Mems".
+pub fn check_cpuset(flag: &str, what: &str, list: &str, online: &str) -> Result<(), String> {
+    let wanted = parse_cpuset(list).ok_or_else(|| format!("Invalid value {list} for {flag}"))?;
+    let available = parse_cpuset(online.trim()).unwrap_or_default();
+    if !wanted.is_subset(&available) {
+        return Err(format!("Requested {what} are not available - requested {list}, available: {}", online.trim()));
+    }
+    Ok(())
+}
+
 /// `--pid`, `--ipc` or `--uts` (`flag`): whether `mode` asks for the host's namespace. docker's
 /// private modes are the default; sharing another container's is not supported.
 pub fn parse_namespace_mode(flag: &str, mode: &str) -> Result<bool, String> {
@@ -440,6 +475,19 @@ pub fn cpu_quota(cpus: f64) -> (u64, i64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cpusets_are_lists_of_what_the_host_has() {
+        let set = |l: &str| parse_cpuset(l).map(|s| s.into_iter().collect::<Vec<_>>());
+        assert_eq!(set("0-2,4"), Some(vec![0, 1, 2, 4]));
+        assert_eq!(set("3"), Some(vec![3]));
+        for bad in ["", "x", "2-1", "1,", "-1", "0-99999999"] {
+            assert_eq!(set(bad), None, "{bad:?}");
+        }
+        assert!(check_cpuset("--cpuset-cpus", "CPUs", "0,1", "0-1\n").is_ok());
+        let e = check_cpuset("--cpuset-cpus", "CPUs", "1-2", "0-1\n").unwrap_err();
+        assert_eq!(e, "Requested CPUs are not available - requested 1-2, available: 0-1");
+    }
+
     use super::*;
 
     #[test]
