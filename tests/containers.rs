@@ -665,6 +665,19 @@ fn tmpfs_mounts_and_the_stop_signal() {
     assert!(e.ok(&["logs", "sig"]).contains("got usr1"));
     assert_eq!(e.run(&["run", "--rm", "--stop-signal", "SIGNOPE", IMAGE, "true"]).code, 125);
     e.ok(&["rm", "sig"]);
+    // --stop-timeout is how long stop waits without -t: a container that ignores SIGTERM
+    // is killed after 1 s, not docker's default 10.
+    let deaf = "trap '' TERM; echo ready; while :; do sleep 0.1; done";
+    e.ok(&["run", "-d", "--name", "deaf", "--stop-timeout", "1", IMAGE, "sh", "-c", deaf]);
+    while !e.ok(&["logs", "deaf"]).contains("ready") && std::time::Instant::now() < deadline + Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Config.StopTimeout}}", "deaf"]), "1\n");
+    let started = std::time::Instant::now();
+    e.ok(&["stop", "deaf"]);
+    assert!(started.elapsed() < Duration::from_secs(8), "stop took {:?}", started.elapsed());
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "deaf"]), "137\n");
+    e.ok(&["rm", "deaf"]);
 }
 
 #[test]

@@ -405,6 +405,9 @@ pub struct ContainerSpecArgs {
     /// Mount a tmpfs at PATH (options after a colon: size=64m,mode=1777,...)
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
+    /// Seconds `stop` waits before it kills the container (default 10; -1: no limit)
+    #[arg(long = "stop-timeout", allow_hyphen_values = true)]
+    pub stop_timeout: Option<i64>,
     /// The signal `stop` sends first (default: the image's, else SIGTERM)
     #[arg(long = "stop-signal", value_name = "SIGNAL")]
     pub stop_signal: Option<String>,
@@ -558,8 +561,9 @@ pub struct LogsArgs {
 #[derive(Args, Debug)]
 pub struct StopArgs {
     /// Seconds to wait for the container to stop before killing it
-    #[arg(short = 't', long = "time", alias = "timeout", default_value_t = 10)]
-    pub time: u64,
+    /// (default: the container's --stop-timeout, else 10; -1 waits for as long as it takes)
+    #[arg(short = 't', long = "time", alias = "timeout", allow_hyphen_values = true)]
+    pub time: Option<i64>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

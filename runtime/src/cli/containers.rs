@@ -10,7 +10,6 @@ use super::template;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::io::Write;
-use std::time::Duration;
 use strata::containers::record::ContainerRecord;
 use strata::containers::status::{observe, Observed, State};
 use strata::containers::{ops, ContainerError, Containers};
@@ -68,9 +67,8 @@ fn each_resolved(
 }
 
 pub fn stop(ctx: &Ctx, args: StopArgs) -> Result<i32> {
-    let timeout = Duration::from_secs(args.time);
     each(ctx, &args.containers, |c, r| {
-        ops::stop(c, r, timeout)?;
+        ops::stop(c, r, ops::stop_timeout(r, args.time))?;
         Ok(None)
     })
 }
@@ -429,6 +427,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "Tty": opts.tty,
             "OpenStdin": opts.interactive,
             "StopSignal": r.options.stop_signal.as_ref().or(r.image_config.stop_signal.as_ref()),
+            "StopTimeout": r.options.stop_timeout,
         },
         "Mounts": opts.volumes.iter().map(|v| json!({
             "Type": "bind", "Source": v.source, "Destination": v.destination, "RW": !v.read_only,

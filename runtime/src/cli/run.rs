@@ -72,8 +72,8 @@ pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
 /// docker's `restart`: stop each container (the stop signal, then SIGKILL after `-t`) if it
 /// runs, and start it again, detached.
 pub fn restart(ctx: &Ctx, args: StopArgs, log_level: &str) -> Result<i32> {
-    let timeout = std::time::Duration::from_secs(args.time);
     super::containers::each(ctx, &args.containers, |containers, record| {
+        let timeout = strata::containers::ops::stop_timeout(record, args.time);
         strata::containers::ops::stop(containers, record, timeout)?;
         // Read again: the stop recorded the end of the run (an `--rm` one is gone now).
         start_detached(ctx, &containers.resolve(&record.id)?, log_level)?;
@@ -221,6 +221,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         tmpfs: a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         privileged: a.privileged,
+        stop_timeout: a.stop_timeout,
         group_add: a.group_add.clone(),
         pid_host: run_options::parse_namespace_mode("pid", &a.pid).map_err(anyhow::Error::msg)?,
         ipc_host: run_options::parse_namespace_mode("ipc", &a.ipc).map_err(anyhow::Error::msg)?,

@@ -57,9 +57,16 @@ pub fn stop_signal(record: &ContainerRecord) -> i32 {
         .unwrap_or(libc::SIGTERM)
 }
 
-/// docker's stop: the stop signal, then SIGKILL after `timeout`; returns once the run's end
-/// is recorded. A container that is not running is left as it is.
-pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Duration) -> Result<(), ContainerError> {
+/// docker's stop timeout: `-t` if given, else the container's `--stop-timeout`, else 10 s;
+/// a negative one (None) waits for as long as the container takes.
+pub fn stop_timeout(record: &ContainerRecord, given: Option<i64>) -> Option<Duration> {
+    let seconds = given.or(record.options.stop_timeout).unwrap_or(10);
+    u64::try_from(seconds).ok().map(Duration::from_secs)
+}
+
+/// docker's stop: the stop signal, then SIGKILL after `timeout` (None: never); returns once
+/// the run's end is recorded. A container that is not running is left as it is.
+pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Option<Duration>) -> Result<(), ContainerError> {
     let Some(obs) = after_start(c, observed(c, record)?)? else { return Ok(()) };
     if !obs.is_running() {
         return Ok(());
@@ -69,11 +76,11 @@ pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Duration) -> Resu
         // A frozen process can't act on the signal.
         crate::lifecycle::ops::resume(c.runtime(), &record.id)?;
     }
-    let gone = |fd: &Option<std::os::fd::OwnedFd>, t| fd.as_ref().is_none_or(|fd| wait_readable(fd, Some(t)));
+    let gone = |fd: &Option<std::os::fd::OwnedFd>, t| fd.as_ref().is_none_or(|fd| wait_readable(fd, t));
     let _ = kill::kill(c.runtime(), &record.id, stop_signal(record), false);
     if !gone(&init, timeout) {
         let _ = kill::kill(c.runtime(), &record.id, libc::SIGKILL, false);
-        gone(&init, KILL_GRACE);
+        gone(&init, Some(KILL_GRACE));
     }
     wait_for_monitor(c, &record.id);
     // Settles a run whose monitor was already gone.

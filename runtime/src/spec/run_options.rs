@@ -169,6 +169,8 @@ pub struct RunOptions {
     /// `--cpuset-cpus` / `--cpuset-mems`: the CPUs and memory nodes allowed (`0-2,4`).
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL (-1: for ever; default 10).
+    pub stop_timeout: Option<i64>,
     /// `--group-add`: supplementary groups (names in the image's /etc/group, or gids).
     pub group_add: Vec<String>,
     /// `--pid host`: the host's pid namespace.
