@@ -1129,6 +1129,17 @@ fn volumes() {
     assert_eq!(std::fs::read_to_string(host.path().join("out")).unwrap(), "back\n");
     let ro = format!("{}:/data:ro", host.path().display());
     assert_ne!(e.sh(&["-v", &ro], "echo x > /data/x").code, 0);
+    // docker's long form: a read-only bind and a tmpfs with its size and mode.
+    let bind = format!("type=bind,source={},target=/data,readonly", host.path().display());
+    let tmpfs = "type=tmpfs,destination=/scratch,tmpfs-size=1m,tmpfs-mode=1770";
+    let o = e.sh(&["--mount", &bind, "--mount", tmpfs], "cat /data/in; stat -c %a /scratch; echo x > /data/x");
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert_eq!(o.stdout, "from host\n1770\n", "{}", o.stderr);
+    assert!(o.stderr.contains("Read-only file system"), "{}", o.stderr);
+    assert!(!host.path().join("x").exists());
+    let o = e.sh(&["--mount", "type=bind,source=/no/such/dir,target=/x"], "true");
+    assert!(o.code == 125 && o.stderr.contains("bind source path does not exist: /no/such/dir"), "{}", o.stderr);
+    assert!(e.s.ps(true).is_empty());
 }
 
 #[test]

@@ -402,6 +402,9 @@ pub struct ContainerSpecArgs {
     /// Security options: seccomp=unconfined, seccomp=builtin (docker's default profile) or seccomp=PROFILE.json
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// A mount in docker's long form: type=bind,source=SRC,target=DST[,readonly] or type=tmpfs,target=DST[,tmpfs-size=64m][,tmpfs-mode=1777]
+    #[arg(long = "mount", value_name = "type=...,target=...")]
+    pub mount: Vec<String>,
     /// Mount a tmpfs at PATH (options after a colon: size=64m,mode=1777,...)
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,

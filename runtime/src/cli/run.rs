@@ -189,6 +189,12 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
             run_options::check_cpuset(flag, what, list, &online).map_err(anyhow::Error::msg)?;
         }
     }
+    let mounts: Vec<run_options::MountArg> = a
+        .mount
+        .iter()
+        .map(|m| run_options::parse_mount(m))
+        .collect::<Result<_, String>>()
+        .map_err(anyhow::Error::msg)?;
     let options = RunOptions {
         entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
         cmd: a.command().to_vec(),
@@ -209,8 +215,12 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         cap_drop: a.cap_drop.clone(),
         network: a.network.parse().map_err(anyhow::Error::msg)?,
         volumes: {
-            let volumes: Vec<run_options::Volume> =
+            let mut volumes: Vec<run_options::Volume> =
                 a.volumes.iter().map(|v| v.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
+            volumes.extend(mounts.iter().filter_map(|m| match m {
+                run_options::MountArg::Bind(v) => Some(v.clone()),
+                run_options::MountArg::Tmpfs(_) => None,
+            }));
             run_options::check_volumes(&volumes).map_err(anyhow::Error::msg)?;
             volumes
         },
@@ -218,7 +228,15 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         interactive: a.interactive,
         security_opt: a.security_opt.clone(),
         seccomp: SeccompMode::from_security_opts(&a.security_opt)?,
-        tmpfs: a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        tmpfs: {
+            let mut tmpfs: Vec<run_options::Tmpfs> =
+                a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
+            tmpfs.extend(mounts.iter().filter_map(|m| match m {
+                run_options::MountArg::Tmpfs(t) => Some(t.clone()),
+                run_options::MountArg::Bind(_) => None,
+            }));
+            tmpfs
+        },
         ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         privileged: a.privileged,
         stop_timeout: a.stop_timeout,

@@ -66,6 +66,25 @@ impl std::str::FromStr for Volume {
             [src, dst, mode] => (*src, *dst, *mode),
             _ => return Err(format!("invalid volume specification {s:?}: expected SRC:DST[:ro|rw]")),
         };
+        let mut read_only = false;
+        for option in mode.split(',').filter(|o| !o.is_empty()) {
+            match option {
+                "rw" => read_only = false,
+                "ro" => read_only = true,
+                // SELinux relabelling: nothing to relabel without SELinux, as docker on such hosts.
+                "z" | "Z" => {}
+                other => {
+                    return Err(format!("invalid volume specification {s:?}: unknown mode {other:?} (ro, rw, z or Z)"))
+                }
+            }
+        }
+        Volume::checked(s, source, destination, read_only)
+    }
+}
+
+impl Volume {
+    /// A bind of `source` at `destination`, checked (`spec` is what the user wrote, for errors).
+    fn checked(s: &str, source: &str, destination: &str, read_only: bool) -> Result<Volume, String> {
         if !source.starts_with('/') {
             return Err(format!(
                 "invalid volume specification {s:?}: named volumes are not supported, the source must be an absolute host path"
@@ -82,19 +101,75 @@ impl std::str::FromStr for Volume {
         if destination == "/proc" || destination.starts_with("/proc/") {
             return Err(format!("invalid volume specification {s:?}: {destination} cannot be a volume's destination"));
         }
-        let mut read_only = false;
-        for option in mode.split(',').filter(|o| !o.is_empty()) {
-            match option {
-                "rw" => read_only = false,
-                "ro" => read_only = true,
-                // SELinux relabelling: nothing to relabel without SELinux, as docker on such hosts.
-                "z" | "Z" => {}
-                other => {
-                    return Err(format!("invalid volume specification {s:?}: unknown mode {other:?} (ro, rw, z or Z)"))
-                }
-            }
-        }
         Ok(Volume { source: source.into(), destination, read_only })
+    }
+}
+
+/// A `--mount` (docker's long form): a bind, as `-v` makes, or a tmpfs, as `--tmpfs` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountArg {
+    Bind(Volume),
+    Tmpfs(Tmpfs),
+}
+
+/// Parse `--mount type=bind|tmpfs,source=...,target=...[,readonly][,tmpfs-size=..][,tmpfs-mode=..]`
+/// in docker's terms (`src`, `dst`/`destination`, `ro`; a bare `readonly` is true).
+pub fn parse_mount(s: &str) -> Result<MountArg, String> {
+    let invalid = |why: String| format!("invalid argument {s:?} for \"--mount\" flag: {why}");
+    let (mut typ, mut source, mut target, mut read_only) = ("volume", None, None, false);
+    let mut tmpfs_options = Vec::new();
+    for field in s.split(',') {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        let flag = |v: Option<&str>| match v {
+            None | Some("1" | "true") => Ok(true),
+            Some("0" | "false") => Ok(false),
+            Some(other) => Err(invalid(format!("invalid value for {key}: {other}"))),
+        };
+        match (key.to_ascii_lowercase().as_str(), value) {
+            ("readonly" | "ro", v) => read_only = flag(v)?,
+            (_, None) => return Err(invalid(format!("invalid field '{field}' must be a key=value pair"))),
+            ("type", Some(v)) => typ = v,
+            ("source" | "src", Some(v)) => source = Some(v),
+            ("target" | "dst" | "destination", Some(v)) => target = Some(v),
+            // Without SELinux or a VM between, these change nothing (as docker on Linux).
+            ("consistency" | "bind-propagation" | "bind-nonrecursive", Some(_)) => {}
+            ("tmpfs-size", Some(v)) => {
+                tmpfs_options.push(format!("size={}", parse_bytes(v).map_err(|e| invalid(e.to_string()))?))
+            }
+            ("tmpfs-mode", Some(v)) => {
+                let mode =
+                    u32::from_str_radix(v, 8).map_err(|_| invalid(format!("invalid value for tmpfs-mode: {v}")))?;
+                tmpfs_options.push(format!("mode={mode:o}"));
+            }
+            (other, Some(_)) => return Err(invalid(format!("unexpected key '{other}' in '{field}'"))),
+        }
+    }
+    let target = target.ok_or_else(|| invalid("target is required".into()))?;
+    match typ {
+        "bind" => {
+            let source = source.ok_or_else(|| invalid("source is required when specifying a bind mount".into()))?;
+            let volume = Volume::checked(s, source, target, read_only)?;
+            // docker's: unlike -v, --mount makes no missing source.
+            if !volume.source.exists() {
+                return Err(format!(
+                    "invalid mount config for type \"bind\": bind source path does not exist: {source}"
+                ));
+            }
+            Ok(MountArg::Bind(volume))
+        }
+        "tmpfs" => {
+            if source.is_some() {
+                return Err(invalid("source is not supported for tmpfs mounts".into()));
+            }
+            if read_only {
+                tmpfs_options.push("ro".into());
+            }
+            format!("{target}:{}", tmpfs_options.join(",")).parse().map(MountArg::Tmpfs)
+        }
+        other => Err(invalid(format!("mount type {other:?} is not supported: use bind or tmpfs"))),
     }
 }
 
@@ -477,6 +552,34 @@ pub fn cpu_quota(cpus: f64) -> (u64, i64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mounts_in_dockers_long_form() {
+        let bind = parse_mount("type=bind,src=/tmp,dst=/data/./x/,readonly").unwrap();
+        assert_eq!(
+            bind,
+            MountArg::Bind(Volume { source: "/tmp".into(), destination: "/data/x".into(), read_only: true })
+        );
+        let MountArg::Bind(v) = parse_mount("type=bind,source=/tmp,target=/d,ro=false").unwrap() else { panic!() };
+        assert!(!v.read_only);
+        let MountArg::Tmpfs(t) = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap() else {
+            panic!()
+        };
+        assert_eq!(t.destination, "/t");
+        assert!(t.options.contains(&"size=1048576".to_string()) && t.options.contains(&"mode=1770".to_string()));
+        for (bad, said) in [
+            ("type=bind,src=/tmp", "target is required"),
+            ("type=bind,dst=/x", "source is required"),
+            ("type=volume,dst=/x", "mount type \"volume\" is not supported"),
+            ("type=bind,src=/tmp,dst=/x,nope=1", "unexpected key 'nope'"),
+            ("type=tmpfs,dst=/x,tmpfs-mode=9", "invalid value for tmpfs-mode"),
+            ("type=bind,src=/no/such/dir,dst=/x", "bind source path does not exist: /no/such/dir"),
+            ("type=bind,src=relative,dst=/x", "named volumes are not supported"),
+        ] {
+            let e = parse_mount(bad).unwrap_err();
+            assert!(e.contains(said), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn cpusets_are_lists_of_what_the_host_has() {
         let set = |l: &str| parse_cpuset(l).map(|s| s.into_iter().collect::<Vec<_>>());
