@@ -153,48 +153,10 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
             bail!("range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
         }
     }
-    let memory = a.memory.as_deref().map(run_options::parse_memory).transpose()?.flatten();
-    // docker's rules and words.
-    let memory_swap = match a.memory_swap.as_deref() {
-        None => None,
-        Some("-1") => Some(-1),
-        Some(s) => match run_options::parse_bytes(s)? {
-            0 => None,
-            swap => Some(swap),
-        },
-    };
-    if let Some(swap) = memory_swap {
-        match memory {
-            None => bail!("You should always set the Memory limit when using Memoryswap limit, see usage"),
-            Some(m) if swap != -1 && swap < m => {
-                bail!("Minimum memoryswap limit should be larger than memory limit, see usage")
-            }
-            _ => {}
-        }
-    }
-    let memory_reservation =
-        a.memory_reservation.as_deref().map(run_options::parse_bytes).transpose()?.filter(|r| *r > 0);
-    if let (Some(m), Some(r)) = (memory, memory_reservation) {
-        if r > m {
-            bail!("Minimum memory limit can not be less than memory reservation limit, see usage");
-        }
-    }
-    for (flag, what, list, online) in [
-        ("--cpuset-cpus", "CPUs", &a.cpuset_cpus, "/sys/devices/system/cpu/online"),
-        ("--cpuset-mems", "Mems", &a.cpuset_mems, "/sys/devices/system/node/online"),
-    ] {
-        if let Some(list) = list {
-            // A host without NUMA nodes listed has node 0.
-            let online = std::fs::read_to_string(online).unwrap_or_else(|_| "0".into());
-            run_options::check_cpuset(flag, what, list, &online).map_err(anyhow::Error::msg)?;
-        }
-    }
-    let mounts: Vec<run_options::MountArg> = a
-        .mount
-        .iter()
-        .map(|m| run_options::parse_mount(m))
-        .collect::<Result<_, String>>()
-        .map_err(anyhow::Error::msg)?;
+    let (memory, memory_swap, memory_reservation) = memory_flags(a)?;
+    check_cpusets(a)?;
+    let (volumes, tmpfs) = mount_flags(a)?;
+    let (pid_host, ipc_host, uts_host) = namespace_flags(a)?;
     let options = RunOptions {
         entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
         cmd: a.command().to_vec(),
@@ -214,42 +176,19 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         network: a.network.parse().map_err(anyhow::Error::msg)?,
-        volumes: {
-            let mut volumes: Vec<run_options::Volume> =
-                a.volumes.iter().map(|v| v.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
-            volumes.extend(mounts.iter().filter_map(|m| match m {
-                run_options::MountArg::Bind(v) => Some(v.clone()),
-                run_options::MountArg::Tmpfs(_) => None,
-            }));
-            run_options::check_volumes(&volumes).map_err(anyhow::Error::msg)?;
-            volumes
-        },
+        volumes,
         tty: a.tty,
         interactive: a.interactive,
         security_opt: a.security_opt.clone(),
         seccomp: SeccompMode::from_security_opts(&a.security_opt)?,
-        tmpfs: {
-            let mut tmpfs: Vec<run_options::Tmpfs> =
-                a.tmpfs.iter().map(|t| t.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?;
-            tmpfs.extend(mounts.iter().filter_map(|m| match m {
-                run_options::MountArg::Tmpfs(t) => Some(t.clone()),
-                run_options::MountArg::Bind(_) => None,
-            }));
-            tmpfs
-        },
+        tmpfs,
         ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         privileged: a.privileged,
         stop_timeout: a.stop_timeout,
         group_add: a.group_add.clone(),
-        pid_host: run_options::parse_namespace_mode("pid", &a.pid).map_err(anyhow::Error::msg)?,
-        ipc_host: run_options::parse_namespace_mode("ipc", &a.ipc).map_err(anyhow::Error::msg)?,
-        uts_host: {
-            let host = run_options::parse_namespace_mode("uts", &a.uts).map_err(anyhow::Error::msg)?;
-            if host && a.hostname.is_some() {
-                bail!("Conflicting options: hostname and the UTS mode");
-            }
-            host
-        },
+        pid_host,
+        ipc_host,
+        uts_host,
         devices: a
             .device
             .iter()
@@ -295,6 +234,81 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         }
     }
     Ok(options)
+}
+
+/// `--memory`, `--memory-swap`, `--memory-reservation`, in bytes, with docker's rules and words.
+fn memory_flags(a: &ContainerSpecArgs) -> Result<(Option<i64>, Option<i64>, Option<i64>)> {
+    let memory = a.memory.as_deref().map(run_options::parse_memory).transpose()?.flatten();
+    let memory_swap = match a.memory_swap.as_deref() {
+        None => None,
+        Some("-1") => Some(-1),
+        Some(s) => match run_options::parse_bytes(s)? {
+            0 => None,
+            swap => Some(swap),
+        },
+    };
+    if let Some(swap) = memory_swap {
+        match memory {
+            None => bail!("You should always set the Memory limit when using Memoryswap limit, see usage"),
+            Some(m) if swap != -1 && swap < m => {
+                bail!("Minimum memoryswap limit should be larger than memory limit, see usage")
+            }
+            _ => {}
+        }
+    }
+    let memory_reservation =
+        a.memory_reservation.as_deref().map(run_options::parse_bytes).transpose()?.filter(|r| *r > 0);
+    if let (Some(m), Some(r)) = (memory, memory_reservation) {
+        if r > m {
+            bail!("Minimum memory limit can not be less than memory reservation limit, see usage");
+        }
+    }
+    Ok((memory, memory_swap, memory_reservation))
+}
+
+/// `--cpuset-cpus` and `--cpuset-mems`: lists of what this host has.
+fn check_cpusets(a: &ContainerSpecArgs) -> Result<()> {
+    for (flag, what, list, online) in [
+        ("--cpuset-cpus", "CPUs", &a.cpuset_cpus, "/sys/devices/system/cpu/online"),
+        ("--cpuset-mems", "Mems", &a.cpuset_mems, "/sys/devices/system/node/online"),
+    ] {
+        if let Some(list) = list {
+            // A host without NUMA nodes listed has node 0.
+            let online = std::fs::read_to_string(online).unwrap_or_else(|_| "0".into());
+            run_options::check_cpuset(flag, what, list, &online).map_err(anyhow::Error::msg)?;
+        }
+    }
+    Ok(())
+}
+
+/// `-v` and `--mount type=bind` as binds, `--tmpfs` and `--mount type=tmpfs` as tmpfs mounts.
+fn mount_flags(a: &ContainerSpecArgs) -> Result<(Vec<run_options::Volume>, Vec<run_options::Tmpfs>)> {
+    use run_options::MountArg;
+    let parsed = |list: &[String], parse: &dyn Fn(&str) -> Result<MountArg, String>| {
+        list.iter().map(|m| parse(m)).collect::<Result<Vec<_>, String>>().map_err(anyhow::Error::msg)
+    };
+    let mut all = parsed(&a.volumes, &|v| v.parse().map(MountArg::Bind))?;
+    all.extend(parsed(&a.mount, &run_options::parse_mount)?);
+    all.extend(parsed(&a.tmpfs, &|t| t.parse().map(MountArg::Tmpfs))?);
+    let (mut volumes, mut tmpfs) = (Vec::new(), Vec::new());
+    for m in all {
+        match m {
+            MountArg::Bind(v) => volumes.push(v),
+            MountArg::Tmpfs(t) => tmpfs.push(t),
+        }
+    }
+    run_options::check_volumes(&volumes).map_err(anyhow::Error::msg)?;
+    Ok((volumes, tmpfs))
+}
+
+/// `--pid`, `--ipc`, `--uts`: whether each is the host's.
+fn namespace_flags(a: &ContainerSpecArgs) -> Result<(bool, bool, bool)> {
+    let mode = |flag: &str, value: &str| run_options::parse_namespace_mode(flag, value).map_err(anyhow::Error::msg);
+    let uts = mode("uts", &a.uts)?;
+    if uts && a.hostname.is_some() {
+        bail!("Conflicting options: hostname and the UTS mode");
+    }
+    Ok((mode("pid", &a.pid)?, mode("ipc", &a.ipc)?, uts))
 }
 
 fn start_detached(ctx: &Ctx, record: &ContainerRecord, log_level: &str) -> Result<()> {
