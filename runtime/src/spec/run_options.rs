@@ -213,6 +213,7 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub network: NetworkMode,
+    /// `-v` and `--mount type=bind`.
     pub volumes: Vec<Volume>,
     pub tty: bool,
     pub interactive: bool,
@@ -220,7 +221,7 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     /// The seccomp profile `security_opt` chose (a profile file is kept here, read at create).
     pub seccomp: super::seccomp::SeccompMode,
-    /// `--tmpfs PATH[:OPTIONS]`, as given.
+    /// `--tmpfs PATH[:OPTIONS]` and `--mount type=tmpfs`.
     pub tmpfs: Vec<Tmpfs>,
     /// `--stop-signal`, over the image's.
     pub stop_signal: Option<String>,
