@@ -302,6 +302,7 @@ fn devices_from_the_host() {
         ("/dev/fuse:/dev/x:rwx", "invalid device mode: rwx"),
         ("/dev/fuse:dev/x", "dev/x is not an absolute path"),
         ("/dev/fuse:/a:r:w", "invalid device specification: /dev/fuse:/a:r:w"),
+        ("/dev/fuse:/fuse", "invalid device path /fuse: the container path must be under /dev"),
     ] {
         let o = e.run(&["run", "--rm", "--device", arg, IMAGE, "true"]);
         assert_eq!(o.code, 125, "{arg}: {}", o.stderr);

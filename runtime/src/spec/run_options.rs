@@ -418,6 +418,10 @@ pub fn parse_device(arg: &str) -> Result<Device, String> {
         t if t.is_block_device() => 'b',
         _ => return Err(gathering("not a device node".into())),
     };
+    // The sandbox makes device nodes in the container's /dev only.
+    if !container.starts_with("/dev/") {
+        return Err(format!("invalid device path {container}: the container path must be under /dev"));
+    }
     let rdev = md.rdev();
     Ok(Device {
         host: host.to_string(),
