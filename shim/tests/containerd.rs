@@ -163,6 +163,25 @@ fn a_wasm_container_run_as_another_user_compiles_its_module_once() {
 }
 
 #[test]
+fn a_privileged_container_gets_what_ctr_asks_for() {
+    // ctr run --privileged: every capability containerd holds, the host's devices, no
+    // seccomp, a device cgroup that allows all; what runc's shim gives it.
+    let c = Containerd::start("strata-t-priv");
+    c.import_images();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let bounding = status.lines().find_map(|l| l.strip_prefix("CapBnd:\t")).unwrap();
+    let script =
+        "grep CapEff /proc/self/status; test -c /dev/fuse && echo fuse; mount -t tmpfs none /tmp && echo mounted";
+    let out = c.ctr_run(&["--rm", "--privileged"], BUSYBOX, "priv", &["sh", "-c", script]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stderr), c.log_tail());
+    assert_eq!(text(&out.stdout), format!("CapEff:\t{bounding}\nfuse\nmounted\n"));
+    // Without it, none of that.
+    let out = c.ctr_run(&["--rm"], BUSYBOX, "plain", &["sh", "-c", script]);
+    assert!(!out.status.success() && !text(&out.stdout).contains("fuse"), "{}", text(&out.stdout));
+    c.assert_no_leftovers();
+}
+
+#[test]
 fn strata_load_warms_the_shims_cache() {
     // A node warmed before its first pod: `strata pull` or `load` compiles a wasm image's
     // modules into ROOT/cache/wasm, which is the shim's cache for strata's default root
