@@ -371,6 +371,47 @@ fn host_pid_ipc_and_uts_namespaces() {
 }
 
 #[test]
+fn no_new_privileges_shm_size_sysctls_and_oom_score() {
+    // docker's --security-opt no-new-privileges, --shm-size, --sysctl, --oom-score-adj.
+    let e = Env::new();
+    let script = "grep NoNewPrivs /proc/self/status; grep ' /dev/shm ' /proc/mounts | grep -o 'size=[0-9]*k'; \
+                  cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax /proc/self/oom_score_adj";
+    let flags = [
+        "--security-opt",
+        "no-new-privileges",
+        "--shm-size",
+        "8m",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--sysctl",
+        "kernel.msgmax=9000",
+        "--oom-score-adj",
+        "500",
+    ];
+    let o = e.sh(&flags, script);
+    assert_eq!(o.stdout, "NoNewPrivs:\t1\nsize=8192k\n1\n9000\n500\n", "{}", o.stderr);
+    // The defaults (a new network namespace's ip_forward follows the host's settings: not read).
+    let o = e.sh(&[], script);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(
+        [lines[0], lines[1], lines[3], lines[4]],
+        ["NoNewPrivs:\t0", "size=65536k", "8192", "0"],
+        "{}",
+        o.stderr
+    );
+    for (flags, said) in [
+        (&["--sysctl", "vm.swappiness=1"][..], "\"vm.swappiness\" is not in a separate kernel namespace"),
+        (&["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"][..], "not allowed in the host's net namespace"),
+        (&["--oom-score-adj", "2000"][..], "range for oom score adj is [-1000, 1000]"),
+        (&["--security-opt", "no-new-privileges=maybe"][..], "invalid --security-opt"),
+    ] {
+        let o = e.sh(flags, "true");
+        assert!(o.code == 125 && o.stderr.contains(said), "{flags:?}: {}", o.stderr);
+    }
+    assert!(e.s.ps(true).is_empty());
+}
+
+#[test]
 fn capabilities() {
     let e = Env::new();
     let o = e.sh(&[], "hostname changed");

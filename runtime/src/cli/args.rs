@@ -423,6 +423,15 @@ pub struct ContainerSpecArgs {
     /// A DNS server for /etc/resolv.conf (instead of the host's)
     #[arg(long, value_name = "IP")]
     pub dns: Vec<String>,
+    /// Size of /dev/shm (units b, k, m, g; default 64m)
+    #[arg(long = "shm-size")]
+    pub shm_size: Option<String>,
+    /// A namespaced kernel parameter: KEY=VALUE (net.*, kernel.shm*, kernel.msg*, fs.mqueue.*, ...)
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
+    /// The container process's OOM score adjustment (-1000 to 1000)
+    #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
     /// Add a supplementary group (a name in the image's /etc/group, or a gid)
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,

@@ -15,6 +15,41 @@ use strata::containers::status::{observe, Observed, State};
 use strata::containers::{ops, ContainerError, Containers};
 use strata::lifecycle::kill::parse_signal;
 
+/// docker's `HostConfig` of a container: what `run` was asked for.
+fn host_config(r: &ContainerRecord) -> serde_json::Value {
+    let opts = &r.options;
+    json!({
+        "AutoRemove": r.auto_remove,
+        "NetworkMode": opts.network.to_string(),
+        "Memory": opts.memory.unwrap_or(0),
+        "MemorySwap": opts.memory_swap.or(opts.memory.map(|m| m * 2)).unwrap_or(0),
+        "MemoryReservation": opts.memory_reservation.unwrap_or(0),
+        "CpuShares": opts.cpu_shares.unwrap_or(0),
+        "CpusetCpus": opts.cpuset_cpus.clone().unwrap_or_default(),
+        "CpusetMems": opts.cpuset_mems.clone().unwrap_or_default(),
+        "NanoCpus": opts.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+        "PidsLimit": opts.pids_limit,
+        "ReadonlyRootfs": opts.read_only,
+        "Privileged": opts.privileged,
+        "ShmSize": opts.shm_size.unwrap_or(67108864),
+        "Sysctls": (!opts.sysctls.is_empty()).then_some(&opts.sysctls),
+        "OomScoreAdj": opts.oom_score_adj.unwrap_or(0),
+        "GroupAdd": (!opts.group_add.is_empty()).then_some(&opts.group_add),
+        "PidMode": if opts.pid_host { "host" } else { "" },
+        "IpcMode": if opts.ipc_host { "host" } else { "private" },
+        "UTSMode": if opts.uts_host { "host" } else { "" },
+        "CapAdd": opts.cap_add,
+        "CapDrop": opts.cap_drop,
+        "SecurityOpt": (!opts.security_opt.is_empty()).then_some(&opts.security_opt),
+        "Binds": opts.volumes.iter().map(|v| format!(
+            "{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" }
+        )).collect::<Vec<_>>(),
+        "Devices": opts.devices.iter().map(|d| serde_json::json!({
+            "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// docker's IMAGE column: the name the container was made from while that name still means
 /// its image; else (the tag removed, or moved to another image) the short image ID.
 /// `names_now`: what each name resolves to, looked up once per listing.
@@ -379,33 +414,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
         "HostnamePath": paths.etc_file("hostname"),
         "HostsPath": paths.etc_file("hosts"),
         "ResolvConfPath": paths.etc_file("resolv.conf"),
-        "HostConfig": {
-            "AutoRemove": r.auto_remove,
-            "NetworkMode": opts.network.to_string(),
-            "Memory": opts.memory.unwrap_or(0),
-            "MemorySwap": opts.memory_swap.or(opts.memory.map(|m| m * 2)).unwrap_or(0),
-            "MemoryReservation": opts.memory_reservation.unwrap_or(0),
-            "CpuShares": opts.cpu_shares.unwrap_or(0),
-            "CpusetCpus": opts.cpuset_cpus.clone().unwrap_or_default(),
-            "CpusetMems": opts.cpuset_mems.clone().unwrap_or_default(),
-            "NanoCpus": opts.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
-            "PidsLimit": opts.pids_limit,
-            "ReadonlyRootfs": opts.read_only,
-            "Privileged": opts.privileged,
-            "GroupAdd": (!opts.group_add.is_empty()).then_some(&opts.group_add),
-            "PidMode": if opts.pid_host { "host" } else { "" },
-            "IpcMode": if opts.ipc_host { "host" } else { "private" },
-            "UTSMode": if opts.uts_host { "host" } else { "" },
-            "CapAdd": opts.cap_add,
-            "CapDrop": opts.cap_drop,
-            "SecurityOpt": (!opts.security_opt.is_empty()).then_some(&opts.security_opt),
-            "Binds": opts.volumes.iter().map(|v| format!(
-                "{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" }
-            )).collect::<Vec<_>>(),
-            "Devices": opts.devices.iter().map(|d| serde_json::json!({
-                "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions,
-            })).collect::<Vec<_>>(),
-        },
+        "HostConfig": host_config(r),
         "GraphDriver": {
             "Name": if copied { "vfs" } else { "overlay" },
             "Data": {

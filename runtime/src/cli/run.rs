@@ -184,6 +184,26 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         tmpfs,
         ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
         privileged: a.privileged,
+        shm_size: match a.shm_size.as_deref().map(run_options::parse_bytes).transpose()? {
+            Some(size) if size <= 0 => {
+                bail!("invalid --shm-size {:?}: must be positive", a.shm_size.as_deref().unwrap_or(""))
+            }
+            size => size,
+        },
+        sysctls: a
+            .sysctl
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(anyhow::anyhow!("invalid argument {kv:?} for \"--sysctl\" flag: sysctl must be KEY=VALUE")),
+            })
+            .collect::<Result<_>>()?,
+        oom_score_adj: match a.oom_score_adj {
+            Some(adj) if !(-1000..=1000).contains(&adj) => {
+                bail!("Invalid value {adj}, range for oom score adj is [-1000, 1000]")
+            }
+            adj => adj,
+        },
         stop_timeout: a.stop_timeout,
         group_add: a.group_add.clone(),
         pid_host,

@@ -169,7 +169,8 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
         rlimits.push(limit);
     }
     process.set_rlimits(Some(rlimits));
-    process.set_no_new_privileges(Some(false));
+    process.set_no_new_privileges(Some(super::seccomp::SeccompMode::no_new_privileges(&opts.security_opt)));
+    process.set_oom_score_adj(opts.oom_score_adj);
 
     let mut root = Root::default();
     root.set_path(target.root_path.clone());
@@ -191,6 +192,14 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
         // the paths docker masks in them are not there to mask.
         mounts.retain(|m| !is_kernel_filesystem(m));
         (masked, readonly) = (&[], &[]);
+    }
+    if let Some(size) = opts.shm_size {
+        for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/dev/shm")) {
+            let mut options: Vec<String> =
+                m.options().clone().unwrap_or_default().into_iter().filter(|o| !o.starts_with("size=")).collect();
+            options.push(format!("size={size}"));
+            m.set_options(Some(options));
+        }
     }
     if opts.ipc_host {
         // docker's: the host's /dev/shm, and no mqueue mount of the host's namespace.
@@ -217,7 +226,7 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     linux.set_readonly_paths(Some(readonly.iter().map(|s| s.to_string()).collect()));
     linux.set_uid_mappings(None);
     linux.set_gid_mappings(None);
-    linux.set_sysctl(None);
+    linux.set_sysctl(if opts.sysctls.is_empty() { None } else { Some(opts.sysctls.clone().into_iter().collect()) });
     let mut nodes = if opts.privileged { host_devices(Path::new("/dev")) } else { Vec::new() };
     nodes.extend(devices(&opts.devices));
     linux.set_devices(if nodes.is_empty() { None } else { Some(nodes) });

@@ -247,6 +247,12 @@ pub struct RunOptions {
     pub cpuset_mems: Option<String>,
     /// `--stop-timeout`: seconds `stop` waits before SIGKILL (-1: for ever; default 10).
     pub stop_timeout: Option<i64>,
+    /// `--shm-size`: the size of /dev/shm, bytes (docker's default 64 MiB).
+    pub shm_size: Option<i64>,
+    /// `--sysctl KEY=VALUE`: namespaced kernel parameters.
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `--oom-score-adj`.
+    pub oom_score_adj: Option<i32>,
     /// `--group-add`: supplementary groups (names in the image's /etc/group, or gids).
     pub group_add: Vec<String>,
     /// `--pid host`: the host's pid namespace.

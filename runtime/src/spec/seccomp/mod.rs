@@ -26,10 +26,19 @@ pub enum SeccompMode {
     Profile { path: PathBuf, profile: docker::Profile },
 }
 
+/// `no-new-privileges` alone or with a value: Some(what it asks), None for another option.
+fn no_new_privileges_opt(opt: &str) -> Option<bool> {
+    match opt.strip_prefix("no-new-privileges")? {
+        "" | "=true" | ":true" => Some(true),
+        "=false" | ":false" => Some(false),
+        _ => None,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityOptError {
     #[error(
-        "invalid --security-opt {0:?}: strata supports seccomp=unconfined, seccomp=builtin and seccomp=PROFILE.json"
+        "invalid --security-opt {0:?}: strata supports seccomp=unconfined, seccomp=builtin, seccomp=PROFILE.json and no-new-privileges[=true|false]"
     )]
     Unsupported(String),
     #[error(transparent)]
@@ -42,6 +51,9 @@ impl SeccompMode {
     pub fn from_security_opts(opts: &[String]) -> Result<SeccompMode, SecurityOptError> {
         let mut mode = SeccompMode::Builtin;
         for opt in opts {
+            if no_new_privileges_opt(opt).is_some() {
+                continue;
+            }
             let value = opt
                 .strip_prefix("seccomp=")
                 .or_else(|| opt.strip_prefix("seccomp:"))
@@ -58,6 +70,12 @@ impl SeccompMode {
             };
         }
         Ok(mode)
+    }
+
+    /// docker's `--security-opt no-new-privileges[=|:true|false]`: whether the last such option
+    /// asks for it (errors are `from_security_opts`'s).
+    pub fn no_new_privileges(opts: &[String]) -> bool {
+        opts.iter().filter_map(|o| no_new_privileges_opt(o)).next_back().unwrap_or(false)
     }
 
     /// The `linux.seccomp` for a container whose bounding set is `bounding` (None: unconfined).
@@ -108,10 +126,16 @@ mod tests {
         let spec = chosen.for_container(&Capabilities::new()).unwrap();
         assert_eq!(spec.syscalls().as_ref().unwrap()[0].names(), &["mkdir"]);
 
-        for bad in ["apparmor=unconfined", "no-new-privileges", "seccomp=", "seccomp"] {
+        for bad in ["apparmor=unconfined", "no-new-privileges=maybe", "seccomp=", "seccomp"] {
             let err = mode(&[bad]).unwrap_err().to_string();
             assert!(err.contains(&format!("{bad:?}")) && err.contains("seccomp=unconfined"), "{err}");
         }
+        // no-new-privileges is docker's too: it leaves the seccomp mode alone; the last one says.
+        assert!(matches!(mode(&["no-new-privileges", "seccomp=unconfined"]).unwrap(), SeccompMode::Unconfined));
+        let nnp =
+            |opts: &[&str]| SeccompMode::no_new_privileges(&opts.iter().map(|o| o.to_string()).collect::<Vec<_>>());
+        assert!(nnp(&["no-new-privileges"]) && nnp(&["no-new-privileges:true"]) && !nnp(&[]));
+        assert!(!nnp(&["no-new-privileges", "no-new-privileges=false"]));
         let err = mode(&["seccomp=/no/such.json"]).unwrap_err().to_string();
         assert!(err.contains("/no/such.json"), "{err}");
     }
