@@ -22,7 +22,7 @@ fn host_config(r: &ContainerRecord) -> serde_json::Value {
         "AutoRemove": r.auto_remove,
         "NetworkMode": opts.network.to_string(),
         "Memory": opts.memory.unwrap_or(0),
-        "MemorySwap": opts.memory_swap.or(opts.memory.map(|m| m * 2)).unwrap_or(0),
+        "MemorySwap": opts.memory_swap_in_force().unwrap_or(0),
         "MemoryReservation": opts.memory_reservation.unwrap_or(0),
         "CpuShares": opts.cpu_shares.unwrap_or(0),
         "CpusetCpus": opts.cpuset_cpus.clone().unwrap_or_default(),
@@ -45,7 +45,7 @@ fn host_config(r: &ContainerRecord) -> serde_json::Value {
             "{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" }
         )).collect::<Vec<_>>(),
         "Devices": opts.devices.iter().map(|d| serde_json::json!({
-            "PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions,
+            "PathOnHost": d.host, "PathInContainer": d.node.path(), "CgroupPermissions": d.permissions,
         })).collect::<Vec<_>>(),
     })
 }

@@ -182,7 +182,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         security_opt: a.security_opt.clone(),
         seccomp: SeccompMode::from_security_opts(&a.security_opt)?,
         tmpfs,
-        ulimits: a.ulimit.iter().map(|u| u.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        ulimits: parse_each(&a.ulimit, str::parse)?,
         privileged: a.privileged,
         shm_size: match a.shm_size.as_deref().map(run_options::parse_bytes).transpose()? {
             Some(size) if size <= 0 => {
@@ -209,18 +209,8 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         pid_host,
         ipc_host,
         uts_host,
-        devices: a
-            .device
-            .iter()
-            .map(|d| run_options::parse_device(d))
-            .collect::<Result<_, String>>()
-            .map_err(anyhow::Error::msg)?,
-        add_hosts: a
-            .add_host
-            .iter()
-            .map(|h| run_options::parse_add_host(h))
-            .collect::<Result<_, String>>()
-            .map_err(anyhow::Error::msg)?,
+        devices: parse_each(&a.device, run_options::parse_device)?,
+        add_hosts: parse_each(&a.add_host, run_options::parse_add_host)?,
         labels: a
             .label
             .iter()
@@ -254,6 +244,11 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         }
     }
     Ok(options)
+}
+
+/// Each value of a repeated flag through `parse`; the first error as the user sees it.
+fn parse_each<T>(values: &[String], parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>> {
+    values.iter().map(|v| parse(v)).collect::<Result<_, String>>().map_err(anyhow::Error::msg)
 }
 
 /// `--memory`, `--memory-swap`, `--memory-reservation`, in bytes, with docker's rules and words.
@@ -304,12 +299,9 @@ fn check_cpusets(a: &ContainerSpecArgs) -> Result<()> {
 /// `-v` and `--mount type=bind` as binds, `--tmpfs` and `--mount type=tmpfs` as tmpfs mounts.
 fn mount_flags(a: &ContainerSpecArgs) -> Result<(Vec<run_options::Volume>, Vec<run_options::Tmpfs>)> {
     use run_options::MountArg;
-    let parsed = |list: &[String], parse: &dyn Fn(&str) -> Result<MountArg, String>| {
-        list.iter().map(|m| parse(m)).collect::<Result<Vec<_>, String>>().map_err(anyhow::Error::msg)
-    };
-    let mut all = parsed(&a.volumes, &|v| v.parse().map(MountArg::Bind))?;
-    all.extend(parsed(&a.mount, &run_options::parse_mount)?);
-    all.extend(parsed(&a.tmpfs, &|t| t.parse().map(MountArg::Tmpfs))?);
+    let mut all = parse_each(&a.volumes, |v| v.parse().map(MountArg::Bind))?;
+    all.extend(parse_each(&a.mount, run_options::parse_mount)?);
+    all.extend(parse_each(&a.tmpfs, |t| t.parse().map(MountArg::Tmpfs))?);
     let (mut volumes, mut tmpfs) = (Vec::new(), Vec::new());
     for m in all {
         match m {

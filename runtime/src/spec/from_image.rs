@@ -228,7 +228,7 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     linux.set_gid_mappings(None);
     linux.set_sysctl(if opts.sysctls.is_empty() { None } else { Some(opts.sysctls.clone().into_iter().collect()) });
     let mut nodes = if opts.privileged { host_devices(Path::new("/dev")) } else { Vec::new() };
-    nodes.extend(devices(&opts.devices));
+    nodes.extend(opts.devices.iter().map(|d| d.node.clone()));
     linux.set_devices(if nodes.is_empty() { None } else { Some(nodes) });
     linux.set_seccomp(seccomp);
 
@@ -386,9 +386,9 @@ fn resources(opts: &RunOptions) -> LinuxResources {
     for d in &opts.devices {
         let mut allow = LinuxDeviceCgroup::default();
         allow.set_allow(true);
-        allow.set_typ(Some(device_type(d.kind)));
-        allow.set_major(Some(d.major));
-        allow.set_minor(Some(d.minor));
+        allow.set_typ(Some(d.node.typ()));
+        allow.set_major(Some(d.node.major()));
+        allow.set_minor(Some(d.node.minor()));
         allow.set_access(Some(d.permissions.clone()));
         devices.push(allow);
     }
@@ -397,8 +397,7 @@ fn resources(opts: &RunOptions) -> LinuxResources {
         let mut mem = LinuxMemory::default();
         if let Some(limit) = opts.memory {
             mem.set_limit(Some(limit));
-            // docker's default: as much swap as memory (memory+swap = twice the limit).
-            mem.set_swap(Some(opts.memory_swap.unwrap_or(limit.saturating_mul(2))));
+            mem.set_swap(opts.memory_swap_in_force());
         }
         mem.set_reservation(opts.memory_reservation);
         r.set_memory(Some(mem));
@@ -423,68 +422,24 @@ fn resources(opts: &RunOptions) -> LinuxResources {
     r
 }
 
-fn device_type(kind: char) -> LinuxDeviceType {
-    if kind == 'b' {
-        LinuxDeviceType::B
-    } else {
-        LinuxDeviceType::C
-    }
-}
-
 /// The host's device nodes under `dir` (`/dev`), for `--privileged`, as runc lists them: not
 /// those of the filesystems the container mounts itself (pts, shm, mqueue) nor the console
 /// (the container's is its terminal's), and no symlink.
 fn host_devices(dir: &Path) -> Vec<oci_spec::runtime::LinuxDevice> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     const SKIPPED: [&str; 7] = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         let Ok(md) = std::fs::symlink_metadata(&path) else { continue };
-        let kind = md.file_type();
-        if kind.is_dir() {
+        if md.is_dir() {
             if !SKIPPED.iter().any(|s| entry.file_name() == *s) {
                 found.extend(host_devices(&path));
             }
-            continue;
+        } else if path != Path::new("/dev/console") {
+            found.extend(super::run_options::host_node(&path, &md));
         }
-        let typ = match kind {
-            k if k.is_char_device() => LinuxDeviceType::C,
-            k if k.is_block_device() => LinuxDeviceType::B,
-            _ => continue,
-        };
-        if path == Path::new("/dev/console") {
-            continue;
-        }
-        let mut node = oci_spec::runtime::LinuxDevice::default();
-        node.set_path(path);
-        node.set_typ(typ);
-        node.set_major(libc::major(md.rdev()) as i64);
-        node.set_minor(libc::minor(md.rdev()) as i64);
-        node.set_file_mode(Some(md.mode() & 0o7777));
-        node.set_uid(Some(md.uid()));
-        node.set_gid(Some(md.gid()));
-        found.push(node);
     }
     found
-}
-
-/// `--device` nodes: made at the container's path, root's, with the host node's mode.
-fn devices(requested: &[super::run_options::Device]) -> Vec<oci_spec::runtime::LinuxDevice> {
-    requested
-        .iter()
-        .map(|d| {
-            let mut node = oci_spec::runtime::LinuxDevice::default();
-            node.set_path(PathBuf::from(&d.container));
-            node.set_typ(device_type(d.kind));
-            node.set_major(d.major);
-            node.set_minor(d.minor);
-            node.set_file_mode(Some(d.mode));
-            node.set_uid(Some(0));
-            node.set_gid(Some(0));
-            node
-        })
-        .collect()
 }
 
 fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {

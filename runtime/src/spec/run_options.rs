@@ -3,7 +3,7 @@
 //! for it: `-e`/`--env-file`, memory sizes, `--cpus`, `-v`, `--network`.
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptionError {
@@ -266,6 +266,14 @@ pub struct RunOptions {
     pub privileged: bool,
 }
 
+impl RunOptions {
+    /// Memory plus swap in force: `--memory-swap`, else docker's default of twice `--memory`
+    /// (None without a memory limit).
+    pub fn memory_swap_in_force(&self) -> Option<i64> {
+        self.memory.map(|limit| self.memory_swap.unwrap_or(limit.saturating_mul(2)))
+    }
+}
+
 /// A `--ulimit NAME=SOFT[:HARD]` (docker's names; -1 is unlimited).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ulimit {
@@ -370,15 +378,33 @@ impl std::str::FromStr for Tmpfs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     pub host: String,
-    pub container: String,
     /// The cgroup access: some of `r`, `w`, `m`.
     pub permissions: String,
-    /// `c` or `b`.
-    pub kind: char,
-    pub major: i64,
-    pub minor: i64,
-    /// The node's permission bits on the host.
-    pub mode: u32,
+    /// The node made in the container: at the container's path, root's, with the host node's
+    /// type, numbers and mode.
+    pub node: oci_spec::runtime::LinuxDevice,
+}
+
+/// The device node at `path` on the host (a char or block device, read through `md`, its
+/// lstat) as a spec's `linux.devices` entry at the same path, owner and mode; None for anything
+/// else. What `--device` and `--privileged` read of the host.
+pub fn host_node(path: &Path, md: &std::fs::Metadata) -> Option<oci_spec::runtime::LinuxDevice> {
+    use oci_spec::runtime::LinuxDeviceType;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let typ = match md.file_type() {
+        t if t.is_char_device() => LinuxDeviceType::C,
+        t if t.is_block_device() => LinuxDeviceType::B,
+        _ => return None,
+    };
+    let mut node = oci_spec::runtime::LinuxDevice::default();
+    node.set_path(path.to_path_buf());
+    node.set_typ(typ);
+    node.set_major(libc::major(md.rdev()) as i64);
+    node.set_minor(libc::minor(md.rdev()) as i64);
+    node.set_file_mode(Some(md.mode() & 0o7777));
+    node.set_uid(Some(md.uid()));
+    node.set_gid(Some(md.gid()));
+    Some(node)
 }
 
 /// docker's: one to three of r, w and m, each once.
@@ -394,7 +420,6 @@ fn is_device_permissions(s: &str) -> bool {
 /// Parse `--device` as docker does (a second field that reads as permissions is one) and read
 /// the host node. Errors in docker's words.
 pub fn parse_device(arg: &str) -> Result<Device, String> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
     let fields: Vec<&str> = arg.split(':').collect();
     let (host, container, permissions) = match fields[..] {
         [host] => (host, host, "rwm"),
@@ -419,25 +444,14 @@ pub fn parse_device(arg: &str) -> Result<Device, String> {
             _ => e.to_string(),
         })
     })?;
-    let kind = match md.file_type() {
-        t if t.is_char_device() => 'c',
-        t if t.is_block_device() => 'b',
-        _ => return Err(gathering("not a device node".into())),
-    };
+    let mut node = host_node(Path::new(container), &md).ok_or_else(|| gathering("not a device node".into()))?;
     // The sandbox makes device nodes in the container's /dev only.
     if !container.starts_with("/dev/") {
         return Err(format!("invalid device path {container}: the container path must be under /dev"));
     }
-    let rdev = md.rdev();
-    Ok(Device {
-        host: host.to_string(),
-        container: container.to_string(),
-        permissions: permissions.to_string(),
-        kind,
-        major: libc::major(rdev) as i64,
-        minor: libc::minor(rdev) as i64,
-        mode: md.permissions().mode() & 0o7777,
-    })
+    node.set_uid(Some(0));
+    node.set_gid(Some(0));
+    Ok(Device { host: host.to_string(), permissions: permissions.to_string(), node })
 }
 
 /// A cpuset list (`0-2,4`) as a set of numbers, or None if it is not one.
