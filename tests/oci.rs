@@ -77,6 +77,53 @@ fn a_cgroup_namespace_is_rooted_at_the_containers_cgroup() {
 }
 
 #[test]
+fn a_container_joins_every_hierarchy_runc_puts_it_in() {
+    // Beyond the controllers: systemd's named hierarchy and, on a hybrid host like this one,
+    // the unified cgroup2 one, where systemd tracks which unit a process belongs to. A
+    // container left in its caller's there goes down with the caller's scope. runc's view of
+    // the same bundle, side by side, is the reference (with the hierarchies the container sees
+    // mounted: the v1 ones, not the unified one).
+    let runc = Runtime::new("runc");
+    let strata = Runtime::strata();
+    let mut seen = Vec::new();
+    for rt in [&runc, &strata] {
+        let b = Bundle::busybox(&["sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup"]);
+        let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+        assert_eq!(o.code, 0, "{}: {o}", rt.binary.display());
+        let mut lines: Vec<String> = o.stdout.lines().map(|l| l.replace(&b.cgroup(), "CONTAINER")).collect();
+        lines.sort();
+        assert!(
+            cgroup_leftovers(&b.cgroup()).is_empty(),
+            "{}: {:?}",
+            rt.binary.display(),
+            cgroup_leftovers(&b.cgroup())
+        );
+        seen.push(lines);
+    }
+    assert_eq!(seen[1], seen[0], "strata-oci's hierarchies (left) against runc's");
+    let unified = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
+    let systemd = Path::new("/sys/fs/cgroup/systemd/tasks").exists();
+    assert!(seen[1].iter().any(|l| l.contains(":name=systemd:CONTAINER")) == systemd, "{:?}", seen[1]);
+    assert!(seen[1].iter().any(|l| l == "0::CONTAINER") == unified, "{:?}", seen[1]);
+    let memberships: Vec<&String> = seen[1].iter().filter(|l| l.contains(':')).collect();
+    assert!(memberships.iter().all(|l| l.ends_with(":CONTAINER")), "in every hierarchy: {memberships:?}");
+    assert!(seen[1].iter().any(|l| l == "memory"), "{:?}", seen[1]);
+    assert!(seen[1].iter().any(|l| l == "systemd") == systemd, "{:?}", seen[1]);
+
+    // exec'd processes join the same ones.
+    let b = Bundle::busybox(&["sleep", "1000"]);
+    strata.ok_detached(&["run", "-d", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    let o = strata.run(&["exec", &b.id, "sh", "-c", "cat /proc/self/cgroup; ls /sys/fs/cgroup"]);
+    assert_eq!(o.code, 0, "{o}");
+    let mut lines: Vec<String> = o.stdout.lines().map(|l| l.replace(&b.cgroup(), "CONTAINER")).collect();
+    lines.sort();
+    assert_eq!(lines, seen[1], "exec");
+    let o = strata.run(&["delete", "--force", &b.id]);
+    assert_eq!(o.code, 0, "{o}");
+    assert!(cgroup_leftovers(&b.cgroup()).is_empty(), "{:?}", cgroup_leftovers(&b.cgroup()));
+}
+
+#[test]
 fn on_a_cgroup_v2_host_the_init_starts_in_its_cgroup() {
     // This machine is hybrid (v1 controllers, the v2 hierarchy at /sys/fs/cgroup/unified): in
     // a mount namespace of its own with that hierarchy at /sys/fs/cgroup, strata-oci sees a

@@ -120,7 +120,9 @@ fn cgroup_path(spec: &Spec, id: &str, systemd: bool) -> Result<String, Lifecycle
     crate::sandbox::cgroups::absolute_path(&path).map_err(|e| LifecycleError::Cgroup(e.to_string()))
 }
 
-/// The container's cgroup dir in each mounted hierarchy, for `cgroup` mounts.
+/// The container's cgroup dir in each mounted hierarchy, for `cgroup` mounts. A hybrid host's
+/// unified hierarchy is left out, as runc leaves it: the container sees the v1 hierarchies
+/// (systemd's named one among them) as the host's processes do.
 fn cgroup_dirs(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
     let rel = path.trim_start_matches('/');
     if root.join("cgroup.controllers").exists() {
@@ -130,6 +132,7 @@ fn cgroup_dirs(root: &Path, path: &str) -> Vec<(String, PathBuf)> {
     let mut dirs: Vec<(String, PathBuf)> = entries
         .flatten()
         .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .filter(|e| e.file_name() != crate::sandbox::cgroups::UNIFIED_HIERARCHY)
         .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().join(rel)))
         .filter(|(_, dir)| dir.is_dir())
         .collect();

@@ -34,7 +34,8 @@ impl FakeRoot {
     }
 
     /// A v1 (hybrid-like) root: one directory per controller, cpu and cpuacct co-mounted behind
-    /// symlinks as many distributions do, plus a cgroup2 `unified` mount with only hugetlb.
+    /// symlinks as many distributions do, systemd's named hierarchy, and a cgroup2 `unified`
+    /// mount with only hugetlb.
     pub fn v1() -> FakeRoot {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -50,6 +51,7 @@ impl FakeRoot {
         fs::create_dir(root.join("unified")).unwrap();
         put(&root.join("unified"), "cgroup.controllers", "hugetlb");
         fs::create_dir(root.join("systemd")).unwrap();
+        populate_v1("name=systemd", &root.join("systemd"));
         KERNEL.with(|k| *k.borrow_mut() = Some((root.to_path_buf(), Version::V1)));
         FakeRoot { dir }
     }
@@ -85,7 +87,14 @@ pub(crate) fn on_mkdir(dir: &Path) {
             let rel = dir.strip_prefix(&root).unwrap();
             let mount = rel.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
             let mount = fs::read_link(root.join(&mount)).map_or(mount, |t| t.to_string_lossy().into_owned());
-            populate_v1(&mount, dir);
+            if mount == "unified" {
+                // A hybrid host's cgroup2 mount: no controller of its own enabled below the root.
+                put(dir, "cgroup.controllers", "");
+                put(dir, "cgroup.procs", "");
+                put(dir, "cgroup.threads", "");
+            } else {
+                populate_v1(&mount, dir);
+            }
         }
     }
 }

@@ -44,6 +44,7 @@ use rustix::process::Signal;
 use serde::Serialize;
 
 pub use devices::default_allowed_devices;
+pub(crate) use v1::UNIFIED_HIERARCHY;
 
 /// Where relative `cgroupsPath`s are placed (and where a container without one goes: `/strata/<id>`).
 pub const DEFAULT_PARENT: &str = "strata";
@@ -229,17 +230,21 @@ pub struct Cgroup {
 
 /// See [`Cgroup::fast_entry`].
 pub struct FastEntry {
-    /// v2: the cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.
+    /// The cgroup's directory in a cgroup2 hierarchy (v2's, or a hybrid host's unified one),
+    /// for `clone3(CLONE_INTO_CGROUP)`.
     pub clone_into: Option<std::os::fd::OwnedFd>,
     /// v1: the `tasks` files the child writes `0` to (empty: it does not move itself).
     pub self_attach: Vec<PathBuf>,
+    /// v1 hierarchies the child does not join itself (it may not write them: user namespace).
+    v1_left_to_runtime: bool,
 }
 
 impl FastEntry {
-    /// Whether the runtime must still move the child (`add_process`): it neither moved itself
-    /// nor was cloned in (`cloned_in`: what the clone reported; old kernels fall back).
+    /// Whether the runtime must still move the child (`add_process`): some hierarchy is neither
+    /// one the child moved itself into nor the one it was cloned into (`cloned_in`: what the
+    /// clone reported; old kernels fall back to a plain clone).
     pub fn runtime_must_move(&self, cloned_in: bool) -> bool {
-        self.self_attach.is_empty() && !cloned_in
+        self.v1_left_to_runtime || (self.clone_into.is_some() && !cloned_in)
     }
 }
 
@@ -496,20 +501,25 @@ impl Cgroup {
     /// child moves *itself* by writing `0` to each `tasks` file (one thread: no global
     /// threadgroup lock, ~0.2 ms) — unless `child_may_self_attach` is false (a child in a user
     /// namespace may not write host cgroup files).
+    /// On a hybrid host both: cloned into the unified hierarchy, moving itself in the others.
     pub fn fast_entry(&self, child_may_self_attach: bool) -> Result<FastEntry, CgroupError> {
+        let open = |dir: &Path| {
+            std::fs::File::open(dir)
+                .map(std::os::fd::OwnedFd::from)
+                .map_err(|err| CgroupError::Read { file: dir.to_path_buf(), err })
+        };
         Ok(match &self.backend {
-            Backend::V1(v1) => FastEntry {
-                clone_into: None,
-                self_attach: if child_may_self_attach { v1.tasks_files() } else { Vec::new() },
-            },
-            Backend::V2(v2) => FastEntry {
-                clone_into: Some(
-                    std::fs::File::open(v2.dir())
-                        .map(std::os::fd::OwnedFd::from)
-                        .map_err(|err| CgroupError::Read { file: v2.dir().to_path_buf(), err })?,
-                ),
-                self_attach: Vec::new(),
-            },
+            Backend::V1(v1) => {
+                let tasks = v1.tasks_files();
+                FastEntry {
+                    clone_into: v1.unified_dir().map(open).transpose()?,
+                    v1_left_to_runtime: !child_may_self_attach && !tasks.is_empty(),
+                    self_attach: if child_may_self_attach { tasks } else { Vec::new() },
+                }
+            }
+            Backend::V2(v2) => {
+                FastEntry { clone_into: Some(open(v2.dir())?), self_attach: Vec::new(), v1_left_to_runtime: false }
+            }
         })
     }
 

@@ -1,5 +1,9 @@
 //! cgroup v1: one hierarchy per controller (co-mounted ones share a directory). The container gets
-//! the same path in each; every write goes to the file of the controller that owns it.
+//! the same path in each; every write goes to the file of the controller that owns it. Like runc,
+//! the container also joins the hierarchies that hold no controller of ours but say where a
+//! process belongs: systemd's named one (`name=systemd`) and, on a hybrid host, the cgroup2
+//! mount at `unified/` (systemd tracks units there). Left in the caller's, a container would
+//! share its caller's fate (a session's scope stopped, its processes killed).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +13,8 @@ use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxNetwork, Linux
 
 use super::{devices, file, make_dir, CgroupError, CpuStats, IoStats, MemoryStats, PidsStats, Stats, FREEZE_TIMEOUT};
 
-/// The controllers whose hierarchies a container joins. Named hierarchies (`name=systemd`) and the
-/// hybrid host's `unified` cgroup2 mount are not among them.
+/// The controllers whose hierarchies a container joins (and systemd's named hierarchy, and a
+/// hybrid host's `unified` one: see [`discover`]).
 pub(crate) const CONTROLLERS: &[&str] = &[
     "cpu",
     "cpuacct",
@@ -33,12 +37,34 @@ const UNLIMITED_FLOOR: u64 = 1 << 62;
 
 #[derive(Debug)]
 pub(crate) struct Hierarchy {
-    /// Controllers mounted here ("cpu", "cpuacct" for a co-mount).
+    /// Controllers mounted here ("cpu", "cpuacct" for a co-mount; "name=systemd"; none for
+    /// the unified one).
     pub controllers: Vec<String>,
     /// The hierarchy's mount point.
     pub mount: PathBuf,
     /// The container's directory in it.
     pub dir: PathBuf,
+    pub kind: Kind,
+}
+
+impl Hierarchy {
+    /// Whether the container may lack its directory here: strata before 2026-12-01 joined
+    /// controller hierarchies only, and an `exec` into such a container joins what it has.
+    fn may_be_missing(&self) -> bool {
+        self.kind != Kind::Controllers && !self.dir.is_dir()
+    }
+}
+
+/// What a hierarchy is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// One or more controllers (cpu, memory, ...).
+    Controllers,
+    /// systemd's named hierarchy (`name=systemd`): membership only.
+    Systemd,
+    /// A hybrid host's cgroup2 hierarchy: membership only (controllers there are not ours to
+    /// use), joined through `cgroup.procs` or a clone into it; it has no `tasks` file.
+    Unified,
 }
 
 #[derive(Debug)]
@@ -46,17 +72,25 @@ pub(crate) struct V1 {
     hierarchies: Vec<Hierarchy>,
 }
 
-/// A controller hierarchy mounted under the mount root, before any container is placed in it.
+/// A hierarchy mounted under the mount root, before any container is placed in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Mount {
-    /// Controllers mounted here ("cpu", "cpuacct" for a co-mount).
+    /// Controllers mounted here ("cpu", "cpuacct" for a co-mount; see [`Hierarchy`]).
     pub controllers: Vec<String>,
     /// Where the container's path starts: the name under the mount root that read_dir met first.
     pub mount: PathBuf,
+    pub kind: Kind,
 }
+
+/// systemd's named hierarchy, as systemd (and runc) mount it under the mount root.
+const SYSTEMD_HIERARCHY: &str = "systemd";
+/// A hybrid host's cgroup2 mount under the mount root.
+pub(crate) const UNIFIED_HIERARCHY: &str = "unified";
 
 /// Finds the controller hierarchies under `mount_root`: directories named after controllers,
 /// or comma-joined co-mounts; symlinks (`cpu -> cpu,cpuacct`) collapse into their target.
+/// Also systemd's named hierarchy and the unified one where mounted (a hierarchy's own files
+/// tell them from a plain directory of that name).
 pub(crate) fn discover(mount_root: &Path) -> Result<Vec<Mount>, CgroupError> {
     let entries =
         std::fs::read_dir(mount_root).map_err(|err| CgroupError::Read { file: mount_root.to_path_buf(), err })?;
@@ -79,7 +113,11 @@ pub(crate) fn discover(mount_root: &Path) -> Result<Vec<Mount>, CgroupError> {
             },
             _ => continue,
         };
-        let found = by_target.entry(target).or_insert_with(|| Mount { controllers: Vec::new(), mount: entry.path() });
+        let found = by_target.entry(target).or_insert_with(|| Mount {
+            controllers: Vec::new(),
+            mount: entry.path(),
+            kind: Kind::Controllers,
+        });
         for c in controllers {
             if !found.controllers.contains(&c) {
                 found.controllers.push(c);
@@ -90,6 +128,14 @@ pub(crate) fn discover(mount_root: &Path) -> Result<Vec<Mount>, CgroupError> {
         return Err(CgroupError::NoHierarchy(mount_root.to_path_buf()));
     }
     let mut mounts: Vec<Mount> = by_target.into_values().collect();
+    let systemd = mount_root.join(SYSTEMD_HIERARCHY);
+    if systemd.join("tasks").is_file() {
+        mounts.push(Mount { controllers: vec!["name=systemd".to_string()], mount: systemd, kind: Kind::Systemd });
+    }
+    let unified = mount_root.join(UNIFIED_HIERARCHY);
+    if unified.join("cgroup.controllers").is_file() {
+        mounts.push(Mount { controllers: Vec::new(), mount: unified, kind: Kind::Unified });
+    }
     mounts.sort_by(|a, b| a.mount.cmp(&b.mount));
     Ok(mounts)
 }
@@ -103,6 +149,7 @@ impl V1 {
                 controllers: m.controllers.clone(),
                 mount: m.mount.clone(),
                 dir: components.iter().fold(m.mount.clone(), |dir, c| dir.join(c)),
+                kind: m.kind,
             })
             .collect();
         V1 { hierarchies }
@@ -254,15 +301,21 @@ impl V1 {
     }
 
     pub fn add_process(&self, pid: i32) -> Result<(), CgroupError> {
-        for h in &self.hierarchies {
+        for h in self.hierarchies.iter().filter(|h| !h.may_be_missing()) {
             file::write(&h.dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
     }
 
-    /// Each hierarchy's `tasks` file (see [`super::Cgroup::fast_entry`]).
+    /// Each v1 hierarchy's `tasks` file (see [`super::Cgroup::fast_entry`]).
     pub fn tasks_files(&self) -> Vec<PathBuf> {
-        self.hierarchies.iter().map(|h| h.dir.join("tasks")).collect()
+        let joined = self.hierarchies.iter().filter(|h| h.kind != Kind::Unified && !h.may_be_missing());
+        joined.map(|h| h.dir.join("tasks")).collect()
+    }
+
+    /// The container's directory in a hybrid host's unified hierarchy, if there is one.
+    pub fn unified_dir(&self) -> Option<&Path> {
+        self.hierarchies.iter().find(|h| h.kind == Kind::Unified && !h.may_be_missing()).map(|h| h.dir.as_path())
     }
 
     /// Every process is in every hierarchy; read the one most likely to be complete.
@@ -559,26 +612,81 @@ mod tests {
     }
 
     #[test]
-    fn hierarchies_collapse_co_mounts_and_skip_unified() {
+    fn hierarchies_collapse_co_mounts_and_include_systemds_and_the_unified_one() {
         let root = FakeRoot::v1();
         let v1 = V1::new(&discover(root.path()).unwrap(), &["strata".into(), "x".into()]);
-        let mut controllers: Vec<Vec<String>> = v1.hierarchies().iter().map(|h| h.controllers.clone()).collect();
-        controllers.iter_mut().for_each(|c| c.sort());
-        controllers.sort();
-        let expected: Vec<Vec<&str>> = vec![
-            vec!["blkio"],
-            vec!["cpu", "cpuacct"],
-            vec!["cpuset"],
-            vec!["devices"],
-            vec!["freezer"],
-            vec!["hugetlb"],
-            vec!["memory"],
-            vec!["pids"],
+        let mut controllers: Vec<(Kind, Vec<&str>)> =
+            v1.hierarchies().iter().map(|h| (h.kind, h.controllers.iter().map(String::as_str).collect())).collect();
+        controllers.iter_mut().for_each(|(_, c)| c.sort());
+        controllers.sort_by(|a, b| a.1.cmp(&b.1));
+        let expected: Vec<(Kind, Vec<&str>)> = vec![
+            (Kind::Unified, vec![]),
+            (Kind::Controllers, vec!["blkio"]),
+            (Kind::Controllers, vec!["cpu", "cpuacct"]),
+            (Kind::Controllers, vec!["cpuset"]),
+            (Kind::Controllers, vec!["devices"]),
+            (Kind::Controllers, vec!["freezer"]),
+            (Kind::Controllers, vec!["hugetlb"]),
+            (Kind::Controllers, vec!["memory"]),
+            (Kind::Systemd, vec!["name=systemd"]),
+            (Kind::Controllers, vec!["pids"]),
         ];
         assert_eq!(controllers, expected);
         assert!(v1.dir("cpu").unwrap().ends_with("strata/x"));
         assert_eq!(v1.dir("cpu"), v1.dir("cpuacct"));
         assert!(v1.dir("rdma").is_none());
+        // Only systemd's mount counts as its hierarchy, and only a cgroup2 mount as the unified one.
+        let plain = FakeRoot::v1();
+        std::fs::remove_file(plain.path().join("systemd/tasks")).unwrap();
+        std::fs::remove_file(plain.path().join("unified/cgroup.controllers")).unwrap();
+        let mounts = discover(plain.path()).unwrap();
+        assert!(mounts.iter().all(|m| m.kind == Kind::Controllers), "{mounts:?}");
+    }
+
+    #[test]
+    fn a_hybrid_child_is_cloned_into_the_unified_hierarchy_and_moves_itself_into_the_others() {
+        let root = FakeRoot::v1();
+        let cgroup = created(&root, "/strata/x");
+        assert!(root.path().join("unified/strata/x").is_dir());
+        assert!(root.path().join("systemd/strata/x").is_dir());
+        let entry = cgroup.fast_entry(true).unwrap();
+        assert!(entry.clone_into.is_some());
+        let mut tasks: Vec<_> =
+            entry.self_attach.iter().map(|t| t.strip_prefix(root.path()).unwrap().display().to_string()).collect();
+        tasks.sort();
+        assert_eq!(tasks.len(), 9, "{tasks:?}");
+        assert!(tasks.contains(&"systemd/strata/x/tasks".to_string()), "{tasks:?}");
+        assert!(!tasks.iter().any(|t| t.starts_with("unified")), "{tasks:?}");
+        assert!(!entry.runtime_must_move(true));
+        // An old kernel without clone3 into a cgroup: the runtime moves it (unified included).
+        assert!(entry.runtime_must_move(false));
+        // A child in a user namespace cannot write host cgroup files: the runtime moves it.
+        let entry = cgroup.fast_entry(false).unwrap();
+        assert!(entry.self_attach.is_empty());
+        assert!(entry.runtime_must_move(true));
+        cgroup.add_process(42).unwrap();
+        for h in ["unified", "systemd", "memory", "cpu,cpuacct"] {
+            assert_eq!(get(&root.path().join(h).join("strata/x"), "cgroup.procs"), "42", "{h}");
+        }
+        cgroup.delete().unwrap();
+        for h in ["unified", "systemd", "memory"] {
+            assert!(!root.path().join(h).join("strata").exists(), "{h}");
+        }
+    }
+
+    #[test]
+    fn a_container_made_before_strata_joined_systemds_hierarchy_is_still_joined_where_it_is() {
+        let root = FakeRoot::v1();
+        let cgroup = created(&root, "/strata/old");
+        for h in ["unified", "systemd"] {
+            std::fs::remove_dir_all(root.path().join(h).join("strata")).unwrap();
+        }
+        let entry = cgroup.fast_entry(true).unwrap();
+        assert!(entry.clone_into.is_none());
+        assert_eq!(entry.self_attach.len(), 8);
+        assert!(!entry.runtime_must_move(false));
+        cgroup.add_process(7).unwrap();
+        cgroup.delete().unwrap();
     }
 
     #[test]
@@ -596,9 +704,9 @@ mod tests {
         assert_eq!(get(&cpuset.join("strata/other"), "cpuset.cpus"), "1");
         other.delete().unwrap();
 
-        assert_eq!(cgroup.dirs().len(), 8);
+        assert_eq!(cgroup.dirs().len(), 10);
         cgroup.delete().unwrap();
-        for h in ["cpuset", "memory", "cpu,cpuacct", "pids"] {
+        for h in ["cpuset", "memory", "cpu,cpuacct", "pids", "systemd", "unified"] {
             assert!(!root.path().join(h).join("strata").exists(), "{h}");
         }
     }
