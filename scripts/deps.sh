@@ -15,6 +15,7 @@ packages=(
   containerd        # the shim's end-to-end tests (ctr, CRI) and strata-oci under containerd's runc shim
   runc              # containerd's own runc shim (it drives strata-oci too), the comparison in bench/containerd
   podman            # podman drives strata-oci as its OCI runtime (tests/oci_callers.rs)
+  catatonit         # the init `strata run --init` puts in front of the command, as podman's
   protobuf-compiler # protoc, for the CRI API bindings (k8s-cri) the CRI test speaks
 )
 if [ "${1:-}" = bench ]; then

@@ -334,6 +334,37 @@ fn privileged() {
 }
 
 #[test]
+fn an_init_runs_in_front_of_the_command() {
+    // docker's --init: the host's init binary (podman's catatonit here) is PID 1, the command
+    // its child; the command's exit code is the container's.
+    let e = Env::new();
+    let o = e.sh(&["--init"], "ps -o pid,comm | sed -n 2,3p; tr '\\0' ' ' < /proc/1/cmdline; echo; exit 5");
+    assert_eq!(o.code, 5, "{}", o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().map(str::trim).collect();
+    assert_eq!(lines[..2], ["1 strata-init", "2 sh"], "{}", o.stdout);
+    assert!(lines[2].starts_with("/run/strata-init -- sh -c"), "{}", o.stdout);
+    // It passes stop's SIGTERM on: a `sleep`, which as PID 1 would ignore it (the kernel
+    // drops signals a PID 1 has no handler for) and be killed after the timeout (137), ends
+    // by the signal itself (143).
+    let id = e.ok(&["run", "-d", "--init", "--stop-timeout", "60", IMAGE, "sleep", "1000"]).trim().to_string();
+    e.ok(&["stop", &id]);
+    assert_eq!(e.inspect(&id)["State"]["ExitCode"], 143);
+    assert_eq!(e.inspect(&id)["HostConfig"]["Init"], true);
+    e.ok(&["rm", &id]);
+    // The binary is the host's, mounted read-only: the container cannot change it.
+    let o = e.sh(&["--init"], "echo x > /run/strata-init");
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(o.stderr.contains("Read-only file system"), "{}", o.stderr);
+    // --init-path names another binary; one that is not there is refused before anything is made.
+    let o = e.sh(&["--init", "--init-path", "/usr/bin/catatonit"], "ps -o comm | sed -n 2p");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "strata-init\n"), "{}", o.stderr);
+    let o = e.run(&["run", "--rm", "--init", "--init-path", "/no/such/init", IMAGE, "true"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert_eq!(o.stderr, "Error: --init-path /no/such/init: No such file or directory (os error 2)\n");
+    assert!(e.ps(true).is_empty(), "{:?}", e.ps(true));
+}
+
+#[test]
 fn host_pid_ipc_and_uts_namespaces() {
     // docker's --pid/--ipc/--uts host: the host's namespaces (each the test's own), and for
     // IPC the host's /dev/shm; by default the container has its own of each.

@@ -210,6 +210,20 @@ fn files_from_the_image_a_volume_and_tmp() {
 }
 
 #[test]
+fn init_is_refused_for_a_wasm_container() {
+    // A wasm module is its container's only process: there is nothing to put an init in
+    // front of. Refused at create, nothing made.
+    let e = Env::new(&["hello-wasm"]);
+    let o = e.run(&["run", "--rm", "--init", HELLO]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert_eq!(
+        o.stderr,
+        "Error: --init is for native containers: a wasm module runs as its container's only process\n"
+    );
+    e.assert_empty();
+}
+
+#[test]
 fn a_guest_cannot_reach_proc_or_sys() {
     // Through /proc/1/mem a guest could write into the process running it: a wasm container
     // has no kernel filesystems (its spec mounts none, and the sandbox detaches any that a

@@ -438,6 +438,12 @@ pub struct ContainerSpecArgs {
     /// Every capability, no seccomp, every host device, nothing masked, /sys writable
     #[arg(long)]
     pub privileged: bool,
+    /// Run an init (catatonit, tini) as PID 1 that passes signals on and reaps orphans
+    #[arg(long)]
+    pub init: bool,
+    /// The init binary --init runs (default: the host's catatonit, tini-static or docker-init)
+    #[arg(long = "init-path", value_name = "PATH")]
+    pub init_path: Option<std::path::PathBuf>,
     /// Add a host device: HOST[:CONTAINER][:PERMISSIONS] (permissions: some of r, w, m; default rwm)
     #[arg(long, value_name = "HOST[:CONTAINER][:PERMS]")]
     pub device: Vec<String>,

@@ -31,6 +31,7 @@ fn host_config(r: &ContainerRecord) -> serde_json::Value {
         "PidsLimit": opts.pids_limit,
         "ReadonlyRootfs": opts.read_only,
         "Privileged": opts.privileged,
+        "Init": opts.init.is_some().then_some(true),
         "ShmSize": opts.shm_size.unwrap_or(67108864),
         "Sysctls": (!opts.sysctls.is_empty()).then_some(&opts.sysctls),
         "OomScoreAdj": opts.oom_score_adj.unwrap_or(0),

@@ -311,6 +311,9 @@ impl Containers {
     /// assembled at start.
     pub fn create(&self, new: NewContainer) -> Result<ContainerRecord, ContainerError> {
         let command = from_image::command(&new.image_config, &new.options)?;
+        if new.options.init.is_some() && new.kind == Kind::Wasm {
+            return Err(FromImageError::InitInWasm.into());
+        }
         let wanted = new.name.as_deref().map(names::validate).transpose().map_err(ContainerError::InvalidName)?;
         for volume in &new.options.volumes {
             // docker creates a missing bind source as a directory.

@@ -8,7 +8,7 @@
 //! Pure but for two reads: the user is resolved through the container's own /etc/passwd and
 //! /etc/group (see `user`), and `--cap-add ALL` means what this kernel supports.
 
-use super::run_options::{cpu_quota, NetworkMode, RunOptions};
+use super::run_options::{cpu_quota, NetworkMode, RunOptions, INIT_DESTINATION};
 use super::user::{self, ExecUser, UserError};
 use crate::image::classify::Kind;
 use crate::image::manifest::RunConfig;
@@ -91,6 +91,8 @@ pub enum FromImageError {
     UnknownCapability(String),
     #[error("the working directory {0:?} is invalid, it needs to be an absolute path")]
     RelativeWorkdir(String),
+    #[error("--init is for native containers: a wasm module runs as its container's only process")]
+    InitInWasm,
 }
 
 /// The process's argv: Entrypoint + Cmd, with `--entrypoint` dropping the image's Cmd as
@@ -120,7 +122,14 @@ pub fn hostname(opts: &RunOptions, id: &str, host_hostname: &str) -> String {
 }
 
 pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Result<Spec, FromImageError> {
-    let args = command(image, opts)?;
+    let mut args = command(image, opts)?;
+    if opts.init.is_some() {
+        if target.kind == Kind::Wasm {
+            return Err(FromImageError::InitInWasm);
+        }
+        // docker's and podman's shape: `INIT -- COMMAND...`.
+        args.splice(0..0, [INIT_DESTINATION.to_string(), "--".to_string()]);
+    }
     let cwd = opts.workdir.clone().or_else(|| image.working_dir.clone()).filter(|w| !w.is_empty());
     let cwd = cwd.unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
@@ -216,6 +225,13 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
     for t in &opts.tmpfs {
         let options: Vec<&str> = t.options.iter().map(String::as_str).collect();
         mounts.push(mount(&t.destination, "tmpfs", "tmpfs", &options));
+    }
+    if let Some(init) = &opts.init {
+        // Last, so that no tmpfs or volume over /run hides it; read-only, so that the
+        // container cannot write the host's binary through it (nor through /proc/1/exe).
+        let mut m = bind(init, INIT_DESTINATION, true);
+        m.set_options(Some(["bind", "ro", "nosuid", "nodev"].map(String::from).to_vec()));
+        mounts.push(m);
     }
 
     let mut linux = oci_spec::runtime::Linux::default();
@@ -739,5 +755,23 @@ mod tests {
         let caps = s.process().as_ref().unwrap().capabilities().clone().unwrap();
         assert!(caps.effective().as_ref().unwrap().len() > DEFAULT_CAPABILITIES.len());
         assert!(linux.devices().as_ref().unwrap().iter().any(|d| d.path() == Path::new("/dev/null")));
+    }
+
+    #[test]
+    fn init_goes_in_front_of_the_command_and_is_mounted_read_only_last() {
+        let tmpfs = crate::spec::run_options::Tmpfs { destination: "/run".into(), options: vec![] };
+        let opts = RunOptions { init: Some("/usr/bin/catatonit".into()), tmpfs: vec![tmpfs], ..Default::default() };
+        let s = spec(&opts);
+        let args = process(&s).args().clone().unwrap();
+        assert_eq!(args, [INIT_DESTINATION, "--", "/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]);
+        let last = s.mounts().as_ref().unwrap().last().unwrap().clone();
+        assert_eq!(last.destination(), Path::new(INIT_DESTINATION));
+        assert_eq!(last.source().as_deref(), Some(Path::new("/usr/bin/catatonit")));
+        assert_eq!(last.options().clone().unwrap(), ["bind", "ro", "nosuid", "nodev"]);
+        let rootfs = rootfs();
+        let mut wasm = target(rootfs.path());
+        wasm.kind = Kind::Wasm;
+        let err = from_image(&image(), &opts, &wasm).unwrap_err();
+        assert!(matches!(err, FromImageError::InitInWasm), "{err}");
     }
 }

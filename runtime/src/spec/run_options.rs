@@ -264,6 +264,39 @@ pub struct RunOptions {
     /// `--privileged`: every capability, no seccomp, every host device, nothing masked, /sys
     /// and the cgroup hierarchies writable.
     pub privileged: bool,
+    /// `--init`: the host's init binary (catatonit, tini-static, docker-init), run as the
+    /// container's PID 1 in front of its command: it reaps orphans and passes signals on.
+    pub init: Option<std::path::PathBuf>,
+}
+
+/// Where `--init`'s binary is mounted in the container (read-only, as podman mounts its own
+/// at /run/podman-init).
+pub const INIT_DESTINATION: &str = "/run/strata-init";
+
+/// The init binaries `--init` looks for when no `--init-path` is given, in podman's and
+/// docker's places: each is static, so it runs in any image.
+const INIT_CANDIDATES: &[&str] = &[
+    "/usr/libexec/podman/catatonit",
+    "/usr/bin/catatonit",
+    "/usr/bin/tini-static",
+    "/usr/libexec/docker/docker-init",
+    "/usr/bin/docker-init",
+];
+
+/// The init binary for `--init`: `--init-path` when given (it must be a regular file), else
+/// the first of [`INIT_CANDIDATES`] this host has.
+pub fn find_init(init_path: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = init_path {
+        return match std::fs::metadata(path) {
+            Ok(md) if md.is_file() => Ok(path.to_path_buf()),
+            Ok(_) => Err(format!("--init-path {}: not a regular file", path.display())),
+            Err(e) => Err(format!("--init-path {}: {e}", path.display())),
+        };
+    }
+    INIT_CANDIDATES.iter().map(Path::new).find(|p| p.is_file()).map(Path::to_path_buf).ok_or_else(|| {
+        "--init: no init binary on this host (catatonit, tini-static or docker-init); install one or give --init-path"
+            .to_string()
+    })
 }
 
 impl RunOptions {
