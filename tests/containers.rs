@@ -334,6 +334,114 @@ fn privileged() {
 }
 
 #[test]
+fn named_volumes_outlive_their_containers() {
+    let e = Env::new();
+    assert_eq!(e.ok(&["volume", "create", "--label", "team=db", "data"]), "data\n");
+    assert_eq!(e.ok(&["volume", "create", "data"]), "data\n", "an existing name is that volume");
+    let o = e.sh(&["-v", "data:/data"], "echo kept > /data/f");
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    // Another container sees it; read-only, it cannot write.
+    let o = e.sh(&["-v", "data:/d:ro"], "cat /d/f; echo x > /d/g");
+    assert_eq!((o.code, o.stdout.as_str()), (1, "kept\n"), "{}", o.stderr);
+    assert!(o.stderr.contains("Read-only file system"), "{}", o.stderr);
+    let inspected: serde_json::Value = serde_json::from_str(&e.ok(&["volume", "inspect", "data"])).unwrap();
+    let mountpoint = e.s.root().join("volumes/data/_data");
+    assert_eq!(inspected[0]["Mountpoint"], mountpoint.to_str().unwrap());
+    assert_eq!((&inspected[0]["Labels"]["team"], &inspected[0]["Driver"]), (&"db".into(), &"local".into()));
+    assert_eq!(std::fs::read_to_string(mountpoint.join("f")).unwrap(), "kept\n");
+
+    // A volume a container uses cannot be removed, in docker's words; once it is gone it can.
+    let id = e.ok(&["create", "--name", "user", "--mount", "type=volume,src=data,dst=/data", IMAGE, "true"]);
+    let o = e.run(&["volume", "rm", "data"]);
+    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(o.stderr, format!("Error: remove data: volume is in use - [{}]\n", id.trim()));
+    assert_eq!(e.inspect("user")["Mounts"][0]["Type"], "volume");
+    assert_eq!(e.inspect("user")["HostConfig"]["Binds"][0], "data:/data");
+    e.ok(&["rm", "-v", "user"]);
+    assert!(mountpoint.join("f").exists(), "rm -v leaves named volumes");
+    assert_eq!(e.ok(&["volume", "rm", "data"]), "data\n");
+    assert!(!e.s.root().join("volumes/data").exists());
+    let o = e.run(&["volume", "rm", "data"]);
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: get data: no such volume\n"));
+
+    // -v NAME makes a new volume, which gets the image's files at its destination (owners,
+    // modes, links as links); a volume that holds something already gets nothing.
+    let o = e.sh(&["-v", "bins:/bin", "-v", "scratch:/tmp"], "ls /bin/sh && stat -c %a /tmp && touch /tmp/made");
+    assert_eq!((o.code, o.stdout.as_str()), (0, "/bin/sh\n1777\n"), "{}", o.stderr);
+    let bins = e.s.root().join("volumes/bins/_data");
+    assert_eq!(std::fs::read_link(bins.join("sh")).unwrap(), Path::new("busybox"));
+    assert!(std::fs::metadata(bins.join("busybox")).unwrap().len() > 100_000);
+    let o = e.sh(&["-v", "scratch:/etc"], "ls /etc");
+    assert!(!o.stdout.contains("passwd"), "scratch was not empty: nothing copied: {}", o.stdout);
+    let o = e.sh(&["--mount", "type=volume,src=nocopy,dst=/etc,volume-nocopy"], "ls /etc");
+    assert!(!o.stdout.contains("passwd"), "volume-nocopy: {}", o.stdout);
+
+    let listed = e.ok(&["volume", "ls"]);
+    assert_eq!(listed.lines().next(), Some("DRIVER    VOLUME NAME"), "{listed}");
+    assert!(listed.contains("local     bins\n"), "{listed}");
+    assert_eq!(e.ok(&["volume", "ls", "-q", "-f", "name=scr"]), "scratch\n");
+
+    // Bad names: one line naming the problem, nothing made.
+    let o = e.run(&["volume", "create", "a/b"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("\"a/b\" includes invalid characters for a local volume name"), "{}", o.stderr);
+    let o = e.run(&["run", "--rm", "-v", "../x:/x", IMAGE, "true"]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(o.stderr.contains("invalid characters for a local volume name"), "{}", o.stderr);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "bins\nnocopy\nscratch\n");
+}
+
+#[test]
+fn anonymous_volumes_go_with_rm_v_run_rm_and_prune() {
+    let e = Env::new();
+    // An image's VOLUME gets one, as does -v /DST; --rm takes them.
+    let layer = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(layer.path(), images::busybox_layer_tar()).unwrap();
+    e.ok(&["import", "--change", "VOLUME /cache /var/lib/db", layer.path().to_str().unwrap(), "with-volumes"]);
+    let o = e.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "/scratch",
+        "with-volumes",
+        "sh",
+        "-c",
+        "touch /cache/a /var/lib/db/b /scratch/c",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "", "run --rm removes its anonymous volumes");
+
+    // Without --rm they stay with the container; a mount of the user's covers an image's VOLUME.
+    let id = e.ok(&["run", "-d", "--name", "anon", "-v", "/scratch", "--tmpfs", "/cache", "with-volumes", "true"]);
+    e.ok(&["wait", id.trim()]);
+    let mounts = e.inspect("anon")["Mounts"].as_array().unwrap().clone();
+    let mut destinations: Vec<&str> = mounts.iter().map(|m| m["Destination"].as_str().unwrap()).collect();
+    destinations.sort();
+    assert_eq!(destinations, ["/scratch", "/var/lib/db"], "{mounts:?}");
+    assert!(mounts.iter().all(|m| m["Type"] == "volume" && m["Name"].as_str().unwrap().len() == 64), "{mounts:?}");
+    assert_eq!(e.inspect("anon")["HostConfig"]["Binds"], serde_json::json!([]));
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().count(), 2);
+    // Unused anonymous volumes go with prune; a named unused one only with -a.
+    e.ok(&["volume", "create", "named"]);
+    let o = e.ok(&["volume", "prune"]);
+    assert_eq!(o, "Total reclaimed space: 0B\n", "anon's volumes are in use");
+    e.ok(&["rm", "anon"]);
+    let o = e.ok(&["volume", "prune"]);
+    assert!(o.starts_with("Deleted Volumes:\n") && o.lines().count() == 5, "{o}");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "named\n");
+    assert_eq!(e.ok(&["volume", "prune", "-a"]), "Deleted Volumes:\nnamed\n\nTotal reclaimed space: 0B\n");
+
+    // rm -v takes them at once.
+    let id = e.ok(&["create", "--mount", "type=volume,target=/t", IMAGE, "true"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    e.ok(&["rm", "-v", id.trim()]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "");
+    let left: Vec<_> =
+        std::fs::read_dir(e.s.root().join("volumes")).unwrap().flatten().map(|d| d.file_name()).collect();
+    assert_eq!(left, [std::ffi::OsString::from(".lock")], "nothing half made or half removed");
+}
+
+#[test]
 fn an_init_runs_in_front_of_the_command() {
     // docker's --init: the host's init binary (podman's catatonit here) is PID 1, the command
     // its child; the command's exit code is the container's.

@@ -206,6 +206,36 @@ fn files_from_the_image_a_volume_and_tmp() {
     assert_eq!(o.code, 1, "{}", o.stderr);
     assert!(o.stderr.contains("files: write /ro/new.txt:"), "{}", o.stderr);
     assert!(!ro.path().join("new.txt").exists());
+    // A named volume is a directory like any other to the guest: what one container writes
+    // there, the next reads; the image's files at its destination come with a new one.
+    let o = e.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "wasmdata:/etc",
+        "--entrypoint",
+        "/files.wasm",
+        EXAMPLES,
+        "write",
+        "/etc/n.txt",
+        "named",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = e.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "wasmdata:/v:ro",
+        "--entrypoint",
+        "/files.wasm",
+        EXAMPLES,
+        "read",
+        "/v/n.txt",
+        "read",
+        "/v/greeting.txt",
+    ]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "named\ngreetings from the image\n"), "{}", o.stderr);
+    e.ok(&["volume", "rm", "wasmdata"]);
     e.assert_empty();
 }
 

@@ -18,3 +18,4 @@ pub mod root;
 pub mod sandbox;
 pub mod snapshot;
 pub mod spec;
+pub mod volumes;

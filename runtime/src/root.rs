@@ -7,6 +7,7 @@
 //! ROOT/mounts/        root filesystems assembled from snapshots (upper, work, merged)
 //! ROOT/tmp/           partial downloads and staging; anything here is garbage once unlocked
 //! ROOT/cache/wasm/    compiled wasm (`executor::wasm`'s artifact cache), filled by pull and runs
+//! ROOT/volumes/       named volumes (`volumes`): NAME/_data, NAME/volume.json
 //! ROOT/config.json    settings (e.g. {"insecure-registries": ["host:port"]})
 //! ROOT/*.lock         see `lock`
 //! ```

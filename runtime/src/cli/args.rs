@@ -82,6 +82,9 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
     /// Show strata's version
     Version(VersionArgs),
     /// Show what strata holds and runs on (containers, images, storage, cgroups, host)
@@ -324,7 +327,7 @@ pub struct MountArgs {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// Apply a Dockerfile instruction (ENTRYPOINT, CMD, ENV, WORKDIR, USER, LABEL)
+    /// Apply a Dockerfile instruction (ENTRYPOINT, CMD, ENV, WORKDIR, USER, LABEL, VOLUME)
     #[arg(short, long)]
     pub change: Vec<String>,
     /// Platform os/arch[/variant] of the new image (default: this machine's; wasi/wasm for wasm)
@@ -649,7 +652,7 @@ pub struct RmArgs {
     /// Kill and remove running containers
     #[arg(short, long)]
     pub force: bool,
-    /// Remove anonymous volumes (strata creates none; accepted for docker compatibility)
+    /// Remove the container's anonymous volumes (`-v /dst`, an image's VOLUME) too
     #[arg(short, long)]
     pub volumes: bool,
     #[arg(required = true)]
@@ -671,6 +674,75 @@ pub struct ContainerPruneArgs {
 
 #[derive(Args, Debug)]
 pub struct WasmPrecompileArgs {}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a volume (a new one has a random name unless given one)
+    Create(VolumeCreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Show volumes' details (JSON)
+    Inspect(VolumeInspectArgs),
+    /// Remove volumes no container uses
+    #[command(alias = "remove")]
+    Rm(VolumeRmArgs),
+    /// Remove unused anonymous volumes (with -a, every unused volume)
+    Prune(VolumePruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeCreateArgs {
+    /// Set a label on the volume: KEY=VALUE
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// The driver: only local
+    #[arg(short, long, default_value = "local")]
+    pub driver: String,
+    /// Volume name (default: a random 64-hex one)
+    pub name: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeLsArgs {
+    /// Only show volume names
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter: dangling=true|false, name=PART, label=KEY[=VALUE]
+    #[arg(short, long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Output format: table (default), json, a Go template ('{{.Name}}'), or `table` and a template
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeInspectArgs {
+    /// Print this Go template over each volume ('{{.Mountpoint}}') instead of the JSON
+    #[arg(short, long)]
+    pub format: Option<String>,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeRmArgs {
+    /// Don't fail for a volume that does not exist
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumePruneArgs {
+    /// Every unused volume, named ones too
+    #[arg(short, long)]
+    pub all: bool,
+    /// Don't ask (strata never asks; accepted for docker compatibility)
+    #[arg(short, long)]
+    pub force: bool,
+}
 
 #[derive(Args, Debug)]
 pub struct MonitorArgs {

@@ -42,8 +42,12 @@ fn host_config(r: &ContainerRecord) -> serde_json::Value {
         "CapAdd": opts.cap_add,
         "CapDrop": opts.cap_drop,
         "SecurityOpt": (!opts.security_opt.is_empty()).then_some(&opts.security_opt),
-        "Binds": opts.volumes.iter().map(|v| format!(
-            "{}:{}{}", v.source.display(), v.destination, if v.read_only { ":ro" } else { "" }
+        // docker's: what -v asked for (a volume by name); anonymous volumes are not binds.
+        "Binds": opts.volumes.iter().filter(|v| !v.anonymous).map(|v| format!(
+            "{}:{}{}",
+            v.volume.clone().unwrap_or_else(|| v.source.display().to_string()),
+            v.destination,
+            if v.read_only { ":ro" } else { "" }
         )).collect::<Vec<_>>(),
         "Devices": opts.devices.iter().map(|d| serde_json::json!({
             "PathOnHost": d.host, "PathInContainer": d.node.path(), "CgroupPermissions": d.permissions,
@@ -162,7 +166,6 @@ pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
 }
 
 pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
-    let _ = args.volumes;
     // As docker's (20.10 on) and podman's: with --force, a container that is not there is
     // already removed: nothing said, not a failure (`rm -f` in cleanup scripts under set -e).
     let names: Vec<String> = match args.force {
@@ -175,7 +178,12 @@ pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
     };
     each_resolved(ctx, &names, |c, resolved| {
         match resolved {
-            Ok(record) => ops::remove(c, &record, args.force)?,
+            Ok(record) => {
+                ops::remove(c, &record, args.force)?;
+                if args.volumes {
+                    strata::containers::volumes::remove_anonymous(c, &record)?;
+                }
+            }
             // All that is left of it is its directory and what the system shows of its run.
             Err(ContainerError::Corrupt { id, .. }) if args.force => ops::remove_unreadable(c, &id)?,
             Err(e) => return Err(e.into()),
@@ -439,9 +447,15 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "StopSignal": r.options.stop_signal.as_ref().or(r.image_config.stop_signal.as_ref()),
             "StopTimeout": r.options.stop_timeout,
         },
-        "Mounts": opts.volumes.iter().map(|v| json!({
-            "Type": "bind", "Source": v.source, "Destination": v.destination, "RW": !v.read_only,
-        })).collect::<Vec<_>>(),
+        "Mounts": opts.volumes.iter().map(|v| match &v.volume {
+            Some(name) => json!({
+                "Type": "volume", "Name": name, "Source": v.source, "Destination": v.destination,
+                "Driver": "local", "RW": !v.read_only,
+            }),
+            None => json!({
+                "Type": "bind", "Source": v.source, "Destination": v.destination, "RW": !v.read_only,
+            }),
+        }).collect::<Vec<_>>(),
         "Kind": r.kind,
         "KindReason": r.kind_reason,
         "Seccomp": opts.seccomp.describe(),

@@ -16,9 +16,10 @@ pub mod run;
 pub mod stats;
 pub mod system;
 pub mod template;
+pub mod volumes;
 
 use anyhow::Result;
-use args::{Cli, Command, ContainerCommand, ImageCommand};
+use args::{Cli, Command, ContainerCommand, ImageCommand, VolumeCommand};
 use strata::root::Root;
 
 /// An error with the exit code it must produce.
@@ -106,6 +107,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rm(a) => containers::rm(&ctx, a),
         Command::Wait(a) => containers::wait(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
+        Command::Volume(sub) => match sub {
+            VolumeCommand::Create(a) => volumes::create(&ctx, a),
+            VolumeCommand::Ls(a) => volumes::list(&ctx, a),
+            VolumeCommand::Inspect(a) => volumes::inspect(&ctx, a),
+            VolumeCommand::Rm(a) => volumes::remove(&ctx, a),
+            VolumeCommand::Prune(a) => volumes::prune(&ctx, a),
+        },
         Command::Container(sub) => match sub {
             ContainerCommand::Ls(a) => containers::ps(&ctx, a),
             ContainerCommand::Run(a) => run::run(&ctx, a, &log_level),

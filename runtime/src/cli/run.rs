@@ -345,7 +345,9 @@ fn spawn_or_discard(ctx: &Ctx, record: &ContainerRecord, ends: attach::MonitorEn
 fn discard_if_auto_remove(ctx: &Ctx, record: &ContainerRecord) {
     if record.auto_remove {
         if let Ok(containers) = Containers::open(&ctx.root, ctx.driver) {
-            let _ = strata::containers::ops::remove(&containers, record, true);
+            if strata::containers::ops::remove(&containers, record, true).is_ok() {
+                let _ = strata::containers::volumes::remove_anonymous(&containers, record);
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod record;
 pub mod relay;
 pub mod rootfs;
 pub mod status;
+pub mod volumes;
 pub mod waiters;
 
 use crate::fsutil::{write_atomic, write_atomic_unsynced};
@@ -75,6 +76,8 @@ pub enum ContainerError {
     Spec(#[from] FromImageError),
     #[error(transparent)]
     Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Volume(#[from] crate::volumes::VolumeError),
     /// A start that failed, with docker's exit code for it (125, 126 or 127).
     #[error("{message}")]
     Start { code: i32, message: String },
@@ -314,8 +317,9 @@ impl Containers {
         if new.options.init.is_some() && new.kind == Kind::Wasm {
             return Err(FromImageError::InitInWasm.into());
         }
+        let mut new = new;
         let wanted = new.name.as_deref().map(names::validate).transpose().map_err(ContainerError::InvalidName)?;
-        for volume in &new.options.volumes {
+        for volume in new.options.volumes.iter().filter(|v| v.volume.is_none()) {
             // docker creates a missing bind source as a directory.
             if !volume.source.exists() {
                 fs::create_dir_all(&volume.source)
@@ -334,6 +338,12 @@ impl Containers {
             }
             None => names::generate(&|n| existing.iter().any(|r| r.name == n)),
         };
+        // From here until the record is saved, no volume it names can be removed.
+        let volume_store = crate::volumes::Volumes::open(&self.root);
+        let _volumes = volume_store.lock()?;
+        let image_volumes: Vec<String> =
+            new.image_config.volumes.as_ref().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+        let made_anonymous = volumes::attach(&volume_store, &mut new.options, &image_volumes)?;
         let id = names::new_id();
         let paths = self.paths(&id);
         fs::DirBuilder::new()
@@ -366,6 +376,9 @@ impl Containers {
             .and_then(|()| self.save(&record));
         if let Err(e) = saved {
             let _ = crate::fsutil::remove_tree(&paths.dir);
+            for name in &made_anonymous {
+                let _ = volume_store.remove(name);
+            }
             return Err(e);
         }
         Ok(record)

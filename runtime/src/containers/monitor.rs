@@ -154,6 +154,7 @@ fn start_run(
     attached_stdin: Option<OwnedFd>,
 ) -> Result<Running, ContainerError> {
     let merged = rootfs::mount(paths, &record.layers, c.driver())?;
+    super::volumes::populate(&record.options.volumes, &merged)?;
     let host = rustix::system::uname();
     let host_hostname = host.nodename().to_string_lossy().into_owned();
     let hostname = from_image::hostname(&record.options, &record.id, &host_hostname);
@@ -287,6 +288,8 @@ fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool)
     if record.auto_remove {
         super::waiters::notify(c, id, code);
         super::ops::remove_files(c, id)?;
+        // docker's --rm takes the container's anonymous volumes too.
+        super::volumes::remove_anonymous(c, &record)?;
     }
     Ok(())
 }

@@ -61,6 +61,18 @@ pub fn apply_changes(run: &mut RunConfig, changes: &[String]) -> Result<(), Impo
                 let (k, v) = key_value(value).ok_or_else(bad)?;
                 run.labels.get_or_insert_with(BTreeMap::new).insert(k, v);
             }
+            // `VOLUME /a /b` or `VOLUME ["/a", "/b"]`.
+            "VOLUME" => {
+                let volumes = run.volumes.get_or_insert_with(BTreeMap::new);
+                let paths = serde_json::from_str::<Vec<String>>(value)
+                    .unwrap_or_else(|_| value.split_whitespace().map(str::to_string).collect());
+                for path in paths {
+                    if !path.starts_with('/') {
+                        return Err(bad());
+                    }
+                    volumes.insert(path, serde_json::json!({}));
+                }
+            }
             _ => return Err(bad()),
         }
     }

@@ -509,6 +509,7 @@ mod tests {
             working_dir: Some("/srv".into()),
             labels: None,
             stop_signal: None,
+            volumes: None,
         }
     }
 

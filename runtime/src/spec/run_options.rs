@@ -49,12 +49,23 @@ impl std::fmt::Display for NetworkMode {
     }
 }
 
-/// A `-v SRC:DST[:ro]` bind mount.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A `-v SRC:DST[:ro]` bind mount, or a named volume (`-v NAME:DST`, `-v DST` for an
+/// anonymous one, `--mount type=volume`), which is a bind of the volume's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
+    /// The host path; for a named volume its data directory, filled in at create.
     pub source: PathBuf,
     pub destination: String,
     pub read_only: bool,
+    /// A named volume's name; empty for an anonymous one until create names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Made for this container (`-v DST`, an image's VOLUME): `rm -v` and `run --rm` remove it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
+    /// docker's `nocopy`: a new, empty volume does not get the image's files at its destination.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
 }
 
 impl std::str::FromStr for Volume {
@@ -62,34 +73,43 @@ impl std::str::FromStr for Volume {
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split(':').collect();
         let (source, destination, mode) = match parts.as_slice() {
+            // docker's `-v /dst`: an anonymous volume there.
+            [dst] if dst.starts_with('/') => ("", *dst, ""),
             [src, dst] => (*src, *dst, ""),
             [src, dst, mode] => (*src, *dst, *mode),
-            _ => return Err(format!("invalid volume specification {s:?}: expected SRC:DST[:ro|rw]")),
+            _ => return Err(format!("invalid volume specification {s:?}: expected [SRC:]DST[:ro|rw]")),
         };
-        let mut read_only = false;
+        let (mut read_only, mut no_copy) = (false, false);
         for option in mode.split(',').filter(|o| !o.is_empty()) {
             match option {
                 "rw" => read_only = false,
                 "ro" => read_only = true,
+                "nocopy" if !source.starts_with('/') => no_copy = true,
                 // SELinux relabelling: nothing to relabel without SELinux, as docker on such hosts.
                 "z" | "Z" => {}
-                other => {
-                    return Err(format!("invalid volume specification {s:?}: unknown mode {other:?} (ro, rw, z or Z)"))
-                }
+                other => return Err(format!(
+                    "invalid volume specification {s:?}: unknown mode {other:?} (ro, rw, z, Z, or nocopy for a volume)"
+                )),
             }
         }
-        Volume::checked(s, source, destination, read_only)
+        let mut volume = Volume::checked(s, source, destination, read_only)?;
+        volume.no_copy = no_copy;
+        Ok(volume)
     }
 }
 
 impl Volume {
-    /// A bind of `source` at `destination`, checked (`spec` is what the user wrote, for errors).
+    /// A bind of `source` at `destination`, checked (`s` is what the user wrote, for errors):
+    /// a source that is not an absolute path names a volume (empty: an anonymous one).
     fn checked(s: &str, source: &str, destination: &str, read_only: bool) -> Result<Volume, String> {
-        if !source.starts_with('/') {
-            return Err(format!(
-                "invalid volume specification {s:?}: named volumes are not supported, the source must be an absolute host path"
-            ));
-        }
+        let volume = match source {
+            "" => Some(String::new()),
+            s if s.starts_with('/') => None,
+            name => {
+                crate::volumes::validate_name(name).map_err(|e| format!("invalid volume specification {s:?}: {e}"))?;
+                Some(name.to_string())
+            }
+        };
         if !destination.starts_with('/') {
             return Err(format!("invalid volume specification {s:?}: the destination must be an absolute path"));
         }
@@ -101,22 +121,25 @@ impl Volume {
         if destination == "/proc" || destination.starts_with("/proc/") {
             return Err(format!("invalid volume specification {s:?}: {destination} cannot be a volume's destination"));
         }
-        Ok(Volume { source: source.into(), destination, read_only })
+        let source = if volume.is_some() { PathBuf::new() } else { source.into() };
+        Ok(Volume { source, destination, read_only, anonymous: volume.as_deref() == Some(""), volume, no_copy: false })
     }
 }
 
-/// A `--mount` (docker's long form): a bind, as `-v` makes, or a tmpfs, as `--tmpfs` does.
+/// A `--mount` (docker's long form): a bind or a volume, as `-v` makes, or a tmpfs, as
+/// `--tmpfs` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountArg {
     Bind(Volume),
     Tmpfs(Tmpfs),
 }
 
-/// Parse `--mount type=bind|tmpfs,source=...,target=...[,readonly][,tmpfs-size=..][,tmpfs-mode=..]`
-/// in docker's terms (`src`, `dst`/`destination`, `ro`; a bare `readonly` is true).
+/// Parse `--mount type=bind|volume|tmpfs,source=...,target=...[,readonly][,volume-nocopy]
+/// [,tmpfs-size=..][,tmpfs-mode=..]` in docker's terms (`src`, `dst`/`destination`, `ro`; a bare
+/// `readonly` is true; type=volume is the default, without a source an anonymous volume).
 pub fn parse_mount(s: &str) -> Result<MountArg, String> {
     let invalid = |why: String| format!("invalid argument {s:?} for \"--mount\" flag: {why}");
-    let (mut typ, mut source, mut target, mut read_only) = ("volume", None, None, false);
+    let (mut typ, mut source, mut target, mut read_only, mut no_copy) = ("volume", None, None, false, false);
     let mut tmpfs_options = Vec::new();
     for field in s.split(',') {
         let (key, value) = match field.split_once('=') {
@@ -130,12 +153,17 @@ pub fn parse_mount(s: &str) -> Result<MountArg, String> {
         };
         match (key.to_ascii_lowercase().as_str(), value) {
             ("readonly" | "ro", v) => read_only = flag(v)?,
+            ("volume-nocopy", v) => no_copy = flag(v)?,
             (_, None) => return Err(invalid(format!("invalid field '{field}' must be a key=value pair"))),
             ("type", Some(v)) => typ = v,
             ("source" | "src", Some(v)) => source = Some(v),
             ("target" | "dst" | "destination", Some(v)) => target = Some(v),
             // Without SELinux or a VM between, these change nothing (as docker on Linux).
             ("consistency" | "bind-propagation" | "bind-nonrecursive", Some(_)) => {}
+            ("volume-driver", Some("local")) => {}
+            ("volume-driver", Some(other)) => {
+                return Err(invalid(format!("volume driver {other:?} is not supported: strata has only \"local\"")))
+            }
             ("tmpfs-size", Some(v)) => {
                 tmpfs_options.push(format!("size={}", parse_bytes(v).map_err(|e| invalid(e.to_string()))?))
             }
@@ -151,6 +179,11 @@ pub fn parse_mount(s: &str) -> Result<MountArg, String> {
     match typ {
         "bind" => {
             let source = source.ok_or_else(|| invalid("source is required when specifying a bind mount".into()))?;
+            if !source.starts_with('/') {
+                return Err(format!(
+                    "invalid mount config for type \"bind\": invalid mount path: '{source}' mount path must be absolute"
+                ));
+            }
             let volume = Volume::checked(s, source, target, read_only)?;
             // docker's: unlike -v, --mount makes no missing source.
             if !volume.source.exists() {
@@ -158,6 +191,17 @@ pub fn parse_mount(s: &str) -> Result<MountArg, String> {
                     "invalid mount config for type \"bind\": bind source path does not exist: {source}"
                 ));
             }
+            Ok(MountArg::Bind(volume))
+        }
+        "volume" => {
+            let source = source.unwrap_or("");
+            if source.starts_with('/') {
+                return Err(format!(
+                    "invalid mount config for type \"volume\": invalid mount path: '{source}' mount path must not be absolute"
+                ));
+            }
+            let mut volume = Volume::checked(s, source, target, read_only)?;
+            volume.no_copy = no_copy;
             Ok(MountArg::Bind(volume))
         }
         "tmpfs" => {
@@ -169,7 +213,7 @@ pub fn parse_mount(s: &str) -> Result<MountArg, String> {
             }
             format!("{target}:{}", tmpfs_options.join(",")).parse().map(MountArg::Tmpfs)
         }
-        other => Err(invalid(format!("mount type {other:?} is not supported: use bind or tmpfs"))),
+        other => Err(invalid(format!("mount type {other:?} is not supported: use bind, volume or tmpfs"))),
     }
 }
 
@@ -615,8 +659,19 @@ mod tests {
         let bind = parse_mount("type=bind,src=/tmp,dst=/data/./x/,readonly").unwrap();
         assert_eq!(
             bind,
-            MountArg::Bind(Volume { source: "/tmp".into(), destination: "/data/x".into(), read_only: true })
+            MountArg::Bind(Volume {
+                source: "/tmp".into(),
+                destination: "/data/x".into(),
+                read_only: true,
+                ..Default::default()
+            })
         );
+        let MountArg::Bind(named) = parse_mount("type=volume,src=db,dst=/var/db,volume-nocopy").unwrap() else {
+            panic!()
+        };
+        assert_eq!((named.volume.as_deref(), named.no_copy, named.anonymous), (Some("db"), true, false));
+        let MountArg::Bind(anon) = parse_mount("target=/cache").unwrap() else { panic!() };
+        assert_eq!((anon.volume.as_deref(), anon.anonymous), (Some(""), true));
         let MountArg::Bind(v) = parse_mount("type=bind,source=/tmp,target=/d,ro=false").unwrap() else { panic!() };
         assert!(!v.read_only);
         let MountArg::Tmpfs(t) = parse_mount("type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap() else {
@@ -627,11 +682,14 @@ mod tests {
         for (bad, said) in [
             ("type=bind,src=/tmp", "target is required"),
             ("type=bind,dst=/x", "source is required"),
-            ("type=volume,dst=/x", "mount type \"volume\" is not supported"),
+            ("type=nfs,dst=/x", "mount type \"nfs\" is not supported"),
+            ("type=volume,src=/abs,dst=/x", "'/abs' mount path must not be absolute"),
+            ("type=volume,src=a/b,dst=/x", "invalid characters for a local volume name"),
+            ("type=volume,dst=/x,volume-driver=nfs", "volume driver \"nfs\" is not supported"),
             ("type=bind,src=/tmp,dst=/x,nope=1", "unexpected key 'nope'"),
             ("type=tmpfs,dst=/x,tmpfs-mode=9", "invalid value for tmpfs-mode"),
             ("type=bind,src=/no/such/dir,dst=/x", "bind source path does not exist: /no/such/dir"),
-            ("type=bind,src=relative,dst=/x", "named volumes are not supported"),
+            ("type=bind,src=relative,dst=/x", "'relative' mount path must be absolute"),
         ] {
             let e = parse_mount(bad).unwrap_err();
             assert!(e.contains(said), "{bad}: {e}");
@@ -695,11 +753,21 @@ mod tests {
     #[test]
     fn volume_syntax() {
         let v: Volume = "/host:/ctr:ro".parse().unwrap();
-        assert_eq!(v, Volume { source: "/host".into(), destination: "/ctr".into(), read_only: true });
-        assert!("named:/ctr".parse::<Volume>().is_err());
+        assert_eq!(
+            v,
+            Volume { source: "/host".into(), destination: "/ctr".into(), read_only: true, ..Default::default() }
+        );
+        // A source that is not a path names a volume; a lone destination is an anonymous one.
+        let v: Volume = "data:/ctr:ro,nocopy".parse().unwrap();
+        assert_eq!((v.volume.as_deref(), v.read_only, v.no_copy, v.anonymous), (Some("data"), true, true, false));
+        assert_eq!(v.source, PathBuf::new(), "filled in at create");
+        let v: Volume = "/ctr".parse().unwrap();
+        assert_eq!((v.volume.as_deref(), v.anonymous, v.destination.as_str()), (Some(""), true, "/ctr"));
         assert!("/a:rel".parse::<Volume>().is_err());
         assert!("/a:/b:xx".parse::<Volume>().is_err());
-        assert!("/a".parse::<Volume>().is_err());
+        assert!("/a:/b:nocopy".parse::<Volume>().is_err(), "nocopy is for volumes");
+        assert!("rel".parse::<Volume>().is_err());
+        assert!("a/b:/x".parse::<Volume>().unwrap_err().contains("invalid characters for a local volume name"));
         // docker's SELinux modes mean nothing here; combined with ro they still make it ro.
         let v: Volume = "/host:/ctr/./data/:ro,Z".parse().unwrap();
         assert_eq!((v.destination.as_str(), v.read_only), ("/ctr/data", true));
