@@ -442,6 +442,78 @@ fn anonymous_volumes_go_with_rm_v_run_rm_and_prune() {
 }
 
 #[test]
+fn cp_copies_in_and_out_of_running_and_stopped_containers() {
+    let e = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    let h = |p: &str| host.path().join(p);
+    std::fs::write(h("note"), "from the host\n").unwrap();
+    std::fs::create_dir_all(h("tree/sub")).unwrap();
+    std::fs::write(h("tree/sub/deep"), "deep\n").unwrap();
+    let hs = |p: &str| h(p).to_str().unwrap().to_string();
+    e.ok(&["run", "-d", "--name", "live", "-v", "cpvol:/data", IMAGE, "sleep", "1000"]);
+    let exec = |script: &str| e.ok(&["exec", "live", "sh", "-c", script]);
+
+    // Into a running container: a file into a directory keeps its name; a directory onto a
+    // missing path becomes it (here inside a volume); SRC/. is a directory's contents.
+    e.ok(&["cp", &hs("note"), "live:/tmp/"]);
+    e.ok(&["cp", &hs("tree"), "live:/data/tree"]);
+    e.ok(&["cp", &format!("{}/.", hs("tree")), "live:root"]);
+    assert_eq!(exec("cat /tmp/note /data/tree/sub/deep /root/sub/deep"), "from the host\ndeep\ndeep\n");
+    // Out of it: owners kept with -a only.
+    exec("echo made inside > /tmp/out; chown 1234:5678 /tmp/out");
+    e.ok(&["cp", "live:/tmp/out", &hs("plain")]);
+    e.ok(&["cp", "-a", "live:/tmp/out", &hs("kept")]);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::read_to_string(h("plain")).unwrap(), "made inside\n");
+    assert_eq!(std::fs::metadata(h("plain")).unwrap().uid(), 0);
+    assert_eq!(
+        (std::fs::metadata(h("kept")).unwrap().uid(), std::fs::metadata(h("kept")).unwrap().gid()),
+        (1234, 5678)
+    );
+
+    // A container's symlinks resolve inside it, whichever way the copy goes.
+    exec("ln -s / /tmp/up; ln -s /etc /tmp/etc");
+    e.ok(&["cp", "live:/tmp/up/etc/hostname", &hs("hostname")]);
+    let id = e.id("live");
+    assert_eq!(
+        std::fs::read_to_string(h("hostname")).unwrap(),
+        format!("{}\n", &id[..12]),
+        "the container's, not the host's"
+    );
+    let marker = format!("strata-cp-test-{}", std::process::id());
+    std::fs::write(h(&marker), "x").unwrap();
+    e.ok(&["cp", &hs(&marker), "live:/tmp/etc/"]);
+    assert!(!Path::new("/etc").join(&marker).exists(), "written to the host's /etc");
+    assert_eq!(exec(&format!("cat /etc/{marker}")), "x");
+
+    // A stopped container: its rootfs and its volumes, nothing left mounted afterwards.
+    e.ok(&["stop", "-t", "0", "live"]);
+    e.ok(&["cp", "live:/tmp/note", &hs("back")]);
+    e.ok(&["cp", "live:/data/tree/sub/deep", &hs("from-volume")]);
+    assert_eq!(std::fs::read_to_string(h("back")).unwrap(), "from the host\n");
+    assert_eq!(std::fs::read_to_string(h("from-volume")).unwrap(), "deep\n");
+    e.ok(&["cp", &hs("note"), "live:/root/offline"]);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "a mount of the container is left");
+    e.ok(&["start", "live"]);
+    assert_eq!(exec("cat /root/offline"), "from the host\n");
+
+    // What cannot be: docker's words, exit 1.
+    let o = e.run(&["cp", "live:/nope", &hs("x")]);
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: Could not find the file /nope in container live\n"));
+    let o = e.run(&["cp", "/no/such/file", "live:/tmp"]);
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: lstat /no/such/file: no such file or directory\n"));
+    let o = e.run(&["cp", &hs("tree"), "live:/tmp/note"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("cannot copy a directory to a file"), "{}", o.stderr);
+    let o = e.run(&["cp", &hs("note"), &hs("other")]);
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: must specify at least one container source\n"));
+    let o = e.run(&["cp", "nosuch:/x", &hs("x")]);
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: No such container: nosuch\n"));
+    e.ok(&["rm", "-f", "live"]);
+}
+
+#[test]
 fn an_init_runs_in_front_of_the_command() {
     // docker's --init: the host's init binary (podman's catatonit here) is PID 1, the command
     // its child; the command's exit code is the container's.

@@ -79,6 +79,8 @@ pub enum Command {
     Wait(ContainersArgs),
     /// Run a command in a running container
     Exec(ExecArgs),
+    /// Copy files between a container and the host: CONTAINER:SRC DEST, or SRC CONTAINER:DEST
+    Cp(CpArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -137,6 +139,22 @@ pub enum ContainerCommand {
     Inspect(InspectArgs),
     /// Remove all stopped containers
     Prune(ContainerPruneArgs),
+    /// Copy files between a container and the host
+    Cp(CpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Keep owners (uid and gid) as they are
+    #[arg(short, long)]
+    pub archive: bool,
+    /// Copy what a source symlink points to, not the link
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow_link: bool,
+    /// CONTAINER:SRC_PATH or a host path
+    pub source: String,
+    /// CONTAINER:DEST_PATH or a host path
+    pub destination: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod containers;
+pub mod cp;
 pub mod exec;
 pub mod format;
 pub mod images;
@@ -107,6 +108,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Rm(a) => containers::rm(&ctx, a),
         Command::Wait(a) => containers::wait(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
+        Command::Cp(a) => cp::cp(&ctx, a),
         Command::Volume(sub) => match sub {
             VolumeCommand::Create(a) => volumes::create(&ctx, a),
             VolumeCommand::Ls(a) => volumes::list(&ctx, a),
@@ -131,6 +133,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             ContainerCommand::Exec(a) => exec::exec(&ctx, a),
             ContainerCommand::Inspect(a) => containers::inspect_containers(&ctx, a),
             ContainerCommand::Prune(a) => containers::prune(&ctx, a),
+            ContainerCommand::Cp(a) => cp::cp(&ctx, a),
         },
     }
 }

@@ -20,6 +20,7 @@
 //! Two roots share nothing: IDs are random, so even their cgroups never collide.
 
 pub mod attach;
+pub mod copy;
 pub mod exec;
 pub mod logs;
 pub mod monitor;
@@ -83,6 +84,9 @@ pub enum ContainerError {
     Start { code: i32, message: String },
     #[error("{0}")]
     Monitor(String),
+    /// A `cp` that failed, in docker's words (which name the container).
+    #[error("{0}")]
+    Copy(String),
 }
 
 pub fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {

@@ -87,9 +87,11 @@ impl std::str::FromStr for Volume {
                 "nocopy" if !source.starts_with('/') => no_copy = true,
                 // SELinux relabelling: nothing to relabel without SELinux, as docker on such hosts.
                 "z" | "Z" => {}
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "invalid volume specification {s:?}: unknown mode {other:?} (ro, rw, z, Z, or nocopy for a volume)"
-                )),
+                ))
+                }
             }
         }
         let mut volume = Volume::checked(s, source, destination, read_only)?;

@@ -1,0 +1,437 @@
+//! `cp`'s engine: copies a file or a tree from a path under one root to a path under another,
+//! with docker's rules for what lands where (a file into a directory keeps its name; a
+//! directory onto a missing path becomes it; `SRC/.` copies a directory's contents).
+//!
+//! One side is a container's root (`/proc/PID/root` of a running one, or its assembled rootfs),
+//! which its processes may change while we copy. So nothing here walks a path string there:
+//! the two starting points are resolved with `openat2(RESOLVE_IN_ROOT)` (symlinks and `..`
+//! stay inside the root), and from there every step is one name in a directory we hold open,
+//! opened with `O_NOFOLLOW`: a directory swapped for a symlink mid-copy is refused, never
+//! followed out of the container (docker's CVE-2018-15664 was such a race).
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("Could not find the file {0}")]
+    NoSource(String),
+    #[error("destination directory {0} does not exist")]
+    NoDestinationDir(String),
+    #[error("cannot copy a directory to a file: {0}")]
+    DirectoryToFile(String),
+    #[error("cannot copy to {0}: {1} is a symbolic link (not followed)")]
+    LinkInTheWay(String, String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> CopyError {
+    let context = context.into();
+    move |e| CopyError::Io { context, source: e.into() }
+}
+
+/// A path under a root directory (the host's `/`, or a container's root).
+pub struct Place<'a> {
+    pub root: &'a OwnedFd,
+    /// As the user wrote it (its trailing `/` or `/.` matter); taken from the root.
+    pub path: &'a str,
+}
+
+/// How to copy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// `-L`: a source that is a symlink is copied as what it points to.
+    pub follow_link: bool,
+    /// `-a`: owners are kept (otherwise what is made belongs to whoever copies, as docker's).
+    pub archive: bool,
+}
+
+/// docker's `cp` from `src` to `dst`.
+pub fn copy(src: Place, dst: Place, opts: Options) -> Result<(), CopyError> {
+    let contents_only = src.path.ends_with("/.");
+    let source = resolve(src.root, src.path, !opts.follow_link).map_err(|e| match e {
+        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => CopyError::NoSource(src.path.to_string()),
+        e => CopyError::Io { context: format!("opening {}", src.path), source: e.into() },
+    })?;
+    let source_stat = rustix::fs::fstat(&source).map_err(io(format!("reading {}", src.path)))?;
+    let source_is_dir = FileType::from_raw_mode(source_stat.st_mode) == FileType::Directory;
+    let source_name = base_name(src.path);
+
+    match resolve(dst.root, dst.path, false) {
+        Ok(target) => {
+            let is_dir = rustix::fs::fstat(&target).map(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
+            let is_dir = is_dir.map_err(io(format!("reading {}", dst.path)))?;
+            match (source_is_dir, is_dir) {
+                (true, false) => Err(CopyError::DirectoryToFile(dst.path.to_string())),
+                (true, true) if contents_only => copy_contents(&source, &open_dir(&target, dst.path)?, dst.path, opts),
+                // Into the directory, under the source's own name (`/` has none: its contents).
+                (_, true) => match &source_name {
+                    Some(name) => copy_entry(&source, &open_dir(&target, dst.path)?, name, dst.path, opts),
+                    None => copy_contents(&source, &open_dir(&target, dst.path)?, dst.path, opts),
+                },
+                // A file over a file: the destination's name in its directory.
+                (false, false) => {
+                    let (parent, name) = parent_of(dst.root, dst.path)?;
+                    copy_entry(&source, &parent, &name, dst.path, opts)
+                }
+            }
+        }
+        Err(rustix::io::Errno::NOENT) => {
+            if dst.path.ends_with('/') && !source_is_dir {
+                return Err(CopyError::NoDestinationDir(dst.path.to_string()));
+            }
+            let (parent, name) = parent_of(dst.root, dst.path)?;
+            copy_entry(&source, &parent, &name, dst.path, opts)
+        }
+        Err(e) => Err(CopyError::Io { context: format!("opening {}", dst.path), source: e.into() }),
+    }
+}
+
+/// `path` under `root` as an `O_PATH` fd; with `no_follow`, a final symlink is the link itself.
+fn resolve(root: &OwnedFd, path: &str, no_follow: bool) -> rustix::io::Result<OwnedFd> {
+    let relative = path.trim_start_matches('/');
+    let relative = if relative.is_empty() { "." } else { relative };
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+    if no_follow && !path.ends_with('/') && !path.ends_with("/.") {
+        flags |= OFlags::NOFOLLOW;
+    }
+    rustix::fs::openat2(root, relative, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
+}
+
+/// The last name of `path` (None for `/`, `.` or `/.`).
+fn base_name(path: &str) -> Option<OsString> {
+    let trimmed = path.trim_end_matches("/.").trim_end_matches('/');
+    let name = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    (!name.is_empty() && name != "." && name != "..").then(|| OsString::from(name))
+}
+
+/// The directory `path` is in, opened, and the name `path` has there.
+fn parent_of(root: &OwnedFd, path: &str) -> Result<(OwnedFd, OsString), CopyError> {
+    let trimmed = path.trim_end_matches('/');
+    let name = base_name(trimmed).ok_or_else(|| CopyError::NoDestinationDir(path.to_string()))?;
+    let parent = match trimmed.rfind('/') {
+        Some(i) => &trimmed[..i],
+        None => "",
+    };
+    let parent = if parent.is_empty() { "/" } else { parent };
+    let fd = resolve(root, parent, false).map_err(|e| match e {
+        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => CopyError::NoDestinationDir(parent.to_string()),
+        e => CopyError::Io { context: format!("opening {parent}"), source: e.into() },
+    })?;
+    Ok((open_dir(&fd, parent)?, name))
+}
+
+/// A readable directory fd from an `O_PATH` one.
+fn open_dir(fd: &OwnedFd, shown: &str) -> Result<OwnedFd, CopyError> {
+    rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(io(format!("opening directory {shown}")))
+}
+
+/// Copies what `source` (an `O_PATH` fd) is to `name` in directory `into`.
+fn copy_entry(source: &OwnedFd, into: &OwnedFd, name: &OsStr, shown: &str, opts: Options) -> Result<(), CopyError> {
+    let stat = rustix::fs::fstat(source).map_err(io(format!("reading {shown}")))?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory => {
+            let dir = make_dir(into, name, shown, &stat)?;
+            copy_contents(source, &dir, shown, opts)?;
+            finish(&dir, None, &stat, opts, shown)
+        }
+        FileType::RegularFile => {
+            let mut from = reopen(source).map_err(io(format!("opening {shown}")))?;
+            copy_file(&mut from, into, name, shown, &stat, opts)
+        }
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(source, "", Vec::new()).map_err(io(format!("reading link {shown}")))?;
+            copy_link(target.as_bytes(), into, name, shown, &stat, opts)
+        }
+        other => {
+            tracing::warn!("cp: {shown} is a {other:?}, not copied");
+            Ok(())
+        }
+    }
+}
+
+/// An `O_PATH` fd of a regular file opened for reading (through its /proc/self/fd link: the
+/// same file, no lookup by name).
+fn reopen(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+    rustix::fs::open(link.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// Copies every entry of the directory `source` into the directory `into`.
+fn copy_contents(source: &OwnedFd, into: &OwnedFd, shown: &str, opts: Options) -> Result<(), CopyError> {
+    let dir = open_dir(source, shown)?;
+    let entries = rustix::fs::Dir::read_from(&dir).map_err(io(format!("reading directory {shown}")))?;
+    for entry in entries {
+        let entry = entry.map_err(io(format!("reading directory {shown}")))?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
+        if name == "." || name == ".." {
+            continue;
+        }
+        let child_shown = format!("{}/{}", shown.trim_end_matches('/'), name.to_string_lossy());
+        // One name, not followed: whatever it is now is what is copied.
+        let child = rustix::fs::openat(&dir, &name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+        match child {
+            Ok(child) => copy_entry(&child, into, &name, &child_shown, opts)?,
+            // Gone meanwhile (a running container's file).
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(CopyError::Io { context: format!("opening {child_shown}"), source: e.into() }),
+        }
+    }
+    Ok(())
+}
+
+/// `name` in `into` as a directory (an existing one is used), opened.
+fn make_dir(into: &OwnedFd, name: &OsStr, shown: &str, stat: &rustix::fs::Stat) -> Result<OwnedFd, CopyError> {
+    let mode = Mode::from_raw_mode(stat.st_mode & 0o7777) | Mode::RWXU;
+    match rustix::fs::mkdirat(into, name, mode) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(CopyError::Io { context: format!("creating directory {shown}"), source: e.into() }),
+    }
+    rustix::fs::openat(
+        into,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+            CopyError::LinkInTheWay(shown.to_string(), name.to_string_lossy().into_owned())
+        }
+        e => CopyError::Io { context: format!("opening directory {shown}"), source: e.into() },
+    })
+}
+
+fn copy_file(
+    from: &mut OwnedFd,
+    into: &OwnedFd,
+    name: &OsStr,
+    shown: &str,
+    stat: &rustix::fs::Stat,
+    opts: Options,
+) -> Result<(), CopyError> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::from_raw_mode(stat.st_mode & 0o777);
+    let to = match rustix::fs::openat(into, name, flags, mode) {
+        // A symlink (or a directory) by that name is replaced, never written through.
+        Err(rustix::io::Errno::LOOP) => {
+            rustix::fs::unlinkat(into, name, AtFlags::empty()).map_err(io(format!("replacing {shown}")))?;
+            rustix::fs::openat(into, name, flags, mode)
+        }
+        other => other,
+    }
+    .map_err(io(format!("creating {shown}")))?;
+    let mut reader = std::fs::File::from(
+        from.try_clone().map_err(|e| CopyError::Io { context: format!("reading {shown}"), source: e })?,
+    );
+    let mut writer = std::fs::File::from(to);
+    std::io::copy(&mut reader, &mut writer)
+        .map_err(|e| CopyError::Io { context: format!("copying {shown}"), source: e })?;
+    finish(&writer.into(), None, stat, opts, shown)
+}
+
+fn copy_link(
+    target: &[u8],
+    into: &OwnedFd,
+    name: &OsStr,
+    shown: &str,
+    stat: &rustix::fs::Stat,
+    opts: Options,
+) -> Result<(), CopyError> {
+    let target = OsStr::from_bytes(target);
+    match rustix::fs::symlinkat(target, into, name) {
+        Err(rustix::io::Errno::EXIST) => {
+            // What is there goes (a directory only if empty), as tar's extraction replaces it.
+            let gone = rustix::fs::unlinkat(into, name, AtFlags::empty())
+                .or_else(|_| rustix::fs::unlinkat(into, name, AtFlags::REMOVEDIR));
+            gone.map_err(io(format!("replacing {shown}")))?;
+            rustix::fs::symlinkat(target, into, name)
+        }
+        other => other,
+    }
+    .map_err(io(format!("creating link {shown}")))?;
+    finish(into, Some(name), stat, opts, shown)
+}
+
+/// Mode (after the owner: chown clears setuid bits), owner with `-a`, and times, on `fd`
+/// (or on the link `name` in the directory `fd`, which has no mode of its own).
+fn finish(
+    fd: &OwnedFd,
+    link: Option<&OsStr>,
+    stat: &rustix::fs::Stat,
+    opts: Options,
+    shown: &str,
+) -> Result<(), CopyError> {
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec { tv_sec: stat.st_atime as _, tv_nsec: stat.st_atime_nsec as _ },
+        last_modification: rustix::fs::Timespec { tv_sec: stat.st_mtime as _, tv_nsec: stat.st_mtime_nsec as _ },
+    };
+    let owner = opts.archive.then(|| {
+        (Some(rustix::process::Uid::from_raw(stat.st_uid)), Some(rustix::process::Gid::from_raw(stat.st_gid)))
+    });
+    let result = match link {
+        Some(name) => (|| {
+            if let Some((uid, gid)) = owner {
+                rustix::fs::chownat(fd, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+            }
+            rustix::fs::utimensat(fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+        })(),
+        None => (|| {
+            if let Some((uid, gid)) = owner {
+                rustix::fs::fchown(fd, uid, gid)?;
+            }
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(stat.st_mode & 0o7777))?;
+            rustix::fs::futimens(fd, &times)
+        })(),
+    };
+    result.map_err(io(format!("setting the mode, owner and times of {shown}")))
+}
+
+/// The host's `/`, as a root for [`Place`].
+pub fn host_root() -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// A directory as a root for [`Place`] (a container's `/proc/PID/root`, its rootfs).
+pub fn open_root(path: &std::path::Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// Runs `f` on the root of `record`'s container as its processes see it: a running (or
+/// paused) container's `/proc/PID/root`, mounts and all; a stopped one's rootfs assembled
+/// with its volumes and binds on top, in a mount namespace of this process's own (so nothing
+/// is left mounted, whatever happens), under the container's lock (no run starts meanwhile).
+/// Unsharing the mount namespace needs this process single-threaded (the CLI is).
+pub fn with_root<T>(
+    c: &super::Containers,
+    record: &super::record::ContainerRecord,
+    f: impl FnOnce(&OwnedFd) -> Result<T, super::ContainerError>,
+) -> Result<T, super::ContainerError> {
+    use super::{io_err, status::observe};
+    let Some(obs) = observe(c, record.clone())? else {
+        return Err(super::ContainerError::NoSuchContainer(record.id.clone()));
+    };
+    if let Some(init) = obs.init.filter(|_| obs.is_running()) {
+        let root = open_root(std::path::Path::new(&format!("/proc/{}/root", init.pid)))
+            .map_err(io_err("opening the container's root"))?;
+        // The pid was still the container's init when its root was opened.
+        if !init.alive() {
+            return Err(super::ContainerError::NotRunning(record.id.clone()));
+        }
+        return f(&root);
+    }
+    let _lock = c.lock(&record.id)?;
+    // SAFETY: only this process's view of mounts changes, which nothing else here relies on.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .map_err(|e| io_err("entering a mount namespace of our own")(e.into()))?;
+    crate::sandbox::mounts::mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)
+        .map_err(|e| super::ContainerError::Copy(format!("making our mounts private: {e}")))?;
+    let paths = c.paths(&record.id);
+    let merged = super::rootfs::mount(&paths, &record.layers, c.driver())?;
+    let result = (|| {
+        let root = open_root(&merged).map_err(io_err("opening the container's root"))?;
+        for v in &record.options.volumes {
+            // Where the container would have it; a mountpoint not made yet has nothing to show.
+            let Ok(target) = resolve(&root, &v.destination, false) else { continue };
+            let target = crate::sandbox::mounts::fd_path(&target);
+            let source = v.source.to_string_lossy();
+            crate::sandbox::mounts::mount(Some(&source), &target, None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(|e| super::ContainerError::Copy(format!("mounting {} at {}: {e}", source, v.destination)))?;
+        }
+        // Opened again: the root fd opened before the binds sees the same mounts (they are
+        // under it), but a bind over `/` itself would not be.
+        let root = open_root(&merged).map_err(io_err("opening the container's root"))?;
+        f(&root)
+    })();
+    // Our namespace goes with us; the mountpoint's directories are on the host (a lazy
+    // unmount of the overlay takes the binds on it too).
+    super::rootfs::unmount(&paths)?;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::Path;
+
+    /// Copies between two temp roots, both seen as `/`.
+    fn cp(src_root: &Path, src: &str, dst_root: &Path, dst: &str) -> Result<(), CopyError> {
+        let (s, d) = (open_root(src_root).unwrap(), open_root(dst_root).unwrap());
+        copy(Place { root: &s, path: src }, Place { root: &d, path: dst }, Options::default())
+    }
+
+    fn tree() -> (tempfile::TempDir, tempfile::TempDir) {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::create_dir_all(a.path().join("dir/sub")).unwrap();
+        fs::write(a.path().join("dir/f"), "file f").unwrap();
+        fs::write(a.path().join("dir/sub/g"), "file g").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", a.path().join("dir/link")).unwrap();
+        fs::write(a.path().join("top"), "top").unwrap();
+        fs::set_permissions(a.path().join("top"), std::os::unix::fs::PermissionsExt::from_mode(0o751)).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn files_follow_dockers_rules() {
+        let (a, b) = tree();
+        // Onto a missing name: that name. Into a directory: its own name. Over a file: replaced.
+        cp(a.path(), "/top", b.path(), "/copy").unwrap();
+        assert_eq!(fs::read_to_string(b.path().join("copy")).unwrap(), "top");
+        let mode = fs::metadata(b.path().join("copy")).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o751);
+        fs::create_dir(b.path().join("d")).unwrap();
+        cp(a.path(), "top", b.path(), "/d").unwrap();
+        assert_eq!(fs::read_to_string(b.path().join("d/top")).unwrap(), "top");
+        cp(a.path(), "/dir/f", b.path(), "/copy").unwrap();
+        assert_eq!(fs::read_to_string(b.path().join("copy")).unwrap(), "file f");
+        // A missing directory (trailing slash) is an error; so is a missing parent.
+        assert!(matches!(cp(a.path(), "/top", b.path(), "/nodir/"), Err(CopyError::NoDestinationDir(_))));
+        assert!(matches!(cp(a.path(), "/top", b.path(), "/nodir/x"), Err(CopyError::NoDestinationDir(_))));
+        assert!(matches!(cp(a.path(), "/nope", b.path(), "/x"), Err(CopyError::NoSource(_))));
+    }
+
+    #[test]
+    fn directories_follow_dockers_rules() {
+        let (a, b) = tree();
+        cp(a.path(), "/dir", b.path(), "/new").unwrap();
+        assert_eq!(fs::read_to_string(b.path().join("new/sub/g")).unwrap(), "file g");
+        assert_eq!(fs::read_link(b.path().join("new/link")).unwrap(), Path::new("/etc/passwd"), "a link as a link");
+        cp(a.path(), "/dir", b.path(), "/new").unwrap();
+        assert!(b.path().join("new/dir/sub/g").exists(), "into an existing directory, under its name");
+        fs::create_dir(b.path().join("flat")).unwrap();
+        cp(a.path(), "/dir/.", b.path(), "/flat").unwrap();
+        assert!(b.path().join("flat/sub/g").exists() && !b.path().join("flat/dir").exists(), "SRC/. is its contents");
+        assert!(matches!(cp(a.path(), "/dir", b.path(), "/flat/f"), Err(CopyError::DirectoryToFile(_))));
+    }
+
+    #[test]
+    fn nothing_leads_outside_either_root() {
+        let (a, b) = tree();
+        // A source link is copied as a link, not read through (and -L reads it inside the root).
+        cp(a.path(), "/dir/link", b.path(), "/l").unwrap();
+        assert_eq!(fs::read_link(b.path().join("l")).unwrap(), Path::new("/etc/passwd"));
+        let (s, d) = (open_root(a.path()).unwrap(), open_root(b.path()).unwrap());
+        let followed = copy(
+            Place { root: &s, path: "/dir/link" },
+            Place { root: &d, path: "/followed" },
+            Options { follow_link: true, archive: false },
+        );
+        assert!(matches!(followed, Err(CopyError::NoSource(_))), "/etc/passwd of the source root: not there");
+        // A destination that is a link to outside: the copy lands inside the root.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), b.path().join("escape")).unwrap();
+        let result = cp(a.path(), "/top", b.path(), "/escape/top");
+        assert!(result.is_err(), "{result:?}");
+        assert!(!outside.path().join("top").exists(), "nothing written outside the root");
+        // A file in the destination that is a link is replaced, not written through.
+        let victim = outside.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, b.path().join("over")).unwrap();
+        cp(a.path(), "/top", b.path(), "/over").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+    }
+}
