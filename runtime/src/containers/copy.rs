@@ -140,12 +140,12 @@ fn copy_entry(source: &OwnedFd, into: &OwnedFd, name: &OsStr, shown: &str, opts:
             finish(&dir, None, &stat, opts, shown)
         }
         FileType::RegularFile => {
-            let mut from = reopen(source).map_err(io(format!("opening {shown}")))?;
-            copy_file(&mut from, into, name, shown, &stat, opts)
+            let from = reopen(source).map_err(io(format!("opening {shown}")))?;
+            copy_file(from, Dest { into, name, shown }, &stat, opts)
         }
         FileType::Symlink => {
             let target = rustix::fs::readlinkat(source, "", Vec::new()).map_err(io(format!("reading link {shown}")))?;
-            copy_link(target.as_bytes(), into, name, shown, &stat, opts)
+            copy_link(target.as_bytes(), Dest { into, name, shown }, &stat, opts)
         }
         other => {
             tracing::warn!("cp: {shown} is a {other:?}, not copied");
@@ -205,14 +205,15 @@ fn make_dir(into: &OwnedFd, name: &OsStr, shown: &str, stat: &rustix::fs::Stat) 
     })
 }
 
-fn copy_file(
-    from: &mut OwnedFd,
-    into: &OwnedFd,
-    name: &OsStr,
-    shown: &str,
-    stat: &rustix::fs::Stat,
-    opts: Options,
-) -> Result<(), CopyError> {
+/// Where one entry goes: `name` in the directory `into` (`shown` in messages).
+struct Dest<'a> {
+    into: &'a OwnedFd,
+    name: &'a OsStr,
+    shown: &'a str,
+}
+
+fn copy_file(from: OwnedFd, to: Dest, stat: &rustix::fs::Stat, opts: Options) -> Result<(), CopyError> {
+    let Dest { into, name, shown } = to;
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let mode = Mode::from_raw_mode(stat.st_mode & 0o777);
     let to = match rustix::fs::openat(into, name, flags, mode) {
@@ -224,23 +225,15 @@ fn copy_file(
         other => other,
     }
     .map_err(io(format!("creating {shown}")))?;
-    let mut reader = std::fs::File::from(
-        from.try_clone().map_err(|e| CopyError::Io { context: format!("reading {shown}"), source: e })?,
-    );
+    let mut reader = std::fs::File::from(from);
     let mut writer = std::fs::File::from(to);
     std::io::copy(&mut reader, &mut writer)
         .map_err(|e| CopyError::Io { context: format!("copying {shown}"), source: e })?;
     finish(&writer.into(), None, stat, opts, shown)
 }
 
-fn copy_link(
-    target: &[u8],
-    into: &OwnedFd,
-    name: &OsStr,
-    shown: &str,
-    stat: &rustix::fs::Stat,
-    opts: Options,
-) -> Result<(), CopyError> {
+fn copy_link(target: &[u8], to: Dest, stat: &rustix::fs::Stat, opts: Options) -> Result<(), CopyError> {
+    let Dest { into, name, shown } = to;
     let target = OsStr::from_bytes(target);
     match rustix::fs::symlinkat(target, into, name) {
         Err(rustix::io::Errno::EXIST) => {
