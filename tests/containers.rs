@@ -513,6 +513,66 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers() {
     e.ok(&["rm", "-f", "live"]);
 }
 
+/// Polls `inspect -f FORMAT NAME` until it prints `want` (30 s at most).
+fn wait_for_inspect(e: &Env, name: &str, format: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = e.ok(&["inspect", "-f", format, name]);
+        if now.trim() == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name}: {format} is {now:?}, never {want:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn restart_policies_start_a_container_again_until_stopped_by_hand() {
+    let e = Env::new();
+    // on-failure:2 — a failing command runs three times, then stays exited.
+    e.ok(&["run", "-d", "--name", "flaky", "--restart", "on-failure:2", IMAGE, "sh", "-c", "echo ran; exit 3"]);
+    wait_for_inspect(&e, "flaky", "{{.RestartCount}} {{.State.Status}}", "2 exited");
+    assert_eq!(e.ok(&["logs", "flaky"]), "ran\nran\nran\n");
+    assert_eq!(e.ok(&["wait", "flaky"]), "3\n");
+    let policy = &e.inspect("flaky")["HostConfig"]["RestartPolicy"];
+    assert_eq!((&policy["Name"], &policy["MaximumRetryCount"]), (&"on-failure".into(), &2.into()));
+    // on-failure does not restart a success; `wait` answers the first end at once.
+    e.ok(&["run", "-d", "--name", "fine", "--restart", "on-failure", IMAGE, "true"]);
+    assert_eq!(e.ok(&["wait", "fine"]), "0\n");
+    assert_eq!(e.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "fine"]), "0 exited\n");
+
+    // always — restarted after every end, until a stop by hand; a stop of a container
+    // between runs keeps it stopped too.
+    e.ok(&["run", "-d", "--name", "loop", "--restart", "always", IMAGE, "sh", "-c", "echo tick"]);
+    wait_for_inspect(&e, "loop", "{{gt .RestartCount 2}}", "true");
+    e.ok(&["stop", "loop"]);
+    let after_stop = e.inspect("loop")["RestartCount"].as_u64().unwrap();
+    let ticks = e.ok(&["logs", "loop"]).lines().count() as u64;
+    assert_eq!(ticks, after_stop + 1, "every run logged");
+    // Its monitor gives up the restart (it checks every 50 ms while backing off): none comes.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        assert_eq!(e.inspect("loop")["RestartCount"].as_u64().unwrap(), after_stop, "restarted after a stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Restarting}}", "loop"]), "exited false\n");
+    // A start by hand starts over, with the policy in force again.
+    e.ok(&["start", "loop"]);
+    wait_for_inspect(&e, "loop", "{{gt .RestartCount 0}}", "true");
+    e.ok(&["rm", "-f", "loop"]);
+
+    // Bad policies and --rm with one: docker's words, nothing made.
+    let o = e.run(&["run", "--rm", "--restart", "always", IMAGE, "true"]);
+    assert_eq!((o.code, o.stderr.as_str()), (125, "Error: Conflicting options: --restart and --rm\n"));
+    let o = e.run(&["run", "--restart", "always:3", IMAGE, "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("maximum retry count cannot be used with restart policy 'always'"), "{}", o.stderr);
+    let o = e.run(&["run", "--restart", "sometimes", IMAGE, "true"]);
+    assert_eq!(o.code, 125);
+    assert!(o.stderr.contains("invalid restart policy format"), "{}", o.stderr);
+    assert_eq!(e.ps(true).len(), 2, "flaky and fine only");
+}
+
 #[test]
 fn an_init_runs_in_front_of_the_command() {
     // docker's --init: the host's init binary (podman's catatonit here) is PID 1, the command

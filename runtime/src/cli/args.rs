@@ -459,6 +459,9 @@ pub struct ContainerSpecArgs {
     /// Every capability, no seccomp, every host device, nothing masked, /sys writable
     #[arg(long)]
     pub privileged: bool,
+    /// Restart the container when it ends: no, always, unless-stopped, on-failure[:N]
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
     /// Run an init (catatonit, tini) as PID 1 that passes signals on and reaps orphans
     #[arg(long)]
     pub init: bool,

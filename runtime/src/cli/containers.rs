@@ -32,6 +32,10 @@ fn host_config(r: &ContainerRecord) -> serde_json::Value {
         "ReadonlyRootfs": opts.read_only,
         "Privileged": opts.privileged,
         "Init": opts.init.is_some().then_some(true),
+        "RestartPolicy": {
+            "Name": opts.restart.docker_name().0,
+            "MaximumRetryCount": opts.restart.docker_name().1,
+        },
         "ShmSize": opts.shm_size.unwrap_or(67108864),
         "Sysctls": (!opts.sysctls.is_empty()).then_some(&opts.sysctls),
         "OomScoreAdj": opts.oom_score_adj.unwrap_or(0),
@@ -224,6 +228,15 @@ fn observe_all(containers: &Containers) -> Result<Vec<Observed>> {
     Ok(all)
 }
 
+/// docker's state word: `restarting` for an exited container its restart policy is about to
+/// start again.
+fn state_word(o: &Observed) -> String {
+    if o.state == State::Exited && o.record.restarting {
+        return "restarting".into();
+    }
+    o.state.to_string()
+}
+
 /// docker's STATUS column.
 fn status_text(o: &Observed) -> String {
     let up = || format::human_duration(o.record.started_at.as_deref().map(format::seconds_since).unwrap_or(0));
@@ -234,7 +247,8 @@ fn status_text(o: &Observed) -> String {
         State::Exited => {
             let code = o.record.exit_code.map_or("unknown".to_string(), |c| c.to_string());
             let ago = o.record.finished_at.as_deref().map(format::seconds_since).unwrap_or(0);
-            format!("Exited ({code}) {} ago", format::human_duration(ago))
+            let word = if o.record.restarting { "Restarting" } else { "Exited" };
+            format!("{word} ({code}) {} ago", format::human_duration(ago))
         }
     }
 }
@@ -311,7 +325,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
                 "Networks": r.options.network.to_string(),
                 "Ports": "",
                 "RunningFor": created(r),
-                "State": o.state,
+                "State": state_word(o),
                 "Status": status_text(o),
                 "ExitCode": r.exit_code,
                 "Kind": r.kind,
@@ -365,7 +379,7 @@ impl PsFilters {
             values.iter().any(|v| match key.as_str() {
                 "id" => r.id.starts_with(v.as_str()),
                 "name" => r.name.contains(v.trim_start_matches('/')),
-                "status" => o.state.to_string() == *v,
+                "status" => state_word(o) == *v,
                 "exited" => o.state == State::Exited && r.exit_code.is_some_and(|c| c.to_string() == *v),
                 "ancestor" => r.image == *v || r.image.rsplit_once(':').is_some_and(|(name, _)| name == v),
                 "kind" => serde_json::to_value(r.kind).is_ok_and(|k| k == v.as_str()),
@@ -403,10 +417,10 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
         "Path": r.command.first(),
         "Args": r.command.iter().skip(1).collect::<Vec<_>>(),
         "State": {
-            "Status": o.state,
+            "Status": state_word(o),
             "Running": o.state == State::Running,
             "Paused": o.state == State::Paused,
-            "Restarting": false,
+            "Restarting": o.state == State::Exited && r.restarting,
             "OOMKilled": r.oom_killed,
             "Dead": false,
             "Pid": pid,
@@ -417,6 +431,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
         },
         "Image": r.image_id,
         "Name": format!("/{}", r.name),
+        "RestartCount": r.restart_count,
         "Driver": if copied { "vfs" } else { "overlay" },
         "Platform": "linux",
         "LogPath": paths.log(),

@@ -185,6 +185,11 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         ulimits: parse_each(&a.ulimit, str::parse)?,
         privileged: a.privileged,
         init: a.init.then(|| run_options::find_init(a.init_path.as_deref())).transpose().map_err(anyhow::Error::msg)?,
+        restart: match a.restart.parse().map_err(anyhow::Error::msg)? {
+            run_options::RestartPolicy::No => run_options::RestartPolicy::No,
+            _ if a.rm => bail!("Conflicting options: --restart and --rm"),
+            policy => policy,
+        },
         shm_size: match a.shm_size.as_deref().map(run_options::parse_bytes).transpose()? {
             Some(size) if size <= 0 => {
                 bail!("invalid --shm-size {:?}: must be positive", a.shm_size.as_deref().unwrap_or(""))

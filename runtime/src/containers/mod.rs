@@ -374,6 +374,10 @@ impl Containers {
             exit_code: None,
             oom_killed: false,
             error: None,
+            restart_count: 0,
+            manually_stopped: false,
+            restarting: false,
+            restart_delay_ms: 0,
         };
         let saved = fs::create_dir_all(paths.upper())
             .map_err(io_err(format!("creating {}", paths.upper().display())))

@@ -10,7 +10,10 @@
 //! 4. copies the output into the json log and, while a CLI is attached, to that CLI;
 //! 5. waits on the init's pidfd, reaps it, records the exit atomically, releases the cgroup,
 //!    lifecycle state and mount, and for `--rm` removes the container;
-//! 6. tells the attached CLI the exit code, and exits.
+//! 6. tells the attached CLI the exit code, and exits — unless the container's `--restart`
+//!    policy starts it again: then it lets go of the record (no monitor: the container shows
+//!    as exited, and `wait` returns), waits out docker's back-off, and begins again at 1 with
+//!    no CLI attached, if by then nobody has stopped, killed, removed or started it.
 //!
 //! Why the output goes through the monitor and not straight to the CLI: the container must
 //! keep running and logging when the CLI is killed, so the process reading its output has to
@@ -71,16 +74,75 @@ struct Running {
 }
 
 /// The monitor's whole life. Returns its process exit code.
-pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
+pub fn run(c: &Containers, id: &str, session: Session) -> i32 {
     // Out of the CLI's session and process group (the CLI already did this at spawn; this is
     // for anyone starting a monitor otherwise): its terminal's signals are not ours.
     let _ = rustix::process::setsid();
-    let (record, lock) = match register(c, id) {
+    let (mut status, mut restart) = run_once(c, id, session, None);
+    while let Some((delay, restarts)) = restart {
+        if !back_off(c, id, delay) {
+            break;
+        }
+        let detached = Session { status: None, stdout: None, stderr: None, stdin: None, control: None };
+        (status, restart) = run_once(c, id, detached, Some(restarts));
+    }
+    status
+}
+
+/// When the run that just ended starts again by the container's restart policy (decided as
+/// its end is recorded, under the same lock, so nobody sees the end without the decision):
+/// the record then shows it restarting and without a monitor, and this returns the back-off
+/// and the restart count the next run must still find (anything else means someone acted).
+fn plan_restart(record: &mut ContainerRecord, code: i32) -> Option<(std::time::Duration, u32)> {
+    if record.manually_stopped || !record.options.restart.restarts(code, record.restart_count) {
+        return None;
+    }
+    let ran = match (record.started_at.as_deref(), record.finished_at.as_deref()) {
+        (Some(start), Some(end)) => {
+            crate::clock::parse_rfc3339(end).zip(crate::clock::parse_rfc3339(start)).map_or(0, |(e, s)| e - s)
+        }
+        _ => 0,
+    };
+    record.restart_delay_ms = match record.restart_delay_ms {
+        _ if ran >= 10 => 100,
+        0 => 100,
+        ms => (ms * 2).min(60_000),
+    };
+    record.restarting = true;
+    record.monitor = None;
+    Some((std::time::Duration::from_millis(record.restart_delay_ms), record.restart_count))
+}
+
+/// Waits `delay`, checking the record as it goes; false once the restart is off (the
+/// container stopped, killed or removed by hand, or started by someone else).
+fn back_off(c: &Containers, id: &str, delay: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + delay;
+    loop {
+        match c.load(id) {
+            Ok(r) if r.restarting && !r.manually_stopped && r.monitor.is_none() => {}
+            _ => return false,
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(std::time::Duration::from_millis(50)));
+    }
+}
+
+/// A restart's back-off and the restart count it expects to find.
+type Restart = Option<(std::time::Duration, u32)>;
+
+/// One run, from registering to the recorded end; the monitor's exit status and, if the
+/// container's restart policy starts it again, when. `restart`: the restart count a restart
+/// expects to find (None for a start by hand).
+fn run_once(c: &Containers, id: &str, mut session: Session, restart: Option<u32>) -> (i32, Restart) {
+    let (record, lock) = match register(c, id, restart) {
         Ok(r) => r,
         Err(e) => {
             // Not ours to record: another monitor runs, or the container is gone.
             session.send(&Message::Failed { code: 125, message: e.to_string() });
-            return 1;
+            return (1, None);
         }
     };
     let paths = c.paths(id);
@@ -96,7 +158,7 @@ pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
             tracing::error!("starting container {id}: {message}");
             let _ = finish(c, id, code, Some(message.clone()), false);
             session.send(&Message::Failed { code, message });
-            return 1;
+            return (1, None);
         }
     };
     session.send(&Message::Started { pid: running.pid });
@@ -111,19 +173,41 @@ pub fn run(c: &Containers, id: &str, mut session: Session) -> i32 {
         crate::lifecycle::reap(pid).unwrap_or(super::status::UNKNOWN_EXIT)
     });
     let oom = oom_killed(c, id);
-    if let Err(e) = finish(c, id, code, None, oom) {
+    let restart = finish(c, id, code, None, oom).unwrap_or_else(|e| {
         tracing::error!("recording the end of container {id}: {e}");
-    }
+        None
+    });
     // Output first, then the code: the CLI prints everything before it exits.
     drop(attached);
     session.send(&Message::Exited { code });
-    0
+    (0, restart)
 }
 
 /// Claim the run in the record, under the container's lock (returned: held through the start).
-fn register(c: &Containers, id: &str) -> Result<(ContainerRecord, crate::lock::Lock), ContainerError> {
+/// A restart (`restart`: the count it expects) goes ahead only if nothing happened since its
+/// run ended.
+fn register(
+    c: &Containers,
+    id: &str,
+    restart: Option<u32>,
+) -> Result<(ContainerRecord, crate::lock::Lock), ContainerError> {
     let lock = c.lock(id)?;
     let mut record = c.load(id)?;
+    match restart {
+        Some(expected) => {
+            let untouched = record.restarting && !record.manually_stopped && record.monitor.is_none();
+            if !untouched || record.restart_count != expected {
+                return Err(ContainerError::Monitor(format!("container {id}: restart called off")));
+            }
+            record.restart_count += 1;
+        }
+        None => {
+            record.manually_stopped = false;
+            record.restart_count = 0;
+            record.restart_delay_ms = 0;
+        }
+    }
+    record.restarting = false;
     let me = ProcessRef::current().ok_or_else(|| ContainerError::Monitor("cannot read our own start time".into()))?;
     // A monitor that recorded an exit has finished (`finish` holds this lock until the run is
     // released), even if it has not exited yet: an attached `start` may follow at once.
@@ -275,14 +359,17 @@ fn oom_killed(c: &Containers, id: &str) -> bool {
     c.runtime().cgroup(&state).ok().and_then(|cg| cg.oom_killed().ok()).unwrap_or(false)
 }
 
-/// Record how the run ended and release what it held; `--rm` removes the container.
-fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool) -> Result<(), ContainerError> {
+/// Record how the run ended and release what it held; `--rm` removes the container. A run
+/// that started and ended may be restarted by the container's policy: when, is returned.
+fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool) -> Result<Restart, ContainerError> {
     let _lock = c.lock(id)?;
     let mut record = c.load(id)?;
     record.exit_code = Some(code);
+    let started = error.is_none();
     record.error = error;
     record.oom_killed = oom;
     record.finished_at = Some(now_rfc3339());
+    let restart = if started { plan_restart(&mut record, code) } else { None };
     c.save(&record)?;
     release_run(c, &record.id)?;
     if record.auto_remove {
@@ -291,7 +378,7 @@ fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool)
         // docker's --rm takes the container's anonymous volumes too.
         super::volumes::remove_anonymous(c, &record)?;
     }
-    Ok(())
+    Ok(restart)
 }
 
 /// docker's exit code for a container that could not be started: 127 when the program is

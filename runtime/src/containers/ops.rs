@@ -32,12 +32,30 @@ fn after_start(c: &Containers, obs: Observed) -> Result<Option<Observed>, Contai
     }
 }
 
+/// Turns the container's restart policy off until it is next started by hand (docker's
+/// "manually stopped"): a stop, kill or rm is not a failure to recover from.
+fn stopped_by_hand(c: &Containers, record: &ContainerRecord) -> Result<(), ContainerError> {
+    if record.options.restart == crate::spec::run_options::RestartPolicy::No {
+        return Ok(());
+    }
+    let _lock = match c.lock(&record.id) {
+        Ok(l) => l,
+        Err(ContainerError::NoSuchContainer(_)) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut now = c.load(&record.id)?;
+    now.manually_stopped = true;
+    now.restarting = false;
+    c.save(&now)
+}
+
 /// Send `signal` to the container's init.
 pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(), ContainerError> {
     let obs = observed(c, record)?;
     if !obs.is_running() {
         return Err(ContainerError::NotRunning(record.id.clone()));
     }
+    stopped_by_hand(c, record)?;
     match kill::kill(c.runtime(), &record.id, signal, false) {
         Ok(()) => Ok(()),
         Err(LifecycleError::NotRunning) => Err(ContainerError::NotRunning(record.id.clone())),
@@ -67,6 +85,8 @@ pub fn stop_timeout(record: &ContainerRecord, given: Option<i64>) -> Option<Dura
 /// docker's stop: the stop signal, then SIGKILL after `timeout` (None: never); returns once
 /// the run's end is recorded. A container that is not running is left as it is.
 pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Option<Duration>) -> Result<(), ContainerError> {
+    // A container waiting to be restarted is stopped too: it stays exited.
+    stopped_by_hand(c, record)?;
     let Some(obs) = after_start(c, observed(c, record)?)? else { return Ok(()) };
     if !obs.is_running() {
         return Ok(());
@@ -161,6 +181,9 @@ pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerEr
 /// leftovers, writable layer, logs and record go.
 pub fn remove(c: &Containers, record: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
     let Some(obs) = observe(c, record.clone())? else { return Ok(()) };
+    if force || !obs.is_running() {
+        stopped_by_hand(c, record)?;
+    }
     let Some(obs) = (if force { after_start(c, obs)? } else { Some(obs) }) else { return Ok(()) };
     let monitor_alive = obs.record.monitor.is_some_and(|m| m.alive());
     if obs.state == State::Exited && monitor_alive {

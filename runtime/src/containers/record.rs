@@ -79,6 +79,19 @@ pub struct ContainerRecord {
     /// Why the last start or run failed, if it did.
     #[serde(default)]
     pub error: Option<String>,
+    /// Restarts by its `--restart` policy since it was last started by hand.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stopped, killed or removed by hand: its restart policy no longer applies.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// Ended, and to be started again by its restart policy once the back-off is over.
+    #[serde(default)]
+    pub restarting: bool,
+    /// The back-off before the next restart, ms (docker's: 100 ms, doubling, at most a
+    /// minute; back to 100 ms after a run of 10 s or more).
+    #[serde(default)]
+    pub restart_delay_ms: u64,
 }
 
 impl ContainerRecord {

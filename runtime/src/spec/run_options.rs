@@ -313,6 +313,67 @@ pub struct RunOptions {
     /// `--init`: the host's init binary (catatonit, tini-static, docker-init), run as the
     /// container's PID 1 in front of its command: it reaps orphans and passes signals on.
     pub init: Option<std::path::PathBuf>,
+    /// `--restart`: when the container's monitor starts it again after it ends.
+    pub restart: RestartPolicy,
+}
+
+/// docker's `--restart` policies. strata has no daemon, so nothing restarts a container
+/// after the host reboots: `always` and `unless-stopped` both mean "after every end that is
+/// not a stop, kill or rm by hand".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    Always,
+    UnlessStopped,
+    /// After a non-zero exit, at most this many times in a row (None: no limit).
+    OnFailure(Option<u32>),
+}
+
+impl std::str::FromStr for RestartPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, max) = match s.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (s, None),
+        };
+        match (name, max) {
+            ("no" | "", None) => Ok(RestartPolicy::No),
+            ("always", None) => Ok(RestartPolicy::Always),
+            ("unless-stopped", None) => Ok(RestartPolicy::UnlessStopped),
+            ("on-failure", None) => Ok(RestartPolicy::OnFailure(None)),
+            ("on-failure", Some(m)) => match m.parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(RestartPolicy::OnFailure((n > 0).then_some(n as u32))),
+                _ => Err(format!("invalid restart policy: maximum retry count must be a positive integer: {m:?}")),
+            },
+            ("no" | "always" | "unless-stopped", Some(_)) => Err(format!(
+                "invalid restart policy format: maximum retry count cannot be used with restart policy '{name}'"
+            )),
+            _ => Err(format!("invalid restart policy format: {s:?} (no, always, unless-stopped, on-failure[:N])")),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// docker's `HostConfig.RestartPolicy`: its name and maximum retry count.
+    pub fn docker_name(&self) -> (&'static str, u32) {
+        match self {
+            RestartPolicy::No => ("no", 0),
+            RestartPolicy::Always => ("always", 0),
+            RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+            RestartPolicy::OnFailure(max) => ("on-failure", max.unwrap_or(0)),
+        }
+    }
+
+    /// Whether a run that ended with `code`, after `restarts` restarts in a row, starts again.
+    pub fn restarts(&self, code: i32, restarts: u32) -> bool {
+        match self {
+            RestartPolicy::No => false,
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m),
+        }
+    }
 }
 
 /// Where `--init`'s binary is mounted in the container (read-only, as podman mounts its own
@@ -750,6 +811,24 @@ mod tests {
         assert_eq!(parse_cpus("0").unwrap(), None, "docker's no limit");
         assert!(parse_cpus("-1").is_err() && parse_cpus("abc").is_err() && parse_cpus("NaN").is_err());
         assert_eq!(cpu_quota(0.5), (100_000, 50_000));
+    }
+
+    #[test]
+    fn restart_policies_as_docker_reads_them() {
+        let p = |s: &str| s.parse::<RestartPolicy>();
+        assert_eq!(p("no"), Ok(RestartPolicy::No));
+        assert_eq!(p("unless-stopped"), Ok(RestartPolicy::UnlessStopped));
+        assert_eq!(p("on-failure:5"), Ok(RestartPolicy::OnFailure(Some(5))));
+        assert_eq!(p("on-failure:0"), Ok(RestartPolicy::OnFailure(None)), "0: no limit, as docker");
+        for bad in ["on-failure:-1", "on-failure:x", "always:2", "sometimes"] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        assert!(!RestartPolicy::OnFailure(None).restarts(0, 0));
+        assert!(RestartPolicy::OnFailure(Some(2)).restarts(1, 1));
+        assert!(!RestartPolicy::OnFailure(Some(2)).restarts(1, 2));
+        assert!(RestartPolicy::Always.restarts(0, 1000));
+        assert!(!RestartPolicy::No.restarts(1, 0));
+        assert_eq!(RestartPolicy::OnFailure(Some(3)).docker_name(), ("on-failure", 3));
     }
 
     #[test]
