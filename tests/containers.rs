@@ -513,6 +513,46 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers() {
     e.ok(&["rm", "-f", "live"]);
 }
 
+#[test]
+fn system_df_counts_what_is_used_and_prune_removes_what_is_not() {
+    let e = Env::new();
+    e.ok(&[
+        "run",
+        "--name",
+        "done",
+        "-v",
+        "kept:/data",
+        "-v",
+        "/scratch",
+        IMAGE,
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /data/z; head -c 50000 /dev/zero > /big",
+    ]);
+    e.ok(&["run", "-d", "--name", "live", IMAGE, "sleep", "1000"]);
+    let df = e.ok(&["system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Active}}|{{.Reclaimable}}"]);
+    let rows: Vec<&str> = df.lines().collect();
+    assert_eq!(rows[0], "Images|1|1|0B (0%)", "{df}");
+    assert!(rows[1].starts_with("Containers|2|1|50kB ("), "the exited one's 50 kB: {df}");
+    assert_eq!(rows[2], "Local Volumes|2|2|0B (0%)", "{df}");
+    let table = e.ok(&["system", "df"]);
+    assert!(table.starts_with("TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE\n"), "{table}");
+
+    // The stopped container and, with --volumes, its anonymous volume go; the named one, the
+    // running container and its image stay.
+    let done = e.id("done");
+    let out = e.ok(&["system", "prune", "--volumes"]);
+    assert!(out.starts_with(&format!("Deleted Containers:\n{done}\n\nDeleted Volumes:\n")), "{out}");
+    // The container's writable layer (50 kB) and its logs and files.
+    let total = out.lines().last().unwrap().strip_prefix("Total reclaimed space: ").unwrap();
+    let kb: f64 = total.strip_suffix("kB").expect("kB").parse().unwrap();
+    assert!((50.0..100.0).contains(&kb), "{out}");
+    assert_eq!(e.ps(true).len(), 1);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "kept\n");
+    assert!(e.ok(&["images", "-q"]).lines().count() == 1);
+    e.ok(&["rm", "-f", "live"]);
+}
+
 /// Polls `inspect -f FORMAT NAME` until it prints `want` (30 s at most).
 fn wait_for_inspect(e: &Env, name: &str, format: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -87,6 +87,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Disk use, pruning, and what strata runs on
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Show strata's version
     Version(VersionArgs),
     /// Show what strata holds and runs on (containers, images, storage, cgroups, host)
@@ -695,6 +698,37 @@ pub struct ContainerPruneArgs {
 
 #[derive(Args, Debug)]
 pub struct WasmPrecompileArgs {}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show the disk space images, containers, volumes and compiled wasm take
+    Df(SystemDfArgs),
+    /// Remove stopped containers, unused image data (with -a, untagged images), and with
+    /// --volumes unused anonymous volumes
+    Prune(SystemPruneArgs),
+    /// Show what strata holds and runs on
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SystemDfArgs {
+    /// Output format: table (default), json, a Go template, or `table` and a template
+    #[arg(long, default_value = "table")]
+    pub format: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SystemPruneArgs {
+    /// Also untagged images, and compiled wasm no image holds even if used this week
+    #[arg(short, long)]
+    pub all: bool,
+    /// Also unused anonymous volumes
+    #[arg(long)]
+    pub volumes: bool,
+    /// Don't ask (strata never asks; accepted for docker compatibility)
+    #[arg(short, long)]
+    pub force: bool,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum VolumeCommand {

@@ -274,14 +274,35 @@ const WASM_KEPT_WHILE_USED: std::time::Duration = std::time::Duration::from_secs
 
 pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
     let _ = args.force;
-    if args.all {
+    let pruned = prune_images(ctx, args.all)?;
+    for id in &pruned.deleted {
+        println!("Deleted: {id}");
+    }
+    println!("{}\nTotal reclaimed space: {}", pruned.summary, format::size(pruned.bytes));
+    Ok(0)
+}
+
+/// What an image prune removed.
+pub struct PrunedImages {
+    /// The untagged images removed (with `all`).
+    pub deleted: Vec<String>,
+    /// "Removed N blobs, N snapshots and SIZE of compiled wasm".
+    pub summary: String,
+    pub bytes: u64,
+}
+
+/// Unreferenced blobs and snapshots, and compiled wasm no image holds and nothing read this
+/// week; with `all`, untagged images no container uses and all such compiled wasm too.
+pub fn prune_images(ctx: &Ctx, all: bool) -> Result<PrunedImages> {
+    let mut deleted = Vec::new();
+    if all {
         let dangling: Vec<_> = ctx.store.list()?.into_iter().filter(|r| r.name.is_none()).collect();
         for record in dangling {
             if let Ok(image) = ctx.store.load(&record.descriptor) {
                 if containers_using(&ctx.root, &image).is_empty() {
                     ctx.store
                         .remove_entries(|r| r.name.is_none() && r.descriptor.digest == record.descriptor.digest)?;
-                    println!("Deleted: {}", image.id());
+                    deleted.push(image.id().to_string());
                 }
             }
         }
@@ -289,16 +310,15 @@ pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
     let report = gc::collect(&ctx.store, &Default::default())?;
     // Without -a, compiled wasm read in the last week stays: strata-oci's and the shim's
     // containers use this cache too, and no image here tells of their modules.
-    let keep_used_within = (!args.all).then_some(WASM_KEPT_WHILE_USED);
+    let keep_used_within = (!all).then_some(WASM_KEPT_WHILE_USED);
     let wasm_freed = gc::collect_wasm_cache(&ctx.store, &ctx.root.wasm_cache(), keep_used_within)?;
-    println!(
-        "Removed {} blobs, {} snapshots and {} of compiled wasm\nTotal reclaimed space: {}",
+    let summary = format!(
+        "Removed {} blobs, {} snapshots and {} of compiled wasm",
         report.blobs_removed,
         report.snapshots_removed,
-        format::size(wasm_freed),
-        format::size(report.bytes_freed + wasm_freed)
+        format::size(wasm_freed)
     );
-    Ok(0)
+    Ok(PrunedImages { deleted, summary, bytes: report.bytes_freed + wasm_freed })
 }
 
 pub fn load(ctx: &Ctx, args: LoadArgs) -> Result<i32> {

@@ -20,7 +20,7 @@ pub mod template;
 pub mod volumes;
 
 use anyhow::Result;
-use args::{Cli, Command, ContainerCommand, ImageCommand, VolumeCommand};
+use args::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand, VolumeCommand};
 use strata::root::Root;
 
 /// An error with the exit code it must produce.
@@ -109,6 +109,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Wait(a) => containers::wait(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
         Command::Cp(a) => cp::cp(&ctx, a),
+        Command::System(sub) => match sub {
+            SystemCommand::Df(a) => system::df(&ctx, a),
+            SystemCommand::Prune(a) => system::prune(&ctx, a),
+            SystemCommand::Info(a) => system::info(&ctx, a),
+        },
         Command::Volume(sub) => match sub {
             VolumeCommand::Create(a) => volumes::create(&ctx, a),
             VolumeCommand::Ls(a) => volumes::list(&ctx, a),

@@ -163,10 +163,26 @@ pub fn remove(ctx: &Ctx, args: VolumeRmArgs) -> Result<i32> {
 /// unused volume.
 pub fn prune(ctx: &Ctx, args: VolumePruneArgs) -> Result<i32> {
     let _ = args.force;
+    let (deleted, bytes) = prune_volumes(ctx, args.all)?;
+    let mut out = std::io::stdout().lock();
+    if !deleted.is_empty() {
+        writeln!(out, "Deleted Volumes:")?;
+        for name in &deleted {
+            writeln!(out, "{name}")?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", format::size(bytes))?;
+    Ok(0)
+}
+
+/// Removes the anonymous volumes no container uses (with `all`, every unused volume):
+/// their names, and the bytes they held.
+pub fn prune_volumes(ctx: &Ctx, all: bool) -> Result<(Vec<String>, u64)> {
     let c = containers(ctx)?;
     let volumes = Volumes::open(&ctx.root);
     let (mut deleted, mut bytes) = (Vec::new(), 0);
-    for v in volumes.list().into_iter().filter(|v| args.all || v.anonymous) {
+    for v in volumes.list().into_iter().filter(|v| all || v.anonymous) {
         let size = volumes.size(&v.name);
         match used::remove(&c, &v.name, true) {
             Ok(()) => {
@@ -178,14 +194,5 @@ pub fn prune(ctx: &Ctx, args: VolumePruneArgs) -> Result<i32> {
         }
     }
     volumes.clean_leftovers();
-    let mut out = std::io::stdout().lock();
-    if !deleted.is_empty() {
-        writeln!(out, "Deleted Volumes:")?;
-        for name in &deleted {
-            writeln!(out, "{name}")?;
-        }
-        writeln!(out)?;
-    }
-    writeln!(out, "Total reclaimed space: {}", format::size(bytes))?;
-    Ok(0)
+    Ok((deleted, bytes))
 }
