@@ -86,6 +86,17 @@ impl Volumes {
         })
     }
 
+    /// Held while a container's start copies the image's files into the volume (one copy-up
+    /// at a time per volume): `ROOT/volumes/NAME/lock`.
+    pub fn lock_one(&self, name: &str) -> Result<Lock, VolumeError> {
+        self.get(name)?;
+        Lock::exclusive(&self.dir.join(name).join("lock")).map_err(|source| VolumeError::Io {
+            name: name.to_string(),
+            context: "locking",
+            source,
+        })
+    }
+
     /// What containers mount: `ROOT/volumes/NAME/_data`.
     pub fn data_dir(&self, name: &str) -> PathBuf {
         self.dir.join(name).join("_data")

@@ -231,7 +231,7 @@ fn observe_all(containers: &Containers) -> Result<Vec<Observed>> {
 /// docker's state word: `restarting` for an exited container its restart policy is about to
 /// start again.
 fn state_word(o: &Observed) -> String {
-    if o.state == State::Exited && o.record.restarting {
+    if o.state == State::Exited && o.record.is_restarting() {
         return "restarting".into();
     }
     o.state.to_string()
@@ -247,7 +247,7 @@ fn status_text(o: &Observed) -> String {
         State::Exited => {
             let code = o.record.exit_code.map_or("unknown".to_string(), |c| c.to_string());
             let ago = o.record.finished_at.as_deref().map(format::seconds_since).unwrap_or(0);
-            let word = if o.record.restarting { "Restarting" } else { "Exited" };
+            let word = if o.record.is_restarting() { "Restarting" } else { "Exited" };
             format!("{word} ({code}) {} ago", format::human_duration(ago))
         }
     }
@@ -420,7 +420,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "Status": state_word(o),
             "Running": o.state == State::Running,
             "Paused": o.state == State::Paused,
-            "Restarting": o.state == State::Exited && r.restarting,
+            "Restarting": o.state == State::Exited && r.is_restarting(),
             "OOMKilled": r.oom_killed,
             "Dead": false,
             "Pid": pid,

@@ -22,8 +22,14 @@ pub enum CopyError {
     NoDestinationDir(String),
     #[error("cannot copy a directory to a file: {0}")]
     DirectoryToFile(String),
-    #[error("cannot copy to {0}: {1} is a symbolic link (not followed)")]
+    #[error("cannot copy to {0}: {1} is a symbolic link or a file, not a directory")]
     LinkInTheWay(String, String),
+    #[error("cannot overwrite directory {0} with a file")]
+    DirectoryInTheWay(String),
+    #[error("cannot copy a directory into itself: {0}")]
+    IntoItself(String),
+    #[error("{0}: more than 256 directories deep")]
+    TooDeep(String),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
 }
@@ -45,9 +51,14 @@ pub struct Place<'a> {
 pub struct Options {
     /// `-L`: a source that is a symlink is copied as what it points to.
     pub follow_link: bool,
-    /// `-a`: owners are kept (otherwise what is made belongs to whoever copies, as docker's).
+    /// `-a`: owners (and set-id bits) are kept; otherwise what is made belongs to whoever
+    /// copies, as docker's, without set-id bits.
     pub archive: bool,
 }
+
+/// How deep a copied tree may go: a container can make one deeper than any real use, to
+/// exhaust our file descriptors or stack.
+const MAX_DEPTH: usize = 256;
 
 /// docker's `cp` from `src` to `dst`.
 pub fn copy(src: Place, dst: Place, opts: Options) -> Result<(), CopyError> {
@@ -59,6 +70,7 @@ pub fn copy(src: Place, dst: Place, opts: Options) -> Result<(), CopyError> {
     let source_stat = rustix::fs::fstat(&source).map_err(io(format!("reading {}", src.path)))?;
     let source_is_dir = FileType::from_raw_mode(source_stat.st_mode) == FileType::Directory;
     let source_name = base_name(src.path);
+    let mut walk = Walk { opts, ancestors: Vec::new(), written: Vec::new() };
 
     match resolve(dst.root, dst.path, false) {
         Ok(target) => {
@@ -66,16 +78,18 @@ pub fn copy(src: Place, dst: Place, opts: Options) -> Result<(), CopyError> {
             let is_dir = is_dir.map_err(io(format!("reading {}", dst.path)))?;
             match (source_is_dir, is_dir) {
                 (true, false) => Err(CopyError::DirectoryToFile(dst.path.to_string())),
-                (true, true) if contents_only => copy_contents(&source, &open_dir(&target, dst.path)?, dst.path, opts),
+                (true, true) if contents_only => {
+                    walk.contents(&source, &source_stat, &open_dir(&target, dst.path)?, dst.path)
+                }
                 // Into the directory, under the source's own name (`/` has none: its contents).
                 (_, true) => match &source_name {
-                    Some(name) => copy_entry(&source, &open_dir(&target, dst.path)?, name, dst.path, opts),
-                    None => copy_contents(&source, &open_dir(&target, dst.path)?, dst.path, opts),
+                    Some(name) => walk.entry(&source, &open_dir(&target, dst.path)?, name, dst.path),
+                    None => walk.contents(&source, &source_stat, &open_dir(&target, dst.path)?, dst.path),
                 },
                 // A file over a file: the destination's name in its directory.
                 (false, false) => {
                     let (parent, name) = parent_of(dst.root, dst.path)?;
-                    copy_entry(&source, &parent, &name, dst.path, opts)
+                    walk.entry(&source, &parent, &name, dst.path)
                 }
             }
         }
@@ -84,7 +98,7 @@ pub fn copy(src: Place, dst: Place, opts: Options) -> Result<(), CopyError> {
                 return Err(CopyError::NoDestinationDir(dst.path.to_string()));
             }
             let (parent, name) = parent_of(dst.root, dst.path)?;
-            copy_entry(&source, &parent, &name, dst.path, opts)
+            walk.entry(&source, &parent, &name, dst.path)
         }
         Err(e) => Err(CopyError::Io { context: format!("opening {}", dst.path), source: e.into() }),
     }
@@ -130,30 +144,6 @@ fn open_dir(fd: &OwnedFd, shown: &str) -> Result<OwnedFd, CopyError> {
         .map_err(io(format!("opening directory {shown}")))
 }
 
-/// Copies what `source` (an `O_PATH` fd) is to `name` in directory `into`.
-fn copy_entry(source: &OwnedFd, into: &OwnedFd, name: &OsStr, shown: &str, opts: Options) -> Result<(), CopyError> {
-    let stat = rustix::fs::fstat(source).map_err(io(format!("reading {shown}")))?;
-    match FileType::from_raw_mode(stat.st_mode) {
-        FileType::Directory => {
-            let dir = make_dir(into, name, shown, &stat)?;
-            copy_contents(source, &dir, shown, opts)?;
-            finish(&dir, None, &stat, opts, shown)
-        }
-        FileType::RegularFile => {
-            let from = reopen(source).map_err(io(format!("opening {shown}")))?;
-            copy_file(from, Dest { into, name, shown }, &stat, opts)
-        }
-        FileType::Symlink => {
-            let target = rustix::fs::readlinkat(source, "", Vec::new()).map_err(io(format!("reading link {shown}")))?;
-            copy_link(target.as_bytes(), Dest { into, name, shown }, &stat, opts)
-        }
-        other => {
-            tracing::warn!("cp: {shown} is a {other:?}, not copied");
-            Ok(())
-        }
-    }
-}
-
 /// An `O_PATH` fd of a regular file opened for reading (through its /proc/self/fd link: the
 /// same file, no lookup by name).
 fn reopen(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
@@ -161,48 +151,15 @@ fn reopen(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
     rustix::fs::open(link.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
 }
 
-/// Copies every entry of the directory `source` into the directory `into`.
-fn copy_contents(source: &OwnedFd, into: &OwnedFd, shown: &str, opts: Options) -> Result<(), CopyError> {
-    let dir = open_dir(source, shown)?;
-    let entries = rustix::fs::Dir::read_from(&dir).map_err(io(format!("reading directory {shown}")))?;
-    for entry in entries {
-        let entry = entry.map_err(io(format!("reading directory {shown}")))?;
-        let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
-        if name == "." || name == ".." {
-            continue;
-        }
-        let child_shown = format!("{}/{}", shown.trim_end_matches('/'), name.to_string_lossy());
-        // One name, not followed: whatever it is now is what is copied.
-        let child = rustix::fs::openat(&dir, &name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
-        match child {
-            Ok(child) => copy_entry(&child, into, &name, &child_shown, opts)?,
-            // Gone meanwhile (a running container's file).
-            Err(rustix::io::Errno::NOENT) => continue,
-            Err(e) => return Err(CopyError::Io { context: format!("opening {child_shown}"), source: e.into() }),
-        }
-    }
-    Ok(())
-}
-
-/// `name` in `into` as a directory (an existing one is used), opened.
-fn make_dir(into: &OwnedFd, name: &OsStr, shown: &str, stat: &rustix::fs::Stat) -> Result<OwnedFd, CopyError> {
-    let mode = Mode::from_raw_mode(stat.st_mode & 0o7777) | Mode::RWXU;
-    match rustix::fs::mkdirat(into, name, mode) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(CopyError::Io { context: format!("creating directory {shown}"), source: e.into() }),
-    }
-    rustix::fs::openat(
-        into,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
-            CopyError::LinkInTheWay(shown.to_string(), name.to_string_lossy().into_owned())
-        }
-        e => CopyError::Io { context: format!("opening directory {shown}"), source: e.into() },
-    })
+/// One copy under way: how, and the source directories above the current one (device and
+/// inode), so that a copy into its own source (through a bind, say) is refused rather than
+/// run for ever.
+struct Walk {
+    opts: Options,
+    ancestors: Vec<(u64, u64)>,
+    /// The destination directories written into so far: a source directory among them is
+    /// the copy reading its own output.
+    written: Vec<(u64, u64)>,
 }
 
 /// Where one entry goes: `name` in the directory `into` (`shown` in messages).
@@ -212,75 +169,203 @@ struct Dest<'a> {
     shown: &'a str,
 }
 
-fn copy_file(from: OwnedFd, to: Dest, stat: &rustix::fs::Stat, opts: Options) -> Result<(), CopyError> {
-    let Dest { into, name, shown } = to;
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let mode = Mode::from_raw_mode(stat.st_mode & 0o777);
-    let to = match rustix::fs::openat(into, name, flags, mode) {
-        // A symlink (or a directory) by that name is replaced, never written through.
-        Err(rustix::io::Errno::LOOP) => {
-            rustix::fs::unlinkat(into, name, AtFlags::empty()).map_err(io(format!("replacing {shown}")))?;
-            rustix::fs::openat(into, name, flags, mode)
+impl Walk {
+    /// Copies what `source` (an `O_PATH` fd) is to `name` in directory `into`.
+    fn entry(&mut self, source: &OwnedFd, into: &OwnedFd, name: &OsStr, shown: &str) -> Result<(), CopyError> {
+        let stat = rustix::fs::fstat(source).map_err(io(format!("reading {shown}")))?;
+        let to = Dest { into, name, shown };
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Directory => {
+                let dir = make_dir(&to, &stat)?;
+                self.contents(source, &stat, &dir, shown)?;
+                self.finish(&dir, None, &stat, shown)
+            }
+            FileType::RegularFile => {
+                let from = reopen(source).map_err(io(format!("opening {shown}")))?;
+                self.file(from, to, &stat)
+            }
+            FileType::Symlink => {
+                let target =
+                    rustix::fs::readlinkat(source, "", Vec::new()).map_err(io(format!("reading link {shown}")))?;
+                self.link(target.as_bytes(), to, &stat)
+            }
+            other => {
+                tracing::warn!("cp: {shown} is a {other:?}, not copied");
+                Ok(())
+            }
         }
-        other => other,
     }
-    .map_err(io(format!("creating {shown}")))?;
-    let mut reader = std::fs::File::from(from);
-    let mut writer = std::fs::File::from(to);
-    std::io::copy(&mut reader, &mut writer)
-        .map_err(|e| CopyError::Io { context: format!("copying {shown}"), source: e })?;
-    finish(&writer.into(), None, stat, opts, shown)
+
+    /// Copies every entry of the directory `source` (whose stat is `stat`) into `into`.
+    fn contents(
+        &mut self,
+        source: &OwnedFd,
+        stat: &rustix::fs::Stat,
+        into: &OwnedFd,
+        shown: &str,
+    ) -> Result<(), CopyError> {
+        let here = (stat.st_dev, stat.st_ino);
+        let target = rustix::fs::fstat(into).map_err(io(format!("reading {shown}")))?;
+        let target = (target.st_dev, target.st_ino);
+        if here == target || self.ancestors.contains(&target) || self.written.contains(&here) {
+            return Err(CopyError::IntoItself(shown.to_string()));
+        }
+        self.written.push(target);
+        if self.ancestors.len() >= MAX_DEPTH {
+            return Err(CopyError::TooDeep(shown.to_string()));
+        }
+        self.ancestors.push(here);
+        let result = self.each_child(source, into, shown);
+        self.ancestors.pop();
+        result
+    }
+
+    fn each_child(&mut self, source: &OwnedFd, into: &OwnedFd, shown: &str) -> Result<(), CopyError> {
+        let dir = open_dir(source, shown)?;
+        let entries = rustix::fs::Dir::read_from(&dir).map_err(io(format!("reading directory {shown}")))?;
+        for entry in entries {
+            let entry = entry.map_err(io(format!("reading directory {shown}")))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let child_shown = format!("{}/{}", shown.trim_end_matches('/'), name.to_string_lossy());
+            // One name, not followed: whatever it is now is what is copied.
+            let child =
+                rustix::fs::openat(&dir, &name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+            match child {
+                Ok(child) => self.entry(&child, into, &name, &child_shown)?,
+                // Gone meanwhile (a running container's file).
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(CopyError::Io { context: format!("opening {child_shown}"), source: e.into() }),
+            }
+        }
+        Ok(())
+    }
+
+    /// A new file under a temporary name, renamed over whatever has `to`'s name: nothing that
+    /// is there (a link, a FIFO, a device node a container made) is ever opened or written.
+    fn file(&self, from: OwnedFd, to: Dest, stat: &rustix::fs::Stat) -> Result<(), CopyError> {
+        let temp = temp_name(to.name);
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let made = rustix::fs::openat(to.into, &temp, flags, Mode::from_raw_mode(0o600))
+            .map_err(io(format!("creating {}", to.shown)))?;
+        let written = (|| {
+            let mut reader = std::fs::File::from(from);
+            let mut writer = std::fs::File::from(made);
+            std::io::copy(&mut reader, &mut writer)
+                .map_err(|e| CopyError::Io { context: format!("copying {}", to.shown), source: e })?;
+            self.finish(&writer.into(), None, stat, to.shown)
+        })();
+        self.put_in_place(&temp, to, written)
+    }
+
+    /// A new link under a temporary name, renamed over whatever has `to`'s name.
+    fn link(&self, target: &[u8], to: Dest, stat: &rustix::fs::Stat) -> Result<(), CopyError> {
+        let temp = temp_name(to.name);
+        rustix::fs::symlinkat(OsStr::from_bytes(target), to.into, &temp)
+            .map_err(io(format!("creating link {}", to.shown)))?;
+        let made = self.finish(to.into, Some(&temp), stat, to.shown);
+        self.put_in_place(&temp, to, made)
+    }
+
+    /// Renames `temp` to `to`'s name once `made` it well, or removes it.
+    fn put_in_place(&self, temp: &OsStr, to: Dest, made: Result<(), CopyError>) -> Result<(), CopyError> {
+        let placed = made.and_then(|()| {
+            rustix::fs::renameat(to.into, temp, to.into, to.name).map_err(|e| match e {
+                rustix::io::Errno::ISDIR => CopyError::DirectoryInTheWay(to.shown.to_string()),
+                e => CopyError::Io { context: format!("creating {}", to.shown), source: e.into() },
+            })
+        });
+        if placed.is_err() {
+            let _ = rustix::fs::unlinkat(to.into, temp, AtFlags::empty());
+        }
+        placed
+    }
+
+    /// Mode (after the owner: chown clears set-id bits), owner with `-a`, and times, on `fd`
+    /// (or on the link `link` in the directory `fd`, which has no mode of its own). Without
+    /// `-a` the set-id bits go with the owner: a file a container made setuid does not become
+    /// a setuid file of whoever copies it.
+    fn finish(
+        &self,
+        fd: &OwnedFd,
+        link: Option<&OsStr>,
+        stat: &rustix::fs::Stat,
+        shown: &str,
+    ) -> Result<(), CopyError> {
+        let times = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec { tv_sec: stat.st_atime as _, tv_nsec: stat.st_atime_nsec as _ },
+            last_modification: rustix::fs::Timespec { tv_sec: stat.st_mtime as _, tv_nsec: stat.st_mtime_nsec as _ },
+        };
+        let owner = self.opts.archive.then(|| {
+            (Some(rustix::process::Uid::from_raw(stat.st_uid)), Some(rustix::process::Gid::from_raw(stat.st_gid)))
+        });
+        let mode_bits = if self.opts.archive { 0o7777 } else { 0o1777 };
+        let result = match link {
+            Some(name) => (|| {
+                if let Some((uid, gid)) = owner {
+                    rustix::fs::chownat(fd, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+                }
+                rustix::fs::utimensat(fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
+            })(),
+            None => (|| {
+                if let Some((uid, gid)) = owner {
+                    rustix::fs::fchown(fd, uid, gid)?;
+                }
+                rustix::fs::fchmod(fd, Mode::from_raw_mode(stat.st_mode & mode_bits))?;
+                rustix::fs::futimens(fd, &times)
+            })(),
+        };
+        result.map_err(io(format!("setting the mode, owner and times of {shown}")))
+    }
 }
 
-fn copy_link(target: &[u8], to: Dest, stat: &rustix::fs::Stat, opts: Options) -> Result<(), CopyError> {
-    let Dest { into, name, shown } = to;
-    let target = OsStr::from_bytes(target);
-    match rustix::fs::symlinkat(target, into, name) {
-        Err(rustix::io::Errno::EXIST) => {
-            // What is there goes (a directory only if empty), as tar's extraction replaces it.
-            let gone = rustix::fs::unlinkat(into, name, AtFlags::empty())
-                .or_else(|_| rustix::fs::unlinkat(into, name, AtFlags::REMOVEDIR));
-            gone.map_err(io(format!("replacing {shown}")))?;
-            rustix::fs::symlinkat(target, into, name)
-        }
-        other => other,
-    }
-    .map_err(io(format!("creating link {shown}")))?;
-    finish(into, Some(name), stat, opts, shown)
+/// `.NAME.strata-cp-PID-N`: beside the target, unique to this copy.
+fn temp_name(name: &OsStr) -> OsString {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut temp = OsString::from(".");
+    temp.push(name);
+    temp.push(format!(".strata-cp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    temp
 }
 
-/// Mode (after the owner: chown clears setuid bits), owner with `-a`, and times, on `fd`
-/// (or on the link `name` in the directory `fd`, which has no mode of its own).
-fn finish(
-    fd: &OwnedFd,
-    link: Option<&OsStr>,
-    stat: &rustix::fs::Stat,
-    opts: Options,
-    shown: &str,
-) -> Result<(), CopyError> {
-    let times = rustix::fs::Timestamps {
-        last_access: rustix::fs::Timespec { tv_sec: stat.st_atime as _, tv_nsec: stat.st_atime_nsec as _ },
-        last_modification: rustix::fs::Timespec { tv_sec: stat.st_mtime as _, tv_nsec: stat.st_mtime_nsec as _ },
+/// `to`'s name as a directory (an existing one is used, never a link), opened.
+fn make_dir(to: &Dest, stat: &rustix::fs::Stat) -> Result<OwnedFd, CopyError> {
+    let mode = Mode::from_raw_mode(stat.st_mode & 0o777) | Mode::RWXU;
+    match rustix::fs::mkdirat(to.into, to.name, mode) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(CopyError::Io { context: format!("creating directory {}", to.shown), source: e.into() }),
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(to.into, to.name, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+            CopyError::LinkInTheWay(to.shown.to_string(), to.name.to_string_lossy().into_owned())
+        }
+        e => CopyError::Io { context: format!("opening directory {}", to.shown), source: e.into() },
+    })
+}
+
+/// docker's volume copy-up: the contents of the directory at `src` into the directory `into`
+/// (an `O_PATH` fd), owners and modes kept, and the directory's own owner and mode onto
+/// `into`. Nothing at `src`, or not a directory: nothing copied (false).
+pub fn populate(src: Place, into: &OwnedFd) -> Result<bool, CopyError> {
+    let source = match resolve(src.root, src.path, false) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(false),
+        Err(e) => return Err(CopyError::Io { context: format!("opening {}", src.path), source: e.into() }),
     };
-    let owner = opts.archive.then(|| {
-        (Some(rustix::process::Uid::from_raw(stat.st_uid)), Some(rustix::process::Gid::from_raw(stat.st_gid)))
-    });
-    let result = match link {
-        Some(name) => (|| {
-            if let Some((uid, gid)) = owner {
-                rustix::fs::chownat(fd, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
-            }
-            rustix::fs::utimensat(fd, name, &times, AtFlags::SYMLINK_NOFOLLOW)
-        })(),
-        None => (|| {
-            if let Some((uid, gid)) = owner {
-                rustix::fs::fchown(fd, uid, gid)?;
-            }
-            rustix::fs::fchmod(fd, Mode::from_raw_mode(stat.st_mode & 0o7777))?;
-            rustix::fs::futimens(fd, &times)
-        })(),
-    };
-    result.map_err(io(format!("setting the mode, owner and times of {shown}")))
+    let stat = rustix::fs::fstat(&source).map_err(io(format!("reading {}", src.path)))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+        return Ok(false);
+    }
+    let dir = open_dir(into, src.path)?;
+    let mut walk =
+        Walk { opts: Options { follow_link: false, archive: true }, ancestors: Vec::new(), written: Vec::new() };
+    walk.contents(&source, &stat, &dir, src.path)?;
+    walk.finish(&dir, None, &stat, src.path)?;
+    Ok(true)
 }
 
 /// The host's `/`, as a root for [`Place`].
@@ -304,19 +389,36 @@ pub fn with_root<T>(
     f: impl FnOnce(&OwnedFd) -> Result<T, super::ContainerError>,
 ) -> Result<T, super::ContainerError> {
     use super::{io_err, status::observe};
-    let Some(obs) = observe(c, record.clone())? else {
-        return Err(super::ContainerError::NoSuchContainer(record.id.clone()));
-    };
-    if let Some(init) = obs.init.filter(|_| obs.is_running()) {
+    let running_root = |obs: &super::status::Observed| -> Result<Option<OwnedFd>, super::ContainerError> {
+        let Some(init) = obs.init.filter(|_| obs.is_running()) else { return Ok(None) };
         let root = open_root(std::path::Path::new(&format!("/proc/{}/root", init.pid)))
             .map_err(io_err("opening the container's root"))?;
         // The pid was still the container's init when its root was opened.
         if !init.alive() {
             return Err(super::ContainerError::NotRunning(record.id.clone()));
         }
+        Ok(Some(root))
+    };
+    let gone = || super::ContainerError::NoSuchContainer(record.id.clone());
+    let obs = observe(c, record.clone())?.ok_or_else(gone)?;
+    if let Some(root) = running_root(&obs)? {
         return f(&root);
     }
-    let _lock = c.lock(&record.id)?;
+    let lock = c.lock(&record.id)?;
+    // Looked at again under the lock: a start (or a restart) may have begun meanwhile, and a
+    // second overlay on its upper dir would wreck the running one.
+    let obs = observe(c, c.load(&record.id)?)?.ok_or_else(gone)?;
+    if obs.is_running() || obs.record.monitor.is_some_and(|m| m.alive()) {
+        drop(lock);
+        let obs = observe(c, c.load(&record.id)?)?.ok_or_else(gone)?;
+        return match running_root(&obs)? {
+            Some(root) => f(&root),
+            None => {
+                Err(super::ContainerError::Copy(format!("container {} is starting or stopping; try again", record.id)))
+            }
+        };
+    }
+    let record = &obs.record;
     // SAFETY: only this process's view of mounts changes, which nothing else here relies on.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
         .map_err(|e| io_err("entering a mount namespace of our own")(e.into()))?;
@@ -325,18 +427,38 @@ pub fn with_root<T>(
     let paths = c.paths(&record.id);
     let merged = super::rootfs::mount(&paths, &record.layers, c.driver())?;
     let result = (|| {
+        use crate::sandbox::mounts::{fd_path, mount, open_in_root, remount};
+        let mounting = |what: &str, e: String| super::ContainerError::Copy(format!("mounting {what}: {e}"));
+        // Binds and volumes as the container would have them, read-only ones read-only,
+        // parents before children. Their mountpoints first, made where the container's
+        // first start would make them (a read-only root takes none later).
+        let mut volumes = record.options.volumes.clone();
+        volumes.sort_by_key(|v| std::path::Path::new(&v.destination).components().count());
         let root = open_root(&merged).map_err(io_err("opening the container's root"))?;
-        for v in &record.options.volumes {
-            // Where the container would have it; a mountpoint not made yet has nothing to show.
-            let Ok(target) = resolve(&root, &v.destination, false) else { continue };
-            let target = crate::sandbox::mounts::fd_path(&target);
-            let source = v.source.to_string_lossy();
-            crate::sandbox::mounts::mount(Some(&source), &target, None, libc::MS_BIND | libc::MS_REC, None)
-                .map_err(|e| super::ContainerError::Copy(format!("mounting {} at {}: {e}", source, v.destination)))?;
+        for v in &volumes {
+            open_in_root(&root, std::path::Path::new(&v.destination), v.source.is_file())
+                .map_err(|e| mounting(&v.destination, e))?;
         }
-        // Opened again: the root fd opened before the binds sees the same mounts (they are
-        // under it), but a bind over `/` itself would not be.
+        if record.options.read_only {
+            // `--read-only`: the root is a bind of itself, made read-only.
+            let path = merged.to_string_lossy();
+            mount(Some(&path), &path, None, libc::MS_BIND, None).map_err(|e| mounting("/", e))?;
+            remount(&path, libc::MS_BIND | libc::MS_RDONLY, false).map_err(|e| mounting("/", e))?;
+        }
+        // Opened again: the top mount at `merged` now.
         let root = open_root(&merged).map_err(io_err("opening the container's root"))?;
+        for v in &volumes {
+            let target = resolve(&root, &v.destination, false).map_err(|e| mounting(&v.destination, e.to_string()))?;
+            let source = v.source.to_string_lossy();
+            mount(Some(&source), &fd_path(&target), None, libc::MS_BIND | libc::MS_REC, None)
+                .map_err(|e| mounting(&v.destination, e))?;
+            if v.read_only {
+                let mounted =
+                    resolve(&root, &v.destination, false).map_err(|e| mounting(&v.destination, e.to_string()))?;
+                remount(&fd_path(&mounted), libc::MS_BIND | libc::MS_RDONLY | libc::MS_REC, false)
+                    .map_err(|e| mounting(&v.destination, e))?;
+            }
+        }
         f(&root)
     })();
     // Our namespace goes with us; the mountpoint's directories are on the host (a lazy
@@ -426,5 +548,43 @@ mod tests {
         std::os::unix::fs::symlink(&victim, b.path().join("over")).unwrap();
         cp(a.path(), "/top", b.path(), "/over").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+    }
+
+    #[test]
+    fn what_is_at_the_destination_is_replaced_never_written_through() {
+        let (a, b) = tree();
+        // A FIFO by the target's name would block a writer for ever; a device node would take
+        // the bytes to a host device. Either is replaced.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            b.path().join("fifo").as_path(),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        cp(a.path(), "/top", b.path(), "/fifo").unwrap();
+        assert_eq!(fs::read_to_string(b.path().join("fifo")).unwrap(), "top");
+        // A directory by that name is not replaced by a file.
+        fs::create_dir_all(b.path().join("adir/top")).unwrap();
+        assert!(matches!(cp(a.path(), "/top", b.path(), "/adir"), Err(CopyError::DirectoryInTheWay(_))));
+        let left: Vec<_> = fs::read_dir(b.path().join("adir")).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(left, ["top"], "no temporary file left");
+    }
+
+    #[test]
+    fn a_directory_is_not_copied_into_itself_and_set_id_bits_need_archive() {
+        let (a, _b) = tree();
+        let err = cp(a.path(), "/dir", a.path(), "/dir/sub").unwrap_err();
+        assert!(matches!(err, CopyError::IntoItself(_)), "{err}");
+        let (s, d) = (open_root(a.path()).unwrap(), open_root(_b.path()).unwrap());
+        fs::set_permissions(a.path().join("top"), std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+        cp(a.path(), "/top", _b.path(), "/plain").unwrap();
+        let archive = Options { follow_link: false, archive: true };
+        copy(Place { root: &s, path: "/top" }, Place { root: &d, path: "/kept" }, archive).unwrap();
+        let mode = |p: &str| {
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(_b.path().join(p)).unwrap().permissions()) & 0o7777
+        };
+        assert_eq!((mode("plain"), mode("kept")), (0o755, 0o4755));
     }
 }

@@ -67,6 +67,10 @@ pub enum ContainerError {
     NotRunning(String),
     #[error("cannot remove container {0}: container is running: stop the container before removing or force remove")]
     RemoveRunning(String),
+    #[error(
+        "cannot remove container {0}: container is restarting: stop the container before removing or force remove"
+    )]
+    RemoveRestarting(String),
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
     #[error("the record of container {id} is corrupt (a forced removal deletes what is left of it)")]
@@ -84,6 +88,9 @@ pub enum ContainerError {
     Start { code: i32, message: String },
     #[error("{0}")]
     Monitor(String),
+    /// An image's `VOLUME` no container may have (`/`, in /proc).
+    #[error("{0}")]
+    ImageVolume(String),
     /// A `cp` that failed, in docker's words (which name the container).
     #[error("{0}")]
     Copy(String),
@@ -350,10 +357,15 @@ impl Containers {
         let made_anonymous = volumes::attach(&volume_store, &mut new.options, &image_volumes)?;
         let id = names::new_id();
         let paths = self.paths(&id);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&paths.dir)
-            .map_err(io_err(format!("creating {}", paths.dir.display())))?;
+        let forget_volumes = || {
+            for name in &made_anonymous {
+                let _ = volume_store.remove(name);
+            }
+        };
+        if let Err(e) = fs::DirBuilder::new().mode(0o700).create(&paths.dir) {
+            forget_volumes();
+            return Err(io_err(format!("creating {}", paths.dir.display()))(e));
+        }
         let record = ContainerRecord {
             id: id.clone(),
             name,
@@ -377,6 +389,7 @@ impl Containers {
             restart_count: 0,
             manually_stopped: false,
             restarting: false,
+            restarter: None,
             restart_delay_ms: 0,
         };
         let saved = fs::create_dir_all(paths.upper())
@@ -384,9 +397,7 @@ impl Containers {
             .and_then(|()| self.save(&record));
         if let Err(e) = saved {
             let _ = crate::fsutil::remove_tree(&paths.dir);
-            for name in &made_anonymous {
-                let _ = volume_store.remove(name);
-            }
+            forget_volumes();
             return Err(e);
         }
         Ok(record)

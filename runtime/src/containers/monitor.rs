@@ -109,6 +109,7 @@ fn plan_restart(record: &mut ContainerRecord, code: i32) -> Option<(std::time::D
         ms => (ms * 2).min(60_000),
     };
     record.restarting = true;
+    record.restarter = ProcessRef::current();
     record.monitor = None;
     Some((std::time::Duration::from_millis(record.restart_delay_ms), record.restart_count))
 }
@@ -208,6 +209,7 @@ fn register(
         }
     }
     record.restarting = false;
+    record.restarter = None;
     let me = ProcessRef::current().ok_or_else(|| ContainerError::Monitor("cannot read our own start time".into()))?;
     // A monitor that recorded an exit has finished (`finish` holds this lock until the run is
     // released), even if it has not exited yet: an attached `start` may follow at once.
@@ -238,7 +240,7 @@ fn start_run(
     attached_stdin: Option<OwnedFd>,
 ) -> Result<Running, ContainerError> {
     let merged = rootfs::mount(paths, &record.layers, c.driver())?;
-    super::volumes::populate(&record.options.volumes, &merged)?;
+    super::volumes::populate(&crate::volumes::Volumes::open(c.root()), &record.options.volumes, &merged)?;
     let host = rustix::system::uname();
     let host_hostname = host.nodename().to_string_lossy().into_owned();
     let hostname = from_image::hostname(&record.options, &record.id, &host_hostname);

@@ -46,6 +46,7 @@ fn stopped_by_hand(c: &Containers, record: &ContainerRecord) -> Result<(), Conta
     let mut now = c.load(&record.id)?;
     now.manually_stopped = true;
     now.restarting = false;
+    now.restarter = None;
     c.save(&now)
 }
 
@@ -181,6 +182,9 @@ pub fn wait(c: &Containers, record: &ContainerRecord) -> Result<i32, ContainerEr
 /// leftovers, writable layer, logs and record go.
 pub fn remove(c: &Containers, record: &ContainerRecord, force: bool) -> Result<(), ContainerError> {
     let Some(obs) = observe(c, record.clone())? else { return Ok(()) };
+    if obs.record.is_restarting() && !force {
+        return Err(ContainerError::RemoveRestarting(record.id.clone()));
+    }
     if force || !obs.is_running() {
         stopped_by_hand(c, record)?;
     }
@@ -261,7 +265,8 @@ pub fn prune(c: &Containers) -> Result<Pruned, ContainerError> {
         if obs.state != State::Exited && obs.state != State::Created {
             continue;
         }
-        if obs.record.monitor.is_some_and(|m| m.alive()) {
+        // A container between the runs its restart policy makes is, for docker, running.
+        if obs.record.monitor.is_some_and(|m| m.alive()) || obs.record.is_restarting() {
             continue;
         }
         let size = crate::fsutil::tree_size(&c.paths(&obs.record.id).dir);

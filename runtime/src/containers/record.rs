@@ -85,9 +85,13 @@ pub struct ContainerRecord {
     /// Stopped, killed or removed by hand: its restart policy no longer applies.
     #[serde(default)]
     pub manually_stopped: bool,
-    /// Ended, and to be started again by its restart policy once the back-off is over.
+    /// Ended, and to be started again by its restart policy once the back-off is over (by
+    /// `restarter`: see [`ContainerRecord::is_restarting`]).
     #[serde(default)]
     pub restarting: bool,
+    /// The monitor waiting out the back-off.
+    #[serde(default)]
+    pub restarter: Option<ProcessRef>,
     /// The back-off before the next restart, ms (docker's: 100 ms, doubling, at most a
     /// minute; back to 100 ms after a run of 10 s or more).
     #[serde(default)]
@@ -95,6 +99,12 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// Between two runs its restart policy makes: true only while the monitor that is to
+    /// start it again lives (one killed, or a reboot, leaves an exited container).
+    pub fn is_restarting(&self) -> bool {
+        self.restarting && self.restarter.is_some_and(|m| m.alive())
+    }
+
     pub fn short_id(&self) -> &str {
         self.id.get(..12).unwrap_or(&self.id)
     }

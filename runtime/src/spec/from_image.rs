@@ -215,13 +215,13 @@ pub fn from_image(image: &RunConfig, opts: &RunOptions, target: &Target) -> Resu
         mounts.retain(|m| m.destination() != Path::new("/dev/shm") && m.destination() != Path::new("/dev/mqueue"));
         mounts.push(bind(Path::new("/dev/shm"), "/dev/shm", false));
     }
-    for (destination, source) in &target.etc_files {
-        mounts.push(bind(source, destination, opts.read_only));
-    }
-    let mut volumes = opts.volumes.clone();
-    // Parents before children, as docker mounts them.
-    volumes.sort_by_key(|v| Path::new(&v.destination).components().count());
-    mounts.extend(volumes.iter().map(|v| bind(&v.source, &v.destination, v.read_only)));
+    // The /etc files and the volumes together, parents before children, as docker sorts its
+    // mounts (a volume at /etc must not hide the hosts and resolv.conf made for the
+    // container); at the same depth the user's volume comes last and wins.
+    let mut binds: Vec<Mount> = target.etc_files.iter().map(|(dst, src)| bind(src, dst, opts.read_only)).collect();
+    binds.extend(opts.volumes.iter().map(|v| bind(&v.source, &v.destination, v.read_only)));
+    binds.sort_by_key(|m| m.destination().components().count());
+    mounts.extend(binds);
     for t in &opts.tmpfs {
         let options: Vec<&str> = t.options.iter().map(String::as_str).collect();
         mounts.push(mount(&t.destination, "tmpfs", "tmpfs", &options));

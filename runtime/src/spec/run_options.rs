@@ -394,8 +394,11 @@ const INIT_CANDIDATES: &[&str] = &[
 /// the first of [`INIT_CANDIDATES`] this host has.
 pub fn find_init(init_path: Option<&Path>) -> Result<PathBuf, String> {
     if let Some(path) = init_path {
+        // Absolute: a later start (or a restart) may run from anywhere.
         return match std::fs::metadata(path) {
-            Ok(md) if md.is_file() => Ok(path.to_path_buf()),
+            Ok(md) if md.is_file() => {
+                std::fs::canonicalize(path).map_err(|e| format!("--init-path {}: {e}", path.display()))
+            }
             Ok(_) => Err(format!("--init-path {}: not a regular file", path.display())),
             Err(e) => Err(format!("--init-path {}: {e}", path.display())),
         };
