@@ -349,11 +349,13 @@ impl Containers {
             }
             None => names::generate(&|n| existing.iter().any(|r| r.name == n)),
         };
-        // From here until the record is saved, no volume it names can be removed.
+        // From here until the record is saved, no volume it names can be removed. A container
+        // with none (most) takes no lock: `run` is the hot path.
         let volume_store = crate::volumes::Volumes::open(&self.root);
-        let _volumes = volume_store.lock()?;
         let image_volumes: Vec<String> =
             new.image_config.volumes.as_ref().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+        let names_volumes = !image_volumes.is_empty() || new.options.volumes.iter().any(|v| v.volume.is_some());
+        let _volumes = if names_volumes { Some(volume_store.lock()?) } else { None };
         let made_anonymous = volumes::attach(&volume_store, &mut new.options, &image_volumes)?;
         let id = names::new_id();
         let paths = self.paths(&id);
