@@ -61,12 +61,22 @@ fn the_front_door_deletes_a_stateless_container_and_leaves_the_rest_to_the_daemo
     let front_door = bin.join("containerd-shim-strata-v1");
     std::fs::copy(env!("CARGO_BIN_EXE_containerd-shim-strata-v1"), &front_door).unwrap();
     let run = |args: &[&str]| {
-        std::process::Command::new(&front_door)
-            .args(args)
-            .current_dir(&bundle)
-            .env("TTRPC_ADDRESS", dir.path().join("no-containerd.sock"))
-            .output()
-            .unwrap()
+        // Another test's fork between our copy's write and its close holds a writable fd of
+        // the new binary until that child execs: exec fails with ETXTBSY meanwhile. Wait it out.
+        for _ in 0..500 {
+            let out = std::process::Command::new(&front_door)
+                .args(args)
+                .current_dir(&bundle)
+                .env("TTRPC_ADDRESS", dir.path().join("no-containerd.sock"))
+                .output();
+            match out {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("{} stayed busy (ETXTBSY) for 5 s", front_door.display());
     };
     let delete = ["-namespace", "n", "-id", "gone", "-address", "/nonexistent.sock", "delete"];
 
