@@ -875,6 +875,101 @@ fn memory_and_cpu_flags() {
 }
 
 #[test]
+fn pause_and_unpause() {
+    // docker's pause/unpause: the freezer, ps and inspect, docker's refusals, and a stop of a
+    // paused container still ends it.
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "frozen", IMAGE, "sleep", "60"]);
+    let id = id.trim();
+    assert_eq!(e.ok(&["pause", "frozen"]), "frozen\n");
+    assert_eq!(cgroup_file("freezer", id, "freezer.state"), "FROZEN");
+    assert!(e.ps_status("frozen").ends_with("(Paused)"), "{}", e.ps_status("frozen"));
+    let state = &e.inspect("frozen")["State"];
+    assert_eq!((&state["Status"], &state["Paused"], &state["Running"]), (&"paused".into(), &true.into(), &true.into()));
+    let o = e.run(&["pause", "frozen"]);
+    assert!(o.code == 1 && o.stderr.contains(&format!("Container {id} is already paused")), "{}", o.stderr);
+    let o = e.run(&["exec", "frozen", "true"]);
+    assert!(o.code != 0 && o.stderr.contains("is paused, unpause it first"), "{}", o.stderr);
+    assert_eq!(e.ok(&["container", "unpause", "frozen"]), "frozen\n");
+    assert_eq!(cgroup_file("freezer", id, "freezer.state"), "THAWED");
+    assert_eq!(e.inspect("frozen")["State"]["Status"], "running");
+    e.ok(&["exec", "frozen", "true"]);
+    let o = e.run(&["unpause", "frozen"]);
+    assert!(o.code == 1 && o.stderr.contains(&format!("Container {id} is not paused")), "{}", o.stderr);
+    // Paused again, then stopped: the signal reaches it once thawed.
+    e.ok(&["pause", "frozen"]);
+    e.ok(&["stop", "-t", "1", "frozen"]);
+    assert_eq!(e.inspect("frozen")["State"]["Status"], "exited");
+    let o = e.run(&["pause", "frozen"]);
+    assert!(o.code == 1 && o.stderr.contains(&format!("container {id} is not running")), "{}", o.stderr);
+    let o = e.run(&["unpause", "nosuch"]);
+    assert!(o.code == 1 && o.stderr.contains("No such container: nosuch"), "{}", o.stderr);
+    e.ok(&["rm", id]);
+    e.assert_no_trace(id);
+}
+
+#[test]
+fn update_changes_limits_now_and_for_later_starts() {
+    // docker's update: the running container's cgroup at once, inspect, the next start, and
+    // docker's refusals, which change nothing.
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--name", "limited", "-m", "64m", IMAGE, "sleep", "60"]);
+    let id = id.trim();
+    let limits = ["--memory", "96m", "--memory-reservation", "32m", "--cpus", "0.5", "--pids-limit", "30", "-c", "256"];
+    assert_eq!(e.ok(&[&["update"][..], &limits, &["--restart", "on-failure:3", "limited"]].concat()), "limited\n");
+    let check_cgroup = || {
+        assert_eq!(cgroup_file("memory", id, "memory.limit_in_bytes"), (96 << 20).to_string());
+        if Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists() {
+            // No --memory-swap: twice the memory, as at run.
+            assert_eq!(cgroup_file("memory", id, "memory.memsw.limit_in_bytes"), (192 << 20).to_string());
+        }
+        assert_eq!(cgroup_file("memory", id, "memory.soft_limit_in_bytes"), (32 << 20).to_string());
+        assert_eq!(cgroup_file("cpu", id, "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cgroup_file("cpu", id, "cpu.shares"), "256");
+        assert_eq!(cgroup_file("pids", id, "pids.max"), "30");
+    };
+    check_cgroup();
+    let config = e.inspect("limited")["HostConfig"].clone();
+    assert_eq!(
+        (&config["Memory"], &config["NanoCpus"], &config["PidsLimit"], &config["RestartPolicy"]["Name"]),
+        (&(96i64 << 20).into(), &500000000i64.into(), &30.into(), &"on-failure".into())
+    );
+    // Refused, in docker's words, and nothing changes.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for (flags, said) in [
+        (&["--memory-swap", "64m"][..], "Minimum memoryswap limit should be larger than memory limit".to_string()),
+        (&["--memory", "256m"][..], "Memory limit should be smaller than already set memoryswap limit".into()),
+        (&["--memory-reservation", "128m"][..], "can not be less than memory reservation limit".into()),
+        (
+            &["--cpuset-cpus", "64"][..],
+            format!("Requested CPUs are not available - requested 64, available: 0-{}", cpus - 1),
+        ),
+        (&["--restart", "sometimes"][..], "sometimes".into()),
+        (&[][..], "you must provide one or more flags when using this command".into()),
+    ] {
+        // The swap case needs a swap limit in force first.
+        if flags == ["--memory", "256m"] {
+            e.ok(&["update", "--memory-swap", "200m", "limited"]);
+        }
+        let o = e.run(&[&["update"][..], flags, &["limited"]].concat());
+        assert!(o.code != 0 && o.stderr.contains(&said), "{flags:?}: {}", o.stderr);
+        assert_eq!(e.inspect("limited")["HostConfig"]["Memory"], (96i64 << 20));
+    }
+    // The record keeps them: a later start gets them too.
+    e.ok(&["stop", "-t", "0", "limited"]);
+    e.ok(&["update", "--pids-limit", "40", "limited"]);
+    e.ok(&["start", "limited"]);
+    assert_eq!(cgroup_file("pids", id, "pids.max"), "40");
+    assert_eq!(cgroup_file("memory", id, "memory.limit_in_bytes"), (96 << 20).to_string());
+    // An --rm container gets no restart policy (docker's refusal).
+    let rm = e.ok(&["run", "-d", "--rm", IMAGE, "sleep", "60"]);
+    let o = e.run(&["update", "--restart", "always", rm.trim()]);
+    assert!(o.code == 1 && o.stderr.contains("AutoRemove is enabled"), "{}", o.stderr);
+    e.ok(&["rm", "-f", rm.trim(), id]);
+    e.assert_no_trace(id);
+}
+
+#[test]
 fn detached_logs_stop_rm() {
     let e = Env::new();
     let out = e.ok(&[

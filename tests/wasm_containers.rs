@@ -812,6 +812,10 @@ fn stop_ends_a_busy_loop_promptly() {
     let e = Env::new(&["wasm-examples"]);
     let id = e.ok(&["run", "-d", "--name", "spin", "--entrypoint", "/busy-loop.wasm", EXAMPLES]).trim().to_string();
     assert_eq!(e.s.ps(false).len(), 1, "running");
+    // Paused first (the freezer stops the guest's thread as any process's), then stopped:
+    // stop thaws it and the epoch still interrupts the loop.
+    e.ok(&["pause", "spin"]);
+    assert_eq!(e.inspect("spin")["State"]["Status"], "paused");
     let started = Instant::now();
     assert_eq!(e.ok(&["stop", "spin"]).trim(), "spin");
     // The epoch interrupts the loop at once; generous bounds, no tight timing.

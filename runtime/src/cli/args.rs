@@ -73,6 +73,12 @@ pub enum Command {
     Stats(StatsArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
+    /// Pause every process of running containers
+    Pause(ContainersArgs),
+    /// Resume every process of paused containers
+    Unpause(ContainersArgs),
+    /// Change containers' resource limits and restart policy
+    Update(UpdateArgs),
     /// Remove containers
     Rm(RmArgs),
     /// Wait for containers to stop and print their exit codes
@@ -131,6 +137,12 @@ pub enum ContainerCommand {
     Stats(StatsArgs),
     /// Send a signal to running containers
     Kill(KillArgs),
+    /// Pause every process of running containers
+    Pause(ContainersArgs),
+    /// Resume every process of paused containers
+    Unpause(ContainersArgs),
+    /// Change containers' resource limits and restart policy
+    Update(UpdateArgs),
     /// Remove containers
     #[command(alias = "remove")]
     Rm(RmArgs),
@@ -363,6 +375,35 @@ pub struct ImportArgs {
     pub reference: Option<String>,
 }
 
+/// The limits `run`, `create` and `update` share.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ResourceArgs {
+    /// Memory limit (units b, k, m, g), e.g. 64m
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory plus swap (units b, k, m, g); -1 for unlimited swap (default: twice --memory)
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit (units b, k, m, g)
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs (e.g. 0.5)
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1: unlimited)
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+}
+
 /// What `run` and `create` share: how to make the container.
 #[derive(Args, Debug, Clone)]
 pub struct ContainerSpecArgs {
@@ -390,30 +431,8 @@ pub struct ContainerSpecArgs {
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
-    /// Memory limit (units b, k, m, g), e.g. 64m
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Memory plus swap (units b, k, m, g); -1 for unlimited swap (default: twice --memory)
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit (units b, k, m, g)
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
-    /// Number of CPUs (e.g. 0.5)
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<u64>,
-    /// CPUs in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// Memory nodes in which to allow execution (0-3, 0,1)
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Maximum number of processes (-1: unlimited)
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Mount the container's root filesystem read-only
     #[arg(long = "read-only")]
     pub read_only: bool,
@@ -685,6 +704,17 @@ pub struct RmArgs {
 
 #[derive(Args, Debug)]
 pub struct ContainersArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+    /// Restart policy from now on: no, always, unless-stopped, on-failure[:N]
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }

@@ -169,6 +169,14 @@ pub fn kill(ctx: &Ctx, args: KillArgs) -> Result<i32> {
     })
 }
 
+pub fn pause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
+    each(ctx, &args.containers, |c, r| Ok(ops::pause(c, r).map(|()| None)?))
+}
+
+pub fn unpause(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
+    each(ctx, &args.containers, |c, r| Ok(ops::unpause(c, r).map(|()| None)?))
+}
+
 pub fn rm(ctx: &Ctx, args: RmArgs) -> Result<i32> {
     // As docker's (20.10 on) and podman's: with --force, a container that is not there is
     // already removed: nothing said, not a failure (`rm -f` in cleanup scripts under set -e).
@@ -418,7 +426,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
         "Args": r.command.iter().skip(1).collect::<Vec<_>>(),
         "State": {
             "Status": state_word(o),
-            "Running": o.state == State::Running,
+            "Running": o.is_running(),
             "Paused": o.state == State::Paused,
             "Restarting": o.state == State::Exited && r.is_restarting(),
             "OOMKilled": r.oom_killed,

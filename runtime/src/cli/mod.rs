@@ -13,6 +13,7 @@ pub mod logs;
 pub mod monitor;
 pub mod precompile;
 pub mod registry;
+pub mod resources;
 pub mod run;
 pub mod stats;
 pub mod system;
@@ -105,6 +106,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Version(_) | Command::WasmPrecompile(_) => unreachable!("handled before the root is opened"),
         Command::Info(a) => system::info(&ctx, a),
         Command::Kill(a) => containers::kill(&ctx, a),
+        Command::Pause(a) => containers::pause(&ctx, a),
+        Command::Unpause(a) => containers::unpause(&ctx, a),
+        Command::Update(a) => resources::update(&ctx, a),
         Command::Rm(a) => containers::rm(&ctx, a),
         Command::Wait(a) => containers::wait(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
@@ -133,6 +137,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             ContainerCommand::Top(a) => containers::top(&ctx, a),
             ContainerCommand::Stats(a) => stats::stats(&ctx, a),
             ContainerCommand::Kill(a) => containers::kill(&ctx, a),
+            ContainerCommand::Pause(a) => containers::pause(&ctx, a),
+            ContainerCommand::Unpause(a) => containers::unpause(&ctx, a),
+            ContainerCommand::Update(a) => resources::update(&ctx, a),
             ContainerCommand::Rm(a) => containers::rm(&ctx, a),
             ContainerCommand::Wait(a) => containers::wait(&ctx, a),
             ContainerCommand::Exec(a) => exec::exec(&ctx, a),

@@ -145,33 +145,15 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
     for arg in &a.env {
         env.extend(run_options::resolve_env_arg(arg, &lookup)?);
     }
-    let cpus = a.cpus.as_deref().map(run_options::parse_cpus).transpose()?.flatten();
-    if let Some(c) = cpus {
-        let available = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-        // docker's bounds (its quota would be under the kernel's 1 ms otherwise).
-        if !(0.01..=available).contains(&c) {
-            bail!("range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
-        }
-    }
-    let (memory, memory_swap, memory_reservation) = memory_flags(a)?;
-    check_cpusets(a)?;
     let (volumes, tmpfs) = mount_flags(a)?;
     let (pid_host, ipc_host, uts_host) = namespace_flags(a)?;
-    let options = RunOptions {
+    let mut options = RunOptions {
         entrypoint: a.entrypoint.as_ref().map(|e| if e.is_empty() { Vec::new() } else { vec![e.clone()] }),
         cmd: a.command().to_vec(),
         env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
-        memory,
-        memory_swap,
-        memory_reservation,
-        cpus,
-        cpu_shares: a.cpu_shares,
-        cpuset_cpus: a.cpuset_cpus.clone(),
-        cpuset_mems: a.cpuset_mems.clone(),
-        pids_limit: a.pids_limit,
         read_only: a.read_only,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
@@ -240,7 +222,9 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
             }
             None => None,
         },
+        ..RunOptions::default()
     };
+    super::resources::apply(&a.resources, &mut options)?;
     // Unknown capability names fail now rather than at start.
     let caps = from_image::capabilities(&options.cap_add, &options.cap_drop, 0)?;
     // So does a profile file libseccomp refuses (the builtin one is known to compile).
@@ -255,51 +239,6 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
 /// Each value of a repeated flag through `parse`; the first error as the user sees it.
 fn parse_each<T>(values: &[String], parse: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>> {
     values.iter().map(|v| parse(v)).collect::<Result<_, String>>().map_err(anyhow::Error::msg)
-}
-
-/// `--memory`, `--memory-swap`, `--memory-reservation`, in bytes, with docker's rules and words.
-fn memory_flags(a: &ContainerSpecArgs) -> Result<(Option<i64>, Option<i64>, Option<i64>)> {
-    let memory = a.memory.as_deref().map(run_options::parse_memory).transpose()?.flatten();
-    let memory_swap = match a.memory_swap.as_deref() {
-        None => None,
-        Some("-1") => Some(-1),
-        Some(s) => match run_options::parse_bytes(s)? {
-            0 => None,
-            swap => Some(swap),
-        },
-    };
-    if let Some(swap) = memory_swap {
-        match memory {
-            None => bail!("You should always set the Memory limit when using Memoryswap limit, see usage"),
-            Some(m) if swap != -1 && swap < m => {
-                bail!("Minimum memoryswap limit should be larger than memory limit, see usage")
-            }
-            _ => {}
-        }
-    }
-    let memory_reservation =
-        a.memory_reservation.as_deref().map(run_options::parse_bytes).transpose()?.filter(|r| *r > 0);
-    if let (Some(m), Some(r)) = (memory, memory_reservation) {
-        if r > m {
-            bail!("Minimum memory limit can not be less than memory reservation limit, see usage");
-        }
-    }
-    Ok((memory, memory_swap, memory_reservation))
-}
-
-/// `--cpuset-cpus` and `--cpuset-mems`: lists of what this host has.
-fn check_cpusets(a: &ContainerSpecArgs) -> Result<()> {
-    for (flag, what, list, online) in [
-        ("--cpuset-cpus", "CPUs", &a.cpuset_cpus, "/sys/devices/system/cpu/online"),
-        ("--cpuset-mems", "Mems", &a.cpuset_mems, "/sys/devices/system/node/online"),
-    ] {
-        if let Some(list) = list {
-            // A host without NUMA nodes listed has node 0.
-            let online = std::fs::read_to_string(online).unwrap_or_else(|_| "0".into());
-            run_options::check_cpuset(flag, what, list, &online).map_err(anyhow::Error::msg)?;
-        }
-    }
-    Ok(())
 }
 
 /// `-v` and `--mount type=bind` as binds, `--tmpfs` and `--mount type=tmpfs` as tmpfs mounts.

@@ -65,6 +65,10 @@ pub enum ContainerError {
     SameName,
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("Container {0} is already paused")]
+    AlreadyPaused(String),
+    #[error("Container {0} is not paused")]
+    NotPaused(String),
     #[error("cannot remove container {0}: container is running: stop the container before removing or force remove")]
     RemoveRunning(String),
     #[error(

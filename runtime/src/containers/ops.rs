@@ -64,6 +64,60 @@ pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(),
     }
 }
 
+/// docker's pause: freeze every process of a running container (its cgroup's freezer).
+pub fn pause(c: &Containers, record: &ContainerRecord) -> Result<(), ContainerError> {
+    let obs = observed(c, record)?;
+    match obs.state {
+        State::Paused => return Err(ContainerError::AlreadyPaused(record.id.clone())),
+        State::Running => {}
+        State::Created | State::Exited => return Err(ContainerError::NotRunning(record.id.clone())),
+    }
+    match crate::lifecycle::ops::pause(c.runtime(), &record.id) {
+        Err(LifecycleError::NotRunningId { .. }) => Err(ContainerError::NotRunning(record.id.clone())),
+        other => Ok(other?),
+    }
+}
+
+/// docker's unpause: thaw a paused container.
+pub fn unpause(c: &Containers, record: &ContainerRecord) -> Result<(), ContainerError> {
+    let obs = observed(c, record)?;
+    if obs.state != State::Paused {
+        return Err(ContainerError::NotPaused(record.id.clone()));
+    }
+    match crate::lifecycle::ops::resume(c.runtime(), &record.id) {
+        Err(LifecycleError::NotPaused { .. }) => Err(ContainerError::NotPaused(record.id.clone())),
+        other => Ok(other?),
+    }
+}
+
+/// docker's update: `change` edits the container's record under its lock (its limits,
+/// its restart policy); if the container runs, its new limits are written to its cgroup
+/// before the record is saved, so a limit the kernel refuses changes nothing. Later starts
+/// build their spec from the record.
+pub fn update<E: From<ContainerError>>(
+    c: &Containers,
+    record: &ContainerRecord,
+    change: impl FnOnce(&mut ContainerRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let _lock = c.lock(&record.id)?;
+    let mut now = c.load(&record.id)?;
+    let before = now.options.clone();
+    change(&mut now)?;
+    let rt = c.runtime();
+    let live = rt.states.load(&record.id).ok().filter(|s| rt.status(s) != crate::lifecycle::state::Status::Stopped);
+    if live.is_some() && now.options != before {
+        let resources = crate::spec::from_image::update_resources(&now.options);
+        match crate::lifecycle::ops::update(rt, &record.id, &resources) {
+            // It ended meanwhile: the record is all there is to change.
+            Err(LifecycleError::NotRunningId { .. }) => {}
+            Err(e) => return Err(ContainerError::from(e).into()),
+            Ok(()) => {}
+        }
+    }
+    c.save(&now)?;
+    Ok(())
+}
+
 /// `--stop-signal`, else the image's stop signal, else SIGTERM.
 pub fn stop_signal(record: &ContainerRecord) -> i32 {
     record

@@ -385,6 +385,14 @@ fn namespaces(opts: &RunOptions) -> Vec<LinuxNamespace> {
         .collect()
 }
 
+/// The limits `update` writes to a running container's cgroup: those of `opts`, without
+/// device rules (they stay as the container started with them).
+pub fn update_resources(opts: &RunOptions) -> LinuxResources {
+    let mut r = resources(opts);
+    r.set_devices(None);
+    r
+}
+
 fn resources(opts: &RunOptions) -> LinuxResources {
     let mut r = LinuxResources::default();
     // docker's: deny everything, then allow mknod of any node and the usual character devices
