@@ -970,6 +970,72 @@ fn update_changes_limits_now_and_for_later_starts() {
 }
 
 #[test]
+fn diff_export_and_commit() {
+    // docker's diff, export and commit: a container's changes listed (strata's own
+    // mountpoints left out), an image made of them that runs, a deleted-and-remade directory
+    // (overlayfs' opaque directory) carried through a second commit, and the export of it.
+    let e = Env::new();
+    let script = "mkdir /data && echo a > /data/a && echo b > /data/b && echo extra >> /etc/passwd && rm /bin/ls";
+    e.ok(&["run", "--name", "first", IMAGE, "sh", "-c", script]);
+    let diff = e.ok(&["diff", "first"]);
+    assert_eq!(diff, "C /bin\nD /bin/ls\nA /data\nA /data/a\nA /data/b\nC /etc\nC /etc/passwd\n");
+    let id = e.ok(&["commit", "first", "localhost/committed:one"]);
+    assert!(id.starts_with("sha256:") && id.trim().len() == 71, "{id}");
+    let check = "cat /data/a /data/b; tail -n 1 /etc/passwd; test -e /bin/ls || echo no ls";
+    let o = e.run(&["run", "--rm", "localhost/committed:one", "sh", "-c", check]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "a\nb\nextra\nno ls\n"), "{}", o.stderr);
+    // The committed image's config is the container's (its command), as docker's.
+    let image = serde_json::from_str::<serde_json::Value>(&e.ok(&["inspect", "localhost/committed:one"])).unwrap();
+    assert_eq!(image[0]["Config"]["Cmd"], serde_json::json!(["sh", "-c", script]), "{image}");
+
+    // /data removed and made again: what the image had there is gone, in diff and in the
+    // next image.
+    let remake = "rm -rf /data && mkdir /data && echo n > /data/new";
+    e.ok(&["run", "--name", "second", "-e", "FOO=bar", "localhost/committed:one", "sh", "-c", remake]);
+    assert_eq!(e.ok(&["diff", "second"]), "C /data\nD /data/a\nD /data/b\nA /data/new\n");
+    let changes = ["-c", "CMD [\"cat\", \"/data/new\"]", "-m", "remade /data", "-a", "Jane <jane@example.com>"];
+    e.ok(&[&["commit"][..], &changes, &["second", "localhost/committed:two"]].concat());
+    let o = e.run(&["run", "--rm", "localhost/committed:two"]);
+    assert_eq!((o.code, o.stdout.as_str()), (0, "n\n"), "{}", o.stderr);
+    let o = e.run(&["run", "--rm", "localhost/committed:two", "sh", "-c", "ls /data; echo $FOO"]);
+    assert_eq!(o.stdout, "new\nbar\n", "{}", o.stderr);
+    let image = serde_json::from_str::<serde_json::Value>(&e.ok(&["inspect", "localhost/committed:two"])).unwrap();
+    assert_eq!(image[0]["Author"], "Jane <jane@example.com>", "{image}");
+
+    // export: the whole filesystem as the container sees it, no whiteout, no mount.
+    let tar = e.s.root().join("second.tar");
+    e.ok(&["export", "-o", tar.to_str().unwrap(), "second"]);
+    let listed = std::process::Command::new("tar").arg("tf").arg(&tar).output().unwrap();
+    let names = String::from_utf8(listed.stdout).unwrap();
+    let names: Vec<&str> = names.lines().collect();
+    for want in ["bin/busybox", "data/", "data/new", "etc/passwd", "tmp/"] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains(".wh.") || n.starts_with("data/a") || *n == "bin/ls"), "{names:?}");
+    let o = e.run(&["export", "-o", "/nonexistent/dir/x.tar", "second"]);
+    assert!(o.code == 1 && o.stderr.contains("/nonexistent/dir/x.tar"), "{}", o.stderr);
+
+    // A running container is committed paused and left running.
+    e.ok(&["run", "-d", "--name", "live", IMAGE, "sh", "-c", "echo live > /tmp/l; exec sleep 60"]);
+    e.ok(&["exec", "live", "test", "-e", "/tmp/l"]);
+    e.ok(&["commit", "live", "localhost/committed:live"]);
+    assert_eq!(e.inspect("live")["State"]["Status"], "running");
+    let o = e.run(&["run", "--rm", "localhost/committed:live", "cat", "/tmp/l"]);
+    assert_eq!(o.stdout, "live\n", "{}", o.stderr);
+
+    // Refusals: nothing is made.
+    let before = e.ok(&["images", "-q", "-a"]);
+    let o = e.run(&["commit", "-c", "FROM scratch", "first", "localhost/committed:bad"]);
+    assert!(o.code == 1 && o.stderr.contains("FROM scratch"), "{}", o.stderr);
+    let o = e.run(&["commit", "nosuch"]);
+    assert!(o.code == 1 && o.stderr.contains("No such container: nosuch"), "{}", o.stderr);
+    let o = e.run(&["diff", "nosuch"]);
+    assert!(o.code == 1 && o.stderr.contains("No such container: nosuch"), "{}", o.stderr);
+    assert_eq!(e.ok(&["images", "-q", "-a"]), before);
+    e.ok(&["rm", "-f", "first", "second", "live"]);
+}
+
+#[test]
 fn detached_logs_stop_rm() {
     let e = Env::new();
     let out = e.ok(&[

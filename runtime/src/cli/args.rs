@@ -87,6 +87,12 @@ pub enum Command {
     Exec(ExecArgs),
     /// Copy files between a container and the host
     Cp(CpArgs),
+    /// List what a container added (A), changed (C) and deleted (D) in its filesystem
+    Diff(DiffArgs),
+    /// Write a container's filesystem as a tar archive
+    Export(ExportArgs),
+    /// Create an image from a container's changes
+    Commit(CommitArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -156,6 +162,45 @@ pub enum ContainerCommand {
     Prune(ContainerPruneArgs),
     /// Copy files between a container and the host
     Cp(CpArgs),
+    /// List what a container added (A), changed (C) and deleted (D) in its filesystem
+    Diff(DiffArgs),
+    /// Write a container's filesystem as a tar archive
+    Export(ExportArgs),
+    /// Create an image from a container's changes
+    Commit(CommitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Write to a file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    pub container: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Author (e.g. "Jane Doe <jane@example.com>")
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Apply a Dockerfile instruction to the image (ENTRYPOINT, CMD, ENV, WORKDIR, USER, LABEL, VOLUME)
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    pub change: Vec<String>,
+    /// Commit message
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause a running container while its changes are read (--pause=false not to)
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub pause: bool,
+    pub container: String,
+    /// The new image's name, REPOSITORY[:TAG] (untagged if not given)
+    pub repository: Option<String>,
 }
 
 #[derive(Args, Debug)]

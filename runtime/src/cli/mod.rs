@@ -4,6 +4,7 @@
 //! and 127 when the container's program can't be executed or is not found, as docker does.
 
 pub mod args;
+pub mod commit;
 pub mod containers;
 pub mod cp;
 pub mod exec;
@@ -113,6 +114,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Wait(a) => containers::wait(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
         Command::Cp(a) => cp::cp(&ctx, a),
+        Command::Diff(a) => commit::diff(&ctx, a),
+        Command::Export(a) => commit::export(&ctx, a),
+        Command::Commit(a) => commit::commit(&ctx, a),
         Command::System(sub) => match sub {
             SystemCommand::Df(a) => system::df(&ctx, a),
             SystemCommand::Prune(a) => system::prune(&ctx, a),
@@ -146,6 +150,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             ContainerCommand::Inspect(a) => containers::inspect_containers(&ctx, a),
             ContainerCommand::Prune(a) => containers::prune(&ctx, a),
             ContainerCommand::Cp(a) => cp::cp(&ctx, a),
+            ContainerCommand::Diff(a) => commit::diff(&ctx, a),
+            ContainerCommand::Export(a) => commit::export(&ctx, a),
+            ContainerCommand::Commit(a) => commit::commit(&ctx, a),
         },
     }
 }

@@ -20,6 +20,7 @@
 //! Two roots share nothing: IDs are random, so even their cgroups never collide.
 
 pub mod attach;
+pub mod commit;
 pub mod copy;
 pub mod exec;
 pub mod logs;
@@ -98,6 +99,11 @@ pub enum ContainerError {
     /// A `cp` that failed, in docker's words (which name the container).
     #[error("{0}")]
     Copy(String),
+    /// A `diff`, `export` or `commit` that failed (the message names the container).
+    #[error("{0}")]
+    Commit(String),
+    #[error(transparent)]
+    NewImage(#[from] crate::image::commit::CommitError),
 }
 
 pub fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ContainerError {

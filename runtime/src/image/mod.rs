@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod auth;
 pub mod classify;
+pub mod commit;
 mod distribution;
 pub mod gc;
 pub mod import;

@@ -133,6 +133,62 @@ fn resolve(layers: &[PathBuf], path: &str) -> Option<Entry> {
     found
 }
 
+/// The entry `name` in the merged-view directory `parent` (every component a directory in
+/// the merged view), not followed if a symlink: the layer directory holding it, open, and
+/// its stat there. None if the merged view has no such entry.
+pub fn entry_at(layers: &[PathBuf], parent: &[String], name: &str) -> Option<(OwnedFd, rfs::Stat)> {
+    find(layers, parent, name).map(|e| (e.dir, e.stat))
+}
+
+/// The names the merged-view directory `parent` holds, sorted: every layer's down to the
+/// first that makes the directory opaque (or hides it), less what a higher layer whites out.
+pub fn list(layers: &[PathBuf], parent: &[String]) -> std::io::Result<Vec<String>> {
+    let mut seen = std::collections::BTreeMap::<String, bool>::new();
+    for layer in layers.iter().rev() {
+        let (fd, opaque) = match open_layer_dir(layer, parent) {
+            LayerDir::Dir { fd, opaque } => (fd, opaque),
+            LayerDir::Missing { opaque: false } => continue,
+            LayerDir::Missing { opaque: true } | LayerDir::Hidden => break,
+        };
+        for name in dir_names(&fd)? {
+            if seen.contains_key(&name) {
+                continue;
+            }
+            let whiteout = matches!(rfs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0);
+            seen.insert(name, !whiteout);
+        }
+        if opaque {
+            break;
+        }
+    }
+    Ok(seen.into_iter().filter(|(_, visible)| *visible).map(|(name, _)| name).collect())
+}
+
+/// The names in an open directory, sorted, without `.` and `..`. A name that is not UTF-8
+/// is an error naming it (strata's paths are strings; nothing is skipped silently).
+pub fn dir_names(dir: &OwnedFd) -> std::io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in rfs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        match std::str::from_utf8(name) {
+            Ok(n) => names.push(n.to_string()),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the name {:?} is not UTF-8", String::from_utf8_lossy(name)),
+                ))
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 fn components(path: &str) -> Vec<String> {
     Path::new(path)
         .components()

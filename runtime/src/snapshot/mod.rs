@@ -5,8 +5,10 @@
 //! becomes a snapshot holding the module as one file (see [`wasm`]).
 
 pub mod apply;
+pub mod changes;
 pub mod flatten;
 pub mod lookup;
+pub mod pack;
 pub mod rootfs;
 pub mod wasm;
 

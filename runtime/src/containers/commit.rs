@@ -1,0 +1,143 @@
+//! What a container wrote, as docker's `diff`, `export` and `commit` show it: the changes in
+//! its upper dir over its image, its whole root filesystem as a tar, and a new image of its
+//! image plus those changes. Volumes and mounts are not part of any (docker's rule); nor are
+//! the mountpoints strata made for its own mounts.
+
+use super::record::ContainerRecord;
+use super::status::{observe, State};
+use super::{ContainerError, Containers};
+use crate::image::commit::{self, CommitOptions};
+use crate::image::manifest::RunConfig;
+use crate::image::{Image, ImageRef, Store};
+use crate::snapshot::changes::{self, Change};
+use crate::snapshot::pack;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// The destinations the container's last start mounted something on (its spec's mounts).
+fn mountpoints(c: &Containers, record: &ContainerRecord) -> BTreeSet<String> {
+    let Ok(spec) = oci_spec::runtime::Spec::load(c.paths(&record.id).config()) else { return BTreeSet::new() };
+    spec.mounts().iter().flatten().map(|m| m.destination().to_string_lossy().into_owned()).collect()
+}
+
+/// The container's upper dir; its changes can't be told apart from its image when its
+/// root filesystem is a copy (the vfs driver).
+fn upper(c: &Containers, record: &ContainerRecord, what: &str) -> Result<PathBuf, ContainerError> {
+    let paths = c.paths(&record.id);
+    if paths.copied_marker().exists() {
+        return Err(ContainerError::Commit(format!(
+            "{what} needs the overlay storage driver: the root filesystem of container {} is a copy (vfs)",
+            record.name
+        )));
+    }
+    Ok(paths.upper())
+}
+
+/// docker's diff: what the container added, changed and deleted, in path order.
+pub fn diff(c: &Containers, record: &ContainerRecord) -> Result<Vec<Change>, ContainerError> {
+    let upper = upper(c, record, "diff")?;
+    if !upper.exists() {
+        // Never started: nothing written.
+        return Ok(Vec::new());
+    }
+    changes::changes(&upper, &record.layers, &mountpoints(c, record))
+        .map_err(|e| ContainerError::Commit(format!("reading the changes of container {}: {e}", record.name)))
+}
+
+/// docker's export: the container's root filesystem (its image and its changes, no volume
+/// or mount) as a tar into `out`.
+pub fn export(c: &Containers, record: &ContainerRecord, out: impl Write) -> Result<(), ContainerError> {
+    let paths = c.paths(&record.id);
+    let layers = match paths.copied_marker().exists() {
+        true => vec![paths.merged()],
+        false => record.layers.iter().cloned().chain(Some(paths.upper()).filter(|u| u.exists())).collect(),
+    };
+    pack::merged(&layers, out)
+        .map(drop)
+        .map_err(|e| ContainerError::Commit(format!("exporting container {}: {e}", record.name)))
+}
+
+/// What `commit` is asked for besides the container.
+pub struct CommitRequest {
+    pub author: Option<String>,
+    pub message: Option<String>,
+    pub changes: Vec<String>,
+    /// Freeze a running container while its changes are read (docker's default).
+    pub pause: bool,
+}
+
+/// docker's commit: a new image, the container's image plus its changes as one more layer,
+/// with the container's run config; recorded as `name` (or untagged).
+pub fn commit(
+    c: &Containers,
+    store: &Store,
+    record: &ContainerRecord,
+    name: Option<&ImageRef>,
+    request: CommitRequest,
+) -> Result<Image, ContainerError> {
+    let upper = upper(c, record, "commit")?;
+    let base = store.resolve(&record.image_id).map_err(|e| {
+        ContainerError::Commit(format!("the image of container {} ({}) is not there: {e}", record.name, record.image))
+    })?;
+    let mountpoints = mountpoints(c, record);
+    let opts = CommitOptions {
+        run: run_config(record),
+        changes: request.changes,
+        author: request.author,
+        message: request.message,
+        created_by: record.command.join(" "),
+    };
+    // Frozen while read, so the layer is one moment of it; thawed whatever happens, unless
+    // it was paused already.
+    let frozen = request.pause
+        && observe(c, record.clone())?.is_some_and(|o| o.state == State::Running)
+        && crate::lifecycle::ops::pause(c.runtime(), &record.id).is_ok();
+    let written = commit::commit(
+        store,
+        &base,
+        |out| match upper.exists() {
+            true => pack::layer(&upper, &mountpoints, out).map(drop),
+            // Never started: an empty layer, as docker's.
+            false => tar::Builder::new(out).finish().map_err(|e| pack::PackError { path: "/".into(), source: e }),
+        },
+        name,
+        opts,
+    );
+    if frozen {
+        let _ = crate::lifecycle::ops::resume(c.runtime(), &record.id);
+    }
+    Ok(written?)
+}
+
+/// The container's run config as docker commits it: the image's, with what `run` set.
+fn run_config(record: &ContainerRecord) -> RunConfig {
+    let image = &record.image_config;
+    let opts = &record.options;
+    let mut env = image.env.clone().unwrap_or_default();
+    for entry in &opts.env {
+        crate::spec::from_image::replace_or_append(&mut env, entry);
+    }
+    let cmd = match (&opts.entrypoint, opts.cmd.is_empty()) {
+        (_, false) => Some(opts.cmd.clone()),
+        // docker drops the image's Cmd with --entrypoint.
+        (Some(_), true) => None,
+        (None, true) => image.cmd.clone(),
+    };
+    let mut labels = image.labels.clone().unwrap_or_default();
+    labels.extend(opts.labels.clone());
+    let mut volumes = image.volumes.clone().unwrap_or_default();
+    for v in opts.volumes.iter().filter(|v| v.anonymous) {
+        volumes.entry(v.destination.clone()).or_insert_with(|| serde_json::json!({}));
+    }
+    RunConfig {
+        user: opts.user.clone().or_else(|| image.user.clone()),
+        env: Some(env).filter(|e| !e.is_empty()),
+        entrypoint: opts.entrypoint.clone().or_else(|| image.entrypoint.clone()),
+        cmd,
+        working_dir: opts.workdir.clone().or_else(|| image.working_dir.clone()),
+        labels: Some(labels).filter(|l| !l.is_empty()),
+        stop_signal: opts.stop_signal.clone().or_else(|| image.stop_signal.clone()),
+        volumes: Some(volumes).filter(|v| !v.is_empty()),
+    }
+}

@@ -1,0 +1,262 @@
+//! Writing snapshot directories out as tar. `layer` packs one directory of changes (a
+//! container's overlay upper dir) as an OCI layer: overlayfs' whiteouts become `.wh.` files
+//! and an opaque directory gets the `.wh..wh..opq` marker (`commit`). `merged` packs what a
+//! stack of such directories shows, as overlayfs would (`export`).
+//!
+//! The directories may be a running container's, which can change them under us: every step
+//! is an `openat` with `O_NOFOLLOW` from an open directory, a file is read from the fd that
+//! was opened and checked, and a file that shrinks while read is padded to the size its
+//! header gave, so nothing the container does leads outside or breaks the archive.
+
+use super::lookup;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+const FILE_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::NOFOLLOW).union(OFlags::NONBLOCK).union(OFlags::NOCTTY).union(OFlags::CLOEXEC);
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The extended attributes an image carries (file capabilities): the rest are the host's.
+const KEPT_XATTRS: &[&str] = &["security.capability"];
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct PackError {
+    /// The path in the container (`/` first) that could not be packed.
+    pub path: String,
+    pub source: io::Error,
+}
+
+fn at(path: &str) -> impl FnOnce(io::Error) -> PackError + '_ {
+    move |source| PackError { path: format!("/{path}"), source }
+}
+
+/// Whether an entry of a directory of changes is one of strata's own mountpoints, made only
+/// to mount over (an empty file or directory at a destination the container's spec
+/// mounts): neither `diff` nor `commit` shows it, as docker's "init layer" keeps them out.
+pub fn is_placeholder(mountpoints: &BTreeSet<String>, path: &str, stat: &rfs::Stat, dir: Option<&OwnedFd>) -> bool {
+    if !mountpoints.contains(path) {
+        return false;
+    }
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => stat.st_size == 0,
+        FileType::Directory => dir.is_some_and(|d| lookup::dir_names(d).is_ok_and(|n| n.is_empty())),
+        _ => false,
+    }
+}
+
+/// Pack `upper` (a container's directory of changes) as an OCI layer into `out`, leaving out
+/// the placeholders among `mountpoints`. Returns the writer, the archive finished.
+pub fn layer<W: Write>(upper: &Path, mountpoints: &BTreeSet<String>, out: W) -> Result<W, PackError> {
+    let root = rfs::open(upper, DIR_FLAGS, Mode::empty()).map_err(|e| at("")(e.into()))?;
+    let mut packer = Packer::new(out);
+    packer.layer_dir(&root, "", mountpoints)?;
+    packer.finish()
+}
+
+/// Pack the merged view of `layers` (bottom first; a container's upper dir last) into `out`.
+pub fn merged<W: Write>(layers: &[PathBuf], out: W) -> Result<W, PackError> {
+    let mut packer = Packer::new(out);
+    packer.merged_dir(layers, &mut Vec::new())?;
+    packer.finish()
+}
+
+struct Packer<W: Write> {
+    tar: tar::Builder<W>,
+    /// Inodes with more than one link already packed, and the path packed for them.
+    links: HashMap<(u64, u64), String>,
+}
+
+impl<W: Write> Packer<W> {
+    fn new(out: W) -> Self {
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        Packer { tar, links: HashMap::new() }
+    }
+
+    fn finish(self) -> Result<W, PackError> {
+        self.tar.into_inner().map_err(at("(the end of the archive)"))
+    }
+
+    fn layer_dir(&mut self, dir: &OwnedFd, prefix: &str, mountpoints: &BTreeSet<String>) -> Result<(), PackError> {
+        for name in lookup::dir_names(dir).map_err(at(prefix))? {
+            let path = format!("{prefix}{name}");
+            let stat = rfs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| at(&path)(e.into()))?;
+            let kind = FileType::from_raw_mode(stat.st_mode);
+            if kind == FileType::CharacterDevice && stat.st_rdev == 0 {
+                // An overlayfs whiteout: the layer's `.wh.NAME`.
+                let mut header = header_of(&stat, tar::EntryType::Regular);
+                header.set_size(0);
+                header.set_mode(0o644);
+                let whiteout = format!("{prefix}.wh.{name}");
+                self.tar.append_data(&mut header, &whiteout, io::empty()).map_err(at(&whiteout))?;
+                continue;
+            }
+            let sub = match kind {
+                FileType::Directory => {
+                    Some(rfs::openat(dir, name.as_str(), DIR_FLAGS, Mode::empty()).map_err(|e| at(&path)(e.into()))?)
+                }
+                _ => None,
+            };
+            if is_placeholder(mountpoints, &format!("/{path}"), &stat, sub.as_ref()) {
+                continue;
+            }
+            self.entry(dir, &name, &path, &stat, sub.as_ref())?;
+            if let Some(sub) = sub {
+                let mut marker = [0u8; 1];
+                if matches!(rfs::fgetxattr(&sub, OPAQUE_XATTR, &mut marker), Ok(1) if marker[0] == b'y') {
+                    let mut header = header_of(&stat, tar::EntryType::Regular);
+                    header.set_size(0);
+                    header.set_mode(0o644);
+                    let opaque = format!("{path}/.wh..wh..opq");
+                    self.tar.append_data(&mut header, &opaque, io::empty()).map_err(at(&opaque))?;
+                }
+                self.layer_dir(&sub, &format!("{path}/"), mountpoints)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn merged_dir(&mut self, layers: &[PathBuf], parent: &mut Vec<String>) -> Result<(), PackError> {
+        let prefix: String = parent.iter().map(|p| format!("{p}/")).collect();
+        for name in lookup::list(layers, parent).map_err(at(&prefix))? {
+            let path = format!("{prefix}{name}");
+            // Gone since it was listed (a running container): nothing to pack.
+            let Some((dir, stat)) = lookup::entry_at(layers, parent, &name) else { continue };
+            let is_dir = FileType::from_raw_mode(stat.st_mode) == FileType::Directory;
+            let sub = match is_dir {
+                true => {
+                    Some(rfs::openat(&dir, name.as_str(), DIR_FLAGS, Mode::empty()).map_err(|e| at(&path)(e.into()))?)
+                }
+                false => None,
+            };
+            self.entry(&dir, &name, &path, &stat, sub.as_ref())?;
+            if is_dir {
+                parent.push(name);
+                self.merged_dir(layers, parent)?;
+                parent.pop();
+            }
+        }
+        Ok(())
+    }
+
+    /// One entry other than a whiteout: `name` in `dir`, packed as `path`.
+    fn entry(
+        &mut self,
+        dir: &OwnedFd,
+        name: &str,
+        path: &str,
+        stat: &rfs::Stat,
+        opened_dir: Option<&OwnedFd>,
+    ) -> Result<(), PackError> {
+        let err = |e: rustix::io::Errno| at(path)(e.into());
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        let inode = (stat.st_dev, stat.st_ino);
+        if kind != FileType::Directory && stat.st_nlink > 1 {
+            if let Some(first) = self.links.get(&inode) {
+                let mut header = header_of(stat, tar::EntryType::Link);
+                header.set_size(0);
+                return self.tar.append_link(&mut header, path, first).map_err(at(path));
+            }
+            self.links.insert(inode, path.to_string());
+        }
+        match kind {
+            FileType::Directory => {
+                let mut header = header_of(stat, tar::EntryType::Directory);
+                header.set_size(0);
+                self.xattrs(opened_dir.expect("a directory is opened"), path)?;
+                self.tar.append_data(&mut header, format!("{path}/"), io::empty()).map_err(at(path))
+            }
+            FileType::RegularFile => {
+                let fd = rfs::openat(dir, name, FILE_FLAGS, Mode::empty()).map_err(err)?;
+                // What was opened is what was looked at (a name can be replaced meanwhile).
+                let now = rfs::fstat(&fd).map_err(err)?;
+                if (now.st_dev, now.st_ino) != inode {
+                    return Err(at(path)(io::Error::other("changed while it was packed")));
+                }
+                self.xattrs(&fd, path)?;
+                let mut header = header_of(stat, tar::EntryType::Regular);
+                let size = stat.st_size as u64;
+                let reader = Exact { inner: std::fs::File::from(fd), left: size };
+                self.tar.append_data(&mut header, path, reader).map_err(at(path))
+            }
+            FileType::Symlink => {
+                let target = rfs::readlinkat(dir, name, Vec::new()).map_err(err)?;
+                let mut header = header_of(stat, tar::EntryType::Symlink);
+                header.set_size(0);
+                let target = target.to_string_lossy().into_owned();
+                self.tar.append_link(&mut header, path, target).map_err(at(path))
+            }
+            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+                let typ = match kind {
+                    FileType::CharacterDevice => tar::EntryType::Char,
+                    FileType::BlockDevice => tar::EntryType::Block,
+                    _ => tar::EntryType::Fifo,
+                };
+                let mut header = header_of(stat, typ);
+                header.set_size(0);
+                if kind != FileType::Fifo {
+                    header.set_device_major(rfs::major(stat.st_rdev)).map_err(at(path))?;
+                    header.set_device_minor(rfs::minor(stat.st_rdev)).map_err(at(path))?;
+                }
+                self.tar.append_data(&mut header, path, io::empty()).map_err(at(path))
+            }
+            // A socket has no place in an archive (tar, docker's too, leaves it out).
+            _ => Ok(()),
+        }
+    }
+
+    /// The kept extended attributes of an open file, as PAX records before its entry.
+    fn xattrs(&mut self, fd: &OwnedFd, path: &str) -> Result<(), PackError> {
+        let mut records = Vec::new();
+        for name in KEPT_XATTRS {
+            let mut buf = vec![0u8; 1024];
+            if let Ok(n) = rfs::fgetxattr(fd, *name, &mut buf) {
+                buf.truncate(n);
+                records.push((format!("SCHILY.xattr.{name}"), buf));
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.tar.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(at(path))
+    }
+}
+
+fn header_of(stat: &rfs::Stat, typ: tar::EntryType) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(typ);
+    header.set_mode(stat.st_mode & 0o7777);
+    header.set_uid(stat.st_uid as u64);
+    header.set_gid(stat.st_gid as u64);
+    header.set_mtime(stat.st_mtime.max(0) as u64);
+    header.set_size(stat.st_size.max(0) as u64);
+    header
+}
+
+/// Exactly `left` bytes of `inner`: cut where it grew, zeros where it shrank meanwhile.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = match self.inner.read(&mut buf[..want])? {
+            0 => {
+                buf[..want].fill(0);
+                want
+            }
+            n => n,
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
