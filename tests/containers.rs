@@ -1001,6 +1001,14 @@ fn diff_export_and_commit() {
     assert_eq!(o.stdout, "new\nbar\n", "{}", o.stderr);
     let image = serde_json::from_str::<serde_json::Value>(&e.ok(&["inspect", "localhost/committed:two"])).unwrap();
     assert_eq!(image[0]["Author"], "Jane <jane@example.com>", "{image}");
+    // history: newest first, a row per layer (the base image's one has no history entry).
+    let history =
+        e.ok(&["history", "--no-trunc", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Comment}}", "localhost/committed:two"]);
+    let rows: Vec<&str> = history.lines().collect();
+    let id = image[0]["Id"].as_str().unwrap();
+    assert_eq!(rows.len(), 3, "{history}");
+    assert_eq!(rows[0], format!("{id}|sh -c {remake}|remade /data"));
+    assert_eq!(rows[1], format!("<missing>|sh -c {script}|"));
 
     // export: the whole filesystem as the container sees it, no whiteout, no mount.
     let tar = e.s.root().join("second.tar");
@@ -1014,6 +1022,10 @@ fn diff_export_and_commit() {
     assert!(!names.iter().any(|n| n.contains(".wh.") || n.starts_with("data/a") || *n == "bin/ls"), "{names:?}");
     let o = e.run(&["export", "-o", "/nonexistent/dir/x.tar", "second"]);
     assert!(o.code == 1 && o.stderr.contains("/nonexistent/dir/x.tar"), "{}", o.stderr);
+    // A device is written to, never replaced.
+    e.ok(&["export", "-o", "/dev/null", "second"]);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
 
     // A running container is committed paused and left running.
     e.ok(&["run", "-d", "--name", "live", IMAGE, "sh", "-c", "echo live > /tmp/l; exec sleep 60"]);
@@ -1023,8 +1035,12 @@ fn diff_export_and_commit() {
     let o = e.run(&["run", "--rm", "localhost/committed:live", "cat", "/tmp/l"]);
     assert_eq!(o.stdout, "live\n", "{}", o.stderr);
 
-    // Refusals: nothing is made.
+    // Refusals: nothing is made. A file named as a whiteout would delete the image's own
+    // when unpacked.
     let before = e.ok(&["images", "-q", "-a"]);
+    e.ok(&["run", "--name", "sly", IMAGE, "touch", "/etc/.wh.passwd"]);
+    let o = e.run(&["commit", "sly", "localhost/committed:sly"]);
+    assert!(o.code == 1 && o.stderr.contains("/etc/.wh.passwd") && o.stderr.contains("(.wh.)"), "{}", o.stderr);
     let o = e.run(&["commit", "-c", "FROM scratch", "first", "localhost/committed:bad"]);
     assert!(o.code == 1 && o.stderr.contains("FROM scratch"), "{}", o.stderr);
     let o = e.run(&["commit", "nosuch"]);
@@ -1032,7 +1048,29 @@ fn diff_export_and_commit() {
     let o = e.run(&["diff", "nosuch"]);
     assert!(o.code == 1 && o.stderr.contains("No such container: nosuch"), "{}", o.stderr);
     assert_eq!(e.ok(&["images", "-q", "-a"]), before);
-    e.ok(&["rm", "-f", "first", "second", "live"]);
+    e.ok(&["rm", "-f", "first", "second", "live", "sly"]);
+}
+
+#[test]
+fn image_prune_takes_dangling_images_and_with_all_every_unused_one() {
+    // docker's image prune: untagged images no container uses; -a: every image none uses.
+    let e = Env::new();
+    e.ok(&["run", "--name", "maker", IMAGE, "touch", "/made"]);
+    let dangling = e.ok(&["commit", "maker"]).trim().to_string();
+    let kept = e.ok(&["commit", "-c", "LABEL kept=1", "maker", "localhost/kept:1"]).trim().to_string();
+    e.ok(&["rm", "maker"]);
+    let out = e.ok(&["image", "prune"]);
+    assert!(out.starts_with(&format!("Deleted Images:\ndeleted: {dangling}\n\n")), "{out}");
+    let ids = e.ok(&["images", "-q", "--no-trunc"]);
+    assert!(!ids.contains(&dangling) && ids.contains(&kept), "{ids}");
+    // A container keeps its image; the other, tagged twice, goes with both names.
+    e.ok(&["tag", "localhost/kept:1", "localhost/kept:2"]);
+    e.ok(&["create", "--name", "user", IMAGE]);
+    let out = e.ok(&["image", "prune", "-a"]);
+    let lines = "untagged: localhost/kept:1\nuntagged: localhost/kept:2\ndeleted: ";
+    assert!(out.starts_with(&format!("Deleted Images:\n{lines}{kept}\n\n")), "{out}");
+    assert_eq!(e.ok(&["images", "--format", "{{.Repository}}"]), "localhost/busybox\n");
+    e.ok(&["rm", "user"]);
 }
 
 #[test]

@@ -780,9 +780,13 @@ fn image_prune_removes_artifacts_no_image_needs() {
     // no image here tells of their modules); -a removes it at once.
     e.ok(&["image", "prune"]);
     assert_eq!(e.artifacts().len(), 2);
+    // -a, as docker's, takes every image no container uses (a created one keeps hello's).
+    e.ok(&["create", "--name", "keeps-hello", HELLO]);
     let out = e.ok(&["image", "prune", "-a"]);
     assert!(out.contains("of compiled wasm"), "{out}");
     assert_eq!(names(&e), std::slice::from_ref(&hello_digest));
+    assert_eq!(e.run(&["image", "inspect", HELLO]).code, 0, "the image a container uses stays: {out}");
+    e.ok(&["rm", "keeps-hello"]);
     let o = e.run_debug(&[HELLO]);
     assert!(o.stderr.contains("wasm cache hit"), "{}", o.stderr);
 

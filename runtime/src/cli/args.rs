@@ -44,6 +44,8 @@ pub enum Command {
     Save(SaveArgs),
     /// Create an image from a root filesystem tarball
     Import(ImportArgs),
+    /// Show an image's history (what made each layer)
+    History(HistoryArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -171,6 +173,21 @@ pub enum ContainerCommand {
 }
 
 #[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Output format: table (default), json (one JSON object per line), a Go template
+    /// ('{{.CreatedBy}}'), or `table` and a template (columns with titles)
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate IDs and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
 pub struct DiffArgs {
     pub container: String,
 }
@@ -241,6 +258,8 @@ pub enum ImageCommand {
     Save(SaveArgs),
     /// Create an image from a root filesystem tarball
     Import(ImportArgs),
+    /// Show an image's history (what made each layer)
+    History(HistoryArgs),
     /// Assemble an image's root filesystem (overlay of its layers) and print its path
     Mount(MountArgs),
     /// Undo `image mount`

@@ -5,6 +5,7 @@ use super::args::{CommitArgs, DiffArgs, ExportArgs};
 use super::images::Ctx;
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
 use strata::containers::commit::{self, CommitRequest};
 use strata::containers::Containers;
 use strata::image::ImageRef;
@@ -33,14 +34,40 @@ pub fn export(ctx: &Ctx, args: ExportArgs) -> Result<i32> {
         out.flush()?;
         return Ok(0);
     };
-    // Written next to its name and renamed into place: no half-written archive is left.
+    let existing = std::fs::metadata(path).ok();
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
+        // A device or a pipe (`-o /dev/stdout`): written to, as docker does, never replaced.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        commit::export(&containers, &record, &mut out)?;
+        out.flush().with_context(|| format!("writing {}", path.display()))?;
+        return Ok(0);
+    }
+    // A file is written next to its name and renamed into place: no half-written archive is
+    // left, and a failed export leaves an existing file as it was.
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating {}", path.display()))?;
+    // The mode a new file would get (tempfile makes it 0600).
+    let mode = existing.map(|m| m.permissions().mode() & 0o7777).unwrap_or_else(|| 0o666 & !current_umask());
+    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp);
     commit::export(&containers, &record, &mut out)?;
     let tmp = out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", path.display()))?;
     tmp.persist(path).with_context(|| format!("writing {}", path.display()))?;
     Ok(0)
+}
+
+/// This process's umask (read by setting it and setting it back).
+fn current_umask() -> u32 {
+    // SAFETY: umask only swaps the process's mask; it is put back at once.
+    unsafe {
+        let mask = libc::umask(0o022);
+        libc::umask(mask);
+        mask as u32
+    }
 }
 
 pub fn commit(ctx: &Ctx, args: CommitArgs) -> Result<i32> {

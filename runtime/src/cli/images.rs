@@ -275,36 +275,49 @@ const WASM_KEPT_WHILE_USED: std::time::Duration = std::time::Duration::from_secs
 pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
     let _ = args.force;
     let pruned = prune_images(ctx, args.all)?;
-    for id in &pruned.deleted {
-        println!("Deleted: {id}");
+    let mut out = std::io::stdout().lock();
+    if !pruned.deleted.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        for line in &pruned.deleted {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out)?;
     }
-    println!("{}\nTotal reclaimed space: {}", pruned.summary, format::size(pruned.bytes));
+    writeln!(out, "{}\nTotal reclaimed space: {}", pruned.summary, format::size(pruned.bytes))?;
     Ok(0)
 }
 
 /// What an image prune removed.
 pub struct PrunedImages {
-    /// The untagged images removed (with `all`).
+    /// docker's lines for the images removed: `untagged: NAME`, `deleted: sha256:ID`.
     pub deleted: Vec<String>,
     /// "Removed N blobs, N snapshots and SIZE of compiled wasm".
     pub summary: String,
     pub bytes: u64,
 }
 
-/// Unreferenced blobs and snapshots, and compiled wasm no image holds and nothing read this
-/// week; with `all`, untagged images no container uses and all such compiled wasm too.
+/// As docker's: untagged images no container uses (with `all`, every image no container
+/// uses), then unreferenced blobs and snapshots, and compiled wasm no image holds and
+/// nothing read this week (with `all`, all such compiled wasm).
 pub fn prune_images(ctx: &Ctx, all: bool) -> Result<PrunedImages> {
     let mut deleted = Vec::new();
-    if all {
-        let dangling: Vec<_> = ctx.store.list()?.into_iter().filter(|r| r.name.is_none()).collect();
-        for record in dangling {
-            if let Ok(image) = ctx.store.load(&record.descriptor) {
-                if containers_using(&ctx.root, &image).is_empty() {
-                    ctx.store
-                        .remove_entries(|r| r.name.is_none() && r.descriptor.digest == record.descriptor.digest)?;
-                    deleted.push(image.id().to_string());
-                }
-            }
+    let records = ctx.store.list()?;
+    let mut digests = Vec::new();
+    for r in records.iter().filter(|r| all || r.name.is_none()) {
+        if !digests.contains(&r.descriptor.digest) {
+            digests.push(r.descriptor.digest.clone());
+        }
+    }
+    for digest in digests {
+        let Some(record) = records.iter().find(|r| r.descriptor.digest == digest) else { continue };
+        let Ok(image) = ctx.store.load(&record.descriptor) else { continue };
+        if !containers_using(&ctx.root, &image).is_empty() {
+            continue;
+        }
+        let removed = ctx.store.remove_entries(|r| r.descriptor.digest == digest && (all || r.name.is_none()))?;
+        deleted.extend(removed.iter().filter_map(|r| r.name.as_ref()).map(|n| format!("untagged: {n}")));
+        if !ctx.store.list()?.iter().any(|r| r.descriptor.digest == digest) {
+            deleted.push(format!("deleted: {}", image.id()));
         }
     }
     let report = gc::collect(&ctx.store, &Default::default())?;

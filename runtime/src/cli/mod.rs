@@ -9,6 +9,7 @@ pub mod containers;
 pub mod cp;
 pub mod exec;
 pub mod format;
+pub mod history;
 pub mod images;
 pub mod logs;
 pub mod monitor;
@@ -80,6 +81,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Load(a) => images::load(&ctx, a),
         Command::Save(a) => images::save(&ctx, a),
         Command::Import(a) => images::import(&ctx, a),
+        Command::History(a) => history::history(&ctx, a),
         Command::Image(sub) => match sub {
             ImageCommand::Ls(a) => images::list(&ctx, a),
             ImageCommand::Pull(a) => registry::pull(&ctx, a),
@@ -91,6 +93,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             ImageCommand::Load(a) => images::load(&ctx, a),
             ImageCommand::Save(a) => images::save(&ctx, a),
             ImageCommand::Import(a) => images::import(&ctx, a),
+            ImageCommand::History(a) => history::history(&ctx, a),
             ImageCommand::Mount(a) => images::mount(&ctx, a),
             ImageCommand::Unmount(a) => images::unmount(&ctx, a),
         },

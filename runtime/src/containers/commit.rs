@@ -88,26 +88,76 @@ pub fn commit(
         message: request.message,
         created_by: record.command.join(" "),
     };
-    // Frozen while read, so the layer is one moment of it; thawed whatever happens, unless
-    // it was paused already.
-    let frozen = request.pause
-        && observe(c, record.clone())?.is_some_and(|o| o.state == State::Running)
-        && crate::lifecycle::ops::pause(c.runtime(), &record.id).is_ok();
-    let written = commit::commit(
+    let max_bytes = crate::snapshot::apply::ApplyLimits::default().max_unpacked_bytes;
+    let image = commit::commit(
         store,
         &base,
-        |out| match upper.exists() {
-            true => pack::layer(&upper, &mountpoints, out).map(drop),
-            // Never started: an empty layer, as docker's.
-            false => tar::Builder::new(out).finish().map_err(|e| pack::PackError { path: "/".into(), source: e }),
+        |out| {
+            // Frozen while read, so the layer is one moment of it.
+            let _frozen = match request.pause {
+                true => Frozen::new(c, record)?,
+                false => None,
+            };
+            match upper.exists() {
+                true => pack::layer(&upper, &mountpoints, max_bytes, out).map(drop),
+                // Never started: an empty layer, as docker's.
+                false => tar::Builder::new(out).finish().map_err(|e| pack::PackError { path: "/".into(), source: e }),
+            }
         },
         name,
         opts,
-    );
-    if frozen {
-        let _ = crate::lifecycle::ops::resume(c.runtime(), &record.id);
+    )?;
+    Ok(image)
+}
+
+/// A running container frozen for as long as this lives, and thawed when it goes, whatever
+/// happened meanwhile; the signals that would end this process without running that are
+/// held off until then (SIGKILL can't be).
+struct Frozen<'a> {
+    c: &'a Containers,
+    id: String,
+    /// The signal mask before.
+    signals: libc::sigset_t,
+}
+
+impl<'a> Frozen<'a> {
+    fn new(c: &'a Containers, record: &ContainerRecord) -> Result<Option<Frozen<'a>>, pack::PackError> {
+        let running = observe(c, record.clone()).ok().flatten().is_some_and(|o| o.state == State::Running);
+        if !running {
+            return Ok(None);
+        }
+        // SAFETY: plain sigset_t manipulation; blocking signals only delays them.
+        let signals = unsafe {
+            let mut held: libc::sigset_t = std::mem::zeroed();
+            let mut before: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut held);
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGPIPE] {
+                libc::sigaddset(&mut held, signal);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, &held, &mut before);
+            before
+        };
+        let frozen = Frozen { c, id: record.id.clone(), signals };
+        crate::lifecycle::ops::pause(c.runtime(), &record.id).map_err(|e| pack::PackError {
+            path: "/".into(),
+            source: std::io::Error::other(format!("pausing: {e}")),
+        })?;
+        Ok(Some(frozen))
     }
-    Ok(written?)
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        // Thawed through its cgroup whatever state the freeze reached (one that timed out
+        // half-way included).
+        if let Ok(state) = self.c.runtime().states.load(&self.id) {
+            if let Ok(cgroup) = self.c.runtime().cgroup(&state) {
+                let _ = cgroup.thaw();
+            }
+        }
+        // SAFETY: restores the mask this thread had.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.signals, std::ptr::null_mut()) };
+    }
 }
 
 /// The container's run config as docker commits it: the image's, with what `run` set.

@@ -105,12 +105,16 @@ pub fn update<E: From<ContainerError>>(
     change(&mut now)?;
     let rt = c.runtime();
     let live = rt.states.load(&record.id).ok().filter(|s| rt.status(s) != crate::lifecycle::state::Status::Stopped);
-    if live.is_some() && now.options != before {
-        let resources = crate::spec::from_image::update_resources(&now.options);
-        match crate::lifecycle::ops::update(rt, &record.id, &resources) {
+    let limits = |o: &crate::spec::run_options::RunOptions| crate::spec::from_image::update_resources(o);
+    if live.is_some() && limits(&now.options) != limits(&before) {
+        match crate::lifecycle::ops::update(rt, &record.id, &limits(&now.options)) {
             // It ended meanwhile: the record is all there is to change.
             Err(LifecycleError::NotRunningId { .. }) => {}
-            Err(e) => return Err(ContainerError::from(e).into()),
+            Err(e) => {
+                // What was written before the refusal goes back (as far as the kernel lets it).
+                let _ = crate::lifecycle::ops::update(rt, &record.id, &limits(&before));
+                return Err(ContainerError::from(e).into());
+            }
             Ok(()) => {}
         }
     }

@@ -4,21 +4,32 @@
 //! stack of such directories shows, as overlayfs would (`export`).
 //!
 //! The directories may be a running container's, which can change them under us: every step
-//! is an `openat` with `O_NOFOLLOW` from an open directory, a file is read from the fd that
-//! was opened and checked, and a file that shrinks while read is padded to the size its
-//! header gave, so nothing the container does leads outside or breaks the archive.
+//! is an `openat` with `O_NOFOLLOW` from an open directory; a file is first opened `O_PATH`
+//! and checked to be the regular file that was looked at before it is opened for reading
+//! (a device node renamed over it is never opened); a file that shrinks while read is padded
+//! to the size its header gave, and an entry gone meanwhile is left out. Depth, path length
+//! and (for a layer) total size are bounded as unpacking bounds them, and an archive that
+//! fails is left without its end, so it never passes for a whole one.
 
 use super::lookup;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
-const FILE_FLAGS: OFlags =
-    OFlags::RDONLY.union(OFlags::NOFOLLOW).union(OFlags::NONBLOCK).union(OFlags::NOCTTY).union(OFlags::CLOEXEC);
+/// Reopening an `O_PATH` handle through /proc (a magic link: no `O_NOFOLLOW`).
+const REOPEN_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::NONBLOCK).union(OFlags::NOCTTY).union(OFlags::CLOEXEC);
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// overlayfs features that move a file's data or a directory's contents elsewhere: strata
+/// mounts without them, and reading a directory of changes made with them would lose data.
+const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
+const METACOPY_XATTR: &str = "trusted.overlay.metacopy";
+/// As `cp`'s and unpacking's bounds.
+const MAX_DEPTH: usize = 256;
+const MAX_PATH_LEN: usize = 4096;
 /// The extended attributes an image carries (file capabilities): the rest are the host's.
 const KEPT_XATTRS: &[&str] = &["security.capability"];
 
@@ -32,6 +43,16 @@ pub struct PackError {
 
 fn at(path: &str) -> impl FnOnce(io::Error) -> PackError + '_ {
     move |source| PackError { path: format!("/{path}"), source }
+}
+
+fn refused(path: &str, why: &str) -> PackError {
+    at(path)(io::Error::other(why.to_string()))
+}
+
+/// The value of an extended attribute is there (its value aside).
+fn has_xattr(fd: &OwnedFd, name: &str) -> bool {
+    let mut none: [u8; 0] = [];
+    rfs::fgetxattr(fd, name, &mut none[..]).is_ok()
 }
 
 /// Whether an entry of a directory of changes is one of strata's own mountpoints, made only
@@ -50,41 +71,74 @@ pub fn is_placeholder(mountpoints: &BTreeSet<String>, path: &str, stat: &rfs::St
 
 /// Pack `upper` (a container's directory of changes) as an OCI layer into `out`, leaving out
 /// the placeholders among `mountpoints`. Returns the writer, the archive finished.
-pub fn layer<W: Write>(upper: &Path, mountpoints: &BTreeSet<String>, out: W) -> Result<W, PackError> {
+/// `max_bytes` bounds the files' total size (what unpacking the layer will accept).
+pub fn layer<W: Write>(upper: &Path, mountpoints: &BTreeSet<String>, max_bytes: u64, out: W) -> Result<W, PackError> {
     let root = rfs::open(upper, DIR_FLAGS, Mode::empty()).map_err(|e| at("")(e.into()))?;
-    let mut packer = Packer::new(out);
-    packer.layer_dir(&root, "", mountpoints)?;
-    packer.finish()
+    let mut packer = Packer::new(out, max_bytes);
+    let walked = packer.layer_dir(&root, "", 0, mountpoints);
+    packer.finish(walked)
 }
 
 /// Pack the merged view of `layers` (bottom first; a container's upper dir last) into `out`.
 pub fn merged<W: Write>(layers: &[PathBuf], out: W) -> Result<W, PackError> {
-    let mut packer = Packer::new(out);
-    packer.merged_dir(layers, &mut Vec::new())?;
-    packer.finish()
+    let mut packer = Packer::new(out, u64::MAX);
+    let walked = packer.merged_dir(layers, &mut Vec::new());
+    packer.finish(walked)
 }
 
 struct Packer<W: Write> {
     tar: tar::Builder<W>,
     /// Inodes with more than one link already packed, and the path packed for them.
     links: HashMap<(u64, u64), String>,
+    /// Bytes of file data still allowed.
+    budget: u64,
 }
 
 impl<W: Write> Packer<W> {
-    fn new(out: W) -> Self {
+    fn new(out: W, max_bytes: u64) -> Self {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
-        Packer { tar, links: HashMap::new() }
+        Packer { tar, links: HashMap::new(), budget: max_bytes }
     }
 
-    fn finish(self) -> Result<W, PackError> {
-        self.tar.into_inner().map_err(at("(the end of the archive)"))
+    /// The archive's end after a whole walk; none after a failed one (the builder would
+    /// write it when dropped, and a cut archive would pass for a whole one).
+    fn finish(self, walked: Result<(), PackError>) -> Result<W, PackError> {
+        match walked {
+            Ok(()) => self.tar.into_inner().map_err(at("(the end of the archive)")),
+            Err(e) => {
+                std::mem::forget(self);
+                Err(e)
+            }
+        }
     }
 
-    fn layer_dir(&mut self, dir: &OwnedFd, prefix: &str, mountpoints: &BTreeSet<String>) -> Result<(), PackError> {
+    /// The checks every entry's path passes.
+    fn check_path(path: &str, depth: usize) -> Result<(), PackError> {
+        if depth >= MAX_DEPTH {
+            return Err(refused(path, &format!("more than {MAX_DEPTH} directories deep")));
+        }
+        if path.len() > MAX_PATH_LEN {
+            return Err(refused(path, &format!("a path longer than {MAX_PATH_LEN} bytes")));
+        }
+        Ok(())
+    }
+
+    fn layer_dir(
+        &mut self,
+        dir: &OwnedFd,
+        prefix: &str,
+        depth: usize,
+        mountpoints: &BTreeSet<String>,
+    ) -> Result<(), PackError> {
         for name in lookup::dir_names(dir).map_err(at(prefix))? {
             let path = format!("{prefix}{name}");
-            let stat = rfs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(|e| at(&path)(e.into()))?;
+            Self::check_path(&path, depth)?;
+            let stat = match rfs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(at(&path)(e.into())),
+            };
             let kind = FileType::from_raw_mode(stat.st_mode);
             if kind == FileType::CharacterDevice && stat.st_rdev == 0 {
                 // An overlayfs whiteout: the layer's `.wh.NAME`.
@@ -95,10 +149,16 @@ impl<W: Write> Packer<W> {
                 self.tar.append_data(&mut header, &whiteout, io::empty()).map_err(at(&whiteout))?;
                 continue;
             }
+            if name.starts_with(".wh.") {
+                // Unpacked, it would delete what the image has by that name.
+                return Err(refused(&path, "a name layers keep for deletions (.wh.): it cannot be committed"));
+            }
             let sub = match kind {
-                FileType::Directory => {
-                    Some(rfs::openat(dir, name.as_str(), DIR_FLAGS, Mode::empty()).map_err(|e| at(&path)(e.into()))?)
-                }
+                FileType::Directory => match rfs::openat(dir, name.as_str(), DIR_FLAGS, Mode::empty()) {
+                    Ok(sub) => Some(sub),
+                    Err(rustix::io::Errno::NOENT) => continue,
+                    Err(e) => return Err(at(&path)(e.into())),
+                },
                 _ => None,
             };
             if is_placeholder(mountpoints, &format!("/{path}"), &stat, sub.as_ref()) {
@@ -114,7 +174,7 @@ impl<W: Write> Packer<W> {
                     let opaque = format!("{path}/.wh..wh..opq");
                     self.tar.append_data(&mut header, &opaque, io::empty()).map_err(at(&opaque))?;
                 }
-                self.layer_dir(&sub, &format!("{path}/"), mountpoints)?;
+                self.layer_dir(&sub, &format!("{path}/"), depth + 1, mountpoints)?;
             }
         }
         Ok(())
@@ -143,8 +203,23 @@ impl<W: Write> Packer<W> {
         Ok(())
     }
 
-    /// One entry other than a whiteout: `name` in `dir`, packed as `path`.
+    /// One entry other than a whiteout: `name` in `dir`, packed as `path`. An entry gone
+    /// since it was looked at is left out.
     fn entry(
+        &mut self,
+        dir: &OwnedFd,
+        name: &str,
+        path: &str,
+        stat: &rfs::Stat,
+        opened_dir: Option<&OwnedFd>,
+    ) -> Result<(), PackError> {
+        match self.entry_inner(dir, name, path, stat, opened_dir) {
+            Err(PackError { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn entry_inner(
         &mut self,
         dir: &OwnedFd,
         name: &str,
@@ -154,6 +229,10 @@ impl<W: Write> Packer<W> {
     ) -> Result<(), PackError> {
         let err = |e: rustix::io::Errno| at(path)(e.into());
         let kind = FileType::from_raw_mode(stat.st_mode);
+        if kind == FileType::Socket {
+            // A socket has no place in an archive (tar, docker's too, leaves it out).
+            return Ok(());
+        }
         let inode = (stat.st_dev, stat.st_ino);
         if kind != FileType::Directory && stat.st_nlink > 1 {
             if let Some(first) = self.links.get(&inode) {
@@ -161,36 +240,57 @@ impl<W: Write> Packer<W> {
                 header.set_size(0);
                 return self.tar.append_link(&mut header, path, first).map_err(at(path));
             }
-            self.links.insert(inode, path.to_string());
         }
         match kind {
             FileType::Directory => {
+                let sub = opened_dir.expect("a directory is opened");
+                if has_xattr(sub, REDIRECT_XATTR) {
+                    return Err(refused(path, "a directory overlayfs moved (redirect_dir): strata cannot read it"));
+                }
                 let mut header = header_of(stat, tar::EntryType::Directory);
                 header.set_size(0);
-                self.xattrs(opened_dir.expect("a directory is opened"), path)?;
-                self.tar.append_data(&mut header, format!("{path}/"), io::empty()).map_err(at(path))
+                self.xattrs(sub, path)?;
+                self.tar.append_data(&mut header, format!("{path}/"), io::empty()).map_err(at(path))?;
             }
             FileType::RegularFile => {
-                let fd = rfs::openat(dir, name, FILE_FLAGS, Mode::empty()).map_err(err)?;
-                // What was opened is what was looked at (a name can be replaced meanwhile).
-                let now = rfs::fstat(&fd).map_err(err)?;
-                if (now.st_dev, now.st_ino) != inode {
-                    return Err(at(path)(io::Error::other("changed while it was packed")));
+                // Opened as a path first: what the name holds now is checked before it is
+                // opened for reading, so a device node swapped in is never opened.
+                let handle = rfs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(err)?;
+                let now = rfs::fstat(&handle).map_err(err)?;
+                if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile || (now.st_dev, now.st_ino) != inode {
+                    return Err(refused(path, "changed while it was packed"));
                 }
+                let fd = rfs::open(
+                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&handle)),
+                    REOPEN_FLAGS,
+                    Mode::empty(),
+                )
+                .map_err(err)?;
+                if has_xattr(&fd, METACOPY_XATTR) {
+                    return Err(refused(
+                        path,
+                        "a file overlayfs copied without its data (metacopy): strata cannot read it",
+                    ));
+                }
+                let size = stat.st_size.max(0) as u64;
+                if size > self.budget {
+                    return Err(refused(path, "more data than a layer may hold (64 GiB)"));
+                }
+                self.budget -= size;
                 self.xattrs(&fd, path)?;
                 let mut header = header_of(stat, tar::EntryType::Regular);
-                let size = stat.st_size as u64;
                 let reader = Exact { inner: std::fs::File::from(fd), left: size };
-                self.tar.append_data(&mut header, path, reader).map_err(at(path))
+                self.tar.append_data(&mut header, path, reader).map_err(at(path))?;
             }
             FileType::Symlink => {
                 let target = rfs::readlinkat(dir, name, Vec::new()).map_err(err)?;
                 let mut header = header_of(stat, tar::EntryType::Symlink);
                 header.set_size(0);
-                let target = target.to_string_lossy().into_owned();
-                self.tar.append_link(&mut header, path, target).map_err(at(path))
+                let target = std::ffi::OsStr::from_bytes(target.as_bytes());
+                self.tar.append_link(&mut header, path, target).map_err(at(path))?;
             }
-            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
+            _ => {
                 let typ = match kind {
                     FileType::CharacterDevice => tar::EntryType::Char,
                     FileType::BlockDevice => tar::EntryType::Block,
@@ -198,15 +298,17 @@ impl<W: Write> Packer<W> {
                 };
                 let mut header = header_of(stat, typ);
                 header.set_size(0);
-                if kind != FileType::Fifo {
+                if typ != tar::EntryType::Fifo {
                     header.set_device_major(rfs::major(stat.st_rdev)).map_err(at(path))?;
                     header.set_device_minor(rfs::minor(stat.st_rdev)).map_err(at(path))?;
                 }
-                self.tar.append_data(&mut header, path, io::empty()).map_err(at(path))
+                self.tar.append_data(&mut header, path, io::empty()).map_err(at(path))?;
             }
-            // A socket has no place in an archive (tar, docker's too, leaves it out).
-            _ => Ok(()),
         }
+        if kind != FileType::Directory && stat.st_nlink > 1 {
+            self.links.insert(inode, path.to_string());
+        }
+        Ok(())
     }
 
     /// The kept extended attributes of an open file, as PAX records before its entry.
