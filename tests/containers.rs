@@ -535,6 +535,93 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers() {
 }
 
 #[test]
+fn cp_streams_tar_archives_both_ways() {
+    // docker's `cp CONTAINER:SRC -` and `cp - CONTAINER:DEST`.
+    let e = Env::new();
+    e.ok(&["run", "-d", "--name", "live", IMAGE, "sleep", "1000"]);
+    let exec = |script: &str| e.ok(&["exec", "live", "sh", "-c", script]);
+    exec("mkdir -p /srv/x && echo a > /srv/x/a && ln -s /etc /srv/x/l && chown 7:8 /srv/x/a");
+    let entries = |archive: &[u8]| -> Vec<(String, u64, String)> {
+        let mut tar = tar::Archive::new(archive);
+        let mut out = Vec::new();
+        for entry in tar.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let uid = entry.header().uid().unwrap();
+            let mut body = String::new();
+            match entry.link_name().unwrap() {
+                Some(target) => body = format!("-> {}", target.display()),
+                None => {
+                    std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+                }
+            }
+            out.push((path, uid, body));
+        }
+        out
+    };
+    let out = e.s.command(&["cp", "live:/srv/x", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        entries(&out.stdout),
+        [("x/".into(), 0, String::new()), ("x/a".into(), 7, "a\n".into()), ("x/l".into(), 0, "-> /etc".into())]
+    );
+    let out = e.s.command(&["cp", "live:/srv/x/.", "-"]).output().unwrap();
+    let names: Vec<String> = entries(&out.stdout).into_iter().map(|(p, _, _)| p).collect();
+    assert_eq!(names, ["a", "l"]);
+
+    // In: unpacked into the directory, owned by root unless -a; `.wh.` is a name like any
+    // other here; gzip is read too.
+    let archive = |gzip: bool| {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data, uid) in [("in/f", &b"from a tar\n"[..], 1234), (".wh.keep", b"kept\n", 0)] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(uid);
+            h.set_cksum();
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        if !gzip {
+            return bytes;
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &bytes).unwrap();
+        gz.finish().unwrap()
+    };
+    let o = e.s.run_stdin(&["cp", "-", "live:/srv"], &archive(false));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(exec("cat /srv/in/f /srv/.wh.keep; stat -c %u /srv/in/f"), "from a tar\nkept\n0\n");
+    let o = e.s.run_stdin(&["cp", "-a", "-", "live:/root"], &archive(true));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(exec("stat -c %u /root/in/f"), "1234\n");
+
+    // Refused: a missing directory, something that is not a tar, an entry that climbs out.
+    let o = e.s.run_stdin(&["cp", "-", "live:/nope"], &archive(false));
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: Could not find the directory /nope in container live\n"));
+    let o = e.s.run_stdin(&["cp", "-", "live:/srv"], b"not a tar archive at all, just words that go on and on");
+    assert!(o.code == 1 && o.stderr.contains("reading the tar archive from standard input"), "{}", o.stderr);
+    let marker = format!("strata-cp-escape-{}", std::process::id());
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(1);
+    h.set_mode(0o644);
+    let name = format!("../../../../../../tmp/{marker}");
+    h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.set_cksum();
+    b.append(&h, &b"x"[..]).unwrap();
+    let o = e.s.run_stdin(&["cp", "-", "live:/srv"], &b.into_inner().unwrap());
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(!Path::new("/tmp").join(&marker).exists(), "written outside the container");
+
+    // A stopped container's files stream out too.
+    e.ok(&["stop", "-t", "0", "live"]);
+    let out = e.s.command(&["cp", "live:/srv/in/f", "-"]).output().unwrap();
+    assert_eq!(entries(&out.stdout), [("f".into(), 0, "from a tar\n".into())]);
+    e.ok(&["rm", "live"]);
+}
+
+#[test]
 fn system_df_counts_what_is_used_and_prune_removes_what_is_not() {
     let e = Env::new();
     e.ok(&[

@@ -4,8 +4,10 @@
 use super::args::CpArgs;
 use super::images::Ctx;
 use anyhow::{bail, Result};
+use std::io::{BufRead, IsTerminal, Write};
 use strata::containers::copy::{self, CopyError, Options, Place};
 use strata::containers::{ContainerError, Containers};
+use strata::snapshot::apply::{self, Compression};
 
 /// One side of a `cp`: docker's reading, where a path that starts with `/` or `.` is the
 /// host's whatever it holds, and otherwise `NAME:PATH` names a container.
@@ -36,12 +38,15 @@ fn absolute(path: &str) -> Result<String> {
 }
 
 pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
-    if args.source == "-" || args.destination == "-" {
-        bail!("copying a tar stream (-) is not supported: give a path on the host");
-    }
     let opts = Options { follow_link: args.follow_link, archive: args.archive };
     let host = copy::host_root()?;
     let containers = Containers::open(&ctx.root, ctx.driver)?;
+    match (args.source.as_str(), args.destination.as_str()) {
+        ("-", "-") => bail!("must specify at least one container source"),
+        (_, "-") => return tar_out(&containers, &args),
+        ("-", _) => return tar_in(ctx, &containers, &args.destination, opts),
+        _ => {}
+    }
     match (side(&args.source), side(&args.destination)) {
         (Side::Container { .. }, Side::Container { .. }) => bail!("copying between containers is not supported"),
         (Side::Host(_), Side::Host(_)) => bail!("must specify at least one container source"),
@@ -62,6 +67,58 @@ pub fn cp(ctx: &Ctx, args: CpArgs) -> Result<i32> {
             })?;
         }
     }
+    Ok(0)
+}
+
+/// `cp CONTAINER:SRC -`: a tar of SRC on standard output.
+fn tar_out(containers: &Containers, args: &CpArgs) -> Result<i32> {
+    let Side::Container { name, path } = side(&args.source) else {
+        bail!("must specify at least one container source");
+    };
+    if args.follow_link {
+        bail!("-L with a tar stream (-) is not supported: the archive holds links as links");
+    }
+    let stdout = std::io::stdout();
+    if stdout.is_terminal() {
+        bail!("cowardly refusing to write a tar archive to a terminal: redirect it");
+    }
+    let record = containers.resolve(name)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+    copy::with_root(containers, &record, |root| {
+        copy::pack_out(Place { root, path: &path }, &mut out).map_err(|e| failure(e, name, true))
+    })?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// `cp - CONTAINER:DEST`: a tar archive (plain, gzip or zstd) from standard input unpacked
+/// into the directory DEST. It is unpacked first into a private directory of strata's, with
+/// a layer's checks and limits, then copied in with `cp`'s engine, so the archive never
+/// writes through anything the container made.
+fn tar_in(ctx: &Ctx, containers: &Containers, destination: &str, opts: Options) -> Result<i32> {
+    let Side::Container { name, path } = side(destination) else {
+        bail!("must specify at least one container source");
+    };
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        bail!("requested a tar archive from standard input, but it is a terminal");
+    }
+    let record = containers.resolve(name)?;
+    let staging = tempfile::Builder::new().prefix("cp-").tempdir_in(ctx.root.tmp())?;
+    let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
+    let compression = Compression::detect(input.fill_buf()?);
+    apply::extract(input, compression, staging.path(), &apply::ApplyLimits::default())
+        .map_err(|e| anyhow::anyhow!("reading the tar archive from standard input: {e}"))?;
+    let from = format!("{}/.", staging.path().display());
+    let host = copy::host_root()?;
+    copy::with_root(containers, &record, |root| {
+        // docker's: the destination must be a directory that is there.
+        if !copy::is_directory(Place { root, path: &path }) {
+            return Err(ContainerError::Copy(format!("Could not find the directory {path} in container {name}")));
+        }
+        copy::copy(Place { root: &host, path: &from }, Place { root, path: &path }, opts)
+            .map_err(|e| failure(e, name, false))
+    })?;
     Ok(0)
 }
 

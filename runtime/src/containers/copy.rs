@@ -104,6 +104,37 @@ pub fn copy(src: Place, dst: Place, opts: Options) -> Result<(), CopyError> {
     }
 }
 
+/// `cp CONTAINER:SRC -`: SRC as a tar archive into `out`, under its own name (`SRC/.` and `/`
+/// as their contents), read with `pack`'s care. A symlink is packed as the link.
+pub fn pack_out(src: Place, out: impl std::io::Write) -> Result<(), CopyError> {
+    let packed = |e: crate::snapshot::pack::PackError| CopyError::Io {
+        context: format!("packing {}", e.path),
+        source: e.source,
+    };
+    let missing = |e: rustix::io::Errno| match e {
+        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => CopyError::NoSource(src.path.to_string()),
+        e => CopyError::Io { context: format!("opening {}", src.path), source: e.into() },
+    };
+    let name = base_name(src.path).filter(|_| !src.path.ends_with("/."));
+    let Some(name) = name.and_then(|n| n.into_string().ok()) else {
+        let dir = resolve(src.root, src.path, false).map_err(missing)?;
+        let dir = rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(missing)?;
+        return crate::snapshot::pack::tree(&dir, None, out).map(drop).map_err(packed);
+    };
+    // The name must be there (as the link itself if a symlink), in the directory it is in.
+    resolve(src.root, src.path, true).map_err(missing)?;
+    let (parent, _) = parent_of(src.root, src.path).map_err(|_| CopyError::NoSource(src.path.to_string()))?;
+    crate::snapshot::pack::tree(&parent, Some(&name), out).map(drop).map_err(packed)
+}
+
+/// Whether `path` is a directory under its root (symlinks followed inside it).
+pub fn is_directory(place: Place) -> bool {
+    resolve(place.root, place.path, false)
+        .and_then(|fd| rustix::fs::fstat(&fd))
+        .is_ok_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory)
+}
+
 /// `path` under `root` as an `O_PATH` fd; with `no_follow`, a final symlink is the link itself.
 fn resolve(root: &OwnedFd, path: &str, no_follow: bool) -> rustix::io::Result<OwnedFd> {
     let relative = path.trim_start_matches('/');

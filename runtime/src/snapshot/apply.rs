@@ -125,6 +125,27 @@ pub fn apply_layer<R: Read>(
     dest: &Path,
     limits: &ApplyLimits,
 ) -> Result<ApplyOutcome, ApplyError> {
+    unpack(reader, compression, dest, limits, true)
+}
+
+/// Unpack a plain tar archive (`cp - CONTAINER:DEST`'s) into `dest`, a new private directory:
+/// a layer's checks and limits, but `.wh.` names are files like any other.
+pub fn extract<R: Read>(
+    reader: R,
+    compression: Compression,
+    dest: &Path,
+    limits: &ApplyLimits,
+) -> Result<ApplyOutcome, ApplyError> {
+    unpack(reader, compression, dest, limits, false)
+}
+
+fn unpack<R: Read>(
+    reader: R,
+    compression: Compression,
+    dest: &Path,
+    limits: &ApplyLimits,
+    layer: bool,
+) -> Result<ApplyOutcome, ApplyError> {
     let dest_err = |source: io::Error| ApplyError::Dest { path: dest.display().to_string(), source };
     let decoded: Box<dyn Read + '_> =
         match compression {
@@ -146,6 +167,7 @@ pub fn apply_layer<R: Read>(
         root: Rc::new(root),
         limits,
         is_root: rustix::process::geteuid().is_root(),
+        layer,
         dir_stack: Vec::new(),
         dir_times: BTreeMap::new(),
         buf: vec![0; 256 << 10],
@@ -257,6 +279,8 @@ struct Unpacker<'l, R> {
     root: Rc<OwnedFd>,
     limits: &'l ApplyLimits,
     is_root: bool,
+    /// A layer: `.wh.` names are whiteouts (a plain archive's are files).
+    layer: bool,
     /// Open directories along the last parent path. Tar entries come grouped by directory, so
     /// most lookups reuse all or most of it instead of walking from the root. Cleared whenever
     /// a directory is removed, since an fd could then name a directory no longer in the tree.
@@ -481,13 +505,13 @@ impl<R: Read> Unpacker<'_, R> {
 
     fn apply(&mut self, e: &Entry, remaining: &mut u64) -> Result<(), ApplyError> {
         let comps = normalize(&e.name).ok_or_else(|| ApplyError::Escapes { entry: e.loc() })?;
-        if comps.iter().rev().skip(1).any(|c| c.starts_with(WHITEOUT_PREFIX)) {
+        if self.layer && comps.iter().rev().skip(1).any(|c| c.starts_with(WHITEOUT_PREFIX)) {
             return Err(ApplyError::BadWhiteout { entry: e.loc(), reason: "a whiteout name used as a directory" });
         }
         let Some((name, parent)) = comps.split_last() else {
             return self.apply_root(e);
         };
-        if name.starts_with(WHITEOUT_PREFIX) {
+        if self.layer && name.starts_with(WHITEOUT_PREFIX) {
             return self.whiteout(e, parent, name);
         }
         match e.typeflag {

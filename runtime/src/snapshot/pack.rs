@@ -75,7 +75,18 @@ pub fn is_placeholder(mountpoints: &BTreeSet<String>, path: &str, stat: &rfs::St
 pub fn layer<W: Write>(upper: &Path, mountpoints: &BTreeSet<String>, max_bytes: u64, out: W) -> Result<W, PackError> {
     let root = rfs::open(upper, DIR_FLAGS, Mode::empty()).map_err(|e| at("")(e.into()))?;
     let mut packer = Packer::new(out, max_bytes);
-    let walked = packer.layer_dir(&root, "", 0, mountpoints);
+    let walked = packer.walk_dir(&root, "", 0, Some(mountpoints));
+    packer.finish(walked)
+}
+
+/// Pack a plain tree (`cp CONTAINER:SRC -`): `name` in `dir` and what it holds, under its
+/// own name; or, with no name, what `dir` holds.
+pub fn tree<W: Write>(dir: &OwnedFd, name: Option<&str>, out: W) -> Result<W, PackError> {
+    let mut packer = Packer::new(out, u64::MAX);
+    let walked = match name {
+        Some(name) => packer.one(dir, name, name, 0, None),
+        None => packer.walk_dir(dir, "", 0, None),
+    };
     packer.finish(walked)
 }
 
@@ -124,58 +135,79 @@ impl<W: Write> Packer<W> {
         Ok(())
     }
 
-    fn layer_dir(
+    /// Packs what `dir` holds, each name as `prefix` + name. `layer`: the mountpoints of a
+    /// directory of changes packed as a layer (see `one`); None for a plain tree.
+    fn walk_dir(
         &mut self,
         dir: &OwnedFd,
         prefix: &str,
         depth: usize,
-        mountpoints: &BTreeSet<String>,
+        layer: Option<&BTreeSet<String>>,
     ) -> Result<(), PackError> {
         for name in lookup::dir_names(dir).map_err(at(prefix))? {
-            let path = format!("{prefix}{name}");
-            Self::check_path(&path, depth)?;
-            let stat = match rfs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(stat) => stat,
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => return Err(at(&path)(e.into())),
-            };
-            let kind = FileType::from_raw_mode(stat.st_mode);
+            self.one(dir, &name, &format!("{prefix}{name}"), depth, layer)?;
+        }
+        Ok(())
+    }
+
+    /// Packs `name` in `dir` as `path`, and what it holds if a directory. For a layer, an
+    /// overlayfs whiteout becomes a `.wh.` file, an opaque directory gets its marker, and a
+    /// placeholder among the mountpoints is left out.
+    fn one(
+        &mut self,
+        dir: &OwnedFd,
+        name: &str,
+        path: &str,
+        depth: usize,
+        layer: Option<&BTreeSet<String>>,
+    ) -> Result<(), PackError> {
+        Self::check_path(path, depth)?;
+        let stat = match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(at(path)(e.into())),
+        };
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        if layer.is_some() {
             if kind == FileType::CharacterDevice && stat.st_rdev == 0 {
                 // An overlayfs whiteout: the layer's `.wh.NAME`.
                 let mut header = header_of(&stat, tar::EntryType::Regular);
                 header.set_size(0);
                 header.set_mode(0o644);
-                let whiteout = format!("{prefix}.wh.{name}");
-                self.tar.append_data(&mut header, &whiteout, io::empty()).map_err(at(&whiteout))?;
-                continue;
+                let whiteout = match path.rsplit_once('/') {
+                    Some((parent, _)) => format!("{parent}/.wh.{name}"),
+                    None => format!(".wh.{name}"),
+                };
+                return self.tar.append_data(&mut header, &whiteout, io::empty()).map_err(at(&whiteout));
             }
             if name.starts_with(".wh.") {
                 // Unpacked, it would delete what the image has by that name.
-                return Err(refused(&path, "a name layers keep for deletions (.wh.): it cannot be committed"));
+                return Err(refused(path, "a name layers keep for deletions (.wh.): it cannot be committed"));
             }
-            let sub = match kind {
-                FileType::Directory => match rfs::openat(dir, name.as_str(), DIR_FLAGS, Mode::empty()) {
-                    Ok(sub) => Some(sub),
-                    Err(rustix::io::Errno::NOENT) => continue,
-                    Err(e) => return Err(at(&path)(e.into())),
-                },
-                _ => None,
-            };
-            if is_placeholder(mountpoints, &format!("/{path}"), &stat, sub.as_ref()) {
-                continue;
+        }
+        let sub = match kind {
+            FileType::Directory => match rfs::openat(dir, name, DIR_FLAGS, Mode::empty()) {
+                Ok(sub) => Some(sub),
+                Err(rustix::io::Errno::NOENT) => return Ok(()),
+                Err(e) => return Err(at(path)(e.into())),
+            },
+            _ => None,
+        };
+        if layer.is_some_and(|m| is_placeholder(m, &format!("/{path}"), &stat, sub.as_ref())) {
+            return Ok(());
+        }
+        self.entry(dir, name, path, &stat, sub.as_ref(), layer.is_some())?;
+        if let Some(sub) = sub {
+            let mut marker = [0u8; 1];
+            let opaque = matches!(rfs::fgetxattr(&sub, OPAQUE_XATTR, &mut marker), Ok(1) if marker[0] == b'y');
+            if layer.is_some() && opaque {
+                let mut header = header_of(&stat, tar::EntryType::Regular);
+                header.set_size(0);
+                header.set_mode(0o644);
+                let opaque = format!("{path}/.wh..wh..opq");
+                self.tar.append_data(&mut header, &opaque, io::empty()).map_err(at(&opaque))?;
             }
-            self.entry(dir, &name, &path, &stat, sub.as_ref())?;
-            if let Some(sub) = sub {
-                let mut marker = [0u8; 1];
-                if matches!(rfs::fgetxattr(&sub, OPAQUE_XATTR, &mut marker), Ok(1) if marker[0] == b'y') {
-                    let mut header = header_of(&stat, tar::EntryType::Regular);
-                    header.set_size(0);
-                    header.set_mode(0o644);
-                    let opaque = format!("{path}/.wh..wh..opq");
-                    self.tar.append_data(&mut header, &opaque, io::empty()).map_err(at(&opaque))?;
-                }
-                self.layer_dir(&sub, &format!("{path}/"), depth + 1, mountpoints)?;
-            }
+            self.walk_dir(&sub, &format!("{path}/"), depth + 1, layer)?;
         }
         Ok(())
     }
@@ -193,7 +225,7 @@ impl<W: Write> Packer<W> {
                 }
                 false => None,
             };
-            self.entry(&dir, &name, &path, &stat, sub.as_ref())?;
+            self.entry(&dir, &name, &path, &stat, sub.as_ref(), true)?;
             if is_dir {
                 parent.push(name);
                 self.merged_dir(layers, parent)?;
@@ -205,6 +237,8 @@ impl<W: Write> Packer<W> {
 
     /// One entry other than a whiteout: `name` in `dir`, packed as `path`. An entry gone
     /// since it was looked at is left out.
+    /// `overlay`: `dir` is an overlayfs layer's own directory (not a mounted view), whose
+    /// redirects and metacopy files strata cannot read.
     fn entry(
         &mut self,
         dir: &OwnedFd,
@@ -212,8 +246,9 @@ impl<W: Write> Packer<W> {
         path: &str,
         stat: &rfs::Stat,
         opened_dir: Option<&OwnedFd>,
+        overlay: bool,
     ) -> Result<(), PackError> {
-        match self.entry_inner(dir, name, path, stat, opened_dir) {
+        match self.entry_inner(dir, name, path, stat, opened_dir, overlay) {
             Err(PackError { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
@@ -226,6 +261,7 @@ impl<W: Write> Packer<W> {
         path: &str,
         stat: &rfs::Stat,
         opened_dir: Option<&OwnedFd>,
+        overlay: bool,
     ) -> Result<(), PackError> {
         let err = |e: rustix::io::Errno| at(path)(e.into());
         let kind = FileType::from_raw_mode(stat.st_mode);
@@ -244,7 +280,7 @@ impl<W: Write> Packer<W> {
         match kind {
             FileType::Directory => {
                 let sub = opened_dir.expect("a directory is opened");
-                if has_xattr(sub, REDIRECT_XATTR) {
+                if overlay && has_xattr(sub, REDIRECT_XATTR) {
                     return Err(refused(path, "a directory overlayfs moved (redirect_dir): strata cannot read it"));
                 }
                 let mut header = header_of(stat, tar::EntryType::Directory);
@@ -267,7 +303,7 @@ impl<W: Write> Packer<W> {
                     Mode::empty(),
                 )
                 .map_err(err)?;
-                if has_xattr(&fd, METACOPY_XATTR) {
+                if overlay && has_xattr(&fd, METACOPY_XATTR) {
                     return Err(refused(
                         path,
                         "a file overlayfs copied without its data (metacopy): strata cannot read it",
