@@ -548,13 +548,14 @@ fn cp_streams_tar_archives_both_ways() {
             let mut entry = entry.unwrap();
             let path = entry.path().unwrap().to_string_lossy().into_owned();
             let uid = entry.header().uid().unwrap();
-            let mut body = String::new();
-            match entry.link_name().unwrap() {
-                Some(target) => body = format!("-> {}", target.display()),
+            let body = match entry.link_name().unwrap() {
+                Some(target) => format!("-> {}", target.display()),
                 None => {
-                    std::io::Read::read_to_string(&mut entry, &mut body).unwrap();
+                    let mut bytes = Vec::new();
+                    std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+                    String::from_utf8_lossy(&bytes).into_owned()
                 }
-            }
+            };
             out.push((path, uid, body));
         }
         out
@@ -567,7 +568,13 @@ fn cp_streams_tar_archives_both_ways() {
     );
     let out = e.s.command(&["cp", "live:/srv/x/.", "-"]).output().unwrap();
     let names: Vec<String> = entries(&out.stdout).into_iter().map(|(p, _, _)| p).collect();
-    assert_eq!(names, ["a", "l"]);
+    assert_eq!(names, ["./", "./a", "./l"]);
+    // A running container's kernel filesystems are their mountpoints only.
+    let out = e.s.command(&["cp", "live:/", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let names: Vec<String> = entries(&out.stdout).into_iter().map(|(p, _, _)| p).collect();
+    assert!(names.contains(&"./proc/".to_string()) && names.contains(&"./srv/x/a".to_string()), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("./proc/self") || n.starts_with("./sys/kernel")), "{names:?}");
 
     // In: unpacked into the directory, owned by root unless -a; `.wh.` is a name like any
     // other here; gzip is read too.
@@ -581,6 +588,12 @@ fn cp_streams_tar_archives_both_ways() {
             h.set_cksum();
             b.append_data(&mut h, path, data).unwrap();
         }
+        // A second name for in/f: a link in the container too, not a second copy.
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_link(&mut h, "in/g", "in/f").unwrap();
         let bytes = b.into_inner().unwrap();
         if !gzip {
             return bytes;
@@ -592,13 +605,14 @@ fn cp_streams_tar_archives_both_ways() {
     let o = e.s.run_stdin(&["cp", "-", "live:/srv"], &archive(false));
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(exec("cat /srv/in/f /srv/.wh.keep; stat -c %u /srv/in/f"), "from a tar\nkept\n0\n");
+    assert_eq!(exec("stat -c %h /srv/in/f; [ /srv/in/f -ef /srv/in/g ] && echo same"), "2\nsame\n");
     let o = e.s.run_stdin(&["cp", "-a", "-", "live:/root"], &archive(true));
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(exec("stat -c %u /root/in/f"), "1234\n");
 
     // Refused: a missing directory, something that is not a tar, an entry that climbs out.
     let o = e.s.run_stdin(&["cp", "-", "live:/nope"], &archive(false));
-    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: Could not find the directory /nope in container live\n"));
+    assert_eq!((o.code, o.stderr.as_str()), (1, "Error: destination \"live:/nope\" must be a directory\n"));
     let o = e.s.run_stdin(&["cp", "-", "live:/srv"], b"not a tar archive at all, just words that go on and on");
     assert!(o.code == 1 && o.stderr.contains("reading the tar archive from standard input"), "{}", o.stderr);
     let marker = format!("strata-cp-escape-{}", std::process::id());

@@ -212,13 +212,7 @@ pub fn prune(ctx: &Ctx, args: ContainerPruneArgs) -> Result<i32> {
     let _ = args.force;
     let pruned = ops::prune(&open(ctx)?)?;
     let mut out = std::io::stdout().lock();
-    if !pruned.ids.is_empty() {
-        writeln!(out, "Deleted Containers:")?;
-        for id in &pruned.ids {
-            writeln!(out, "{id}")?;
-        }
-        writeln!(out)?;
-    }
+    format::write_deleted(&mut out, "Containers", &pruned.ids)?;
     writeln!(out, "Total reclaimed space: {}", format::size(pruned.bytes))?;
     Ok(0)
 }

@@ -4,7 +4,7 @@
 use super::args::CpArgs;
 use super::images::Ctx;
 use anyhow::{bail, Result};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Read, Write};
 use strata::containers::copy::{self, CopyError, Options, Place};
 use strata::containers::{ContainerError, Containers};
 use strata::snapshot::apply::{self, Compression};
@@ -104,17 +104,36 @@ fn tar_in(ctx: &Ctx, containers: &Containers, destination: &str, opts: Options) 
         bail!("requested a tar archive from standard input, but it is a terminal");
     }
     let record = containers.resolve(name)?;
+    // docker's words, for a path that is missing or not a directory; checked before the
+    // archive is read, and again once it is.
+    let not_a_dir = || ContainerError::Copy(format!("destination \"{destination}\" must be a directory"));
+    let host = copy::host_root()?;
+    copy::with_root(containers, &record, |root| match copy::is_directory(Place { root, path: &path }) {
+        true => Ok(()),
+        false => Err(not_a_dir()),
+    })?;
+    // Held so that a prune does not take the staging directory from under us.
+    let _content = ctx.root.lock_content()?;
     let staging = tempfile::Builder::new().prefix("cp-").tempdir_in(ctx.root.tmp())?;
-    let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
-    let compression = Compression::detect(input.fill_buf()?);
-    apply::extract(input, compression, staging.path(), &apply::ApplyLimits::default())
+    let mut input = stdin.lock();
+    // The first bytes, however the pipe delivers them, tell the compression.
+    let mut head = Vec::with_capacity(4);
+    while head.len() < 4 {
+        let mut byte = [0u8; 4];
+        let n = input.read(&mut byte[..4 - head.len()])?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&byte[..n]);
+    }
+    let compression = Compression::detect(&head);
+    let reader = std::io::BufReader::with_capacity(1 << 20, std::io::Cursor::new(head).chain(input));
+    apply::extract(reader, compression, staging.path(), &apply::ApplyLimits::default())
         .map_err(|e| anyhow::anyhow!("reading the tar archive from standard input: {e}"))?;
     let from = format!("{}/.", staging.path().display());
-    let host = copy::host_root()?;
     copy::with_root(containers, &record, |root| {
-        // docker's: the destination must be a directory that is there.
         if !copy::is_directory(Place { root, path: &path }) {
-            return Err(ContainerError::Copy(format!("Could not find the directory {path} in container {name}")));
+            return Err(not_a_dir());
         }
         copy::copy(Place { root: &host, path: &from }, Place { root, path: &path }, opts)
             .map_err(|e| failure(e, name, false))

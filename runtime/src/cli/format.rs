@@ -91,6 +91,19 @@ pub fn binary_size(bytes: u64) -> String {
     format!("{text}{}", UNITS[unit])
 }
 
+/// docker's block of what a prune removed: `Deleted TITLE:`, a line each, a blank line;
+/// nothing when nothing was.
+pub fn write_deleted(out: &mut impl std::io::Write, title: &str, lines: &[String]) -> std::io::Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Deleted {title}:")?;
+    for line in lines {
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,13 +276,7 @@ pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
     let _ = args.force;
     let pruned = prune_images(ctx, args.all)?;
     let mut out = std::io::stdout().lock();
-    if !pruned.deleted.is_empty() {
-        writeln!(out, "Deleted Images:")?;
-        for line in &pruned.deleted {
-            writeln!(out, "{line}")?;
-        }
-        writeln!(out)?;
-    }
+    format::write_deleted(&mut out, "Images", &pruned.deleted)?;
     writeln!(out, "{}\nTotal reclaimed space: {}", pruned.summary, format::size(pruned.bytes))?;
     Ok(0)
 }

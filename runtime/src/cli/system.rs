@@ -120,13 +120,7 @@ pub fn prune(ctx: &Ctx, args: SystemPruneArgs) -> Result<i32> {
     let images = super::images::prune_images(ctx, args.all)?;
     let mut out = std::io::stdout().lock();
     for (title, names) in [("Containers", &pruned.ids), ("Volumes", &volumes), ("Images", &images.deleted)] {
-        if !names.is_empty() {
-            writeln!(out, "Deleted {title}:")?;
-            for name in names {
-                writeln!(out, "{name}")?;
-            }
-            writeln!(out)?;
-        }
+        format::write_deleted(&mut out, title, names)?;
     }
     writeln!(out, "{}", images.summary)?;
     writeln!(out, "Total reclaimed space: {}", format::size(pruned.bytes + volume_bytes + images.bytes))?;

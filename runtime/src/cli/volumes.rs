@@ -165,13 +165,7 @@ pub fn prune(ctx: &Ctx, args: VolumePruneArgs) -> Result<i32> {
     let _ = args.force;
     let (deleted, bytes) = prune_volumes(ctx, args.all)?;
     let mut out = std::io::stdout().lock();
-    if !deleted.is_empty() {
-        writeln!(out, "Deleted Volumes:")?;
-        for name in &deleted {
-            writeln!(out, "{name}")?;
-        }
-        writeln!(out)?;
-    }
+    format::write_deleted(&mut out, "Volumes", &deleted)?;
     writeln!(out, "Total reclaimed space: {}", format::size(bytes))?;
     Ok(0)
 }

@@ -70,7 +70,7 @@ pub fn copy(src: Place, dst: Place, opts: Options) -> Result<(), CopyError> {
     let source_stat = rustix::fs::fstat(&source).map_err(io(format!("reading {}", src.path)))?;
     let source_is_dir = FileType::from_raw_mode(source_stat.st_mode) == FileType::Directory;
     let source_name = base_name(src.path);
-    let mut walk = Walk { opts, ancestors: Vec::new(), written: Vec::new() };
+    let mut walk = Walk::new(opts);
 
     match resolve(dst.root, dst.path, false) {
         Ok(target) => {
@@ -191,7 +191,14 @@ struct Walk {
     /// The destination directories written into so far: a source directory among them is
     /// the copy reading its own output.
     written: Vec<(u64, u64)>,
+    /// The copy made of each source file with more than one link, by the source's inode:
+    /// its other names are linked to it, as tar keeps them (a tree of many names for one big
+    /// file would otherwise take its size once per name).
+    linked: std::collections::HashMap<(u64, u64), OwnedFd>,
 }
+
+/// How many multiply-linked files a copy remembers (an fd each); beyond, names are copied.
+const MAX_LINKED: usize = 4096;
 
 /// Where one entry goes: `name` in the directory `into` (`shown` in messages).
 struct Dest<'a> {
@@ -201,6 +208,10 @@ struct Dest<'a> {
 }
 
 impl Walk {
+    fn new(opts: Options) -> Walk {
+        Walk { opts, ancestors: Vec::new(), written: Vec::new(), linked: Default::default() }
+    }
+
     /// Copies what `source` (an `O_PATH` fd) is to `name` in directory `into`.
     fn entry(&mut self, source: &OwnedFd, into: &OwnedFd, name: &OsStr, shown: &str) -> Result<(), CopyError> {
         let stat = rustix::fs::fstat(source).map_err(io(format!("reading {shown}")))?;
@@ -212,8 +223,22 @@ impl Walk {
                 self.finish(&dir, None, &stat, shown)
             }
             FileType::RegularFile => {
+                let inode = (stat.st_dev, stat.st_ino);
+                if let Some(first) = self.linked.get(&inode).filter(|_| stat.st_nlink > 1) {
+                    let temp = temp_name(to.name);
+                    match rustix::fs::linkat(first, "", to.into, &temp, AtFlags::EMPTY_PATH) {
+                        Ok(()) => return self.put_in_place(&temp, to, Ok(())),
+                        // Another filesystem (a volume): a copy of its own.
+                        Err(rustix::io::Errno::XDEV) => {}
+                        Err(e) => return Err(CopyError::Io { context: format!("linking {shown}"), source: e.into() }),
+                    }
+                }
                 let from = reopen(source).map_err(io(format!("opening {shown}")))?;
-                self.file(from, to, &stat)
+                let made = self.file(from, to, &stat)?;
+                if stat.st_nlink > 1 && self.linked.len() < MAX_LINKED {
+                    self.linked.insert(inode, made);
+                }
+                Ok(())
             }
             FileType::Symlink => {
                 let target =
@@ -276,11 +301,14 @@ impl Walk {
 
     /// A new file under a temporary name, renamed over whatever has `to`'s name: nothing that
     /// is there (a link, a FIFO, a device node a container made) is ever opened or written.
-    fn file(&self, from: OwnedFd, to: Dest, stat: &rustix::fs::Stat) -> Result<(), CopyError> {
+    /// Returns the new file, open.
+    fn file(&self, from: OwnedFd, to: Dest, stat: &rustix::fs::Stat) -> Result<OwnedFd, CopyError> {
         let temp = temp_name(to.name);
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let made = rustix::fs::openat(to.into, &temp, flags, Mode::from_raw_mode(0o600))
             .map_err(io(format!("creating {}", to.shown)))?;
+        let kept =
+            made.try_clone().map_err(|e| CopyError::Io { context: format!("creating {}", to.shown), source: e })?;
         let written = (|| {
             let mut reader = std::fs::File::from(from);
             let mut writer = std::fs::File::from(made);
@@ -288,7 +316,8 @@ impl Walk {
                 .map_err(|e| CopyError::Io { context: format!("copying {}", to.shown), source: e })?;
             self.finish(&writer.into(), None, stat, to.shown)
         })();
-        self.put_in_place(&temp, to, written)
+        self.put_in_place(&temp, to, written)?;
+        Ok(kept)
     }
 
     /// A new link under a temporary name, renamed over whatever has `to`'s name.
@@ -392,8 +421,7 @@ pub fn populate(src: Place, into: &OwnedFd) -> Result<bool, CopyError> {
         return Ok(false);
     }
     let dir = open_dir(into, src.path)?;
-    let mut walk =
-        Walk { opts: Options { follow_link: false, archive: true }, ancestors: Vec::new(), written: Vec::new() };
+    let mut walk = Walk::new(Options { follow_link: false, archive: true });
     walk.contents(&source, &stat, &dir, src.path)?;
     walk.finish(&dir, None, &stat, src.path)?;
     Ok(true)

@@ -183,6 +183,8 @@ fn unpack<R: Read>(
 }
 
 const BLOCK: u64 = 512;
+/// How deep an entry of a plain archive may be (`cp`'s engine's bound).
+const MAX_PLAIN_DEPTH: usize = 256;
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 pub(crate) const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -505,6 +507,15 @@ impl<R: Read> Unpacker<'_, R> {
 
     fn apply(&mut self, e: &Entry, remaining: &mut u64) -> Result<(), ApplyError> {
         let comps = normalize(&e.name).ok_or_else(|| ApplyError::Escapes { entry: e.loc() })?;
+        if !self.layer && comps.len() > MAX_PLAIN_DEPTH {
+            // What `cp` copies on from here goes no deeper.
+            return Err(ApplyError::TooLong {
+                entry: e.loc(),
+                what: "the entry's depth",
+                len: comps.len() as u64,
+                limit: MAX_PLAIN_DEPTH as u64,
+            });
+        }
         if self.layer && comps.iter().rev().skip(1).any(|c| c.starts_with(WHITEOUT_PREFIX)) {
             return Err(ApplyError::BadWhiteout { entry: e.loc(), reason: "a whiteout name used as a directory" });
         }

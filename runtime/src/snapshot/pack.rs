@@ -81,13 +81,45 @@ pub fn layer<W: Write>(upper: &Path, mountpoints: &BTreeSet<String>, max_bytes: 
 
 /// Pack a plain tree (`cp CONTAINER:SRC -`): `name` in `dir` and what it holds, under its
 /// own name; or, with no name, what `dir` holds.
+/// Kernel filesystems (a running container's /proc, /sys, ...) are packed as their
+/// mountpoint only.
 pub fn tree<W: Write>(dir: &OwnedFd, name: Option<&str>, out: W) -> Result<W, PackError> {
     let mut packer = Packer::new(out, u64::MAX);
     let walked = match name {
         Some(name) => packer.one(dir, name, name, 0, None),
-        None => packer.walk_dir(dir, "", 0, None),
+        // docker's names for a directory's contents: `./`, `./a`, ...
+        None => (|| {
+            let stat = rfs::fstat(dir).map_err(|e| at("")(e.into()))?;
+            let mut header = header_of(&stat, tar::EntryType::Directory);
+            header.set_size(0);
+            packer.put_data(&mut header, "./", io::empty()).map_err(at(""))?;
+            match is_kernel_fs(dir) {
+                true => Ok(()),
+                false => packer.walk_dir(dir, "./", 0, None),
+            }
+        })(),
     };
     packer.finish(walked)
+}
+
+/// A filesystem of the kernel's (proc, sysfs, cgroups, ...), whose files are not a
+/// container's data and may not even read as files.
+fn is_kernel_fs(dir: &OwnedFd) -> bool {
+    const KERNEL: &[i64] = &[
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x2701_9a9a, // cgroup (v1; 0x27e0eb is its older magic)
+        0x0027_e0eb,
+        0x6367_7270, // cgroup2
+        0x1cd1,      // devpts
+        0x1980_0202, // mqueue
+        0x6462_6720, // debugfs
+        0x7363_6673, // securityfs
+        0x7472_6163, // tracefs
+        0xcafe_4a11, // bpf
+        0x6573_5546, // fuse (its server is the container's: a read can hang)
+    ];
+    rfs::fstatfs(dir).is_ok_and(|fs| KERNEL.contains(&{ fs.f_type }))
 }
 
 /// Pack the merged view of `layers` (bottom first; a container's upper dir last) into `out`.
@@ -122,6 +154,31 @@ impl<W: Write> Packer<W> {
                 Err(e)
             }
         }
+    }
+
+    /// Appends an entry named `path` as it is: the tar crate drops a leading `./`, which
+    /// docker's names for a directory's contents have (kept when the name fits the header).
+    fn put_data(&mut self, header: &mut tar::Header, path: &str, data: impl Read) -> io::Result<()> {
+        if path.starts_with("./") && path.len() < 100 {
+            let name = &mut header.as_old_mut().name;
+            name.fill(0);
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_cksum();
+            return self.tar.append(header, data);
+        }
+        self.tar.append_data(header, path, data)
+    }
+
+    /// A link entry named `path` with `target` as it is (bytes; not normalised).
+    fn put_link(&mut self, header: &mut tar::Header, path: &str, target: &[u8]) -> io::Result<()> {
+        if target.len() < 100 && (path.len() < 100 || !path.starts_with("./")) {
+            header.set_link_name_literal(target)?;
+            if path.starts_with("./") {
+                return self.put_data(header, path, io::empty());
+            }
+            return self.tar.append_data(header, path, io::empty());
+        }
+        self.tar.append_link(header, path, std::ffi::OsStr::from_bytes(target))
     }
 
     /// The checks every entry's path passes.
@@ -196,7 +253,7 @@ impl<W: Write> Packer<W> {
         if layer.is_some_and(|m| is_placeholder(m, &format!("/{path}"), &stat, sub.as_ref())) {
             return Ok(());
         }
-        self.entry(dir, name, path, &stat, sub.as_ref(), layer.is_some())?;
+        skip_vanished(self.entry(dir, name, path, &stat, sub.as_ref(), layer.is_some()))?;
         if let Some(sub) = sub {
             let mut marker = [0u8; 1];
             let opaque = matches!(rfs::fgetxattr(&sub, OPAQUE_XATTR, &mut marker), Ok(1) if marker[0] == b'y');
@@ -206,6 +263,9 @@ impl<W: Write> Packer<W> {
                 header.set_mode(0o644);
                 let opaque = format!("{path}/.wh..wh..opq");
                 self.tar.append_data(&mut header, &opaque, io::empty()).map_err(at(&opaque))?;
+            }
+            if layer.is_none() && is_kernel_fs(&sub) {
+                return Ok(());
             }
             self.walk_dir(&sub, &format!("{path}/"), depth + 1, layer)?;
         }
@@ -225,7 +285,7 @@ impl<W: Write> Packer<W> {
                 }
                 false => None,
             };
-            self.entry(&dir, &name, &path, &stat, sub.as_ref(), true)?;
+            skip_vanished(self.entry(&dir, &name, &path, &stat, sub.as_ref(), true))?;
             if is_dir {
                 parent.push(name);
                 self.merged_dir(layers, parent)?;
@@ -235,26 +295,11 @@ impl<W: Write> Packer<W> {
         Ok(())
     }
 
-    /// One entry other than a whiteout: `name` in `dir`, packed as `path`. An entry gone
-    /// since it was looked at is left out.
-    /// `overlay`: `dir` is an overlayfs layer's own directory (not a mounted view), whose
-    /// redirects and metacopy files strata cannot read.
+    /// One entry other than a whiteout: `name` in `dir`, packed as `path` (see
+    /// `skip_vanished` for one gone since it was looked at). `overlay`: `dir` is an overlayfs
+    /// layer's own directory (not a mounted view), whose redirects and metacopy files strata
+    /// cannot read.
     fn entry(
-        &mut self,
-        dir: &OwnedFd,
-        name: &str,
-        path: &str,
-        stat: &rfs::Stat,
-        opened_dir: Option<&OwnedFd>,
-        overlay: bool,
-    ) -> Result<(), PackError> {
-        match self.entry_inner(dir, name, path, stat, opened_dir, overlay) {
-            Err(PackError { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
-    }
-
-    fn entry_inner(
         &mut self,
         dir: &OwnedFd,
         name: &str,
@@ -274,7 +319,8 @@ impl<W: Write> Packer<W> {
             if let Some(first) = self.links.get(&inode) {
                 let mut header = header_of(stat, tar::EntryType::Link);
                 header.set_size(0);
-                return self.tar.append_link(&mut header, path, first).map_err(at(path));
+                let first = first.clone();
+                return self.put_link(&mut header, path, first.as_bytes()).map_err(at(path));
             }
         }
         match kind {
@@ -286,7 +332,7 @@ impl<W: Write> Packer<W> {
                 let mut header = header_of(stat, tar::EntryType::Directory);
                 header.set_size(0);
                 self.xattrs(sub, path)?;
-                self.tar.append_data(&mut header, format!("{path}/"), io::empty()).map_err(at(path))?;
+                self.put_data(&mut header, &format!("{path}/"), io::empty()).map_err(at(path))?;
             }
             FileType::RegularFile => {
                 // Opened as a path first: what the name holds now is checked before it is
@@ -317,14 +363,13 @@ impl<W: Write> Packer<W> {
                 self.xattrs(&fd, path)?;
                 let mut header = header_of(stat, tar::EntryType::Regular);
                 let reader = Exact { inner: std::fs::File::from(fd), left: size };
-                self.tar.append_data(&mut header, path, reader).map_err(at(path))?;
+                self.put_data(&mut header, path, reader).map_err(at(path))?;
             }
             FileType::Symlink => {
                 let target = rfs::readlinkat(dir, name, Vec::new()).map_err(err)?;
                 let mut header = header_of(stat, tar::EntryType::Symlink);
                 header.set_size(0);
-                let target = std::ffi::OsStr::from_bytes(target.as_bytes());
-                self.tar.append_link(&mut header, path, target).map_err(at(path))?;
+                self.put_link(&mut header, path, target.as_bytes()).map_err(at(path))?;
             }
             _ => {
                 let typ = match kind {
@@ -338,7 +383,7 @@ impl<W: Write> Packer<W> {
                     header.set_device_major(rfs::major(stat.st_rdev)).map_err(at(path))?;
                     header.set_device_minor(rfs::minor(stat.st_rdev)).map_err(at(path))?;
                 }
-                self.tar.append_data(&mut header, path, io::empty()).map_err(at(path))?;
+                self.put_data(&mut header, path, io::empty()).map_err(at(path))?;
             }
         }
         if kind != FileType::Directory && stat.st_nlink > 1 {
@@ -361,6 +406,14 @@ impl<W: Write> Packer<W> {
             return Ok(());
         }
         self.tar.append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(at(path))
+    }
+}
+
+/// An entry gone since it was looked at (a running container removed it) is left out.
+fn skip_vanished(packed: Result<(), PackError>) -> Result<(), PackError> {
+    match packed {
+        Err(PackError { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
