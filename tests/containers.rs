@@ -1078,6 +1078,10 @@ fn diff_export_and_commit() {
     let e = Env::new();
     let script = "mkdir /data && echo a > /data/a && echo b > /data/b && echo extra >> /etc/passwd && rm /bin/ls";
     e.ok(&["run", "--name", "first", IMAGE, "sh", "-c", script]);
+    // ps -s: what it wrote, and that with its image.
+    let sized = e.ok(&["ps", "-a", "-s", "--filter", "name=first", "--format", "{{.Names}} {{.Size}}"]);
+    let (written, virtual_size) = sized.trim().strip_prefix("first ").unwrap().split_once(" (virtual ").unwrap();
+    assert!(written.ends_with('B') && virtual_size.ends_with("MB)"), "{sized}");
     let diff = e.ok(&["diff", "first"]);
     assert_eq!(diff, "C /bin\nD /bin/ls\nA /data\nA /data/a\nA /data/b\nC /etc\nC /etc/passwd\n");
     let id = e.ok(&["commit", "first", "localhost/committed:one"]);

@@ -664,6 +664,9 @@ pub struct PsArgs {
     /// Only the most recently created container (of all states)
     #[arg(short, long)]
     pub latest: bool,
+    /// Show each container's size: what it wrote, and with its image ("virtual")
+    #[arg(short, long)]
+    pub size: bool,
 }
 
 #[derive(Args, Debug)]

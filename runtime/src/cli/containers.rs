@@ -285,7 +285,17 @@ const PS_TITLES: &[(&str, &str)] = &[
     ("ExitCode", "EXIT CODE"),
     ("Kind", "KIND"),
     ("KindReason", "KIND REASON"),
+    ("Size", "SIZE"),
 ];
+
+/// What a container wrote: its upper dir, or its whole copied root (vfs).
+pub fn written_size(c: &Containers, r: &ContainerRecord) -> u64 {
+    let paths = c.paths(&r.id);
+    match paths.copied_marker().exists() {
+        true => strata::fsutil::tree_size(&paths.merged()),
+        false => strata::fsutil::tree_size(&paths.upper()),
+    }
+}
 
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let containers = open(ctx)?;
@@ -308,14 +318,26 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let listing = template::Listing::parse(&args.format, PS_TABLE)?;
+    let table = match args.size {
+        true => format!(r"{PS_TABLE}\t{{{{.Size}}}}"),
+        false => PS_TABLE.to_string(),
+    };
+    let listing = template::Listing::parse(&args.format, &table)?;
+    let mut image_sizes = std::collections::HashMap::new();
+    let mut size = |r: &ContainerRecord| {
+        let written = written_size(&containers, r);
+        let image = *image_sizes
+            .entry(r.image_id.clone())
+            .or_insert_with(|| ctx.store.resolve(&r.image_id).map(|i| ctx.snapshots.image_size(&i)).unwrap_or(0));
+        format!("{} (virtual {})", format::size(written), format::size(written + image))
+    };
     let created = |r: &ContainerRecord| format!("{} ago", format::human_duration(format::seconds_since(&r.created)));
     let mut names_now = std::collections::HashMap::new();
     let rows: Vec<serde_json::Value> = rows
         .iter()
         .map(|o| {
             let r = &o.record;
-            json!({
+            let mut row = json!({
                 "Command": command_text(r, args.no_trunc),
                 "CreatedAt": r.created,
                 "ID": id(r),
@@ -332,7 +354,11 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
                 "ExitCode": r.exit_code,
                 "Kind": r.kind,
                 "KindReason": r.kind_reason,
-            })
+            });
+            if args.size {
+                row["Size"] = size(r).into();
+            }
+            row
         })
         .collect();
     listing.print(&rows, PS_TITLES, &mut out)?;

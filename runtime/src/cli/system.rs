@@ -162,7 +162,7 @@ pub fn df(ctx: &Ctx, args: SystemDfArgs) -> Result<i32> {
     // Containers: their writable layers; reclaimable is that of those not running.
     let (mut running, mut container_bytes, mut container_free) = (0, 0, 0);
     for record in &records {
-        let size = strata::fsutil::tree_size(&containers.paths(&record.id).upper());
+        let size = super::containers::written_size(&containers, record);
         container_bytes += size;
         match observe(&containers, record.clone())? {
             Some(o) if o.is_running() => running += 1,
