@@ -367,10 +367,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
 
 /// The container's labels: the image's, then `--label`'s over them.
 fn labels(r: &ContainerRecord) -> std::collections::BTreeMap<String, String> {
-    let mut labels: std::collections::BTreeMap<String, String> =
-        r.image_config.labels.clone().unwrap_or_default().into_iter().collect();
-    labels.extend(r.options.labels.clone());
-    labels
+    r.config().labels.unwrap_or_default()
 }
 
 /// `ps --filter KEY=VALUE`: values of one key are alternatives, keys must all match.
@@ -432,12 +429,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
     let paths = c.paths(&r.id);
     let opts = &r.options;
     let pid = if o.is_running() { o.init.map(|i| i.pid).unwrap_or(0) } else { 0 };
-    let mut env: Vec<String> = r.image_config.env.clone().unwrap_or_default();
-    for e in &opts.env {
-        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
-        env.retain(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) != key);
-        env.push(e.clone());
-    }
+    let config = r.config();
     let copied = paths.copied_marker().exists();
     json!({
         "Id": r.id,
@@ -478,16 +470,16 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
         },
         "Config": {
             "Hostname": opts.hostname.clone().unwrap_or_else(|| r.short_id().to_string()),
-            "User": opts.user.clone().or_else(|| r.image_config.user.clone()).unwrap_or_default(),
-            "Env": env,
-            "Cmd": if opts.cmd.is_empty() && opts.entrypoint.is_none() { r.image_config.cmd.clone() } else { Some(opts.cmd.clone()) },
-            "Entrypoint": opts.entrypoint.clone().or_else(|| r.image_config.entrypoint.clone()),
-            "WorkingDir": opts.workdir.clone().or_else(|| r.image_config.working_dir.clone()).unwrap_or_default(),
+            "User": config.user.unwrap_or_default(),
+            "Env": config.env.unwrap_or_default(),
+            "Cmd": config.cmd,
+            "Entrypoint": config.entrypoint,
+            "WorkingDir": config.working_dir.unwrap_or_default(),
             "Image": r.image,
-            "Labels": labels(r),
+            "Labels": config.labels.unwrap_or_default(),
             "Tty": opts.tty,
             "OpenStdin": opts.interactive,
-            "StopSignal": r.options.stop_signal.as_ref().or(r.image_config.stop_signal.as_ref()),
+            "StopSignal": config.stop_signal,
             "StopTimeout": r.options.stop_timeout,
         },
         "Mounts": opts.volumes.iter().map(|v| match &v.volume {

@@ -7,7 +7,6 @@ use super::record::ContainerRecord;
 use super::status::{observe, State};
 use super::{ContainerError, Containers};
 use crate::image::commit::{self, CommitOptions};
-use crate::image::manifest::RunConfig;
 use crate::image::{Image, ImageRef, Store};
 use crate::snapshot::changes::{self, Change};
 use crate::snapshot::pack;
@@ -82,7 +81,7 @@ pub fn commit(
     })?;
     let mountpoints = mountpoints(c, record);
     let opts = CommitOptions {
-        run: run_config(record),
+        run: record.config(),
         changes: request.changes,
         author: request.author,
         message: request.message,
@@ -157,37 +156,5 @@ impl Drop for Frozen<'_> {
         }
         // SAFETY: restores the mask this thread had.
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.signals, std::ptr::null_mut()) };
-    }
-}
-
-/// The container's run config as docker commits it: the image's, with what `run` set.
-fn run_config(record: &ContainerRecord) -> RunConfig {
-    let image = &record.image_config;
-    let opts = &record.options;
-    let mut env = image.env.clone().unwrap_or_default();
-    for entry in &opts.env {
-        crate::spec::from_image::replace_or_append(&mut env, entry);
-    }
-    let cmd = match (&opts.entrypoint, opts.cmd.is_empty()) {
-        (_, false) => Some(opts.cmd.clone()),
-        // docker drops the image's Cmd with --entrypoint.
-        (Some(_), true) => None,
-        (None, true) => image.cmd.clone(),
-    };
-    let mut labels = image.labels.clone().unwrap_or_default();
-    labels.extend(opts.labels.clone());
-    let mut volumes = image.volumes.clone().unwrap_or_default();
-    for v in opts.volumes.iter().filter(|v| v.anonymous) {
-        volumes.entry(v.destination.clone()).or_insert_with(|| serde_json::json!({}));
-    }
-    RunConfig {
-        user: opts.user.clone().or_else(|| image.user.clone()),
-        env: Some(env).filter(|e| !e.is_empty()),
-        entrypoint: opts.entrypoint.clone().or_else(|| image.entrypoint.clone()),
-        cmd,
-        working_dir: opts.workdir.clone().or_else(|| image.working_dir.clone()),
-        labels: Some(labels).filter(|l| !l.is_empty()),
-        stop_signal: opts.stop_signal.clone().or_else(|| image.stop_signal.clone()),
-        volumes: Some(volumes).filter(|v| !v.is_empty()),
     }
 }

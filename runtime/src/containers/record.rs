@@ -105,6 +105,39 @@ impl ContainerRecord {
         self.restarting && self.restarter.is_some_and(|m| m.alive())
     }
 
+    /// The container's run config as docker keeps it (`inspect`'s Config, what `commit`
+    /// writes): the image's, with what `run` set over it.
+    pub fn config(&self) -> crate::image::manifest::RunConfig {
+        let image = &self.image_config;
+        let opts = &self.options;
+        let mut env = image.env.clone().unwrap_or_default();
+        for entry in &opts.env {
+            crate::spec::from_image::replace_or_append(&mut env, entry);
+        }
+        let cmd = match (&opts.entrypoint, opts.cmd.is_empty()) {
+            (_, false) => Some(opts.cmd.clone()),
+            // docker drops the image's Cmd with --entrypoint.
+            (Some(_), true) => None,
+            (None, true) => image.cmd.clone(),
+        };
+        let mut labels = image.labels.clone().unwrap_or_default();
+        labels.extend(opts.labels.clone());
+        let mut volumes = image.volumes.clone().unwrap_or_default();
+        for v in opts.volumes.iter().filter(|v| v.anonymous) {
+            volumes.entry(v.destination.clone()).or_insert_with(|| serde_json::json!({}));
+        }
+        crate::image::manifest::RunConfig {
+            user: opts.user.clone().or_else(|| image.user.clone()),
+            env: Some(env).filter(|e| !e.is_empty()),
+            entrypoint: opts.entrypoint.clone().or_else(|| image.entrypoint.clone()),
+            cmd,
+            working_dir: opts.workdir.clone().or_else(|| image.working_dir.clone()),
+            labels: Some(labels).filter(|l| !l.is_empty()),
+            stop_signal: opts.stop_signal.clone().or_else(|| image.stop_signal.clone()),
+            volumes: Some(volumes).filter(|v| !v.is_empty()),
+        }
+    }
+
     pub fn short_id(&self) -> &str {
         self.id.get(..12).unwrap_or(&self.id)
     }
