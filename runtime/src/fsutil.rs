@@ -1,4 +1,5 @@
-//! Small filesystem helpers every store shares: atomic file replacement and temp names.
+//! Small filesystem helpers every store shares: atomic file replacement, temp names, and
+//! opening a path inside a root the way a container would see it.
 //!
 //! A command may be killed at any instant; anything another command reads must therefore be
 //! either the old complete file or the new complete file, never a torn one.
@@ -6,6 +7,22 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// `path` (absolute inside a container, or relative) opened under `root` with `flags`,
+/// resolved by the kernel as if `root` were `/` (symlinks and `..` never leave it,
+/// RESOLVE_IN_ROOT) and never through a magic link of /proc.
+pub fn open_in_root(
+    root: &std::os::fd::OwnedFd,
+    path: impl AsRef<Path>,
+    flags: rustix::fs::OFlags,
+) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::ResolveFlags;
+    let path = path.as_ref();
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let relative = if relative.as_os_str().is_empty() { Path::new(".") } else { relative };
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    rustix::fs::openat2(root, relative, flags, rustix::fs::Mode::empty(), resolve)
+}
 
 /// Replace `path` with `data` atomically: write a temp file beside it, fsync, rename over.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {

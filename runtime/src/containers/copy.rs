@@ -9,7 +9,7 @@
 //! opened with `O_NOFOLLOW`: a directory swapped for a symlink mid-copy is refused, never
 //! followed out of the container (docker's CVE-2018-15664 was such a race).
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -137,13 +137,11 @@ pub fn is_directory(place: Place) -> bool {
 
 /// `path` under `root` as an `O_PATH` fd; with `no_follow`, a final symlink is the link itself.
 fn resolve(root: &OwnedFd, path: &str, no_follow: bool) -> rustix::io::Result<OwnedFd> {
-    let relative = path.trim_start_matches('/');
-    let relative = if relative.is_empty() { "." } else { relative };
     let mut flags = OFlags::PATH | OFlags::CLOEXEC;
     if no_follow && !path.ends_with('/') && !path.ends_with("/.") {
         flags |= OFlags::NOFOLLOW;
     }
-    rustix::fs::openat2(root, relative, flags, Mode::empty(), ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)
+    crate::fsutil::open_in_root(root, path.trim_start_matches('/'), flags)
 }
 
 /// The last name of `path` (None for `/`, `.` or `/.`).

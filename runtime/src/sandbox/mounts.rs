@@ -8,7 +8,7 @@
 //! container-controlled path against the host root.
 
 use oci_spec::runtime::Mount;
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -136,8 +136,7 @@ pub fn propagation_flag(name: &str) -> Option<libc::c_ulong> {
 /// kernel, never leaving the root (symlinks and `..` as if `root` were `/`, RESOLVE_IN_ROOT)
 /// and never through a magic link of /proc.
 fn resolve_in_root(root: &OwnedFd, path: &Path) -> rustix::io::Result<OwnedFd> {
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    openat2(root, path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), resolve)
+    crate::fsutil::open_in_root(root, path, OFlags::PATH | OFlags::CLOEXEC)
 }
 
 /// Resolve `path` under `root` ([`resolve_in_root`]), creating what is missing: directories

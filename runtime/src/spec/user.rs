@@ -6,7 +6,7 @@
 //! an image whose /etc/passwd is a symlink to `/../../etc/shadow` reads its own file of that
 //! name, never the host's. Only regular files are read, and only the first few MiB.
 
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 use std::io::Read;
 use std::path::Path;
 
@@ -150,9 +150,8 @@ pub fn read_in_root(rootfs: &Path, path: &str) -> Result<String, UserError> {
     let err = |detail: String| UserError::Read { path: format!("/{path}"), detail };
     let root = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| err(format!("opening {}: {e}", rootfs.display())))?;
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     // O_NONBLOCK: a FIFO planted at /etc/passwd must not hang us.
-    let fd = match openat2(&root, path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty(), resolve) {
+    let fd = match crate::fsutil::open_in_root(&root, path, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => return Ok(String::new()),
         Err(e) => return Err(err(e.to_string())),
