@@ -1164,6 +1164,18 @@ fn image_prune_takes_dangling_images_and_with_all_every_unused_one() {
     let dangling = e.ok(&["commit", "maker"]).trim().to_string();
     let kept = e.ok(&["commit", "-c", "LABEL kept=1", "maker", "localhost/kept:1"]).trim().to_string();
     e.ok(&["rm", "maker"]);
+    // images --filter, docker's keys.
+    let only = |filter: &str| e.ok(&["images", "-q", "--no-trunc", "-f", filter]);
+    assert_eq!(only("dangling=true"), format!("{dangling}\n"));
+    assert_eq!(only("reference=localhost/kept:*"), format!("{kept}\n"));
+    assert_eq!(
+        only("reference=localhost/*"),
+        format!("{}\n{kept}\n", e.ok(&["images", "-q", "--no-trunc", IMAGE]).trim())
+    );
+    assert_eq!(only("label=kept=1"), format!("{kept}\n"));
+    assert_eq!(e.ok(&["images", "-q", "-f", "dangling=false", "-f", "label=kept"]).lines().count(), 1);
+    let o = e.run(&["images", "-f", "dangling=maybe"]);
+    assert!(o.code != 0 && o.stderr.contains("invalid filter 'dangling=maybe'"), "{}", o.stderr);
     let out = e.ok(&["image", "prune"]);
     assert!(out.starts_with(&format!("Deleted Images:\ndeleted: {dangling}\n\n")), "{out}");
     let ids = e.ok(&["images", "-q", "--no-trunc"]);

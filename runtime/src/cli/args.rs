@@ -349,6 +349,10 @@ pub struct ImagesArgs {
     /// Don't truncate IDs
     #[arg(long)]
     pub no_trunc: bool,
+    /// Only images that match KEY=VALUE: dangling=true|false, reference=PATTERN (a glob over
+    /// NAME[:TAG]), label=KEY[=VALUE], before=IMAGE, since=IMAGE
+    #[arg(short, long = "filter")]
+    pub filter: Vec<String>,
     /// Only images of this repository (optionally :tag)
     pub reference: Option<String>,
 }

@@ -4,6 +4,7 @@
 use super::args::{
     ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RenameArgs, RmArgs, StopArgs, TopArgs,
 };
+use super::filters::{label_matches, Filters};
 use super::format;
 use super::images::{self, Ctx};
 use super::template;
@@ -299,17 +300,17 @@ pub fn written_size(c: &Containers, r: &ContainerRecord) -> u64 {
 
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let containers = open(ctx)?;
-    let filters = PsFilters::parse(&args.filter)?;
+    let filters = Filters::parse(&args.filter, PS_FILTERS)?;
     let last = if args.latest { Some(1) } else { args.last };
     // As docker's: a status filter, -n and -l look at containers in every state.
-    let all = args.all || last.is_some() || filters.by_status();
+    let all = args.all || last.is_some() || filters.has("status") || filters.has("exited");
     let mut rows: Vec<Observed> = observe_all(&containers)?.into_iter().filter(|o| all || o.is_running()).collect();
     // Newest first, as docker lists them.
     rows.reverse();
     if let Some(n) = last {
         rows.truncate(n);
     }
-    rows.retain(|o| filters.matches(o));
+    rows.retain(|o| ps_matches(&filters, o));
     let id = |r: &ContainerRecord| if args.no_trunc { r.id.clone() } else { r.short_id().to_string() };
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -370,56 +371,21 @@ fn labels(r: &ContainerRecord) -> std::collections::BTreeMap<String, String> {
     r.config().labels.unwrap_or_default()
 }
 
-/// `ps --filter KEY=VALUE`: values of one key are alternatives, keys must all match.
-struct PsFilters(Vec<(String, Vec<String>)>);
+/// `ps --filter` keys.
+const PS_FILTERS: &[&str] = &["id", "name", "status", "exited", "ancestor", "kind", "label"];
 
-impl PsFilters {
-    const KEYS: [&'static str; 7] = ["id", "name", "status", "exited", "ancestor", "kind", "label"];
-
-    fn parse(given: &[String]) -> Result<PsFilters> {
-        let mut filters: Vec<(String, Vec<String>)> = Vec::new();
-        for filter in given {
-            let Some((key, value)) = filter.split_once('=') else {
-                anyhow::bail!("bad format of filter (expected name=value): {filter}");
-            };
-            let key = key.trim().to_ascii_lowercase();
-            if !Self::KEYS.contains(&key.as_str()) {
-                anyhow::bail!("invalid filter '{key}'");
-            }
-            match filters.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, values)) => values.push(value.to_string()),
-                None => filters.push((key, vec![value.to_string()])),
-            }
-        }
-        Ok(PsFilters(filters))
-    }
-
-    fn by_status(&self) -> bool {
-        self.0.iter().any(|(k, _)| k == "status" || k == "exited")
-    }
-
-    fn matches(&self, o: &Observed) -> bool {
-        let r = &o.record;
-        self.0.iter().all(|(key, values)| {
-            values.iter().any(|v| match key.as_str() {
-                "id" => r.id.starts_with(v.as_str()),
-                "name" => r.name.contains(v.trim_start_matches('/')),
-                "status" => state_word(o) == *v,
-                "exited" => o.state == State::Exited && r.exit_code.is_some_and(|c| c.to_string() == *v),
-                "ancestor" => r.image == *v || r.image.rsplit_once(':').is_some_and(|(name, _)| name == v),
-                "kind" => serde_json::to_value(r.kind).is_ok_and(|k| k == v.as_str()),
-                // label=KEY, or label=KEY=VALUE.
-                "label" => {
-                    let labels = labels(r);
-                    match v.split_once('=') {
-                        Some((key, value)) => labels.get(key).is_some_and(|l| l == value),
-                        None => labels.contains_key(v.as_str()),
-                    }
-                }
-                _ => false,
-            })
-        })
-    }
+fn ps_matches(filters: &Filters, o: &Observed) -> bool {
+    let r = &o.record;
+    filters.matches(|key, v| match key {
+        "id" => r.id.starts_with(v),
+        "name" => r.name.contains(v.trim_start_matches('/')),
+        "status" => state_word(o) == v,
+        "exited" => o.state == State::Exited && r.exit_code.is_some_and(|c| c.to_string() == v),
+        "ancestor" => r.image == v || r.image.rsplit_once(':').is_some_and(|(name, _)| name == v),
+        "kind" => serde_json::to_value(r.kind).is_ok_and(|k| k == v),
+        "label" => label_matches(&labels(r), v),
+        _ => false,
+    })
 }
 
 /// docker's container inspect document (the parts strata has), plus Kind, KindReason and

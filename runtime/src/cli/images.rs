@@ -1,6 +1,7 @@
 //! Local image commands: images, inspect, tag, rmi, prune, load, save, image mount/unmount.
 
 use super::args::{ImagesArgs, ImportArgs, InspectArgs, LoadArgs, MountArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
+use super::filters::{glob, label_matches, Filters};
 use super::format;
 use super::template;
 use anyhow::{bail, Context, Result};
@@ -58,6 +59,55 @@ const IMAGES_TITLES: &[(&str, &str)] = &[
     ("Platform", "PLATFORM"),
 ];
 
+/// `images --filter`, docker's keys.
+fn filtered(ctx: &Ctx, rows: Vec<(ImageRecord, Image)>, given: &[String]) -> Result<Vec<(ImageRecord, Image)>> {
+    let filters = Filters::parse(given, &["dangling", "reference", "label", "before", "since"])?;
+    filters.dangling()?;
+    let created = |image: &Image| image.config.created.as_deref().and_then(strata::clock::parse_rfc3339);
+    let mut bounds = Vec::new();
+    for key in ["before", "since"] {
+        for v in filters.values(key) {
+            let image = ctx.store.resolve(v)?;
+            bounds.push((key, v.clone(), created(&image)));
+        }
+    }
+    let named: Vec<_> =
+        rows.iter().filter(|(r, _)| r.name.is_some()).map(|(r, _)| r.descriptor.digest.clone()).collect();
+    Ok(rows
+        .into_iter()
+        .filter(|(record, image)| {
+            filters.matches(|key, v| match key {
+                "dangling" => !named.contains(&record.descriptor.digest) == matches!(v, "true" | "1"),
+                "reference" => record.name.as_ref().is_some_and(|n| {
+                    let tag = n.tag().unwrap_or("latest");
+                    let full = n.name();
+                    // docker's short forms too: `busybox` for docker.io/library/busybox.
+                    let short = full
+                        .strip_prefix("docker.io/library/")
+                        .or_else(|| full.strip_prefix("docker.io/"))
+                        .unwrap_or(&full)
+                        .to_string();
+                    [&full, &short].iter().any(|name| glob(v, name) || glob(v, &format!("{name}:{tag}")))
+                }),
+                "label" => {
+                    label_matches(&image.config.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default(), v)
+                }
+                "before" | "since" => {
+                    let Some((_, _, Some(bound))) = bounds.iter().find(|(k, b, _)| *k == key && b == v) else {
+                        return false;
+                    };
+                    match created(image) {
+                        Some(t) if key == "before" => t < *bound,
+                        Some(t) => t > *bound,
+                        None => false,
+                    }
+                }
+                _ => false,
+            })
+        })
+        .collect())
+}
+
 pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
     let filter = args.reference.as_deref().map(ImageRef::parse).transpose()?;
     let filter_has_tag =
@@ -78,6 +128,9 @@ pub fn list(ctx: &Ctx, args: ImagesArgs) -> Result<i32> {
             }
         };
         rows.push((record, image));
+    }
+    if !args.filter.is_empty() {
+        rows = filtered(ctx, rows, &args.filter)?;
     }
     let id = |image: &Image| if args.no_trunc { image.id().to_string() } else { image.id().short().to_string() };
     let mut out = std::io::stdout().lock();

@@ -8,6 +8,7 @@ pub mod commit;
 pub mod containers;
 pub mod cp;
 pub mod exec;
+pub mod filters;
 pub mod format;
 pub mod history;
 pub mod images;

@@ -2,6 +2,7 @@
 //! named volumes (`strata::volumes`), with docker's output shapes and words.
 
 use super::args::{VolumeCreateArgs, VolumeInspectArgs, VolumeLsArgs, VolumePruneArgs, VolumeRmArgs};
+use super::filters::{label_matches, Filters};
 use super::images::Ctx;
 use super::{format, template};
 use anyhow::{bail, Result};
@@ -76,46 +77,24 @@ pub fn inspect(ctx: &Ctx, args: VolumeInspectArgs) -> Result<i32> {
     Ok(if failed { 1 } else { 0 })
 }
 
-/// A `volume ls --filter`.
-enum Filter {
-    Dangling(bool),
-    Name(String),
-    Label(String, Option<String>),
-}
-
-fn parse_filter(f: &str) -> Result<Filter> {
-    let Some((key, value)) = f.split_once('=') else { bail!("bad format of filter (expected name=value)") };
-    Ok(match key {
-        "dangling" => match value {
-            "true" | "1" => Filter::Dangling(true),
-            "false" | "0" => Filter::Dangling(false),
-            _ => bail!("invalid filter 'dangling={value}'"),
-        },
-        "name" => Filter::Name(value.to_string()),
-        "label" => match value.split_once('=') {
-            Some((k, v)) => Filter::Label(k.to_string(), Some(v.to_string())),
-            None => Filter::Label(value.to_string(), None),
-        },
-        other => bail!("invalid filter '{other}'"),
-    })
-}
-
 fn links(records: &[ContainerRecord], name: &str) -> usize {
     records.iter().filter(|r| r.options.volumes.iter().any(|v| v.volume.as_deref() == Some(name))).count()
 }
 
 pub fn list(ctx: &Ctx, args: VolumeLsArgs) -> Result<i32> {
-    let filters: Vec<Filter> = args.filter.iter().map(|f| parse_filter(f)).collect::<Result<_>>()?;
+    let filters = Filters::parse(&args.filter, &["dangling", "name", "label"])?;
+    filters.dangling()?;
     let volumes = Volumes::open(&ctx.root);
     let records = containers(ctx)?.list();
     let shown: Vec<VolumeRecord> = volumes
         .list()
         .into_iter()
         .filter(|v| {
-            filters.iter().all(|f| match f {
-                Filter::Dangling(d) => (links(&records, &v.name) == 0) == *d,
-                Filter::Name(part) => v.name.contains(part.as_str()),
-                Filter::Label(k, want) => v.labels.get(k).is_some_and(|have| want.as_ref().is_none_or(|w| w == have)),
+            filters.matches(|key, value| match key {
+                "dangling" => (links(&records, &v.name) == 0) == matches!(value, "true" | "1"),
+                "name" => v.name.contains(value),
+                "label" => label_matches(&v.labels, value),
+                _ => false,
             })
         })
         .collect();
