@@ -1191,6 +1191,23 @@ fn image_prune_takes_dangling_images_and_with_all_every_unused_one() {
 }
 
 #[test]
+fn cidfile_holds_the_id_and_is_never_reused() {
+    let e = Env::new();
+    let cid = e.s.root().join("cid");
+    let cid_arg = cid.to_str().unwrap();
+    let id = e.ok(&["run", "-d", "--cidfile", cid_arg, IMAGE, "sleep", "30"]);
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id.trim());
+    let o = e.run(&["run", "--rm", "--cidfile", cid_arg, IMAGE, "true"]);
+    assert!(o.code == 125 && o.stderr.contains("Container ID file found"), "{}", o.stderr);
+    // A container that cannot be made leaves no file.
+    let failed = e.s.root().join("failed-cid");
+    let o = e.run(&["create", "--cidfile", failed.to_str().unwrap(), "--memory", "1k", IMAGE]);
+    assert_eq!(o.code, 125, "{}", o.stderr);
+    assert!(!failed.exists());
+    e.ok(&["rm", "-f", id.trim()]);
+}
+
+#[test]
 fn detached_logs_stop_rm() {
     let e = Env::new();
     let out = e.ok(&[

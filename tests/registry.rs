@@ -630,3 +630,36 @@ fn a_hostile_registry_cannot_make_push_hold_its_answers() {
         );
     }
 }
+
+#[test]
+fn run_pull_policies_always_missing_never() {
+    // docker's `run --pull`: never uses what is here (or fails), missing pulls what is not
+    // here, always takes the registry's current image for the tag.
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    busybox_image(&layout(&tmp), "latest");
+    push_layout(&reg, &layout(&tmp), "latest", "library/busybox");
+    let reference = reg.reference("library/busybox", "latest");
+    let s = Strata::new();
+    let o = s.run(&["run", "--rm", "--pull", "never", &reference, "true"]);
+    assert!(o.code == 125 && o.stderr.contains(&format!("No such image: {reference}")), "{}", o.stderr);
+    let o = s.run(&["run", "--rm", "--pull", "sometimes", &reference, "true"]);
+    assert!(o.code == 125 && o.stderr.contains("invalid pull option: 'sometimes'"), "{}", o.stderr);
+    s.ok(&["run", "--rm", &reference, "true"]);
+    let first = s.inspect(&reference)["Id"].clone();
+
+    // Another root pushes a new image under the same tag.
+    let other = Strata::new();
+    other.ok(&["run", "--name", "changer", &reference, "touch", "/new"]);
+    other.ok(&["commit", "changer", &reference]);
+    other.ok(&["push", &reference]);
+    other.ok(&["rm", "changer"]);
+
+    let o = s.run(&["run", "--rm", "--pull", "never", &reference, "test", "-e", "/new"]);
+    assert_eq!(o.code, 1, "the old image: {}", o.stderr);
+    let o = s.run(&["run", "--rm", "--pull", "missing", &reference, "test", "-e", "/new"]);
+    assert_eq!(o.code, 1, "still the old image: {}", o.stderr);
+    let o = s.run(&["run", "--rm", "--pull", "always", &reference, "test", "-e", "/new"]);
+    assert_eq!(o.code, 0, "the new image: {}", o.stderr);
+    assert_ne!(s.inspect(&reference)["Id"], first);
+}

@@ -579,6 +579,12 @@ pub struct ContainerSpecArgs {
     /// Platform os/arch of the image to pull if it is missing (e.g. linux/amd64, wasi/wasm)
     #[arg(long)]
     pub platform: Option<String>,
+    /// Pull the image before creating the container: always, missing, never
+    #[arg(long, default_value = "missing", value_name = "POLICY")]
+    pub pull: String,
+    /// Write the container's ID to this file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
     /// Bind mount a host path: SRC:DST[:ro]
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volumes: Vec<String>,

@@ -86,8 +86,32 @@ fn is_running(containers: &Containers, record: &ContainerRecord) -> Result<bool>
         .is_some_and(|o| o.is_running() || (o.state == State::Created && o.record.monitor.is_some_and(|m| m.alive()))))
 }
 
-/// The image, the options, the record: everything but running it.
+/// The image, the options, the record: everything but running it. With `--cidfile`, the
+/// file is claimed first (it must not exist) and holds the ID once the container is made.
 fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) -> Result<ContainerRecord> {
+    let Some(path) = &spec.cidfile else { return make_container_only(ctx, containers, spec) };
+    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(f) => f,
+        // docker's words.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("Container ID file found, make sure the other container isn't running or delete {}", path.display())
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("creating the container ID file {}", path.display())))
+        }
+    };
+    let made = make_container_only(ctx, containers, spec).and_then(|record| {
+        std::io::Write::write_all(&mut file, record.id.as_bytes())
+            .with_context(|| format!("writing the container ID file {}", path.display()))?;
+        Ok(record)
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+fn make_container_only(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) -> Result<ContainerRecord> {
     let options = run_options(spec)?;
     let image = ensure_image(ctx, spec)?;
     let layers = ctx.snapshots.prepare(&ctx.store, &image)?;
@@ -107,18 +131,32 @@ fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) 
     Ok(record)
 }
 
-/// The image, pulled first if it is not here (or not for the platform asked for).
+/// The image, pulled first if it is not here (or not for the platform asked for), as
+/// `--pull` says: always, missing (the default), never.
 fn ensure_image(ctx: &Ctx, spec: &ContainerSpecArgs) -> Result<Image> {
     let wanted = spec.platform.as_deref().map(Platform::parse).transpose().map_err(anyhow::Error::msg)?;
+    let policy = spec.pull.as_str();
+    if !["always", "missing", "never"].contains(&policy) {
+        bail!("invalid pull option: '{policy}': must be one of \"always\", \"missing\" or \"never\"");
+    }
     match ctx.store.resolve(spec.image()) {
-        Ok(image) => {
+        Ok(image) if policy != "always" => {
             let have = image.config.platform();
             match &wanted {
-                Some(w) if w.os != have.os || w.architecture != have.architecture => {}
+                Some(w) if w.os != have.os || w.architecture != have.architecture => {
+                    if policy == "never" {
+                        bail!("image {} is for platform {have}, not the requested {w}", spec.image());
+                    }
+                }
                 _ => return Ok(image),
             }
         }
-        Err(StoreError::NoSuchImage(_)) => eprintln!("Unable to find image '{}' locally", spec.image()),
+        Ok(_) => {}
+        Err(StoreError::NoSuchImage(_)) if policy == "never" => bail!("No such image: {}", spec.image()),
+        Err(StoreError::NoSuchImage(_)) if policy == "missing" => {
+            eprintln!("Unable to find image '{}' locally", spec.image())
+        }
+        Err(StoreError::NoSuchImage(_)) => {}
         Err(e) => return Err(e.into()),
     }
     let reference = ImageRef::parse(spec.image())?;
