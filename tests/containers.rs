@@ -1208,6 +1208,53 @@ fn cidfile_holds_the_id_and_is_never_reused() {
 }
 
 #[test]
+fn logs_rotate_as_docker_json_file_does() {
+    // --log-opt max-size/max-file: the files rotate, `logs` (also -f and --tail) reads across
+    // them in order; with few files the oldest lines go; --log-driver none keeps nothing.
+    let e = Env::new();
+    let script = "while [ ! -e /go ]; do sleep 0.05; done; i=0; while [ $i -lt 60 ]; do echo line $i; i=$((i+1)); done";
+    let opts = ["--log-opt", "max-size=1k", "--log-opt", "max-file=10"];
+    let id = e.ok(&[&["run", "-d", "--name", "rot"][..], &opts, &[IMAGE, "sh", "-c", script]].concat());
+    let id = id.trim();
+    let follow = e.s.command(&["logs", "-f", "rot"]).stdout(Stdio::piped()).spawn().unwrap();
+    e.ok(&["exec", "rot", "touch", "/go"]);
+    assert_eq!(e.ok(&["wait", "rot"]), "0\n");
+    let followed = follow.wait_with_output().unwrap();
+    let all: String = (0..60).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&followed.stdout), all);
+    assert_eq!(e.ok(&["logs", "rot"]), all);
+    let last: String = (40..60).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(e.ok(&["logs", "--tail", "20", "rot"]), last);
+    let log = e.s.root().join("containers").join(id).join(format!("{id}-json.log"));
+    let rotated: Vec<_> =
+        (1..10).map(|n| PathBuf::from(format!("{}.{n}", log.display()))).filter(|p| p.exists()).collect();
+    assert!(rotated.len() >= 3, "{rotated:?}");
+    for file in rotated.iter().chain([&log]) {
+        assert!(std::fs::metadata(file).unwrap().len() <= 1024, "{}", file.display());
+    }
+    assert_eq!(e.inspect("rot")["HostConfig"]["LogConfig"]["Config"]["max-file"], "10");
+
+    // Two files: only the newest lines are left.
+    let opts = ["--log-opt", "max-size=1k", "--log-opt", "max-file=2"];
+    e.ok(&[
+        &["run", "--name", "few"][..],
+        &opts,
+        &[IMAGE, "sh", "-c", &script.replace("while [ ! -e /go ]; do sleep 0.05; done; ", "")],
+    ]
+    .concat());
+    let kept = e.ok(&["logs", "few"]);
+    assert!(kept.len() < all.len() && all.ends_with(&kept) && kept.starts_with("line "), "{kept}");
+
+    // none: nothing kept, and `logs` says so.
+    e.ok(&["run", "--name", "quiet", "--log-driver", "none", IMAGE, "echo", "unheard"]);
+    let o = e.run(&["logs", "quiet"]);
+    assert!(o.code == 1 && o.stderr.contains("configured logging driver does not support reading"), "{}", o.stderr);
+    let o = e.sh(&["--log-opt", "colour=blue"], "true");
+    assert!(o.code == 125 && o.stderr.contains("unknown log opt 'colour' for json-file log driver"), "{}", o.stderr);
+    e.ok(&["rm", "rot", "few", "quiet"]);
+}
+
+#[test]
 fn detached_logs_stop_rm() {
     let e = Env::new();
     let out = e.ok(&[

@@ -585,6 +585,12 @@ pub struct ContainerSpecArgs {
     /// Write the container's ID to this file (which must not exist)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
+    /// Where the output is kept: json-file (default) or none
+    #[arg(long = "log-driver", default_value = "json-file", value_name = "DRIVER")]
+    pub log_driver: String,
+    /// json-file's options: max-size=SIZE (rotate past it), max-file=N (files kept)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Bind mount a host path: SRC:DST[:ro]
     #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
     pub volumes: Vec<String>,

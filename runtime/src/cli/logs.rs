@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use rustix::event::{poll, PollFd, PollFlags};
 use rustix::fs::inotify;
 use std::io::Write;
-use strata::containers::logs::{Entry, Follower, Stream};
+use strata::containers::logs::{self, Entry, Follower, Stream};
 use strata::containers::status::observe;
 use strata::containers::Containers;
 
@@ -101,6 +101,10 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     let until = args.until.as_deref().map(|s| time_bound("--until", s)).transpose()?;
     let containers = Containers::open(&ctx.root, ctx.driver)?;
     let record = containers.resolve(&args.container)?;
+    if record.options.log.none {
+        // docker's words.
+        bail!("configured logging driver does not support reading");
+    }
     let path = containers.paths(&record.id).log();
     // The monitor of a run that has not written anything yet may not have made the file.
     if args.follow && !path.exists() {
@@ -112,8 +116,30 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    if let Some(n) = tail {
-        follower.seek_to_last(n)?;
+    // Rotated files first, oldest first: all of them, or as many of their last entries as
+    // the current file does not give `--tail`.
+    let older: Vec<std::path::PathBuf> = logs::files(&path).into_iter().rev().skip(1).collect();
+    let mut before = Vec::new();
+    match tail {
+        Some(n) => {
+            let mut wanted = n - follower.seek_to_last(n)?;
+            for file in &older {
+                if wanted == 0 {
+                    break;
+                }
+                let mut f = Follower::open(file)?;
+                wanted -= f.seek_to_last(wanted)?;
+                before.push(f);
+            }
+        }
+        None => {
+            for file in &older {
+                before.push(Follower::open(file)?);
+            }
+        }
+    }
+    for mut f in before.into_iter().rev() {
+        f.read_file_each(|entry| print_within(&entry, since, until, args.timestamps).map_err(std::io::Error::other))?;
     }
     follower
         .read_new_each(|entry| print_within(&entry, since, until, args.timestamps).map_err(std::io::Error::other))?;
@@ -123,7 +149,13 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
     let Some(obs) = observe(&containers, record)? else { return Ok(0) };
     let Some(monitor) = obs.record.monitor.and_then(|m| m.pidfd()) else { return Ok(0) };
     let watch = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
-    inotify::add_watch(&watch, &path, inotify::WatchFlags::MODIFY)?;
+    // The directory: a rotation puts a new file under the log's name.
+    let dir = path.parent().expect("a log is in its container's directory");
+    inotify::add_watch(
+        &watch,
+        dir,
+        inotify::WatchFlags::MODIFY | inotify::WatchFlags::CREATE | inotify::WatchFlags::MOVED_TO,
+    )?;
     // Lines written between the first read and the watch.
     for entry in follower.read_new()? {
         print_within(&entry, since, until, args.timestamps)?;

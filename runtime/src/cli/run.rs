@@ -260,6 +260,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
             }
             None => None,
         },
+        log: run_options::LogConfig::parse(&a.log_driver, &a.log_opt).map_err(anyhow::Error::msg)?,
         ..RunOptions::default()
     };
     super::resources::apply(&a.resources, &mut options)?;

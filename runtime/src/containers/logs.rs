@@ -6,12 +6,17 @@
 //! docker does); `logs` reads them (`read_entries`, `Follower` for `-f`). Each entry is one
 //! append-mode write, so a reader sees whole lines, at worst a last one still incomplete,
 //! which it leaves for the next read.
+//!
+//! With docker's `max-size`, a file about to grow past it is rotated as docker rotates it:
+//! `LOG` becomes `LOG.1`, `LOG.1` becomes `LOG.2`, ..., `max-file` files in all, the oldest
+//! dropped. A follower finishes the file it has open, then goes on with the new one.
 
+use crate::spec::run_options::LogConfig;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Longest line kept whole; longer ones are split, as docker's 16 KiB buffer splits them.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -31,16 +36,66 @@ pub struct Entry {
 }
 
 pub struct LogWriter {
+    path: PathBuf,
     file: File,
+    /// The current file's size.
+    size: u64,
+    config: LogConfig,
     /// An unterminated line per stream, waiting for its end.
     pending: [Vec<u8>; 2],
 }
 
+fn open_log(path: &Path) -> io::Result<File> {
+    // 0600: a container's output is for its owner (and `logs`) only.
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// The `n`th rotated file of `path` (`LOG.n`).
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The log's files, oldest first: the rotated ones there are, then `path` itself.
+pub fn files(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..).map(|n| rotated(path, n)).take_while(|p| p.exists()).collect();
+    files.reverse();
+    files.push(path.to_path_buf());
+    files
+}
+
 impl LogWriter {
-    pub fn open(path: &Path) -> io::Result<LogWriter> {
-        // 0600: a container's output is for its owner (and `logs`) only.
-        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        Ok(LogWriter { file, pending: [Vec::new(), Vec::new()] })
+    pub fn open(path: &Path, config: &LogConfig) -> io::Result<LogWriter> {
+        let file = open_log(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            file,
+            size,
+            config: config.clone(),
+            pending: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// docker's rotation: every file moves one up, the oldest kept one is dropped, and a new
+    /// file starts.
+    fn rotate(&mut self) -> io::Result<()> {
+        let files = self.config.files();
+        let gone = |r: io::Result<()>| match r {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        for n in (1..files.saturating_sub(1)).rev() {
+            gone(std::fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)))?;
+        }
+        match files {
+            1 => gone(std::fs::remove_file(&self.path))?,
+            _ => std::fs::rename(&self.path, rotated(&self.path, 1))?,
+        }
+        self.file = open_log(&self.path)?;
+        self.size = 0;
+        Ok(())
     }
 
     /// Log output of one stream: every completed line becomes an entry.
@@ -78,7 +133,14 @@ impl LogWriter {
             Entry { log: String::from_utf8_lossy(line).into_owned(), stream, time: crate::lifecycle::now_rfc3339() };
         let mut bytes = serde_json::to_vec(&entry).expect("entry serialises");
         bytes.push(b'\n');
-        self.file.write_all(&bytes)
+        if let Some(max) = self.config.max_size {
+            if self.size > 0 && self.size + bytes.len() as u64 > max {
+                self.rotate()?;
+            }
+        }
+        self.file.write_all(&bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
     }
 }
 
@@ -92,15 +154,40 @@ pub fn read_entries(path: &Path) -> io::Result<Vec<Entry>> {
     follower.read_new()
 }
 
-/// Reads a log file incrementally, for `logs -f`.
+/// Reads a log file incrementally, for `logs -f`; once the file it reads has been rotated
+/// away and read to its end, it goes on with the new one.
 pub struct Follower {
+    path: PathBuf,
     file: File,
     partial: Vec<u8>,
+    /// Go on with the file that takes the name once this one is rotated away.
+    follow_rotation: bool,
 }
 
 impl Follower {
     pub fn open(path: &Path) -> io::Result<Follower> {
-        Ok(Follower { file: File::open(path)?, partial: Vec::new() })
+        Ok(Follower { path: path.to_path_buf(), file: File::open(path)?, partial: Vec::new(), follow_rotation: true })
+    }
+
+    /// The file to go on with once the open one is read to its end: None while the open
+    /// one is still the log's current file; after rotations, the file that came next (the
+    /// newer neighbour among `LOG.n`, ..., `LOG.1`, `LOG`), or the oldest one left if it was
+    /// dropped meanwhile.
+    fn next_file(&self) -> Option<PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        if !self.follow_rotation {
+            return None;
+        }
+        let open = self.file.metadata().ok()?;
+        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+        let files = files(&self.path);
+        let ids: Vec<_> = files.iter().map(|f| id(f)).collect();
+        match ids.iter().position(|i| *i == Some((open.dev(), open.ino()))) {
+            Some(last) if last + 1 == files.len() => None,
+            Some(at) => Some(files[at + 1].clone()),
+            // Dropped (or the current file is being made anew): the oldest there is.
+            None => files.into_iter().zip(ids).find(|(_, i)| i.is_some()).map(|(f, _)| f),
+        }
     }
 
     /// Start after what is there now.
@@ -111,8 +198,9 @@ impl Follower {
     }
 
     /// Start at the last `n` complete entries, found by reading the file backwards from its
-    /// end: `logs --tail N` of a large log reads only what it prints.
-    pub fn seek_to_last(&mut self, n: usize) -> io::Result<()> {
+    /// end: `logs --tail N` of a large log reads only what it prints. Returns how many
+    /// entries that is (fewer than `n` when the file has fewer).
+    pub fn seek_to_last(&mut self, n: usize) -> io::Result<usize> {
         let mut pos = self.file.seek(SeekFrom::End(0))?;
         let mut newlines = 0;
         let mut buf = vec![0u8; 64 * 1024];
@@ -137,7 +225,8 @@ impl Follower {
         };
         self.file.seek(SeekFrom::Start(start))?;
         self.partial.clear();
-        Ok(())
+        // The newlines after `start`: all found when the file has fewer than n + 1.
+        Ok(if start == 0 { newlines } else { n })
     }
 
     /// Entries completed since the last call, handed to `each` a chunk of the file at a time
@@ -147,7 +236,15 @@ impl Follower {
         loop {
             let n = self.file.read(&mut buf)?;
             if n == 0 {
-                return Ok(());
+                let Some(next) = self.next_file() else { return Ok(()) };
+                // Read to its end: on with the file written after it.
+                match File::open(&next) {
+                    Ok(file) => self.file = file,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                self.partial.clear();
+                continue;
             }
             self.partial.extend_from_slice(&buf[..n]);
             let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else { continue };
@@ -158,6 +255,12 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// The entries of this file (a rotated one) to its end, without going on to another.
+    pub fn read_file_each(&mut self, each: impl FnMut(Entry) -> io::Result<()>) -> io::Result<()> {
+        self.follow_rotation = false;
+        self.read_new_each(each)
     }
 
     /// Entries completed since the last call.
@@ -179,7 +282,7 @@ mod tests {
     fn the_tail_is_found_from_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c-json.log");
-        let mut w = LogWriter::open(&path).unwrap();
+        let mut w = LogWriter::open(&path, &LogConfig::default()).unwrap();
         // Long enough that the search crosses its 64 KiB blocks.
         for i in 0..5000 {
             w.write(Stream::Stdout, format!("line {i:04} {}\n", "x".repeat(40)).as_bytes()).unwrap();
@@ -204,7 +307,7 @@ mod tests {
     fn lines_become_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c-json.log");
-        let mut w = LogWriter::open(&path).unwrap();
+        let mut w = LogWriter::open(&path, &LogConfig::default()).unwrap();
         w.write(Stream::Stdout, b"hello\nwor").unwrap();
         w.write(Stream::Stderr, b"oops\n").unwrap();
         w.write(Stream::Stdout, b"ld\n\xffend").unwrap();
@@ -232,7 +335,7 @@ mod tests {
     fn long_lines_are_split() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut w = LogWriter::open(&path).unwrap();
+        let mut w = LogWriter::open(&path, &LogConfig::default()).unwrap();
         let long = vec![b'x'; MAX_LINE * 2 + 10];
         w.write(Stream::Stdout, &long).unwrap();
         w.write(Stream::Stdout, b"\n").unwrap();
@@ -245,7 +348,7 @@ mod tests {
     fn follower_sees_only_complete_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        let mut w = LogWriter::open(&path).unwrap();
+        let mut w = LogWriter::open(&path, &LogConfig::default()).unwrap();
         w.write(Stream::Stdout, b"one\n").unwrap();
         let mut f = Follower::open(&path).unwrap();
         assert_eq!(f.read_new().unwrap().len(), 1);

@@ -170,7 +170,8 @@ fn run_once(c: &Containers, id: &str, mut session: Session, restart: Option<u32>
         control: session.control.take(),
     };
     let pid = running.pid;
-    let code = relay::copy_until_exit(&paths.log(), running.output, &running.pidfd, &mut attached, || {
+    let log = (!record.options.log.none).then(|| (paths.log(), record.options.log.clone()));
+    let code = relay::copy_until_exit(log, running.output, &running.pidfd, &mut attached, || {
         crate::lifecycle::reap(pid).unwrap_or(super::status::UNKNOWN_EXIT)
     });
     let oom = oom_killed(c, id);

@@ -6,9 +6,10 @@
 
 use super::attach::decode_window_size;
 use super::logs::{LogWriter, Stream};
+use crate::spec::run_options::LogConfig;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// After the init exits, how long output may still trickle in from processes that held the
@@ -103,15 +104,17 @@ enum Role {
 
 /// Copy until the run is over; `reap` is called once the init's pidfd says it exited and
 /// returns its exit code, which this returns.
+/// `log`: the json log's path and configuration (None: `--log-driver none`).
 pub fn copy_until_exit(
-    log_path: &Path,
+    log: Option<(PathBuf, LogConfig)>,
     output: Output,
     pidfd: &OwnedFd,
     attached: &mut Attached,
     reap: impl FnOnce() -> i32,
 ) -> i32 {
-    let mut log =
-        LogWriter::open(log_path).map_err(|e| tracing::error!("opening the log {}: {e}", log_path.display())).ok();
+    let mut log = log.and_then(|(path, config)| {
+        LogWriter::open(&path, &config).map_err(|e| tracing::error!("opening the log {}: {e}", path.display())).ok()
+    });
     let (mut outputs, master): (Vec<(Option<OwnedFd>, Stream)>, Option<OwnedFd>) = match output {
         Output::Pipes { stdout, stderr } => {
             (vec![(Some(stdout), Stream::Stdout), (Some(stderr), Stream::Stderr)], None)

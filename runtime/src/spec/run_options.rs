@@ -315,6 +315,58 @@ pub struct RunOptions {
     pub init: Option<std::path::PathBuf>,
     /// `--restart`: when the container's monitor starts it again after it ends.
     pub restart: RestartPolicy,
+    /// `--log-driver` and `--log-opt`: where the container's output is kept.
+    pub log: LogConfig,
+}
+
+/// docker's `json-file` log driver (with its rotation: `max-size`, `max-file`) or `none`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `--log-driver none`: the output is not kept (`logs` has nothing to read).
+    pub none: bool,
+    /// `max-size`: a log file is rotated before it would grow past this many bytes.
+    pub max_size: Option<u64>,
+    /// `max-file`: how many files (the current one and rotated ones) are kept; docker's
+    /// default is 1 (the full file is dropped).
+    pub max_file: Option<u32>,
+}
+
+impl LogConfig {
+    /// From `--log-driver` and each `--log-opt KEY=VALUE`, with docker's checks and words.
+    pub fn parse(driver: &str, opts: &[String]) -> Result<LogConfig, String> {
+        let mut config = LogConfig::default();
+        match driver {
+            "json-file" => {}
+            "none" => config.none = true,
+            other => return Err(format!("logging driver {other:?} is not supported (json-file or none)")),
+        }
+        for opt in opts {
+            let Some((key, value)) = opt.split_once('=') else {
+                return Err(format!("invalid log opt {opt:?}: expected KEY=VALUE"));
+            };
+            if config.none {
+                return Err(format!("unknown log opt '{key}' for none log driver"));
+            }
+            match key {
+                "max-size" => match parse_bytes(value) {
+                    Ok(size) if size > 0 => config.max_size = Some(size as u64),
+                    _ => return Err(format!("invalid max-size {value:?}: a positive size (e.g. 10m)")),
+                },
+                "max-file" => match value.parse::<u32>() {
+                    Ok(n) if n >= 1 => config.max_file = Some(n),
+                    _ => return Err("max-file cannot be less than 1".into()),
+                },
+                other => return Err(format!("unknown log opt '{other}' for json-file log driver")),
+            }
+        }
+        Ok(config)
+    }
+
+    /// The files kept: the current one and as many rotated ones.
+    pub fn files(&self) -> u32 {
+        self.max_file.unwrap_or(1)
+    }
 }
 
 /// docker's `--restart` policies. strata has no daemon, so nothing restarts a container
