@@ -19,16 +19,9 @@ use strata::lifecycle::kill::parse_signal;
 /// docker's `HostConfig` of a container: what `run` was asked for.
 fn host_config(r: &ContainerRecord) -> serde_json::Value {
     let opts = &r.options;
-    let mut log_config = serde_json::Map::new();
-    if let Some(size) = opts.log.max_size {
-        log_config.insert("max-size".into(), size.to_string().into());
-    }
-    if let Some(files) = opts.log.max_file {
-        log_config.insert("max-file".into(), files.to_string().into());
-    }
     json!({
         "AutoRemove": r.auto_remove,
-        "LogConfig": { "Type": if opts.log.none { "none" } else { "json-file" }, "Config": log_config },
+        "LogConfig": { "Type": if opts.log.none { "none" } else { "json-file" }, "Config": opts.log.opts },
         "NetworkMode": opts.network.to_string(),
         "Memory": opts.memory.unwrap_or(0),
         "MemorySwap": opts.memory_swap_in_force().unwrap_or(0),

@@ -39,15 +39,20 @@ impl Filters {
         self.0.iter().all(|(key, values)| values.iter().any(|v| test(key, v)))
     }
 
-    /// `dangling=true|false` (also 1|0), checked: docker's error for anything else.
+    /// `dangling=true|false` (also 1|0), checked: docker's error for anything else, and for
+    /// both at once.
     pub fn dangling(&self) -> Result<Option<bool>> {
         let mut wanted = None;
         for v in self.values("dangling") {
-            wanted = Some(match v.as_str() {
+            let this = match v.as_str() {
                 "true" | "1" => true,
                 "false" | "0" => false,
                 _ => bail!("invalid filter 'dangling={v}'"),
-            });
+            };
+            if wanted.is_some_and(|w| w != this) {
+                bail!("invalid filter 'dangling': true and false at once");
+            }
+            wanted = Some(this);
         }
         Ok(wanted)
     }
@@ -61,29 +66,104 @@ pub fn label_matches(labels: &BTreeMap<String, String>, filter: &str) -> bool {
     }
 }
 
-/// Go's `path.Match` (what docker's `reference=` uses): `*` is any run of characters but `/`,
-/// `?` one such character; everything else matches itself.
-pub fn glob(pattern: &str, text: &str) -> bool {
+/// Go's `path.Match` (what docker's `reference=` uses): `*` is any run of characters but
+/// `/`, `?` one such character, `[...]` a class (`^` negates, `a-z` ranges), `\\` quotes the
+/// next character. A malformed pattern is Go's "syntax error in pattern".
+pub fn glob(pattern: &str, text: &str) -> Result<bool> {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    // Positions to go back to when a later match fails: after the last `*`.
-    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' && t[ti] != '/' || p[pi] == t[ti] && p[pi] != '*') {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star.filter(|_| t[mark] != '/') {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
+    glob_at(&p, &t).ok_or_else(|| anyhow::anyhow!("syntax error in pattern: {pattern}"))
+}
+
+/// None: a malformed pattern.
+fn glob_at(p: &[char], t: &[char]) -> Option<bool> {
+    let Some((&first, rest)) = p.split_first() else { return Some(t.is_empty()) };
+    match first {
+        '*' => {
+            // As few characters as will do, never a `/`.
+            for skip in 0..=t.len() {
+                if glob_at(rest, &t[skip..])? {
+                    return Some(true);
+                }
+                if t.get(skip) == Some(&'/') {
+                    break;
+                }
+            }
+            // The rest of the pattern must still be well formed.
+            check(rest)?;
+            Some(false)
+        }
+        _ => {
+            let (matched, len) = one(p, t.first().copied())?;
+            if !matched {
+                check(&p[len..])?;
+                return Some(false);
+            }
+            glob_at(&p[len..], &t[1..])
         }
     }
-    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Whether the pattern's first element (not `*`) matches `c`, and how many pattern
+/// characters it took.
+fn one(p: &[char], c: Option<char>) -> Option<(bool, usize)> {
+    match p[0] {
+        '?' => Some((c.is_some_and(|c| c != '/'), 1)),
+        '\\' => {
+            let quoted = *p.get(1)?;
+            Some((c == Some(quoted), 2))
+        }
+        '[' => {
+            let mut i = 1;
+            let negated = p.get(i) == Some(&'^');
+            if negated {
+                i += 1;
+            }
+            let mut hit = false;
+            let mut first = true;
+            loop {
+                let ch = *p.get(i)?;
+                if ch == ']' && !first {
+                    i += 1;
+                    break;
+                }
+                first = false;
+                let (low, used) = class_char(&p[i..])?;
+                i += used;
+                let high = if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
+                    let (high, used) = class_char(&p[i + 1..])?;
+                    i += 1 + used;
+                    high
+                } else {
+                    low
+                };
+                if c.is_some_and(|c| low <= c && c <= high) {
+                    hit = true;
+                }
+            }
+            Some((c.is_some_and(|c| c != '/') && hit != negated, i))
+        }
+        literal => Some((c == Some(literal), 1)),
+    }
+}
+
+fn class_char(p: &[char]) -> Option<(char, usize)> {
+    match p.first()? {
+        '\\' => Some((*p.get(1)?, 2)),
+        '-' | ']' => None,
+        c => Some((*c, 1)),
+    }
+}
+
+/// The pattern is well formed (Go checks the whole of it even when a match failed early).
+fn check(p: &[char]) -> Option<()> {
+    let mut i = 0;
+    while i < p.len() {
+        i += match p[i] {
+            '*' => 1,
+            _ => one(&p[i..], None)?.1,
+        };
+    }
+    Some(())
 }
 
 #[cfg(test)]
@@ -92,17 +172,27 @@ mod tests {
 
     #[test]
     fn glob_is_go_path_match() {
-        assert!(glob("busybox", "busybox"));
-        assert!(glob("busy*", "busybox"));
-        assert!(glob("*", "busybox"));
-        assert!(!glob("*", "library/busybox"));
-        assert!(glob("*/*", "library/busybox"));
-        assert!(glob("localhost/*:latest", "localhost/app:latest"));
-        assert!(!glob("localhost/*:latest", "localhost/app:v1"));
-        assert!(glob("b?sybox", "busybox"));
-        assert!(!glob("b?sybox", "b/sybox"));
-        assert!(!glob("busybox", "busybox2"));
-        assert!(glob("*box*", "busybox:latest"));
+        let g = |p: &str, t: &str| glob(p, t).unwrap();
+        assert!(g("busybox", "busybox"));
+        assert!(g("busy*", "busybox"));
+        assert!(g("*", "busybox"));
+        assert!(!g("*", "library/busybox"));
+        assert!(g("*/*", "library/busybox"));
+        assert!(g("localhost/*:latest", "localhost/app:latest"));
+        assert!(!g("localhost/*:latest", "localhost/app:v1"));
+        assert!(g("b?sybox", "busybox"));
+        assert!(!g("b?sybox", "b/sybox"));
+        assert!(!g("busybox", "busybox2"));
+        assert!(g("*box*", "busybox:latest"));
+        assert!(g("busybox:[0-9]*", "busybox:1.36"));
+        assert!(!g("busybox:[0-9]*", "busybox:latest"));
+        assert!(g("busybox:[^0-9]*", "busybox:latest"));
+        assert!(g("a[bc]d", "acd"));
+        assert!(g("a\\*", "a*"));
+        assert!(!g("a\\*", "ab"));
+        for bad in ["a[", "[]a]", "a\\", "[a-]"] {
+            assert!(glob(bad, "x").is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -63,6 +63,9 @@ const IMAGES_TITLES: &[(&str, &str)] = &[
 fn filtered(ctx: &Ctx, rows: Vec<(ImageRecord, Image)>, given: &[String]) -> Result<Vec<(ImageRecord, Image)>> {
     let filters = Filters::parse(given, &["dangling", "reference", "label", "before", "since"])?;
     filters.dangling()?;
+    for pattern in filters.values("reference") {
+        glob(pattern, "")?;
+    }
     let created = |image: &Image| image.config.created.as_deref().and_then(strata::clock::parse_rfc3339);
     let mut bounds = Vec::new();
     for key in ["before", "since"] {
@@ -87,7 +90,9 @@ fn filtered(ctx: &Ctx, rows: Vec<(ImageRecord, Image)>, given: &[String]) -> Res
                         .or_else(|| full.strip_prefix("docker.io/"))
                         .unwrap_or(&full)
                         .to_string();
-                    [&full, &short].iter().any(|name| glob(v, name) || glob(v, &format!("{name}:{tag}")))
+                    [&full, &short].iter().any(|name| {
+                        glob(v, name).unwrap_or(false) || glob(v, &format!("{name}:{tag}")).unwrap_or(false)
+                    })
                 }),
                 "label" => {
                     label_matches(&image.config.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default(), v)

@@ -111,34 +111,31 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().create(true).append(true), 0o600)
             .open(&path)?;
     }
-    let mut follower = match Follower::open(&path) {
+    // Every file at once (rotated ones oldest first, then the current one), so that a
+    // rotation meanwhile neither repeats nor skips one.
+    let mut older = match logs::open_all(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    // Rotated files first, oldest first: all of them, or as many of their last entries as
-    // the current file does not give `--tail`.
-    let older: Vec<std::path::PathBuf> = logs::files(&path).into_iter().rev().skip(1).collect();
-    let mut before = Vec::new();
+    let mut follower = older.pop().expect("the current file is opened");
+    // Of the rotated files: all of them, or as many of their last entries as the current
+    // file does not give `--tail`.
+    let mut before: Vec<Follower> = Vec::new();
     match tail {
         Some(n) => {
             let mut wanted = n - follower.seek_to_last(n)?;
-            for file in &older {
+            for mut f in older.into_iter().rev() {
                 if wanted == 0 {
                     break;
                 }
-                let mut f = Follower::open(file)?;
                 wanted -= f.seek_to_last(wanted)?;
-                before.push(f);
+                before.insert(0, f);
             }
         }
-        None => {
-            for file in &older {
-                before.push(Follower::open(file)?);
-            }
-        }
+        None => before = older,
     }
-    for mut f in before.into_iter().rev() {
+    for mut f in before {
         f.read_file_each(|entry| print_within(&entry, since, until, args.timestamps).map_err(std::io::Error::other))?;
     }
     follower

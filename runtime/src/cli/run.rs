@@ -94,7 +94,7 @@ fn make_container(ctx: &Ctx, containers: &Containers, spec: &ContainerSpecArgs) 
         Ok(f) => f,
         // docker's words.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            bail!("Container ID file found, make sure the other container isn't running or delete {}", path.display())
+            bail!("container ID file found, make sure the other container isn't running or delete {}", path.display())
         }
         Err(e) => {
             return Err(anyhow::Error::new(e).context(format!("creating the container ID file {}", path.display())))

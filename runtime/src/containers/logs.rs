@@ -58,11 +58,51 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
 }
 
 /// The log's files, oldest first: the rotated ones there are, then `path` itself.
+/// A rotation in progress may leave one number missing for an instant: the search goes on
+/// past a single gap.
 pub fn files(path: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = (1..).map(|n| rotated(path, n)).take_while(|p| p.exists()).collect();
+    let mut files = Vec::new();
+    let mut n = 1;
+    while rotated(path, n).exists() || rotated(path, n + 1).exists() {
+        if rotated(path, n).exists() {
+            files.push(rotated(path, n));
+        }
+        n += 1;
+    }
     files.reverse();
     files.push(path.to_path_buf());
     files
+}
+
+/// The log's files opened at once, oldest first, each file once (a rotation while they are
+/// listed can show one file under two names): the last one, the current, follows rotations.
+pub fn open_all(path: &Path) -> io::Result<Vec<Follower>> {
+    use std::os::unix::fs::MetadataExt;
+    let mut opened: Vec<Follower> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let names = files(path);
+    let last = names.len() - 1;
+    for (i, name) in names.into_iter().enumerate() {
+        let follower = match Follower::open(&name) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && i < last => continue,
+            Err(e) => return Err(e),
+        };
+        let meta = follower.file.metadata()?;
+        if !seen.insert((meta.dev(), meta.ino())) {
+            // The same file as an older name: keep it in its newest place.
+            opened.retain(|f: &Follower| {
+                f.file.metadata().map(|m| (m.dev(), m.ino())).ok() != Some((meta.dev(), meta.ino()))
+            });
+        }
+        opened.push(follower);
+    }
+    let count = opened.len();
+    for (i, f) in opened.iter_mut().enumerate() {
+        f.follow_rotation = i + 1 == count;
+        f.path = path.to_path_buf();
+    }
+    Ok(opened)
 }
 
 impl LogWriter {
@@ -91,7 +131,7 @@ impl LogWriter {
         }
         match files {
             1 => gone(std::fs::remove_file(&self.path))?,
-            _ => std::fs::rename(&self.path, rotated(&self.path, 1))?,
+            _ => gone(std::fs::rename(&self.path, rotated(&self.path, 1)))?,
         }
         self.file = open_log(&self.path)?;
         self.size = 0;
@@ -135,7 +175,11 @@ impl LogWriter {
         bytes.push(b'\n');
         if let Some(max) = self.config.max_size {
             if self.size > 0 && self.size + bytes.len() as u64 > max {
-                self.rotate()?;
+                // A rotation that fails costs the limit, never the output: the entry goes
+                // to whichever file is open.
+                if let Err(e) = self.rotate() {
+                    tracing::warn!("rotating the log {}: {e}", self.path.display());
+                }
             }
         }
         self.file.write_all(&bytes)?;
@@ -237,10 +281,17 @@ impl Follower {
             let n = self.file.read(&mut buf)?;
             if n == 0 {
                 let Some(next) = self.next_file() else { return Ok(()) };
-                // Read to its end: on with the file written after it.
+                // Rotated: what was written to it before the rotation is read first (the
+                // end just seen may be older than the rotation).
+                if self.file.read(&mut buf[..1]).map(|n| n > 0).unwrap_or(false) {
+                    self.partial.push(buf[0]);
+                    continue;
+                }
+                // Read to its end: on with the file written after it (not there yet: a
+                // later call, woken by its creation, goes on).
                 match File::open(&next) {
                     Ok(file) => self.file = file,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                     Err(e) => return Err(e),
                 }
                 self.partial.clear();

@@ -330,7 +330,13 @@ pub struct LogConfig {
     /// `max-file`: how many files (the current one and rotated ones) are kept; docker's
     /// default is 1 (the full file is dropped).
     pub max_file: Option<u32>,
+    /// The options as given (what inspect shows, as docker's).
+    pub opts: std::collections::BTreeMap<String, String>,
 }
+
+/// json-file options docker takes that change nothing here: the log's attributes (labels,
+/// env, tag) and `compress` (rotated files are kept as they are).
+const IGNORED_LOG_OPTS: &[&str] = &["compress", "labels", "labels-regex", "env", "env-regex", "tag"];
 
 impl LogConfig {
     /// From `--log-driver` and each `--log-opt KEY=VALUE`, with docker's checks and words.
@@ -341,24 +347,25 @@ impl LogConfig {
             "none" => config.none = true,
             other => return Err(format!("logging driver {other:?} is not supported (json-file or none)")),
         }
+        if config.none && !opts.is_empty() {
+            return Err("invalid logging opts for driver none".into());
+        }
         for opt in opts {
-            let Some((key, value)) = opt.split_once('=') else {
-                return Err(format!("invalid log opt {opt:?}: expected KEY=VALUE"));
-            };
-            if config.none {
-                return Err(format!("unknown log opt '{key}' for none log driver"));
-            }
+            let (key, value) = opt.split_once('=').unwrap_or((opt, ""));
             match key {
-                "max-size" => match parse_bytes(value) {
-                    Ok(size) if size > 0 => config.max_size = Some(size as u64),
-                    _ => return Err(format!("invalid max-size {value:?}: a positive size (e.g. 10m)")),
+                "max-size" => match parse_decimal_size(value) {
+                    Some(size) if size > 0 => config.max_size = Some(size),
+                    _ => return Err("max-size must be a positive number".into()),
                 },
-                "max-file" => match value.parse::<u32>() {
-                    Ok(n) if n >= 1 => config.max_file = Some(n),
-                    _ => return Err("max-file cannot be less than 1".into()),
+                "max-file" => match value.parse::<i64>() {
+                    Ok(n) if n >= 1 => config.max_file = Some(n.min(u32::MAX as i64) as u32),
+                    Ok(_) => return Err("max-file cannot be less than 1".into()),
+                    Err(_) => return Err(format!("strconv.Atoi: parsing {value:?}: invalid syntax")),
                 },
+                k if IGNORED_LOG_OPTS.contains(&k) => {}
                 other => return Err(format!("unknown log opt '{other}' for json-file log driver")),
             }
+            config.opts.insert(key.to_string(), value.to_string());
         }
         Ok(config)
     }
@@ -367,6 +374,26 @@ impl LogConfig {
     pub fn files(&self) -> u32 {
         self.max_file.unwrap_or(1)
     }
+}
+
+/// docker's `units.FromHumanSize`: decimal units (`10m` is 10,000,000 bytes), `b` optional,
+/// any case, a fraction allowed.
+fn parse_decimal_size(s: &str) -> Option<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let digits_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let number: f64 = t[..digits_end].parse().ok()?;
+    let unit = t[digits_end..].trim().trim_end_matches('b');
+    let scale = match unit {
+        "" => 1.0,
+        "k" => 1e3,
+        "m" => 1e6,
+        "g" => 1e9,
+        "t" => 1e12,
+        "p" => 1e15,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// docker's `--restart` policies. strata has no daemon, so nothing restarts a container
