@@ -1082,6 +1082,9 @@ fn diff_export_and_commit() {
     let sized = e.ok(&["ps", "-a", "-s", "--filter", "name=first", "--format", "{{.Names}} {{.Size}}"]);
     let (written, virtual_size) = sized.trim().strip_prefix("first ").unwrap().split_once(" (virtual ").unwrap();
     assert!(written.ends_with('B') && virtual_size.ends_with("MB)"), "{sized}");
+    let sized = serde_json::from_str::<serde_json::Value>(&e.ok(&["inspect", "--size", "first"])).unwrap();
+    let (rw, rootfs) = (sized[0]["SizeRw"].as_u64().unwrap(), sized[0]["SizeRootFs"].as_u64().unwrap());
+    assert!(rw > 0 && rootfs > rw + 1_000_000, "{rw} {rootfs}");
     let diff = e.ok(&["diff", "first"]);
     assert_eq!(diff, "C /bin\nD /bin/ls\nA /data\nA /data/a\nA /data/b\nC /etc\nC /etc/passwd\n");
     let id = e.ok(&["commit", "first", "localhost/committed:one"]);

@@ -365,6 +365,9 @@ pub struct InspectArgs {
     /// Print this Go template over each object ('{{.State.Status}}') instead of the JSON
     #[arg(short, long)]
     pub format: Option<String>,
+    /// Add a container's sizes: SizeRw (what it wrote) and SizeRootFs (with its image)
+    #[arg(short, long)]
+    pub size: bool,
     /// Containers or images (by name or ID)
     #[arg(required = true)]
     pub names: Vec<String>,

@@ -290,6 +290,11 @@ const PS_TITLES: &[(&str, &str)] = &[
     ("Size", "SIZE"),
 ];
 
+/// The unpacked size of a container's image (0 if it is gone).
+fn image_size(ctx: &Ctx, r: &ContainerRecord) -> u64 {
+    ctx.store.resolve(&r.image_id).map(|i| ctx.snapshots.image_size(&i)).unwrap_or(0)
+}
+
 /// What a container wrote: its upper dir, or its whole copied root (vfs).
 pub fn written_size(c: &Containers, r: &ContainerRecord) -> u64 {
     let paths = c.paths(&r.id);
@@ -328,9 +333,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let mut image_sizes = std::collections::HashMap::new();
     let mut size = |r: &ContainerRecord| {
         let written = written_size(&containers, r);
-        let image = *image_sizes
-            .entry(r.image_id.clone())
-            .or_insert_with(|| ctx.store.resolve(&r.image_id).map(|i| ctx.snapshots.image_size(&i)).unwrap_or(0));
+        let image = *image_sizes.entry(r.image_id.clone()).or_insert_with(|| image_size(ctx, r));
         format!("{} (virtual {})", format::size(written), format::size(written + image))
     };
     let created = |r: &ContainerRecord| format!("{} ago", format::human_duration(format::seconds_since(&r.created)));
@@ -464,11 +467,26 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
     })
 }
 
-fn inspect_one(ctx: &Ctx, containers: &Containers, name: &str, kind: Option<&str>) -> Result<serde_json::Value> {
+fn inspect_one(
+    ctx: &Ctx,
+    containers: &Containers,
+    name: &str,
+    kind: Option<&str>,
+    size: bool,
+) -> Result<serde_json::Value> {
     if kind != Some("image") {
         match containers.resolve(name) {
             Ok(record) => match observe(containers, record)? {
-                Some(o) => return Ok(container_json(containers, &o)),
+                Some(o) => {
+                    let mut doc = container_json(containers, &o);
+                    if size {
+                        let written = written_size(containers, &o.record);
+                        let image = image_size(ctx, &o.record);
+                        doc["SizeRw"] = written.into();
+                        doc["SizeRootFs"] = (written + image).into();
+                    }
+                    return Ok(doc);
+                }
                 None => bail!("No such container: {name}"),
             },
             Err(ContainerError::NoSuchContainer(_)) if kind.is_none() => {}
@@ -494,7 +512,7 @@ pub fn inspect(ctx: &Ctx, args: InspectArgs) -> Result<i32> {
     let mut out = Vec::new();
     let mut failed = false;
     for name in &args.names {
-        match inspect_one(ctx, &containers, name, kind) {
+        match inspect_one(ctx, &containers, name, kind, args.size) {
             Ok(v) => out.push(v),
             Err(e) => {
                 eprintln!("Error: {}", strata::report::one_line(e.as_ref()));
