@@ -1483,7 +1483,13 @@ fn ps_filters_as_docker_does() {
     e.ok(&["run", "--name", "ok", IMAGE, "true"]);
     e.ok(&["create", "--name", "made", IMAGE, "true"]);
     assert_eq!(e.run(&["run", "--name", "three", IMAGE, "sh", "-c", "exit 3"]).code, 3);
-    e.ok(&["run", "-d", "--name", "up", "--label", "tier=front", "-l", "solo", IMAGE, "sleep", "1000"]);
+    // --label-file's lines (comments and blank lines skipped), then --label over them.
+    let label_file = e.s.root().join("labels");
+    std::fs::write(&label_file, "# the team\nteam=db\n\ntier=back\n").unwrap();
+    let labels = ["--label-file", label_file.to_str().unwrap(), "--label", "tier=front", "-l", "solo"];
+    e.ok(&[&["run", "-d", "--name", "up"][..], &labels, &[IMAGE, "sleep", "1000"]].concat());
+    let shown = e.ok(&["inspect", "-f", "{{json .Config.Labels}}", "up"]);
+    assert_eq!(shown.trim(), r#"{"solo":"","team":"db","tier":"front"}"#);
     let names = |args: &[&str]| {
         let out = e.ok(&[&["ps", "--format", "{{.Names}}"][..], args].concat());
         out.lines().map(str::to_string).collect::<Vec<_>>()
@@ -1502,7 +1508,7 @@ fn ps_filters_as_docker_does() {
     assert_eq!(names(&["-a", "-f", "label=tier=front", "-f", "label=solo"]), ["up"]);
     assert!(names(&["-a", "-f", "label=tier=back"]).is_empty());
     assert_eq!(e.ok(&["inspect", "-f", "{{index .Config.Labels \"tier\"}}", "up"]), "front\n");
-    assert_eq!(e.ok(&["ps", "--format", "{{.Labels}}"]), "solo=,tier=front\n");
+    assert_eq!(e.ok(&["ps", "--format", "{{.Labels}}"]), "solo=,team=db,tier=front\n");
     let o = e.run(&["ps", "-f", "color=blue"]);
     assert_eq!((o.code, o.stderr.trim()), (1, "Error: invalid filter 'color'"));
     e.ok(&["rm", "-f", "ok", "made", "three", "up"]);

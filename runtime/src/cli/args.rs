@@ -567,6 +567,9 @@ pub struct ContainerSpecArgs {
     /// Set a label on the container: KEY=VALUE (or KEY, empty)
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
+    /// Read labels from a file (one KEY=VALUE a line; # comments and blank lines skipped)
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
     /// PID namespace: host shares the host's (default: the container's own)
     #[arg(long, value_name = "MODE", default_value = "")]
     pub pid: String,

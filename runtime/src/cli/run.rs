@@ -237,8 +237,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         uts_host,
         devices: parse_each(&a.device, run_options::parse_device)?,
         add_hosts: parse_each(&a.add_host, run_options::parse_add_host)?,
-        labels: a
-            .label
+        labels: label_lines(a)?
             .iter()
             .map(|l| {
                 let (key, value) = l.split_once('=').unwrap_or((l, ""));
@@ -273,6 +272,18 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
         }
     }
     Ok(options)
+}
+
+/// The labels asked for: each `--label-file`'s lines (docker's: blank lines and `#` comments
+/// skipped), then `--label`s, which win.
+fn label_lines(a: &ContainerSpecArgs) -> Result<Vec<String>> {
+    let mut labels = Vec::new();
+    for file in &a.label_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading label file {}", file.display()))?;
+        labels.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    }
+    labels.extend(a.label.iter().cloned());
+    Ok(labels)
 }
 
 /// Each value of a repeated flag through `parse`; the first error as the user sees it.
