@@ -6,7 +6,6 @@ use super::images::Ctx;
 use super::{format, template};
 use anyhow::Result;
 use serde_json::json;
-use strata::snapshot::Snapshots;
 
 const HISTORY_TABLE: &str = r"table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
 
@@ -26,19 +25,7 @@ const CREATED_BY_WIDTH: usize = 45;
 pub fn history(ctx: &Ctx, args: HistoryArgs) -> Result<i32> {
     let image = ctx.store.resolve(&args.image)?;
     let config: serde_json::Value = serde_json::from_slice(&image.config_bytes).unwrap_or_default();
-    // Each layer's unpacked size (its compressed one if not recorded), bottom first.
-    let mut sizes = Snapshots::plan(&image)
-        .map(|plan| {
-            plan.iter()
-                .map(|l| {
-                    ctx.snapshots.unpacked_size(&l.chain_id).unwrap_or_else(|| {
-                        image.manifest.layers.iter().find(|d| d.digest == l.blob).map_or(0, |d| d.size)
-                    })
-                })
-                .collect::<Vec<u64>>()
-        })
-        .unwrap_or_default()
-        .into_iter();
+    let mut sizes = ctx.snapshots.layer_sizes(&image).unwrap_or_default().into_iter();
     let entries = config["history"].as_array().cloned().unwrap_or_default();
     let mut rows: Vec<(serde_json::Value, u64)> = entries
         .into_iter()

@@ -6,13 +6,12 @@
 //! again) hides everything the image had below it, which is shown deleted. strata's own
 //! mountpoints (see `pack::is_placeholder`) are left out.
 
-use super::{lookup, pack};
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use super::lookup::{self, DIR_FLAGS};
+use super::pack;
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-
-const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -67,7 +66,7 @@ fn walk(
         let stat = rfs::statat(dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
         let kind = FileType::from_raw_mode(stat.st_mode);
         let lower = if lower_visible { lookup::entry_at(layers, parent, &name).map(|(_, s)| s) } else { None };
-        if kind == FileType::CharacterDevice && stat.st_rdev == 0 {
+        if lookup::is_whiteout(&stat) {
             // A whiteout of something the image has (one of nothing is not a change).
             if lower.is_some() {
                 out.push(Change { kind: Kind::Deleted, path });
@@ -87,8 +86,7 @@ fn walk(
             continue;
         };
         let at = out.len();
-        let mut marker = [0u8; 1];
-        let opaque = matches!(rfs::fgetxattr(&sub, "trusted.overlay.opaque", &mut marker), Ok(1) if marker[0] == b'y');
+        let opaque = lookup::is_opaque(&sub);
         let lower_dir = lower.filter(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
         parent.push(name);
         walk(&sub, layers, parent, lower_visible && !opaque, mountpoints, out)?;

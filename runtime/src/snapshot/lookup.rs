@@ -17,7 +17,9 @@ use std::path::{Component, Path, PathBuf};
 
 const MAX_SYMLINK_HOPS: usize = 40;
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+/// A directory opened for reading, never through a symlink.
+pub(crate) const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 /// One entry of the merged view: the layer directory that holds it (open), and its name and
 /// stat there.
@@ -33,13 +35,19 @@ impl Entry {
     }
 
     fn is_whiteout(&self) -> bool {
-        self.kind() == FileType::CharacterDevice && self.stat.st_rdev == 0
+        is_whiteout(&self.stat)
     }
 }
 
-fn is_opaque(dir: &OwnedFd) -> bool {
+/// An overlayfs whiteout (a 0/0 character device): the name is deleted in this layer.
+pub(crate) fn is_whiteout(stat: &rfs::Stat) -> bool {
+    FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice && stat.st_rdev == 0
+}
+
+/// An overlayfs opaque directory: lower layers have nothing below it.
+pub(crate) fn is_opaque(dir: &OwnedFd) -> bool {
     let mut buf = [0u8; 4];
-    matches!(rfs::fgetxattr(dir, "trusted.overlay.opaque", &mut buf), Ok(1) if buf[0] == b'y')
+    matches!(rfs::fgetxattr(dir, super::apply::OPAQUE_XATTR, &mut buf), Ok(1) if buf[0] == b'y')
 }
 
 /// A merged-view directory (`parent`, every component a directory in the merged view) as one
@@ -154,8 +162,7 @@ pub fn list(layers: &[PathBuf], parent: &[String]) -> std::io::Result<Vec<String
             if seen.contains_key(&name) {
                 continue;
             }
-            let whiteout = matches!(rfs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW),
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0);
+            let whiteout = rfs::statat(&fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| is_whiteout(&st));
             seen.insert(name, !whiteout);
         }
         if opaque {

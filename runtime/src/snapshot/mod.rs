@@ -87,10 +87,19 @@ impl Snapshots {
     /// An image's unpacked size, as docker's SIZE: the sum of its layers' (a layer without a
     /// recorded size counts its compressed blob).
     pub fn image_size(&self, image: &Image) -> u64 {
-        let Ok(plan) = Self::plan(image) else { return image.size() };
+        match self.layer_sizes(image) {
+            Some(sizes) => sizes.iter().sum(),
+            None => image.size(),
+        }
+    }
+
+    /// Each layer's unpacked size (its compressed one if not recorded), bottom first; None
+    /// for an image whose layers can't be told.
+    pub fn layer_sizes(&self, image: &Image) -> Option<Vec<u64>> {
+        let plan = Self::plan(image).ok()?;
         let compressed =
             |l: &LayerPlan| image.manifest.layers.iter().find(|d| d.digest == l.blob).map(|d| d.size).unwrap_or(0);
-        plan.iter().map(|l| self.unpacked_size(&l.chain_id).unwrap_or_else(|| compressed(l))).sum()
+        Some(plan.iter().map(|l| self.unpacked_size(&l.chain_id).unwrap_or_else(|| compressed(l))).collect())
     }
 
     /// The layers of an image, bottom first: tar layers paired with diff_ids and chain IDs,

@@ -11,7 +11,7 @@
 //! and (for a layer) total size are bounded as unpacking bounds them, and an archive that
 //! fails is left without its end, so it never passes for a whole one.
 
-use super::lookup;
+use super::lookup::{self, DIR_FLAGS};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
@@ -19,10 +19,8 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 /// Reopening an `O_PATH` handle through /proc (a magic link: no `O_NOFOLLOW`).
 const REOPEN_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::NONBLOCK).union(OFlags::NOCTTY).union(OFlags::CLOEXEC);
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 /// overlayfs features that move a file's data or a directory's contents elsewhere: strata
 /// mounts without them, and reading a directory of changes made with them would lose data.
 const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
@@ -226,7 +224,7 @@ impl<W: Write> Packer<W> {
         };
         let kind = FileType::from_raw_mode(stat.st_mode);
         if layer.is_some() {
-            if kind == FileType::CharacterDevice && stat.st_rdev == 0 {
+            if lookup::is_whiteout(&stat) {
                 // An overlayfs whiteout: the layer's `.wh.NAME`.
                 let mut header = header_of(&stat, tar::EntryType::Regular);
                 header.set_size(0);
@@ -255,9 +253,7 @@ impl<W: Write> Packer<W> {
         }
         skip_vanished(self.entry(dir, name, path, &stat, sub.as_ref(), layer.is_some()))?;
         if let Some(sub) = sub {
-            let mut marker = [0u8; 1];
-            let opaque = matches!(rfs::fgetxattr(&sub, OPAQUE_XATTR, &mut marker), Ok(1) if marker[0] == b'y');
-            if layer.is_some() && opaque {
+            if layer.is_some() && lookup::is_opaque(&sub) {
                 let mut header = header_of(&stat, tar::EntryType::Regular);
                 header.set_size(0);
                 header.set_mode(0o644);
