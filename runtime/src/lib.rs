@@ -19,3 +19,4 @@ pub mod sandbox;
 pub mod snapshot;
 pub mod spec;
 pub mod volumes;
+pub mod working_set;

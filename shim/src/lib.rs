@@ -10,6 +10,7 @@
 pub mod events;
 pub mod front_door;
 pub mod group;
+pub mod idle;
 pub mod metrics;
 pub mod process;
 pub mod reaper;

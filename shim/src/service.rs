@@ -7,6 +7,7 @@
 
 use crate::events::Events;
 use crate::group::{self, Busy, Grouping, Membership};
+use crate::idle::IdleTrim;
 use crate::process::{state_root, Container, Process};
 use crate::reaper::{ExitSender, ExitWatch, Reaper};
 use crate::shim_log;
@@ -57,6 +58,8 @@ pub struct Inner {
     socket: PathBuf,
     /// The shim serves one container only (no pod, no group): its zygote goes after Create.
     solo: bool,
+    /// Told of every call and exit, to trim the working set once they stop.
+    idle: IdleTrim,
 }
 
 fn err(code: Code, msg: impl ToString) -> ttrpc::Error {
@@ -122,6 +125,7 @@ impl Service {
             membership,
             socket,
             solo,
+            idle: IdleTrim::start(),
         }))
     }
 
@@ -337,6 +341,7 @@ impl Service {
             if let Some(tx) = p.lock().exit_tx.take() {
                 let _ = tx.send(Some(exit));
             }
+            this.idle.touch();
             let _started = c.start_lock.lock().await;
             if oom {
                 this.events.publish(TaskOOM { container_id: c.id.clone(), ..Default::default() }).await;
@@ -411,6 +416,7 @@ impl Service {
 #[async_trait]
 impl Task for Service {
     async fn create(&self, ctx: &TtrpcContext, req: api::CreateTaskRequest) -> TtrpcResult<api::CreateTaskResponse> {
+        self.idle.touch();
         let id = req.id.clone();
         let created = self.create_task(ctx, req).await;
         // Created (and so in `containers`) or failed: either way the place held is done with.
@@ -419,6 +425,7 @@ impl Task for Service {
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+        self.idle.touch();
         let (c, p) = self.process(&req.id, &req.exec_id)?;
         log::debug!("start {} {}", req.id, req.exec_id);
         let _started = c.start_lock.lock().await;
@@ -472,6 +479,7 @@ impl Task for Service {
     }
 
     async fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+        self.idle.touch();
         let (c, p) = self.process(&req.id, &req.exec_id)?;
         let exit = p.exited();
         let (pid, started) = {
@@ -509,6 +517,7 @@ impl Task for Service {
     }
 
     async fn wait(&self, _ctx: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
+        self.idle.touch();
         let (_c, p) = self.process(&req.id, &req.exec_id)?;
         let mut rx = p.exit.clone();
         let exit = rx
@@ -524,6 +533,7 @@ impl Task for Service {
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         let (c, p) = self.process(&req.id, &req.exec_id)?;
         // `all` after the init's exit still reaches what is left in its cgroup, as runc's.
         if p.exited().is_some() && !(req.all && p.exec_id.is_empty()) {
@@ -580,6 +590,7 @@ impl Task for Service {
     }
 
     async fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
+        self.idle.touch();
         let (c, p) = self.process(&req.id, &req.exec_id)?;
         if !p.exec_id.is_empty() {
             let (started, pid) = {
@@ -643,6 +654,7 @@ impl Task for Service {
     }
 
     async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         let c = self.container(&req.id)?;
         if c.init.exited().is_some() {
             return Err(err(Code::FAILED_PRECONDITION, format!("container {} is not running", c.id)));
@@ -664,6 +676,7 @@ impl Task for Service {
     }
 
     async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
+        self.idle.touch();
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let pids = blocking(move || lifecycle::ops::pids(&rt, &id)).await?.map_err(lifecycle_err)?;
@@ -687,6 +700,7 @@ impl Task for Service {
     }
 
     async fn pause(&self, _ctx: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         let c = self.container(&req.id)?;
         if !c.init.lock().started {
             // runc's shim refuses a created task (runc itself would freeze it).
@@ -703,6 +717,7 @@ impl Task for Service {
     }
 
     async fn resume(&self, _ctx: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let resumed = blocking(move || lifecycle::ops::resume(&rt, &id)).await?;
@@ -715,6 +730,7 @@ impl Task for Service {
     }
 
     async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         let c = self.container(&req.id)?;
         let resources: oci_spec::runtime::LinuxResources = serde_json::from_slice(&req.resources.value)
             .map_err(|e| err(Code::INVALID_ARGUMENT, format!("resources: {e}")))?;
@@ -724,6 +740,7 @@ impl Task for Service {
     }
 
     async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        self.idle.touch();
         let c = self.container(&req.id)?;
         let (rt, id) = (c.rt.clone(), c.id.clone());
         let any = blocking(move || -> Result<_, String> {
@@ -738,6 +755,7 @@ impl Task for Service {
     }
 
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         let (_c, p) = self.process(&req.id, &req.exec_id)?;
         let st = p.lock();
         let master = st.master.as_ref().ok_or_else(|| err(Code::FAILED_PRECONDITION, "process has no terminal"))?;
@@ -746,6 +764,7 @@ impl Task for Service {
     }
 
     async fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         let (_c, p) = self.process(&req.id, &req.exec_id)?;
         if req.stdin {
             p.lock().stdin_holder = None;
@@ -754,6 +773,7 @@ impl Task for Service {
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+        self.idle.touch();
         if let Some(id) = req.id.strip_prefix(group::JOIN_PREFIX) {
             // A `start` of our group asks us to hold a place for container `id`.
             if !self.membership.lock().unwrap_or_else(|e| e.into_inner()).hold(id, Instant::now()) {
@@ -777,10 +797,12 @@ impl Task for Service {
 
     /// As at create: the gRPC code for a method not implemented, not the generated NotFound.
     async fn checkpoint(&self, _ctx: &TtrpcContext, _req: api::CheckpointTaskRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         Err(err(Code::UNIMPLEMENTED, "checkpoint/restore is not supported by strata"))
     }
 
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
+        self.idle.touch();
         // A group's shim serves its other containers until the last one is deleted.
         self.exit_if_idle();
         Ok(api::Empty::default())

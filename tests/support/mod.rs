@@ -45,6 +45,23 @@ use std::process::{Command, Output, Stdio};
 
 use sha2::{Digest, Sha256};
 
+/// Wait for `cond`, checking every 20 ms, up to `limit` (a condition, not a sleep).
+pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A process's resident pages of file mappings (its code, mostly), in kB: `RssFile` of
+/// /proc/PID/status.
+pub fn rss_file_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// `sha256:<hex>` of `data`.
 pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", sha256_hex(data))

@@ -7,6 +7,7 @@
 use super::attach::decode_window_size;
 use super::logs::{LogWriter, Stream};
 use crate::spec::run_options::LogConfig;
+use crate::working_set;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -133,7 +134,16 @@ pub fn copy_until_exit(
     // Per stream (stdout, stderr): output the attached CLI has not taken yet.
     let mut backlog: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = vec![0u8; 64 * 1024];
+    // A container running this long leaves its monitor a loop of copying: the code that set
+    // it up goes from the monitor's resident set (see `working_set`).
+    let mut trim_at = Some(std::time::Instant::now() + working_set::IDLE);
     loop {
+        if exit.is_none() && trim_at.is_some_and(|at| at <= std::time::Instant::now()) {
+            trim_at = None;
+            if let Err(e) = working_set::trim_code() {
+                tracing::debug!("trimming the working set: {e}");
+            }
+        }
         if exit.is_some() {
             // The init is gone: a CLI that does not keep up no longer holds anything back.
             for stream in [Stream::Stdout, Stream::Stderr] {
@@ -182,8 +192,16 @@ pub fn copy_until_exit(
                 roles.push(Role::Control);
             }
         }
-        let timeout = exit.map(|_| Timespec { tv_sec: DRAIN_AFTER_EXIT.as_secs() as i64, tv_nsec: 0 });
+        let timeout = match (exit, trim_at) {
+            (Some(_), _) => Some(Timespec { tv_sec: DRAIN_AFTER_EXIT.as_secs() as i64, tv_nsec: 0 }),
+            (None, Some(at)) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 })
+            }
+            (None, None) => None,
+        };
         match poll(&mut fds, timeout.as_ref()) {
+            Ok(0) if exit.is_none() => continue,
             Ok(0) => break,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,

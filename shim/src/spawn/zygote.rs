@@ -73,7 +73,13 @@ fn serve(socket: OwnedFd, parent: i32) -> ! {
         }
     }
     let mut body = vec![0u8; MAX_JOB];
+    let mut trimmed = false;
     loop {
+        // Idle after a job (or since it started): give back the code pages it touched.
+        if !trimmed && !readable_within(&socket, strata::working_set::IDLE) {
+            let _ = strata::working_set::trim_code();
+            trimmed = true;
+        }
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(5))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let n = match recvmsg(&socket, &mut [IoSliceMut::new(&mut body)], &mut control, RecvFlags::CMSG_CLOEXEC) {
@@ -92,6 +98,7 @@ fn serve(socket: OwnedFd, parent: i32) -> ! {
         if fds.len() < 4 {
             continue;
         }
+        trimmed = false;
         // SAFETY: fork of this single-threaded process; the child ends in worker::serve.
         match unsafe { libc::fork() } {
             0 => {
@@ -103,6 +110,13 @@ fn serve(socket: OwnedFd, parent: i32) -> ! {
     }
     // SAFETY: the shim is gone; leave.
     unsafe { libc::_exit(0) }
+}
+
+/// Whether `socket` has a message (or is closed) within `limit`.
+fn readable_within(socket: &OwnedFd, limit: std::time::Duration) -> bool {
+    let mut pfd = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) != 0 }
 }
 
 fn worker(job: Job, mut fds: Vec<OwnedFd>) -> ! {

@@ -8,6 +8,7 @@
 //! parked in a blocking host call never reaches a deadline check, so after [`GRACE`] the thread
 //! ends the process itself with `_exit(128+signal)`. This module must never run guest code.
 
+use crate::working_set;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -39,28 +40,40 @@ impl Watcher {
         let done = Arc::new((Mutex::new(false), Condvar::new()));
         let finished = Arc::new(AtomicBool::new(false));
         let (engine, rec, dn, fin) = (engine.clone(), received.clone(), done.clone(), finished.clone());
-        std::thread::Builder::new().name("strata-wasm-sig".into()).spawn(move || loop {
-            let mut sig = 0;
-            // SAFETY: `set` is a valid sigset; `sig` is a valid out pointer.
-            if unsafe { libc::sigwait(&set, &mut sig) } != 0 || fin.load(Ordering::SeqCst) {
+        std::thread::Builder::new().name("strata-wasm-sig".into()).spawn(move || {
+            let mut trimmed = false;
+            loop {
+                let waited = if trimmed { wait(&set) } else { wait_at_most(&set, working_set::IDLE) };
                 if fin.load(Ordering::SeqCst) {
                     return;
                 }
-                continue;
+                let sig = match waited {
+                    Ok(sig) => sig,
+                    Err(libc::EAGAIN) => {
+                        // A guest running this long gives back the code that started it.
+                        trimmed = true;
+                        if let Err(e) = working_set::trim_code() {
+                            tracing::debug!("trimming the working set: {e}");
+                        }
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                // First signal wins; later ones only re-advance the epoch.
+                let _ = rec.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
+                engine.increment_epoch();
+                let (lock, cvar) = &*dn;
+                let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, _) =
+                    cvar.wait_timeout_while(guard, GRACE, |done| !*done).unwrap_or_else(|e| e.into_inner());
+                if !*guard {
+                    let code = 128 + rec.load(Ordering::SeqCst);
+                    // SAFETY: the guest is stuck in a host call; leave now, as the signal would
+                    // have. stdout/stderr are unbuffered, so there is nothing to flush.
+                    unsafe { libc::_exit(code) }
+                }
+                return;
             }
-            // First signal wins; later ones only re-advance the epoch.
-            let _ = rec.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst);
-            engine.increment_epoch();
-            let (lock, cvar) = &*dn;
-            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (guard, _) = cvar.wait_timeout_while(guard, GRACE, |done| !*done).unwrap_or_else(|e| e.into_inner());
-            if !*guard {
-                let code = 128 + rec.load(Ordering::SeqCst);
-                // SAFETY: the guest is stuck in a host call; leave now, as the signal would
-                // have. stdout/stderr are unbuffered, so there is nothing to flush.
-                unsafe { libc::_exit(code) }
-            }
-            return;
         })?;
         Ok(Watcher { received, done, finished })
     }
@@ -74,6 +87,26 @@ impl Drop for Watcher {
         cvar.notify_all();
         // The signals stay blocked: the caller exits right after `run` returns, and unblocking
         // now would let a late SIGTERM kill it with the default action and the wrong code.
+    }
+}
+
+/// The next signal of `set`, or the errno that stopped the wait.
+fn wait(set: &libc::sigset_t) -> Result<i32, i32> {
+    let mut sig = 0;
+    // SAFETY: `set` is a valid sigset; `sig` is a valid out pointer.
+    match unsafe { libc::sigwait(set, &mut sig) } {
+        0 => Ok(sig),
+        errno => Err(errno),
+    }
+}
+
+/// The next signal of `set` if one comes within `limit`; else the errno (EAGAIN: none came).
+fn wait_at_most(set: &libc::sigset_t, limit: Duration) -> Result<i32, i32> {
+    let timeout = libc::timespec { tv_sec: limit.as_secs() as libc::time_t, tv_nsec: limit.subsec_nanos() as _ };
+    // SAFETY: valid sigset and timespec; no siginfo wanted.
+    match unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &timeout) } {
+        -1 => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINTR)),
+        sig => Ok(sig),
     }
 }
 
