@@ -54,12 +54,15 @@ pub fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -
     }
 }
 
-/// A process's resident pages of file mappings (its code, mostly), in kB: `RssFile` of
-/// /proc/PID/status.
-pub fn rss_file_kb(pid: i32) -> u64 {
+/// Whether a process's resident set is under half its peak (VmRSS against VmHWM): what
+/// giving back the code that started it does, whatever size the kernel maps code in.
+pub fn rss_below_half_peak(pid: i32) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let kb = |key: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    kb("VmRSS:") * 2 < kb("VmHWM:")
 }
 
 /// `sha256:<hex>` of `data`.

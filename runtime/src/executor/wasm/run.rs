@@ -96,6 +96,7 @@ fn run_job(
         Err(e) => return fail(&WasmError::Engine(format!("wasi i/o thread: {e}"))),
     };
     let entered = io.enter();
+    watcher.guest_starts();
     let outcome = match compiled {
         Compiled::Module(m) => run_module(&engine, job, &m, deadline, guest_memory),
         Compiled::Component(c) => run_component(&engine, job, &c, deadline, guest_memory),

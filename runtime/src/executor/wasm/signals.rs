@@ -10,8 +10,8 @@
 
 use crate::working_set;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 use wasmtime::Engine;
 
 /// How long a signalled guest may take to reach a deadline check before we `_exit`.
@@ -25,6 +25,8 @@ pub(crate) struct Watcher {
     pub(crate) received: Arc<AtomicI32>,
     done: Arc<(Mutex<bool>, Condvar)>,
     finished: Arc<AtomicBool>,
+    /// When the guest started running: the thread trims the working set a second later.
+    guest_started: Arc<OnceLock<Instant>>,
 }
 
 impl Watcher {
@@ -39,17 +41,26 @@ impl Watcher {
         let received = Arc::new(AtomicI32::new(0));
         let done = Arc::new((Mutex::new(false), Condvar::new()));
         let finished = Arc::new(AtomicBool::new(false));
+        let guest_started = Arc::new(OnceLock::new());
         let (engine, rec, dn, fin) = (engine.clone(), received.clone(), done.clone(), finished.clone());
+        let started = guest_started.clone();
         std::thread::Builder::new().name("strata-wasm-sig".into()).spawn(move || {
             let mut trimmed = false;
             loop {
-                let waited = if trimmed { wait(&set) } else { wait_at_most(&set, working_set::IDLE) };
+                // Until the trim: a fixed deadline a second after the guest started (checked
+                // every second before it did), which no signal or EINTR moves.
+                let trim_at = started.get().map(|at: &Instant| *at + working_set::IDLE);
+                let waited = match (trimmed, trim_at) {
+                    (true, _) => wait(&set),
+                    (false, None) => wait_at_most(&set, working_set::IDLE),
+                    (false, Some(at)) => wait_at_most(&set, at.saturating_duration_since(Instant::now())),
+                };
                 if fin.load(Ordering::SeqCst) {
                     return;
                 }
                 let sig = match waited {
                     Ok(sig) => sig,
-                    Err(libc::EAGAIN) => {
+                    Err(libc::EAGAIN) if trim_at.is_some_and(|at| at <= Instant::now()) => {
                         // A guest running this long gives back the code that started it.
                         trimmed = true;
                         if let Err(e) = working_set::trim_code() {
@@ -75,7 +86,12 @@ impl Watcher {
                 return;
             }
         })?;
-        Ok(Watcher { received, done, finished })
+        Ok(Watcher { received, done, finished, guest_started })
+    }
+
+    /// The guest starts running now (what the working-set trim counts from).
+    pub(crate) fn guest_starts(&self) {
+        let _ = self.guest_started.set(Instant::now());
     }
 }
 
