@@ -2304,3 +2304,120 @@ fn seccomp_profile_files() {
     assert!(o.stderr.contains("70000"), "{}", o.stderr);
     assert_eq!(e.ps(true).len(), before, "nothing was made");
 }
+
+/// State.Health of a container.
+fn health(e: &Env, name: &str) -> serde_json::Value {
+    e.s.inspect(name)["State"]["Health"].clone()
+}
+
+fn health_checkers_running() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c == "strata-health\n"))
+        .count()
+}
+
+/// Health checks as docker runs them: `starting`, then `unhealthy` after --health-retries
+/// failures in a row, `healthy` at the first probe that passes, with the last probes' exit
+/// codes and output in inspect's State.Health and the word in ps's STATUS and `--filter
+/// health=`; a probe past --health-timeout is killed and fails with -1; a stopped container
+/// is unhealthy; commit keeps the check in the image, which the next run inherits and
+/// --no-healthcheck turns off; docker's words for bad flags; no checker left behind.
+#[test]
+fn health_checks_as_docker_runs_them() {
+    let e = Env::new();
+    let quick = ["--health-interval", "200ms", "--health-retries", "2"];
+    let mut args = vec!["run", "-d", "--name", "hc", "--health-cmd", "test -f /tmp/ok && echo fine"];
+    args.extend_from_slice(&quick);
+    args.extend_from_slice(&[IMAGE, "sleep", "1000"]);
+    let id = e.ok(&args).trim().to_string();
+    wait_for("hc to be unhealthy", Duration::from_secs(20), || health(&e, "hc")["Status"] == "unhealthy");
+    let h = health(&e, "hc");
+    assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h}");
+    assert_eq!(h["Log"][0]["ExitCode"], 1, "{h}");
+    assert!(e.ok(&["ps"]).contains("(unhealthy)"));
+    assert_eq!(e.ok(&["ps", "-q", "--no-trunc", "--filter", "health=unhealthy"]).trim(), id);
+
+    e.ok(&["exec", "hc", "touch", "/tmp/ok"]);
+    wait_for("hc to be healthy", Duration::from_secs(20), || health(&e, "hc")["Status"] == "healthy");
+    let h = health(&e, "hc");
+    assert_eq!(h["FailingStreak"], 0, "{h}");
+    let log = h["Log"].as_array().unwrap();
+    assert!(log.len() <= 5, "docker keeps the last five probes: {h}");
+    let last = log.last().unwrap();
+    assert_eq!((last["ExitCode"].as_i64(), last["Output"].as_str()), (Some(0), Some("fine\n")), "{h}");
+    assert!(e.ok(&["ps"]).contains("(healthy)"));
+    assert_eq!(e.ok(&["ps", "-q", "--no-trunc", "--filter", "health=healthy"]).trim(), id);
+    assert_eq!(
+        e.s.inspect("hc")["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -f /tmp/ok && echo fine"])
+    );
+
+    // A probe that hangs is killed at the timeout.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 100",
+        "--health-timeout",
+        "300ms",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    wait_for("slow to be unhealthy", Duration::from_secs(20), || health(&e, "slow")["Status"] == "unhealthy");
+    let h = health(&e, "slow");
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    assert_eq!(h["Log"][0]["Output"], "Health check exceeded timeout (300ms)", "{h}");
+
+    // The check goes into a committed image; a run of it inherits it (with a flag over it),
+    // and --no-healthcheck turns it off.
+    e.ok(&["commit", "hc", "localhost/checked:latest"]);
+    assert_eq!(e.s.inspect("localhost/checked:latest")["Config"]["Healthcheck"]["Retries"], 2);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "inherited",
+        "--health-interval",
+        "200ms",
+        "localhost/checked:latest",
+        "sleep",
+        "1000",
+    ]);
+    wait_for("inherited to be healthy", Duration::from_secs(20), || health(&e, "inherited")["Status"] == "healthy");
+    e.ok(&["run", "-d", "--name", "off", "--no-healthcheck", "localhost/checked:latest", "sleep", "1000"]);
+    assert!(health(&e, "off").is_null());
+    assert_eq!(e.s.inspect("off")["Config"]["Healthcheck"]["Test"], serde_json::json!(["NONE"]));
+    assert!(e.ok(&["ps", "--filter", "health=none", "--format", "{{.Names}}"]).lines().any(|l| l == "off"));
+
+    // Stopped: unhealthy, as docker's, and the checker gone.
+    e.ok(&["stop", "-t", "0", "hc"]);
+    assert_eq!(health(&e, "hc")["Status"], "unhealthy");
+    let status = e.ok(&["ps", "-a", "--filter", "name=hc", "--format", "{{.Status}}"]);
+    assert!(status.starts_with("Exited (137)"), "{status}");
+
+    for (flags, said) in [
+        (&["--no-healthcheck", "--health-cmd", "true"][..], "--no-healthcheck conflicts with --health-* options"),
+        (&["--health-interval", "-1s"][..], "--health-interval cannot be negative"),
+        (&["--health-retries", "-1"][..], "--health-retries cannot be negative"),
+        (&["--health-timeout", "1us"][..], "--health-timeout cannot be less than 1ms"),
+        (&["--health-start-period", "soon"][..], "invalid argument \"soon\" for \"--health-start-period\" flag"),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "true"]);
+        let out = e.s.fails(&args);
+        assert_eq!(out.code, 125);
+        assert!(out.stderr.contains(said), "{flags:?}: {}", out.stderr);
+    }
+    e.ok(&["rm", "-f", "hc", "slow", "inherited", "off"]);
+    wait_for("the health checkers to go", Duration::from_secs(10), || health_checkers_running() == 0);
+}

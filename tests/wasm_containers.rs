@@ -861,6 +861,31 @@ fn a_running_wasm_container_and_its_monitor_give_back_the_code_that_started_them
     e.ok(&["rm", "lean"]);
 }
 
+/// A wasm container's health check is a module run in it as an exec is: an image's
+/// `HEALTHCHECK CMD ["/hello.wasm"]` (set here by commit -c) makes it healthy, with the
+/// module's output in the probe's log; docker's shell form needs a /bin/sh the image lacks,
+/// and its failure makes the container unhealthy.
+#[test]
+fn a_wasm_containers_health_check_runs_a_module_in_it() {
+    let e = Env::new(&["wasm-examples"]);
+    e.ok(&["run", "-d", "--name", "base", "--entrypoint", "/busy-loop.wasm", EXAMPLES]);
+    let check = r#"HEALTHCHECK --interval=200ms --retries=1 CMD ["/hello.wasm"]"#;
+    e.ok(&["commit", "-c", check, "base", "localhost/checked-wasm:latest"]);
+    e.ok(&["rm", "-f", "base"]);
+    e.ok(&["run", "-d", "--name", "good", "localhost/checked-wasm:latest"]);
+    let health = |name: &str| e.inspect(name)["State"]["Health"].clone();
+    wait_for("good to be healthy", Duration::from_secs(20), || health("good")["Status"] == "healthy");
+    let probe = health("good")["Log"][0].clone();
+    assert_eq!(probe["ExitCode"], 0, "{probe}");
+    assert!(probe["Output"].as_str().unwrap().contains(GREETING.trim()), "{probe}");
+    e.ok(&["run", "-d", "--name", "shell", "--health-cmd", "true", "localhost/checked-wasm:latest"]);
+    wait_for("shell to be unhealthy", Duration::from_secs(20), || health("shell")["Status"] == "unhealthy");
+    let probe = health("shell")["Log"][0].clone();
+    assert_ne!(probe["ExitCode"], 0, "{probe}");
+    assert!(probe["Output"].as_str().unwrap().contains("/bin/sh"), "{probe}");
+    e.ok(&["rm", "-f", "good", "shell"]);
+}
+
 #[test]
 fn what_cannot_run_is_named_in_one_line() {
     let e = Env::new(&[]);

@@ -13,7 +13,7 @@ use serde_json::json;
 use std::io::Write;
 use strata::containers::record::ContainerRecord;
 use strata::containers::status::{observe, Observed, State};
-use strata::containers::{ops, ContainerError, Containers};
+use strata::containers::{health, ops, ContainerError, Containers};
 use strata::lifecycle::kill::parse_signal;
 
 /// docker's `HostConfig` of a container: what `run` was asked for.
@@ -242,11 +242,15 @@ fn state_word(o: &Observed) -> String {
 }
 
 /// docker's STATUS column.
-fn status_text(o: &Observed) -> String {
+fn status_text(c: &Containers, o: &Observed) -> String {
     let up = || format::human_duration(o.record.started_at.as_deref().map(format::seconds_since).unwrap_or(0));
     match o.state {
         State::Created => "Created".into(),
-        State::Running => format!("Up {}", up()),
+        State::Running => match health::status_of(c, &o.record) {
+            Some(word) if word == health::STARTING => format!("Up {} (health: starting)", up()),
+            Some(word) => format!("Up {} ({word})", up()),
+            None => format!("Up {}", up()),
+        },
         State::Paused => format!("Up {} (Paused)", up()),
         State::Exited => {
             let code = o.record.exit_code.map_or("unknown".to_string(), |c| c.to_string());
@@ -316,7 +320,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     if let Some(n) = last {
         rows.truncate(n);
     }
-    rows.retain(|o| ps_matches(&filters, o));
+    rows.retain(|o| ps_matches(&containers, &filters, o));
     let id = |r: &ContainerRecord| if args.no_trunc { r.id.clone() } else { r.short_id().to_string() };
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -355,7 +359,7 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
                 "Ports": "",
                 "RunningFor": created(r),
                 "State": state_word(o),
-                "Status": status_text(o),
+                "Status": status_text(&containers, o),
                 "ExitCode": r.exit_code,
                 "Kind": r.kind,
                 "KindReason": r.kind_reason,
@@ -376,9 +380,9 @@ fn labels(r: &ContainerRecord) -> std::collections::BTreeMap<String, String> {
 }
 
 /// `ps --filter` keys.
-const PS_FILTERS: &[&str] = &["id", "name", "status", "exited", "ancestor", "kind", "label"];
+const PS_FILTERS: &[&str] = &["id", "name", "status", "exited", "ancestor", "kind", "label", "health"];
 
-fn ps_matches(filters: &Filters, o: &Observed) -> bool {
+fn ps_matches(c: &Containers, filters: &Filters, o: &Observed) -> bool {
     let r = &o.record;
     filters.matches(|key, v| match key {
         "id" => r.id.starts_with(v),
@@ -388,6 +392,7 @@ fn ps_matches(filters: &Filters, o: &Observed) -> bool {
         "ancestor" => r.image == v || r.image.rsplit_once(':').is_some_and(|(name, _)| name == v),
         "kind" => serde_json::to_value(r.kind).is_ok_and(|k| k == v),
         "label" => label_matches(&labels(r), v),
+        "health" => health::status_of(c, r).as_deref().unwrap_or("none") == v,
         _ => false,
     })
 }
@@ -418,6 +423,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "Error": r.error.clone().unwrap_or_default(),
             "StartedAt": r.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             "FinishedAt": r.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+            "Health": config.healthcheck.as_ref().and_then(health::command).and_then(|_| health::read(&paths)),
         },
         "Image": r.image_id,
         "Name": format!("/{}", r.name),
@@ -451,6 +457,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "OpenStdin": opts.interactive,
             "StopSignal": config.stop_signal,
             "StopTimeout": r.options.stop_timeout,
+            "Healthcheck": config.healthcheck,
         },
         "Mounts": opts.volumes.iter().map(|v| match &v.volume {
             Some(name) => json!({

@@ -24,36 +24,10 @@ fn time_bound(flag: &str, s: &str) -> Result<DateTime<Utc>> {
             return Ok(t);
         }
     }
-    let ago = go_duration(s)
+    let ago = strata::clock::parse_go_duration(s)
+        .map(chrono::Duration::nanoseconds)
         .with_context(|| format!("invalid {flag} {s:?}: a time (RFC 3339), Unix seconds, or a duration (10m)"))?;
     Ok(Utc::now() - ago)
-}
-
-/// A Go duration: numbers with units h, m, s, ms, us, ns, one after another.
-fn go_duration(s: &str) -> Option<chrono::Duration> {
-    let mut rest = s.trim();
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let number: f64 = rest[..number_end].parse().ok()?;
-        rest = &rest[number_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += number * seconds;
-        rest = &rest[unit_end..];
-    }
-    chrono::Duration::try_milliseconds((total * 1000.0) as i64)
 }
 
 /// Whether `entry` falls within `since`..`until`.

@@ -13,6 +13,7 @@ use strata::containers::record::ContainerRecord;
 use strata::containers::status::{observe, State};
 use strata::containers::{Containers, NewContainer};
 use strata::image::classify::classify;
+use strata::image::manifest::HealthConfig;
 use strata::image::manifest::Platform;
 use strata::image::{Image, ImageRef, StoreError};
 use strata::sandbox::seccomp;
@@ -252,6 +253,7 @@ fn run_options(a: &ContainerSpecArgs) -> Result<RunOptions> {
             .iter()
             .map(|d| d.parse().map_err(|_| anyhow::anyhow!("{d} is not an ip address")))
             .collect::<Result<_>>()?,
+        healthcheck: health_flags(a)?,
         stop_signal: match &a.stop_signal {
             Some(s) => {
                 strata::lifecycle::kill::parse_signal(s).map_err(|e| anyhow::anyhow!("--stop-signal: {e}"))?;
@@ -438,5 +440,46 @@ fn start_attached(
                 _ => bail!("lost the monitor of container {}; it may still be running", record.short_id()),
             }
         }
+    }
+}
+
+/// `--health-*` and `--no-healthcheck` as docker's CLI reads them (its checks and words).
+fn health_flags(a: &ContainerSpecArgs) -> Result<Option<HealthConfig>> {
+    let duration = |flag: &str, value: &Option<String>| -> Result<i64> {
+        let Some(text) = value else { return Ok(0) };
+        let nanos = strata::clock::parse_go_duration(text).ok_or_else(|| {
+            anyhow::anyhow!("invalid argument {text:?} for \"--{flag}\" flag: time: invalid duration {text:?}")
+        })?;
+        if nanos < 0 {
+            bail!("--{flag} cannot be negative");
+        }
+        // The daemon's rule: 0 (the image's, else the default) or at least a millisecond.
+        if nanos > 0 && nanos < 1_000_000 {
+            bail!("--{flag} cannot be less than 1ms");
+        }
+        Ok(nanos)
+    };
+    let config = HealthConfig {
+        test: a
+            .health_cmd
+            .iter()
+            .filter(|c| !c.is_empty())
+            .flat_map(|c| ["CMD-SHELL".to_string(), c.clone()])
+            .collect(),
+        interval: duration("health-interval", &a.health_interval)?,
+        timeout: duration("health-timeout", &a.health_timeout)?,
+        start_period: duration("health-start-period", &a.health_start_period)?,
+        start_interval: duration("health-start-interval", &a.health_start_interval)?,
+        retries: match a.health_retries.unwrap_or(0) {
+            n if n < 0 => bail!("--health-retries cannot be negative"),
+            n => n,
+        },
+    };
+    let any = config != HealthConfig::default();
+    match (a.no_healthcheck, any) {
+        (true, true) => bail!("--no-healthcheck conflicts with --health-* options"),
+        (true, false) => Ok(Some(HealthConfig { test: vec!["NONE".into()], ..Default::default() })),
+        (false, true) => Ok(Some(config)),
+        (false, false) => Ok(None),
     }
 }

@@ -23,6 +23,7 @@ pub mod attach;
 pub mod commit;
 pub mod copy;
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 pub mod names;

@@ -163,6 +163,8 @@ fn run_once(c: &Containers, id: &str, mut session: Session, restart: Option<u32>
         }
     };
     session.send(&Message::Started { pid: running.pid });
+    // Its HEALTHCHECK, if it has one, from now until the run ends (dropped: marked unhealthy).
+    let checker = super::health::Checker::spawn(c, &record);
     let mut attached = Attached {
         stdout: session.stdout.take(),
         stderr: session.stderr.take(),
@@ -174,6 +176,7 @@ fn run_once(c: &Containers, id: &str, mut session: Session, restart: Option<u32>
     let code = relay::copy_until_exit(log, running.output, &running.pidfd, &mut attached, || {
         crate::lifecycle::reap(pid).unwrap_or(super::status::UNKNOWN_EXIT)
     });
+    drop(checker);
     let oom = oom_killed(c, id);
     let restart = finish(c, id, code, None, oom).unwrap_or_else(|e| {
         tracing::error!("recording the end of container {id}: {e}");

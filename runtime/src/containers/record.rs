@@ -135,6 +135,7 @@ impl ContainerRecord {
             labels: Some(labels).filter(|l| !l.is_empty()),
             stop_signal: opts.stop_signal.clone().or_else(|| image.stop_signal.clone()),
             volumes: Some(volumes).filter(|v| !v.is_empty()),
+            healthcheck: super::health::merged(image.healthcheck.as_ref(), opts.healthcheck.as_ref()),
         }
     }
 

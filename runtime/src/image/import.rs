@@ -1,8 +1,9 @@
 //! `import`: make a one-layer image from a root filesystem tarball, as `docker import` does,
-//! with `--change` instructions (ENTRYPOINT, CMD, ENV, WORKDIR, USER, LABEL) and a platform.
+//! with `--change` instructions (ENTRYPOINT, CMD, ENV, WORKDIR, USER, LABEL, VOLUME,
+//! HEALTHCHECK) and a platform.
 //! This is how the project builds its own example images without a registry or a daemon.
 
-use super::manifest::{media, Descriptor, ImageConfig, Manifest, Platform, RootFs, RunConfig};
+use super::manifest::{media, Descriptor, HealthConfig, ImageConfig, Manifest, Platform, RootFs, RunConfig};
 use super::reference::ImageRef;
 use super::store::{io_err, Image, Store, StoreError};
 use crate::digest::HashingWriter;
@@ -12,7 +13,9 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("invalid --change {0:?}: expected ENTRYPOINT, CMD, ENV, WORKDIR, USER or LABEL with a value")]
+    #[error(
+        "invalid --change {0:?}: expected ENTRYPOINT, CMD, ENV, WORKDIR, USER, LABEL, VOLUME or HEALTHCHECK with a value"
+    )]
     BadChange(String),
     #[error("reading the tarball: {0}")]
     Read(io::Error),
@@ -73,10 +76,47 @@ pub fn apply_changes(run: &mut RunConfig, changes: &[String]) -> Result<(), Impo
                     volumes.insert(path, serde_json::json!({}));
                 }
             }
+            "HEALTHCHECK" => run.healthcheck = Some(healthcheck(value).ok_or_else(bad)?),
             _ => return Err(bad()),
         }
     }
     Ok(())
+}
+
+/// A Dockerfile's `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D]
+/// [--start-interval=D] [--retries=N] CMD command` (exec form as ["CMD", ...], shell form as
+/// ["CMD-SHELL", command]) or `HEALTHCHECK NONE`.
+fn healthcheck(value: &str) -> Option<HealthConfig> {
+    if value.eq_ignore_ascii_case("NONE") {
+        return Some(HealthConfig { test: vec!["NONE".into()], ..Default::default() });
+    }
+    let mut check = HealthConfig::default();
+    let mut rest = value;
+    while let Some(option) = rest.strip_prefix("--") {
+        let (option, after) = option.split_once(char::is_whitespace)?;
+        let (name, v) = option.split_once('=')?;
+        let duration = || crate::clock::parse_go_duration(v).filter(|n| *n == 0 || *n >= 1_000_000);
+        match name {
+            "interval" => check.interval = duration()?,
+            "timeout" => check.timeout = duration()?,
+            "start-period" => check.start_period = duration()?,
+            "start-interval" => check.start_interval = duration()?,
+            "retries" => check.retries = v.parse().ok().filter(|n: &i64| *n >= 0)?,
+            _ => return None,
+        }
+        rest = after.trim_start();
+    }
+    let (keyword, command) = rest.split_once(char::is_whitespace)?;
+    if !keyword.eq_ignore_ascii_case("CMD") {
+        return None;
+    }
+    let command = command.trim();
+    check.test = match serde_json::from_str::<Vec<String>>(command) {
+        Ok(args) if !args.is_empty() => std::iter::once("CMD".to_string()).chain(args).collect(),
+        Ok(_) => return None,
+        Err(_) => vec!["CMD-SHELL".into(), command.to_string()],
+    };
+    Some(check)
 }
 
 /// Import a (possibly gzip/zstd-compressed) tarball as a one-layer image.
@@ -174,5 +214,30 @@ mod tests {
         let err = apply_changes(&mut RunConfig::default(), &["FROM x".into()]).unwrap_err();
         assert!(err.to_string().contains("FROM x"));
         assert!(apply_changes(&mut RunConfig::default(), &["ENTRYPOINT".into()]).is_err());
+    }
+
+    #[test]
+    fn healthcheck_in_its_dockerfile_forms() {
+        let check = |change: &str| {
+            let mut run = RunConfig::default();
+            apply_changes(&mut run, &[change.into()]).map(|_| run.healthcheck.unwrap())
+        };
+        let c = check(r#"HEALTHCHECK --interval=5s --retries=2 CMD ["/check.wasm", "x"]"#).unwrap();
+        assert_eq!(c.test, vec!["CMD", "/check.wasm", "x"]);
+        assert_eq!((c.interval, c.retries, c.timeout), (5_000_000_000, 2, 0));
+        let c = check("HEALTHCHECK --timeout=1m30s CMD curl -f http://localhost/ || exit 1").unwrap();
+        assert_eq!(c.test, vec!["CMD-SHELL", "curl -f http://localhost/ || exit 1"]);
+        assert_eq!(c.timeout, 90_000_000_000);
+        assert_eq!(check("HEALTHCHECK NONE").unwrap().test, vec!["NONE"]);
+        for bad in [
+            "HEALTHCHECK",
+            "HEALTHCHECK CMD",
+            "HEALTHCHECK --interval=soon CMD true",
+            "HEALTHCHECK --every=1s CMD true",
+            "HEALTHCHECK --retries=-1 CMD true",
+            "HEALTHCHECK RUN true",
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -518,6 +518,7 @@ mod tests {
             labels: None,
             stop_signal: None,
             volumes: None,
+            healthcheck: None,
         }
     }
 

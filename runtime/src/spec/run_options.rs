@@ -271,6 +271,8 @@ pub struct RunOptions {
     pub tmpfs: Vec<Tmpfs>,
     /// `--stop-signal`, over the image's.
     pub stop_signal: Option<String>,
+    /// `--health-*` and `--no-healthcheck` (`Test: ["NONE"]`), over the image's HEALTHCHECK.
+    pub healthcheck: Option<crate::image::manifest::HealthConfig>,
     /// `--ulimit`, checked.
     pub ulimits: Vec<Ulimit>,
     /// `--add-host HOST:IP`, as (host, ip).
