@@ -2310,12 +2310,19 @@ fn health(e: &Env, name: &str) -> serde_json::Value {
     e.s.inspect(name)["State"]["Health"].clone()
 }
 
-fn health_checkers_running() -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|p| std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c == "strata-health\n"))
-        .count()
+/// The pid of a running container's health checker (a child of its monitor), if it has one.
+fn checker_of(e: &Env, name: &str) -> Option<i32> {
+    let pid = e.s.inspect(name)["State"]["Pid"].as_i64().unwrap();
+    let parent = |p: &str| -> Option<i64> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat.rsplit(") ").next()?.split_whitespace().nth(1)?.parse().ok()
+    };
+    let monitor = parent(&pid.to_string())?;
+    std::fs::read_dir("/proc").unwrap().flatten().find_map(|p| {
+        let name = p.file_name().to_string_lossy().into_owned();
+        let comm = std::fs::read_to_string(p.path().join("comm")).ok()?;
+        (comm == "strata-health\n" && parent(&name) == Some(monitor)).then(|| name.parse().ok()).flatten()
+    })
 }
 
 /// Health checks as docker runs them: `starting`, then `unhealthy` after --health-retries
@@ -2341,10 +2348,14 @@ fn health_checks_as_docker_runs_them() {
 
     e.ok(&["exec", "hc", "touch", "/tmp/ok"]);
     wait_for("hc to be healthy", Duration::from_secs(20), || health(&e, "hc")["Status"] == "healthy");
+    // docker keeps the last five probes: five, and then the oldest goes as a new one comes.
+    wait_for("five probes", Duration::from_secs(20), || health(&e, "hc")["Log"].as_array().unwrap().len() == 5);
+    let oldest = health(&e, "hc")["Log"][0]["Start"].clone();
+    wait_for("a sixth probe", Duration::from_secs(20), || health(&e, "hc")["Log"][0]["Start"] != oldest);
     let h = health(&e, "hc");
     assert_eq!(h["FailingStreak"], 0, "{h}");
     let log = h["Log"].as_array().unwrap();
-    assert!(log.len() <= 5, "docker keeps the last five probes: {h}");
+    assert_eq!(log.len(), 5, "{h}");
     let last = log.last().unwrap();
     assert_eq!((last["ExitCode"].as_i64(), last["Output"].as_str()), (Some(0), Some("fine\n")), "{h}");
     assert!(e.ok(&["ps"]).contains("(healthy)"));
@@ -2395,6 +2406,9 @@ fn health_checks_as_docker_runs_them() {
     wait_for("inherited to be healthy", Duration::from_secs(20), || health(&e, "inherited")["Status"] == "healthy");
     e.ok(&["run", "-d", "--name", "off", "--no-healthcheck", "localhost/checked:latest", "sleep", "1000"]);
     assert!(health(&e, "off").is_null());
+    // No checker runs for it (one does for the container that inherited the check).
+    assert_eq!(checker_of(&e, "off"), None);
+    let checkers: Vec<i32> = ["hc", "slow", "inherited"].iter().map(|n| checker_of(&e, n).expect(n)).collect();
     assert_eq!(e.s.inspect("off")["Config"]["Healthcheck"]["Test"], serde_json::json!(["NONE"]));
     assert!(e.ok(&["ps", "--filter", "health=none", "--format", "{{.Names}}"]).lines().any(|l| l == "off"));
 
@@ -2408,7 +2422,7 @@ fn health_checks_as_docker_runs_them() {
         (&["--no-healthcheck", "--health-cmd", "true"][..], "--no-healthcheck conflicts with --health-* options"),
         (&["--health-interval", "-1s"][..], "--health-interval cannot be negative"),
         (&["--health-retries", "-1"][..], "--health-retries cannot be negative"),
-        (&["--health-timeout", "1us"][..], "--health-timeout cannot be less than 1ms"),
+        (&["--health-timeout", "1us"][..], "Timeout in Healthcheck cannot be less than 1ms"),
         (&["--health-start-period", "soon"][..], "invalid argument \"soon\" for \"--health-start-period\" flag"),
     ] {
         let mut args = vec!["run", "--rm"];
@@ -2419,5 +2433,73 @@ fn health_checks_as_docker_runs_them() {
         assert!(out.stderr.contains(said), "{flags:?}: {}", out.stderr);
     }
     e.ok(&["rm", "-f", "hc", "slow", "inherited", "off"]);
-    wait_for("the health checkers to go", Duration::from_secs(10), || health_checkers_running() == 0);
+    for pid in checkers {
+        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "health checker {pid} left behind");
+    }
+}
+
+/// What happens to a check around a run: the start period (failures not counted, probes every
+/// --health-start-interval), output cut at 4096 bytes with docker's "...", a pause (no probes,
+/// unhealthy, as docker's), an unpause, and a restart (starting again, the probes kept).
+#[test]
+fn health_checks_through_start_period_pause_and_restart() {
+    let e = Env::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "early",
+        "--health-cmd",
+        "false",
+        "--health-start-period",
+        "60s",
+        "--health-start-interval",
+        "200ms",
+        "--health-interval",
+        "60s",
+        "--health-retries",
+        "1",
+        IMAGE,
+        "sleep",
+        "1000",
+    ]);
+    // Three probes within the start period: only its interval makes them, and none counts.
+    wait_for("three probes", Duration::from_secs(20), || health(&e, "early")["Log"].as_array().unwrap().len() >= 3);
+    let h = health(&e, "early");
+    assert_eq!((h["Status"].as_str(), h["FailingStreak"].as_u64()), (Some("starting"), Some(0)), "{h}");
+    assert!(e.ok(&["ps"]).contains("(health: starting)"));
+
+    let check = "test -f /tmp/ok && head -c 5000 /dev/zero | tr '\\0' x";
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hp",
+        "--health-cmd",
+        check,
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        IMAGE,
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    wait_for("hp to be healthy", Duration::from_secs(20), || health(&e, "hp")["Status"] == "healthy");
+    let output = health(&e, "hp")["Log"][0]["Output"].as_str().unwrap().to_string();
+    assert_eq!(output, format!("{}...", "x".repeat(4096)));
+
+    e.ok(&["pause", "hp"]);
+    wait_for("a paused hp to be unhealthy", Duration::from_secs(20), || health(&e, "hp")["Status"] == "unhealthy");
+    let probes = health(&e, "hp")["Log"].clone();
+    e.ok(&["unpause", "hp"]);
+    wait_for("hp healthy again", Duration::from_secs(20), || health(&e, "hp")["Status"] == "healthy");
+    assert_ne!(health(&e, "hp")["Log"], probes, "probes run again after the unpause");
+
+    e.ok(&["restart", "-t", "0", "hp"]);
+    let kept = health(&e, "hp")["Log"].as_array().unwrap().len();
+    assert!(kept >= 1, "the last run's probes are kept");
+    wait_for("hp healthy after its restart", Duration::from_secs(20), || health(&e, "hp")["Status"] == "healthy");
+    e.ok(&["rm", "-f", "early", "hp"]);
 }

@@ -875,12 +875,12 @@ fn a_wasm_containers_health_check_runs_a_module_in_it() {
     e.ok(&["run", "-d", "--name", "good", "localhost/checked-wasm:latest"]);
     let health = |name: &str| e.inspect(name)["State"]["Health"].clone();
     wait_for("good to be healthy", Duration::from_secs(20), || health("good")["Status"] == "healthy");
-    let probe = health("good")["Log"][0].clone();
+    let probe = health("good")["Log"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(probe["ExitCode"], 0, "{probe}");
     assert!(probe["Output"].as_str().unwrap().contains(GREETING.trim()), "{probe}");
     e.ok(&["run", "-d", "--name", "shell", "--health-cmd", "true", "localhost/checked-wasm:latest"]);
     wait_for("shell to be unhealthy", Duration::from_secs(20), || health("shell")["Status"] == "unhealthy");
-    let probe = health("shell")["Log"][0].clone();
+    let probe = health("shell")["Log"].as_array().unwrap().last().unwrap().clone();
     assert_ne!(probe["ExitCode"], 0, "{probe}");
     assert!(probe["Output"].as_str().unwrap().contains("/bin/sh"), "{probe}");
     e.ok(&["rm", "-f", "good", "shell"]);

@@ -246,7 +246,7 @@ fn status_text(c: &Containers, o: &Observed) -> String {
     let up = || format::human_duration(o.record.started_at.as_deref().map(format::seconds_since).unwrap_or(0));
     match o.state {
         State::Created => "Created".into(),
-        State::Running => match health::status_of(c, &o.record) {
+        State::Running => match health::of(c, o).map(|h| h.status) {
             Some(word) if word == health::STARTING => format!("Up {} (health: starting)", up()),
             Some(word) => format!("Up {} ({word})", up()),
             None => format!("Up {}", up()),
@@ -311,6 +311,11 @@ pub fn written_size(c: &Containers, r: &ContainerRecord) -> u64 {
 pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let containers = open(ctx)?;
     let filters = Filters::parse(&args.filter, PS_FILTERS)?;
+    if let Some(bad) =
+        filters.values("health").iter().find(|v| !["starting", "healthy", "unhealthy", "none"].contains(&v.as_str()))
+    {
+        bail!("Unrecognised filter value for health: {bad}");
+    }
     let last = if args.latest { Some(1) } else { args.last };
     // As docker's: a status filter, -n and -l look at containers in every state.
     let all = args.all || last.is_some() || filters.has("status") || filters.has("exited");
@@ -392,7 +397,7 @@ fn ps_matches(c: &Containers, filters: &Filters, o: &Observed) -> bool {
         "ancestor" => r.image == v || r.image.rsplit_once(':').is_some_and(|(name, _)| name == v),
         "kind" => serde_json::to_value(r.kind).is_ok_and(|k| k == v),
         "label" => label_matches(&labels(r), v),
-        "health" => health::status_of(c, r).as_deref().unwrap_or("none") == v,
+        "health" => health::of(c, o).map_or("none".to_string(), |h| h.status) == v,
         _ => false,
     })
 }
@@ -423,7 +428,7 @@ fn container_json(c: &Containers, o: &Observed) -> serde_json::Value {
             "Error": r.error.clone().unwrap_or_default(),
             "StartedAt": r.started_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
             "FinishedAt": r.finished_at.clone().unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
-            "Health": config.healthcheck.as_ref().and_then(health::command).and_then(|_| health::read(&paths)),
+            "Health": health::of(c, o),
         },
         "Image": r.image_id,
         "Name": format!("/{}", r.name),

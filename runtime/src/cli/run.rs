@@ -443,21 +443,15 @@ fn start_attached(
     }
 }
 
-/// `--health-*` and `--no-healthcheck` as docker's CLI reads them (its checks and words).
+/// `--health-*` and `--no-healthcheck` as docker reads them: the values' syntax (when the
+/// flags are parsed), a conflict with --no-healthcheck, negative values (the CLI's checks),
+/// then the daemon's minimum of 1 ms, each in their words.
 fn health_flags(a: &ContainerSpecArgs) -> Result<Option<HealthConfig>> {
-    let duration = |flag: &str, value: &Option<String>| -> Result<i64> {
+    let parse = |flag: &str, value: &Option<String>| -> Result<i64> {
         let Some(text) = value else { return Ok(0) };
-        let nanos = strata::clock::parse_go_duration(text).ok_or_else(|| {
+        strata::clock::parse_go_duration(text).ok_or_else(|| {
             anyhow::anyhow!("invalid argument {text:?} for \"--{flag}\" flag: time: invalid duration {text:?}")
-        })?;
-        if nanos < 0 {
-            bail!("--{flag} cannot be negative");
-        }
-        // The daemon's rule: 0 (the image's, else the default) or at least a millisecond.
-        if nanos > 0 && nanos < 1_000_000 {
-            bail!("--{flag} cannot be less than 1ms");
-        }
-        Ok(nanos)
+        })
     };
     let config = HealthConfig {
         test: a
@@ -466,20 +460,38 @@ fn health_flags(a: &ContainerSpecArgs) -> Result<Option<HealthConfig>> {
             .filter(|c| !c.is_empty())
             .flat_map(|c| ["CMD-SHELL".to_string(), c.clone()])
             .collect(),
-        interval: duration("health-interval", &a.health_interval)?,
-        timeout: duration("health-timeout", &a.health_timeout)?,
-        start_period: duration("health-start-period", &a.health_start_period)?,
-        start_interval: duration("health-start-interval", &a.health_start_interval)?,
-        retries: match a.health_retries.unwrap_or(0) {
-            n if n < 0 => bail!("--health-retries cannot be negative"),
-            n => n,
-        },
+        interval: parse("health-interval", &a.health_interval)?,
+        timeout: parse("health-timeout", &a.health_timeout)?,
+        start_period: parse("health-start-period", &a.health_start_period)?,
+        start_interval: parse("health-start-interval", &a.health_start_interval)?,
+        retries: a.health_retries.unwrap_or(0),
     };
-    let any = config != HealthConfig::default();
-    match (a.no_healthcheck, any) {
-        (true, true) => bail!("--no-healthcheck conflicts with --health-* options"),
-        (true, false) => Ok(Some(HealthConfig { test: vec!["NONE".into()], ..Default::default() })),
-        (false, true) => Ok(Some(config)),
-        (false, false) => Ok(None),
+    if config == HealthConfig::default() {
+        return Ok(a.no_healthcheck.then(|| HealthConfig { test: vec!["NONE".into()], ..Default::default() }));
     }
+    if a.no_healthcheck {
+        bail!("--no-healthcheck conflicts with --health-* options");
+    }
+    for (flag, value) in [
+        ("health-interval", config.interval),
+        ("health-timeout", config.timeout),
+        ("health-retries", config.retries),
+        ("health-start-period", config.start_period),
+        ("health-start-interval", config.start_interval),
+    ] {
+        if value < 0 {
+            bail!("--{flag} cannot be negative");
+        }
+    }
+    for (field, value) in [
+        ("Interval", config.interval),
+        ("Timeout", config.timeout),
+        ("StartPeriod", config.start_period),
+        ("StartInterval", config.start_interval),
+    ] {
+        if value > 0 && value < 1_000_000 {
+            bail!("{field} in Healthcheck cannot be less than 1ms");
+        }
+    }
+    Ok(Some(config))
 }

@@ -15,10 +15,11 @@
 
 use super::exec::{self, ExecRequest};
 use super::record::ContainerRecord;
-use super::status::{observe, State};
+use super::status::{Observed, State};
 use super::{Containers, Paths};
 use crate::clock::now_rfc3339;
 use crate::image::manifest::HealthConfig;
+use crate::lifecycle::state::Status;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -73,7 +74,10 @@ pub fn merged(image: Option<&HealthConfig>, run: Option<&HealthConfig>) -> Optio
 pub fn command(config: &HealthConfig) -> Option<Vec<String>> {
     match config.test.split_first() {
         Some((kind, args)) if kind == "CMD" && !args.is_empty() => Some(args.to_vec()),
-        Some((kind, [line])) if kind == "CMD-SHELL" => Some(vec!["/bin/sh".into(), "-c".into(), line.clone()]),
+        // docker appends every argument after the shell's.
+        Some((kind, args)) if kind == "CMD-SHELL" && !args.is_empty() => {
+            Some(["/bin/sh", "-c"].iter().map(|s| s.to_string()).chain(args.iter().cloned()).collect())
+        }
         _ => None,
     }
 }
@@ -84,11 +88,16 @@ pub fn read(paths: &Paths) -> Option<Health> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// The container's health status word (`starting`, `healthy`, `unhealthy`), if it has a check
-/// that ran.
-pub fn status_of(c: &Containers, record: &ContainerRecord) -> Option<String> {
-    record.config().healthcheck.as_ref().and_then(command)?;
-    read(&c.paths(&record.id)).map(|h| h.status)
+/// The health of an observed container, if it has a check that ran: as its checker wrote it,
+/// but `unhealthy` once it is not running (a checker killed with its monitor wrote nothing
+/// more), as docker's is once its monitor stops.
+pub fn of(c: &Containers, o: &Observed) -> Option<Health> {
+    o.record.config().healthcheck.as_ref().and_then(command)?;
+    let mut health = read(&c.paths(&o.record.id))?;
+    if !matches!(o.state, State::Running) {
+        health.status = UNHEALTHY.into();
+    }
+    Some(health)
 }
 
 fn write(paths: &Paths, health: &Health) {
@@ -103,9 +112,11 @@ fn state_file(paths: &Paths) -> std::path::PathBuf {
     paths.dir.join("health.json")
 }
 
+/// A configured duration: 0 (or less) is the default; anything else at least docker's
+/// minimum of 1 ms (an image may say 1 ns, which would have the checker spin).
 fn nanos(n: i64, default: Duration) -> Duration {
     if n > 0 {
-        Duration::from_nanos(n as u64)
+        Duration::from_nanos(n as u64).max(Duration::from_millis(1))
     } else {
         default
     }
@@ -124,16 +135,27 @@ impl Checker {
         let config = record.config().healthcheck?;
         let command = command(&config)?;
         let paths = c.paths(&record.id);
-        write(&paths, &Health { status: STARTING.into(), ..Default::default() });
+        // A new run starts over, keeping the last run's probes (as docker does).
+        let log = read(&paths).map(|h| h.log).unwrap_or_default();
+        let health = Health { status: STARTING.into(), failing_streak: 0, log };
+        write(&paths, &health);
         let started = Instant::now();
+        let monitor = std::process::id() as i32;
         // SAFETY: the monitor is single-threaded; the child ends in `_exit`, never returning
-        // into the caller (whose fds it closes and never uses).
+        // into the caller (whose fds it closes and never uses), a panic included.
         match unsafe { libc::fork() } {
             -1 => {
                 tracing::error!("forking the health checker: {}", std::io::Error::last_os_error());
                 None
             }
-            0 => check_until_killed(c, record, &config, command, started),
+            0 => {
+                let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    check_until_killed(c, record, &config, command, started, monitor, health)
+                }));
+                let _ = checked;
+                // SAFETY: leave the forked child without the monitor's destructors.
+                unsafe { libc::_exit(1) }
+            }
             pid => Some(Checker { pid, paths }),
         }
     }
@@ -157,21 +179,28 @@ fn check_until_killed(
     config: &HealthConfig,
     command: Vec<String>,
     started: Instant,
+    monitor: i32,
+    mut health: Health,
 ) -> ! {
-    // SAFETY: in the forked child: gone with the monitor; nothing of the monitor's kept open
-    // (the container's output pipes, an attached CLI's ends); stdout on /dev/null.
-    unsafe {
+    // SAFETY: in the forked child: gone with the monitor (and gone now if it already is);
+    // nothing of the monitor's kept open (the container's output pipes, an attached CLI's
+    // ends). Our stderr (the monitor's log) is kept aside for while a probe has fd 2.
+    let log_fd = unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+        if libc::getppid() != monitor {
+            libc::_exit(0);
+        }
         libc::prctl(libc::PR_SET_NAME, c"strata-health".as_ptr(), 0, 0, 0);
-    }
-    crate::sandbox::init::close_fds_from(3, &[]);
+        crate::sandbox::init::close_fds_from(3, &[]);
+        libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 3)
+    };
     let interval = nanos(config.interval, DEFAULT_INTERVAL);
     let timeout = nanos(config.timeout, DEFAULT_TIMEOUT);
     let start_period = nanos(config.start_period, Duration::ZERO);
     let start_interval = nanos(config.start_interval, DEFAULT_START_INTERVAL);
-    let retries = if config.retries > 0 { config.retries as u32 } else { DEFAULT_RETRIES };
+    let retries = if config.retries > 0 { u32::try_from(config.retries).unwrap_or(u32::MAX) } else { DEFAULT_RETRIES };
     let paths = c.paths(&record.id);
-    let mut health = Health { status: STARTING.into(), ..Default::default() };
+    let mut was_paused = false;
     loop {
         let within_start = started.elapsed() < start_period;
         let wait = if within_start && health.status == STARTING { start_interval } else { interval };
@@ -179,14 +208,24 @@ fn check_until_killed(
             let _ = crate::working_set::trim_code();
         }
         std::thread::sleep(wait);
-        match observe(c, record.clone()) {
-            Ok(Some(o)) if o.state == State::Running => {}
-            Ok(Some(o)) if o.state == State::Paused => continue,
+        // Read without side effects (`observe` may record a dead monitor's run: not ours).
+        let live = c.runtime().states.load(&record.id).ok().map(|s| c.runtime().status(&s));
+        match live {
+            Some(Status::Running) => was_paused = false,
+            Some(Status::Paused) => {
+                // docker stops checking a paused container and calls it unhealthy.
+                if !was_paused {
+                    was_paused = true;
+                    health.status = UNHEALTHY.into();
+                    write(&paths, &health);
+                }
+                continue;
+            }
             // SAFETY: the run is over; leave without running the monitor's destructors.
             _ => unsafe { libc::_exit(0) },
         }
         let probe_start = Instant::now();
-        let probe = probe(c, record, &command, timeout);
+        let probe = probe(c, record, &command, timeout, log_fd);
         if probe.exit_code == 0 {
             health.failing_streak = 0;
             health.status = HEALTHY.into();
@@ -205,9 +244,9 @@ fn check_until_killed(
 }
 
 /// Run the check once in the container.
-fn probe(c: &Containers, record: &ContainerRecord, command: &[String], timeout: Duration) -> Probe {
+fn probe(c: &Containers, record: &ContainerRecord, command: &[String], timeout: Duration, log_fd: i32) -> Probe {
     let start = now_rfc3339();
-    let (exit_code, output) = match run_probe(c, record, command, timeout) {
+    let (exit_code, output) = match run_probe(c, record, command, timeout, log_fd) {
         Ok(done) => done,
         Err(reason) => (-1, reason),
     };
@@ -219,30 +258,39 @@ fn run_probe(
     record: &ContainerRecord,
     command: &[String],
     timeout: Duration,
+    log_fd: i32,
 ) -> Result<(i64, String), String> {
     let request = ExecRequest { command: command.to_vec(), ..Default::default() };
     let process = exec::process(c, record, &request).map_err(|e| e.to_string())?;
     let (read_end, write_end) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| format!("creating a pipe: {e}"))?;
-    let null = std::fs::OpenOptions::new().write(true).open("/dev/null").map_err(|e| e.to_string())?;
-    // The probe inherits fds 1 and 2: the pipe while it starts, /dev/null again after.
-    let onto_stdio = |fd: &OwnedFd| {
+    // The probe inherits fds 1 and 2: the pipe while it starts; after, stdout is the monitor's
+    // (/dev/null) again and stderr the monitor's log.
+    let onto_stdio = |out: i32, err: i32| {
         // SAFETY: dup2 onto this process's own stdout and stderr, which nothing else uses.
         unsafe {
-            libc::dup2(fd.as_raw_fd(), 1);
-            libc::dup2(fd.as_raw_fd(), 2);
+            libc::dup2(out, 1);
+            libc::dup2(err, 2);
         }
     };
-    onto_stdio(&write_end);
+    // SAFETY: fd 0 is /dev/null in a monitor (and so in its checker).
+    let null = unsafe { libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3) };
+    onto_stdio(write_end.as_raw_fd(), write_end.as_raw_fd());
     let started = exec::exec(c, record, process, None);
-    onto_stdio(&OwnedFd::from(null));
+    onto_stdio(null, log_fd);
+    // SAFETY: our own dup, used no more.
+    unsafe { libc::close(null) };
     drop(write_end);
     let pid = started.map_err(|e| e.to_string())?;
     let pidfd = rustix::process::Pid::from_raw(pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     let deadline = Instant::now() + timeout;
     let mut output = Vec::new();
-    let finished = collect(&read_end, pidfd.as_ref(), deadline, &mut output);
+    let finished = match &pidfd {
+        Some(fd) => collect(&read_end, fd, deadline, &mut output),
+        // No way to wait for it with a deadline: it does not get to run unwatched.
+        None => false,
+    };
     if !finished {
         // SAFETY: our child, not yet reaped.
         unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -250,60 +298,65 @@ fn run_probe(
         return Err(format!("Health check exceeded timeout ({})", crate::clock::format_go_duration(timeout)));
     }
     let code = crate::lifecycle::reap(pid).unwrap_or(-1);
-    Ok((code as i64, String::from_utf8_lossy(&output).into_owned()))
+    let mut text = String::from_utf8_lossy(&output[..output.len().min(MAX_OUTPUT)]).into_owned();
+    if output.len() > MAX_OUTPUT {
+        // docker's mark of output it cut.
+        text.push_str("...");
+    }
+    Ok((code as i64, text))
 }
 
-/// Read the probe's output (keeping the first MAX_OUTPUT bytes) until it exited and the pipe
-/// is drained, or `deadline`: whether it exited in time. A child the probe left behind that
-/// holds the pipe does not hold us: once the probe exited, only what is there is read.
-fn collect(pipe: &OwnedFd, pidfd: Option<&OwnedFd>, deadline: Instant, output: &mut Vec<u8>) -> bool {
+/// Read the probe's output (keeping the first MAX_OUTPUT bytes, and whether there was more)
+/// until it exited and the pipe is drained, or `deadline`: whether it exited in time. A child
+/// the probe left behind that holds the pipe does not hold us: once the probe exited, only
+/// what is there is read, and at most DRAIN_AFTER_EXIT of it.
+fn collect(pipe: &OwnedFd, pidfd: &OwnedFd, deadline: Instant, output: &mut Vec<u8>) -> bool {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    const DRAIN_AFTER_EXIT: usize = 64 * 1024;
     let mut buf = [0u8; 4096];
-    let mut exited = pidfd.is_none();
-    let mut pipe_open = true;
+    let (mut exited, mut pipe_open, mut after_exit) = (false, true, 0usize);
     loop {
-        if exited && !pipe_open {
+        if exited && (!pipe_open || after_exit >= DRAIN_AFTER_EXIT) {
             return true;
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return exited;
         }
-        let mut fds = Vec::with_capacity(2);
+        // After the exit, only what is already in the pipe.
+        let wait = if exited { Duration::ZERO } else { left };
+        let timeout = Timespec { tv_sec: wait.as_secs() as i64, tv_nsec: wait.subsec_nanos() as i64 };
+        let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
         if pipe_open {
             fds.push(PollFd::new(pipe, PollFlags::IN));
         }
-        if let (Some(fd), false) = (pidfd, exited) {
-            fds.push(PollFd::new(fd, PollFlags::IN));
-        }
-        let timeout = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 };
-        // After the exit, only what is already in the pipe.
-        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-        match poll(&mut fds, Some(if exited { &zero } else { &timeout })) {
+        match poll(&mut fds, Some(&timeout)) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(_) => return exited,
         }
-        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        let (gone, readable) = (!fds[0].revents().is_empty(), fds.get(1).is_some_and(|f| !f.revents().is_empty()));
         drop(fds);
-        let mut i = 0;
-        if pipe_open {
-            if ready[0] {
-                match rustix::io::read(pipe.as_fd(), &mut buf) {
-                    Ok(0) => pipe_open = false,
-                    Ok(n) => {
-                        let room = MAX_OUTPUT.saturating_sub(output.len());
-                        output.extend_from_slice(&buf[..n.min(room)]);
-                    }
-                    Err(rustix::io::Errno::INTR) => {}
-                    Err(_) => pipe_open = false,
-                }
-            } else if exited {
-                pipe_open = false;
-            }
-            i = 1;
+        exited |= gone;
+        if !pipe_open {
+            continue;
         }
-        if !exited && ready.get(i).copied().unwrap_or(false) {
-            exited = true;
+        if !readable {
+            // Nothing there: after the exit, the end of it.
+            pipe_open = !exited;
+            continue;
+        }
+        match rustix::io::read(pipe.as_fd(), &mut buf) {
+            Ok(0) => pipe_open = false,
+            Ok(n) => {
+                // One byte past the limit tells the caller there was more.
+                let room = (MAX_OUTPUT + 1).saturating_sub(output.len());
+                output.extend_from_slice(&buf[..n.min(room)]);
+                if exited {
+                    after_exit += n;
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => pipe_open = false,
         }
     }
 }

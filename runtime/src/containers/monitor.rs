@@ -162,9 +162,10 @@ fn run_once(c: &Containers, id: &str, mut session: Session, restart: Option<u32>
             return (1, None);
         }
     };
-    session.send(&Message::Started { pid: running.pid });
-    // Its HEALTHCHECK, if it has one, from now until the run ends (dropped: marked unhealthy).
+    // Its HEALTHCHECK, if it has one, from now until the run ends (dropped: marked unhealthy);
+    // `starting` before `run -d` returns, for an inspect right after it.
     let checker = super::health::Checker::spawn(c, &record);
+    session.send(&Message::Started { pid: running.pid });
     let mut attached = Attached {
         stdout: session.stdout.take(),
         stderr: session.stderr.take(),

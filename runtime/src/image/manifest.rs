@@ -227,8 +227,9 @@ pub struct RunConfig {
     /// The image's `VOLUME`s: destinations that get an anonymous volume unless mounted otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
-    /// The image's `HEALTHCHECK` (docker's extension of the image config).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The image's `HEALTHCHECK` (docker's extension of the image config). One that does not
+    /// parse is left out rather than failing the whole config.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_healthcheck")]
     pub healthcheck: Option<HealthConfig>,
 }
 
@@ -238,22 +239,32 @@ pub struct RunConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct HealthConfig {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub test: Vec<String>,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
     pub interval: i64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
     pub timeout: i64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
     pub start_period: i64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
     pub start_interval: i64,
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "is_zero", deserialize_with = "null_as_default")]
     pub retries: i64,
 }
 
 fn is_zero(n: &i64) -> bool {
     *n == 0
+}
+
+/// A JSON null as the type's default (Go writes nil slices as null).
+fn null_as_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+fn lenient_healthcheck<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<HealthConfig>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -421,6 +432,19 @@ mod tests {
             ],
             annotations: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_healthcheck_docker_wrote_is_read_and_a_malformed_one_left_out() {
+        let config: RunConfig = serde_json::from_str(
+            r#"{"Healthcheck": {"Test": ["CMD-SHELL", "true"], "Interval": 5000000000, "Timeout": null}}"#,
+        )
+        .unwrap();
+        let check = config.healthcheck.unwrap();
+        assert_eq!((check.test.len(), check.interval, check.timeout), (2, 5_000_000_000, 0));
+        let config: RunConfig = serde_json::from_str(r#"{"Cmd": ["x"], "Healthcheck": {"Test": "nope"}}"#).unwrap();
+        assert!(config.healthcheck.is_none());
+        assert_eq!(config.cmd.unwrap(), ["x"]);
     }
 
     #[test]
