@@ -2503,3 +2503,61 @@ fn health_checks_through_start_period_pause_and_restart() {
     wait_for("hp healthy after its restart", Duration::from_secs(20), || health(&e, "hp")["Status"] == "healthy");
     e.ok(&["rm", "-f", "early", "hp"]);
 }
+
+/// The prunes' `--filter`s as docker's: `until=` (created before a time or a duration ago),
+/// `label=` and `label!=` for containers and images, `label=` and `all=true` for volumes;
+/// docker's words for what it refuses.
+#[test]
+fn prune_filters_as_docker_does() {
+    let e = Env::new();
+    let names = |e: &Env| -> Vec<String> {
+        let mut n: Vec<String> = e.ok(&["ps", "-a", "--format", "{{.Names}}"]).lines().map(str::to_string).collect();
+        n.sort();
+        n
+    };
+    for (name, label) in [("pa", "keep=yes"), ("pb", "tier=web"), ("pc", "tier=db")] {
+        e.ok(&["create", "--name", name, "-l", label, IMAGE, "true"]);
+    }
+    // Created within the last hour: none is older than that.
+    e.ok(&["container", "prune", "--filter", "until=1h"]);
+    assert_eq!(names(&e), ["pa", "pb", "pc"]);
+    e.ok(&["container", "prune", "--filter", "label=tier=web"]);
+    assert_eq!(names(&e), ["pa", "pc"]);
+    e.ok(&["container", "prune", "--filter", "label!=keep"]);
+    assert_eq!(names(&e), ["pa"]);
+    let out = e.ok(&["container", "prune", "--filter", "until=0s"]);
+    assert!(out.starts_with("Deleted Containers:"), "{out}");
+    assert!(names(&e).is_empty());
+
+    e.ok(&["volume", "create", "--label", "team=a", "va"]);
+    e.ok(&["volume", "create", "vb"]);
+    e.ok(&["volume", "prune", "--filter", "label=team=a"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().count(), 2, "named volumes stay without all=true");
+    e.ok(&["volume", "prune", "--filter", "all=true", "--filter", "label=team=a"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).trim(), "vb");
+
+    // Images by their labels: two committed ones, one labelled.
+    e.ok(&["create", "--name", "base", IMAGE, "true"]);
+    e.ok(&["commit", "-c", "LABEL stage=tmp", "base", "localhost/labelled:1"]);
+    e.ok(&["commit", "base", "localhost/plain:1"]);
+    e.ok(&["rm", "base"]);
+    e.ok(&["image", "prune", "-a", "--filter", "label=stage=tmp"]);
+    let images = e.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(!images.contains("localhost/labelled") && images.contains("localhost/plain"), "{images}");
+
+    for (args, said) in [
+        (&["container", "prune", "--filter", "until=soon"][..], "invalid until \"soon\""),
+        (
+            &["container", "prune", "--filter", "until=1h", "--filter", "until=2h"][..],
+            "more than one until filter specified",
+        ),
+        (&["volume", "prune", "--filter", "until=1h"][..], "invalid filter 'until'"),
+        (
+            &["system", "prune", "--volumes", "--filter", "until=1h"][..],
+            "The \"until\" filter is not supported with \"--volumes\"",
+        ),
+    ] {
+        let out = e.s.fails(args);
+        assert!(out.stderr.contains(said), "{args:?}: {}", out.stderr);
+    }
+}

@@ -393,6 +393,9 @@ pub struct PruneArgs {
     /// Also remove untagged images, and compiled wasm no image holds even if used this week
     #[arg(short, long)]
     pub all: bool,
+    /// Only what matches: until=TIME (created before it: RFC 3339, Unix seconds, or a duration ago), label=KEY[=VALUE], label!=KEY[=VALUE]
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
     /// Don't ask (strata never asks; accepted for docker compatibility)
     #[arg(short, long)]
     pub force: bool,
@@ -831,6 +834,9 @@ pub struct UpdateArgs {
 
 #[derive(Args, Debug)]
 pub struct ContainerPruneArgs {
+    /// Only what matches: until=TIME (created before it: RFC 3339, Unix seconds, or a duration ago), label=KEY[=VALUE], label!=KEY[=VALUE]
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
     /// Don't ask (strata never asks; accepted for docker compatibility)
     #[arg(short, long)]
     pub force: bool,
@@ -859,6 +865,9 @@ pub struct SystemDfArgs {
 
 #[derive(Args, Debug)]
 pub struct SystemPruneArgs {
+    /// Only what matches: until=TIME (created before it: RFC 3339, Unix seconds, or a duration ago), label=KEY[=VALUE], label!=KEY[=VALUE]
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
     /// Also untagged images, and compiled wasm no image holds even if used this week
     #[arg(short, long)]
     pub all: bool,
@@ -931,6 +940,9 @@ pub struct VolumeRmArgs {
 
 #[derive(Args, Debug)]
 pub struct VolumePruneArgs {
+    /// Only what matches: label=KEY[=VALUE], label!=KEY[=VALUE], all=true (named volumes too)
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
     /// Every unused volume, named ones too
     #[arg(short, long)]
     pub all: bool,

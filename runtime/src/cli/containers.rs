@@ -4,7 +4,7 @@
 use super::args::{
     ContainerPruneArgs, ContainersArgs, InspectArgs, KillArgs, PsArgs, RenameArgs, RmArgs, StopArgs, TopArgs,
 };
-use super::filters::{label_matches, Filters};
+use super::filters::{label_matches, Filters, PruneFilter};
 use super::format;
 use super::images::{self, Ctx};
 use super::template;
@@ -212,11 +212,17 @@ pub fn wait(ctx: &Ctx, args: ContainersArgs) -> Result<i32> {
 
 pub fn prune(ctx: &Ctx, args: ContainerPruneArgs) -> Result<i32> {
     let _ = args.force;
-    let pruned = ops::prune(&open(ctx)?)?;
+    let (filter, _) = PruneFilter::parse(&args.filter, true, &[])?;
+    let pruned = ops::prune(&open(ctx)?, |r| prune_selects(&filter, r))?;
     let mut out = std::io::stdout().lock();
     format::write_deleted(&mut out, "Containers", &pruned.ids)?;
     writeln!(out, "Total reclaimed space: {}", format::size(pruned.bytes))?;
     Ok(0)
+}
+
+/// Whether a container prune's `--filter`s take `r` (its creation time, its labels).
+pub fn prune_selects(filter: &PruneFilter, r: &ContainerRecord) -> bool {
+    filter.selects(Some(&r.created), &labels(r))
 }
 
 /// Every container as it is now.

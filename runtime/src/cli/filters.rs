@@ -1,5 +1,6 @@
-//! docker's `--filter KEY=VALUE` lists (`ps`, `images`, `volume ls`): values given for one key
-//! are alternatives, different keys must all match; each command names the keys it knows.
+//! docker's `--filter KEY=VALUE` lists (`ps`, `images`, `volume ls`, the prunes): values given
+//! for one key are alternatives, different keys must all match (`label!=` excepted: none of
+//! its values may); each command names the keys it knows.
 
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ impl Filters {
             let Some((key, value)) = filter.split_once('=') else {
                 bail!("bad format of filter (expected name=value): {filter}");
             };
+            // `label!=KEY`: the key is `label!`.
             let key = key.trim().to_ascii_lowercase();
             if !keys.contains(&key.as_str()) {
                 bail!("invalid filter '{key}'");
@@ -55,6 +57,54 @@ impl Filters {
             wanted = Some(this);
         }
         Ok(wanted)
+    }
+}
+
+/// A prune's `until=` and `label=`/`label!=` (docker's): what a thing created at `created`
+/// with `labels` must be to go.
+pub struct PruneFilter {
+    /// Nanoseconds since the epoch.
+    until: Option<i64>,
+    labels: Vec<String>,
+    not_labels: Vec<String>,
+}
+
+impl PruneFilter {
+    /// From `--filter`s, `extra` naming further keys the caller reads itself.
+    pub fn parse(given: &[String], with_until: bool, extra: &[&str]) -> Result<(PruneFilter, Filters)> {
+        let mut keys = vec!["label", "label!"];
+        if with_until {
+            keys.push("until");
+        }
+        keys.extend_from_slice(extra);
+        let filters = Filters::parse(given, &keys)?;
+        let until = match filters.values("until") {
+            [] => None,
+            [one] => super::logs::time_bound("until", one)?.timestamp_nanos_opt(),
+            _ => bail!("more than one until filter specified"),
+        };
+        let prune = PruneFilter {
+            until,
+            labels: filters.values("label").to_vec(),
+            not_labels: filters.values("label!").to_vec(),
+        };
+        Ok((prune, filters))
+    }
+
+    pub fn has_until(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// Whether it goes: created (RFC 3339) before `until` (unknown: kept), every `label=` and
+    /// no `label!=`.
+    pub fn selects(&self, created: Option<&str>, labels: &BTreeMap<String, String>) -> bool {
+        let created = || {
+            let time = chrono::DateTime::parse_from_rfc3339(created?).ok()?;
+            time.timestamp_nanos_opt()
+        };
+        self.until.is_none_or(|u| created().is_some_and(|c| c < u))
+            && self.labels.iter().all(|l| label_matches(labels, l))
+            && !self.not_labels.iter().any(|l| label_matches(labels, l))
     }
 }
 

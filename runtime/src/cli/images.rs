@@ -1,7 +1,7 @@
 //! Local image commands: images, inspect, tag, rmi, prune, load, save, image mount/unmount.
 
 use super::args::{ImagesArgs, ImportArgs, InspectArgs, LoadArgs, MountArgs, PruneArgs, RmiArgs, SaveArgs, TagArgs};
-use super::filters::{glob, label_matches, Filters};
+use super::filters::{glob, label_matches, Filters, PruneFilter};
 use super::format;
 use super::template;
 use anyhow::{bail, Context, Result};
@@ -332,7 +332,8 @@ const WASM_KEPT_WHILE_USED: std::time::Duration = std::time::Duration::from_secs
 
 pub fn prune(ctx: &Ctx, args: PruneArgs) -> Result<i32> {
     let _ = args.force;
-    let pruned = prune_images(ctx, args.all)?;
+    let (filter, _) = PruneFilter::parse(&args.filter, true, &[])?;
+    let pruned = prune_images(ctx, args.all, &filter)?;
     let mut out = std::io::stdout().lock();
     format::write_deleted(&mut out, "Images", &pruned.deleted)?;
     writeln!(out, "{}\nTotal reclaimed space: {}", pruned.summary, format::size(pruned.bytes))?;
@@ -351,7 +352,7 @@ pub struct PrunedImages {
 /// As docker's: untagged images no container uses (with `all`, every image no container
 /// uses), then unreferenced blobs and snapshots, and compiled wasm no image holds and
 /// nothing read this week (with `all`, all such compiled wasm).
-pub fn prune_images(ctx: &Ctx, all: bool) -> Result<PrunedImages> {
+pub fn prune_images(ctx: &Ctx, all: bool, filter: &PruneFilter) -> Result<PrunedImages> {
     let mut deleted = Vec::new();
     let records = ctx.store.list()?;
     let mut digests = Vec::new();
@@ -363,7 +364,9 @@ pub fn prune_images(ctx: &Ctx, all: bool) -> Result<PrunedImages> {
     for digest in digests {
         let Some(record) = records.iter().find(|r| r.descriptor.digest == digest) else { continue };
         let Ok(image) = ctx.store.load(&record.descriptor) else { continue };
-        if !containers_using(&ctx.root, &image).is_empty() {
+        let labels = image.config.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+        if !filter.selects(image.config.created.as_deref(), &labels) || !containers_using(&ctx.root, &image).is_empty()
+        {
             continue;
         }
         let removed = ctx.store.remove_entries(|r| r.descriptor.digest == digest && (all || r.name.is_none()))?;

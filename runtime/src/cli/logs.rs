@@ -15,7 +15,7 @@ use strata::containers::Containers;
 
 /// docker's `--since`/`--until`: an RFC 3339 time, Unix seconds (with a fraction), or a Go
 /// duration before now (`10m`, `1h30m`, `1.5s`).
-fn time_bound(flag: &str, s: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn time_bound(flag: &str, s: &str) -> Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }

@@ -114,10 +114,15 @@ fn print(format: Option<&str>, doc: &serde_json::Value, text: &str) -> Result<i3
 /// volumes, then unused image data (`image prune`, with `-a` untagged images too); one total.
 pub fn prune(ctx: &Ctx, args: SystemPruneArgs) -> Result<i32> {
     let _ = args.force;
+    let (filter, _) = super::filters::PruneFilter::parse(&args.filter, true, &[])?;
+    if args.volumes && filter.has_until() {
+        anyhow::bail!("ERROR: The \"until\" filter is not supported with \"--volumes\"");
+    }
     let containers = Containers::open(&ctx.root, ctx.driver)?;
-    let pruned = strata::containers::ops::prune(&containers)?;
-    let (volumes, volume_bytes) = if args.volumes { super::volumes::prune_volumes(ctx, false)? } else { (vec![], 0) };
-    let images = super::images::prune_images(ctx, args.all)?;
+    let pruned = strata::containers::ops::prune(&containers, |r| super::containers::prune_selects(&filter, r))?;
+    let (volumes, volume_bytes) =
+        if args.volumes { super::volumes::prune_volumes(ctx, false, &filter)? } else { (vec![], 0) };
+    let images = super::images::prune_images(ctx, args.all, &filter)?;
     let mut out = std::io::stdout().lock();
     for (title, names) in [("Containers", &pruned.ids), ("Volumes", &volumes), ("Images", &images.deleted)] {
         format::write_deleted(&mut out, title, names)?;

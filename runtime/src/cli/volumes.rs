@@ -2,7 +2,7 @@
 //! named volumes (`strata::volumes`), with docker's output shapes and words.
 
 use super::args::{VolumeCreateArgs, VolumeInspectArgs, VolumeLsArgs, VolumePruneArgs, VolumeRmArgs};
-use super::filters::{label_matches, Filters};
+use super::filters::{label_matches, Filters, PruneFilter};
 use super::images::Ctx;
 use super::{format, template};
 use anyhow::{bail, Result};
@@ -142,7 +142,15 @@ pub fn remove(ctx: &Ctx, args: VolumeRmArgs) -> Result<i32> {
 /// unused volume.
 pub fn prune(ctx: &Ctx, args: VolumePruneArgs) -> Result<i32> {
     let _ = args.force;
-    let (deleted, bytes) = prune_volumes(ctx, args.all)?;
+    let (filter, filters) = PruneFilter::parse(&args.filter, false, &["all"])?;
+    // docker's `--filter all=true` is `-a`.
+    let all = match filters.values("all") {
+        [] => args.all,
+        [v] if matches!(v.as_str(), "true" | "1") => true,
+        [v] if matches!(v.as_str(), "false" | "0") => args.all,
+        _ => bail!("invalid filter 'all': {}", filters.values("all").join(", ")),
+    };
+    let (deleted, bytes) = prune_volumes(ctx, all, &filter)?;
     let mut out = std::io::stdout().lock();
     format::write_deleted(&mut out, "Volumes", &deleted)?;
     writeln!(out, "Total reclaimed space: {}", format::size(bytes))?;
@@ -151,11 +159,11 @@ pub fn prune(ctx: &Ctx, args: VolumePruneArgs) -> Result<i32> {
 
 /// Removes the anonymous volumes no container uses (with `all`, every unused volume):
 /// their names, and the bytes they held.
-pub fn prune_volumes(ctx: &Ctx, all: bool) -> Result<(Vec<String>, u64)> {
+pub fn prune_volumes(ctx: &Ctx, all: bool, filter: &PruneFilter) -> Result<(Vec<String>, u64)> {
     let c = containers(ctx)?;
     let volumes = Volumes::open(&ctx.root);
     let (mut deleted, mut bytes) = (Vec::new(), 0);
-    for v in volumes.list().into_iter().filter(|v| all || v.anonymous) {
+    for v in volumes.list().into_iter().filter(|v| (all || v.anonymous) && filter.selects(None, &v.labels)) {
         let size = volumes.size(&v.name);
         match used::remove(&c, &v.name, true) {
             Ok(()) => {

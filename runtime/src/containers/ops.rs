@@ -314,11 +314,11 @@ pub struct Pruned {
     pub bytes: u64,
 }
 
-/// Remove every container that is not running (created and exited ones), and leftovers of
-/// killed creates.
-pub fn prune(c: &Containers) -> Result<Pruned, ContainerError> {
+/// Remove every container that is not running (created and exited ones) and that `select`
+/// takes, and leftovers of killed creates.
+pub fn prune(c: &Containers, select: impl Fn(&ContainerRecord) -> bool) -> Result<Pruned, ContainerError> {
     let mut pruned = Pruned::default();
-    for record in c.list() {
+    for record in c.list().into_iter().filter(|r| select(r)) {
         let Some(obs) = observe(c, record)? else { continue };
         if obs.state != State::Exited && obs.state != State::Created {
             continue;
