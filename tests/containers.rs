@@ -926,6 +926,39 @@ fn cpu_quota() {
     assert_eq!(cgroup_file("cpu", id, "cpu.cfs_period_us"), "100000");
     e.ok(&["rm", "-f", id]);
     e.assert_no_trace(id);
+
+    // docker's --cpu-period/--cpu-quota: the cgroup's values, inspect's, update, and the
+    // daemon's refusals in its words.
+    let id = e.ok(&["run", "-d", "--cpu-period", "50000", "--cpu-quota", "20000", IMAGE, "sleep", "30"]);
+    let id = id.trim();
+    assert_eq!(cgroup_file("cpu", id, "cpu.cfs_period_us"), "50000");
+    assert_eq!(cgroup_file("cpu", id, "cpu.cfs_quota_us"), "20000");
+    let host = e.s.inspect(id)["HostConfig"].clone();
+    assert_eq!((host["CpuPeriod"].as_i64(), host["CpuQuota"].as_i64()), (Some(50000), Some(20000)));
+    e.ok(&["update", "--cpu-quota", "40000", id]);
+    assert_eq!(cgroup_file("cpu", id, "cpu.cfs_quota_us"), "40000");
+    assert_eq!(cgroup_file("cpu", id, "cpu.cfs_period_us"), "50000");
+    let out = e.s.fails(&["update", "--cpus", "1", id]);
+    assert!(out.stderr.contains("Conflicting options: Nano CPUs and CPU Period cannot both be set"), "{}", out.stderr);
+    e.ok(&["rm", "-f", id]);
+    e.assert_no_trace(id);
+    for (flags, said) in [
+        (
+            &["--cpus", "1", "--cpu-quota", "50000"][..],
+            "Conflicting options: Nano CPUs and CPU Quota cannot both be set",
+        ),
+        (
+            &["--cpu-period", "999"][..],
+            "CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+        ),
+        (&["--cpu-quota", "999"][..], "CPU cfs quota can not be less than 1ms (i.e. 1000)"),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[IMAGE, "true"]);
+        let out = e.s.fails(&args);
+        assert!(out.stderr.contains(said), "{flags:?}: {}", out.stderr);
+    }
 }
 
 #[test]

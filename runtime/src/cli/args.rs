@@ -467,6 +467,12 @@ pub struct ResourceArgs {
     /// CPU shares (relative weight)
     #[arg(short = 'c', long = "cpu-shares")]
     pub cpu_shares: Option<u64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period, in microseconds
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota, in microseconds (-1: none)
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
     /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-cpus")]
     pub cpuset_cpus: Option<String>,

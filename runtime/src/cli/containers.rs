@@ -27,6 +27,8 @@ fn host_config(r: &ContainerRecord) -> serde_json::Value {
         "MemorySwap": opts.memory_swap_in_force().unwrap_or(0),
         "MemoryReservation": opts.memory_reservation.unwrap_or(0),
         "CpuShares": opts.cpu_shares.unwrap_or(0),
+        "CpuPeriod": opts.cpu_period.unwrap_or(0),
+        "CpuQuota": opts.cpu_quota.unwrap_or(0),
         "CpusetCpus": opts.cpuset_cpus.clone().unwrap_or_default(),
         "CpusetMems": opts.cpuset_mems.clone().unwrap_or_default(),
         "NanoCpus": opts.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),

@@ -40,6 +40,17 @@ pub fn apply(a: &ResourceArgs, opts: &mut RunOptions) -> Result<()> {
     if let Some(shares) = a.cpu_shares {
         opts.cpu_shares = Some(shares);
     }
+    // 0 is docker's "not set".
+    match a.cpu_period {
+        Some(p) if p < 0 => {
+            bail!("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+        }
+        Some(p) if p > 0 => opts.cpu_period = Some(p as u64),
+        _ => {}
+    }
+    if let Some(q) = a.cpu_quota.filter(|q| *q != 0) {
+        opts.cpu_quota = Some(q);
+    }
     check_cpusets(a)?;
     if let Some(cpus) = &a.cpuset_cpus {
         opts.cpuset_cpus = Some(cpus.clone());
@@ -61,6 +72,18 @@ fn check(opts: &RunOptions, swap_given: bool) -> Result<()> {
         if !(0.01..=available).contains(&cpus) {
             bail!("range of CPUs is from 0.01 to {available:.2}, as there are only {available} CPUs available");
         }
+    }
+    if opts.cpus.is_some() && opts.cpu_period.is_some() {
+        bail!("Conflicting options: Nano CPUs and CPU Period cannot both be set");
+    }
+    if opts.cpus.is_some() && opts.cpu_quota.is_some() {
+        bail!("Conflicting options: Nano CPUs and CPU Quota cannot both be set");
+    }
+    if opts.cpu_period.is_some_and(|p| !(1000..=1_000_000).contains(&p)) {
+        bail!("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)");
+    }
+    if opts.cpu_quota.is_some_and(|q| q > 0 && q < 1000) {
+        bail!("CPU cfs quota can not be less than 1ms (i.e. 1000)");
     }
     if let Some(swap) = opts.memory_swap {
         match opts.memory {
@@ -106,6 +129,8 @@ pub fn update(ctx: &Ctx, args: UpdateArgs) -> Result<i32> {
         || given.memory_reservation.is_some()
         || given.cpus.is_some()
         || given.cpu_shares.is_some()
+        || given.cpu_period.is_some()
+        || given.cpu_quota.is_some()
         || given.cpuset_cpus.is_some()
         || given.cpuset_mems.is_some()
         || given.pids_limit.is_some();

@@ -426,12 +426,21 @@ fn resources(opts: &RunOptions) -> LinuxResources {
         mem.set_reservation(opts.memory_reservation);
         r.set_memory(Some(mem));
     }
-    if opts.cpus.is_some() || opts.cpu_shares.is_some() || opts.cpuset_cpus.is_some() || opts.cpuset_mems.is_some() {
+    let cfs = opts.cpu_period.is_some() || opts.cpu_quota.is_some();
+    if opts.cpus.is_some()
+        || cfs
+        || opts.cpu_shares.is_some()
+        || opts.cpuset_cpus.is_some()
+        || opts.cpuset_mems.is_some()
+    {
         let mut cpu = LinuxCpu::default();
         if let Some(cpus) = opts.cpus {
             let (period, quota) = cpu_quota(cpus);
             cpu.set_period(Some(period));
             cpu.set_quota(Some(quota));
+        } else if cfs {
+            cpu.set_period(opts.cpu_period);
+            cpu.set_quota(opts.cpu_quota);
         }
         cpu.set_shares(opts.cpu_shares);
         cpu.set_cpus(opts.cpuset_cpus.clone());

@@ -290,6 +290,9 @@ pub struct RunOptions {
     pub memory_reservation: Option<i64>,
     /// `--cpu-shares`: the relative weight (cpu.shares).
     pub cpu_shares: Option<u64>,
+    /// `--cpu-period` / `--cpu-quota`: the CFS period and quota in µs (quota -1: none).
+    pub cpu_period: Option<u64>,
+    pub cpu_quota: Option<i64>,
     /// `--cpuset-cpus` / `--cpuset-mems`: the CPUs and memory nodes allowed (`0-2,4`).
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,

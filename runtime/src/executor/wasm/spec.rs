@@ -42,8 +42,11 @@ impl WasmJob {
             .and_then(|m| m.limit())
             .and_then(|l| u64::try_from(l).ok())
             .filter(|l| *l > 0);
+        // A quota without a period runs against the kernel's default period, 100 ms.
         let cpu = resources.and_then(|r| r.cpu().as_ref()).and_then(|c| match (c.quota(), c.period()) {
-            (Some(quota), Some(period)) if quota > 0 && period > 0 => Some(CpuLimit { quota, period }),
+            (Some(quota), period) if quota > 0 => {
+                Some(CpuLimit { quota, period: period.filter(|p| *p > 0).unwrap_or(100_000) })
+            }
             _ => None,
         });
         let isolated_net = linux
@@ -118,5 +121,17 @@ mod tests {
         assert!(job.network);
         assert_eq!((job.memory_limit, job.cpu), (None, None));
         assert_eq!(job.preopens, [Preopen { guest: "/".into(), host: "/".into(), read_only: true }]);
+    }
+
+    #[test]
+    fn a_quota_without_a_period_runs_against_the_kernels_default_period() {
+        let s = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["/app.wasm"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "linux": {"resources": {"cpu": {"quota": 20000}}}
+        }));
+        let job = WasmJob::from_spec(&s, "/app.wasm".into());
+        assert_eq!(job.cpu, Some(CpuLimit { quota: 20_000, period: 100_000 }));
     }
 }
