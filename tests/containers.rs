@@ -1520,7 +1520,8 @@ fn ps_filters_as_docker_does() {
     let label_file = e.s.root().join("labels");
     std::fs::write(&label_file, "# the team\nteam=db\n\ntier=back\n").unwrap();
     let labels = ["--label-file", label_file.to_str().unwrap(), "--label", "tier=front", "-l", "solo"];
-    e.ok(&[&["run", "-d", "--name", "up"][..], &labels, &[IMAGE, "sleep", "1000"]].concat());
+    e.ok(&[&["run", "-d", "--name", "up", "-v", "/data", "--network", "host"][..], &labels, &[IMAGE, "sleep", "1000"]]
+        .concat());
     let shown = e.ok(&["inspect", "-f", "{{json .Config.Labels}}", "up"]);
     assert_eq!(shown.trim(), r#"{"solo":"","team":"db","tier":"front"}"#);
     let names = |args: &[&str]| {
@@ -1542,6 +1543,15 @@ fn ps_filters_as_docker_does() {
     assert!(names(&["-a", "-f", "label=tier=back"]).is_empty());
     assert_eq!(e.ok(&["inspect", "-f", "{{index .Config.Labels \"tier\"}}", "up"]), "front\n");
     assert_eq!(e.ok(&["ps", "--format", "{{.Labels}}"]), "solo=,team=db,tier=front\n");
+    // Created before or after another container (by name or ID), a mount, a network.
+    assert_eq!(names(&["-a", "-f", "before=three"]), ["made", "ok"]);
+    assert_eq!(names(&["-a", "-f", &format!("since={}", e.id("made"))]), ["up", "three"]);
+    assert_eq!(names(&["-a", "-f", "since=ok", "-f", "before=up"]), ["three", "made"]);
+    assert_eq!(names(&["-a", "-f", "volume=/data"]), ["up"]);
+    assert_eq!(names(&["-a", "-f", "network=host"]), ["up"]);
+    assert_eq!(names(&["-a", "-f", "network=none"]), ["three", "made", "ok"]);
+    let o = e.run(&["ps", "-f", "before=nosuch"]);
+    assert!(o.code != 0 && o.stderr.contains("nosuch"), "{}", o.stderr);
     let o = e.run(&["ps", "-f", "color=blue"]);
     assert_eq!((o.code, o.stderr.trim()), (1, "Error: invalid filter 'color'"));
     e.ok(&["rm", "-f", "ok", "made", "three", "up"]);

@@ -333,7 +333,8 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     if let Some(n) = last {
         rows.truncate(n);
     }
-    rows.retain(|o| ps_matches(&containers, &filters, o));
+    let times = reference_times(&containers, &filters)?;
+    rows.retain(|o| ps_matches(&containers, &filters, &times, o));
     let id = |r: &ContainerRecord| if args.no_trunc { r.id.clone() } else { r.short_id().to_string() };
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -393,11 +394,37 @@ fn labels(r: &ContainerRecord) -> std::collections::BTreeMap<String, String> {
 }
 
 /// `ps --filter` keys.
-const PS_FILTERS: &[&str] = &["id", "name", "status", "exited", "ancestor", "kind", "label", "health"];
+const PS_FILTERS: &[&str] =
+    &["id", "name", "status", "exited", "ancestor", "kind", "label", "health", "before", "since", "volume", "network"];
 
-fn ps_matches(c: &Containers, filters: &Filters, o: &Observed) -> bool {
+/// When a container was created, in nanoseconds (its record's RFC 3339 time).
+fn created_nanos(r: &ContainerRecord) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(&r.created).ok()?.timestamp_nanos_opt()
+}
+
+/// The containers `before=` and `since=` name, by the value given: when each was created.
+fn reference_times(c: &Containers, filters: &Filters) -> Result<std::collections::HashMap<String, i64>> {
+    let mut times = std::collections::HashMap::new();
+    for v in filters.values("before").iter().chain(filters.values("since")) {
+        let r = c.resolve(v)?;
+        times.insert(v.clone(), created_nanos(&r).unwrap_or(0));
+    }
+    Ok(times)
+}
+
+fn ps_matches(c: &Containers, filters: &Filters, times: &std::collections::HashMap<String, i64>, o: &Observed) -> bool {
     let r = &o.record;
+    let created = created_nanos(r).unwrap_or(0);
     filters.matches(|key, v| match key {
+        "before" => times.get(v).is_some_and(|t| created < *t),
+        "since" => times.get(v).is_some_and(|t| created > *t),
+        // A mount's destination, or its source: a named volume's name, a bind's host path.
+        "volume" => r
+            .options
+            .volumes
+            .iter()
+            .any(|m| m.destination == v || m.volume.as_deref() == Some(v) || m.source == std::path::Path::new(v)),
+        "network" => r.options.network.to_string() == v,
         "id" => r.id.starts_with(v),
         "name" => r.name.contains(v.trim_start_matches('/')),
         "status" => state_word(o) == v,
