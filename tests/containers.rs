@@ -942,6 +942,8 @@ fn cpu_quota() {
     assert!(out.stderr.contains("Conflicting options: Nano CPUs and CPU Period cannot both be set"), "{}", out.stderr);
     e.ok(&["rm", "-f", id]);
     e.assert_no_trace(id);
+    // A quota of -1 is none: no conflict with --cpus.
+    e.ok(&["run", "--rm", "--cpus", "0.5", "--cpu-quota", "-1", IMAGE, "true"]);
     for (flags, said) in [
         (
             &["--cpus", "1", "--cpu-quota", "50000"][..],
@@ -1547,6 +1549,8 @@ fn ps_filters_as_docker_does() {
     assert_eq!(names(&["-a", "-f", "before=three"]), ["made", "ok"]);
     assert_eq!(names(&["-a", "-f", &format!("since={}", e.id("made"))]), ["up", "three"]);
     assert_eq!(names(&["-a", "-f", "since=ok", "-f", "before=up"]), ["three", "made"]);
+    // Filtered, then the last N.
+    assert_eq!(names(&["-n", "1", "-f", "before=three"]), ["made"]);
     assert_eq!(names(&["-a", "-f", "volume=/data"]), ["up"]);
     assert_eq!(names(&["-a", "-f", "network=host"]), ["up"]);
     assert_eq!(names(&["-a", "-f", "network=none"]), ["three", "made", "ok"]);
@@ -2561,8 +2565,10 @@ fn prune_filters_as_docker_does() {
     for (name, label) in [("pa", "keep=yes"), ("pb", "tier=web"), ("pc", "tier=db")] {
         e.ok(&["create", "--name", name, "-l", label, IMAGE, "true"]);
     }
-    // Created within the last hour: none is older than that.
+    // Created within the last hour: none is older than that; nor than a time long before
+    // anything (out of the range of nanoseconds since 1970: still a time, not no filter).
     e.ok(&["container", "prune", "--filter", "until=1h"]);
+    e.ok(&["container", "prune", "--filter", "until=1600-01-01T00:00:00Z"]);
     assert_eq!(names(&e), ["pa", "pb", "pc"]);
     e.ok(&["container", "prune", "--filter", "label=tier=web"]);
     assert_eq!(names(&e), ["pa", "pc"]);
@@ -2590,6 +2596,8 @@ fn prune_filters_as_docker_does() {
 
     for (args, said) in [
         (&["container", "prune", "--filter", "until=soon"][..], "invalid until \"soon\""),
+        (&["container", "prune", "--filter", "until=-20000000000"][..], "a time before 1970"),
+        (&["volume", "prune", "-a", "--filter", "all=false"][..], "invalid filter 'all'"),
         (
             &["container", "prune", "--filter", "until=1h", "--filter", "until=2h"][..],
             "more than one until filter specified",

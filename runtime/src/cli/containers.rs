@@ -330,11 +330,12 @@ pub fn ps(ctx: &Ctx, args: PsArgs) -> Result<i32> {
     let mut rows: Vec<Observed> = observe_all(&containers)?.into_iter().filter(|o| all || o.is_running()).collect();
     // Newest first, as docker lists them.
     rows.reverse();
+    // Filtered first, then the last N of what is left (docker's order).
+    let times = reference_times(&containers, &filters)?;
+    rows.retain(|o| ps_matches(&containers, &filters, &times, o));
     if let Some(n) = last {
         rows.truncate(n);
     }
-    let times = reference_times(&containers, &filters)?;
-    rows.retain(|o| ps_matches(&containers, &filters, &times, o));
     let id = |r: &ContainerRecord| if args.no_trunc { r.id.clone() } else { r.short_id().to_string() };
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -419,11 +420,13 @@ fn ps_matches(c: &Containers, filters: &Filters, times: &std::collections::HashM
         "before" => times.get(v).is_some_and(|t| created < *t),
         "since" => times.get(v).is_some_and(|t| created > *t),
         // A mount's destination, or its source: a named volume's name, a bind's host path.
-        "volume" => r
-            .options
-            .volumes
-            .iter()
-            .any(|m| m.destination == v || m.volume.as_deref() == Some(v) || m.source == std::path::Path::new(v)),
+        "volume" => {
+            r.options
+                .volumes
+                .iter()
+                .any(|m| m.destination == v || m.volume.as_deref() == Some(v) || m.source == std::path::Path::new(v))
+                || r.options.tmpfs.iter().any(|t| t.destination == v)
+        }
         "network" => r.options.network.to_string() == v,
         "id" => r.id.starts_with(v),
         "name" => r.name.contains(v.trim_start_matches('/')),

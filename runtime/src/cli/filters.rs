@@ -63,8 +63,7 @@ impl Filters {
 /// A prune's `until=` and `label=`/`label!=` (docker's): what a thing created at `created`
 /// with `labels` must be to go.
 pub struct PruneFilter {
-    /// Nanoseconds since the epoch.
-    until: Option<i64>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
     labels: Vec<String>,
     not_labels: Vec<String>,
 }
@@ -80,7 +79,7 @@ impl PruneFilter {
         let filters = Filters::parse(given, &keys)?;
         let until = match filters.values("until") {
             [] => None,
-            [one] => super::logs::time_bound("until", one)?.timestamp_nanos_opt(),
+            [one] => Some(super::logs::time_bound("until", one)?),
             _ => bail!("more than one until filter specified"),
         };
         let prune = PruneFilter {
@@ -95,14 +94,17 @@ impl PruneFilter {
         self.until.is_some()
     }
 
-    /// Whether it goes: created (RFC 3339) before `until` (unknown: kept), every `label=` and
-    /// no `label!=`.
+    /// Whether any filter was given.
+    pub fn is_filtered(&self) -> bool {
+        self.until.is_some() || !self.labels.is_empty() || !self.not_labels.is_empty()
+    }
+
+    /// Whether it goes: created (RFC 3339) no later than `until` (unknown: kept), every
+    /// `label=` and none of the `label!=` (with several, docker keeps only what carries them
+    /// all, moby/moby#40286; strata keeps what carries any, removing less).
     pub fn selects(&self, created: Option<&str>, labels: &BTreeMap<String, String>) -> bool {
-        let created = || {
-            let time = chrono::DateTime::parse_from_rfc3339(created?).ok()?;
-            time.timestamp_nanos_opt()
-        };
-        self.until.is_none_or(|u| created().is_some_and(|c| c < u))
+        let created = || chrono::DateTime::parse_from_rfc3339(created?).ok();
+        self.until.is_none_or(|u| created().is_some_and(|c| c <= u))
             && self.labels.iter().all(|l| label_matches(labels, l))
             && !self.not_labels.iter().any(|l| label_matches(labels, l))
     }

@@ -378,7 +378,8 @@ pub fn prune_images(ctx: &Ctx, all: bool, filter: &PruneFilter) -> Result<Pruned
     let report = gc::collect(&ctx.store, &Default::default())?;
     // Without -a, compiled wasm read in the last week stays: strata-oci's and the shim's
     // containers use this cache too, and no image here tells of their modules.
-    let keep_used_within = (!all).then_some(WASM_KEPT_WHILE_USED);
+    // With filters, it is some images that go, not all compiled wasm: the week's rule holds.
+    let keep_used_within = (!all || filter.is_filtered()).then_some(WASM_KEPT_WHILE_USED);
     let wasm_freed = gc::collect_wasm_cache(&ctx.store, &ctx.root.wasm_cache(), keep_used_within)?;
     let summary = format!(
         "Removed {} blobs, {} snapshots and {} of compiled wasm",

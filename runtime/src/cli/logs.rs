@@ -20,6 +20,9 @@ pub(crate) fn time_bound(flag: &str, s: &str) -> Result<DateTime<Utc>> {
         return Ok(t.with_timezone(&Utc));
     }
     if let Ok(secs) = s.parse::<f64>() {
+        if secs < 0.0 {
+            bail!("invalid {flag} {s:?}: a time before 1970");
+        }
         if let Some(t) = DateTime::from_timestamp(secs.trunc() as i64, (secs.fract() * 1e9) as u32) {
             return Ok(t);
         }

@@ -76,7 +76,8 @@ fn check(opts: &RunOptions, swap_given: bool) -> Result<()> {
     if opts.cpus.is_some() && opts.cpu_period.is_some() {
         bail!("Conflicting options: Nano CPUs and CPU Period cannot both be set");
     }
-    if opts.cpus.is_some() && opts.cpu_quota.is_some() {
+    // A quota of -1 (none) does not conflict.
+    if opts.cpus.is_some() && opts.cpu_quota.is_some_and(|q| q > 0) {
         bail!("Conflicting options: Nano CPUs and CPU Quota cannot both be set");
     }
     if opts.cpu_period.is_some_and(|p| !(1000..=1_000_000).contains(&p)) {

@@ -144,12 +144,18 @@ pub fn prune(ctx: &Ctx, args: VolumePruneArgs) -> Result<i32> {
     let _ = args.force;
     let (filter, filters) = PruneFilter::parse(&args.filter, false, &["all"])?;
     // docker's `--filter all=true` is `-a`.
-    let all = match filters.values("all") {
-        [] => args.all,
-        [v] if matches!(v.as_str(), "true" | "1") => true,
-        [v] if matches!(v.as_str(), "false" | "0") => args.all,
-        _ => bail!("invalid filter 'all': {}", filters.values("all").join(", ")),
-    };
+    let (mut yes, mut no) = (false, false);
+    for v in filters.values("all") {
+        match v.as_str() {
+            "true" | "1" => yes = true,
+            "false" | "0" => no = true,
+            _ => bail!("invalid filter 'all={v}'"),
+        }
+    }
+    if no && (yes || args.all) {
+        bail!("invalid filter 'all': all=false with all=true or --all");
+    }
+    let all = args.all || yes;
     let (deleted, bytes) = prune_volumes(ctx, all, &filter)?;
     let mut out = std::io::stdout().lock();
     format::write_deleted(&mut out, "Volumes", &deleted)?;
