@@ -39,13 +39,6 @@ pub fn trim_code() -> io::Result<usize> {
     walk.refused.map_or(Ok(walk.bytes), Err)
 }
 
-/// This process's resident pages of file mappings (RssFile), in kB; None without /proc.
-pub fn resident_file_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("RssFile:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// The ranges `trim_code` would advise, for tests: each object's read-only segments.
 #[cfg(test)]
 fn read_only_ranges() -> Vec<Range> {
@@ -201,6 +194,11 @@ mod tests {
 
     #[test]
     fn trimming_keeps_this_process_running_and_unmaps_its_code() {
+        let resident_file_kb = || -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("RssFile:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
         let ranges = read_only_ranges();
         // This test binary's own code is among them, and none is writable.
         let here = trimming_keeps_this_process_running_and_unmaps_its_code as *const () as usize;
@@ -223,11 +221,11 @@ mod tests {
                 );
             }
         }
-        let before = resident_file_kb().unwrap();
+        let before = resident_file_kb();
         let advised = trim_code().unwrap();
         assert!(advised > 0);
         // The code reading the count runs again (faulted back in), and the count fell.
-        let after = resident_file_kb().unwrap();
+        let after = resident_file_kb();
         assert!(after < before, "RSS {before} kB -> {after} kB");
     }
 }

@@ -84,7 +84,7 @@ pub fn command(config: &HealthConfig) -> Option<Vec<String>> {
 
 /// The container's health state (None: it has no check, or never ran with one).
 pub fn read(paths: &Paths) -> Option<Health> {
-    let bytes = std::fs::read(state_file(paths)).ok()?;
+    let bytes = std::fs::read(paths.health()).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -103,13 +103,9 @@ pub fn of(c: &Containers, o: &Observed) -> Option<Health> {
 fn write(paths: &Paths, health: &Health) {
     let bytes = serde_json::to_vec(health).expect("health serialises");
     // Unsynced: a crash loses at most the last probe, which the next run starts over anyway.
-    if let Err(e) = crate::fsutil::write_atomic_unsynced(&state_file(paths), &bytes) {
+    if let Err(e) = crate::fsutil::write_atomic_unsynced(&paths.health(), &bytes) {
         tracing::error!("writing the health state: {e}");
     }
-}
-
-fn state_file(paths: &Paths) -> std::path::PathBuf {
-    paths.dir.join("health.json")
 }
 
 /// A configured duration: 0 (or less) is the default; anything else at least docker's
@@ -122,7 +118,7 @@ fn nanos(n: i64, default: Duration) -> Duration {
     }
 }
 
-/// The checker of one run; `stop` (or dropping it) ends it and marks the container unhealthy.
+/// The checker of one run; dropping it ends it and marks the container unhealthy.
 pub struct Checker {
     pid: i32,
     paths: Paths,
@@ -149,10 +145,9 @@ impl Checker {
                 None
             }
             0 => {
-                let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     check_until_killed(c, record, &config, command, started, monitor, health)
                 }));
-                let _ = checked;
                 // SAFETY: leave the forked child without the monitor's destructors.
                 unsafe { libc::_exit(1) }
             }

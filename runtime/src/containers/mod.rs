@@ -156,6 +156,10 @@ impl Paths {
     pub fn waiters(&self) -> PathBuf {
         self.dir.join("waiters")
     }
+    /// The health check's state (see `health`), written by the run's checker.
+    pub fn health(&self) -> PathBuf {
+        self.dir.join("health.json")
+    }
     pub fn etc_file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
