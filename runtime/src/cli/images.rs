@@ -469,7 +469,7 @@ pub fn mount(ctx: &Ctx, args: MountArgs) -> Result<i32> {
         return Ok(0);
     }
     let layers = ctx.snapshots.prepare(&ctx.store, &image)?;
-    let result = rootfs::assemble(&layers, &dir, ctx.driver);
+    let result = rootfs::assemble(&layers, &dir, ctx.driver, rootfs::UpperSync::Synced);
     match result {
         Ok(assembled) => {
             if matches!(assembled, rootfs::Assembled::Copy { .. }) {

@@ -482,7 +482,7 @@ pub fn with_root<T>(
     crate::sandbox::mounts::mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)
         .map_err(|e| super::ContainerError::Copy(format!("making our mounts private: {e}")))?;
     let paths = c.paths(&record.id);
-    let merged = super::rootfs::mount(&paths, &record.layers, c.driver())?;
+    let merged = super::rootfs::mount(&paths, &record.layers, c.driver(), record.auto_remove)?;
     let result = (|| {
         use crate::sandbox::mounts::{fd_path, mount, open_in_root, remount};
         let mounting = |what: &str, e: String| super::ContainerError::Copy(format!("mounting {what}: {e}"));

@@ -244,7 +244,7 @@ fn start_run(
     paths: &Paths,
     attached_stdin: Option<OwnedFd>,
 ) -> Result<Running, ContainerError> {
-    let merged = rootfs::mount(paths, &record.layers, c.driver())?;
+    let merged = rootfs::mount(paths, &record.layers, c.driver(), record.auto_remove)?;
     super::volumes::populate(&crate::volumes::Volumes::open(c.root()), &record.options.volumes, &merged)?;
     let host = rustix::system::uname();
     let host_hostname = host.nodename().to_string_lossy().into_owned();

@@ -4,19 +4,21 @@
 //! With the copy driver (or no overlayfs) `merged` is a flattened copy made once and kept.
 
 use super::{io_err, ContainerError, Paths};
-use crate::snapshot::rootfs::{self, Assembled, Driver};
+use crate::snapshot::rootfs::{self, Assembled, Driver, UpperSync};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Assemble the rootfs for a run; returns the path to use as the container's root.
-pub fn mount(paths: &Paths, layers: &[PathBuf], driver: Driver) -> Result<PathBuf, ContainerError> {
+/// Assemble the rootfs for a run; returns the path to use as the container's root. A
+/// container removed when its run ends (`--rm`) gets an upper dir the kernel never syncs.
+pub fn mount(paths: &Paths, layers: &[PathBuf], driver: Driver, auto_remove: bool) -> Result<PathBuf, ContainerError> {
     let merged = paths.merged();
     if paths.copied_marker().exists() {
         return Ok(merged);
     }
     // A run that crashed may have left its overlay mounted: start from a clean mountpoint.
     unmount(paths)?;
-    match rootfs::assemble(layers, &paths.rootfs_dir(), driver)? {
+    let sync = if auto_remove { UpperSync::Volatile } else { UpperSync::Synced };
+    match rootfs::assemble(layers, &paths.rootfs_dir(), driver, sync)? {
         Assembled::Overlay { merged } => Ok(merged),
         Assembled::Copy { merged } => {
             fs::write(paths.copied_marker(), b"").map_err(io_err("marking the copied rootfs"))?;

@@ -40,6 +40,21 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> RootfsError {
     move |source| RootfsError::Io { context, source }
 }
 
+/// Whether the kernel may skip syncing the upper dir (overlayfs `volatile`, Linux 5.10+).
+/// Unmounting an overlay syncs the whole filesystem under its upper dir (syncfs): a
+/// writable layer that is thrown away when the run ends (`run --rm`) gains nothing from it,
+/// and on a disk the unmount waits for every dirty page of that filesystem, anyone's. As
+/// podman does for `--rm` and CRI-O for all its containers. A volatile mount leaves
+/// `work/work/incompat/volatile`, which refuses a second mount of the same work dir; the
+/// container's own work dir is made anew at each mount (see `containers::rootfs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpperSync {
+    /// The kernel's default: the upper dir is synced on unmount and syncfs.
+    Synced,
+    /// Not synced (falls back to `Synced` where the kernel lacks the option).
+    Volatile,
+}
+
 /// What `assemble` produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Assembled {
@@ -58,11 +73,11 @@ impl Assembled {
 /// Build a root filesystem for `layers` (bottom first) under `dir` (`upper/`, `work/`,
 /// `merged/`). With `Driver::Overlay`, a failed overlay mount falls back to a copy, with a
 /// warning. `dir/merged` is the root filesystem either way.
-pub fn assemble(layers: &[PathBuf], dir: &Path, driver: Driver) -> Result<Assembled, RootfsError> {
+pub fn assemble(layers: &[PathBuf], dir: &Path, driver: Driver, sync: UpperSync) -> Result<Assembled, RootfsError> {
     let merged = dir.join("merged");
     fs::create_dir_all(&merged).map_err(io_err(format!("creating {}", merged.display())))?;
     if driver == Driver::Overlay {
-        match mount_overlay(layers, dir, &merged) {
+        match mount_overlay(layers, dir, &merged, sync) {
             Ok(()) => return Ok(Assembled::Overlay { merged }),
             Err(e) => {
                 tracing::warn!("overlayfs unavailable ({e}); falling back to a flattened copy of the layers");
@@ -77,7 +92,7 @@ pub fn assemble(layers: &[PathBuf], dir: &Path, driver: Driver) -> Result<Assemb
     Ok(Assembled::Copy { merged })
 }
 
-fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path) -> Result<(), RootfsError> {
+fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path, sync: UpperSync) -> Result<(), RootfsError> {
     let upper = dir.join("upper");
     let work = dir.join("work");
     for d in [&upper, &work] {
@@ -94,15 +109,28 @@ fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path) -> Result<(), Ro
     let data =
         format!("lowerdir={},upperdir={},workdir={},index=off", lowers.join(":"), upper.display(), work.display());
     // The kernel takes mount options in one page.
-    if data.len() >= 4000 {
+    if data.len() + ",volatile".len() >= 4000 {
         return Err(RootfsError::TooManyLayers(layers.len()));
     }
-    let data = std::ffi::CString::new(data).map_err(|_| RootfsError::Io {
-        context: "overlay options".into(),
-        source: io::Error::other("layer path contains a NUL byte"),
-    })?;
-    rustix::mount::mount("overlay", merged, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
-        .map_err(|e| RootfsError::Io { context: format!("mounting overlay on {}", merged.display()), source: e.into() })
+    let mount = |data: String| {
+        let data = std::ffi::CString::new(data).map_err(|_| RootfsError::Io {
+            context: "overlay options".into(),
+            source: io::Error::other("layer path contains a NUL byte"),
+        })?;
+        rustix::mount::mount("overlay", merged, "overlay", rustix::mount::MountFlags::empty(), Some(data.as_c_str()))
+            .map_err(|e| RootfsError::Io {
+                context: format!("mounting overlay on {}", merged.display()),
+                source: e.into(),
+            })
+    };
+    match sync {
+        UpperSync::Synced => mount(data),
+        // A kernel before 5.10 refuses the option it does not know (EINVAL): mount without.
+        UpperSync::Volatile => mount(format!("{data},volatile")).or_else(|e| match e {
+            RootfsError::Io { ref source, .. } if source.raw_os_error() == Some(libc::EINVAL) => mount(data),
+            e => Err(e),
+        }),
+    }
 }
 
 /// Undo `assemble`: unmount (if mounted) and remove `dir`.
