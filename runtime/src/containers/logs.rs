@@ -222,16 +222,27 @@ impl Follower {
         if !self.follow_rotation {
             return None;
         }
-        let open = self.file.metadata().ok()?;
         let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-        let files = files(&self.path);
-        let ids: Vec<_> = files.iter().map(|f| id(f)).collect();
-        match ids.iter().position(|i| *i == Some((open.dev(), open.ino()))) {
-            Some(last) if last + 1 == files.len() => None,
-            Some(at) => Some(files[at + 1].clone()),
-            // Dropped (or the current file is being made anew): the oldest there is.
-            None => files.into_iter().zip(ids).find(|(_, i)| i.is_some()).map(|(f, _)| f),
+        // A rotation renames the files one at a time: a listing made meanwhile can miss the
+        // open file though it still has a name (taking it for dropped went back to the
+        // oldest file and repeated what had been read). It is dropped only once it has no
+        // name left; until then, look again.
+        for _ in 0..1000 {
+            let open = self.file.metadata().ok()?;
+            let files = files(&self.path);
+            let ids: Vec<_> = files.iter().map(|f| id(f)).collect();
+            match ids.iter().position(|i| *i == Some((open.dev(), open.ino()))) {
+                Some(last) if last + 1 == files.len() => return None,
+                Some(at) => return Some(files[at + 1].clone()),
+                // Dropped: the oldest there is.
+                None if open.nlink() == 0 => {
+                    return files.into_iter().zip(ids).find(|(_, i)| i.is_some()).map(|(f, _)| f)
+                }
+                None => std::thread::yield_now(),
+            }
         }
+        // Still moving: a later call (the next change wakes it) goes on.
+        None
     }
 
     /// Start after what is there now.
