@@ -213,35 +213,45 @@ impl Follower {
         Ok(Follower { path: path.to_path_buf(), file: File::open(path)?, partial: Vec::new(), follow_rotation: true })
     }
 
-    /// The file to go on with once the open one is read to its end: None while the open
-    /// one is still the log's current file; after rotations, the file that came next (the
-    /// newer neighbour among `LOG.n`, ..., `LOG.1`, `LOG`), or the oldest one left if it was
-    /// dropped meanwhile.
-    fn next_file(&self) -> Option<PathBuf> {
+    /// The file to go on with once the open one is read to its end, opened: None while the
+    /// open one is still the log's current file (or a rotation is still moving files); after
+    /// rotations, the file that came next (the newer neighbour among `LOG.n`, ..., `LOG.1`,
+    /// `LOG`), or the oldest one left if the open one was dropped meanwhile.
+    fn next_file(&self) -> Option<File> {
         use std::os::unix::fs::MetadataExt;
         if !self.follow_rotation {
             return None;
         }
-        let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-        // A rotation renames the files one at a time: a listing made meanwhile can miss the
-        // open file though it still has a name (taking it for dropped went back to the
-        // oldest file and repeated what had been read). It is dropped only once it has no
-        // name left; until then, look again.
-        for _ in 0..1000 {
-            let open = self.file.metadata().ok()?;
+        let open = self.file.metadata().ok()?;
+        let open = (open.dev(), open.ino());
+        let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+        let listing = || {
             let files = files(&self.path);
-            let ids: Vec<_> = files.iter().map(|f| id(f)).collect();
-            match ids.iter().position(|i| *i == Some((open.dev(), open.ino()))) {
+            let ids: Vec<_> = files.iter().map(|f| std::fs::metadata(f).ok().map(id)).collect();
+            (files, ids)
+        };
+        // A rotation renames the files one at a time, and a listing is made a name at a
+        // time: one made meanwhile can show the open file under two names, or under none, or
+        // next to a file that is not its neighbour. Only a listing that a second one agrees
+        // with is used, and the file picked is opened and checked to be the one listed.
+        for _ in 0..100 {
+            let (files, ids) = listing();
+            if listing() != (files.clone(), ids.clone()) {
+                std::thread::yield_now();
+                continue;
+            }
+            let at = match ids.iter().position(|i| *i == Some(open)) {
                 Some(last) if last + 1 == files.len() => return None,
-                Some(at) => return Some(files[at + 1].clone()),
+                Some(at) => at + 1,
                 // Dropped: the oldest there is.
-                None if open.nlink() == 0 => {
-                    return files.into_iter().zip(ids).find(|(_, i)| i.is_some()).map(|(f, _)| f)
-                }
-                None => std::thread::yield_now(),
+                None => ids.iter().position(Option::is_some)?,
+            };
+            // Not there (yet): its creation wakes a later call.
+            let file = File::open(&files[at]).ok()?;
+            if file.metadata().ok().map(id) == ids[at] {
+                return Some(file);
             }
         }
-        // Still moving: a later call (the next change wakes it) goes on.
         None
     }
 
@@ -298,13 +308,8 @@ impl Follower {
                     self.partial.push(buf[0]);
                     continue;
                 }
-                // Read to its end: on with the file written after it (not there yet: a
-                // later call, woken by its creation, goes on).
-                match File::open(&next) {
-                    Ok(file) => self.file = file,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(e),
-                }
+                // Read to its end: on with the file written after it.
+                self.file = next;
                 self.partial.clear();
                 continue;
             }
@@ -421,5 +426,32 @@ mod tests {
         raw.write_all(b"\"time\":\"2024-01-01T00:00:00.000000000Z\"}\n").unwrap();
         assert_eq!(f.read_new().unwrap()[0].log, "two\n");
         assert!(read_entries(&dir.path().join("missing")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_follower_goes_through_rotations_in_order() {
+        // Several rotations between two reads, then the follower's own file dropped: each
+        // line once, in order, as far as the kept files go.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let config = |files| LogConfig { max_size: Some(200), max_file: Some(files), ..Default::default() };
+        let lines = |f: &mut Follower| f.read_new().unwrap().into_iter().map(|e| e.log).collect::<String>();
+        let mut w = LogWriter::open(&path, &config(4)).unwrap();
+        w.write(Stream::Stdout, b"0\n").unwrap();
+        let mut f = Follower::open(&path).unwrap();
+        assert_eq!(lines(&mut f), "0\n");
+        // ~80 bytes an entry, 200 a file: a rotation every other line; three files' worth
+        // (of the four kept) while the follower waits.
+        for i in 1..7 {
+            w.write(Stream::Stdout, format!("{i}\n").as_bytes()).unwrap();
+        }
+        assert_eq!(lines(&mut f), "1\n2\n3\n4\n5\n6\n");
+        // Now more than are kept: the follower's file is dropped; on from the oldest left.
+        for i in 7..20 {
+            w.write(Stream::Stdout, format!("{i}\n").as_bytes()).unwrap();
+        }
+        // What its open file still held, then all four kept files (12..19); 8..11 went with
+        // the dropped ones.
+        assert_eq!(lines(&mut f), "7\n12\n13\n14\n15\n16\n17\n18\n19\n");
     }
 }

@@ -109,7 +109,7 @@ fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path, sync: UpperSync)
     let data =
         format!("lowerdir={},upperdir={},workdir={},index=off", lowers.join(":"), upper.display(), work.display());
     // The kernel takes mount options in one page.
-    if data.len() + ",volatile".len() >= 4000 {
+    if data.len() >= 4000 {
         return Err(RootfsError::TooManyLayers(layers.len()));
     }
     let mount = |data: String| {
@@ -125,6 +125,8 @@ fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path, sync: UpperSync)
     };
     match sync {
         UpperSync::Synced => mount(data),
+        // No room left in the page for the option: without it.
+        UpperSync::Volatile if data.len() + ",volatile".len() >= 4000 => mount(data),
         // A kernel before 5.10 refuses the option it does not know (EINVAL): mount without.
         UpperSync::Volatile => mount(format!("{data},volatile")).or_else(|e| match e {
             RootfsError::Io { ref source, .. } if source.raw_os_error() == Some(libc::EINVAL) => mount(data),
