@@ -525,6 +525,30 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers() {
     assert!(!Path::new("/etc").join(&marker).exists(), "written to the host's /etc");
     assert_eq!(exec(&format!("cat /etc/{marker}")), "x");
 
+    // A running container's /proc is the kernel's, not its files: copied as an empty
+    // directory, and a kernel file that never ends (/proc/kmsg, which would hand over the
+    // host's kernel log) as what its size says, nothing. Bounded, so a regression fails
+    // rather than hangs.
+    let bounded = |args: &[&str]| {
+        let mut child = e.s.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("strata {args:?} did not end");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    assert_eq!(bounded(&["cp", "live:/proc", &hs("proc")]), Some(0));
+    assert_eq!(std::fs::read_dir(h("proc")).unwrap().count(), 0, "/proc copied empty");
+    assert_eq!(bounded(&["cp", "live:/proc/kmsg", &hs("kmsg")]), Some(0));
+    assert_eq!(std::fs::metadata(h("kmsg")).unwrap().len(), 0);
+
     // Whatever a container puts at the destination's name (a FIFO here, which would block a
     // writer for ever; a device node would take the bytes to a host disk) is replaced.
     exec("mkfifo /tmp/trap");

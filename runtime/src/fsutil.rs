@@ -88,3 +88,23 @@ pub fn tree_size(path: &Path) -> u64 {
     }
     total
 }
+
+/// A filesystem of the kernel's (proc, sysfs, cgroups, ...), whose files are not a
+/// container's data and may not even read as files.
+pub fn is_kernel_fs(fd: &impl std::os::fd::AsFd) -> bool {
+    const KERNEL: &[i64] = &[
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x2701_9a9a, // cgroup (v1; 0x27e0eb is its older magic)
+        0x0027_e0eb,
+        0x6367_7270, // cgroup2
+        0x1cd1,      // devpts
+        0x1980_0202, // mqueue
+        0x6462_6720, // debugfs
+        0x7363_6673, // securityfs
+        0x7472_6163, // tracefs
+        0xcafe_4a11, // bpf
+        0x6573_5546, // fuse (its server is the container's: a read can hang)
+    ];
+    rustix::fs::fstatfs(fd).is_ok_and(|fs| KERNEL.contains(&{ fs.f_type }))
+}

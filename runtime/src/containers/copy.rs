@@ -175,9 +175,11 @@ fn open_dir(fd: &OwnedFd, shown: &str) -> Result<OwnedFd, CopyError> {
 
 /// An `O_PATH` fd of a regular file opened for reading (through its /proc/self/fd link: the
 /// same file, no lookup by name).
+/// Non-blocking: a file of the kernel's (a running container's /proc/kmsg) may never end.
 fn reopen(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
     let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
-    rustix::fs::open(link.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    rustix::fs::open(link.as_str(), flags, Mode::empty())
 }
 
 /// One copy under way: how, and the source directories above the current one (device and
@@ -188,7 +190,7 @@ struct Walk {
     ancestors: Vec<(u64, u64)>,
     /// The destination directories written into so far: a source directory among them is
     /// the copy reading its own output.
-    written: Vec<(u64, u64)>,
+    written: std::collections::HashSet<(u64, u64)>,
     /// The copy made of each source file with more than one link, by the source's inode:
     /// its other names are linked to it, as tar keeps them (a tree of many names for one big
     /// file would otherwise take its size once per name).
@@ -207,7 +209,7 @@ struct Dest<'a> {
 
 impl Walk {
     fn new(opts: Options) -> Walk {
-        Walk { opts, ancestors: Vec::new(), written: Vec::new(), linked: Default::default() }
+        Walk { opts, ancestors: Vec::new(), written: Default::default(), linked: Default::default() }
     }
 
     /// Copies what `source` (an `O_PATH` fd) is to `name` in directory `into`.
@@ -217,7 +219,11 @@ impl Walk {
         match FileType::from_raw_mode(stat.st_mode) {
             FileType::Directory => {
                 let dir = make_dir(&to, &stat)?;
-                self.contents(source, &stat, &dir, shown)?;
+                // A running container's /proc, /sys, cgroups...: the kernel's, not its files
+                // (some never end, some would read the host's with our rights): left empty.
+                if !crate::fsutil::is_kernel_fs(source) {
+                    self.contents(source, &stat, &dir, shown)?;
+                }
                 self.finish(&dir, None, &stat, shown)
             }
             FileType::RegularFile => {
@@ -264,7 +270,7 @@ impl Walk {
         if here == target || self.ancestors.contains(&target) || self.written.contains(&here) {
             return Err(CopyError::IntoItself(shown.to_string()));
         }
-        self.written.push(target);
+        self.written.insert(target);
         if self.ancestors.len() >= MAX_DEPTH {
             return Err(CopyError::TooDeep(shown.to_string()));
         }
@@ -308,7 +314,9 @@ impl Walk {
         let kept =
             made.try_clone().map_err(|e| CopyError::Io { context: format!("creating {}", to.shown), source: e })?;
         let written = (|| {
-            let mut reader = std::fs::File::from(from);
+            // As much as the file held when looked at: one that a running container keeps
+            // growing (or a kernel file of no size) cannot fill the disk.
+            let mut reader = std::io::Read::take(std::fs::File::from(from), stat.st_size as u64);
             let mut writer = std::fs::File::from(made);
             std::io::copy(&mut reader, &mut writer)
                 .map_err(|e| CopyError::Io { context: format!("copying {}", to.shown), source: e })?;

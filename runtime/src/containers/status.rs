@@ -80,7 +80,12 @@ fn observe_inner(c: &Containers, record: ContainerRecord, may_wait: bool) -> Res
             if let Some(fd) = monitor.pidfd() {
                 wait_readable(&fd, Some(Duration::from_secs(5)));
             }
-            let record = c.load(&id)?;
+            // An `--rm` container's monitor removes it as it records the end: gone is an
+            // answer (`wait` takes the code from its waiter), not an error.
+            let record = match c.load(&id) {
+                Err(ContainerError::NoSuchContainer(_)) => return Ok(None),
+                record => record?,
+            };
             return observe_inner(c, record, false);
         }
         let state = if live == Some(Status::Stopped) { State::Exited } else { State::Created };

@@ -91,33 +91,13 @@ pub fn tree<W: Write>(dir: &OwnedFd, name: Option<&str>, out: W) -> Result<W, Pa
             let mut header = header_of(&stat, tar::EntryType::Directory);
             header.set_size(0);
             packer.put_data(&mut header, "./", io::empty()).map_err(at(""))?;
-            match is_kernel_fs(dir) {
+            match crate::fsutil::is_kernel_fs(dir) {
                 true => Ok(()),
                 false => packer.walk_dir(dir, "./", 0, None),
             }
         })(),
     };
     packer.finish(walked)
-}
-
-/// A filesystem of the kernel's (proc, sysfs, cgroups, ...), whose files are not a
-/// container's data and may not even read as files.
-fn is_kernel_fs(dir: &OwnedFd) -> bool {
-    const KERNEL: &[i64] = &[
-        0x9fa0,      // proc
-        0x6265_6572, // sysfs
-        0x2701_9a9a, // cgroup (v1; 0x27e0eb is its older magic)
-        0x0027_e0eb,
-        0x6367_7270, // cgroup2
-        0x1cd1,      // devpts
-        0x1980_0202, // mqueue
-        0x6462_6720, // debugfs
-        0x7363_6673, // securityfs
-        0x7472_6163, // tracefs
-        0xcafe_4a11, // bpf
-        0x6573_5546, // fuse (its server is the container's: a read can hang)
-    ];
-    rfs::fstatfs(dir).is_ok_and(|fs| KERNEL.contains(&{ fs.f_type }))
 }
 
 /// Pack the merged view of `layers` (bottom first; a container's upper dir last) into `out`.
@@ -260,7 +240,7 @@ impl<W: Write> Packer<W> {
                 let opaque = format!("{path}/.wh..wh..opq");
                 self.tar.append_data(&mut header, &opaque, io::empty()).map_err(at(&opaque))?;
             }
-            if layer.is_none() && is_kernel_fs(&sub) {
+            if layer.is_none() && crate::fsutil::is_kernel_fs(&sub) {
                 return Ok(());
             }
             self.walk_dir(&sub, &format!("{path}/"), depth + 1, layer)?;
