@@ -291,6 +291,30 @@ fn a_removed_containers_writes_are_never_synced() {
 }
 
 #[test]
+fn an_unfinished_copy_of_the_layers_is_made_anew() {
+    // The vfs driver copies the layers at a run's start; a copy cut short (a full disk, a
+    // killed monitor) before it was marked done must neither be used nor block the container.
+    let e = Env::new();
+    let id = e.ok(&["--storage-driver", "vfs", "create", "--name", "half", IMAGE, "cat", "/etc/planted"]);
+    let merged = e.s.root().join("containers").join(id.trim()).join("rootfs/merged");
+    std::fs::create_dir_all(merged.join("etc")).unwrap();
+    std::fs::write(merged.join("etc/planted"), "a half-made copy\n").unwrap();
+    let o = e.run(&["--storage-driver", "vfs", "start", "-a", "half"]);
+    assert_ne!(o.code, 0, "the half-made copy was used: {}", o.stdout);
+    assert!(o.stderr.contains("/etc/planted"), "{}", o.stderr);
+    assert_eq!(e.run(&["--storage-driver", "vfs", "start", "-a", "half"]).code, 1, "it runs again");
+    e.ok(&["--storage-driver", "vfs", "rm", "half"]);
+    e.assert_no_trace(id.trim());
+    // Nor does one block its removal.
+    let id = e.ok(&["--storage-driver", "vfs", "create", IMAGE, "true"]);
+    let merged = e.s.root().join("containers").join(id.trim()).join("rootfs/merged");
+    std::fs::create_dir_all(merged.join("etc")).unwrap();
+    std::fs::write(merged.join("etc/planted"), "a half-made copy\n").unwrap();
+    e.ok(&["--storage-driver", "vfs", "rm", "-f", id.trim()]);
+    e.assert_no_trace(id.trim());
+}
+
+#[test]
 fn read_only_root() {
     let e = Env::new();
     let o = e.sh(&["--read-only"], "touch /x");

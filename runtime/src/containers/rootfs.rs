@@ -37,6 +37,11 @@ pub fn unmount(paths: &Paths) -> Result<(), ContainerError> {
     match fs::remove_dir(&merged) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Files, yet no mount (every one was just detached) and no mark of a finished copy: a
+        // copy of the layers cut short (a full disk, a killed monitor). It goes; the next run
+        // copies anew. Left, it failed every later start and `rm -f`.
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => crate::fsutil::remove_tree(&merged)
+            .map_err(io_err(format!("removing the unfinished copy {}", merged.display())))?,
         Err(e) => return Err(ContainerError::Io { context: format!("removing {}", merged.display()), source: e }),
     }
     crate::fsutil::remove_tree(&paths.work()).map_err(io_err(format!("removing {}", paths.work().display())))?;
