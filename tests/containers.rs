@@ -1918,6 +1918,23 @@ fn ps_tells_the_truth_after_the_monitor_is_killed() {
     e.assert_run_released(id);
     e.ok(&["rm", "both"]);
     e.assert_no_trace(id);
+
+    // The same to an --rm container: the next look removes it, its anonymous volume too.
+    let id = e.ok(&["run", "-d", "--rm", "--name", "gone", "-v", "/scratch", IMAGE, "sleep", "100"]);
+    let id = id.trim();
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    let monitor = e.record(id)["monitor"]["pid"].as_i64().unwrap() as i32;
+    let init = e.inspect(id)["State"]["Pid"].as_i64().unwrap() as i32;
+    // SAFETY: killing processes this test started, by pid.
+    unsafe {
+        libc::kill(monitor, libc::SIGKILL);
+        libc::kill(init, libc::SIGKILL);
+    }
+    wait_exit(monitor);
+    wait_exit(init);
+    assert_eq!(e.ps_status("gone"), "<gone>");
+    e.assert_no_trace(id);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "", "the anonymous volume went with it");
 }
 
 #[test]

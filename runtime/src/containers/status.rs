@@ -134,6 +134,8 @@ fn finalize(c: &Containers, id: &str, reason: &str) -> Result<Option<Observed>, 
     c.save(&record)?;
     if record.auto_remove {
         super::ops::remove_files(c, id)?;
+        // As its monitor would have: docker's --rm takes the anonymous volumes too.
+        super::volumes::remove_anonymous(c, &record)?;
         return Ok(None);
     }
     Ok(Some(Observed { record, state: State::Exited, init: None }))
