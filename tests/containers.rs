@@ -878,6 +878,35 @@ fn host_pid_ipc_and_uts_namespaces() {
     std::fs::remove_file(&marker).unwrap();
     assert_eq!(o.stdout, "shared\n", "{}", o.stderr);
 
+    // With the host's pid namespace a child outlives the init and may write on for ever: the
+    // run still ends (its output drained 2 s at most), the child killed with the cgroup.
+    let mut run =
+        e.s.command(&[
+            "run",
+            "--rm",
+            "--pid",
+            "host",
+            IMAGE,
+            "sh",
+            "-c",
+            "(while :; do echo on; sleep 0.2; done) & exit 3",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = run.kill();
+            panic!("a run whose init exited did not end");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(3));
+
     let id = e.ok(&["create", "--pid", "host", "--uts", "host", IMAGE, "true"]).trim().to_string();
     let config = &e.inspect(&id)["HostConfig"];
     assert_eq!(

@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// After the init exits, how long output may still trickle in from processes that held the
-/// pipes (the pid namespace is being torn down; they die with it).
+/// pipes (the pid namespace is being torn down; they die with it). At most: with the host's
+/// pid namespace (`--pid host`) a process left behind may write on for ever, and the run
+/// would never end.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// Where the container's output comes from.
@@ -129,6 +131,7 @@ pub fn copy_until_exit(
     };
     let mut reap = Some(reap);
     let mut exit: Option<i32> = None;
+    let mut drain_until: Option<std::time::Instant> = None;
     let mut pending: Vec<u8> = Vec::new();
     attached.make_nonblocking();
     // Per stream (stdout, stderr): output the attached CLI has not taken yet.
@@ -192,8 +195,14 @@ pub fn copy_until_exit(
                 roles.push(Role::Control);
             }
         }
-        let timeout = match (exit, trim_at) {
-            (Some(_), _) => Some(Timespec { tv_sec: DRAIN_AFTER_EXIT.as_secs() as i64, tv_nsec: 0 }),
+        let timeout = match (drain_until, trim_at) {
+            (Some(until), _) => {
+                let left = until.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 })
+            }
             (None, Some(at)) => {
                 let left = at.saturating_duration_since(std::time::Instant::now());
                 Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 })
@@ -215,7 +224,10 @@ pub fn copy_until_exit(
         drop(fds);
         for role in ready {
             match role {
-                Role::Exit => exit = reap.take().map(|f| f()),
+                Role::Exit => {
+                    exit = reap.take().map(|f| f());
+                    drain_until = Some(std::time::Instant::now() + DRAIN_AFTER_EXIT);
+                }
                 Role::Out(stream, i) => {
                     let Some(fd) = &outputs[i].0 else { continue };
                     match rustix::io::read(fd, &mut buf) {
