@@ -2027,9 +2027,15 @@ fn names_ids_and_errors() {
     let e = Env::new();
     let id = e.ok(&["create", "--name", "one", IMAGE, "true"]);
     let id = id.trim();
-    let o = e.run(&["create", "--name", "one", IMAGE, "true"]);
+    // Refused for its name, a create makes nothing: not even the missing bind source docker
+    // would have made for it.
+    let host = tempfile::tempdir().unwrap();
+    let source = host.path().join("made-for-nothing");
+    let bind = format!("{}:/x", source.display());
+    let o = e.run(&["create", "--name", "one", "-v", &bind, IMAGE, "true"]);
     assert_eq!(o.code, 125);
     assert!(o.stderr.contains("The container name \"/one\" is already in use"), "{}", o.stderr);
+    assert!(!source.exists());
     let o = e.run(&["create", "--name", "bad name", IMAGE, "true"]);
     assert_eq!(o.code, 125);
     // By full id, short prefix, name.

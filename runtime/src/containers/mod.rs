@@ -345,13 +345,6 @@ impl Containers {
         }
         let mut new = new;
         let wanted = new.name.as_deref().map(names::validate).transpose().map_err(ContainerError::InvalidName)?;
-        for volume in new.options.volumes.iter().filter(|v| v.volume.is_none()) {
-            // docker creates a missing bind source as a directory.
-            if !volume.source.exists() {
-                fs::create_dir_all(&volume.source)
-                    .map_err(io_err(format!("creating volume source {}", volume.source.display())))?;
-            }
-        }
         let _names =
             Lock::exclusive(&self.root.containers().join("names.lock")).map_err(io_err("locking container names"))?;
         let existing = self.list();
@@ -364,6 +357,14 @@ impl Containers {
             }
             None => names::generate(&|n| existing.iter().any(|r| r.name == n)),
         };
+        // Once the name is ours (a create refused for it makes nothing on the host).
+        for volume in new.options.volumes.iter().filter(|v| v.volume.is_none()) {
+            // docker creates a missing bind source as a directory.
+            if !volume.source.exists() {
+                fs::create_dir_all(&volume.source)
+                    .map_err(io_err(format!("creating volume source {}", volume.source.display())))?;
+            }
+        }
         // From here until the record is saved, no volume it names can be removed. A container
         // with none (most) takes no lock: `run` is the hot path.
         let volume_store = crate::volumes::Volumes::open(&self.root);
