@@ -5,11 +5,10 @@
 
 use super::args::ExecArgs;
 use super::images::Ctx;
-use super::run::{forward_signals, FORWARD_TO};
+use super::run::{forward_signals, forward_to};
 use super::Failure;
 use anyhow::{anyhow, Context, Result};
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
 use strata::containers::exec::{self, ExecRequest};
 use strata::containers::monitor::start_failure_code;
 use strata::containers::{ContainerError, Containers};
@@ -66,7 +65,7 @@ pub fn exec(ctx: &Ctx, args: ExecArgs) -> Result<i32> {
     if args.detach {
         return Ok(0);
     }
-    FORWARD_TO.store(pid, Ordering::Relaxed);
+    forward_to(pid);
     forward_signals();
     let pidfd = rustix::process::Pid::from_raw(pid)
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())

@@ -348,13 +348,31 @@ fn discard_if_auto_remove(ctx: &Ctx, record: &ContainerRecord) {
     }
 }
 
-pub(super) static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// A signal that came before there was a process to forward it to (a ^C while the container
+/// was being started): sent once there is.
+static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn forward_signal(signal: libc::c_int) {
     let pid = FORWARD_TO.load(Ordering::Relaxed);
     if pid > 0 {
         // SAFETY: kill is async-signal-safe.
         unsafe { libc::kill(pid, signal) };
+    } else {
+        PENDING_SIGNAL.store(signal, Ordering::Relaxed);
+    }
+}
+
+/// Forward signals to `pid` from now on (0: to no one), and the one that came before it (one
+/// arriving in the very instant the pid is stored may still go to no one).
+pub(super) fn forward_to(pid: i32) {
+    FORWARD_TO.store(pid, Ordering::Relaxed);
+    if pid > 0 {
+        let pending = PENDING_SIGNAL.swap(0, Ordering::Relaxed);
+        if pending > 0 {
+            // SAFETY: kill of the process we forward to.
+            unsafe { libc::kill(pid, pending) };
+        }
     }
 }
 
@@ -421,8 +439,8 @@ fn start_attached(
     }
     let input = interactive.then(|| stdin.as_fd());
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let outcome = attach::pump(client, input, &mut out, &mut err, &mut |pid| FORWARD_TO.store(pid, Ordering::Relaxed));
-    FORWARD_TO.store(0, Ordering::Relaxed);
+    let outcome = attach::pump(client, input, &mut out, &mut err, &mut forward_to);
+    forward_to(0);
     CONTROL_FD.store(-1, Ordering::Relaxed);
     drop(control);
     match outcome {
