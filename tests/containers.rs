@@ -1276,6 +1276,14 @@ fn diff_export_and_commit() {
     assert!(!names.iter().any(|n| n.contains(".wh.") || n.starts_with("data/a") || *n == "bin/ls"), "{names:?}");
     let o = e.run(&["export", "-o", "/nonexistent/dir/x.tar", "second"]);
     assert!(o.code == 1 && o.stderr.contains("/nonexistent/dir/x.tar"), "{}", o.stderr);
+    // A container's directories nested without end: refused with a line, not a crash.
+    let nest = "i=0; while [ $i -lt 300 ]; do mkdir d; cd d; i=$((i+1)); done";
+    e.ok(&["run", "--name", "deep", IMAGE, "sh", "-c", nest]);
+    for args in [&["diff", "deep"][..], &["export", "-o", "/dev/null", "deep"]] {
+        let o = e.run(args);
+        assert!(o.code == 1 && o.stderr.contains("more than 256 directories deep"), "{args:?}: {}", o.stderr);
+    }
+    e.ok(&["rm", "deep"]);
     // A device is written to, never replaced.
     e.ok(&["export", "-o", "/dev/null", "second"]);
     use std::os::unix::fs::FileTypeExt;

@@ -85,6 +85,11 @@ fn walk(
             out.push(Change { kind, path });
             continue;
         };
+        if parent.len() + 1 >= super::pack::MAX_DEPTH {
+            // A container may nest directories without end: refused, not a stack overflow.
+            let why = format!("more than {} directories deep", super::pack::MAX_DEPTH);
+            return Err(std::io::Error::other(format!("{path}: {why}")));
+        }
         let at = out.len();
         let opaque = lookup::is_opaque(&sub);
         let lower_dir = lower.filter(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);

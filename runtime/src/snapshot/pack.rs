@@ -25,8 +25,8 @@ const REOPEN_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::NONBLOCK).union(OFlags
 /// mounts without them, and reading a directory of changes made with them would lose data.
 const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
 const METACOPY_XATTR: &str = "trusted.overlay.metacopy";
-/// As `cp`'s and unpacking's bounds.
-const MAX_DEPTH: usize = 256;
+/// As `cp`'s and unpacking's bounds (also `diff`'s).
+pub(crate) const MAX_DEPTH: usize = 256;
 const MAX_PATH_LEN: usize = 4096;
 /// The extended attributes an image carries (file capabilities): the rest are the host's.
 const KEPT_XATTRS: &[&str] = &["security.capability"];
@@ -263,6 +263,8 @@ impl<W: Write> Packer<W> {
             };
             skip_vanished(self.entry(&dir, &name, &path, &stat, sub.as_ref(), true))?;
             if is_dir {
+                // A container may nest directories without end: refused, not a stack overflow.
+                Self::check_path(&path, parent.len() + 1)?;
                 parent.push(name);
                 self.merged_dir(layers, parent)?;
                 parent.pop();
