@@ -573,6 +573,29 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers() {
     assert_eq!(bounded(&["cp", "live:/proc/kmsg", &hs("kmsg")]), Some(0));
     assert_eq!(std::fs::metadata(h("kmsg")).unwrap().len(), 0);
 
+    // Many files with links outside what is copied (an fd kept for each, to link their other
+    // names) under a low limit of open files: the copy still goes through.
+    std::fs::create_dir_all(h("many")).unwrap();
+    std::fs::create_dir_all(h("elsewhere")).unwrap();
+    for i in 0..300 {
+        std::fs::write(h(&format!("many/{i}")), "x").unwrap();
+        std::fs::hard_link(h(&format!("many/{i}")), h(&format!("elsewhere/{i}"))).unwrap();
+    }
+    let mut cp = e.s.command(&["cp", &hs("many"), "live:/tmp/many"]);
+    // SAFETY: setrlimit in the child before exec, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cp, || {
+            let limit = libc::rlimit { rlim_cur: 128, rlim_max: 128 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cp.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(exec("ls /tmp/many | wc -l").trim(), "300");
+
     // Whatever a container puts at the destination's name (a FIFO here, which would block a
     // writer for ever; a device node would take the bytes to a host disk) is replaced.
     exec("mkfifo /tmp/trap");

@@ -195,10 +195,15 @@ struct Walk {
     /// its other names are linked to it, as tar keeps them (a tree of many names for one big
     /// file would otherwise take its size once per name).
     linked: std::collections::HashMap<(u64, u64), OwnedFd>,
+    max_linked: usize,
 }
 
 /// How many multiply-linked files a copy remembers (an fd each); beyond, names are copied.
-const MAX_LINKED: usize = 4096;
+/// At most a quarter of the open files we may have (often 1,024): the walk needs its own.
+fn max_linked() -> usize {
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX);
+    (soft / 4).min(4096) as usize
+}
 
 /// Where one entry goes: `name` in the directory `into` (`shown` in messages).
 struct Dest<'a> {
@@ -209,7 +214,13 @@ struct Dest<'a> {
 
 impl Walk {
     fn new(opts: Options) -> Walk {
-        Walk { opts, ancestors: Vec::new(), written: Default::default(), linked: Default::default() }
+        Walk {
+            opts,
+            ancestors: Vec::new(),
+            written: Default::default(),
+            linked: Default::default(),
+            max_linked: max_linked(),
+        }
     }
 
     /// Copies what `source` (an `O_PATH` fd) is to `name` in directory `into`.
@@ -239,7 +250,7 @@ impl Walk {
                 }
                 let from = reopen(source).map_err(io(format!("opening {shown}")))?;
                 let made = self.file(from, to, &stat)?;
-                if stat.st_nlink > 1 && self.linked.len() < MAX_LINKED {
+                if stat.st_nlink > 1 && self.linked.len() < self.max_linked {
                     self.linked.insert(inode, made);
                 }
                 Ok(())
