@@ -256,6 +256,23 @@ fn isolation() {
     assert_ne!(o.code, 0, "/proc/sys is read-only");
 }
 
+/// The exit code of `child` (a strata command), or a failure naming `what` if it has not
+/// ended within `limit`: a regression that hangs fails instead (the child is killed).
+fn exit_within(mut child: std::process::Child, limit: Duration, what: &str) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The container's root line of its own /proc/self/mountinfo.
 fn root_mount(mountinfo: &str) -> &str {
     mountinfo.lines().find(|l| l.split(' ').nth(4) == Some("/")).unwrap_or_else(|| panic!("no root in {mountinfo}"))
@@ -554,19 +571,8 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers() {
     // host's kernel log) as what its size says, nothing. Bounded, so a regression fails
     // rather than hangs.
     let bounded = |args: &[&str]| {
-        let mut child = e.s.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code();
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("strata {args:?} did not end");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        let child = e.s.command(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        exit_within(child, Duration::from_secs(60), &format!("strata {args:?}"))
     };
     assert_eq!(bounded(&["cp", "live:/proc", &hs("proc")]), Some(0));
     assert_eq!(std::fs::read_dir(h("proc")).unwrap().count(), 0, "/proc copied empty");
@@ -903,32 +909,9 @@ fn host_pid_ipc_and_uts_namespaces() {
 
     // With the host's pid namespace a child outlives the init and may write on for ever: the
     // run still ends (its output drained 2 s at most), the child killed with the cgroup.
-    let mut run =
-        e.s.command(&[
-            "run",
-            "--rm",
-            "--pid",
-            "host",
-            IMAGE,
-            "sh",
-            "-c",
-            "(while :; do echo on; sleep 0.2; done) & exit 3",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = run.kill();
-            panic!("a run whose init exited did not end");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(3));
+    let script = "(while :; do echo on; sleep 0.2; done) & exit 3";
+    let run = e.s.command(&["run", "--rm", "--pid", "host", IMAGE, "sh", "-c", script]).stdout(Stdio::null()).spawn();
+    assert_eq!(exit_within(run.unwrap(), Duration::from_secs(30), "a run whose init exited"), Some(3));
 
     let id = e.ok(&["create", "--pid", "host", "--uts", "host", IMAGE, "true"]).trim().to_string();
     let config = &e.inspect(&id)["HostConfig"];

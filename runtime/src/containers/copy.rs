@@ -174,8 +174,7 @@ fn open_dir(fd: &OwnedFd, shown: &str) -> Result<OwnedFd, CopyError> {
 }
 
 /// An `O_PATH` fd of a regular file opened for reading (through its /proc/self/fd link: the
-/// same file, no lookup by name).
-/// Non-blocking: a file of the kernel's (a running container's /proc/kmsg) may never end.
+/// same file, no lookup by name). Non-blocking: a file of the kernel's (a running container's /proc/kmsg) may never end.
 fn reopen(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
     let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;

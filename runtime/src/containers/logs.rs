@@ -235,11 +235,12 @@ impl Follower {
         // next to a file that is not its neighbour. Only a listing that a second one agrees
         // with is used, and the file picked is opened and checked to be the one listed.
         for _ in 0..100 {
-            let (files, ids) = listing();
-            if listing() != (files.clone(), ids.clone()) {
+            let first = listing();
+            if listing() != first {
                 std::thread::yield_now();
                 continue;
             }
+            let (files, ids) = first;
             let at = match ids.iter().position(|i| *i == Some(open)) {
                 Some(last) if last + 1 == files.len() => return None,
                 Some(at) => at + 1,

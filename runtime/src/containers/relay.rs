@@ -195,20 +195,14 @@ pub fn copy_until_exit(
                 roles.push(Role::Control);
             }
         }
-        let timeout = match (drain_until, trim_at) {
-            (Some(until), _) => {
-                let left = until.saturating_duration_since(std::time::Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 })
-            }
-            (None, Some(at)) => {
-                let left = at.saturating_duration_since(std::time::Instant::now());
-                Some(Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 })
-            }
-            (None, None) => None,
-        };
+        if drain_until.is_some_and(|at| at <= std::time::Instant::now()) {
+            break;
+        }
+        // Until the drain's end once the init is gone, else until the trim.
+        let timeout = drain_until.or(trim_at).map(|at| {
+            let left = at.saturating_duration_since(std::time::Instant::now());
+            Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 }
+        });
         match poll(&mut fds, timeout.as_ref()) {
             Ok(0) if exit.is_none() => continue,
             Ok(0) => break,

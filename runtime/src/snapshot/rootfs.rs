@@ -92,6 +92,9 @@ pub fn assemble(layers: &[PathBuf], dir: &Path, driver: Driver, sync: UpperSync)
     Ok(Assembled::Copy { merged })
 }
 
+/// The kernel takes mount options in one page.
+const MAX_OPTIONS: usize = 4000;
+
 fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path, sync: UpperSync) -> Result<(), RootfsError> {
     let upper = dir.join("upper");
     let work = dir.join("work");
@@ -108,8 +111,7 @@ fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path, sync: UpperSync)
     };
     let data =
         format!("lowerdir={},upperdir={},workdir={},index=off", lowers.join(":"), upper.display(), work.display());
-    // The kernel takes mount options in one page.
-    if data.len() >= 4000 {
+    if data.len() >= MAX_OPTIONS {
         return Err(RootfsError::TooManyLayers(layers.len()));
     }
     let mount = |data: String| {
@@ -126,7 +128,7 @@ fn mount_overlay(layers: &[PathBuf], dir: &Path, merged: &Path, sync: UpperSync)
     match sync {
         UpperSync::Synced => mount(data),
         // No room left in the page for the option: without it.
-        UpperSync::Volatile if data.len() + ",volatile".len() >= 4000 => mount(data),
+        UpperSync::Volatile if data.len() + ",volatile".len() >= MAX_OPTIONS => mount(data),
         // A kernel before 5.10 refuses the option it does not know (EINVAL): mount without.
         UpperSync::Volatile => mount(format!("{data},volatile")).or_else(|e| match e {
             RootfsError::Io { ref source, .. } if source.raw_os_error() == Some(libc::EINVAL) => mount(data),
