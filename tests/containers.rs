@@ -1567,6 +1567,21 @@ fn restart_stops_and_starts_again() {
     assert_eq!((o.code, o.stderr.trim()), (1, "Error: No such container: nosuch"));
 }
 
+/// docker's: `restart` is not the end `--rm` is about; the container is started again, and
+/// the end of a later run still removes it.
+#[test]
+fn restart_keeps_an_rm_container() {
+    let e = Env::new();
+    let id = e.ok(&["run", "-d", "--rm", "--name", "again-rm", IMAGE, "sh", "-c", "echo started; sleep 1000"]);
+    let id = id.trim();
+    assert_eq!(e.ok(&["restart", "-t", "0", "again-rm"]), "again-rm\n");
+    assert!(e.ps_status("again-rm").starts_with("Up "), "{}", e.ps_status("again-rm"));
+    assert_eq!(e.ok(&["logs", "again-rm"]), "started\nstarted\n");
+    assert_eq!(e.inspect(id)["HostConfig"]["AutoRemove"], true);
+    assert_eq!(e.ok(&["stop", "-t", "0", "again-rm"]), "again-rm\n");
+    e.assert_no_trace(id);
+}
+
 #[test]
 fn tmpfs_mounts_and_the_stop_signal() {
     let e = Env::new();

@@ -75,8 +75,8 @@ pub fn start(ctx: &Ctx, args: StartArgs, log_level: &str) -> Result<i32> {
 pub fn restart(ctx: &Ctx, args: StopArgs, log_level: &str) -> Result<i32> {
     super::containers::each(ctx, &args.containers, |containers, record| {
         let timeout = strata::containers::ops::stop_timeout(record, args.time);
-        strata::containers::ops::stop(containers, record, timeout)?;
-        // Read again: the stop recorded the end of the run (an `--rm` one is gone now).
+        strata::containers::ops::stop_to_restart(containers, record, timeout)?;
+        // Read again: the stop recorded the end of the run.
         start_detached(ctx, &containers.resolve(&record.id)?, log_level)?;
         Ok(None)
     })

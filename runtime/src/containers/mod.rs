@@ -406,6 +406,7 @@ impl Containers {
             error: None,
             restart_count: 0,
             manually_stopped: false,
+            restarting_by_hand: false,
             restarting: false,
             restarter: None,
             restart_delay_ms: 0,

@@ -209,6 +209,7 @@ fn register(
         }
         None => {
             record.manually_stopped = false;
+            record.restarting_by_hand = false;
             record.restart_count = 0;
             record.restart_delay_ms = 0;
         }
@@ -379,7 +380,7 @@ fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool)
     let restart = if started { plan_restart(&mut record, code) } else { None };
     c.save(&record)?;
     release_run(c, &record.id)?;
-    if record.auto_remove {
+    if record.removed_at_end() {
         super::waiters::notify(c, id, code);
         super::ops::remove_files(c, id)?;
         // docker's --rm takes the container's anonymous volumes too.

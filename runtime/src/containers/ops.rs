@@ -171,6 +171,21 @@ pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Option<Duration>)
     }
 }
 
+/// `restart`'s stop: as [`stop`], but an `--rm` container stays, to be started again.
+pub fn stop_to_restart(
+    c: &Containers,
+    record: &ContainerRecord,
+    timeout: Option<Duration>,
+) -> Result<(), ContainerError> {
+    if record.auto_remove {
+        let _lock = c.lock(&record.id)?;
+        let mut now = c.load(&record.id)?;
+        now.restarting_by_hand = true;
+        c.save(&now)?;
+    }
+    stop(c, record, timeout)
+}
+
 /// Wait until the run's monitor (if alive) has exited, having recorded the end.
 fn wait_for_monitor(c: &Containers, id: &str) -> bool {
     let Ok(record) = c.load(id) else { return true };

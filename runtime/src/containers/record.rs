@@ -92,6 +92,10 @@ pub struct ContainerRecord {
     /// The monitor waiting out the back-off.
     #[serde(default)]
     pub restarter: Option<ProcessRef>,
+    /// Being stopped by `restart`, to be started again at once: an `--rm` container is not
+    /// removed at the end of this run (docker's "manually restarted"). Cleared by the start.
+    #[serde(default)]
+    pub restarting_by_hand: bool,
     /// The back-off before the next restart, ms (docker's: 100 ms, doubling, at most a
     /// minute; back to 100 ms after a run of 10 s or more).
     #[serde(default)]
@@ -99,6 +103,11 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// Whether the end of its current run removes it: `--rm`, unless `restart` is stopping it.
+    pub fn removed_at_end(&self) -> bool {
+        self.auto_remove && !self.restarting_by_hand
+    }
+
     /// Between two runs its restart policy makes: true only while the monitor that is to
     /// start it again lives (one killed, or a reboot, leaves an exited container).
     pub fn is_restarting(&self) -> bool {

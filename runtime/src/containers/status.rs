@@ -132,7 +132,7 @@ fn finalize(c: &Containers, id: &str, reason: &str) -> Result<Option<Observed>, 
         record.finished_at = Some(crate::lifecycle::now_rfc3339());
     }
     c.save(&record)?;
-    if record.auto_remove {
+    if record.removed_at_end() {
         super::ops::remove_files(c, id)?;
         // As its monitor would have: docker's --rm takes the anonymous volumes too.
         super::volumes::remove_anonymous(c, &record)?;
