@@ -855,6 +855,33 @@ fn restart_policies_start_a_container_again_until_stopped_by_hand() {
     assert!(e.ps(true).is_empty(), "nothing made: {:?}", e.ps(true));
 }
 
+/// A look at a container whose init has ended waits for its monitor to record how, not for
+/// the monitor to exit: with a restart policy it lives on to start the container again.
+#[test]
+fn a_look_at_an_ended_run_waits_for_the_record_only() {
+    let e = Env::new();
+    // With the host's pid namespace the init's child outlives it, holding the output open:
+    // the monitor drains it for the child's second before it records the end.
+    let script = "sleep 1 & exit 3";
+    e.ok(&["run", "-d", "--name", "slow-end", "--restart", "always", "--pid", "host", IMAGE, "sh", "-c", script]);
+    // Looked at until it has been restarted: the looks span the end of its first run.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut answers = Vec::new();
+    let restarted = |a: &String| a.split_whitespace().nth(1).is_some_and(|count| count != "0");
+    while !answers.last().is_some_and(restarted) {
+        assert!(Instant::now() < deadline, "never restarted: {answers:?}");
+        let mut look = e.s.command(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", "slow-end"]);
+        let mut look = look.stdout(Stdio::piped()).spawn().unwrap();
+        let mut said = look.stdout.take().unwrap();
+        // Waiting for the monitor's exit took 5 s here: a restart policy's monitor never exits.
+        assert_eq!(exit_within(look, Duration::from_secs(3), "inspect of a run that ended"), Some(0));
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut said, &mut answer).unwrap();
+        answers.push(answer);
+    }
+    e.ok(&["rm", "-f", "slow-end"]);
+}
+
 #[test]
 fn an_init_runs_in_front_of_the_command() {
     // docker's --init: the host's init binary (podman's catatonit here) is PID 1, the command

@@ -75,17 +75,11 @@ fn observe_inner(c: &Containers, record: ContainerRecord, may_wait: bool) -> Res
             return made(record, State::Exited, None);
         }
         if live == Some(Status::Stopped) && may_wait {
-            // The init is gone and its monitor is about to record how: wait for that, on
-            // the monitor's pidfd, rather than report a state without its exit code.
-            if let Some(fd) = monitor.pidfd() {
-                wait_readable(&fd, Some(Duration::from_secs(5)));
-            }
-            // An `--rm` container's monitor removes it as it records the end: gone is an
-            // answer (`wait` takes the code from its waiter), not an error.
-            let record = match c.load(&id) {
-                Err(ContainerError::NoSuchContainer(_)) => return Ok(None),
-                record => record?,
-            };
+            // The init is gone and its monitor is about to record how: wait for that rather
+            // than report a state without its exit code. An `--rm` container's monitor
+            // removes it as it records the end: gone is an answer (`wait` takes the code from
+            // its waiter), not an error.
+            let Some(record) = recorded_end(c, &id, monitor)? else { return Ok(None) };
             return observe_inner(c, record, false);
         }
         let state = if live == Some(Status::Stopped) { State::Exited } else { State::Created };
@@ -104,6 +98,33 @@ fn observe_inner(c: &Containers, record: ContainerRecord, may_wait: bool) -> Res
     // Started once, no monitor now and no exit recorded: the monitor died. Whatever is left
     // of the run (an init waiting to start, a cgroup, a mount) goes.
     finalize(c, &id, MONITOR_DIED)
+}
+
+/// The record once `monitor` has recorded the end of its run, or has exited, or after 5 s;
+/// None if the container is gone. A monitor that restarts the container by its policy lives
+/// on after recording: its exit alone is not what to wait for. Nothing signals the record's
+/// write, so between waits on the monitor's pidfd the record is read again.
+fn recorded_end(c: &Containers, id: &str, monitor: ProcessRef) -> Result<Option<ContainerRecord>, ContainerError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let pidfd = monitor.pidfd();
+    loop {
+        let record = match c.load(id) {
+            Err(ContainerError::NoSuchContainer(_)) => return Ok(None),
+            record => record?,
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if record.exit_code.is_some() || record.monitor != Some(monitor) || left.is_zero() {
+            return Ok(Some(record));
+        }
+        let Some(fd) = &pidfd else { return Ok(Some(record)) };
+        if wait_readable(fd, Some(left.min(Duration::from_millis(20)))) {
+            // The monitor exited: what it recorded is final.
+            return match c.load(id) {
+                Err(ContainerError::NoSuchContainer(_)) => Ok(None),
+                record => record.map(Some),
+            };
+        }
+    }
 }
 
 /// Record the end of a run whose monitor is gone and release what it held. Runs under the
