@@ -43,11 +43,31 @@ fn stopped_by_hand(c: &Containers, record: &ContainerRecord) -> Result<(), Conta
         Err(ContainerError::NoSuchContainer(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let mut now = c.load(&record.id)?;
+    mark_stopped_by_hand(c, &record.id)
+}
+
+fn mark_stopped_by_hand(c: &Containers, id: &str) -> Result<(), ContainerError> {
+    let mut now = c.load(id)?;
     now.manually_stopped = true;
     now.restarting = false;
     now.restarter = None;
     c.save(&now)
+}
+
+/// Send `signal` to the container's init as stopped by hand, in one step under the
+/// container's lock (which a start holds until its run is up): a `start` racing this either
+/// started first, and its run then ends stopped by hand instead of being restarted by its
+/// policy, or starts after.
+fn signal_by_hand(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(), ContainerError> {
+    let _lock = c.lock(&record.id)?;
+    if record.options.restart != crate::spec::run_options::RestartPolicy::No {
+        mark_stopped_by_hand(c, &record.id)?;
+    }
+    match kill::kill(c.runtime(), &record.id, signal, false) {
+        Ok(()) => Ok(()),
+        Err(LifecycleError::NotRunning) => Err(ContainerError::NotRunning(record.id.clone())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Send `signal` to the container's init.
@@ -56,12 +76,7 @@ pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(),
     if !obs.is_running() {
         return Err(ContainerError::NotRunning(record.id.clone()));
     }
-    stopped_by_hand(c, record)?;
-    match kill::kill(c.runtime(), &record.id, signal, false) {
-        Ok(()) => Ok(()),
-        Err(LifecycleError::NotRunning) => Err(ContainerError::NotRunning(record.id.clone())),
-        Err(e) => Err(e.into()),
-    }
+    signal_by_hand(c, record, signal)
 }
 
 /// docker's pause: freeze every process of a running container (its cgroup's freezer).
@@ -156,7 +171,13 @@ pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Option<Duration>)
         crate::lifecycle::ops::resume(c.runtime(), &record.id)?;
     }
     let gone = |fd: &Option<std::os::fd::OwnedFd>, t| fd.as_ref().is_none_or(|fd| wait_readable(fd, t));
-    let _ = kill::kill(c.runtime(), &record.id, stop_signal(record), false);
+    match signal_by_hand(c, record, stop_signal(record)) {
+        // Ended meanwhile, or the signal failed: what follows waits for the end either way.
+        Ok(()) | Err(ContainerError::NotRunning(_) | ContainerError::Lifecycle(_)) => {}
+        // Removed meanwhile (an `--rm` container's run ended): stopped, as asked.
+        Err(ContainerError::NoSuchContainer(_)) if record.auto_remove => return Ok(()),
+        Err(e) => return Err(e),
+    }
     if !gone(&init, timeout) {
         let _ = kill::kill(c.runtime(), &record.id, libc::SIGKILL, false);
         gone(&init, Some(KILL_GRACE));
