@@ -1594,6 +1594,52 @@ fn restart_stops_and_starts_again() {
     assert_eq!((o.code, o.stderr.trim()), (1, "Error: No such container: nosuch"));
 }
 
+/// On a full disk an `--rm` container still goes: one whose end cannot be recorded, and one
+/// whose start cannot be (docker removes an `--rm` container whose start failed).
+#[test]
+fn a_full_disk_keeps_no_rm_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    // The tests run in a private mount namespace (see the top): the tmpfs is ours alone.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs", small.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let unmount = || drop(std::process::Command::new("umount").args(["-l", small.to_str().unwrap()]).status());
+    let root = small.join("root");
+    std::fs::create_dir(&root).unwrap();
+    let s = Strata::with_root(&root);
+    s.ok(&["load", "-q", "-i", busybox_archive().to_str().unwrap()]);
+    let filler = small.join("filler");
+    let fill = || {
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 16];
+        while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    };
+
+    let id = s.ok(&["run", "-d", "--rm", IMAGE, "sleep", "1000"]).trim().to_string();
+    fill();
+    let stopped = s.run(&["stop", "-t", "0", &id]);
+    let left = s.run(&["ps", "-aq"]).stdout;
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(stopped.code, 0, "{}", stopped.stderr);
+    assert_eq!(left, "", "the --rm container stayed");
+    s.assert_no_trace(&id);
+
+    let id = s.ok(&["create", "--rm", IMAGE, "true"]).trim().to_string();
+    fill();
+    let started = s.run(&["start", "-a", &id]);
+    let left = s.run(&["ps", "-aq"]).stdout;
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(started.code, 125, "{}", started.stderr);
+    assert!(started.stderr.contains("No space left on device"), "{}", started.stderr);
+    assert_eq!(left, "", "the --rm container stayed");
+    s.assert_no_trace(&id);
+    unmount();
+}
+
 /// docker's: `restart` is not the end `--rm` is about; the container is started again, and
 /// the end of a later run still removes it.
 #[test]

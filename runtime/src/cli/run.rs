@@ -325,7 +325,10 @@ fn start_detached(ctx: &Ctx, record: &ContainerRecord, log_level: &str) -> Resul
     spawn_or_discard(ctx, record, ends, log_level)?;
     match attach::wait_started(client.status) {
         Outcome::Started { .. } | Outcome::Exited { .. } => Ok(()),
-        Outcome::Failed { code, message } => Err(Failure { code, message }.into()),
+        Outcome::Failed { code, message } => {
+            discard_unstarted(ctx, record);
+            Err(Failure { code, message }.into())
+        }
         Outcome::MonitorLost => {
             discard_if_auto_remove(ctx, record);
             bail!("the monitor of container {} died while starting it", record.short_id())
@@ -339,9 +342,20 @@ fn spawn_or_discard(ctx: &Ctx, record: &ContainerRecord, ends: attach::MonitorEn
 }
 
 fn discard_if_auto_remove(ctx: &Ctx, record: &ContainerRecord) {
+    discard(ctx, record, true)
+}
+
+/// After a start that failed: an `--rm` container goes (docker's), which its monitor did
+/// unless the failure kept it from recording anything (a full disk). Not forced: a container
+/// another command started meanwhile stays.
+fn discard_unstarted(ctx: &Ctx, record: &ContainerRecord) {
+    discard(ctx, record, false)
+}
+
+fn discard(ctx: &Ctx, record: &ContainerRecord, force: bool) {
     if record.auto_remove {
         if let Ok(containers) = Containers::open(&ctx.root, ctx.driver) {
-            if strata::containers::ops::remove(&containers, record, true).is_ok() {
+            if strata::containers::ops::remove(&containers, record, force).is_ok() {
                 let _ = strata::containers::volumes::remove_anonymous(&containers, record);
             }
         }
@@ -445,7 +459,10 @@ fn start_attached(
     drop(control);
     match outcome {
         Outcome::Exited { code } => Ok(code),
-        Outcome::Failed { code, message } => Err(Failure { code, message }.into()),
+        Outcome::Failed { code, message } => {
+            discard_unstarted(ctx, record);
+            Err(Failure { code, message }.into())
+        }
         Outcome::Started { .. } | Outcome::MonitorLost => {
             // The monitor died: say what is known now.
             let now = containers.load(&record.id).ok().and_then(|r| observe(containers, r).ok().flatten());

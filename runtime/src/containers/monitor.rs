@@ -378,7 +378,14 @@ fn finish(c: &Containers, id: &str, code: i32, error: Option<String>, oom: bool)
     record.oom_killed = oom;
     record.finished_at = Some(now_rfc3339());
     let restart = if started { plan_restart(&mut record, code) } else { None };
-    c.save(&record)?;
+    if let Err(e) = c.save(&record) {
+        // A container about to be removed need not be recorded first: on a full disk, its
+        // removal is what frees space.
+        if !record.removed_at_end() {
+            return Err(e);
+        }
+        tracing::warn!("recording the end of container {id}: {e}; removing it all the same");
+    }
     release_run(c, &record.id)?;
     if record.removed_at_end() {
         super::waiters::notify(c, id, code);
