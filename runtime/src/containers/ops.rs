@@ -1,7 +1,7 @@
 //! The verbs that act on existing containers without starting them: kill, stop, wait, rm,
 //! prune. Every wait is on a pidfd (the init's or the monitor's), never a sleep loop.
 
-use super::record::ContainerRecord;
+use super::record::{ContainerRecord, ProcessRef};
 use super::status::{observe, release_run, wait_readable, Observed, State, UNKNOWN_EXIT};
 use super::{io_err, ContainerError, Containers};
 use crate::lifecycle::{kill, LifecycleError};
@@ -43,29 +43,52 @@ fn stopped_by_hand(c: &Containers, record: &ContainerRecord) -> Result<(), Conta
         Err(ContainerError::NoSuchContainer(_)) => return Ok(()),
         Err(e) => return Err(e),
     };
-    mark_stopped_by_hand(c, &record.id)
-}
-
-fn mark_stopped_by_hand(c: &Containers, id: &str) -> Result<(), ContainerError> {
-    let mut now = c.load(id)?;
+    let mut now = c.load(&record.id)?;
     now.manually_stopped = true;
     now.restarting = false;
     now.restarter = None;
     c.save(&now)
 }
 
-/// Send `signal` to the container's init as stopped by hand, in one step under the
-/// container's lock (which a start holds until its run is up): a `start` racing this either
-/// started first, and its run then ends stopped by hand instead of being restarted by its
-/// policy, or starts after.
-fn signal_by_hand(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(), ContainerError> {
+/// What [`signal_by_hand`] did.
+enum Signalled {
+    Sent,
+    /// The run looked at had ended (or another start's run has taken its place): nothing sent.
+    RunEnded,
+}
+
+/// Send `signal` to the init of the run looked at (`init`), as stopped by hand, in one step
+/// under the container's lock (which a start holds until its run is up): a `start` racing
+/// this either started first, and its run then ends stopped by hand instead of being restarted
+/// by its policy, or starts after and is not signalled. `for_restart`: the stop of a
+/// `restart`, after which an `--rm` container stays (any other stop or kill clears that).
+fn signal_by_hand(
+    c: &Containers,
+    record: &ContainerRecord,
+    signal: i32,
+    init: Option<ProcessRef>,
+    for_restart: bool,
+) -> Result<Signalled, ContainerError> {
     let _lock = c.lock(&record.id)?;
-    if record.options.restart != crate::spec::run_options::RestartPolicy::No {
-        mark_stopped_by_hand(c, &record.id)?;
+    let mut now = c.load(&record.id)?;
+    let policy = now.options.restart != crate::spec::run_options::RestartPolicy::No;
+    let restarting_by_hand = for_restart && now.auto_remove;
+    if policy || now.restarting_by_hand != restarting_by_hand {
+        if policy {
+            now.manually_stopped = true;
+            now.restarting = false;
+            now.restarter = None;
+        }
+        now.restarting_by_hand = restarting_by_hand;
+        c.save(&now)?;
+    }
+    let current = c.runtime().states.load(&record.id).ok().map(|s| ProcessRef { pid: s.pid, start_time: s.pid_start });
+    if current != init {
+        return Ok(Signalled::RunEnded);
     }
     match kill::kill(c.runtime(), &record.id, signal, false) {
-        Ok(()) => Ok(()),
-        Err(LifecycleError::NotRunning) => Err(ContainerError::NotRunning(record.id.clone())),
+        Ok(()) => Ok(Signalled::Sent),
+        Err(LifecycleError::NotRunning) => Ok(Signalled::RunEnded),
         Err(e) => Err(e.into()),
     }
 }
@@ -76,7 +99,10 @@ pub fn kill(c: &Containers, record: &ContainerRecord, signal: i32) -> Result<(),
     if !obs.is_running() {
         return Err(ContainerError::NotRunning(record.id.clone()));
     }
-    signal_by_hand(c, record, signal)
+    match signal_by_hand(c, record, signal, obs.init, false)? {
+        Signalled::Sent => Ok(()),
+        Signalled::RunEnded => Err(ContainerError::NotRunning(record.id.clone())),
+    }
 }
 
 /// docker's pause: freeze every process of a running container (its cgroup's freezer).
@@ -159,6 +185,24 @@ pub fn stop_timeout(record: &ContainerRecord, given: Option<i64>) -> Option<Dura
 /// docker's stop: the stop signal, then SIGKILL after `timeout` (None: never); returns once
 /// the run's end is recorded. A container that is not running is left as it is.
 pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Option<Duration>) -> Result<(), ContainerError> {
+    stop_run(c, record, timeout, false)
+}
+
+/// `restart`'s stop: as [`stop`], but an `--rm` container stays, to be started again.
+pub fn stop_to_restart(
+    c: &Containers,
+    record: &ContainerRecord,
+    timeout: Option<Duration>,
+) -> Result<(), ContainerError> {
+    stop_run(c, record, timeout, true)
+}
+
+fn stop_run(
+    c: &Containers,
+    record: &ContainerRecord,
+    timeout: Option<Duration>,
+    for_restart: bool,
+) -> Result<(), ContainerError> {
     // A container waiting to be restarted is stopped too: it stays exited.
     stopped_by_hand(c, record)?;
     let Some(obs) = after_start(c, observed(c, record)?)? else { return Ok(()) };
@@ -171,18 +215,27 @@ pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Option<Duration>)
         crate::lifecycle::ops::resume(c.runtime(), &record.id)?;
     }
     let gone = |fd: &Option<std::os::fd::OwnedFd>, t| fd.as_ref().is_none_or(|fd| wait_readable(fd, t));
-    match signal_by_hand(c, record, stop_signal(record)) {
+    match signal_by_hand(c, record, stop_signal(record), obs.init, for_restart) {
+        Ok(Signalled::Sent) => {
+            if !gone(&init, timeout) {
+                // The init we signalled, by its pidfd: never a later run's.
+                match &init {
+                    Some(fd) => drop(rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL)),
+                    None => drop(kill::kill(c.runtime(), &record.id, libc::SIGKILL, false)),
+                }
+                gone(&init, Some(KILL_GRACE));
+            }
+        }
         // Ended meanwhile, or the signal failed: what follows waits for the end either way.
-        Ok(()) | Err(ContainerError::NotRunning(_) | ContainerError::Lifecycle(_)) => {}
+        Ok(Signalled::RunEnded) | Err(ContainerError::Lifecycle(_)) => {}
         // Removed meanwhile (an `--rm` container's run ended): stopped, as asked.
         Err(ContainerError::NoSuchContainer(_)) if record.auto_remove => return Ok(()),
         Err(e) => return Err(e),
     }
-    if !gone(&init, timeout) {
-        let _ = kill::kill(c.runtime(), &record.id, libc::SIGKILL, false);
-        gone(&init, Some(KILL_GRACE));
+    // The monitor of the run stopped (not of one started since) records its end.
+    if let Some(fd) = obs.record.monitor.and_then(|m| m.pidfd()) {
+        wait_readable(&fd, Some(KILL_GRACE));
     }
-    wait_for_monitor(c, &record.id);
     // Settles a run whose monitor was already gone.
     match c.load(&record.id) {
         Ok(now) => observe(c, now).map(drop),
@@ -190,21 +243,6 @@ pub fn stop(c: &Containers, record: &ContainerRecord, timeout: Option<Duration>)
         Err(ContainerError::NoSuchContainer(_)) if record.auto_remove => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// `restart`'s stop: as [`stop`], but an `--rm` container stays, to be started again.
-pub fn stop_to_restart(
-    c: &Containers,
-    record: &ContainerRecord,
-    timeout: Option<Duration>,
-) -> Result<(), ContainerError> {
-    if record.auto_remove {
-        let _lock = c.lock(&record.id)?;
-        let mut now = c.load(&record.id)?;
-        now.restarting_by_hand = true;
-        c.save(&now)?;
-    }
-    stop(c, record, timeout)
 }
 
 /// Wait until the run's monitor (if alive) has exited, having recorded the end.

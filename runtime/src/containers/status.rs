@@ -79,7 +79,7 @@ fn observe_inner(c: &Containers, record: ContainerRecord, may_wait: bool) -> Res
             // than report a state without its exit code. An `--rm` container's monitor
             // removes it as it records the end: gone is an answer (`wait` takes the code from
             // its waiter), not an error.
-            let Some(record) = recorded_end(c, &id, monitor)? else { return Ok(None) };
+            let Some(record) = recorded_end(c, &record, monitor)? else { return Ok(None) };
             return observe_inner(c, record, false);
         }
         let state = if live == Some(Status::Stopped) { State::Exited } else { State::Created };
@@ -100,26 +100,33 @@ fn observe_inner(c: &Containers, record: ContainerRecord, may_wait: bool) -> Res
     finalize(c, &id, MONITOR_DIED)
 }
 
-/// The record once `monitor` has recorded the end of its run, or has exited, or after 5 s;
-/// None if the container is gone. A monitor that restarts the container by its policy lives
-/// on after recording: its exit alone is not what to wait for. Nothing signals the record's
-/// write, so between waits on the monitor's pidfd the record is read again.
-fn recorded_end(c: &Containers, id: &str, monitor: ProcessRef) -> Result<Option<ContainerRecord>, ContainerError> {
+/// The record once `monitor` has recorded the end of the run `looked` saw, or has exited, or
+/// after 5 s; None if the container is gone. A monitor that restarts the container by its
+/// policy lives on after recording (and may have started the next run since): its exit alone
+/// is not what to wait for. Nothing signals the record's write, so between waits on the
+/// monitor's pidfd the record is read again.
+fn recorded_end(
+    c: &Containers,
+    looked: &ContainerRecord,
+    monitor: ProcessRef,
+) -> Result<Option<ContainerRecord>, ContainerError> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let pidfd = monitor.pidfd();
     loop {
-        let record = match c.load(id) {
+        let record = match c.load(&looked.id) {
             Err(ContainerError::NoSuchContainer(_)) => return Ok(None),
             record => record?,
         };
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if record.exit_code.is_some() || record.monitor != Some(monitor) || left.is_zero() {
+        let moved_on =
+            record.exit_code.is_some() || record.monitor != Some(monitor) || record.started_at != looked.started_at;
+        if moved_on || left.is_zero() {
             return Ok(Some(record));
         }
         let Some(fd) = &pidfd else { return Ok(Some(record)) };
         if wait_readable(fd, Some(left.min(Duration::from_millis(20)))) {
             // The monitor exited: what it recorded is final.
-            return match c.load(id) {
+            return match c.load(&looked.id) {
                 Err(ContainerError::NoSuchContainer(_)) => Ok(None),
                 record => record.map(Some),
             };
