@@ -466,6 +466,42 @@ fn named_volumes_outlive_their_containers() {
     assert_eq!(e.ok(&["volume", "ls", "-q"]), "bins\nnocopy\nscratch\n");
 }
 
+/// An image's VOLUME is a destination and nothing else (docker on Linux): never `-v`'s
+/// `SRC:DST`, which would let an image bind a host path or take another container's volume.
+#[test]
+fn an_images_volume_names_no_host_path_or_volume() {
+    let e = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("secret"), "SECRET\n").unwrap();
+    e.ok(&["volume", "create", "theirs"]);
+    e.ok(&["run", "--rm", "-v", "theirs:/data", IMAGE, "sh", "-c", "echo THEIRS > /data/s"]);
+    let load = |name: &str, volume: &str| {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = tmp.path().join("layout");
+        busybox_builder().config_field("Volumes", serde_json::json!({ volume: {} })).write(&layout, "latest");
+        let archive = tmp.path().join("image.tar");
+        let reference = format!("localhost/{name}:latest");
+        skopeo_copy(&oci_ref(&layout, "latest"), &format!("oci-archive:{}:{reference}", archive.display()));
+        e.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+        reference
+    };
+    // An absolute key is a path, odd as it is: an anonymous volume there, not a bind.
+    let hostile = load("binds-host", &format!("{}:/host", host.path().display()));
+    let script = "cat /host/secret; echo written > /host/pwned; echo ran";
+    let o = e.run(&["run", "--rm", &hostile, "sh", "-c", script]);
+    assert_eq!(o.stdout, "ran\n", "{}", o.stderr);
+    assert!(!host.path().join("pwned").exists(), "the container wrote into the host's directory");
+    // A key that is not an absolute path is refused, as `-v` refuses such a destination.
+    let hostile = load("takes-volume", "theirs:/stolen");
+    let o = e.run(&["run", "--rm", &hostile, "cat", "/stolen/s"]);
+    assert_eq!(o.code, 125, "{}", o.stdout);
+    assert!(o.stderr.contains("the image's VOLUME theirs:/stolen"), "{}", o.stderr);
+    assert!(o.stderr.contains("the destination must be an absolute path"), "{}", o.stderr);
+    // The anonymous volume went with --rm; `theirs` is intact.
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "theirs\n");
+    assert_eq!(e.ok(&["run", "--rm", "-v", "theirs:/data", IMAGE, "cat", "/data/s"]), "THEIRS\n");
+}
+
 #[test]
 fn anonymous_volumes_go_with_rm_v_run_rm_and_prune() {
     let e = Env::new();

@@ -29,10 +29,8 @@ pub(super) fn attach(
         .chain(options.tmpfs.iter().map(|t| t.destination.clone()))
         .collect();
     for destination in image_volumes {
-        // The checks `-v DST` gets (not `/`, nothing in /proc).
-        let volume: Volume = destination
-            .parse()
-            .map_err(|e: String| ContainerError::ImageVolume(format!("the image's VOLUME {destination}: {e}")))?;
+        let volume = Volume::from_image(destination)
+            .map_err(|e| ContainerError::ImageVolume(format!("the image's VOLUME {destination}: {e}")))?;
         if !taken.contains(&volume.destination) {
             options.volumes.push(volume);
         }

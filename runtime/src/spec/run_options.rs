@@ -101,6 +101,14 @@ impl std::str::FromStr for Volume {
 }
 
 impl Volume {
+    /// An image's `VOLUME`: an anonymous volume at that destination, the whole text a path (as
+    /// docker reads it on Linux). Never `-v`'s `SRC:DST[:MODE]`: an image must not name a host
+    /// path to bind, or another container's volume. The checks `-v DST` gets (absolute, not
+    /// `/`, nothing in /proc).
+    pub fn from_image(destination: &str) -> Result<Volume, String> {
+        Volume::checked(destination, "", destination, false)
+    }
+
     /// A bind of `source` at `destination`, checked (`s` is what the user wrote, for errors):
     /// a source that is not an absolute path names a volume (empty: an anonymous one).
     fn checked(s: &str, source: &str, destination: &str, read_only: bool) -> Result<Volume, String> {
