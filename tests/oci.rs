@@ -532,6 +532,68 @@ fn a_mount_over_the_whole_root_through_a_symlink_is_refused() {
     assert_gone(&rt, &b, 0);
 }
 
+/// A `ro` bind of a host directory stays read-only whatever the image and the directory
+/// hold: an image's `data -> /x/y/lnk/..`, with `lnk -> /` in the host directory, once led
+/// the read-only remount (which looked the destination up again, through the new mount)
+/// onto the container's root, and left the host directory writable.
+#[test]
+fn a_read_only_bind_stays_read_only_whatever_its_symlinks() {
+    let rt = Runtime::strata();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("precious"), "kept\n").unwrap();
+    std::os::unix::fs::symlink("/", host.path().join("lnk")).unwrap();
+    let script = "echo changed >> /x/y/precious; touch /x/y/new; grep ' /x/y ' /proc/self/mountinfo";
+    let b = Bundle::busybox(&["sh", "-c", script]);
+    std::fs::create_dir_all(b.rootfs().join("x/y/lnk")).unwrap();
+    std::os::unix::fs::symlink("/x/y/lnk/..", b.rootfs().join("data")).unwrap();
+    b.edit(|c| {
+        c["root"]["readonly"] = json!(false);
+        c["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/data", "type": "bind", "source": host.path(), "options": ["rbind", "ro"]}))
+    });
+    let o = rt.run(&["run", "--bundle", b.path().to_str().unwrap(), &b.id]);
+    assert_eq!(std::fs::read_to_string(host.path().join("precious")).unwrap(), "kept\n", "{o}");
+    assert!(!host.path().join("new").exists(), "{o}");
+    let options: Vec<&str> = o.stdout.split_whitespace().nth(5).unwrap_or("").split(',').collect();
+    assert!(options.contains(&"ro"), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
+/// `rro` makes a bind and the mounts under it read-only (it was accepted and ignored);
+/// `ro` alone leaves a submount as it is, as runc does.
+#[test]
+fn rro_makes_every_mount_under_a_bind_read_only() {
+    let rt = Runtime::strata();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("sub")).unwrap();
+    let script = "touch /r/new /r/sub/new /o/sub/new 2>/dev/null; grep -E ' /(r|o)(/sub)? ' /proc/self/mountinfo";
+    let b = Bundle::busybox(&["sh", "-c", script]);
+    b.edit(|c| {
+        let mounts = c["mounts"].as_array_mut().unwrap();
+        mounts.push(json!({"destination": "/r", "type": "bind", "source": src.path(), "options": ["rbind", "rro"]}));
+        mounts.push(json!({"destination": "/o", "type": "bind", "source": src.path(), "options": ["rbind", "ro"]}));
+    });
+    // The submount: a tmpfs, in a mount namespace of this run's own.
+    let prelude = format!("mount -t tmpfs tmpfs {}/sub &&", src.path().display());
+    let o = rt.run_after(
+        &["unshare", "-m", "--propagation", "private"],
+        &prelude,
+        &["run", "--bundle", b.path().to_str().unwrap(), &b.id],
+    );
+    let mode = |target: &str| {
+        let line = o.stdout.lines().find(|l| l.split_whitespace().nth(4) == Some(target));
+        line.and_then(|l| l.split_whitespace().nth(5)).map(|opts| opts.split(',').next().unwrap_or("").to_string())
+    };
+    assert_eq!(mode("/r").as_deref(), Some("ro"), "{o}");
+    assert_eq!(mode("/r/sub").as_deref(), Some("ro"), "{o}");
+    assert_eq!(mode("/o").as_deref(), Some("ro"), "{o}");
+    assert_eq!(mode("/o/sub").as_deref(), Some("rw"), "{o}");
+    assert!(!src.path().join("new").exists(), "{o}");
+    assert_gone(&rt, &b, 0);
+}
+
 /// A `ro` bind keeps its source's nosuid, nodev and noexec: the remount that makes it
 /// read-only must not give the container more than the host mount allows.
 #[test]

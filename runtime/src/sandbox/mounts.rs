@@ -64,6 +64,16 @@ pub struct Options {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// `rro` (true) / `rrw` (false): the mount and every mount under it read-only or not.
+    pub recursive_read_only: Option<bool>,
+}
+
+impl Options {
+    /// Whether the mount ends read-only: `rro`/`rrw` are applied after the mount and its
+    /// `ro`/`rw` (runc's order), so they decide when given.
+    pub fn read_only(&self) -> bool {
+        self.recursive_read_only.unwrap_or(self.flags & libc::MS_RDONLY != 0)
+    }
 }
 
 pub fn parse_options(options: &[String]) -> Options {
@@ -105,8 +115,12 @@ pub fn parse_options(options: &[String]) -> Options {
                 o.propagation.push(propagation_flag(opt).expect("known propagation"));
                 continue;
             }
+            "rro" | "rrw" => {
+                o.recursive_read_only = Some(opt == "rro");
+                continue;
+            }
             // Options mount(2) has no flag for, and that are not fs data either.
-            "defaults" | "tmpcopyup" | "rro" | "rrw" | "idmap" | "ridmap" => continue,
+            "defaults" | "tmpcopyup" | "idmap" | "ridmap" => continue,
             _ => {
                 o.data.push(opt.clone());
                 continue;
@@ -217,6 +231,90 @@ fn open_mount_target(root: &OwnedFd, destination: &Path, file: bool) -> Result<O
     Ok(target)
 }
 
+/// The root of the mount just made on `mountpoint` (an O_PATH fd taken before the mount,
+/// which still names the dir underneath): looked up by name in the mountpoint's parent, found
+/// by the kernel's own path of it, never by resolving the spec's destination again. That walk
+/// would now cross the new mount, whose symlinks (a host directory's, under an image's
+/// `data -> /x/lnk/..`) could steer a read-only remount onto another mount and leave this one
+/// writable. Checked to be a different mount than the mountpoint's.
+fn mounted_on(mountpoint: &OwnedFd) -> Result<OwnedFd> {
+    let path = std::fs::read_link(fd_path(mountpoint)).map_err(|e| format!("locating the mountpoint: {e}"))?;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(format!("the mountpoint {} has no parent", path.display()));
+    };
+    let resolve = rustix::fs::ResolveFlags::NO_SYMLINKS | rustix::fs::ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let parent = rustix::fs::openat2(rustix::fs::CWD, parent, flags | OFlags::DIRECTORY, Mode::empty(), resolve)
+        .map_err(|e| format!("reopening {}: {e}", parent.display()))?;
+    let mounted = rustix::fs::openat(&parent, name, flags | OFlags::NOFOLLOW, Mode::empty())
+        .map_err(|e| format!("reopening {}: {e}", path.display()))?;
+    if same_mount(mountpoint, &mounted) {
+        return Err(format!("{} is not the mount just made", path.display()));
+    }
+    Ok(mounted)
+}
+
+/// `rro` / `rrw`: the mount `mounted` (its root) and every mount under it read-only, or not,
+/// with mount_setattr(2) (Linux 5.12), as runc does; without it, refused rather than ignored.
+fn set_read_only_recursively(mounted: &OwnedFd, read_only: bool) -> Result<()> {
+    /// `struct mount_attr`, version 0.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    let attr = if read_only {
+        MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 }
+    } else {
+        MountAttr { attr_set: 0, attr_clr: MOUNT_ATTR_RDONLY, propagation: 0, userns_fd: 0 }
+    };
+    // SAFETY: mount_setattr on an fd we own, an empty path, and a mount_attr of the size given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mounted.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ if errno().raw_os_error() == Some(libc::ENOSYS) => {
+            Err(format!("{} needs mount_setattr (Linux 5.12 or later)", if read_only { "rro" } else { "rrw" }))
+        }
+        _ => Err(format!("mount_setattr: {}", errno())),
+    }
+}
+
+/// Whether two fds are on one mount: by mount id where the kernel reports it (5.8+), else by
+/// the file they name.
+fn same_mount(a: &OwnedFd, b: &OwnedFd) -> bool {
+    use rustix::fs::{statx, AtFlags, StatxFlags};
+    let id = |fd: &OwnedFd| {
+        statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID | StatxFlags::INO).ok().map(|st| {
+            (
+                st.stx_mask & StatxFlags::MNT_ID.bits() != 0,
+                st.stx_mnt_id,
+                st.stx_dev_major,
+                st.stx_dev_minor,
+                st.stx_ino,
+            )
+        })
+    };
+    match (id(a), id(b)) {
+        (Some((true, a_mnt, ..)), Some((true, b_mnt, ..))) => a_mnt == b_mnt,
+        (Some((_, _, a_major, a_minor, a_ino)), Some((_, _, b_major, b_minor, b_ino))) => {
+            (a_major, a_minor, a_ino) == (b_major, b_minor, b_ino)
+        }
+        _ => true,
+    }
+}
+
 /// The mount target for an O_PATH fd: its magic link, which mount(2) follows to exactly
 /// the inode we resolved.
 pub fn fd_path(fd: &impl AsFd) -> String {
@@ -282,9 +380,7 @@ fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
         mount(Some(src), &target, None, flags, None)?;
         let extra = options.flags & !(libc::MS_REMOUNT);
         if extra != 0 {
-            // The target fd still names the mountpoint's underlying dir; remount through the
-            // mounted path instead (reopen: the mount now covers it).
-            let mounted = open_in_root(root, m.destination(), source_is_file)?;
+            let mounted = mounted_on(&target_fd)?;
             remount(&fd_path(&mounted), extra | libc::MS_BIND, ctx.in_user_ns)?;
         }
     } else {
@@ -295,7 +391,7 @@ fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
             // namespace: bind the host's instead, read-only, as runc does.
             Err(_) if fstype == "sysfs" && ctx.in_user_ns => {
                 mount(Some("/sys"), &target, None, libc::MS_BIND | libc::MS_REC, None)?;
-                let mounted = open_in_root(root, m.destination(), false)?;
+                let mounted = mounted_on(&target_fd)?;
                 remount(
                     &fd_path(&mounted),
                     libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
@@ -305,8 +401,11 @@ fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    if let Some(read_only) = options.recursive_read_only {
+        set_read_only_recursively(&mounted_on(&target_fd)?, read_only)?;
+    }
     if !options.propagation.is_empty() {
-        let mounted = open_in_root(root, m.destination(), source_is_file)?;
+        let mounted = mounted_on(&target_fd)?;
         for p in &options.propagation {
             mount(None, &fd_path(&mounted), None, *p, None)?;
         }
@@ -606,6 +705,14 @@ mod tests {
         assert_eq!(o.data, vec!["mode=755".to_string()]);
         let o = parse_options(&["ro".into(), "rw".into()]);
         assert_eq!(o.flags & libc::MS_RDONLY, 0);
+        assert!(!o.read_only());
+        // rro / rrw act after the mount's own ro / rw (runc's order): they decide.
+        let read_only =
+            |opts: &[&str]| parse_options(&opts.iter().map(|o| o.to_string()).collect::<Vec<_>>()).read_only();
+        assert!(read_only(&["rbind", "rro"]));
+        assert!(read_only(&["rro", "rw"]));
+        assert!(!read_only(&["ro", "rrw"]));
+        assert!(read_only(&["rrw", "rro"]));
     }
 
     #[test]

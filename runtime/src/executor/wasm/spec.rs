@@ -30,7 +30,8 @@ impl WasmJob {
             if !dest.is_absolute() || dest == Path::new("/") || SYSTEM_DIRS.iter().any(|s| dest.starts_with(s)) {
                 continue;
             }
-            let read_only = m.options().as_deref().unwrap_or_default().iter().any(|o| o == "ro");
+            let read_only =
+                crate::sandbox::mounts::parse_options(m.options().as_deref().unwrap_or_default()).read_only();
             preopens.retain(|p| p.guest != *dest);
             preopens.push(Preopen { guest: dest.clone(), host: dest.clone(), read_only });
         }
