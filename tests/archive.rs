@@ -170,3 +170,45 @@ fn an_archive_cannot_make_load_hold_gigabytes() {
     assert!(s.images().is_empty());
     assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
 }
+
+/// `load` is all or nothing: an archive whose second image is bad records neither. And a
+/// descriptor must declare its blob's real size (`images` and `history` add sizes up: a
+/// declared 2^64-1 made them overflow).
+#[test]
+fn an_archive_loads_whole_and_with_true_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tar_of = |layout: &std::path::Path, name: &str| {
+        let archive = tmp.path().join(name);
+        run(std::process::Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(&archive).arg("."));
+        archive
+    };
+    let s = Strata::new();
+
+    let layout = tmp.path().join("two");
+    busybox_image(&layout, "good");
+    let junk = b"notatar".repeat(100);
+    ImageBuilder::new()
+        .raw_layer(support::images::MT_LAYER_TAR, junk.clone(), &sha256_digest(&junk))
+        .write(&layout, "bad");
+    let e = s.fails(&["load", "-i", tar_of(&layout, "two.tar").to_str().unwrap()]);
+    assert!(e.stderr.contains("tar"), "{}", e.stderr);
+    assert!(s.images().is_empty(), "{:?}", s.images());
+
+    // The layer's descriptor claims 2^64-1 bytes; manifest and index rewritten to match.
+    let layout = tmp.path().join("huge");
+    let img = busybox_image(&layout, "latest");
+    let mut manifest: serde_json::Value = serde_json::from_slice(&img.manifest_bytes).unwrap();
+    manifest["layers"][0]["size"] = serde_json::json!(u64::MAX);
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = sha256_digest(&manifest_bytes);
+    std::fs::write(layout.join("blobs/sha256").join(&digest["sha256:".len()..]), &manifest_bytes).unwrap();
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    index["manifests"][0]["digest"] = serde_json::json!(digest);
+    index["manifests"][0]["size"] = serde_json::json!(manifest_bytes.len());
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let e = s.fails(&["load", "-i", tar_of(&layout, "huge.tar").to_str().unwrap()]);
+    assert!(e.stderr.contains(&format!("but its descriptor declares {}", u64::MAX)), "{}", e.stderr);
+    assert!(s.images().is_empty(), "{:?}", s.images());
+    s.ok(&["images"]);
+}

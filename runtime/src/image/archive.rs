@@ -204,25 +204,34 @@ pub fn load(store: &Store, reader: Box<dyn Read>, platform: &Platform) -> Result
         return Err(ArchiveError::NotAnArchive);
     };
     let snapshots = Snapshots::new(store.root());
+    // Every image verified and unpacked before any is recorded: an archive whose second image
+    // is bad loads none.
     let mut loaded = Vec::new();
     for (names, descriptor) in images {
-        // Verify and unpack before recording, so a bad layer leaves no image behind.
         let image = store.load(&descriptor)?;
-        for layer in &image.manifest.layers {
+        for layer in image.manifest.layers.iter().chain([&image.manifest.config]) {
             if !store.has_blob(&layer.digest) {
                 return Err(ArchiveError::Missing { what: "layer", path: layer.digest.to_string() });
             }
+            // Declared sizes are what `images` and `history` add up: they must be the blobs'.
+            let stored = std::fs::metadata(store.blob_path(&layer.digest)).map(|m| m.len()).unwrap_or(0);
+            if stored != layer.size {
+                let detail = format!("{} is {stored} bytes, but its descriptor declares {}", layer.digest, layer.size);
+                return Err(ArchiveError::Invalid { file: "manifest".into(), detail });
+            }
         }
         snapshots.prepare(store, &image)?;
-        if names.is_empty() {
-            store.record(None, &descriptor)?;
-        }
-        for name in &names {
-            store.record(Some(name), &descriptor)?;
-        }
-        loaded.push(Loaded { image, names });
+        loaded.push((descriptor, Loaded { image, names }));
     }
-    Ok(loaded)
+    for (descriptor, image) in &loaded {
+        if image.names.is_empty() {
+            store.record(None, descriptor)?;
+        }
+        for name in &image.names {
+            store.record(Some(name), descriptor)?;
+        }
+    }
+    Ok(loaded.into_iter().map(|(_, image)| image).collect())
 }
 
 /// A manifest or config blob of an OCI archive, by digest (the archive's blobs are in the

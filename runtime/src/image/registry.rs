@@ -268,14 +268,29 @@ pub async fn pull(store: &Store, reference: &ImageRef, opts: &PullOptions) -> Re
     // download completes (each snapshot is its own directory, so order does not matter).
     let snapshots = Snapshots::new(store.root());
     let remote = Arc::new(remote);
-    let tasks = manifest.layers.iter().map(|desc| {
+    // The plan has one entry per layer, in order (a blob listed twice is two layers).
+    let tasks = manifest.layers.iter().zip(plan.iter().cloned()).map(|(desc, layer_plan)| {
         let remote = remote.clone();
         let snapshots = snapshots.clone();
         let store = store.clone();
-        let layer_plan = plan.iter().find(|p| p.blob == desc.digest).cloned();
+        let layer_plan = Some(layer_plan);
         let bar = opts.progress.layer(&desc.digest);
         async move {
             let have_blob = store.has_blob(&desc.digest);
+            if have_blob {
+                // Stored by an earlier pull or load: its digest is checked, its size must be
+                // the one this manifest declares (sizes are what `images` and `history` add up).
+                let stored = std::fs::metadata(store.blob_path(&desc.digest)).map(|m| m.len()).unwrap_or(0);
+                if stored != desc.size {
+                    return Err(RegistryError::Protocol {
+                        registry: reference.registry().to_string(),
+                        detail: format!(
+                            "layer {} is {stored} bytes, but the manifest declares {}",
+                            desc.digest, desc.size
+                        ),
+                    });
+                }
+            }
             let have_snapshot = layer_plan.as_ref().is_none_or(|p| snapshots.exists(&p.chain_id));
             if have_blob && have_snapshot {
                 bar.finish("Already exists");

@@ -82,7 +82,8 @@ impl Image {
     }
     /// Sum of the layer blob sizes plus the config (what docker reports as the image size).
     pub fn size(&self) -> u64 {
-        self.manifest.layers.iter().map(|l| l.size).sum::<u64>() + self.manifest.config.size
+        // Declared sizes are the image's word: summed without overflowing.
+        self.manifest.layers.iter().fold(self.manifest.config.size, |total, l| total.saturating_add(l.size))
     }
 }
 

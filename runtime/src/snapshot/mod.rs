@@ -88,7 +88,7 @@ impl Snapshots {
     /// recorded size counts its compressed blob).
     pub fn image_size(&self, image: &Image) -> u64 {
         match self.layer_sizes(image) {
-            Some(sizes) => sizes.iter().sum(),
+            Some(sizes) => sizes.iter().fold(0, |total: u64, size| total.saturating_add(*size)),
             None => image.size(),
         }
     }
