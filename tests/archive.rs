@@ -212,3 +212,26 @@ fn an_archive_loads_whole_and_with_true_sizes() {
     assert!(s.images().is_empty(), "{:?}", s.images());
     s.ok(&["images"]);
 }
+
+/// A GNU long name (or PAX header) declaring a gigabyte: refused from its header, before the
+/// tar crate would read it into memory whole (a 33 kB compressed archive took 1.6 GB).
+#[test]
+fn a_huge_tar_extension_header_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_path("././@LongLink").unwrap();
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(1 << 30);
+    header.set_mode(0o644);
+    header.set_cksum();
+    let mut archive = header.as_bytes().to_vec();
+    archive.extend(vec![b'a'; 64 << 10]);
+    let path = tmp.path().join("longname.tar");
+    std::fs::write(&path, archive).unwrap();
+    let s = Strata::new();
+    let e = s.fails(&["load", "-i", path.to_str().unwrap()]);
+    assert_eq!(e.stderr.lines().count(), 1, "{}", e.stderr);
+    assert!(e.stderr.contains("an extension header of 1073741824 bytes"), "{}", e.stderr);
+    assert!(s.images().is_empty());
+    assert!(s.leftovers().is_empty(), "{:?}", s.leftovers());
+}

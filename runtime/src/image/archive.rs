@@ -131,7 +131,8 @@ fn not_tar(e: io::Error) -> ArchiveError {
 }
 
 fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, ArchiveError> {
-    let mut archive = tar::Archive::new(decompressed(reader).map_err(ArchiveError::Read)?);
+    let stream = decompressed(reader).map_err(ArchiveError::Read)?;
+    let mut archive = tar::Archive::new(super::tar_guard::ExtensionGuard::new(stream));
     let mut contents = Contents::default();
     let mut documents = 0;
     for entry in archive.entries().map_err(not_tar)? {

@@ -13,6 +13,7 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod store;
+mod tar_guard;
 pub mod wasm_modules;
 
 pub use reference::ImageRef;
