@@ -681,6 +681,33 @@ fn cp_copies_in_and_out_of_running_and_stopped_containers() {
     e.ok(&["rm", "-f", "live"]);
 }
 
+/// `cp` into a stopped container mounts its volumes as it would run them: a read-only one
+/// stays read-only whatever symlinks the image and the volume hold (the remount looked the
+/// destination up again through the new mount: `lnk -> /` in the volume led it elsewhere).
+#[test]
+fn cp_keeps_a_read_only_volume_read_only_whatever_its_symlinks() {
+    let e = Env::new();
+    let host = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/", host.path().join("lnk")).unwrap();
+    let note = host.path().join("note");
+    std::fs::write(&note, "from the host\n").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    let mut layer = LayerTar::new();
+    layer.dir("x", 0o755).dir("x/y", 0o755).dir("x/y/lnk", 0o755).symlink("data", "/x/y/lnk/..");
+    busybox_builder().layer(layer.into_bytes(), Compression::None).write(&layout, "latest");
+    let archive = tmp.path().join("image.tar");
+    let reference = "localhost/twisted:latest";
+    skopeo_copy(&oci_ref(&layout, "latest"), &format!("oci-archive:{}:{reference}", archive.display()));
+    e.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let id = e.ok(&["create", "-v", &format!("{}:/data:ro", host.path().display()), reference, "true"]);
+    let o = e.run(&["cp", note.to_str().unwrap(), &format!("{}:/x/y/copied", id.trim())]);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("Read-only file system"), "{}", o.stderr);
+    assert!(!host.path().join("copied").exists(), "cp wrote into the read-only volume");
+    e.ok(&["rm", id.trim()]);
+}
+
 #[test]
 fn cp_streams_tar_archives_both_ways() {
     // docker's `cp CONTAINER:SRC -` and `cp - CONTAINER:DEST`.

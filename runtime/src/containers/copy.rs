@@ -502,7 +502,7 @@ pub fn with_root<T>(
     let paths = c.paths(&record.id);
     let merged = super::rootfs::mount(&paths, &record.layers, c.driver(), record.auto_remove)?;
     let result = (|| {
-        use crate::sandbox::mounts::{fd_path, mount, open_in_root, remount};
+        use crate::sandbox::mounts::{bind_at, fd_path, mount, open_in_root, remount};
         let mounting = |what: &str, e: String| super::ContainerError::Copy(format!("mounting {what}: {e}"));
         // Binds and volumes as the container would have them, read-only ones read-only,
         // parents before children. Their mountpoints first, made where the container's
@@ -525,12 +525,10 @@ pub fn with_root<T>(
         for v in &volumes {
             let target = resolve(&root, &v.destination, false).map_err(|e| mounting(&v.destination, e.to_string()))?;
             let source = v.source.to_string_lossy();
-            mount(Some(&source), &fd_path(&target), None, libc::MS_BIND | libc::MS_REC, None)
-                .map_err(|e| mounting(&v.destination, e))?;
+            // The new mount by fd, never looked up again through itself (see `bind_at`).
+            let bound = bind_at(&source, &target, true).map_err(|e| mounting(&v.destination, e))?;
             if v.read_only {
-                let mounted =
-                    resolve(&root, &v.destination, false).map_err(|e| mounting(&v.destination, e.to_string()))?;
-                remount(&fd_path(&mounted), libc::MS_BIND | libc::MS_RDONLY | libc::MS_REC, false)
+                remount(&fd_path(&bound), libc::MS_BIND | libc::MS_RDONLY | libc::MS_REC, false)
                     .map_err(|e| mounting(&v.destination, e))?;
             }
         }

@@ -158,7 +158,8 @@ fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, Archi
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             _ => continue,
         }
-        let size = entry.header().size().map_err(ArchiveError::Read)?;
+        // The entry's size as the crate reads it (a PAX `size` overrides the header's).
+        let size = entry.size();
         let named_digest = path.strip_prefix("blobs/sha256/").and_then(|h| Digest::from_hex(h).ok());
         if named_digest.is_none() && is_document(&path) {
             documents += size;
@@ -176,7 +177,7 @@ fn read_contents(store: &Store, reader: Box<dyn Read>) -> Result<Contents, Archi
         // Blobs and docker's layer tars go to the store, where `image prune` finds what no
         // image uses.
         let mut writer = store.blob_writer()?;
-        io::copy(&mut entry, &mut writer).map_err(ArchiveError::Read)?;
+        let size = io::copy(&mut entry, &mut writer).map_err(ArchiveError::Read)?;
         let digest = writer.commit(named_digest.as_ref(), None).map_err(|e| match e {
             StoreError::DigestMismatch { actual, .. } => ArchiveError::BlobMismatch { path: path.clone(), actual },
             other => other.into(),

@@ -20,7 +20,8 @@ pub struct ExtensionGuard<R> {
     data_left: u64,
     /// The PAX header being read (its data, without padding, still to come).
     pax: Option<(Vec<u8>, u64)>,
-    /// A PAX `size` for the next entry that is not an extension header.
+    /// The size a PAX header read for the member being described gives it (the crate's
+    /// reading: its first `size` record, none if a record before it is malformed).
     pax_size: Option<u64>,
     /// The end marker was seen, or the crate will fail on its own: nothing more to follow.
     done: bool,
@@ -51,7 +52,7 @@ impl<R: Read> ExtensionGuard<R> {
                 bytes = &bytes[n..];
                 if self.data_left == 0 {
                     if let Some((data, _)) = self.pax.take() {
-                        self.pax_size = pax_size(&data).or(self.pax_size);
+                        self.pax_size = pax_size(&data);
                     }
                 }
                 continue;
@@ -67,6 +68,10 @@ impl<R: Read> ExtensionGuard<R> {
         Ok(())
     }
 
+    /// A header, as tar 0.4's `next_entry`/`next_entry_raw` take it: the typeflags L, K, x
+    /// and g are extension headers, whatever the header's format (no PAX size for them); a
+    /// GNU or ustar L, K or x is read into memory whole and describes the next member; any
+    /// other header is a member returned to the reader, which ends what PAX said.
     fn at_header(&mut self) -> io::Result<()> {
         if self.header.iter().all(|b| *b == 0) {
             self.done = true;
@@ -80,22 +85,24 @@ impl<R: Read> ExtensionGuard<R> {
         };
         let typeflag = self.header[156];
         let recognized = header.as_gnu().is_some() || header.as_ustar().is_some();
-        let extension = recognized && matches!(typeflag, b'L' | b'K' | b'x');
+        let extension = matches!(typeflag, b'L' | b'K' | b'x' | b'g');
+        let read_whole = recognized && matches!(typeflag, b'L' | b'K' | b'x');
         if recognized && typeflag == b'S' {
             return Err(io::Error::other("a GNU sparse entry, which no image archive holds"));
         }
-        if extension && declared > MAX_EXTENSION {
+        if read_whole && declared > MAX_EXTENSION {
             return Err(io::Error::other(format!(
                 "an extension header of {declared} bytes (at most {MAX_EXTENSION}) in the archive"
             )));
         }
-        let size = match (extension, self.pax_size) {
-            (false, Some(size)) => {
-                self.pax_size = None;
-                size
-            }
+        let size = match self.pax_size {
+            Some(size) if !extension => size,
             _ => declared,
         };
+        if !read_whole {
+            // A member the crate returns: the extensions before it are spent.
+            self.pax_size = None;
+        }
         if recognized && typeflag == b'x' {
             self.pax = Some((Vec::with_capacity(declared as usize), declared));
         }
@@ -103,7 +110,7 @@ impl<R: Read> ExtensionGuard<R> {
             size.checked_next_multiple_of(BLOCK as u64).ok_or_else(|| io::Error::other("size overflow"))?;
         if self.data_left == 0 {
             if let Some((data, _)) = self.pax.take() {
-                self.pax_size = pax_size(&data).or(self.pax_size);
+                self.pax_size = pax_size(&data);
             }
         }
         Ok(())
@@ -118,23 +125,17 @@ impl<R: Read> Read for ExtensionGuard<R> {
     }
 }
 
-/// The `size` record of PAX extension data (`LEN key=value\n` records), if any.
-fn pax_size(mut data: &[u8]) -> Option<u64> {
-    let mut size = None;
-    while !data.is_empty() {
-        let space = data.iter().position(|b| *b == b' ')?;
-        let len: usize = std::str::from_utf8(&data[..space]).ok()?.parse().ok()?;
-        if len <= space || len > data.len() {
-            return size;
+/// The `size` PAX data gives the next member, read by the crate's own parser and rule
+/// (`pax_extensions_value`: the first `size` record; nothing once a record is malformed).
+fn pax_size(data: &[u8]) -> Option<u64> {
+    for extension in tar::PaxExtensions::new(data) {
+        let extension = extension.ok()?;
+        if extension.key() != Ok("size") {
+            continue;
         }
-        let record = &data[space + 1..len];
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        if let Some(value) = record.strip_prefix(b"size=") {
-            size = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-        }
-        data = &data[len..];
+        return extension.value().ok()?.parse().ok();
     }
-    size
+    None
 }
 
 #[cfg(test)]
@@ -216,7 +217,25 @@ mod tests {
         stream.extend(header("././@LongLink", tar::EntryType::GNULongName, 1 << 30));
         let e = through(&stream).unwrap_err();
         assert!(e.to_string().contains("extension header"), "{e}");
+        // Wherever the crate looks next, the guard looks too: with two size records (the
+        // crate takes the first, 0), after a global header (which PAX does not size), after
+        // an old-format x header.
+        let records = b"12 size=000\n12 size=600\n";
+        let mut stream = header("pax", tar::EntryType::XHeader, records.len() as u64);
+        stream.extend(padded(records));
+        stream.extend(header("member", tar::EntryType::Regular, 0));
+        stream.extend(header("././@LongLink", tar::EntryType::GNULongName, 1 << 30));
+        assert!(through(&stream).is_err());
+        let record = b"12 size=600\n";
+        let mut stream = header("pax", tar::EntryType::XHeader, record.len() as u64);
+        stream.extend(padded(record));
+        stream.extend(header("global", tar::EntryType::XGlobalHeader, 0));
+        stream.extend(header("././@LongLink", tar::EntryType::GNULongName, 1 << 30));
+        assert!(through(&stream).is_err());
         assert_eq!(pax_size(b"11 path=ab\n12 size=600\n"), Some(600));
         assert_eq!(pax_size(b"99 size=1\n"), None);
+        // The crate's reading: the first size record; a record cut by a newline ends it.
+        assert_eq!(pax_size(b"12 size=000\n12 size=600\n"), Some(0));
+        assert_eq!(pax_size(b"13 path=a\nbc\n12 size=600\n"), None);
     }
 }

@@ -231,6 +231,33 @@ fn open_mount_target(root: &OwnedFd, destination: &Path, file: bool) -> Result<O
     Ok(target)
 }
 
+/// Bind `source` (a host path) onto `mountpoint` (an O_PATH fd of the target, resolved in the
+/// root), recursively or not, and return an O_PATH fd of the new mount's root: made with
+/// open_tree + move_mount (Linux 5.2), so the new mount is never looked up by path (a path
+/// walk would cross it, and its symlinks, a host directory's, could lead a later remount
+/// elsewhere). Without them, mount(2) and [`mounted_on`].
+pub fn bind_at(source: &str, mountpoint: &OwnedFd, recursive: bool) -> Result<OwnedFd> {
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    match open_tree(rustix::fs::CWD, source, flags) {
+        Ok(tree) => {
+            let moving = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+            move_mount(&tree, "", mountpoint, "", moving)
+                .map_err(|e| format!("mount {source} on {}: {e}", fd_path(mountpoint)))?;
+            Ok(tree)
+        }
+        Err(rustix::io::Errno::NOSYS) => {
+            let bind = libc::MS_BIND | if recursive { libc::MS_REC } else { 0 };
+            mount(Some(source), &fd_path(mountpoint), None, bind, None)?;
+            mounted_on(mountpoint)
+        }
+        Err(e) => Err(format!("mount {source} on {}: {e}", fd_path(mountpoint))),
+    }
+}
+
 /// The root of the mount just made on `mountpoint` (an O_PATH fd taken before the mount,
 /// which still names the dir underneath): looked up by name in the mountpoint's parent, found
 /// by the kernel's own path of it, never by resolving the spec's destination again. That walk
@@ -370,19 +397,16 @@ fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
     let target = fd_path(&target_fd);
     let data = options.data.join(",");
     let data = (!data.is_empty()).then_some(data.as_str());
+    let mut mounted: Option<OwnedFd> = None;
     if is_bind {
         let src = source.ok_or("bind mount without a source")?;
         let src = src.to_str().ok_or("source is not UTF-8")?;
-        let mut flags = libc::MS_BIND;
-        if options.recursive {
-            flags |= libc::MS_REC;
-        }
-        mount(Some(src), &target, None, flags, None)?;
+        let bound = bind_at(src, &target_fd, options.recursive)?;
         let extra = options.flags & !(libc::MS_REMOUNT);
         if extra != 0 {
-            let mounted = mounted_on(&target_fd)?;
-            remount(&fd_path(&mounted), extra | libc::MS_BIND, ctx.in_user_ns)?;
+            remount(&fd_path(&bound), extra | libc::MS_BIND, ctx.in_user_ns)?;
         }
+        mounted = Some(bound);
     } else {
         let src = source.as_ref().and_then(|s| s.to_str()).unwrap_or(fstype);
         match mount(Some(src), &target, Some(fstype), options.flags, data) {
@@ -390,22 +414,28 @@ fn mount_one(ctx: &MountContext, root: &OwnedFd, m: &Mount) -> Result<()> {
             // sysfs can't be mounted in a user namespace that doesn't own the network
             // namespace: bind the host's instead, read-only, as runc does.
             Err(_) if fstype == "sysfs" && ctx.in_user_ns => {
-                mount(Some("/sys"), &target, None, libc::MS_BIND | libc::MS_REC, None)?;
-                let mounted = mounted_on(&target_fd)?;
+                let bound = bind_at("/sys", &target_fd, true)?;
                 remount(
-                    &fd_path(&mounted),
+                    &fd_path(&bound),
                     libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
                     true,
                 )?;
+                mounted = Some(bound);
             }
             Err(e) => return Err(e),
         }
     }
+    // What the options below act on: the mount made, or with `remount` the one there.
+    let mounted = match mounted {
+        Some(fd) => fd,
+        None if options.flags & libc::MS_REMOUNT != 0 => target_fd,
+        None if options.recursive_read_only.is_some() || !options.propagation.is_empty() => mounted_on(&target_fd)?,
+        None => return Ok(()),
+    };
     if let Some(read_only) = options.recursive_read_only {
-        set_read_only_recursively(&mounted_on(&target_fd)?, read_only)?;
+        set_read_only_recursively(&mounted, read_only)?;
     }
     if !options.propagation.is_empty() {
-        let mounted = mounted_on(&target_fd)?;
         for p in &options.propagation {
             mount(None, &fd_path(&mounted), None, *p, None)?;
         }
@@ -451,39 +481,41 @@ fn restrictions_of(target: &str) -> libc::c_ulong {
 /// A `cgroup` mount: a tmpfs at the destination (v1) with the container's own cgroup dir of
 /// each hierarchy bound in, or the container's cgroup2 dir bound at the destination (v2).
 fn mount_cgroups(ctx: &MountContext, root: &OwnedFd, m: &Mount, options: &Options) -> Result<()> {
-    let ro = options.flags & libc::MS_RDONLY != 0;
+    let ro = options.read_only();
     let base_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     let target_fd = open_mount_target(root, m.destination(), false)?;
     let unified_only = ctx.cgroup_dirs.len() == 1 && ctx.cgroup_dirs[0].0.is_empty();
     if unified_only {
         let (_, dir) = &ctx.cgroup_dirs[0];
-        mount(Some(dir.to_str().unwrap_or_default()), &fd_path(&target_fd), None, libc::MS_BIND | libc::MS_REC, None)?;
+        let bound = bind_at(dir.to_str().unwrap_or_default(), &target_fd, true)?;
         if ro {
-            let mounted = open_in_root(root, m.destination(), false)?;
-            remount(&fd_path(&mounted), libc::MS_BIND | libc::MS_RDONLY | base_flags, ctx.in_user_ns)?;
+            remount(&fd_path(&bound), libc::MS_BIND | libc::MS_RDONLY | base_flags, ctx.in_user_ns)?;
         }
         return Ok(());
     }
     mount(Some("tmpfs"), &fd_path(&target_fd), Some("tmpfs"), base_flags, Some("mode=755"))?;
+    // Our own tmpfs, worked in by fd: nothing of the image's is looked at again.
+    let tmpfs = mounted_on(&target_fd)?;
     for (name, host_dir) in ctx.cgroup_dirs {
-        let dest = m.destination().join(name);
-        let fd = open_in_root(root, &dest, false)?;
-        let src = host_dir.to_str().unwrap_or_default();
-        mount(Some(src), &fd_path(&fd), None, libc::MS_BIND | libc::MS_REC, None)?;
-        let mounted = open_in_root(root, &dest, false)?;
+        match rustix::fs::mkdirat(&tmpfs, name.as_str(), Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(format!("creating {name} in the cgroup tmpfs: {e}")),
+        }
+        let mountpoint =
+            rustix::fs::openat(&tmpfs, name.as_str(), OFlags::PATH | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())
+                .map_err(|e| format!("opening {name} in the cgroup tmpfs: {e}"))?;
+        let bound = bind_at(host_dir.to_str().unwrap_or_default(), &mountpoint, true)?;
         let flags = libc::MS_BIND | base_flags | if ro { libc::MS_RDONLY } else { 0 };
-        remount(&fd_path(&mounted), flags, ctx.in_user_ns)?;
+        remount(&fd_path(&bound), flags, ctx.in_user_ns)?;
     }
     // Comounted controllers are reachable under each name, as on the host (cpu -> cpu,cpuacct).
     for (name, _) in ctx.cgroup_dirs {
         for part in name.split(',').filter(|p| *p != name) {
-            let parent = open_in_root(root, m.destination(), false)?;
-            let _ = rustix::fs::symlinkat(name.as_str(), &parent, part);
+            let _ = rustix::fs::symlinkat(name.as_str(), &tmpfs, part);
         }
     }
     if ro {
-        let mounted = open_in_root(root, m.destination(), false)?;
-        remount(&fd_path(&mounted), libc::MS_RDONLY | base_flags, ctx.in_user_ns)?;
+        remount(&fd_path(&tmpfs), libc::MS_RDONLY | base_flags, ctx.in_user_ns)?;
     }
     Ok(())
 }

@@ -229,8 +229,20 @@ pub fn parse_mount(s: &str) -> Result<MountArg, String> {
 
 /// An absolute container path without `.`, empty components or a trailing `/` (`..` stays:
 /// it is resolved inside the root, at mount time).
+/// An absolute destination made lexically clean, as Go's `filepath.Clean` (docker's): `.`
+/// and empty parts dropped, `..` taking the part before it (never above `/`). So `/x/../proc`
+/// is `/proc` for the checks, and `/x/../data` the `/data` another mount may cover.
 fn clean_destination(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            name => parts.push(name),
+        }
+    }
     format!("/{}", parts.join("/"))
 }
 
@@ -953,6 +965,8 @@ mod tests {
             ("/a://", "destination can't be '/'"),
             ("/a:/proc", "/proc cannot"),
             ("/a:/proc/sys", "/proc/sys cannot"),
+            ("/a:/x/../proc", "/proc cannot"),
+            ("/a:/x/../..", "destination can't be '/'"),
         ] {
             let e = bad.parse::<Volume>().unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
@@ -960,5 +974,11 @@ mod tests {
         let two = |a: &str, b: &str| check_volumes(&[a.parse().unwrap(), b.parse().unwrap()]);
         assert_eq!(two("/a:/data", "/b:/data/"), Err("Duplicate mount point: /data".to_string()));
         assert_eq!(two("/a:/data", "/b:/other"), Ok(()));
+        assert_eq!(two("/a:/data", "/b:/x/../data"), Err("Duplicate mount point: /data".to_string()));
+        // An image's VOLUME: a path and nothing else, cleaned the same way.
+        let v = Volume::from_image("/x/../data").unwrap();
+        assert_eq!((v.destination.as_str(), v.volume.as_deref()), ("/data", Some("")));
+        assert!(Volume::from_image("/x/../proc").unwrap_err().contains("/proc cannot"));
+        assert_eq!(Volume::from_image("/tmp/h:/host").unwrap().destination, "/tmp/h:/host");
     }
 }
