@@ -242,19 +242,21 @@ pub fn bind_at(source: &str, mountpoint: &OwnedFd, recursive: bool) -> Result<Ow
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    match open_tree(rustix::fs::CWD, source, flags) {
-        Ok(tree) => {
-            let moving = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
-            move_mount(&tree, "", mountpoint, "", moving)
-                .map_err(|e| format!("mount {source} on {}: {e}", fd_path(mountpoint)))?;
-            Ok(tree)
-        }
-        Err(rustix::io::Errno::NOSYS) => {
+    // ENOSYS (before 5.2) or EPERM (a seccomp profile that does not list them, where mount(2)
+    // may still be allowed): the classic bind.
+    let unavailable = |e: rustix::io::Errno| matches!(e, rustix::io::Errno::NOSYS | rustix::io::Errno::PERM);
+    let moved = open_tree(rustix::fs::CWD, source, flags).and_then(|tree| {
+        let moving = MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH;
+        move_mount(&tree, "", mountpoint, "", moving).map(|()| tree)
+    });
+    match moved {
+        Ok(tree) => Ok(tree),
+        Err(e) if unavailable(e) => {
             let bind = libc::MS_BIND | if recursive { libc::MS_REC } else { 0 };
             mount(Some(source), &fd_path(mountpoint), None, bind, None)?;
             mounted_on(mountpoint)
         }
-        Err(e) => Err(format!("mount {source} on {}: {e}", fd_path(mountpoint))),
+        Err(e) => Err(format!("bind mount of {source}: {e}")),
     }
 }
 

@@ -227,8 +227,6 @@ pub fn parse_mount(s: &str) -> Result<MountArg, String> {
     }
 }
 
-/// An absolute container path without `.`, empty components or a trailing `/` (`..` stays:
-/// it is resolved inside the root, at mount time).
 /// An absolute destination made lexically clean, as Go's `filepath.Clean` (docker's): `.`
 /// and empty parts dropped, `..` taking the part before it (never above `/`). So `/x/../proc`
 /// is `/proc` for the checks, and `/x/../data` the `/data` another mount may cover.
