@@ -96,6 +96,11 @@ pub fn logs(ctx: &Ctx, args: LogsArgs) -> Result<i32> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let mut follower = older.pop().expect("the current file is opened");
+    if !args.follow {
+        // What the log holds now, as docker: a container writing faster than this prints
+        // must not keep `logs` (or `--tail`) going for ever.
+        follower.stop_at_current_end()?;
+    }
     // Of the rotated files: all of them, or as many of their last entries as the current
     // file does not give `--tail`.
     let mut before: Vec<Follower> = Vec::new();

@@ -206,11 +206,27 @@ pub struct Follower {
     partial: Vec<u8>,
     /// Go on with the file that takes the name once this one is rotated away.
     follow_rotation: bool,
+    /// Read no further than this offset (`logs` without `-f`: what the file held when asked).
+    end: Option<u64>,
 }
 
 impl Follower {
     pub fn open(path: &Path) -> io::Result<Follower> {
-        Ok(Follower { path: path.to_path_buf(), file: File::open(path)?, partial: Vec::new(), follow_rotation: true })
+        Ok(Follower {
+            path: path.to_path_buf(),
+            file: File::open(path)?,
+            partial: Vec::new(),
+            follow_rotation: true,
+            end: None,
+        })
+    }
+
+    /// Read only what the file holds now, and not on into the files written after it: docker's
+    /// `logs` without `-f` ends, however fast the container writes.
+    pub fn stop_at_current_end(&mut self) -> io::Result<()> {
+        self.end = Some(self.file.metadata()?.len());
+        self.follow_rotation = false;
+        Ok(())
     }
 
     /// The file to go on with once the open one is read to its end, opened: None while the
@@ -267,7 +283,10 @@ impl Follower {
     /// end: `logs --tail N` of a large log reads only what it prints. Returns how many
     /// entries that is (fewer than `n` when the file has fewer).
     pub fn seek_to_last(&mut self, n: usize) -> io::Result<usize> {
-        let mut pos = self.file.seek(SeekFrom::End(0))?;
+        let mut pos = match self.end {
+            Some(end) => end,
+            None => self.file.seek(SeekFrom::End(0))?,
+        };
         let mut newlines = 0;
         let mut buf = vec![0u8; 64 * 1024];
         let start = 'search: loop {
@@ -300,7 +319,12 @@ impl Follower {
     pub fn read_new_each(&mut self, mut each: impl FnMut(Entry) -> io::Result<()>) -> io::Result<()> {
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = self.file.read(&mut buf)?;
+            let room = match self.end {
+                Some(end) => usize::try_from(end.saturating_sub(self.file.stream_position()?)).unwrap_or(usize::MAX),
+                None => usize::MAX,
+            };
+            let want = room.min(buf.len());
+            let n = if want == 0 { 0 } else { self.file.read(&mut buf[..want])? };
             if n == 0 {
                 let Some(next) = self.next_file() else { return Ok(()) };
                 // Rotated: what was written to it before the rotation is read first (the
