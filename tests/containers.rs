@@ -1460,6 +1460,37 @@ fn cidfile_holds_the_id_and_is_never_reused() {
     e.ok(&["rm", "-f", id.trim()]);
 }
 
+/// `logs` without `-f` prints what the log holds when asked and ends, as docker's does,
+/// however fast the container writes (it read on to each new end, for ever); `--tail N`
+/// prints N lines.
+#[test]
+fn logs_ends_while_the_container_writes_on() {
+    let e = Env::new();
+    e.ok(&["run", "-d", "--name", "chatty", IMAGE, "yes"]);
+    let log = std::path::PathBuf::from(e.inspect("chatty")["LogPath"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) < 1 << 20 {
+        assert!(Instant::now() < deadline, "nothing logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut logs = e.s.command(&["logs", "chatty"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut out = logs.stdout.take().unwrap();
+    // A reader slower than the container's writing.
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while let Ok(n @ 1..) = std::io::Read::read(&mut out, &mut buf) {
+            total += n;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        total
+    });
+    assert_eq!(exit_within(logs, Duration::from_secs(60), "logs of a container writing on"), Some(0));
+    assert!(reader.join().unwrap() > 0);
+    assert_eq!(e.ok(&["logs", "--tail", "5", "chatty"]), "y\n".repeat(5));
+    e.ok(&["rm", "-f", "chatty"]);
+}
+
 #[test]
 fn logs_rotate_as_docker_json_file_does() {
     // --log-opt max-size/max-file: the files rotate, `logs` (also -f and --tail) reads across
@@ -1895,6 +1926,26 @@ fn wait_and_stop_on_rm_containers() {
     assert_eq!(e.ok(&["stop", "-t", "1", "rmc"]), "rmc\n");
     e.assert_no_trace(&id);
     assert!(e.ps(true).is_empty());
+}
+
+/// An attached CLI that reads slowly still gets everything a container said before it
+/// ended (the run cut it off 2 s after the exit, silently).
+#[test]
+fn a_slow_cli_gets_all_of_the_output() {
+    let e = Env::new();
+    let script = "head -c 3000000 /dev/zero | tr '\\0' a; echo END";
+    let mut cli = e.s.command(&["run", "--rm", IMAGE, "sh", "-c", script]);
+    let mut cli = cli.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut out = cli.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 200 << 10];
+    while let Ok(n @ 1..) = std::io::Read::read(&mut out, &mut buf) {
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(exit_within(cli, Duration::from_secs(60), "a run read slowly"), Some(0));
+    assert_eq!(got.len(), 3_000_004);
+    assert!(got.ends_with(b"aEND\n"));
 }
 
 /// An attached CLI that stops reading holds back the container's output (as with docker),

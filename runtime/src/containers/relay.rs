@@ -19,6 +19,10 @@ use std::time::Duration;
 /// would never end.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
+/// The longest the drain goes on while an attached CLI that is slow but reading holds the
+/// container's output back: it gets everything a container that has ended still had to say.
+const MAX_DRAIN_FOR_A_SLOW_CLI: Duration = Duration::from_secs(30);
+
 /// Where the container's output comes from.
 pub enum Output {
     Pipes {
@@ -42,10 +46,11 @@ pub struct Attached {
     pub control: Option<OwnedFd>,
 }
 
-/// Output waiting for an attached CLI that does not keep up. While the init runs, a full
-/// backlog stops the reading of the container's output (it waits, as with docker) but never
-/// the monitor itself: exits, stops and input are still handled. Once the init has exited,
-/// a CLI whose backlog is full loses its copy; the log keeps everything.
+/// Output waiting for an attached CLI that does not keep up. A full backlog stops the reading
+/// of the container's output (it waits, as with docker) but never the monitor itself: exits,
+/// stops and input are still handled. Once the init has exited, a CLI that takes nothing for
+/// [`DRAIN_AFTER_EXIT`] loses the rest of its copy (the log keeps everything); one that reads,
+/// however slowly, gets it all.
 const CLI_BACKLOG: usize = 1 << 20;
 
 impl Attached {
@@ -132,6 +137,9 @@ pub fn copy_until_exit(
     let mut reap = Some(reap);
     let mut exit: Option<i32> = None;
     let mut drain_until: Option<std::time::Instant> = None;
+    let mut exited_at = std::time::Instant::now();
+    // When the attached CLI last took output (after the exit, a CLI that stops is let go).
+    let mut cli_took = std::time::Instant::now();
     let mut pending: Vec<u8> = Vec::new();
     attached.make_nonblocking();
     // Per stream (stdout, stderr): output the attached CLI has not taken yet.
@@ -148,11 +156,20 @@ pub fn copy_until_exit(
             }
         }
         if exit.is_some() {
-            // The init is gone: a CLI that does not keep up no longer holds anything back.
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                if backlog[stream as usize].len() > CLI_BACKLOG {
-                    *attached.slot(stream) = None;
-                    backlog[stream as usize].clear();
+            let now = std::time::Instant::now();
+            // The drain is over: what processes left behind still write is not waited for.
+            if drain_until.is_some_and(|at| at <= now) {
+                for (fd, _) in outputs.iter_mut() {
+                    *fd = None;
+                }
+            }
+            // The init is gone: a CLI that takes nothing no longer holds anything back.
+            if cli_took + DRAIN_AFTER_EXIT <= now {
+                for stream in [Stream::Stdout, Stream::Stderr] {
+                    if !backlog[stream as usize].is_empty() {
+                        *attached.slot(stream) = None;
+                        backlog[stream as usize].clear();
+                    }
                 }
             }
             if outputs.iter().all(|(fd, _)| fd.is_none()) && backlog.iter().all(Vec::is_empty) {
@@ -161,7 +178,7 @@ pub fn copy_until_exit(
         }
         let mut fds: Vec<PollFd> = Vec::with_capacity(8);
         let mut roles: Vec<Role> = Vec::with_capacity(8);
-        let backed_up = exit.is_none() && backlog.iter().any(|b| b.len() >= CLI_BACKLOG);
+        let backed_up = backlog.iter().any(|b| b.len() >= CLI_BACKLOG);
         for (i, (fd, stream)) in outputs.iter().enumerate() {
             if let Some(fd) = fd.as_ref().filter(|_| !backed_up) {
                 fds.push(PollFd::new(fd, PollFlags::IN));
@@ -195,17 +212,19 @@ pub fn copy_until_exit(
                 roles.push(Role::Control);
             }
         }
-        if drain_until.is_some_and(|at| at <= std::time::Instant::now()) {
-            break;
-        }
-        // Until the drain's end once the init is gone, else until the trim.
-        let timeout = drain_until.or(trim_at).map(|at| {
+        // Once the init is gone: until the drain's end or the CLI's last chance, whichever
+        // comes first; before, until the trim.
+        let after_exit = drain_until.filter(|_| outputs.iter().any(|(fd, _)| fd.is_some())).into_iter().chain(
+            exit.is_some().then_some(cli_took + DRAIN_AFTER_EXIT).filter(|_| backlog.iter().any(|b| !b.is_empty())),
+        );
+        let deadline = if exit.is_some() { after_exit.min() } else { trim_at };
+        let timeout = deadline.map(|at| {
             let left = at.saturating_duration_since(std::time::Instant::now());
             Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 }
         });
         match poll(&mut fds, timeout.as_ref()) {
-            Ok(0) if exit.is_none() => continue,
-            Ok(0) => break,
+            // A deadline: the checks at the top act on it.
+            Ok(0) => continue,
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
@@ -220,7 +239,9 @@ pub fn copy_until_exit(
             match role {
                 Role::Exit => {
                     exit = reap.take().map(|f| f());
-                    drain_until = Some(std::time::Instant::now() + DRAIN_AFTER_EXIT);
+                    exited_at = std::time::Instant::now();
+                    cli_took = exited_at;
+                    drain_until = Some(exited_at + DRAIN_AFTER_EXIT);
                 }
                 Role::Out(stream, i) => {
                     let Some(fd) = &outputs[i].0 else { continue };
@@ -240,7 +261,16 @@ pub fn copy_until_exit(
                 }
                 Role::CliWritable(stream) => {
                     let queued = std::mem::take(&mut backlog[stream as usize]);
+                    let was_full = queued.len() >= CLI_BACKLOG;
                     attached.send(stream, &queued, &mut backlog[stream as usize]);
+                    if backlog[stream as usize].len() < queued.len() {
+                        cli_took = std::time::Instant::now();
+                        // A slow CLI held the output back: the drain waits for it, so far.
+                        if was_full && exit.is_some() {
+                            let longest = exited_at + MAX_DRAIN_FOR_A_SLOW_CLI;
+                            drain_until = drain_until.map(|at| at.max(cli_took + DRAIN_AFTER_EXIT).min(longest));
+                        }
+                    }
                 }
                 Role::Input => {
                     let Some(input) = &attached.input else { continue };
