@@ -21,7 +21,26 @@ pub fn open_in_root(
     let relative = path.strip_prefix("/").unwrap_or(path);
     let relative = if relative.as_os_str().is_empty() { Path::new(".") } else { relative };
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-    rustix::fs::openat2(root, relative, flags, rustix::fs::Mode::empty(), resolve)
+    openat2_retrying(root, relative, flags, resolve)
+}
+
+/// openat2(2), again while it says EAGAIN: a lookup scoped to a root (`RESOLVE_IN_ROOT`)
+/// that goes through `..` fails so whenever a rename or mount anywhere on the host ran
+/// meanwhile (the kernel cannot then vouch for the walk); it is meant to be retried.
+pub fn openat2_retrying(
+    dir: impl std::os::fd::AsFd,
+    path: impl AsRef<Path>,
+    flags: rustix::fs::OFlags,
+    resolve: rustix::fs::ResolveFlags,
+) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    let path = path.as_ref();
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(&dir, path, flags, rustix::fs::Mode::empty(), resolve) {
+            Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
+            done => return done,
+        }
+    }
 }
 
 /// Replace `path` with `data` atomically: write a temp file beside it, fsync, rename over.

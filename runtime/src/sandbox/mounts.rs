@@ -273,7 +273,7 @@ fn mounted_on(mountpoint: &OwnedFd) -> Result<OwnedFd> {
     };
     let resolve = rustix::fs::ResolveFlags::NO_SYMLINKS | rustix::fs::ResolveFlags::NO_MAGICLINKS;
     let flags = OFlags::PATH | OFlags::CLOEXEC;
-    let parent = rustix::fs::openat2(rustix::fs::CWD, parent, flags | OFlags::DIRECTORY, Mode::empty(), resolve)
+    let parent = crate::fsutil::openat2_retrying(rustix::fs::CWD, parent, flags | OFlags::DIRECTORY, resolve)
         .map_err(|e| format!("reopening {}: {e}", parent.display()))?;
     let mounted = rustix::fs::openat(&parent, name, flags | OFlags::NOFOLLOW, Mode::empty())
         .map_err(|e| format!("reopening {}: {e}", path.display()))?;

@@ -10,7 +10,7 @@
 //! to 126.
 
 use oci_spec::runtime::Spec;
-use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
+use rustix::fs::{OFlags, ResolveFlags};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +75,12 @@ pub fn resolve(root: &OwnedFd, args: &[String], env: &[String], wasm_hint: bool)
 
 fn open_in_root(root: &OwnedFd, path: &Path) -> rustix::io::Result<OwnedFd> {
     let relative = path.strip_prefix("/").unwrap_or(path);
-    openat2(root, relative, OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty(), ResolveFlags::IN_ROOT)
+    crate::fsutil::openat2_retrying(
+        root,
+        relative,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        ResolveFlags::IN_ROOT,
+    )
 }
 
 fn starts_with_wasm_magic(fd: &OwnedFd) -> bool {
@@ -96,7 +101,7 @@ mod tests {
             std::fs::write(&p, bytes).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
         }
-        let fd = rustix::fs::open(dir.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let fd = rustix::fs::open(dir.path(), OFlags::PATH | OFlags::DIRECTORY, rustix::fs::Mode::empty()).unwrap();
         (dir, fd)
     }
 
